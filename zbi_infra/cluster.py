@@ -1,0 +1,363 @@
+"""ZbiCluster: an EKS cluster with one managed node group per zone, KMS encryption, IRSA and the EBS CSI driver."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_eks as eks
+import pulumi_kubernetes as k8s
+
+from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfig
+from zbi_infra.zones import AvailabilityZone
+
+CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
+ACCESS_POLICIES = {
+    "cluster-admin": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy",
+    "admin": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminPolicy",
+    "edit": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
+    "view": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy",
+}
+NODE_ROLE_POLICIES = {
+    "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+    "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+    "ssm": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
+}
+EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+
+
+@dataclass(frozen=True)
+class ZbiClusterArgs:
+    config: ClusterConfig
+    vpc_id: pulumi.Input[str]
+    zones: list[AvailabilityZone]
+    private_subnet_ids_by_zone: dict[str, pulumi.Input[str]]
+    public_subnet_ids: pulumi.Input[list[str]]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def access_entry(admin: AdminConfig) -> eks.AccessEntryArgs:
+    scope = (
+        aws.eks.AccessPolicyAssociationAccessScopeArgs(type="namespace", namespaces=admin.namespaces)
+        if admin.namespaces
+        else aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster")
+    )
+    return eks.AccessEntryArgs(
+        principal_arn=admin.principal_arn,
+        access_policies={
+            admin.policy: eks.AccessPolicyAssociationArgs(policy_arn=ACCESS_POLICIES[admin.policy], access_scope=scope)
+        },
+    )
+
+
+def node_group_name(cluster: str, group: str, zone: AvailabilityZone) -> str:
+    return f"{cluster}-{group}-{zone.zone_id}"
+
+
+class ZbiCluster(pulumi.ComponentResource):
+    cluster_name: pulumi.Output[str]
+    kubeconfig: pulumi.Output[str]
+    provider: k8s.Provider
+    oidc_provider_arn: pulumi.Output[str]
+    oidc_provider_url: pulumi.Output[str]
+    node_role_arn: pulumi.Output[str]
+    ebs_kms_key_arn: pulumi.Output[str]
+    eks_cluster: eks.Cluster
+
+    def __init__(self, name: str, args: ZbiClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("zbi:cluster:ZbiCluster", name, None, opts)
+        config = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {**args.tags, "zbi.io/component": name, "zbi.io/cluster": config.name}
+
+        secrets_key = aws.kms.Key(
+            f"{name}-secrets-key",
+            description=f"EKS secrets envelope encryption for {config.name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=tags,
+            opts=child,
+        )
+        aws.kms.Alias(f"{name}-secrets-key-alias", name=f"alias/zbi/{config.name}/eks-secrets", target_key_id=secrets_key.id, opts=child)
+        ebs_key = aws.kms.Key(
+            f"{name}-ebs-key",
+            description=f"EBS volumes holding chain data in {config.name}",
+            enable_key_rotation=True,
+            deletion_window_in_days=30,
+            tags=tags,
+            # Losing this key makes every snapshot of chain data unreadable.
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
+        aws.kms.Alias(f"{name}-ebs-key-alias", name=f"alias/zbi/{config.name}/ebs", target_key_id=ebs_key.id, opts=child)
+
+        # Created before the cluster so EKS writes into a group with a retention policy instead of creating one
+        # that keeps audit logs forever.
+        log_group = aws.cloudwatch.LogGroup(
+            f"{name}-control-plane-logs",
+            name=f"/aws/eks/{config.name}/cluster",
+            retention_in_days=config.log_retention_days,
+            tags=tags,
+            opts=child,
+        )
+
+        cluster = eks.Cluster(
+            f"{name}-eks",
+            # An explicit name keeps the cluster from being replaced on every up (pulumi-eks #764, #862).
+            name=config.name,
+            version=config.version,
+            vpc_id=args.vpc_id,
+            private_subnet_ids=list(args.private_subnet_ids_by_zone.values()),
+            public_subnet_ids=args.public_subnet_ids,
+            endpoint_private_access=True,
+            endpoint_public_access=config.endpoint.public_access,
+            public_access_cidrs=config.endpoint.public_access_cidrs if config.endpoint.public_access else None,
+            # Changing the authentication mode recreates the cluster (pulumi-eks #1493): chosen once, here.
+            authentication_mode=eks.AuthenticationMode.API,
+            access_entries={admin.name: access_entry(admin) for admin in config.admins},
+            skip_default_node_group=True,
+            create_oidc_provider=True,
+            encryption_config_key_arn=secrets_key.arn,
+            enabled_cluster_log_types=CONTROL_PLANE_LOG_TYPES,
+            # pulumi-eks would otherwise create an in-tree gp2 class whose volumes cannot be snapshotted;
+            # ZcashNode brings its own gp3 class on the EBS CSI driver.
+            storage_classes={},
+            coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=True),
+            kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=True),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
+        )
+        if not config.bootstrap_creator_admin:
+            pulumi.log.info(
+                f"{config.name}: the deploying identity gets no implicit cluster-admin; it must be one of the admins",
+                resource=self,
+            )
+
+        node_role = self._node_role(name, tags)
+        node_groups = []
+        for group_name, group in config.node_groups.items():
+            template = self._launch_template(name, group_name, group, config.imds_hop_limit, tags)
+            for zone in args.zones:
+                node_groups.append(
+                    self._node_group(name, config.name, group_name, group, zone, args, cluster, node_role, template, tags)
+                )
+
+        oidc_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
+        ebs_csi_role = self._ebs_csi_role(name, cluster.oidc_provider_arn, oidc_url, ebs_key, tags)
+        addon_opts = pulumi.ResourceOptions(parent=self, depends_on=[cluster, *node_groups])
+        aws.eks.Addon(
+            f"{name}-ebs-csi-driver",
+            cluster_name=config.name,
+            addon_name="aws-ebs-csi-driver",
+            service_account_role_arn=ebs_csi_role.arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=addon_opts,
+        )
+        # VolumeSnapshots (fast bootstrap of a new replica, DR) need the snapshot controller.
+        aws.eks.Addon(
+            f"{name}-snapshot-controller",
+            cluster_name=config.name,
+            addon_name="snapshot-controller",
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=addon_opts,
+        )
+
+        self.eks_cluster = cluster
+        self.cluster_name = pulumi.Output.from_input(config.name)
+        self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
+        self.provider = k8s.Provider(
+            f"{name}-k8s",
+            kubeconfig=self.kubeconfig,
+            enable_server_side_apply=True,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+        )
+        self.oidc_provider_arn = cluster.oidc_provider_arn
+        self.oidc_provider_url = oidc_url
+        self.node_role_arn = node_role.arn
+        self.ebs_kms_key_arn = ebs_key.arn
+        self.register_outputs(
+            {
+                "clusterName": self.cluster_name,
+                "kubeconfig": self.kubeconfig,
+                "oidcProviderArn": self.oidc_provider_arn,
+                "oidcProviderUrl": self.oidc_provider_url,
+                "nodeRoleArn": self.node_role_arn,
+                "ebsKmsKeyArn": self.ebs_kms_key_arn,
+            }
+        )
+
+    def _node_role(self, name: str, tags: dict[str, str]) -> aws.iam.Role:
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-node-role",
+            assume_role_policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+            tags=tags,
+            opts=child,
+        )
+        for key, arn in NODE_ROLE_POLICIES.items():
+            aws.iam.RolePolicyAttachment(f"{name}-node-role-{key}", role=role.name, policy_arn=arn, opts=child)
+        return role
+
+    def _launch_template(
+        self, name: str, group_name: str, group: NodeGroupConfig, hop_limit: int, tags: dict[str, str]
+    ) -> aws.ec2.LaunchTemplate:
+        # No image_id: EKS keeps choosing and bootstrapping the AMI for the node group's amiType.
+        root_device = "/dev/xvda" if group.ami_type.value.startswith("AL2023") else "/dev/xvdb"
+        return aws.ec2.LaunchTemplate(
+            f"{name}-{group_name}-lt",
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
+                # 1 keeps pods (one hop further) from reading the node role's credentials; pods get AWS access
+                # through IRSA. The EBS CSI node plugin falls back to Kubernetes metadata without IMDS.
+                http_put_response_hop_limit=hop_limit,
+            ),
+            block_device_mappings=[
+                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name=root_device,
+                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=group.disk_size_gib,
+                        volume_type="gp3",
+                        # Encrypted with the account's aws/ebs key: a customer key here would need a key-policy
+                        # grant to the Auto Scaling service-linked role before any node could launch.
+                        encrypted="true",
+                        delete_on_termination="true",
+                    ),
+                )
+            ],
+            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={**tags, "zbi.io/node-group": group_name})
+                for kind in ("instance", "volume")
+            ],
+            update_default_version=True,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _node_group(
+        self,
+        name: str,
+        cluster_name: str,
+        group_name: str,
+        group: NodeGroupConfig,
+        zone: AvailabilityZone,
+        args: ZbiClusterArgs,
+        cluster: eks.Cluster,
+        node_role: aws.iam.Role,
+        template: aws.ec2.LaunchTemplate,
+        tags: dict[str, str],
+    ) -> eks.ManagedNodeGroup:
+        # One group per zone: an EBS volume lives in one zone, so the autoscaler must be able to add a node in
+        # exactly the zone where a pending pod's volume is.
+        return eks.ManagedNodeGroup(
+            f"{name}-{group_name}-{zone.key}",
+            cluster=cluster,
+            node_group_name=node_group_name(cluster_name, group_name, zone),
+            node_role=node_role,
+            subnet_ids=[args.private_subnet_ids_by_zone[zone.zone_id]],
+            ami_type=group.ami_type.value,
+            capacity_type=group.capacity_type,
+            instance_types=group.instance_types,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=group.min_size, desired_size=group.desired_size, max_size=group.max_size
+            ),
+            # The autoscaler owns desiredSize once running; re-applying it on every up would undo its work.
+            ignore_scaling_changes=True,
+            labels={**group.labels, "zbi.io/node-group": group_name},
+            taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_taint_effect(t.effect)) for t in group.taints],
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
+            tags={
+                **tags,
+                "zbi.io/node-group": group_name,
+                "k8s.io/cluster-autoscaler/enabled": "true",
+                f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
+                "k8s.io/cluster-autoscaler/node-template/label/topology.ebs.csi.aws.com/zone": zone.name,
+            },
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _ebs_csi_role(
+        self,
+        name: str,
+        oidc_arn: pulumi.Output[str],
+        oidc_url: pulumi.Output[str],
+        ebs_key: aws.kms.Key,
+        tags: dict[str, str],
+    ) -> aws.iam.Role:
+        child = pulumi.ResourceOptions(parent=self)
+        trust = pulumi.Output.all(oidc_arn, oidc_url).apply(
+            lambda v: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Federated": v[0]},
+                            "Action": "sts:AssumeRoleWithWebIdentity",
+                            "Condition": {
+                                "StringEquals": {f"{v[1]}:sub": EBS_CSI_SERVICE_ACCOUNT, f"{v[1]}:aud": "sts.amazonaws.com"}
+                            },
+                        }
+                    ],
+                }
+            )
+        )
+        role = aws.iam.Role(f"{name}-ebs-csi-role", assume_role_policy=trust, tags=tags, opts=child)
+        aws.iam.RolePolicyAttachment(
+            f"{name}-ebs-csi-policy",
+            role=role.name,
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
+            opts=child,
+        )
+        # Volumes encrypted with our key need the driver to create grants on it (aws-ebs-csi-driver docs/install.md).
+        aws.iam.RolePolicy(
+            f"{name}-ebs-csi-kms",
+            role=role.id,
+            policy=ebs_key.arn.apply(
+                lambda arn: json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
+                                "Resource": [arn],
+                                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+                            },
+                            {
+                                "Effect": "Allow",
+                                "Action": [
+                                    "kms:Encrypt",
+                                    "kms:Decrypt",
+                                    "kms:ReEncrypt*",
+                                    "kms:GenerateDataKey*",
+                                    "kms:DescribeKey",
+                                ],
+                                "Resource": [arn],
+                            },
+                        ],
+                    }
+                )
+            ),
+            opts=child,
+        )
+        return role
+
+
+def _taint_effect(effect: str) -> str:
+    """Kubernetes spells taint effects NoSchedule; the EKS API spells them NO_SCHEDULE."""
+    return {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}[effect]

@@ -1,0 +1,25 @@
+"""Validated configuration models for a zBI stack."""
+
+from zbi_infra.config.platform import (
+    AdminConfig,
+    ClusterConfig,
+    EndpointConfig,
+    NatStrategy,
+    NodeGroupConfig,
+    PlatformConfig,
+)
+from zbi_infra.config.stack import LocalConfig, StackConfig, StackRole, load_stack_config, runtime_config
+
+__all__ = [
+    "AdminConfig",
+    "ClusterConfig",
+    "EndpointConfig",
+    "LocalConfig",
+    "NatStrategy",
+    "NodeGroupConfig",
+    "PlatformConfig",
+    "StackConfig",
+    "StackRole",
+    "load_stack_config",
+    "runtime_config",
+]

@@ -1,0 +1,86 @@
+"""Turn pydantic's validation errors into messages that name the stack config key and say how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from zbi_infra.errors import ConfigError
+
+NAMESPACE = "zbi"
+
+
+def config_key(loc: tuple[int | str, ...]) -> str:
+    """('cluster', 'nodeGroups', 'general', 'minSize') -> 'zbi:cluster.nodeGroups.general.minSize'."""
+    if not loc:
+        return f"{NAMESPACE}:"
+    head, *rest = loc
+    key = f"{NAMESPACE}:{head}"
+    for part in rest:
+        key += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return key
+
+
+def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class that owns the last element of `loc`, for suggesting known keys."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap_optional(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {f.alias or name: f for name, f in current.model_fields.items()}
+            field = fields.get(str(part))
+            if field is None:
+                return current
+            current = field.annotation
+            continue
+        current = _unwrap_container(current)
+    current = _unwrap_optional(current)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    return annotation
+
+
+def _unwrap_container(annotation: Any) -> Any:
+    """dict[str, M] / list[M] / M | None -> M."""
+    origin = typing.get_origin(annotation)
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if origin in (dict, typing.Mapping) and len(args) == 2:
+        return args[1]
+    if origin in (list, typing.Sequence) and args:
+        return args[0]
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return args[0]
+    if origin is typing.Annotated:
+        return args[0]
+    return annotation
+
+
+def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = tuple(error["loc"])
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            owner = _model_at(model, loc[:-1])
+            known = sorted(f.alias or n for n, f in owner.model_fields.items()) if owner else []
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+            message = f"unknown key. Fix: remove it ({hint})"
+        elif error["type"] == "missing":
+            message = "required but not set. Fix: set it in the stack's Pulumi.<stack>.yaml"
+        elif error["type"] == "string_pattern_mismatch":
+            pattern = (error.get("ctx") or {}).get("pattern", "")
+            message = f"{error.get('input')!r} has the wrong form. Fix: write a value matching {pattern}"
+        elif "Fix:" not in message and error["type"] not in ("value_error",):
+            message = f"{message} (got {error.get('input')!r})"
+        problems.append(f"{config_key(loc)}: {message}")
+    return ConfigError(problems)

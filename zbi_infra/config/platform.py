@@ -1,0 +1,237 @@
+"""The AWS platform a stack declares: region, zones, network, EKS cluster and its node groups."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+
+from zbi_infra.config.base import LABEL_KEY_PATTERN, DnsLabel, StrictModel, Tags
+from zbi_infra.network_plan import MAX_VPC_PREFIX, MIN_VPC_PREFIX
+from zbi_infra.zones import ZONE_ID_PATTERN, is_region, zone_id_prefix
+
+
+class NatStrategy(str, Enum):
+    PER_AZ = "per-az"
+    SINGLE = "single"
+
+
+class FlowLogsConfig(StrictModel):
+    enabled: bool = True
+    retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
+
+
+class PlatformConfig(StrictModel):
+    """`zbi:platform`: where the platform lives and how its network is laid out."""
+
+    region: str = "us-east-1"
+    availability_zone_count: int = Field(default=5, ge=2, le=6)
+    zone_ids: list[str] | None = None
+    vpc_cidr: str = "10.20.0.0/16"
+    nat_strategy: NatStrategy = NatStrategy.PER_AZ
+    flow_logs: FlowLogsConfig = Field(default_factory=FlowLogsConfig)
+    tags: Tags
+
+    @field_validator("region")
+    @classmethod
+    def _known_region(cls, region: str) -> str:
+        if not is_region(region):
+            raise ValueError(f"'{region}' is not an AWS region name. Fix: use a name such as us-east-1 or us-west-2")
+        return region
+
+    @field_validator("zone_ids")
+    @classmethod
+    def _zone_ids_in_region(cls, zone_ids: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if zone_ids is None:
+            return None
+        if not 2 <= len(zone_ids) <= 6:
+            raise ValueError(f"list 2 to 6 zone IDs, got {len(zone_ids)}")
+        if len(set(zone_ids)) != len(zone_ids):
+            raise ValueError("a zone ID is listed twice. Fix: list each zone once")
+        region = info.data.get("region")
+        prefix = zone_id_prefix(region) if region else None
+        for zone_id in zone_ids:
+            match = ZONE_ID_PATTERN.match(zone_id)
+            if not match:
+                raise ValueError(f"'{zone_id}' is not a zone ID. Fix: use zone IDs such as use1-az1, not names")
+            if prefix and match["prefix"] != prefix:
+                raise ValueError(f"'{zone_id}' is not in region {region}. Fix: use zone IDs starting with '{prefix}-'")
+        return zone_ids
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_cidr_fits(cls, cidr: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(cidr, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"'{cidr}' is not an IPv4 network CIDR ({exc}). Fix: e.g. 10.20.0.0/16") from None
+        if not MIN_VPC_PREFIX <= network.prefixlen <= MAX_VPC_PREFIX:
+            raise ValueError(
+                f"/{network.prefixlen} does not fit six zones of private and public subnets with room to grow. "
+                f"Fix: use a /{MIN_VPC_PREFIX} to /{MAX_VPC_PREFIX}"
+            )
+        if not network.is_private:
+            raise ValueError(f"{cidr} is not a private (RFC 1918) range. Fix: use e.g. 10.20.0.0/16")
+        return cidr
+
+
+class EndpointConfig(StrictModel):
+    """`zbi:cluster.endpoint`: the private endpoint is always on; the public one is opt-in and allowlisted."""
+
+    public_access: bool = False
+    public_access_cidrs: list[str] = Field(default_factory=list)
+
+    @field_validator("public_access_cidrs")
+    @classmethod
+    def _cidrs_valid(cls, cidrs: list[str], info: ValidationInfo) -> list[str]:
+        for cidr in cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError:
+                raise ValueError(f"'{cidr}' is not a CIDR. Fix: e.g. 203.0.113.0/24") from None
+        if info.data.get("public_access") and not cidrs:
+            raise ValueError(
+                "publicAccess is true but no CIDR is allowed. Fix: list the networks that may reach the API "
+                "(e.g. your office or CI runner range); 0.0.0.0/0 must be written out if really meant"
+            )
+        return cidrs
+
+
+class AdminScope(str, Enum):
+    CLUSTER = "cluster"
+    NAMESPACE = "namespace"
+
+
+ARN_PRINCIPAL_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+
+
+class AdminConfig(StrictModel):
+    """One EKS access entry."""
+
+    name: DnsLabel
+    principal_arn: Annotated[str, StringConstraints(pattern=ARN_PRINCIPAL_PATTERN)]
+    policy: Literal["cluster-admin", "admin", "edit", "view"] = "cluster-admin"
+    namespaces: list[DnsLabel] = Field(default_factory=list)
+
+    @field_validator("namespaces")
+    @classmethod
+    def _namespaces_need_namespaced_policy(cls, namespaces: list[str], info: ValidationInfo) -> list[str]:
+        if namespaces and info.data.get("policy") == "cluster-admin":
+            raise ValueError("cluster-admin is cluster-wide. Fix: drop namespaces, or use policy admin/edit/view")
+        return namespaces
+
+
+class AmiType(str, Enum):
+    AL2023_X86_64 = "AL2023_x86_64_STANDARD"
+    AL2023_ARM_64 = "AL2023_ARM_64_STANDARD"
+    BOTTLEROCKET_X86_64 = "BOTTLEROCKET_x86_64"
+    BOTTLEROCKET_ARM_64 = "BOTTLEROCKET_ARM_64"
+
+
+class TaintConfig(StrictModel):
+    key: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    value: Annotated[str, StringConstraints(max_length=63)] = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
+
+
+INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
+
+
+class NodeGroupConfig(StrictModel):
+    """`zbi:cluster.nodeGroups.<name>`: one managed node group *per zone*; sizes are per zone."""
+
+    instance_types: Annotated[
+        list[Annotated[str, StringConstraints(pattern=INSTANCE_TYPE_PATTERN)]], Field(min_length=1, max_length=20)
+    ] = Field(default_factory=lambda: ["m7i.large"])
+    ami_type: AmiType = AmiType.AL2023_X86_64
+    capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    min_size: int = Field(default=1, ge=0, le=100)
+    desired_size: int = Field(default=1, ge=0, le=100)
+    max_size: int = Field(default=3, ge=1, le=100)
+    disk_size_gib: int = Field(default=50, ge=20, le=16384)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[TaintConfig] = Field(default_factory=list)
+
+    @field_validator("ami_type", mode="before")
+    @classmethod
+    def _no_al2(cls, value: object) -> object:
+        if isinstance(value, str) and value.startswith("AL2_"):
+            raise ValueError(
+                f"{value}: Amazon Linux 2 node images are deprecated for EKS. Fix: use AL2023_x86_64_STANDARD "
+                "or BOTTLEROCKET_x86_64"
+            )
+        return value
+
+    @field_validator("desired_size")
+    @classmethod
+    def _desired_at_least_min(cls, desired: int, info: ValidationInfo) -> int:
+        minimum = info.data.get("min_size")
+        if minimum is not None and desired < minimum:
+            raise ValueError(f"desiredSize ({desired}) is below minSize ({minimum}). Fix: raise desiredSize")
+        return desired
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_at_least_desired(cls, maximum: int, info: ValidationInfo) -> int:
+        desired = info.data.get("desired_size")
+        if desired is not None and maximum < desired:
+            raise ValueError(f"maxSize ({maximum}) is below desiredSize ({desired}). Fix: raise maxSize")
+        return maximum
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_valid(cls, labels: dict[str, str]) -> dict[str, str]:
+        for key, value in labels.items():
+            if not LABEL_KEY_PATTERN.match(key):
+                raise ValueError(f"'{key}' is not a Kubernetes label key. Fix: e.g. zbi.io/role")
+            if not re.match(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$", value):
+                raise ValueError(f"label {key}: '{value}' is not a Kubernetes label value")
+        return labels
+
+    @field_validator("taints")
+    @classmethod
+    def _taints_unique(cls, taints: list[TaintConfig]) -> list[TaintConfig]:
+        seen = {(t.key, t.effect) for t in taints}
+        if len(seen) != len(taints):
+            raise ValueError("two taints share a key and effect. Fix: keep one")
+        return taints
+
+
+KUBERNETES_VERSION_PATTERN = r"^1\.(3[0-9])$"
+NodeGroupName = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
+
+
+class ClusterConfig(StrictModel):
+    """`zbi:cluster`: the EKS cluster."""
+
+    name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z][-a-zA-Z0-9]{0,62}$")]
+    version: Annotated[str, StringConstraints(pattern=KUBERNETES_VERSION_PATTERN)] = "1.33"
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+    admins: list[AdminConfig] = Field(default_factory=list)
+    bootstrap_creator_admin: bool = True
+    log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = 90
+    imds_hop_limit: int = Field(default=1, ge=1, le=2)
+    node_groups: dict[NodeGroupName, NodeGroupConfig] = Field(default_factory=lambda: {"general": NodeGroupConfig()})
+
+    @field_validator("admins")
+    @classmethod
+    def _admins_unique(cls, admins: list[AdminConfig]) -> list[AdminConfig]:
+        names = [a.name for a in admins]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"admin name(s) {', '.join(dupes)} appear twice. Fix: give each admin a unique name")
+        arns = [a.principal_arn for a in admins]
+        dupes = sorted({a for a in arns if arns.count(a) > 1})
+        if dupes:
+            raise ValueError(f"principal {dupes[0]} is listed twice (EKS allows one access entry per principal)")
+        return admins
+
+    @field_validator("node_groups")
+    @classmethod
+    def _at_least_one_group(cls, groups: dict[str, NodeGroupConfig]) -> dict[str, NodeGroupConfig]:
+        if not groups:
+            raise ValueError("no node group. Fix: declare at least one under nodeGroups")
+        return groups
