@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(render.counts(plan))
         if args.out:
-            print(f"\nwrote {args.out / 'plan.json'} and {len(plan.kubernetes_objects())} manifests to {args.out / 'manifests'}")
+            count = len(plan.kubernetes_objects())
+            print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")
     return 0
 
 

@@ -81,7 +81,12 @@ class ZbiCluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        aws.kms.Alias(f"{name}-secrets-key-alias", name=f"alias/zbi/{config.name}/eks-secrets", target_key_id=secrets_key.id, opts=child)
+        aws.kms.Alias(
+            f"{name}-secrets-key-alias",
+            name=f"alias/zbi/{config.name}/eks-secrets",
+            target_key_id=secrets_key.id,
+            opts=child,
+        )
         ebs_key = aws.kms.Key(
             f"{name}-ebs-key",
             description=f"EBS volumes holding chain data in {config.name}",
@@ -91,7 +96,9 @@ class ZbiCluster(pulumi.ComponentResource):
             # Losing this key makes every snapshot of chain data unreadable.
             opts=pulumi.ResourceOptions(parent=self, protect=True),
         )
-        aws.kms.Alias(f"{name}-ebs-key-alias", name=f"alias/zbi/{config.name}/ebs", target_key_id=ebs_key.id, opts=child)
+        aws.kms.Alias(
+            f"{name}-ebs-key-alias", name=f"alias/zbi/{config.name}/ebs", target_key_id=ebs_key.id, opts=child
+        )
 
         # Created before the cluster so EKS writes into a group with a retention policy instead of creating one
         # that keeps audit logs forever.
@@ -141,7 +148,9 @@ class ZbiCluster(pulumi.ComponentResource):
             template = self._launch_template(name, group_name, group, config.imds_hop_limit, tags)
             for zone in args.zones:
                 node_groups.append(
-                    self._node_group(name, config.name, group_name, group, zone, args, cluster, node_role, template, tags)
+                    self._node_group(
+                        name, config.name, group_name, group, zone, args, cluster, node_role, template, tags
+                    )
                 )
 
         oidc_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
@@ -240,7 +249,9 @@ class ZbiCluster(pulumi.ComponentResource):
             ],
             monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
             tag_specifications=[
-                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags={**tags, "zbi.io/node-group": group_name})
+                aws.ec2.LaunchTemplateTagSpecificationArgs(
+                    resource_type=kind, tags={**tags, "zbi.io/node-group": group_name}
+                )
                 for kind in ("instance", "volume")
             ],
             update_default_version=True,
@@ -278,8 +289,13 @@ class ZbiCluster(pulumi.ComponentResource):
             # The autoscaler owns desiredSize once running; re-applying it on every up would undo its work.
             ignore_scaling_changes=True,
             labels={**group.labels, "zbi.io/node-group": group_name},
-            taints=[aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_taint_effect(t.effect)) for t in group.taints],
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(id=template.id, version=template.latest_version.apply(str)),
+            taints=[
+                aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_taint_effect(t.effect))
+                for t in group.taints
+            ],
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)
+            ),
             tags={
                 **tags,
                 "zbi.io/node-group": group_name,
@@ -309,7 +325,10 @@ class ZbiCluster(pulumi.ComponentResource):
                             "Principal": {"Federated": v[0]},
                             "Action": "sts:AssumeRoleWithWebIdentity",
                             "Condition": {
-                                "StringEquals": {f"{v[1]}:sub": EBS_CSI_SERVICE_ACCOUNT, f"{v[1]}:aud": "sts.amazonaws.com"}
+                                "StringEquals": {
+                                    f"{v[1]}:sub": EBS_CSI_SERVICE_ACCOUNT,
+                                    f"{v[1]}:aud": "sts.amazonaws.com",
+                                }
                             },
                         }
                     ],

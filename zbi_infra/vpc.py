@@ -72,7 +72,9 @@ class ZbiVpc(pulumi.ComponentResource):
                 cidr_block=zone_plan.public_cidr,
                 availability_zone_id=zone.zone_id,
                 map_public_ip_on_launch=False,
-                tags=tagged(f"public-{zone.key}", **cluster_tag, **{"kubernetes.io/role/elb": "1", "zbi.io/tier": "public"}),
+                tags=tagged(
+                    f"public-{zone.key}", **cluster_tag, **{"kubernetes.io/role/elb": "1", "zbi.io/tier": "public"}
+                ),
                 opts=child,
             )
             private = aws.ec2.Subnet(
@@ -103,7 +105,9 @@ class ZbiVpc(pulumi.ComponentResource):
 
             first_zone = zone_plan is plan[0]
             if args.nat_strategy is NatStrategy.PER_AZ or first_zone:
-                eip = aws.ec2.Eip(f"{name}-nat-eip-{zone.key}", domain="vpc", tags=tagged(f"nat-eip-{zone.key}"), opts=child)
+                eip = aws.ec2.Eip(
+                    f"{name}-nat-eip-{zone.key}", domain="vpc", tags=tagged(f"nat-eip-{zone.key}"), opts=child
+                )
                 nat_gateways[zone.key] = aws.ec2.NatGateway(
                     f"{name}-nat-{zone.key}",
                     allocation_id=eip.id,

@@ -18,6 +18,8 @@ class StrictModel(BaseModel):
         populate_by_name=True,
         frozen=True,
         str_strip_whitespace=True,
+        # Cross-field checks must also see defaults: minSize 3 against a default desiredSize of 1 is an error.
+        validate_default=True,
     )
 
 

@@ -21,6 +21,8 @@ def config_key(loc: tuple[int | str, ...]) -> str:
     head, *rest = loc
     key = f"{NAMESPACE}:{head}"
     for part in rest:
+        if part == "[key]":
+            continue
         key += f"[{part}]" if isinstance(part, int) else f".{part}"
     return key
 
@@ -64,10 +66,20 @@ def _unwrap_container(annotation: Any) -> Any:
     return annotation
 
 
+def _aliased(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Pydantic reports defaults by field name (public_access_cidrs); users write aliases (publicAccessCidrs)."""
+    result: list[int | str] = []
+    for index, part in enumerate(loc):
+        owner = _model_at(model, loc[:index])
+        field = owner.model_fields.get(str(part)) if owner and isinstance(part, str) else None
+        result.append(field.alias if field is not None and field.alias else part)
+    return tuple(result)
+
+
 def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
     problems = []
     for error in exc.errors(include_url=False):
-        loc = tuple(error["loc"])
+        loc = _aliased(model, tuple(error["loc"]))
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             owner = _model_at(model, loc[:-1])
@@ -79,7 +91,8 @@ def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
             message = "required but not set. Fix: set it in the stack's Pulumi.<stack>.yaml"
         elif error["type"] == "string_pattern_mismatch":
             pattern = (error.get("ctx") or {}).get("pattern", "")
-            message = f"{error.get('input')!r} has the wrong form. Fix: write a value matching {pattern}"
+            what = "name" if loc and loc[-1] == "[key]" else "value"
+            message = f"{error.get('input')!r} has the wrong form. Fix: write a {what} matching {pattern}"
         elif "Fix:" not in message and error["type"] not in ("value_error",):
             message = f"{message} (got {error.get('input')!r})"
         problems.append(f"{config_key(loc)}: {message}")

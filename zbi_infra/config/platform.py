@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
@@ -14,7 +14,7 @@ from zbi_infra.network_plan import MAX_VPC_PREFIX, MIN_VPC_PREFIX
 from zbi_infra.zones import ZONE_ID_PATTERN, is_region, zone_id_prefix
 
 
-class NatStrategy(str, Enum):
+class NatStrategy(StrEnum):
     PER_AZ = "per-az"
     SINGLE = "single"
 
@@ -100,7 +100,7 @@ class EndpointConfig(StrictModel):
         return cidrs
 
 
-class AdminScope(str, Enum):
+class AdminScope(StrEnum):
     CLUSTER = "cluster"
     NAMESPACE = "namespace"
 
@@ -124,7 +124,7 @@ class AdminConfig(StrictModel):
         return namespaces
 
 
-class AmiType(str, Enum):
+class AmiType(StrEnum):
     AL2023_X86_64 = "AL2023_x86_64_STANDARD"
     AL2023_ARM_64 = "AL2023_ARM_64_STANDARD"
     BOTTLEROCKET_X86_64 = "BOTTLEROCKET_x86_64"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import Field, ValidationError, model_validator
@@ -14,7 +14,7 @@ from zbi_infra.config.platform import ClusterConfig, PlatformConfig
 from zbi_infra.errors import ConfigError
 
 
-class StackRole(str, Enum):
+class StackRole(StrEnum):
     PRIMARY = "primary"
     DR = "dr"
     LOCAL = "local"
@@ -76,14 +76,14 @@ def load_stack_config(raw: dict[str, Any]) -> StackConfig:
     except ValidationError as exc:
         raise describe(StackConfig, exc) from None
     aws_region = raw.get("aws:region")
-    if config.platform is not None and aws_region and config.role is StackRole.PRIMARY:
-        if aws_region != config.platform.region:
-            raise ConfigError(
-                [
-                    f"aws:region: {aws_region} differs from zbi:platform.region {config.platform.region}. "
-                    "Fix: set both to the same region (zBI places every resource in zbi:platform.region)"
-                ]
-            )
+    primary_region = config.platform.region if config.platform and config.role is StackRole.PRIMARY else None
+    if aws_region and primary_region and aws_region != primary_region:
+        raise ConfigError(
+            [
+                f"aws:region: {aws_region} differs from zbi:platform.region {primary_region}. "
+                "Fix: set both to the same region (zBI places every resource in zbi:platform.region)"
+            ]
+        )
     return config
 
 

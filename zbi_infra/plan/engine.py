@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-from google.protobuf import json_format
+from google.protobuf import json_format, struct_pb2
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc
 from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
@@ -38,6 +37,7 @@ class PlannedResource:
     parent: str | None
     inputs: dict[str, Any]
     custom: bool
+    id: str | None = None
     protect: bool = False
     retain_on_delete: bool = False
     provider: str | None = None
@@ -63,7 +63,9 @@ class Plan:
         return matches[0]
 
     def kubernetes_objects(self) -> list[PlannedResource]:
-        return [r for r in self.resources if r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:pulumi")]
+        return [
+            r for r in self.resources if r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:pulumi")
+        ]
 
 
 def mask_secrets(value: Any) -> Any:
@@ -91,6 +93,12 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         super().__init__(mocks)
         self.recorded: list[PlannedResource] = []
 
+    def Invoke(self, request):  # noqa: N802 (gRPC method name)
+        args = plain_values(json_format.MessageToDict(request.args, preserving_proto_field_name=True))
+        result = self.mocks.call(pulumi_mocks.MockCallArgs(token=request.tok, args=args, provider=request.provider))
+        assert isinstance(result, dict), "PlanMocks.call answers with a plain dict"
+        return resource_pb2.ResourceInvokeResponse(**{"return": to_struct(result)})
+
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
@@ -106,8 +114,9 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             resource_id=request.importId,
             custom=request.custom or False,
         )
-        id_, state = self.mocks.new_resource(resource_args)
-        obj_proto = _sync_await(rpc.serialize_properties(state, {}))
+        mock_id, state = self.mocks.new_resource(resource_args)
+        id_ = mock_id or ""
+        obj_proto = to_struct(state)
         self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
         self.recorded.append(
             PlannedResource(
@@ -117,6 +126,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=request.parent or None,
                 inputs=mask_secrets(wire),
                 custom=bool(request.custom),
+                id=id_,
                 protect=bool(request.protect),
                 retain_on_delete=bool(request.retainOnDelete),
                 provider=request.provider or None,
@@ -125,6 +135,14 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             )
         )
         return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+
+
+def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    """Plain values to the wire. Built directly (not with the SDK's async serializer) so the monitor's executor
+    threads never need an event loop of their own."""
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(values, struct)
+    return struct
 
 
 def plain_values(value: Any) -> Any:

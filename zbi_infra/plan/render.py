@@ -27,7 +27,9 @@ def tree(plan: Plan) -> str:
         for index, resource in enumerate(kids):
             last = index == len(kids) - 1
             flags = "".join(
-                f" [{flag}]" for flag, on in (("protect", resource.protect), ("retain", resource.retain_on_delete)) if on
+                f" [{flag}]"
+                for flag, on in (("protect", resource.protect), ("retain", resource.retain_on_delete))
+                if on
             )
             lines.append(f"{prefix}{'└─ ' if last else '├─ '}{resource.type}  {resource.name}{flags}")
             walk(resource.urn, prefix + ("   " if last else "│  "))

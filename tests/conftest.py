@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zbi_infra.plan.engine import Plan, evaluate
+from zbi_infra.plan.project import Project, find_project
+
+ROOT = Path(__file__).resolve().parent.parent
+REFERENCE = ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def project() -> Project:
+    return find_project(ROOT)
+
+
+PlanStack = Callable[..., Plan]
+
+
+@pytest.fixture(scope="session")
+def plan_stack(project: Project) -> PlanStack:
+    """Evaluate a stack of this repo under mocks, optionally with some config keys replaced or deep-merged."""
+    cache: dict[str, Plan] = {}
+
+    def run(stack: str, *, merge: dict[str, Any] | None = None, stack_outputs: dict | None = None) -> Plan:
+        stack_file = project.stack_file(stack)
+        overrides = {}
+        for key, patch in (merge or {}).items():
+            base = copy.deepcopy(stack_file.config.get(key))
+            overrides[key] = deep_merge(base, patch) if isinstance(base, dict) and isinstance(patch, dict) else patch
+        if not overrides and not stack_outputs and stack in cache:
+            return cache[stack]
+        plan = evaluate(
+            stack_file,
+            program=project.main,
+            project=project.name,
+            config_overrides=overrides,
+            stack_outputs=stack_outputs,
+        )
+        if not overrides and not stack_outputs:
+            cache[stack] = plan
+        return plan
+
+    return run
+
+
+def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge `patch` into `base`; a value of None deletes the key."""
+    result = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        elif isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = deep_merge(result[key], value)
+        else:
+            result[key] = value
+    return result

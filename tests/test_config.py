@@ -1,0 +1,189 @@
+"""Stack config validation: every bad input is rejected with a message naming the key and the fix."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from tests.conftest import deep_merge
+from zbi_infra.config import StackConfig, load_stack_config
+from zbi_infra.errors import ConfigError
+
+GOOD: dict[str, Any] = {
+    "aws:region": "us-east-1",
+    "zbi:role": "primary",
+    "zbi:platform": {"region": "us-east-1", "availabilityZoneCount": 5, "vpcCidr": "10.20.0.0/16"},
+    "zbi:cluster": {
+        "name": "zbi-test",
+        "admins": [{"name": "ops", "principalArn": "arn:aws:iam::123456789012:role/ops"}],
+        "nodeGroups": {"general": {"minSize": 1, "desiredSize": 2, "maxSize": 3}},
+    },
+}
+
+
+def with_patch(key: str, patch: Any) -> dict[str, Any]:
+    raw = copy.deepcopy(GOOD)
+    raw[key] = deep_merge(raw[key], patch) if isinstance(patch, dict) and isinstance(raw.get(key), dict) else patch
+    return raw
+
+
+BAD_INPUTS = [
+    # (config key patched, patch, the key the message must name, a word of the fix)
+    ("zbi:platform", {"regoin": "us-east-1"}, "zbi:platform.regoin", "region"),
+    ("zbi:platform", {"region": "us-east-9x"}, "zbi:platform.region", "us-east-1"),
+    ("zbi:platform", {"availabilityZoneCount": 1}, "zbi:platform.availabilityZoneCount", "2"),
+    ("zbi:platform", {"availabilityZoneCount": 7}, "zbi:platform.availabilityZoneCount", "6"),
+    ("zbi:platform", {"zoneIds": ["usw2-az1", "usw2-az2"]}, "zbi:platform.zoneIds", "use1-"),
+    ("zbi:platform", {"zoneIds": ["us-east-1a", "us-east-1b"]}, "zbi:platform.zoneIds", "zone IDs"),
+    ("zbi:platform", {"zoneIds": ["use1-az1", "use1-az1"]}, "zbi:platform.zoneIds", "once"),
+    ("zbi:platform", {"vpcCidr": "10.0.0.0/8"}, "zbi:platform.vpcCidr", "/16"),
+    ("zbi:platform", {"vpcCidr": "10.20.0.0/24"}, "zbi:platform.vpcCidr", "/20"),
+    ("zbi:platform", {"vpcCidr": "10.20.0.1/16"}, "zbi:platform.vpcCidr", "10.20.0.0/16"),
+    ("zbi:platform", {"vpcCidr": "8.8.0.0/16"}, "zbi:platform.vpcCidr", "RFC 1918"),
+    ("zbi:platform", {"natStrategy": "none"}, "zbi:platform.natStrategy", "per-az"),
+    ("zbi:platform", {"flowLogs": {"retentionDays": 42}}, "zbi:platform.flowLogs.retentionDays", "30"),
+    ("zbi:cluster", {"name": "1-bad"}, "zbi:cluster.name", "Fix"),
+    ("zbi:cluster", {"version": "1.24"}, "zbi:cluster.version", "Fix"),
+    ("zbi:cluster", {"endpoint": {"publicAccess": True}}, "zbi:cluster.endpoint.publicAccessCidrs", "CIDR"),
+    (
+        "zbi:cluster",
+        {"endpoint": {"publicAccess": True, "publicAccessCidrs": ["1.2.3.4/40"]}},
+        "zbi:cluster.endpoint.publicAccessCidrs",
+        "CIDR",
+    ),
+    (
+        "zbi:cluster",
+        {"admins": [{"name": "ops", "principalArn": "arn:aws:iam::123:role/x"}]},
+        "zbi:cluster.admins[0].principalArn",
+        "Fix",
+    ),
+    (
+        "zbi:cluster",
+        {
+            "admins": [
+                {"name": "a", "principalArn": "arn:aws:iam::123456789012:role/a"},
+                {"name": "a", "principalArn": "arn:aws:iam::123456789012:role/b"},
+            ]
+        },
+        "zbi:cluster.admins",
+        "unique",
+    ),
+    (
+        "zbi:cluster",
+        {"admins": [{"name": "a", "principalArn": "arn:aws:iam::123456789012:role/a", "namespaces": ["x"]}]},
+        "zbi:cluster.admins[0].namespaces",
+        "policy",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"minSize": 3}}},
+        "zbi:cluster.nodeGroups.general.desiredSize",
+        "raise desiredSize",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"maxSize": 1}}},
+        "zbi:cluster.nodeGroups.general.maxSize",
+        "raise maxSize",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"amiType": "AL2_x86_64"}}},
+        "zbi:cluster.nodeGroups.general.amiType",
+        "AL2023",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"instanceTypes": []}}},
+        "zbi:cluster.nodeGroups.general.instanceTypes",
+        "",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"instanceTypes": ["large"]}}},
+        "zbi:cluster.nodeGroups.general.instanceTypes[0]",
+        "Fix",
+    ),
+    ("zbi:cluster", {"nodeGroups": {"general": {"minsize": 1}}}, "zbi:cluster.nodeGroups.general.minsize", "minSize"),
+    ("zbi:cluster", {"nodeGroups": {"Bad_Name": {}}}, "zbi:cluster.nodeGroups.Bad_Name", ""),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"labels": {"bad key!": "x"}}}},
+        "zbi:cluster.nodeGroups.general.labels",
+        "label key",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"taints": [{"key": "a", "effect": "Sometimes"}]}}},
+        "zbi:cluster.nodeGroups.general.taints[0].effect",
+        "NoSchedule",
+    ),
+    (
+        "zbi:cluster",
+        {"nodeGroups": {"general": {"diskSizeGib": 5}}},
+        "zbi:cluster.nodeGroups.general.diskSizeGib",
+        "20",
+    ),
+    ("zbi:role", "staging", "zbi:role", "primary"),
+    ("aws:region", "us-west-2", "aws:region", "same region"),
+]
+
+
+@pytest.mark.parametrize(("key", "patch", "named", "hint"), BAD_INPUTS, ids=[b[2] for b in BAD_INPUTS])
+def test_bad_input_is_rejected_naming_the_key(key: str, patch: Any, named: str, hint: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(with_patch(key, patch))
+    message = str(caught.value)
+    assert f"{named}:" in message, message
+    assert hint in message, message
+
+
+def test_at_least_twenty_distinct_bad_inputs() -> None:
+    assert len({b[2] for b in BAD_INPUTS}) >= 20
+
+
+def test_unknown_top_level_key_is_rejected() -> None:
+    raw = {**GOOD, "zbi:clutser": {"name": "x"}}
+    with pytest.raises(ConfigError, match=r"zbi:clutser: unknown key.*'cluster'"):
+        load_stack_config(raw)
+
+
+def test_primary_without_cluster_is_a_role_error() -> None:
+    raw = {k: v for k, v in GOOD.items() if k != "zbi:cluster"}
+    with pytest.raises(ConfigError, match="zbi:cluster is not set"):
+        load_stack_config(raw)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    raw = with_patch("zbi:platform", {"vpcCidr": "bad", "natStrategy": "x"})
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(raw)
+    assert len(caught.value.problems) == 2
+
+
+def test_json_text_config_as_pulumi_passes_it() -> None:
+    import json
+
+    raw = {k: json.dumps(v) if isinstance(v, dict) else v for k, v in GOOD.items()}
+    config = load_stack_config(raw)
+    assert config.cluster is not None and config.cluster.node_groups["general"].desired_size == 2
+
+
+def test_good_config_round_trips() -> None:
+    config = load_stack_config(GOOD)
+    dumped = config.model_dump(by_alias=True, mode="json", exclude_none=True)
+    again = StackConfig.model_validate(dumped)
+    assert again == config
+    assert dumped["cluster"]["nodeGroups"]["general"]["desiredSize"] == 2
+    assert dumped["platform"]["natStrategy"] == "per-az"
+
+
+def test_defaults_are_the_safe_ones() -> None:
+    config = load_stack_config(GOOD)
+    assert config.platform is not None and config.cluster is not None
+    assert config.platform.nat_strategy.value == "per-az"
+    assert config.cluster.endpoint.public_access is False
+    assert config.cluster.imds_hop_limit == 1
+    assert config.platform.flow_logs.enabled
