@@ -10,6 +10,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.errors import NAMESPACE, describe
+from zbi_infra.config.instance import InstanceConfig, InstanceName
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig
 from zbi_infra.errors import ConfigError
 
@@ -34,6 +35,7 @@ class StackConfig(StrictModel):
     platform: PlatformConfig | None = None
     cluster: ClusterConfig | None = None
     local: LocalConfig | None = None
+    instances: dict[InstanceName, InstanceConfig] = Field(default_factory=dict)
     tags: Tags
 
     @model_validator(mode="after")

@@ -73,7 +73,7 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, dict):
         sig = value.get(_SIG)
         if sig == _SECRET_SIG:
-            return SECRET_PLACEHOLDER
+            return _mask_all(value.get("value"))
         if sig == _RESOURCE_REF_SIG:
             return {"$ref": value.get("urn")}
         return {k: mask_secrets(v) for k, v in value.items()}
@@ -84,6 +84,13 @@ def mask_secrets(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _mask_all(value: Any) -> Any:
+    """A secret map keeps its keys (a Secret's key names are not secret), every value is masked."""
+    if isinstance(value, dict) and value.get(_SIG) is None:
+        return {k: _mask_all(v) for k, v in value.items()}
+    return SECRET_PLACEHOLDER
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):

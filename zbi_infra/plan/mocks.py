@@ -160,6 +160,12 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs["id"] = resource_id
         elif typ == "eks:index:Cluster":
             outputs.update(self._eks_cluster_outputs(inputs, region))
+        elif typ == "kubernetes:core/v1:Service":
+            spec = dict(outputs.get("spec") or {})
+            if spec.get("clusterIP") != "None":
+                digest = int(_digest(args.name, length=4), 16)
+                spec["clusterIP"] = f"172.20.{digest >> 8}.{digest & 0xFF or 1}"
+            outputs["spec"] = spec
         elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = _digest(args.name, "password", length=32)
         elif typ == "tls:index/privateKey:PrivateKey":

@@ -55,9 +55,23 @@ def plan_document(plan: Plan) -> dict[str, Any]:
     }
 
 
+_HEAD = ("apiVersion", "kind", "metadata")
+
+
 def manifest(resource: PlannedResource) -> dict[str, Any]:
-    """A Kubernetes object as `kubectl apply` would take it (Pulumi's own bookkeeping keys dropped)."""
-    return {k: v for k, v in resource.inputs.items() if not k.startswith("__")}
+    """A Kubernetes object as `kubectl apply` would take it (Pulumi's own bookkeeping keys dropped), with keys
+    in a stable order: the wire format keeps none."""
+    obj = {k: v for k, v in resource.inputs.items() if not k.startswith("__")}
+    head = {k: _sorted(obj[k]) for k in _HEAD if k in obj}
+    return {**head, **{k: _sorted(obj[k]) for k in sorted(obj) if k not in _HEAD}}
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def _file_name(obj: dict[str, Any]) -> str:

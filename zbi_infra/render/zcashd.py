@@ -1,0 +1,52 @@
+"""zcash.conf for the legacy zcashd full node. RPC credentials are passed as arguments from a Secret, never here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zbi_infra.config.instance import Network
+from zbi_infra.zcash_ports import PORTS
+
+DATA_DIR = "/var/lib/zcashd"
+CONFIG_PATH = "/etc/zcash/zcash.conf"
+
+
+def zcashd_options(
+    network: Network, *, regtest_peers: list[str] | None = None, extra_options: dict[str, Any] | None = None
+) -> list[tuple[str, str]]:
+    ports = PORTS[network]
+    options: list[tuple[str, str]] = []
+    if network is Network.TESTNET:
+        options.append(("testnet", "1"))
+    if network is Network.REGTEST:
+        options.append(("regtest", "1"))
+    options += [
+        ("server", "1"),
+        ("listen", "1"),
+        ("bind", f"0.0.0.0:{ports.p2p}"),
+        ("rpcport", str(ports.rpc)),
+        ("rpcbind", "0.0.0.0"),
+        # Pod network only; the NetworkPolicy narrows it to the instance's light-wallet pods.
+        ("rpcallowip", "0.0.0.0/0"),
+        ("rpcclienttimeout", "30"),
+    ]
+    # connect= (not addnode=) so a regtest node talks to its siblings and nothing else.
+    options += [("connect", peer) for peer in sorted(regtest_peers or [])]
+    for key, value in (extra_options or {}).items():
+        values = value if isinstance(value, list) else [value]
+        options += [(key, _conf_value(v)) for v in values]
+    return options
+
+
+def _conf_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def render_zcash_conf(
+    network: Network, *, regtest_peers: list[str] | None = None, extra_options: dict[str, Any] | None = None
+) -> str:
+    lines = ["# Rendered by zBI (zbi_infra/render/zcashd.py). Edit the instance config, not this file."]
+    lines += [f"{k}={v}" for k, v in zcashd_options(network, regtest_peers=regtest_peers, extra_options=extra_options)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,69 @@
+"""zebrad.toml for one replica of an instance."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tomli_w
+
+from zbi_infra.config.instance import Network
+from zbi_infra.zcash_ports import PORTS, ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
+
+DATA_DIR = "/var/lib/zebra"
+CONFIG_PATH = "/etc/zebra/zebrad.toml"
+_NETWORK_NAMES = {Network.MAINNET: "Mainnet", Network.TESTNET: "Testnet", Network.REGTEST: "Regtest"}
+
+
+def zebrad_config(
+    network: Network,
+    *,
+    regtest_peers: list[str] | None = None,
+    extra_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The config as a mapping (section -> key -> value), before TOML encoding."""
+    ports = PORTS[network]
+    config: dict[str, dict[str, Any]] = {
+        "network": {
+            "network": _NETWORK_NAMES[network],
+            "listen_addr": f"0.0.0.0:{ports.p2p}",
+            # On the data volume: the read-only root filesystem has no writable home directory.
+            "cache_dir": f"{DATA_DIR}/network",
+        },
+        "state": {"cache_dir": f"{DATA_DIR}/state"},
+        "rpc": {
+            "listen_addr": f"0.0.0.0:{ports.rpc}",
+            # The cookie is written inside the node's pod, where the light-wallet tier cannot read it. The RPC port
+            # is instead reachable only from the instance's light-wallet pods (NetworkPolicy) through a ClusterIP.
+            "enable_cookie_auth": False,
+        },
+        "health": {
+            "endpoint_addr": f"0.0.0.0:{ZEBRA_HEALTH_PORT}",
+            # Zebra skips the checks on test networks unless told otherwise; zBI wants real readiness on testnet.
+            # An isolated regtest network has no steady tip to measure, so there the checks stay off.
+            "enforce_on_test_networks": network is Network.TESTNET,
+            "min_connected_peers": 1,
+            "ready_max_blocks_behind": 2,
+            "ready_max_tip_age": "5m",
+        },
+        "metrics": {"endpoint_addr": f"0.0.0.0:{ZEBRA_METRICS_PORT}"},
+        "tracing": {"use_color": False, "force_use_color": False},
+    }
+    if network is Network.REGTEST:
+        # Regtest reads its peers from initial_testnet_peers; listing only the instance's own pods keeps the
+        # network isolated from every public testnet node.
+        config["network"]["initial_testnet_peers"] = sorted(regtest_peers or [])
+        config["network"]["initial_mainnet_peers"] = []
+    for dotted, value in (extra_options or {}).items():
+        *sections, key = dotted.split(".")
+        target = config
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
+    return config
+
+
+def render_zebrad_toml(
+    network: Network, *, regtest_peers: list[str] | None = None, extra_options: dict[str, Any] | None = None
+) -> str:
+    header = "# Rendered by zBI (zbi_infra/render/zebrad.py). Edit the instance config, not this file.\n"
+    return header + tomli_w.dumps(zebrad_config(network, regtest_peers=regtest_peers, extra_options=extra_options))

@@ -1,0 +1,49 @@
+"""Chain-data StorageClasses. The only cloud-specific piece a ZcashNode is handed."""
+
+from __future__ import annotations
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from zbi_infra.config.instance import StorageConfig
+
+# Tags that the EBS CSI driver puts on every volume of the class; snapshot policies select volumes by them.
+BACKUP_TAG = "zbi.io/backup"
+INSTANCE_TAG = "zbi.io/instance"
+
+
+def ebs_tags(*, stack: str, instance: str) -> dict[str, str]:
+    return {BACKUP_TAG: "true", INSTANCE_TAG: instance, "zbi.io/stack": stack}
+
+
+def ebs_storage_class(
+    name: str,
+    *,
+    storage: StorageConfig,
+    kms_key_arn: pulumi.Input[str],
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions | None = None,
+) -> k8s.storage.v1.StorageClass:
+    """gp3 on the EBS CSI driver: encrypted with our key, bound in the pod's zone, expandable, and retained when
+    the claim is deleted — a multi-day sync is never thrown away by a `pulumi destroy` or a deleted PVC."""
+    parameters: dict[str, pulumi.Input[str]] = {
+        "type": "gp3",
+        "encrypted": "true",
+        "kmsKeyId": kms_key_arn,
+        "iops": str(storage.iops),
+        "throughput": str(storage.throughput_mibps),
+        "csi.storage.k8s.io/fstype": "ext4",
+    }
+    # aws-ebs-csi-driver docs/tagging.md: tagSpecification_N = "key=value".
+    for index, (key, value) in enumerate(sorted(tags.items()), start=1):
+        parameters[f"tagSpecification_{index}"] = f"{key}={value}"
+    return k8s.storage.v1.StorageClass(
+        name,
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels={"app.kubernetes.io/managed-by": "zbi"}),
+        provisioner="ebs.csi.aws.com",
+        volume_binding_mode="WaitForFirstConsumer",
+        allow_volume_expansion=True,
+        reclaim_policy="Retain",
+        parameters=parameters,
+        opts=opts,
+    )
