@@ -136,7 +136,7 @@ class ZcashNode(pulumi.ComponentResource):
             self.grpc_endpoint = self._light_wallet(node_services["rpc"])
         self._network_policies()
 
-        self.namespace = namespace.metadata.apply(lambda m: m.name)
+        self.namespace = namespace.metadata.apply(lambda m: str(m.name))
         self.register_outputs(
             {"namespace": self.namespace, "rpcEndpoint": self.rpc_endpoint, "grpcEndpoint": self.grpc_endpoint}
         )
@@ -218,7 +218,7 @@ class ZcashNode(pulumi.ComponentResource):
             ),
             k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi")),
         ]
-        container.volume_mounts = [  # type: ignore[misc]
+        container.volume_mounts = [
             k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=_data_dir(kind)),
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=config_mount_dir, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
@@ -345,7 +345,10 @@ class ZcashNode(pulumi.ComponentResource):
             k8s.core.v1.EnvVarArgs(name="HOME", value=zcashd.DATA_DIR),
             *_credential_env(),
         ]
-        cli = f'zcash-cli -conf={zcashd.CONFIG_PATH} -datadir={zcashd.DATA_DIR} -rpcuser="$RPC_USER" -rpcpassword="$RPC_PASSWORD"'
+        cli = (
+            f"zcash-cli -conf={zcashd.CONFIG_PATH} -datadir={zcashd.DATA_DIR}"
+            ' -rpcuser="$RPC_USER" -rpcpassword="$RPC_PASSWORD"'
+        )
 
         def rpc_probe(script: str, period_seconds: int, failures: int) -> k8s.core.v1.ProbeArgs:
             return k8s.core.v1.ProbeArgs(
@@ -475,11 +478,9 @@ class ZcashNode(pulumi.ComponentResource):
                 k8s.core.v1.ContainerPortArgs(name="grpc", container_port=LIGHTWALLETD_GRPC_PORT),
                 k8s.core.v1.ContainerPortArgs(name="metrics", container_port=LIGHTWALLETD_HTTP_PORT),
             ]
-            container_args = {
-                "command": ["lightwalletd"],
-                "args": lightwallet.lightwalletd_args(rpc_host=rpc_host, rpc_port=self._ports.rpc, tls=tls),
-                "env": _credential_env(),
-            }
+            command = ["lightwalletd"]
+            args = lightwallet.lightwalletd_args(rpc_host=rpc_host, rpc_port=self._ports.rpc, tls=tls)
+            env: list[k8s.core.v1.EnvVarArgs] | None = _credential_env()
             scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(LIGHTWALLETD_HTTP_PORT)}
         else:
             skips = self._checkov_skips(digest=tier.image.digest)
@@ -498,7 +499,8 @@ class ZcashNode(pulumi.ComponentResource):
                 f"{self._name}-zaino-config",
                 metadata=self._meta("zaino-config", component=LIGHT_WALLET, app=name),
                 type="Opaque",
-                string_data={"zindexer.toml": pulumi.Output.secret(zaino_toml)},
+                # Secret because it holds the RPC password; the Output is secret for the same reason.
+                string_data={"zindexer.toml": zaino_toml},
                 opts=self._in_ns,
             )
             volumes.append(
@@ -507,7 +509,7 @@ class ZcashNode(pulumi.ComponentResource):
                 )
             )
             mounts.append(k8s.core.v1.VolumeMountArgs(name="config", mount_path="/etc/zaino", read_only=True))
-            container_args = {"command": ["zainod"], "args": ["--config", lightwallet.ZAINO_CONFIG_PATH]}
+            command, args, env = ["zainod"], ["--config", lightwallet.ZAINO_CONFIG_PATH], None
             scrape = {"prometheus.io/scrape": "false"}
 
         def tcp_probe(period_seconds: int, failures: int) -> k8s.core.v1.ProbeArgs:
@@ -529,7 +531,9 @@ class ZcashNode(pulumi.ComponentResource):
             volume_mounts=mounts,
             resources=kube.resources(tier.resources),
             security_context=kube.container_security(uid),
-            **container_args,
+            command=command,
+            args=args,
+            env=env,
         )
         # A StatefulSet so that each replica keeps its own compact-block cache across restarts.
         statefulset = k8s.apps.v1.StatefulSet(

@@ -153,7 +153,7 @@ class NodeConfig(StrictModel):
     image: ImageConfig = Field(default_factory=ImageConfig)
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="2", memory="8Gi"))
     storage: StorageConfig = Field(default_factory=StorageConfig)
-    inbound_p2p: bool = False
+    inbound_p2p: bool = Field(default=False, alias="inboundP2p")
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, ExtraValue] = Field(default_factory=dict)
 
@@ -167,7 +167,8 @@ class NodeConfig(StrictModel):
             if kind is NodeKind.ZEBRAD:
                 if not re.match(r"^[a-z_]+(\.[a-z_]+)+$", key):
                     raise ValueError(
-                        f"'{key}' is not a zebrad.toml key. Fix: write section.key, e.g. sync.download_concurrency_limit"
+                        f"'{key}' is not a zebrad.toml key. "
+                        "Fix: write section.key, e.g. sync.download_concurrency_limit"
                     )
                 if key in ZEBRAD_MANAGED_KEYS:
                     raise ValueError(f"'{key}' is set by zBI (ports, paths, peers, probes). Fix: remove it")
@@ -222,7 +223,8 @@ class InstanceConfig(StrictModel):
     def _consistent(self) -> InstanceConfig:
         if self.network is Network.REGTEST and self.node.replicas < 2:
             raise ValueError(
-                "node.replicas: a regtest instance is an isolated peer network of at least 2 nodes. Fix: set replicas >= 2"
+                "node.replicas: a regtest instance is an isolated peer network of at least 2 nodes. "
+                "Fix: set replicas >= 2"
             )
         if self.network is Network.REGTEST and (self.node.inbound_p2p or self.endpoints.public_grpc):
             raise ValueError("a regtest network is isolated: inboundP2p and publicGrpc must stay false")
