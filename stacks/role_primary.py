@@ -1,19 +1,24 @@
-"""The primary platform: VPC across the region's zones, EKS cluster, and the Zcash instances on it."""
+"""The primary platform: VPC across the region's zones, EKS cluster, chain-data backups, and the Zcash instances."""
 
 from __future__ import annotations
 
 import pulumi
 import pulumi_aws as aws
 
+from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs, snapshot_target_tags
 from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import StackConfig
 from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.config.recovery import BackupConfig
+from zbi_infra.dns import FailoverRole, failover_record
 from zbi_infra.instances import AWS_NLB_ANNOTATIONS, build_instances
-from zbi_infra.node import ZcashNode
-from zbi_infra.storage import ebs_storage_class, ebs_tags
+from zbi_infra.node import SnapshotSource, ZcashNode
+from zbi_infra.storage import ebs_storage_class, ebs_tags, ebs_volume_snapshot_class
 from zbi_infra.tls import ZbiCertificateAuthority
 from zbi_infra.vpc import ZbiVpc, ZbiVpcArgs
 from zbi_infra.zones import lookup_zones, select_zones
+
+SNAPSHOT_CLASS = "zbi-ebs"
 
 
 def platform_tags(config: StackConfig) -> dict[str, str]:
@@ -26,7 +31,9 @@ def platform_tags(config: StackConfig) -> dict[str, str]:
     }
 
 
-def build_platform(config: StackConfig) -> tuple[aws.Provider, ZbiVpc, ZbiCluster]:
+def build_platform(
+    config: StackConfig, *, restore_kms_key_arns: list[pulumi.Input[str]] | None = None
+) -> tuple[aws.Provider, ZbiVpc, ZbiCluster]:
     platform, cluster_config = config.platform, config.cluster
     assert platform is not None and cluster_config is not None
     # Looked up (an invoke, not a resource) and checked before anything is registered.
@@ -63,8 +70,14 @@ def build_platform(config: StackConfig) -> tuple[aws.Provider, ZbiVpc, ZbiCluste
             private_subnet_ids_by_zone=vpc.private_subnet_ids_by_zone,
             public_subnet_ids=vpc.public_subnet_ids,
             tags=tags,
+            restore_kms_key_arns=restore_kms_key_arns or [],
         ),
         opts=pulumi.ResourceOptions(providers={"aws": provider}),
+    )
+    ebs_volume_snapshot_class(
+        SNAPSHOT_CLASS,
+        tags={"zbi.io/stack": pulumi.get_stack()},
+        opts=pulumi.ResourceOptions(provider=cluster.provider, depends_on=[cluster.snapshot_controller]),
     )
     pulumi.export("region", platform.region)
     pulumi.export("zoneIds", vpc.zone_ids)
@@ -79,7 +92,14 @@ def build_platform(config: StackConfig) -> tuple[aws.Provider, ZbiVpc, ZbiCluste
     return provider, vpc, cluster
 
 
-def build_zcash(config: StackConfig, provider: aws.Provider, cluster: ZbiCluster) -> None:
+def build_zcash(
+    config: StackConfig,
+    provider: aws.Provider,
+    cluster: ZbiCluster,
+    *,
+    restore: dict[str, SnapshotSource] | None = None,
+    failover_role: FailoverRole = FailoverRole.PRIMARY,
+) -> dict[str, ZcashNode]:
     stack = pulumi.get_stack()
     k8s_opts = pulumi.ResourceOptions(provider=cluster.provider)
     ca = ZbiCertificateAuthority(f"{stack}-ca")
@@ -92,7 +112,7 @@ def build_zcash(config: StackConfig, provider: aws.Provider, cluster: ZbiCluster
             tags=ebs_tags(stack=stack, instance=name),
             opts=k8s_opts,
         )
-        return storage_class.metadata.apply(lambda m: m.name)
+        return storage_class.metadata.apply(lambda m: str(m.name))
 
     nodes = build_instances(
         config.instances,
@@ -100,13 +120,26 @@ def build_zcash(config: StackConfig, provider: aws.Provider, cluster: ZbiCluster
         certificate_authority=ca,
         storage_class_for=storage_class_for,
         load_balancer_annotations=AWS_NLB_ANNOTATIONS,
+        restore=restore or {},
     )
     assert config.cluster is not None
     for name, instance in config.instances.items():
         for index, principal in enumerate(instance.admins):
             grant_instance_admin(config.cluster.name, name, index, principal, nodes[name], provider)
+        node = nodes[name]
+        if config.dns and instance.endpoints.public_grpc and node.grpc_load_balancer_hostname is not None:
+            for hostname in instance.endpoints.hostnames:
+                failover_record(
+                    f"{name}-{hostname}",
+                    dns=config.dns,
+                    hostname=hostname,
+                    target=node.grpc_load_balancer_hostname,
+                    role=failover_role,
+                    opts=pulumi.ResourceOptions(parent=node, provider=provider),
+                )
     pulumi.export("caCertPem", ca.ca_cert_pem)
     pulumi.export("instances", {name: {"namespace": n.namespace, "grpc": n.grpc_endpoint} for name, n in nodes.items()})
+    return nodes
 
 
 def grant_instance_admin(
@@ -127,6 +160,44 @@ def grant_instance_admin(
     )
 
 
+def build_backups(config: StackConfig, provider: aws.Provider, cluster: ZbiCluster) -> ZbiBackups | None:
+    backup = config.backup or BackupConfig()
+    if not backup.enabled:
+        pulumi.log.warn("zbi:backup.enabled is false: chain data has no snapshots and no copy in another region")
+        return None
+    stack = pulumi.get_stack()
+    tags = platform_tags(config)
+    dr_provider = aws.Provider(
+        f"aws-{backup.dr_region}", region=backup.dr_region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags)
+    )
+    backups = ZbiBackups(
+        f"{stack}-backups",
+        ZbiBackupsArgs(
+            stack=stack,
+            source_kms_key_arn=cluster.ebs_kms_key_arn,
+            dr_region=backup.dr_region,
+            interval_hours=backup.interval_hours,
+            retain_count=backup.retain_count,
+            dr_retain_days=backup.dr_retain_days,
+            tags=tags,
+        ),
+        dr_provider=dr_provider,
+        opts=pulumi.ResourceOptions(providers={"aws": provider}),
+    )
+    # What the DR stack reads through its StackReference.
+    pulumi.export(
+        "disasterRecovery",
+        {
+            "drRegion": backup.dr_region,
+            "drKmsKeyArn": backups.dr_kms_key_arn,
+            "snapshotTags": snapshot_target_tags(stack),
+            "instances": sorted(config.instances),
+        },
+    )
+    return backups
+
+
 def build(config: StackConfig) -> None:
     provider, _, cluster = build_platform(config)
+    build_backups(config, provider, cluster)
     build_zcash(config, provider, cluster)

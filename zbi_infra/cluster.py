@@ -37,6 +37,8 @@ class ZbiClusterArgs:
     private_subnet_ids_by_zone: dict[str, pulumi.Input[str]]
     public_subnet_ids: pulumi.Input[list[str]]
     tags: dict[str, str] = field(default_factory=dict)
+    # Keys of snapshots this cluster restores from (DR copies): the EBS CSI driver must decrypt them.
+    restore_kms_key_arns: list[pulumi.Input[str]] = field(default_factory=list)
 
 
 def access_entry(admin: AdminConfig) -> eks.AccessEntryArgs:
@@ -66,6 +68,7 @@ class ZbiCluster(pulumi.ComponentResource):
     node_role_arn: pulumi.Output[str]
     ebs_kms_key_arn: pulumi.Output[str]
     eks_cluster: eks.Cluster
+    snapshot_controller: aws.eks.Addon
 
     def __init__(self, name: str, args: ZbiClusterArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("zbi:cluster:ZbiCluster", name, None, opts)
@@ -154,7 +157,9 @@ class ZbiCluster(pulumi.ComponentResource):
                 )
 
         oidc_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
-        ebs_csi_role = self._ebs_csi_role(name, cluster.oidc_provider_arn, oidc_url, ebs_key, tags)
+        ebs_csi_role = self._ebs_csi_role(
+            name, cluster.oidc_provider_arn, oidc_url, [ebs_key.arn, *args.restore_kms_key_arns], tags
+        )
         addon_opts = pulumi.ResourceOptions(parent=self, depends_on=[cluster, *node_groups])
         aws.eks.Addon(
             f"{name}-ebs-csi-driver",
@@ -167,7 +172,7 @@ class ZbiCluster(pulumi.ComponentResource):
             opts=addon_opts,
         )
         # VolumeSnapshots (fast bootstrap of a new replica, DR) need the snapshot controller.
-        aws.eks.Addon(
+        self.snapshot_controller = aws.eks.Addon(
             f"{name}-snapshot-controller",
             cluster_name=config.name,
             addon_name="snapshot-controller",
@@ -311,7 +316,7 @@ class ZbiCluster(pulumi.ComponentResource):
         name: str,
         oidc_arn: pulumi.Output[str],
         oidc_url: pulumi.Output[str],
-        ebs_key: aws.kms.Key,
+        kms_key_arns: list[pulumi.Input[str]],
         tags: dict[str, str],
     ) -> aws.iam.Role:
         child = pulumi.ResourceOptions(parent=self)
@@ -346,15 +351,15 @@ class ZbiCluster(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-ebs-csi-kms",
             role=role.id,
-            policy=ebs_key.arn.apply(
-                lambda arn: json.dumps(
+            policy=pulumi.Output.all(*kms_key_arns).apply(
+                lambda arns: json.dumps(
                     {
                         "Version": "2012-10-17",
                         "Statement": [
                             {
                                 "Effect": "Allow",
                                 "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-                                "Resource": [arn],
+                                "Resource": list(arns),
                                 "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
                             },
                             {
@@ -366,7 +371,7 @@ class ZbiCluster(pulumi.ComponentResource):
                                     "kms:GenerateDataKey*",
                                     "kms:DescribeKey",
                                 ],
-                                "Resource": [arn],
+                                "Resource": list(arns),
                             },
                         ],
                     }

@@ -8,7 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from zbi_infra.config.instance import InstanceConfig
-from zbi_infra.node import ZcashNode, ZcashNodeArgs
+from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs
 from zbi_infra.tls import ZbiCertificateAuthority
 
 # The in-tree AWS cloud provider of EKS makes these an NLB (TCP passthrough: TLS ends at the light-wallet pod).
@@ -26,6 +26,7 @@ def build_instances(
     storage_class_for: Callable[[str, InstanceConfig], pulumi.Input[str] | None],
     load_balancer_annotations: dict[str, str],
     depends_on: list[pulumi.Resource] | None = None,
+    restore: dict[str, SnapshotSource] | None = None,
 ) -> dict[str, ZcashNode]:
     nodes = {}
     for name, instance in instances.items():
@@ -36,6 +37,7 @@ def build_instances(
                 storage_class_name=storage_class_for(name, instance),
                 certificate_authority=certificate_authority,
                 load_balancer_annotations=load_balancer_annotations,
+                restore_from=(restore or {}).get(name),
             ),
             opts=pulumi.ResourceOptions(providers={"kubernetes": provider}, depends_on=depends_on or []),
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import pulumi
 import pulumi_kubernetes as k8s
 
 from zbi_infra.config.instance import ResourcesConfig
@@ -83,3 +86,28 @@ def host_anti_affinity(match_labels: dict[str, str]) -> k8s.core.v1.AffinityArgs
 
 def image_ref(repository: str, tag: str, digest: str | None) -> str:
     return f"{repository}:{tag}@{digest}" if digest else f"{repository}:{tag}"
+
+
+class KubernetesObject(pulumi.CustomResource):
+    """Any Kubernetes object by apiVersion/kind, with top-level fields. pulumi-kubernetes' CustomResource only
+    carries `spec`, but some objects (VolumeSnapshotClass) keep their fields at the top level."""
+
+    def __init__(
+        self,
+        resource_name: str,
+        *,
+        api_version: str,
+        kind: str,
+        metadata: k8s.meta.v1.ObjectMetaArgs,
+        fields: dict[str, Any],
+        opts: pulumi.ResourceOptions | None = None,
+    ):
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(version=k8s_version()))
+        props = {"apiVersion": api_version, "kind": kind, "metadata": metadata, **fields}
+        super().__init__(f"kubernetes:{api_version}:{kind}", resource_name, props, opts)
+
+
+def k8s_version() -> str:
+    from pulumi_kubernetes import _utilities
+
+    return _utilities.get_version()

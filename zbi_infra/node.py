@@ -72,12 +72,24 @@ class ZcashNodeArgs:
     # Platform-specific annotations for a public gRPC LoadBalancer (e.g. AWS NLB).
     load_balancer_annotations: dict[str, str] = field(default_factory=dict)
     cluster_domain: str = "cluster.local"
+    # Start new replicas from this snapshot instead of syncing from genesis (fast bootstrap, DR restore).
+    restore_from: SnapshotSource | None = None
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """A CSI snapshot that exists outside Kubernetes (e.g. an EBS snapshot copied by DLM), imported statically."""
+
+    driver: str
+    snapshot_handle: pulumi.Input[str]
+    snapshot_class: str | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     rpc_endpoint: pulumi.Output[str]
     grpc_endpoint: pulumi.Output[str] | None
+    grpc_load_balancer_hostname: pulumi.Output[str] | None
     rpc_password: pulumi.Output[str]
     tls_secret_name: str | None
 
@@ -127,11 +139,13 @@ class ZcashNode(pulumi.ComponentResource):
         if args.certificate_authority is not None and config.lightwallet.kind is not LightwalletKind.NONE:
             self.tls_secret_name = self._tls_secret(args.certificate_authority)
 
+        self._restore_snapshot = self._import_snapshot(args.restore_from) if args.restore_from else None
         node_services = self._full_node(rpc_secret)
         self.rpc_endpoint = pulumi.Output.from_input(
             f"http://{self._node_name}-rpc.{self._ns}.svc.{args.cluster_domain}:{self._ports.rpc}"
         )
         self.grpc_endpoint = None
+        self.grpc_load_balancer_hostname = None
         if config.lightwallet.kind is not LightwalletKind.NONE:
             self.grpc_endpoint = self._light_wallet(node_services["rpc"])
         self._network_policies()
@@ -180,6 +194,37 @@ class ZcashNode(pulumi.ComponentResource):
             opts=self._in_ns,
         )
         return "grpc-tls"
+
+    def _import_snapshot(self, source: SnapshotSource) -> str:
+        """VolumeSnapshotContent (cluster-scoped) pre-bound to a VolumeSnapshot in the instance namespace: the
+        static-provisioning path of the CSI snapshotter for snapshots made outside the cluster."""
+        content_name = f"zbi-{self._name}-restore"
+        content = k8s.apiextensions.CustomResource(
+            f"{self._name}-restore-content",
+            api_version="snapshot.storage.k8s.io/v1",
+            kind="VolumeSnapshotContent",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=content_name),
+            spec={
+                "deletionPolicy": "Retain",
+                "driver": source.driver,
+                "source": {"snapshotHandle": source.snapshot_handle},
+                "volumeSnapshotClassName": source.snapshot_class,
+                "volumeSnapshotRef": {"name": "restore", "namespace": self._ns},
+            },
+            opts=self._in_ns,
+        )
+        k8s.apiextensions.CustomResource(
+            f"{self._name}-restore-snapshot",
+            api_version="snapshot.storage.k8s.io/v1",
+            kind="VolumeSnapshot",
+            metadata=self._meta("restore"),
+            spec={
+                "volumeSnapshotClassName": source.snapshot_class,
+                "source": {"volumeSnapshotContentName": content_name},
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[content]),
+        )
+        return "restore"
 
     def _peer_addresses(self, headless: str) -> list[str]:
         domain = f"{headless}.{self._ns}.svc.{self._args.cluster_domain}"
@@ -274,6 +319,11 @@ class ZcashNode(pulumi.ComponentResource):
                             resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                                 requests={"storage": f"{node.storage.size_gib}Gi"}
                             ),
+                            data_source=k8s.core.v1.TypedLocalObjectReferenceArgs(
+                                api_group="snapshot.storage.k8s.io", kind="VolumeSnapshot", name=self._restore_snapshot
+                            )
+                            if self._restore_snapshot
+                            else None,
                         ),
                     )
                 ],
@@ -634,10 +684,12 @@ class ZcashNode(pulumi.ComponentResource):
             ),
             opts=self._in_ns,
         )
-        if public and config.endpoints.hostnames:
-            return pulumi.Output.from_input(f"{config.endpoints.hostnames[0]}:443")
         if public:
-            return service.status.apply(_load_balancer_address)
+            hostname = service.status.apply(_load_balancer_address)
+            self.grpc_load_balancer_hostname = hostname
+            if config.endpoints.hostnames:
+                return pulumi.Output.from_input(f"{config.endpoints.hostnames[0]}:443")
+            return hostname.apply(lambda host: f"{host}:443")
         return pulumi.Output.from_input(f"{name}-grpc.{self._ns}.svc.{self._args.cluster_domain}:{grpc_port}")
 
     # ---- network policies ----------------------------------------------------------------------------------
@@ -771,4 +823,4 @@ def _load_balancer_address(status) -> str:
     ingress = (status.load_balancer.ingress or []) if status and status.load_balancer else []
     if not ingress:
         return "pending"
-    return f"{ingress[0].hostname or ingress[0].ip}:443"
+    return str(ingress[0].hostname or ingress[0].ip)

@@ -6,6 +6,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from zbi_infra.config.instance import StorageConfig
+from zbi_infra.kube import KubernetesObject
 
 # Tags that the EBS CSI driver puts on every volume of the class; snapshot policies select volumes by them.
 BACKUP_TAG = "zbi.io/backup"
@@ -45,5 +46,22 @@ def ebs_storage_class(
         allow_volume_expansion=True,
         reclaim_policy="Retain",
         parameters=parameters,
+        opts=opts,
+    )
+
+
+def ebs_volume_snapshot_class(
+    name: str, *, tags: dict[str, str], opts: pulumi.ResourceOptions | None = None
+) -> KubernetesObject:
+    """Kubernetes-side snapshots on the EBS CSI driver (CRDs from the EKS snapshot-controller add-on).
+
+    Retain: deleting a VolumeSnapshot object must never delete the EBS snapshot behind it."""
+    parameters = {f"tagSpecification_{i}": f"{k}={v}" for i, (k, v) in enumerate(sorted(tags.items()), start=1)}
+    return KubernetesObject(
+        name,
+        api_version="snapshot.storage.k8s.io/v1",
+        kind="VolumeSnapshotClass",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels={"app.kubernetes.io/managed-by": "zbi"}),
+        fields={"driver": "ebs.csi.aws.com", "deletionPolicy": "Retain", "parameters": parameters},
         opts=opts,
     )

@@ -118,6 +118,11 @@ class PlanMocks(pulumi.runtime.Mocks):
             }
         if args.token == "aws:index/getRegion:getRegion":
             return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com"}
+        if args.token == "aws:ebs/getSnapshotIds:getSnapshotIds":
+            # Two DLM copies per instance, newest first (as the real data source sorts them).
+            tags = {f["name"]: f["values"][0] for f in args.args.get("filters", [])}
+            instance = tags.get("tag:zbi.io/instance", "none")
+            return {"id": region, "ids": [f"snap-{_digest(instance, str(n), region)}" for n in (2, 1)]}
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         return {}
@@ -166,6 +171,11 @@ class PlanMocks(pulumi.runtime.Mocks):
                 digest = int(_digest(args.name, length=4), 16)
                 spec["clusterIP"] = f"172.20.{digest >> 8}.{digest & 0xFF or 1}"
             outputs["spec"] = spec
+            if spec.get("type") == "LoadBalancer":
+                host = (
+                    f"a{_digest(args.name, length=31)}-{_digest(args.name, 'lb', length=16)}.elb.{region}.amazonaws.com"
+                )
+                outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": host}]}}
         elif typ == "random:index/randomPassword:RandomPassword":
             outputs["result"] = _digest(args.name, "password", length=32)
         elif typ == "tls:index/privateKey:PrivateKey":

@@ -1,0 +1,60 @@
+"""Backups, DNS failover and the disaster-recovery stack's own settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, StringConstraints, field_validator
+
+from zbi_infra.config.base import StrictModel
+from zbi_infra.zones import is_region
+
+
+class BackupConfig(StrictModel):
+    """`zbi:backup` (primary): scheduled EBS snapshots of chain data, copied to the DR region."""
+
+    enabled: bool = True
+    interval_hours: int = Field(default=12, description="hours between snapshots")
+    retain_count: int = Field(default=14, ge=1, le=1000)
+    dr_region: str = "us-west-2"
+    dr_retain_days: int = Field(default=7, ge=1, le=365)
+
+    @field_validator("interval_hours")
+    @classmethod
+    def _dlm_interval(cls, hours: int) -> int:
+        # The only intervals Data Lifecycle Manager's create_rule accepts.
+        allowed = (1, 2, 3, 4, 6, 8, 12, 24)
+        if hours not in allowed:
+            raise ValueError(f"{hours} is not a DLM interval. Fix: use one of {', '.join(map(str, allowed))}")
+        return hours
+
+    @field_validator("dr_region")
+    @classmethod
+    def _region(cls, region: str) -> str:
+        if not is_region(region):
+            raise ValueError(f"'{region}' is not an AWS region name. Fix: e.g. us-west-2")
+        return region
+
+
+class DnsConfig(StrictModel):
+    """`zbi:dns`: a Route 53 hosted zone holding the instances' public names; enables failover records."""
+
+    hosted_zone_id: Annotated[str, StringConstraints(pattern=r"^Z[A-Z0-9]{1,31}$")]
+    record_ttl: int = Field(default=60, ge=10, le=3600)
+    health_check_interval: int = Field(default=30)
+
+    @field_validator("health_check_interval")
+    @classmethod
+    def _interval(cls, seconds: int) -> int:
+        if seconds not in (10, 30):
+            raise ValueError("Route 53 health checks run every 10 or 30 seconds. Fix: use 10 or 30")
+        return seconds
+
+
+class DrConfig(StrictModel):
+    """`zbi:dr` (dr role): which primary stack this region protects, and whether it is serving."""
+
+    primary_stack: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")]
+    activate: bool = False
+    # Restore from the newest copied snapshot; without one, an activated instance syncs from genesis.
+    require_snapshot: bool = False
