@@ -141,7 +141,10 @@ def test_kubeconfig_reaches_the_provider_only_as_a_secret(plan_stack: PlanStack)
 
 def test_everything_runs_on_an_explicit_regional_provider(plan_stack: PlanStack) -> None:
     plan = plan_stack("dev")
-    (aws_provider,) = plan.of_type("pulumi:providers:aws")
-    assert aws_provider.inputs["region"] == "us-east-1"
+    providers = {p.inputs["region"]: p for p in plan.of_type("pulumi:providers:aws")}
+    assert set(providers) == {"us-east-1", "us-west-2"}  # the platform, and the DR region for snapshot copies
+    primary, dr = providers["us-east-1"].urn, providers["us-west-2"].urn
     custom_aws = [r for r in plan.resources if r.custom and r.type.startswith("aws:")]
-    assert custom_aws and all(r.provider and r.provider.startswith(aws_provider.urn) for r in custom_aws)
+    assert custom_aws and all(r.provider and r.provider.startswith((primary, dr)) for r in custom_aws)
+    in_dr = {r.type for r in custom_aws if r.provider and r.provider.startswith(dr)}
+    assert in_dr == {"aws:kms/key:Key", "aws:kms/alias:Alias"}

@@ -75,12 +75,12 @@ class StackConfig(StrictModel):
                 raise ValueError("zbi:backup belongs to the primary stack. Fix: remove it from the dr stack")
         elif self.dr is not None:
             raise ValueError(f"zbi:dr only applies to zbi:role dr, this stack is {role}. Fix: remove zbi:dr")
-        if self.role is StackRole.PRIMARY and self.backup and self.platform:
-            if self.backup.dr_region == self.platform.region:
-                raise ValueError(
-                    "zbi:backup.drRegion equals zbi:platform.region: copies would fail with the region. "
-                    "Fix: choose another region, e.g. us-west-2"
-                )
+        same_region = self.backup and self.platform and self.backup.dr_region == self.platform.region
+        if self.role is StackRole.PRIMARY and same_region:
+            raise ValueError(
+                "zbi:backup.drRegion equals zbi:platform.region: copies would fail with the region. "
+                "Fix: choose another region, e.g. us-west-2"
+            )
         return self
 
 
