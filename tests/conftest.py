@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from zbi_infra.plan.engine import Plan, evaluate
-from zbi_infra.plan.project import Project, find_project
+from zbi_infra.plan.project import Project, StackFile, find_project
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference"
@@ -29,20 +29,24 @@ def plan_stack(project: Project) -> PlanStack:
 
     def run(stack: str, *, merge: dict[str, Any] | None = None, stack_outputs: dict | None = None) -> Plan:
         stack_file = project.stack_file(stack)
-        overrides = {}
-        for key, patch in (merge or {}).items():
-            base = copy.deepcopy(stack_file.config.get(key))
-            overrides[key] = deep_merge(base, patch) if isinstance(base, dict) and isinstance(patch, dict) else patch
-        if not overrides and not stack_outputs and stack in cache:
+        if not merge and not stack_outputs and stack in cache:
             return cache[stack]
+        config = copy.deepcopy(stack_file.config)
+        for key, patch in (merge or {}).items():
+            base = config.get(key)
+            if patch is None:
+                config.pop(key, None)
+            elif isinstance(base, dict) and isinstance(patch, dict):
+                config[key] = deep_merge(base, patch)
+            else:
+                config[key] = patch
         plan = evaluate(
-            stack_file,
+            StackFile(stack=stack, config=config, secret_keys=stack_file.secret_keys),
             program=project.main,
             project=project.name,
-            config_overrides=overrides,
             stack_outputs=stack_outputs,
         )
-        if not overrides and not stack_outputs:
+        if not merge and not stack_outputs:
             cache[stack] = plan
         return plan
 

@@ -106,6 +106,34 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
         assert isinstance(result, dict), "PlanMocks.call answers with a plain dict"
         return resource_pb2.ResourceInvokeResponse(**{"return": to_struct(result)})
 
+    def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        """Reads (StackReference, `.get`) are recorded like registrations: a plan shows what a stack depends on."""
+        urn = self.make_urn(request.parent, request.type, request.name)
+        wire = json_format.MessageToDict(request.properties, preserving_proto_field_name=True)
+        mock_id, state = self.mocks.new_resource(
+            pulumi_mocks.MockResourceArgs(
+                typ=request.type,
+                name=request.name,
+                inputs=plain_values(wire),
+                provider=request.provider,
+                resource_id=request.id,
+            )
+        )
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, mock_id or request.id, state)
+        self.recorded.append(
+            PlannedResource(
+                urn=urn,
+                type=request.type,
+                name=request.name,
+                parent=request.parent or None,
+                inputs=mask_secrets(wire),
+                custom=True,
+                id=mock_id or request.id,
+                provider=request.provider or None,
+            )
+        )
+        return resource_pb2.ReadResourceResponse(urn=urn, properties=to_struct(state))
+
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
         urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
@@ -178,7 +206,7 @@ def evaluate(
 ) -> Plan:
     """Run `program` (a directory with __main__.py, as Pulumi runs it) for `stack_file` under mocks."""
     config = {**stack_file.config, **(config_overrides or {})}
-    mocks = PlanMocks(stack_outputs=stack_outputs)
+    mocks = PlanMocks(stack_outputs=stack_outputs, stack=stack_file.stack)
     monitor = RecordingMonitor(mocks)
 
     def run() -> Plan:

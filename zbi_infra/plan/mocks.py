@@ -84,8 +84,9 @@ def fake_kubeconfig(cluster_name: str, region: str) -> dict[str, Any]:
 class PlanMocks(pulumi.runtime.Mocks):
     """Answers resource registrations and invokes the way the real providers would, minus the cloud."""
 
-    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None, *, stack: str = "stack") -> None:
         self._provider_regions: dict[str, str] = {}
+        self.stack = stack
         # StackReference outputs by stack name, for programs that read another stack.
         self.stack_outputs = stack_outputs or {}
 
@@ -172,8 +173,11 @@ class PlanMocks(pulumi.runtime.Mocks):
                 spec["clusterIP"] = f"172.20.{digest >> 8}.{digest & 0xFF or 1}"
             outputs["spec"] = spec
             if spec.get("type") == "LoadBalancer":
+                # Kubernetes objects carry no region; the stack's first AWS provider names it.
+                lb_region = next(iter(self._provider_regions.values()), region)
                 host = (
-                    f"a{_digest(args.name, length=31)}-{_digest(args.name, 'lb', length=16)}.elb.{region}.amazonaws.com"
+                    f"a{_digest(self.stack, args.name, length=31)}-{_digest(args.name, length=16)}"
+                    f".elb.{lb_region}.amazonaws.com"
                 )
                 outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": host}]}}
         elif typ == "random:index/randomPassword:RandomPassword":

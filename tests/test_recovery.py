@@ -1,0 +1,175 @@
+"""Backups, the DR stack (pilot light and activated), DNS failover, the local stack, and stack-role errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import PlanStack
+from tests.k8s_objects import objects, one
+from zbi_infra.errors import ConfigError
+from zbi_infra.plan.engine import Plan
+
+DR_KEY = "arn:aws:kms:us-west-2:123456789012:key/dr-copies"
+PRIMARY_OUTPUTS = {"dev": {"disasterRecovery": {"drKmsKeyArn": DR_KEY, "drRegion": "us-west-2"}}}
+DNS = {"hostedZoneId": "Z0123456789ABCDEFGHIJ"}
+
+
+@pytest.fixture(scope="module")
+def dev(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev")
+
+
+def test_snapshot_policy_targets_the_storage_class_tags(dev: Plan) -> None:
+    (policy,) = dev.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    details = policy.inputs["policyDetails"]
+    assert details["resourceTypes"] == ["VOLUME"]
+    storage_class = one(dev, "StorageClass", "zbi-testnet-chain")
+    volume_tags = dict(
+        v.split("=", 1) for k, v in storage_class["parameters"].items() if k.startswith("tagSpecification_")
+    )
+    # every volume of the class is selected by the policy
+    assert details["targetTags"].items() <= volume_tags.items()
+    (schedule,) = details["schedules"]
+    assert schedule["createRule"] == {"interval": 12, "intervalUnit": "HOURS"}
+    assert schedule["retainRule"] == {"count": 14}
+    assert schedule["copyTags"] is True
+
+
+def test_snapshots_are_copied_to_the_dr_region_under_a_dr_key(dev: Plan) -> None:
+    (policy,) = dev.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    (copy,) = policy.inputs["policyDetails"]["schedules"][0]["crossRegionCopyRules"]
+    dr_key = dev.named("dev-backups-dr-key")
+    dr_provider = dev.named("aws-us-west-2")
+    assert dr_provider.inputs["region"] == "us-west-2"
+    assert dr_key.provider and dr_key.provider.startswith(dr_provider.urn)
+    assert dr_key.protect
+    assert copy["target"] == "us-west-2"
+    assert copy["encrypted"] is True
+    assert copy["cmkArn"] == f"arn:aws:kms:us-west-2:123456789012:key/{dr_key.id}"
+    assert copy["retainRule"] == {"interval": 7, "intervalUnit": "DAYS"}
+    kms = json.loads(dev.named("dev-backups-dlm-kms").inputs["policy"])
+    resources = kms["Statement"][0]["Resource"]
+    assert copy["cmkArn"] in resources
+    assert any(":us-east-1:" in arn for arn in resources)  # the source volumes' key
+
+
+def test_volume_snapshot_class(dev: Plan) -> None:
+    snapshot_class = one(dev, "VolumeSnapshotClass", "zbi-ebs")
+    assert snapshot_class["driver"] == "ebs.csi.aws.com"
+    assert snapshot_class["deletionPolicy"] == "Retain"
+
+
+def test_backups_can_be_turned_off_with_a_warning(plan_stack: PlanStack) -> None:
+    plan = plan_stack("dev", merge={"zbi:backup": {"enabled": False}})
+    assert not plan.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+
+
+@pytest.fixture(scope="module")
+def pilot_light(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dr", stack_outputs=PRIMARY_OUTPUTS)
+
+
+def test_dr_pilot_light(pilot_light: Plan) -> None:
+    (reference,) = pilot_light.of_type("pulumi:pulumi:StackReference")
+    assert reference.inputs["name"] == "dev"
+    (provider,) = pilot_light.of_type("pulumi:providers:aws")
+    assert provider.inputs["region"] == "us-west-2"
+    zones = {s.inputs["availabilityZoneId"] for s in pilot_light.of_type("aws:ec2/subnet:Subnet")}
+    assert zones == {"usw2-az1", "usw2-az2", "usw2-az3"}
+    assert len(pilot_light.of_type("eks:index:ManagedNodeGroup")) == 3
+    assert len(pilot_light.of_type("aws:ec2/natGateway:NatGateway")) == 1
+    assert not pilot_light.of_type("zbi:node:ZcashNode")
+    assert not pilot_light.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    # the EBS CSI driver may decrypt the copies it will restore from
+    kms = json.loads(pilot_light.named("zbi-dr-ebs-csi-kms").inputs["policy"])
+    assert DR_KEY in kms["Statement"][0]["Resource"]
+
+
+@pytest.fixture(scope="module")
+def activated(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dr", merge={"zbi:dr": {"activate": True}, "zbi:dns": DNS}, stack_outputs=PRIMARY_OUTPUTS)
+
+
+def test_activated_dr_restores_each_instance_from_its_newest_snapshot(activated: Plan) -> None:
+    (node,) = activated.of_type("zbi:node:ZcashNode")
+    assert node.name == "testnet"
+    content = one(activated, "VolumeSnapshotContent", "zbi-testnet-restore")
+    # the mock lists two copies, newest first; the newest is restored
+    from zbi_infra.plan.mocks import _digest
+
+    assert content["spec"]["source"]["snapshotHandle"] == f"snap-{_digest('testnet', '2', 'us-west-2')}"
+    assert content["spec"]["deletionPolicy"] == "Retain"
+    assert content["spec"]["volumeSnapshotRef"] == {"name": "restore", "namespace": "zbi-testnet"}
+    snapshot = one(activated, "VolumeSnapshot", "restore", "zbi-testnet")
+    assert snapshot["spec"]["source"] == {"volumeSnapshotContentName": "zbi-testnet-restore"}
+    sts = one(activated, "StatefulSet", "zebrad", "zbi-testnet")
+    (claim,) = sts["spec"]["volumeClaimTemplates"]
+    assert claim["spec"]["dataSource"] == {
+        "apiGroup": "snapshot.storage.k8s.io",
+        "kind": "VolumeSnapshot",
+        "name": "restore",
+    }
+    # spread over the DR zones, volumes created where each pod lands (WaitForFirstConsumer)
+    assert sts["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "DoNotSchedule"
+    storage_class = one(activated, "StorageClass", "zbi-testnet-chain")
+    assert storage_class["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert storage_class["parameters"]["kmsKeyId"].startswith("arn:aws:kms:us-west-2:")
+
+
+def test_failover_records_pair_primary_and_secondary(plan_stack: PlanStack, activated: Plan) -> None:
+    primary = plan_stack("dev", merge={"zbi:dns": DNS})
+    (primary_record,) = primary.of_type("aws:route53/record:Record")
+    (secondary_record,) = activated.of_type("aws:route53/record:Record")
+    (check,) = primary.of_type("aws:route53/healthCheck:HealthCheck")
+    assert not activated.of_type("aws:route53/healthCheck:HealthCheck")
+    p, s = primary_record.inputs, secondary_record.inputs
+    assert p["name"] == s["name"] == "testnet.lwd.zbi.example"
+    assert p["zoneId"] == s["zoneId"] == DNS["hostedZoneId"]
+    assert p["type"] == s["type"] == "CNAME"
+    assert p["failoverRoutingPolicies"] == [{"type": "PRIMARY"}]
+    assert s["failoverRoutingPolicies"] == [{"type": "SECONDARY"}]
+    assert p["setIdentifier"] != s["setIdentifier"]
+    assert p["healthCheckId"] == check.id and "healthCheckId" not in s
+    assert check.inputs["type"] == "TCP" and check.inputs["port"] == 443
+    assert check.inputs["fqdn"] == p["records"][0]
+    assert p["records"] != s["records"]  # each region's own load balancer
+    assert ".elb.us-east-1." in p["records"][0] and ".elb.us-west-2." in s["records"][0]
+
+
+def test_no_dns_records_without_a_hosted_zone(dev: Plan) -> None:
+    assert not dev.of_type("aws:route53/record:Record")
+
+
+def test_local_stack_has_no_aws_resources(plan_stack: PlanStack) -> None:
+    plan = plan_stack("local")
+    assert not [r for r in plan.resources if r.type.startswith(("aws:", "eks:", "pulumi:providers:aws"))]
+    (provider,) = plan.of_type("pulumi:providers:kubernetes")
+    assert provider.inputs["context"] == "kind-zbi"
+    sts = one(plan, "StatefulSet", "zebrad", "zbi-regnet")
+    assert "storageClassName" not in sts["spec"]["volumeClaimTemplates"][0]["spec"]  # the cluster's default class
+    assert not [s for s in objects(plan, "Service") if s["spec"].get("type") == "LoadBalancer"]
+
+
+@pytest.mark.parametrize(
+    ("stack", "merge", "message"),
+    [
+        ("dr", {"zbi:dr": None}, "zbi:dr is not set"),
+        ("dr", {"zbi:dr": {"primaryStack": "nope"}}, "zbi:dr.primaryStack: no Pulumi.nope.yaml"),
+        ("dr", {"zbi:dr": {"primaryStack": "local"}}, "has role local, not primary"),
+        ("dr", {"zbi:instances": {"x": {"network": "mainnet"}}}, "declares none itself"),
+        (
+            "dr",
+            {"zbi:platform": {"region": "eu-central-1"}, "aws:region": "eu-central-1"},
+            "copies its snapshots to us-west-2",
+        ),
+        ("dev", {"zbi:dr": {"primaryStack": "dev"}}, "zbi:dr only applies to zbi:role dr"),
+        ("dev", {"zbi:backup": {"drRegion": "us-east-1"}}, "drRegion equals"),
+        ("local", {"zbi:platform": {"region": "us-east-1"}}, "creates no AWS resources"),
+        ("local", {"zbi:backup": {"enabled": True}}, "creates no AWS resources"),
+    ],
+)
+def test_stack_role_mistakes_are_config_errors(plan_stack: PlanStack, stack: str, merge: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        plan_stack(stack, merge=merge, stack_outputs=PRIMARY_OUTPUTS)
