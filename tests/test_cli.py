@@ -98,3 +98,29 @@ def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
     result = zbi("plan", "dup", cwd=tmp_path)
     assert result.returncode == 2
     assert "zbi:role: defined twice" in result.stderr
+
+
+@pytest.mark.parametrize("stack", ["dr", "local"])
+def test_every_stack_plans_offline(stack: str, tmp_path: Path) -> None:
+    result = zbi("plan", stack, "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "plan.json").read_text())
+    types = {r["type"] for r in document["resources"]}
+    if stack == "local":
+        assert not any(t.startswith(("aws:", "eks:")) for t in types)
+        assert "zbi:node:ZcashNode" in types
+    else:
+        assert "eks:index:Cluster" in types and "pulumi:pulumi:StackReference" in types
+
+
+def test_plan_shows_program_warnings(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.yaml").write_text(
+        (ROOT / "Pulumi.yaml").read_text().replace("main: stacks/", f"main: {ROOT}/stacks/")
+    )
+    stack = yaml.safe_load((ROOT / "Pulumi.local.yaml").read_text())
+    stack["config"]["zbi:instances"]["solo"] = {"network": "testnet", "node": {"replicas": 1}}
+    (tmp_path / "Pulumi.solo.yaml").write_text(yaml.safe_dump(stack))
+    result = zbi("plan", "solo", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "Warnings:" in result.stdout
+    assert "instance solo: node.replicas is 1" in result.stdout

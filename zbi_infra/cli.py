@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         print(render.tree(plan))
         print()
         print(render.counts(plan))
+        if plan.warnings:
+            print("\nWarnings:")
+            print("\n".join(f"  - {w}" for w in sorted(set(plan.warnings))))
         if args.out:
             count = len(plan.kubernetes_objects())
             print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")

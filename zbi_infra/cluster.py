@@ -351,7 +351,11 @@ class ZbiCluster(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-ebs-csi-kms",
             role=role.id,
-            policy=pulumi.Output.all(*kms_key_arns).apply(
+            # A key not known yet (a DR stack previewed before its primary exists) is left out rather than
+            # written as an empty ARN that IAM would reject.
+            policy=pulumi.Output.all(*kms_key_arns)
+            .apply(lambda arns: [a for a in arns if a])
+            .apply(
                 lambda arns: json.dumps(
                     {
                         "Version": "2012-10-17",

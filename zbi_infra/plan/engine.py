@@ -7,6 +7,7 @@ This is the same program `pulumi up` runs (the project's `main`), with the engin
 from __future__ import annotations
 
 import contextvars
+import logging
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -208,12 +209,18 @@ def evaluate(
     config = {**stack_file.config, **(config_overrides or {})}
     mocks = PlanMocks(stack_outputs=stack_outputs, stack=stack_file.stack)
     monitor = RecordingMonitor(mocks)
+    warnings = _WarningCollector()
+    logger = logging.getLogger(f"zbi.plan.{stack_file.stack}.{id(monitor)}")
+    logger.propagate = False
+    logger.addHandler(warnings)
 
     def run() -> Plan:
         pulumi.runtime.set_all_config(
             {k: v if isinstance(v, str) else _to_json(v) for k, v in config.items()}, list(stack_file.secret_keys)
         )
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack_file.stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack_file.stack, preview=False, monitor=monitor, logger=logger
+        )
         outputs: dict[str, Any] = {}
 
         def program_body() -> None:
@@ -225,10 +232,23 @@ def evaluate(
             outputs.update(root.outputs)  # type: ignore[attr-defined]
         # Registration order depends on thread scheduling; URN order does not.
         resources = sorted(monitor.recorded, key=lambda r: r.urn)
-        return Plan(stack=stack_file.stack, project=project, resources=resources, outputs=outputs)
+        return Plan(
+            stack=stack_file.stack, project=project, resources=resources, outputs=outputs, warnings=warnings.messages
+        )
 
     # A fresh context per evaluation: Pulumi keeps its root stack and config in context variables.
     return contextvars.Context().run(run)
+
+
+class _WarningCollector(logging.Handler):
+    """Keeps what the program logs at warning level (pulumi.log.warn), for the plan to show."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def _to_json(value: Any) -> str:
