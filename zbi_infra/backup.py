@@ -8,12 +8,12 @@ be re-derived; chain data can, so what we buy is time, and DLM buys it with less
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
+from zbi_infra.iam import kms_key_use_policy, service_trust_policy
 from zbi_infra.storage import BACKUP_TAG
 
 DLM_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
@@ -66,14 +66,7 @@ class ZbiBackups(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-dlm-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "dlm.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
+            assume_role_policy=service_trust_policy("dlm.amazonaws.com"),
             tags=args.tags,
             opts=child,
         )
@@ -81,26 +74,9 @@ class ZbiBackups(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{name}-dlm-kms",
             role=role.id,
+            # CreateGrant: copying an encrypted snapshot re-encrypts it under the destination key through a grant.
             policy=pulumi.Output.all(args.source_kms_key_arn, dr_key.arn).apply(
-                lambda arns: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "kms:Encrypt",
-                                    "kms:Decrypt",
-                                    "kms:ReEncrypt*",
-                                    "kms:GenerateDataKey*",
-                                    "kms:DescribeKey",
-                                    "kms:CreateGrant",
-                                ],
-                                "Resource": list(arns),
-                            }
-                        ],
-                    }
-                )
+                lambda arns: kms_key_use_policy(arns, grants_for_aws_resources=True)
             ),
             opts=child,
         )

@@ -11,6 +11,7 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfig
+from zbi_infra.iam import kms_key_use_policy, service_trust_policy
 from zbi_infra.zones import AvailabilityZone
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -210,14 +211,7 @@ class ZbiCluster(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-node-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
+            assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
             tags=tags,
             opts=child,
         )
@@ -353,33 +347,8 @@ class ZbiCluster(pulumi.ComponentResource):
             role=role.id,
             # A key not known yet (a DR stack previewed before its primary exists) is left out rather than
             # written as an empty ARN that IAM would reject.
-            policy=pulumi.Output.all(*kms_key_arns)
-            .apply(lambda arns: [a for a in arns if a])
-            .apply(
-                lambda arns: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": ["kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant"],
-                                "Resource": list(arns),
-                                "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-                            },
-                            {
-                                "Effect": "Allow",
-                                "Action": [
-                                    "kms:Encrypt",
-                                    "kms:Decrypt",
-                                    "kms:ReEncrypt*",
-                                    "kms:GenerateDataKey*",
-                                    "kms:DescribeKey",
-                                ],
-                                "Resource": list(arns),
-                            },
-                        ],
-                    }
-                )
+            policy=pulumi.Output.all(*kms_key_arns).apply(
+                lambda arns: kms_key_use_policy([a for a in arns if a], grants_for_aws_resources=True)
             ),
             opts=child,
         )

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from zbi_infra.config.platform import FlowLogsConfig, NatStrategy
+from zbi_infra.iam import service_trust_policy
 from zbi_infra.network_plan import plan_subnets
 from zbi_infra.zones import AvailabilityZone
 
@@ -171,18 +172,7 @@ class ZbiVpc(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-flow-logs-role",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
             tags=tagged("flow-logs-role"),
             opts=child,
         )

@@ -109,18 +109,41 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
 
     def ReadResource(self, request):  # noqa: N802 (gRPC method name)
         """Reads (StackReference, `.get`) are recorded like registrations: a plan shows what a stack depends on."""
+        urn, _, state = self._register(request, request.properties, custom=True, import_id=request.id)
+        return resource_pb2.ReadResourceResponse(urn=urn, properties=to_struct(state))
+
+    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=self.make_urn(request.parent, request.type, request.name))
+        urn, resource_id, state = self._register(
+            request,
+            request.object,
+            custom=bool(request.custom),
+            import_id=request.importId,
+            protect=bool(request.protect),
+            retain_on_delete=bool(request.retainOnDelete),
+            depends_on=list(request.dependencies),
+            aliases=[a.urn or a.spec.name for a in request.aliases],
+        )
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=to_struct(state))
+
+    def _register(self, request, properties, *, custom: bool, import_id: str, **options: Any):
         urn = self.make_urn(request.parent, request.type, request.name)
-        wire = json_format.MessageToDict(request.properties, preserving_proto_field_name=True)
+        wire = json_format.MessageToDict(properties, preserving_proto_field_name=True)
+        # Inputs are handed to the mocks as plain values with resource references as URNs: the SDK's own
+        # deserializer would rehydrate referenced resources on this executor thread's event loop.
         mock_id, state = self.mocks.new_resource(
             pulumi_mocks.MockResourceArgs(
                 typ=request.type,
                 name=request.name,
                 inputs=plain_values(wire),
                 provider=request.provider,
-                resource_id=request.id,
+                resource_id=import_id,
+                custom=custom,
             )
         )
-        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, mock_id or request.id, state)
+        resource_id = mock_id or import_id or ""
+        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, resource_id, state)
         self.recorded.append(
             PlannedResource(
                 urn=urn,
@@ -128,49 +151,13 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 name=request.name,
                 parent=request.parent or None,
                 inputs=mask_secrets(wire),
-                custom=True,
-                id=mock_id or request.id,
+                custom=custom,
+                id=resource_id,
                 provider=request.provider or None,
+                **options,
             )
         )
-        return resource_pb2.ReadResourceResponse(urn=urn, properties=to_struct(state))
-
-    def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
-        urn = self.make_urn(request.parent, request.type, request.name)
-        if request.type == "pulumi:pulumi:Stack":
-            return resource_pb2.RegisterResourceResponse(urn=urn)
-        wire = json_format.MessageToDict(request.object, preserving_proto_field_name=True)
-        # Inputs are handed to the mocks as plain values with resource references as URNs: the SDK's own
-        # deserializer would rehydrate referenced resources on this executor thread's event loop.
-        resource_args = pulumi_mocks.MockResourceArgs(
-            typ=request.type,
-            name=request.name,
-            inputs=plain_values(wire),
-            provider=request.provider,
-            resource_id=request.importId,
-            custom=request.custom or False,
-        )
-        mock_id, state = self.mocks.new_resource(resource_args)
-        id_ = mock_id or ""
-        obj_proto = to_struct(state)
-        self.resources[urn] = pulumi_mocks.MockMonitor.ResourceRegistration(urn, id_, state)
-        self.recorded.append(
-            PlannedResource(
-                urn=urn,
-                type=request.type,
-                name=request.name,
-                parent=request.parent or None,
-                inputs=mask_secrets(wire),
-                custom=bool(request.custom),
-                id=id_,
-                protect=bool(request.protect),
-                retain_on_delete=bool(request.retainOnDelete),
-                provider=request.provider or None,
-                depends_on=list(request.dependencies),
-                aliases=[a.urn or a.spec.name for a in request.aliases],
-            )
-        )
-        return resource_pb2.RegisterResourceResponse(urn=urn, id=id_, object=obj_proto)
+        return urn, resource_id, state
 
 
 def to_struct(values: dict[str, Any]) -> struct_pb2.Struct:
