@@ -97,8 +97,9 @@ def test_rpc_credentials_are_generated_secrets(dev: Plan) -> None:
     assert password.inputs["length"] >= 32
     (lwd,) = pod_spec(one(dev, "StatefulSet", "lightwalletd", NS))["containers"]
     env = {e["name"]: e for e in lwd["env"]}
-    assert env["RPC_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "password"}
-    assert "--rpcpassword=$(RPC_PASSWORD)" in lwd["args"]
+    assert env["RPCPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "password"}
+    assert env["RPCUSER"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "username"}
+    assert not any("password" in a for a in lwd["args"])
 
 
 def test_light_wallet_tier_scales_on_its_own(dev: Plan) -> None:
@@ -190,6 +191,7 @@ def test_zcashd_differs_where_it_should(plan_stack: PlanStack) -> None:
     ns = "zbi-legacy"
     conf = one(plan, "ConfigMap", "zcashd-config", ns)["data"]["zcash.conf"]
     assert "rpcport=8232" in conf and "testnet" not in conf and "rpcpassword" not in conf
+    assert "lightwalletd=1" in conf and "experimentalfeatures=1" in conf  # required by lightwalletd
     sts = one(plan, "StatefulSet", "zcashd", ns)
     (init,) = pod_spec(sts)["initContainers"]
     assert init["command"] == ["zcash-fetch-params"]

@@ -14,6 +14,9 @@ from zbi_infra.render.lightwallet import lightwalletd_args, render_zaino_toml
 from zbi_infra.render.zcashd import render_zcash_conf
 from zbi_infra.render.zebrad import render_zebrad_toml
 
+# zcash.conf options outside the reference excerpt (network and RPC sections): the experimental light-wallet
+# indexes lightwalletd requires of zcashd (zcashd's experimental features; lightwalletd cmd/root.go).
+ZCASHD_LIGHT_WALLET_KEYS = {"experimentalfeatures", "lightwalletd"}
 # zebrad keys whose default is None, so Zebra's generated defaults omit them (docs.rs zebra-rpc Config::listen_addr).
 ZEBRAD_OPTIONAL_KEYS = {"rpc.listen_addr"}
 
@@ -100,6 +103,8 @@ def parse_conf(text: str) -> list[tuple[str, str]]:
 def test_every_zcash_conf_key_exists_upstream(network: Network) -> None:
     keys = {k for k, _ in parse_conf(render_zcash_conf(network, regtest_peers=["a:18344"]))}
     assert keys <= zcash_conf_reference_keys(), keys - zcash_conf_reference_keys()
+    serving = {k for k, _ in parse_conf(render_zcash_conf(network, serve_light_wallet=True))}
+    assert serving - keys == ZCASHD_LIGHT_WALLET_KEYS
 
 
 def test_zcash_conf_networks_and_no_credentials() -> None:
@@ -121,7 +126,7 @@ def test_zcash_conf_extra_options() -> None:
 
 def test_lightwalletd_args_keep_credentials_out_and_tls_in() -> None:
     args = lightwalletd_args(rpc_host="zebrad-rpc.ns.svc", rpc_port=18232, tls=True)
-    assert "--rpcpassword=$(RPC_PASSWORD)" in args and "--rpcuser=$(RPC_USER)" in args
+    assert not any("rpcpassword" in a or "rpcuser" in a for a in args)  # from RPCUSER/RPCPASSWORD env vars
     assert "--tls-cert=/etc/zbi/tls/tls.crt" in args and "--no-tls-very-insecure" not in args
     assert "--rpchost=zebrad-rpc.ns.svc" in args and "--rpcport=18232" in args
     assert "--grpc-bind-addr=0.0.0.0:9067" in args and "--http-bind-addr=0.0.0.0:9068" in args

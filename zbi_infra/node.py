@@ -50,8 +50,12 @@ ZEBRAD_STARTUP_BUDGET_SECONDS = 6 * 3600
 ZCASHD_STARTUP_BUDGET_SECONDS = 12 * 3600
 LIGHTWALLET_STARTUP_BUDGET_SECONDS = 2 * 3600
 SECRET_ENV_SKIP = (
-    "CKV_K8S_35=lightwalletd accepts RPC credentials only as flags; they reach it as env vars expanded by the "
-    "kubelet, never in the pod spec"
+    "CKV_K8S_35=lightwalletd reads RPC credentials from flags or env vars only, not files; the env vars come from "
+    "a Secret, never from the pod spec"
+)
+ZCASHD_SECRET_ENV_SKIP = (
+    "CKV_K8S_35=zcashd's credentials reach it as -rpcuser/-rpcpassword expanded by the kubelet from Secret-backed "
+    "env vars (never in the pod spec), so its zcash.conf stays a non-secret ConfigMap"
 )
 DIGEST_SKIP = "CKV_K8S_43=images are pinned by version tag; set image.digest in the instance config to pin by digest"
 # Pulumi would otherwise wait for every replica to be Ready, which for a chain node is a first sync (hours to days).
@@ -242,7 +246,12 @@ class ZcashNode(pulumi.ComponentResource):
             content = zebrad.render_zebrad_toml(config.network, regtest_peers=peers, extra_options=node.extra_options)
         else:
             file_name = "zcash.conf"
-            content = zcashd.render_zcash_conf(config.network, regtest_peers=peers, extra_options=node.extra_options)
+            content = zcashd.render_zcash_conf(
+                config.network,
+                regtest_peers=peers,
+                extra_options=node.extra_options,
+                serve_light_wallet=config.lightwallet.kind is not LightwalletKind.NONE,
+            )
         config_map = k8s.core.v1.ConfigMap(
             f"{self._name}-{name}-config",
             metadata=self._meta(f"{name}-config", component=FULL_NODE, app=name),
@@ -270,7 +279,7 @@ class ZcashNode(pulumi.ComponentResource):
         ]
         checksum = pulumi.Output.from_input(content).apply(_short_hash)
         skips = self._checkov_skips(
-            *([SECRET_ENV_SKIP.replace("lightwalletd", "zcashd")] if kind is NodeKind.ZCASHD else []),
+            *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
             digest=node.image.digest,
         )
         k8s.apps.v1.StatefulSet(
@@ -530,7 +539,7 @@ class ZcashNode(pulumi.ComponentResource):
             ]
             command = ["lightwalletd"]
             args = lightwallet.lightwalletd_args(rpc_host=rpc_host, rpc_port=self._ports.rpc, tls=tls)
-            env: list[k8s.core.v1.EnvVarArgs] | None = _credential_env()
+            env: list[k8s.core.v1.EnvVarArgs] | None = _credential_env(lightwallet.LIGHTWALLETD_CREDENTIAL_ENV)
             scrape = {"prometheus.io/scrape": "true", "prometheus.io/port": str(LIGHTWALLETD_HTTP_PORT)}
         else:
             skips = self._checkov_skips(digest=tier.image.digest)
@@ -795,7 +804,13 @@ def _data_dir(kind: NodeKind) -> str:
     return zebrad.DATA_DIR if kind is NodeKind.ZEBRAD else zcashd.DATA_DIR
 
 
-def _credential_env() -> list[k8s.core.v1.EnvVarArgs]:
+ZCASHD_CREDENTIAL_ENV = {"username": "RPC_USER", "password": "RPC_PASSWORD"}
+
+
+def _credential_env(names: dict[str, str] | None = None) -> list[k8s.core.v1.EnvVarArgs]:
+    """The RPC credentials from the instance's Secret, as environment variables named per consumer."""
+    names = names or ZCASHD_CREDENTIAL_ENV
+
     def from_secret(env: str, key: str) -> k8s.core.v1.EnvVarArgs:
         return k8s.core.v1.EnvVarArgs(
             name=env,
@@ -804,7 +819,7 @@ def _credential_env() -> list[k8s.core.v1.EnvVarArgs]:
             ),
         )
 
-    return [from_secret("RPC_USER", "username"), from_secret("RPC_PASSWORD", "password")]
+    return [from_secret(names["username"], "username"), from_secret(names["password"], "password")]
 
 
 def _scrape_annotations(kind: NodeKind) -> dict[str, str]:

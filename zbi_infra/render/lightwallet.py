@@ -15,9 +15,13 @@ TLS_DIR = "/etc/zbi/tls"
 ZAINO_CONFIG_PATH = "/etc/zaino/zindexer.toml"
 
 
+# lightwalletd reads every flag from the environment too (viper AutomaticEnv, `-` -> `_`, no prefix): credentials
+# come as RPCUSER/RPCPASSWORD from a Secret, so they are in neither the pod spec nor the process's command line.
+LIGHTWALLETD_CREDENTIAL_ENV = {"username": "RPCUSER", "password": "RPCPASSWORD"}
+
+
 def lightwalletd_args(*, rpc_host: str, rpc_port: int, tls: bool) -> list[str]:
-    """Flags of lightwalletd (cmd/root.go). Credentials come from the environment ($(VAR) is expanded by
-    Kubernetes), so the rendered pod spec never holds them."""
+    """Flags of lightwalletd (cmd/root.go)."""
     args = [
         f"--grpc-bind-addr=0.0.0.0:{LIGHTWALLETD_GRPC_PORT}",
         f"--http-bind-addr=0.0.0.0:{LIGHTWALLETD_HTTP_PORT}",
@@ -25,8 +29,6 @@ def lightwalletd_args(*, rpc_host: str, rpc_port: int, tls: bool) -> list[str]:
         "--log-file=/dev/stdout",
         f"--rpchost={rpc_host}",
         f"--rpcport={rpc_port}",
-        "--rpcuser=$(RPC_USER)",
-        "--rpcpassword=$(RPC_PASSWORD)",
     ]
     if tls:
         args += [f"--tls-cert={TLS_DIR}/tls.crt", f"--tls-key={TLS_DIR}/tls.key"]

@@ -11,8 +11,18 @@ DATA_DIR = "/var/lib/zcashd"
 CONFIG_PATH = "/etc/zcash/zcash.conf"
 
 
+# lightwalletd refuses a zcashd without the `lightwalletd` (or `insightexplorer`) experimental feature: it asks
+# `getexperimentalfeatures` at start (lightwalletd cmd/root.go). The feature adds the address and block indexes
+# light-wallet servers read.
+LIGHT_WALLET_OPTIONS = [("experimentalfeatures", "1"), ("lightwalletd", "1")]
+
+
 def zcashd_options(
-    network: Network, *, regtest_peers: list[str] | None = None, extra_options: dict[str, Any] | None = None
+    network: Network,
+    *,
+    regtest_peers: list[str] | None = None,
+    extra_options: dict[str, Any] | None = None,
+    serve_light_wallet: bool = False,
 ) -> list[tuple[str, str]]:
     ports = PORTS[network]
     options: list[tuple[str, str]] = []
@@ -30,6 +40,8 @@ def zcashd_options(
         ("rpcallowip", "0.0.0.0/0"),
         ("rpcclienttimeout", "30"),
     ]
+    if serve_light_wallet:
+        options += LIGHT_WALLET_OPTIONS
     # connect= (not addnode=) so a regtest node talks to its siblings and nothing else.
     options += [("connect", peer) for peer in sorted(regtest_peers or [])]
     for key, value in (extra_options or {}).items():
@@ -45,8 +57,15 @@ def _conf_value(value: Any) -> str:
 
 
 def render_zcash_conf(
-    network: Network, *, regtest_peers: list[str] | None = None, extra_options: dict[str, Any] | None = None
+    network: Network,
+    *,
+    regtest_peers: list[str] | None = None,
+    extra_options: dict[str, Any] | None = None,
+    serve_light_wallet: bool = False,
 ) -> str:
     lines = ["# Rendered by zBI (zbi_infra/render/zcashd.py). Edit the instance config, not this file."]
-    lines += [f"{k}={v}" for k, v in zcashd_options(network, regtest_peers=regtest_peers, extra_options=extra_options)]
+    options = zcashd_options(
+        network, regtest_peers=regtest_peers, extra_options=extra_options, serve_light_wallet=serve_light_wallet
+    )
+    lines += [f"{k}={v}" for k, v in options]
     return "\n".join(lines) + "\n"
