@@ -197,7 +197,17 @@ def build_backups(config: StackConfig, provider: aws.Provider, cluster: ZbiClust
     return backups
 
 
+def bootstrap_sources(config: StackConfig) -> dict[str, SnapshotSource]:
+    return {
+        name: SnapshotSource(
+            driver="ebs.csi.aws.com", snapshot_handle=instance.node.bootstrap_snapshot_id, snapshot_class=SNAPSHOT_CLASS
+        )
+        for name, instance in config.instances.items()
+        if instance.node.bootstrap_snapshot_id
+    }
+
+
 def build(config: StackConfig) -> None:
     provider, _, cluster = build_platform(config)
     build_backups(config, provider, cluster)
-    build_zcash(config, provider, cluster)
+    build_zcash(config, provider, cluster, restore=bootstrap_sources(config))

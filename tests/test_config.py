@@ -127,6 +127,47 @@ BAD_INPUTS = [
         "20",
     ),
     ("zbi:role", "staging", "zbi:role", "primary"),
+    ("zbi:instances", {"a": {"network": "regtest", "node": {"replicas": 1}}}, "zbi:instances.a", "replicas >= 2"),
+    (
+        "zbi:instances",
+        {"a": {"network": "mainnet", "node": {"bootstrapSnapshotId": "vol-1"}}},
+        "zbi:instances.a.node.bootstrapSnapshotId",
+        "Fix",
+    ),
+    (
+        "zbi:instances",
+        {"a": {"network": "mainnet", "node": {"image": {"tag": "latest"}}}},
+        "zbi:instances.a.node.image.tag",
+        "pin",
+    ),
+    (
+        "zbi:instances",
+        {"a": {"network": "mainnet", "node": {"extraOptions": {"rpc.listen_addr": "x"}}}},
+        "zbi:instances.a.node.extraOptions",
+        "set by zBI",
+    ),
+    (
+        "zbi:instances",
+        {"a": {"network": "mainnet", "node": {"storage": {"iops": 3000, "throughputMibps": 1000}}}},
+        "zbi:instances.a.node.storage.throughputMibps",
+        "raise iops",
+    ),
+    (
+        "zbi:instances",
+        {"a": {"network": "mainnet", "lightwallet": {"minReplicas": 4, "maxReplicas": 2}}},
+        "zbi:instances.a.lightwallet.maxReplicas",
+        "raise maxReplicas",
+    ),
+    (
+        "zbi:instances",
+        {"a": {"network": "mainnet", "node": {"resources": {"cpu": "2", "memory": "8Gi", "memoryLimit": "4Gi"}}}},
+        "zbi:instances.a.node.resources.memoryLimit",
+        "raise memoryLimit",
+    ),
+    ("zbi:instances", {"a": {"network": "devnet"}}, "zbi:instances.a.network", "mainnet"),
+    ("zbi:instances", {"Bad": {"network": "mainnet"}}, "zbi:instances.Bad", "Fix"),
+    ("zbi:backup", {"intervalHours": 5}, "zbi:backup.intervalHours", "12"),
+    ("zbi:dns", {"hostedZoneId": "nope"}, "zbi:dns.hostedZoneId", "Fix"),
     ("aws:region", "us-west-2", "aws:region", "same region"),
 ]
 

@@ -61,6 +61,21 @@ def test_volume_snapshot_class(dev: Plan) -> None:
     assert snapshot_class["deletionPolicy"] == "Retain"
 
 
+def test_fast_bootstrap_from_a_snapshot(plan_stack: PlanStack, dev: Plan) -> None:
+    plan = plan_stack(
+        "dev", merge={"zbi:instances": {"testnet": {"node": {"bootstrapSnapshotId": "snap-0123456789abcdef0"}}}}
+    )
+    content = one(plan, "VolumeSnapshotContent", "zbi-testnet-restore")
+    assert content["spec"]["source"] == {"snapshotHandle": "snap-0123456789abcdef0"}
+    assert content["spec"]["volumeSnapshotClassName"] == "zbi-ebs"
+    claim = one(plan, "StatefulSet", "zebrad", "zbi-testnet")["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["dataSource"]["name"] == "restore"
+    # without it, replicas start empty
+    assert (
+        "dataSource" not in one(dev, "StatefulSet", "zebrad", "zbi-testnet")["spec"]["volumeClaimTemplates"][0]["spec"]
+    )
+
+
 def test_backups_can_be_turned_off_with_a_warning(plan_stack: PlanStack) -> None:
     plan = plan_stack("dev", merge={"zbi:backup": {"enabled": False}})
     assert not plan.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")

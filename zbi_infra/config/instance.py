@@ -154,6 +154,9 @@ class NodeConfig(StrictModel):
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="2", memory="8Gi"))
     storage: StorageConfig = Field(default_factory=StorageConfig)
     inbound_p2p: bool = Field(default=False, alias="inboundP2p")
+    # Fast bootstrap: new replicas' volumes are created from this EBS snapshot (e.g. the newest DLM snapshot of
+    # another instance on the same network) and catch up from there instead of syncing from genesis.
+    bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-[0-9a-f]{8,17}$")] | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, ExtraValue] = Field(default_factory=dict)
 
@@ -228,6 +231,8 @@ class InstanceConfig(StrictModel):
             )
         if self.network is Network.REGTEST and (self.node.inbound_p2p or self.endpoints.public_grpc):
             raise ValueError("a regtest network is isolated: inboundP2p and publicGrpc must stay false")
+        if self.network is Network.REGTEST and self.node.bootstrap_snapshot_id:
+            raise ValueError("node.bootstrapSnapshotId: a regtest chain starts empty. Fix: remove it")
         if self.endpoints.public_grpc and self.lightwallet.kind is LightwalletKind.NONE:
             raise ValueError("endpoints.publicGrpc needs a light-wallet server. Fix: set lightwallet.kind")
         return self
