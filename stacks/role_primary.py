@@ -31,6 +31,11 @@ def platform_tags(config: StackConfig) -> dict[str, str]:
     }
 
 
+def regional_provider(region: str, tags: dict[str, str]) -> aws.Provider:
+    """An explicit provider per region (no default provider): every AWS resource says where it lives."""
+    return aws.Provider(f"aws-{region}", region=region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
+
+
 def build_platform(
     config: StackConfig, *, restore_kms_key_arns: list[pulumi.Input[str]] | None = None
 ) -> tuple[aws.Provider, ZbiVpc, ZbiCluster]:
@@ -45,9 +50,7 @@ def build_platform(
         config_key="zbi:platform",
     )
     tags = platform_tags(config)
-    provider = aws.Provider(
-        f"aws-{platform.region}", region=platform.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags)
-    )
+    provider = regional_provider(platform.region, tags)
     vpc = ZbiVpc(
         f"{cluster_config.name}-net",
         ZbiVpcArgs(
@@ -167,9 +170,7 @@ def build_backups(config: StackConfig, provider: aws.Provider, cluster: ZbiClust
         return None
     stack = pulumi.get_stack()
     tags = platform_tags(config)
-    dr_provider = aws.Provider(
-        f"aws-{backup.dr_region}", region=backup.dr_region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags)
-    )
+    dr_provider = regional_provider(backup.dr_region, tags)
     backups = ZbiBackups(
         f"{stack}-backups",
         ZbiBackupsArgs(

@@ -230,6 +230,20 @@ class ZcashNode(pulumi.ComponentResource):
         )
         return "restore"
 
+    def _disruption_budget(self, app: str, component: str, match: dict[str, str], *, replicas: int) -> None:
+        """One pod at a time may be evicted. Only with two or more replicas: a PDB over a single pod would block
+        every node drain."""
+        if replicas < 2:
+            return
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-{app}-pdb",
+            metadata=self._meta(f"{app}-pdb", component=component, app=app),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match)
+            ),
+            opts=self._in_ns,
+        )
+
     def _peer_addresses(self, headless: str) -> list[str]:
         domain = f"{headless}.{self._ns}.svc.{self._args.cluster_domain}"
         return [f"{self._node_name}-{i}.{domain}:{self._ports.p2p}" for i in range(self._config.node.replicas)]
@@ -341,17 +355,8 @@ class ZcashNode(pulumi.ComponentResource):
         )
 
         services = self._full_node_services(name, headless, match)
-        if node.replicas > 1:
-            # Only with two or more replicas: a PDB over a single pod would block every node drain.
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{self._name}-{name}-pdb",
-                metadata=self._meta(f"{name}-pdb", component=FULL_NODE, app=name),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match)
-                ),
-                opts=self._in_ns,
-            )
-        else:
+        self._disruption_budget(name, FULL_NODE, match, replicas=node.replicas)
+        if node.replicas == 1:
             pulumi.log.warn(
                 f"instance {self._name}: node.replicas is 1 — no redundancy and no PodDisruptionBudget; "
                 "set replicas >= 2 for high availability",
@@ -662,15 +667,7 @@ class ZcashNode(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[statefulset]),
         )
-        if tier.min_replicas > 1:
-            k8s.policy.v1.PodDisruptionBudget(
-                f"{self._name}-{name}-pdb",
-                metadata=self._meta(f"{name}-pdb", component=LIGHT_WALLET, app=name),
-                spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
-                    max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match)
-                ),
-                opts=self._in_ns,
-            )
+        self._disruption_budget(name, LIGHT_WALLET, match, replicas=tier.min_replicas)
 
         public = config.endpoints.public_grpc
         service = k8s.core.v1.Service(

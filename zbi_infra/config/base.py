@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 
@@ -26,6 +26,17 @@ class StrictModel(BaseModel):
 # Kubernetes and AWS both accept DNS-label names; the stricter of the two rules fits both.
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
+
+
+def _aws_region(region: str) -> str:
+    from zbi_infra.zones import is_region
+
+    if not is_region(region):
+        raise ValueError(f"'{region}' is not an AWS region name. Fix: use a name such as us-east-1 or us-west-2")
+    return region
+
+
+AwsRegion = Annotated[str, AfterValidator(_aws_region)]
 
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 TagValue = Annotated[str, StringConstraints(max_length=256)]

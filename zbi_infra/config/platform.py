@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator
 
-from zbi_infra.config.base import LABEL_KEY_PATTERN, DnsLabel, StrictModel, Tags
+from zbi_infra.config.base import LABEL_KEY_PATTERN, AwsRegion, DnsLabel, StrictModel, Tags
 from zbi_infra.network_plan import MAX_VPC_PREFIX, MIN_VPC_PREFIX
-from zbi_infra.zones import ZONE_ID_PATTERN, is_region, zone_id_prefix
+from zbi_infra.zones import ZONE_ID_PATTERN, zone_id_prefix
 
 
 class NatStrategy(StrEnum):
@@ -27,20 +27,13 @@ class FlowLogsConfig(StrictModel):
 class PlatformConfig(StrictModel):
     """`zbi:platform`: where the platform lives and how its network is laid out."""
 
-    region: str = "us-east-1"
+    region: AwsRegion = "us-east-1"
     availability_zone_count: int = Field(default=5, ge=2, le=6)
     zone_ids: list[str] | None = None
     vpc_cidr: str = "10.20.0.0/16"
     nat_strategy: NatStrategy = NatStrategy.PER_AZ
     flow_logs: FlowLogsConfig = Field(default_factory=FlowLogsConfig)
     tags: Tags
-
-    @field_validator("region")
-    @classmethod
-    def _known_region(cls, region: str) -> str:
-        if not is_region(region):
-            raise ValueError(f"'{region}' is not an AWS region name. Fix: use a name such as us-east-1 or us-west-2")
-        return region
 
     @field_validator("zone_ids")
     @classmethod

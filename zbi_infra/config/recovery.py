@@ -6,8 +6,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from zbi_infra.config.base import StrictModel
-from zbi_infra.zones import is_region
+from zbi_infra.config.base import AwsRegion, StrictModel
 
 
 class BackupConfig(StrictModel):
@@ -16,7 +15,7 @@ class BackupConfig(StrictModel):
     enabled: bool = True
     interval_hours: int = Field(default=12, description="hours between snapshots")
     retain_count: int = Field(default=14, ge=1, le=1000)
-    dr_region: str = "us-west-2"
+    dr_region: AwsRegion = "us-west-2"
     dr_retain_days: int = Field(default=7, ge=1, le=365)
 
     @field_validator("interval_hours")
@@ -27,13 +26,6 @@ class BackupConfig(StrictModel):
         if hours not in allowed:
             raise ValueError(f"{hours} is not a DLM interval. Fix: use one of {', '.join(map(str, allowed))}")
         return hours
-
-    @field_validator("dr_region")
-    @classmethod
-    def _region(cls, region: str) -> str:
-        if not is_region(region):
-            raise ValueError(f"'{region}' is not an AWS region name. Fix: e.g. us-west-2")
-        return region
 
 
 class DnsConfig(StrictModel):
