@@ -6,6 +6,7 @@ annotations of its platform.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import pulumi
@@ -291,7 +292,7 @@ class ZcashNode(pulumi.ComponentResource):
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=config_mount_dir, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ]
-        checksum = pulumi.Output.from_input(content).apply(_short_hash)
+        checksum = _short_hash(content)
         skips = self._checkov_skips(
             *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
             digest=node.image.digest,
@@ -826,8 +827,6 @@ def _scrape_annotations(kind: NodeKind) -> dict[str, str]:
 
 
 def _short_hash(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -7,6 +7,7 @@ This is the same program `pulumi up` runs (the project's `main`), with the engin
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import runpy
 from dataclasses import dataclass, field
@@ -21,9 +22,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from zbi_infra.plan.mocks import PlanMocks
-from zbi_infra.plan.project import StackFile
+from zbi_infra.plan.project import SECRET_PLACEHOLDER, StackFile
 
-SECRET_PLACEHOLDER = "[secret]"
 _SIG = "4dabf18193072939515e22adb298388d"
 _SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 _RESOURCE_REF_SIG = "5cf8f73096256a8f31e491e813e4eb8e"
@@ -51,7 +51,6 @@ class Plan:
     stack: str
     project: str
     resources: list[PlannedResource]
-    outputs: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
     def of_type(self, type_: str) -> list[PlannedResource]:
@@ -189,11 +188,9 @@ def evaluate(
     *,
     program: Path,
     project: str,
-    config_overrides: dict[str, Any] | None = None,
     stack_outputs: dict[str, dict[str, Any]] | None = None,
 ) -> Plan:
     """Run `program` (a directory with __main__.py, as Pulumi runs it) for `stack_file` under mocks."""
-    config = {**stack_file.config, **(config_overrides or {})}
     mocks = PlanMocks(stack_outputs=stack_outputs, stack=stack_file.stack)
     monitor = RecordingMonitor(mocks)
     warnings = _WarningCollector()
@@ -203,25 +200,21 @@ def evaluate(
 
     def run() -> Plan:
         pulumi.runtime.set_all_config(
-            {k: v if isinstance(v, str) else _to_json(v) for k, v in config.items()}, list(stack_file.secret_keys)
+            # Pulumi hands structured config values to programs as JSON text.
+            {k: v if isinstance(v, str) else json.dumps(v) for k, v in stack_file.config.items()},
+            list(stack_file.secret_keys),
         )
         pulumi.runtime.set_mocks(
             mocks, project=project, stack=stack_file.stack, preview=False, monitor=monitor, logger=logger
         )
-        outputs: dict[str, Any] = {}
 
         def program_body() -> None:
             runpy.run_path(str(program), run_name="__main__")
 
         _sync_await(run_pulumi_func(program_body))
-        root = pulumi.runtime.get_root_resource()
-        if root is not None and getattr(root, "outputs", None):
-            outputs.update(root.outputs)  # type: ignore[attr-defined]
         # Registration order depends on thread scheduling; URN order does not.
         resources = sorted(monitor.recorded, key=lambda r: r.urn)
-        return Plan(
-            stack=stack_file.stack, project=project, resources=resources, outputs=outputs, warnings=warnings.messages
-        )
+        return Plan(stack=stack_file.stack, project=project, resources=resources, warnings=warnings.messages)
 
     # A fresh context per evaluation: Pulumi keeps its root stack and config in context variables.
     return contextvars.Context().run(run)
@@ -236,9 +229,3 @@ class _WarningCollector(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.messages.append(record.getMessage())
-
-
-def _to_json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
