@@ -14,7 +14,6 @@ import pulumi_aws as aws
 import role_primary
 
 from zbi_infra.config import StackConfig, StackRole, load_stack_config
-from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.dns import FailoverRole
 from zbi_infra.errors import ConfigError
 from zbi_infra.node import SnapshotSource
