@@ -14,6 +14,7 @@ import pulumi_aws as aws
 import role_primary
 
 from zbi_infra.config import StackConfig, StackRole, load_stack_config
+from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.dns import FailoverRole
 from zbi_infra.errors import ConfigError
 from zbi_infra.node import SnapshotSource
@@ -37,7 +38,7 @@ def primary_config(config: StackConfig) -> StackConfig:
     primary = load_stack_config(read_stack_file(short_name, path).config)
     if primary.role is not StackRole.PRIMARY:
         raise ConfigError([f"zbi:dr.primaryStack: stack {short_name} has role {primary.role.value}, not primary"])
-    backup_region = primary.backup.dr_region if primary.backup else "us-west-2"
+    backup_region = (primary.backup or BackupConfig()).dr_region
     if backup_region != config.platform.region:
         raise ConfigError(
             [
