@@ -11,7 +11,7 @@ from zbi_infra.plan.engine import Plan, evaluate
 from zbi_infra.plan.project import Project, StackFile, find_project
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference"
+UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
 
 
 @pytest.fixture(scope="session")

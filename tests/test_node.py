@@ -56,7 +56,7 @@ def test_zebrad_probes_reflect_sync_state(dev: Plan) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"p2p": 18233, "rpc": 18232, "health": 8080, "metrics": 9999}
     config = zebrad_config(dev, NS)
-    assert config["health"]["endpoint_addr"].endswith(":8080")
+    assert config["health"]["listen_addr"].endswith(":8080")
 
 
 def test_every_container_is_hardened(dev: Plan) -> None:

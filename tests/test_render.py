@@ -1,14 +1,15 @@
-"""Config renderers, checked against upstream reference data (../shared/reference)."""
+"""Config renderers, checked against upstream evidence vendored in tests/fixtures/upstream (see SOURCES.json)."""
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from typing import Any
 
 import pytest
 
-from tests.conftest import REFERENCE
+from tests.conftest import UPSTREAM
 from zbi_infra.config.instance import Network
 from zbi_infra.render.lightwallet import lightwalletd_args, render_zaino_toml
 from zbi_infra.render.zcashd import render_zcash_conf
@@ -17,8 +18,6 @@ from zbi_infra.render.zebrad import render_zebrad_toml
 # zcash.conf options outside the reference excerpt (network and RPC sections): the experimental light-wallet
 # indexes lightwalletd requires of zcashd (zcashd's experimental features; lightwalletd cmd/root.go).
 ZCASHD_LIGHT_WALLET_KEYS = {"experimentalfeatures", "lightwalletd"}
-# zebrad keys whose default is None, so Zebra's generated defaults omit them (docs.rs zebra-rpc Config::listen_addr).
-ZEBRAD_OPTIONAL_KEYS = {"rpc.listen_addr"}
 
 
 def flatten(table: dict[str, Any], prefix: str = "") -> set[str]:
@@ -34,15 +33,14 @@ def flatten(table: dict[str, Any], prefix: str = "") -> set[str]:
 
 @pytest.fixture(scope="module")
 def zebrad_reference_keys() -> set[str]:
-    defaults = tomllib.loads((REFERENCE / "zebrad-v6.3.0-defaults.toml").read_text())
-    endpoints = tomllib.loads((REFERENCE / "zebrad-health-endpoints.toml").read_text())
-    return flatten(defaults) | flatten(endpoints)
+    schema = json.loads((UPSTREAM / "zebra" / "zebrad-config-keys.json").read_text())
+    return {f"{section}.{key}" for section, keys in schema.items() for key in keys}
 
 
 @pytest.mark.parametrize("network", list(Network))
 def test_every_zebrad_key_exists_upstream(network: Network, zebrad_reference_keys: set[str]) -> None:
     rendered = tomllib.loads(render_zebrad_toml(network, regtest_peers=["a:18344", "b:18344"]))
-    unknown = flatten(rendered) - zebrad_reference_keys - ZEBRAD_OPTIONAL_KEYS
+    unknown = flatten(rendered) - zebrad_reference_keys
     assert not unknown, f"keys not in zebrad 6.3.0: {sorted(unknown)}"
 
 
@@ -59,7 +57,7 @@ def test_zebrad_network_and_ports(network: Network, name: str, p2p: int, rpc: in
     assert config["network"]["network"] == name
     assert config["network"]["listen_addr"].endswith(f":{p2p}")
     assert config["rpc"]["listen_addr"].endswith(f":{rpc}")
-    assert config["health"]["endpoint_addr"] == "0.0.0.0:8080"
+    assert config["health"]["listen_addr"] == "0.0.0.0:8080"
     assert config["metrics"]["endpoint_addr"] == "0.0.0.0:9999"
     assert config["rpc"]["enable_cookie_auth"] is False
     assert config["state"]["cache_dir"].startswith("/var/lib/zebra")
@@ -91,7 +89,7 @@ def test_zebrad_extra_options_are_merged() -> None:
 
 
 def zcash_conf_reference_keys() -> set[str]:
-    text = (REFERENCE / "zcash.conf.example").read_text()
+    text = (UPSTREAM / "zcash" / "zcash.conf.example").read_text()
     return set(re.findall(r"^#?([a-z]+)=", text, flags=re.MULTILINE))
 
 

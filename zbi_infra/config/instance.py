@@ -120,7 +120,7 @@ ZEBRAD_MANAGED_KEYS = frozenset(
         "rpc.enable_cookie_auth",
         "rpc.cookie_dir",
         "state.cache_dir",
-        "health.endpoint_addr",
+        "health.listen_addr",
         "metrics.endpoint_addr",
     }
 )

@@ -37,7 +37,7 @@ def zebrad_config(
             "enable_cookie_auth": False,
         },
         "health": {
-            "endpoint_addr": f"0.0.0.0:{ZEBRA_HEALTH_PORT}",
+            "listen_addr": f"0.0.0.0:{ZEBRA_HEALTH_PORT}",
             # Zebra skips the checks on test networks unless told otherwise; zBI wants real readiness on testnet.
             # An isolated regtest network has no steady tip to measure, so there the checks stay off.
             "enforce_on_test_networks": network is Network.TESTNET,

@@ -1,0 +1,216 @@
+#!/usr/bin/env python3
+"""Refresh tests/fixtures/upstream/ from the upstream repositories at their release tags.
+
+Every fixture the tests check zBI against comes from here, and SOURCES.json records, for each file, the repository,
+tag, commit, path and licence it was taken from. Files are either copied verbatim (configs, Dockerfiles,
+entrypoints, protos) or are facts extracted from source (the field names of a Rust config struct, the constants
+of an end-of-support rule), written as JSON next to the path they were read from.
+
+Usage:
+    python tools/refresh_upstream.py --checkout zebra=/path/to/zebra --checkout lightwalletd=/path/... \
+        --checkout zcash=/path/... --checkout zaino=/path/...
+
+Each checkout is a git repository (a clone, or a bare mirror) that holds the pinned tag; nothing is fetched from the
+network. Upstreams not given keep their current fixtures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "upstream"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    repository: str
+    tag: str
+    licence: str
+
+
+UPSTREAMS = {
+    "zebra": Upstream("ZcashFoundation/zebra", "v6.3.0", "MIT OR Apache-2.0"),
+    "lightwalletd": Upstream("zcash/lightwalletd", "v0.5.3", "MIT"),
+    "zcash": Upstream("zcash/zcash", "v6.20.0", "MIT"),
+    "zaino": Upstream("zingolabs/zaino", "0.8.0", "Apache-2.0"),
+}
+
+# (upstream, path at the tag, fixture file name): copied verbatim.
+COPIES = [
+    ("zebra", "zebrad/tests/common/configs/v6.3.0.toml", "zebra/zebrad-default-config.toml"),
+    ("zebra", "docker/Dockerfile", "zebra/Dockerfile"),
+    ("zebra", "docker/entrypoint.sh", "zebra/entrypoint.sh"),
+    ("lightwalletd", "Dockerfile", "lightwalletd/Dockerfile"),
+    ("lightwalletd", "walletrpc/service.proto", "lightwalletd/walletrpc/service.proto"),
+    ("lightwalletd", "walletrpc/compact_formats.proto", "lightwalletd/walletrpc/compact_formats.proto"),
+    ("zcash", "contrib/docker/Dockerfile", "zcash/Dockerfile"),
+    ("zcash", "contrib/docker/entrypoint.sh", "zcash/entrypoint.sh"),
+    ("zcash", "contrib/debian/examples/zcash.conf", "zcash/zcash.conf.example"),
+    ("zcash", "zcutil/fetch-params.sh", "zcash/fetch-params.sh"),
+    ("zaino", "Dockerfile", "zaino/Dockerfile"),
+    ("zaino", "entrypoint.sh", "zaino/entrypoint.sh"),
+]
+
+# zebrad.toml sections: the file and struct each section deserializes into (all `deny_unknown_fields`). The network
+# and tracing sections are read through `DConfig` and `InnerConfig`, whose fields are the keys a file may use.
+ZEBRAD_SECTIONS = {
+    "consensus": ("zebra-consensus/src/config.rs", "Config"),
+    "health": ("zebrad/src/components/health/config.rs", "Config"),
+    "mempool": ("zebrad/src/components/mempool/config.rs", "Config"),
+    "metrics": ("zebrad/src/components/metrics.rs", "Config"),
+    "mining": ("zebra-rpc/src/config/mining.rs", "Config"),
+    "network": ("zebra-network/src/config.rs", "DConfig"),
+    "notify": ("zebrad/src/components/notify.rs", "Config"),
+    "rpc": ("zebra-rpc/src/config/rpc.rs", "Config"),
+    "state": ("zebra-state/src/config.rs", "Config"),
+    "sync": ("zebrad/src/components/sync.rs", "Config"),
+    "tracing": ("zebrad/src/components/tracing.rs", "InnerConfig"),
+    "zcashd_compat": ("zebrad/src/components/zcashd_compat/config.rs", "Config"),
+}
+
+
+def git_show(checkout: Path, tag: str, path: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), "show", f"{tag}:{path}"], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def git_commit(checkout: Path, tag: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(checkout), "rev-parse", f"{tag}^{{commit}}"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def struct_fields(source: str, struct: str) -> list[str]:
+    """Field names of `struct <struct> { ... }` (serde renames are not used by these structs)."""
+    match = re.search(rf"struct {struct}\s*\{{(.*?)\n\}}", source, flags=re.DOTALL)
+    if not match:
+        raise SystemExit(f"no `struct {struct}` found")
+    return sorted(set(re.findall(r"^\s*(?:pub(?:\(crate\))? )?(\w+):", match.group(1), flags=re.MULTILINE)))
+
+
+def rust_const(source: str, name: str) -> int:
+    match = re.search(rf"const {name}: u32 = ([0-9_]+)", source)
+    if not match:
+        raise SystemExit(f"no const {name}")
+    return int(match.group(1).replace("_", ""))
+
+
+def lightwalletd_flags(root_go: str) -> dict[str, object]:
+    flags = dict(re.findall(r'rootCmd\.Flags\(\)\.\w+\("([a-z0-9-]+)",\s*([^,]+),', root_go))
+    return {
+        "flags": sorted(flags),
+        "defaults": {k: v.strip().strip('"') for k, v in flags.items()},
+        "env_binding": {
+            "automatic_env": "viper.AutomaticEnv()" in root_go,
+            "replacer": 'strings.NewReplacer("-", "_")' in root_go,
+            "prefix": None if "SetEnvPrefix" not in root_go else "set",
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkout", action="append", default=[], help="NAME=PATH of a git repository")
+    args = parser.parse_args()
+    checkouts = {name: Path(path) for name, path in (c.split("=", 1) for c in args.checkout)}
+    sources_file = FIXTURES / "SOURCES.json"
+    sources = json.loads(sources_file.read_text()) if sources_file.exists() else {}
+
+    def record(fixture: str, name: str, path: str, how: str) -> None:
+        upstream = UPSTREAMS[name]
+        sources[fixture] = {
+            "repository": upstream.repository,
+            "tag": upstream.tag,
+            "commit": git_commit(checkouts[name], upstream.tag),
+            "path": path,
+            "licence": upstream.licence,
+            "how": how,
+        }
+
+    for name, path, fixture in COPIES:
+        if name not in checkouts:
+            continue
+        target = FIXTURES / fixture
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(git_show(checkouts[name], UPSTREAMS[name].tag, path))
+        record(fixture, name, path, "copied verbatim")
+
+    if "zebra" in checkouts:
+        tag = UPSTREAMS["zebra"].tag
+        keys = {
+            section: struct_fields(git_show(checkouts["zebra"], tag, path), struct)
+            for section, (path, struct) in ZEBRAD_SECTIONS.items()
+        }
+        write_json("zebra/zebrad-config-keys.json", keys)
+        record(
+            "zebra/zebrad-config-keys.json",
+            "zebra",
+            ", ".join(path for path, _ in ZEBRAD_SECTIONS.values()),
+            "field names of each section's `pub struct Config` (serde deny_unknown_fields)",
+        )
+        eos_path = "zebrad/src/components/sync/end_of_support.rs"
+        eos = git_show(checkouts["zebra"], tag, eos_path)
+        write_json(
+            "zebra/end-of-support.json",
+            {
+                "release": tag.removeprefix("v"),
+                "estimated_release_height": rust_const(eos, "ESTIMATED_RELEASE_HEIGHT"),
+                "eos_panic_after_days": rust_const(eos, "EOS_PANIC_AFTER"),
+                "eos_warn_before_days": 14,
+                "blocks_per_day": 24 * 60 * 60 // 75,
+                "enforced_on": "Mainnet",
+            },
+        )
+        record("zebra/end-of-support.json", "zebra", eos_path, "constants of the end-of-support check")
+        peers_path = "zebra-network/src/config.rs"
+        network = git_show(checkouts["zebra"], tag, peers_path)
+        write_json(
+            "zebra/regtest-initial-peers.json",
+            {
+                "regtest_keeps_only_localhost_peers": ".filter(PeerSocketAddr::is_localhost)" in network,
+                "localhost_addresses": ["127.0.0.1", "::1"],
+            },
+        )
+        record("zebra/regtest-initial-peers.json", "zebra", peers_path, "Config::initial_peers on Regtest")
+
+    if "lightwalletd" in checkouts:
+        root_go = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, "cmd/root.go")
+        write_json("lightwalletd/flags.json", lightwalletd_flags(root_go))
+        record("lightwalletd/flags.json", "lightwalletd", "cmd/root.go", "flags, defaults and env binding")
+
+    if "zcash" in checkouts:
+        tag = UPSTREAMS["zcash"].tag
+        deprecation = git_show(checkouts["zcash"], tag, "src/deprecation.h")
+        bitcoind = git_show(checkouts["zcash"], tag, "src/bitcoind.cpp")
+        aware = re.search(r'"-(i-am-aware-[a-z0-9-]+)"', bitcoind)
+        height = int(re.search(r"APPROX_RELEASE_HEIGHT = (\d+)", deprecation).group(1))  # type: ignore[union-attr]
+        weeks = int(re.search(r"RELEASE_TO_DEPRECATION_WEEKS = (\d+)", deprecation).group(1))  # type: ignore[union-attr]
+        write_json(
+            "zcash/deprecation.json",
+            {
+                "release": tag.removeprefix("v"),
+                "approx_release_height": height,
+                "deprecation_height": height + weeks * 7 * 24 * 48,
+                "awareness_option": aware.group(1) if aware else None,
+                "enforced_on": ["Mainnet"],
+            },
+        )
+        record("zcash/deprecation.json", "zcash", "src/deprecation.h, src/bitcoind.cpp", "deprecation constants")
+
+    sources_file.write_text(json.dumps(dict(sorted(sources.items())), indent=2) + "\n")
+
+
+def write_json(fixture: str, value: object) -> None:
+    target = FIXTURES / fixture
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+if __name__ == "__main__":
+    main()
