@@ -15,10 +15,10 @@ import role_primary
 
 from zbi_infra.config import StackConfig, StackRole, load_stack_config
 from zbi_infra.config.recovery import BackupConfig
+from zbi_infra.config.stack_file import read_stack_file
 from zbi_infra.dns import FailoverRole
 from zbi_infra.errors import ConfigError
 from zbi_infra.node import SnapshotSource
-from zbi_infra.plan.project import read_stack_file
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,7 +35,12 @@ def primary_config(config: StackConfig) -> StackConfig:
         raise ConfigError(
             [f"zbi:dr.primaryStack: no {path.name} in this project. Fix: name the primary stack of this project"]
         )
-    primary = load_stack_config(read_stack_file(short_name, path).config)
+    try:
+        primary = load_stack_config(read_stack_file(short_name, path).config)
+    except ConfigError as exc:
+        raise ConfigError(
+            [f"zbi:dr.primaryStack: the primary's stack file {path.name} is invalid: {p}" for p in exc.problems]
+        ) from None
     if primary.role is not StackRole.PRIMARY:
         raise ConfigError([f"zbi:dr.primaryStack: stack {short_name} has role {primary.role.value}, not primary"])
     backup_region = (primary.backup or BackupConfig()).dr_region

@@ -1,17 +1,35 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from zbi_infra.config.stack import AS_OF_ENV
 from zbi_infra.plan.engine import Plan, evaluate
 from zbi_infra.plan.project import Project, StackFile, find_project
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
+
+
+# Release support depends on the date (zebrad stops on Mainnet 105 days after its release): the suite evaluates
+# every plan as of one fixed day inside 6.3.0's support window, and tests of the date logic pass their own days.
+AS_OF = "2026-09-01"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _plan_as_of_a_fixed_day() -> Iterator[None]:
+    previous = os.environ.get(AS_OF_ENV)
+    os.environ[AS_OF_ENV] = AS_OF
+    yield
+    if previous is None:
+        os.environ.pop(AS_OF_ENV, None)
+    else:
+        os.environ[AS_OF_ENV] = previous
 
 
 @pytest.fixture(scope="session")

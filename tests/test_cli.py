@@ -97,7 +97,7 @@ def test_duplicate_yaml_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.dup.yaml").write_text("config:\n  zbi:role: primary\n  zbi:role: local\n")
     result = zbi("plan", "dup", cwd=tmp_path)
     assert result.returncode == 2
-    assert "zbi:role: defined twice" in result.stderr
+    assert "Pulumi.dup.yaml: line 3: 'zbi:role' is defined twice (first on line 2)" in result.stderr
 
 
 @pytest.mark.parametrize("stack", ["dr", "local"])

@@ -69,8 +69,8 @@ def test_cluster_logging_encryption_endpoint_and_access_entries(plan_stack: Plan
     secrets_key = plan.named("zbi-dev-secrets-key")
     assert inputs["encryptionConfigKeyArn"] == f"arn:aws:kms:us-east-1:123456789012:key/{secrets_key.id}"
     assert inputs["endpointPrivateAccess"] is True
-    assert inputs["endpointPublicAccess"] is True
-    assert inputs["publicAccessCidrs"] == ["203.0.113.0/24"]
+    assert inputs["endpointPublicAccess"] is False
+    assert "publicAccessCidrs" not in inputs
     assert inputs["authenticationMode"] == "API"
     assert inputs["skipDefaultNodeGroup"] is True
     assert inputs["createOidcProvider"] is True
@@ -148,3 +148,13 @@ def test_everything_runs_on_an_explicit_regional_provider(plan_stack: PlanStack)
     assert custom_aws and all(r.provider and r.provider.startswith((primary, dr)) for r in custom_aws)
     in_dr = {r.type for r in custom_aws if r.provider and r.provider.startswith(dr)}
     assert in_dr == {"aws:kms/key:Key", "aws:kms/alias:Alias"}
+
+
+def test_a_public_endpoint_is_open_to_exactly_the_allowlist(plan_stack: PlanStack) -> None:
+    allowlist = ["52.94.0.0/22", "2600:1f00::/40"]
+    plan = plan_stack(
+        "dev", merge={"zbi:cluster": {"endpoint": {"publicAccess": True, "publicAccessCidrs": allowlist}}}
+    )
+    (cluster,) = plan.of_type("eks:index:Cluster")
+    assert cluster.inputs["endpointPublicAccess"] is True
+    assert cluster.inputs["publicAccessCidrs"] == allowlist

@@ -19,7 +19,8 @@ KUBERNETES_VERSION = "1.33.0"
 # Instances that exercise every branch of ZcashNode, added to the dev stack.
 VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
-    "legacy": {"network": "mainnet", "node": {"kind": "zcashd", "inboundP2p": True}},
+    "legacy": {"network": "regtest", "node": {"kind": "zcashd"}},
+    "public": {"network": "mainnet", "node": {"inboundP2p": True}},
     "zaino": {"network": "mainnet", "lightwallet": {"kind": "zaino"}},
     "solo": {"network": "testnet", "node": {"replicas": 1}, "lightwallet": {"minReplicas": 1}},
 }

@@ -187,10 +187,10 @@ def test_regtest_is_an_isolated_peer_network(plan_stack: PlanStack) -> None:
 
 
 def test_zcashd_differs_where_it_should(plan_stack: PlanStack) -> None:
-    plan = with_instance(plan_stack, "legacy", {"network": "mainnet", "node": {"kind": "zcashd", "replicas": 2}})
+    plan = with_instance(plan_stack, "legacy", {"network": "regtest", "node": {"kind": "zcashd", "replicas": 2}})
     ns = "zbi-legacy"
     conf = one(plan, "ConfigMap", "zcashd-config", ns)["data"]["zcash.conf"]
-    assert "rpcport=8232" in conf and "testnet" not in conf and "rpcpassword" not in conf
+    assert "rpcport=18232" in conf and "regtest=1" in conf and "rpcpassword" not in conf
     assert "lightwalletd=1" in conf and "experimentalfeatures=1" in conf  # required by lightwalletd
     sts = one(plan, "StatefulSet", "zcashd", ns)
     (init,) = pod_spec(sts)["initContainers"]
@@ -201,7 +201,7 @@ def test_zcashd_differs_where_it_should(plan_stack: PlanStack) -> None:
     assert "-rpcpassword=$(RPC_PASSWORD)" in container["args"]
     assert pod_spec(sts)["terminationGracePeriodSeconds"] == 600
     lwd = pod_spec(one(plan, "StatefulSet", "lightwalletd", ns))["containers"][0]
-    assert "--rpcport=8232" in lwd["args"]
+    assert "--rpcport=18232" in lwd["args"]
 
 
 def test_zaino_reads_a_secret_config_pointing_at_the_rpc_cluster_ip(plan_stack: PlanStack) -> None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 import pytest
 
 from zbi_infra.errors import ConfigError
-from zbi_infra.plan.mocks import ZONES
+from zbi_infra.plan.mocks import zones_of
 from zbi_infra.zones import AvailabilityZone, select_zones, zone_id_prefix
 
-US_EAST_1 = [AvailabilityZone(zone_id=i, name=n) for n, i in ZONES["us-east-1"]]
-US_WEST_2 = [AvailabilityZone(zone_id=i, name=n) for n, i in ZONES["us-west-2"]]
+US_EAST_1 = [AvailabilityZone(zone_id=i, name=n) for n, i in zones_of("us-east-1")]
+US_WEST_2 = [AvailabilityZone(zone_id=i, name=n) for n, i in zones_of("us-west-2")]
 
 
 @pytest.mark.parametrize(
@@ -19,7 +19,12 @@ US_WEST_2 = [AvailabilityZone(zone_id=i, name=n) for n, i in ZONES["us-west-2"]]
         ("ap-southeast-2", "apse2"),
         ("ap-northeast-1", "apne1"),
         ("sa-east-1", "sae1"),
-        ("us-gov-west-1", "usgovw1"),
+        ("us-gov-west-1", "usgw1"),
+        ("us-gov-east-1", "usge1"),
+        ("ca-west-1", "caw1"),
+        ("ap-southeast-5", "apse5"),
+        ("il-central-1", "ilc1"),
+        ("mx-central-1", "mxc1"),
     ],
 )
 def test_zone_id_prefix(region: str, prefix: str) -> None:

@@ -23,7 +23,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "upstream"
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "upstream"
+# The library validates zebrad extraOptions against the same key list at run time.
+PACKAGE_DATA = ROOT / "zbi_infra" / "data"
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,7 @@ def main() -> None:
             for section, (path, struct) in ZEBRAD_SECTIONS.items()
         }
         write_json("zebra/zebrad-config-keys.json", keys)
+        (PACKAGE_DATA / "zebrad-config-keys.json").write_text((FIXTURES / "zebra/zebrad-config-keys.json").read_text())
         record(
             "zebra/zebrad-config-keys.json",
             "zebra",

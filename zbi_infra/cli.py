@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from datetime import date
 from pathlib import Path
 
 from zbi_infra.errors import ConfigError
 
 EXIT_CONFIG = 2
+EXIT_INTERNAL = 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,26 +27,59 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, help="write DIR/plan.json and DIR/manifests/*.yaml")
     plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the tree")
     plan.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
+    plan.add_argument(
+        "--as-of",
+        type=_iso_date,
+        metavar="YYYY-MM-DD",
+        help="check release support (zebrad's Mainnet end of support) as of this day instead of today",
+    )
+    plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
     commands.add_parser("stacks", help="list the project's stacks")
     return parser
 
 
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a date; write YYYY-MM-DD") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        print(
+            f"internal error: {type(exc).__name__}: {str(exc)[:300]}\n"
+            "This is a bug in zBI, not in your stack file: run again with --debug and report the traceback.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERNAL
+
+
+def _run(args: argparse.Namespace) -> int:
     # Imported here so `zbi --help` stays fast.
+    from zbi_infra.config.stack import AS_OF_ENV
     from zbi_infra.plan import render
     from zbi_infra.plan.engine import evaluate
     from zbi_infra.plan.project import find_project
 
-    try:
-        project = find_project(args.project_dir)
-        if args.command == "stacks":
-            print("\n".join(project.stack_names()))
-            return 0
-        plan = evaluate(project.stack_file(args.stack), program=project.main, project=project.name)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+    project = find_project(args.project_dir)
+    if args.command == "stacks":
+        print("\n".join(project.stack_names()))
+        return 0
+    if args.as_of:
+        os.environ[AS_OF_ENV] = args.as_of.isoformat()
+    plan = evaluate(project.stack_file(args.stack), program=project.main, project=project.name)
 
     if args.out:
         render.write(plan, args.out)

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 import pulumi
+
+# Whatever a user pasted into a stack file, a message quotes at most this much of one unbroken run of text.
+MAX_RUN = 80
+
+
+def clip(problem: str) -> str:
+    return re.sub(rf"\S{{{MAX_RUN + 1},}}", lambda m: f"{m.group()[:60]}…[{len(m.group())} characters]", problem)
 
 
 class ConfigError(pulumi.RunError):
@@ -15,6 +23,6 @@ class ConfigError(pulumi.RunError):
     """
 
     def __init__(self, problems: Iterable[str]):
-        self.problems = list(problems)
+        self.problems = [clip(p) for p in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"invalid zBI stack configuration:\n{lines}")

@@ -24,7 +24,8 @@ _DIRECTIONS = {
     "west": "w",
 }
 _REGION_PATTERN = re.compile(r"^(?P<geo>[a-z]{2})(?:-(?P<gov>gov|iso|isob))?-(?P<dir>[a-z]+)-(?P<num>\d)$")
-ZONE_ID_PATTERN = re.compile(r"^(?P<prefix>[a-z]+\d)-az(?P<number>\d+)$")
+# AWS's zone-ID form: the region's prefix (use1, apse2, usgw1), "-az" and a number.
+ZONE_ID_PATTERN = re.compile(r"^(?P<prefix>[a-z]+\d)-az(?P<number>\d{1,2})$")
 
 # Zones where EKS cannot place a control plane (EKS user guide, "Amazon EKS networking requirements";
 # pulumi-eks #1401). Subnets there would make cluster creation fail late and obscurely.
@@ -32,20 +33,12 @@ EKS_UNSUPPORTED_ZONE_IDS = frozenset({"use1-az3", "usw1-az2", "cac1-az3"})
 
 
 def zone_id_prefix(region: str) -> str:
-    """The zone-ID prefix AWS uses for a region: us-east-1 -> use1, ap-southeast-2 -> apse2."""
+    """The zone-ID prefix AWS uses for a region: us-east-1 -> use1, ap-southeast-2 -> apse2, us-gov-west-1 -> usgw1."""
     match = _REGION_PATTERN.match(region)
     if not match or match["dir"] not in _DIRECTIONS:
         raise ValueError(f"'{region}' is not an AWS region name (expected e.g. us-east-1)")
-    gov = {"gov": "gov", "iso": "iso", "isob": "isob"}.get(match["gov"] or "", "")
-    return f"{match['geo']}{gov}{_DIRECTIONS[match['dir']]}{match['num']}"
-
-
-def is_region(region: str) -> bool:
-    try:
-        zone_id_prefix(region)
-    except ValueError:
-        return False
-    return True
+    partition = {"gov": "g", "iso": "iso", "isob": "isob"}.get(match["gov"] or "", "")
+    return f"{match['geo']}{partition}{_DIRECTIONS[match['dir']]}{match['num']}"
 
 
 def zone_number(zone_id: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
 from pydantic.alias_generators import to_camel
 
 
@@ -23,23 +23,36 @@ class StrictModel(BaseModel):
     )
 
 
+# Numbers and switches are never coerced: `replicas: true` is a mistake, not 1, and `publicGrpc: "no"` is not false.
+# (Stack-file values reach the models typed as YAML wrote them: every zBI key is nested in a mapping.)
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+
 # Kubernetes and AWS both accept DNS-label names; the stricter of the two rules fits both.
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]
 
 
 def _aws_region(region: str) -> str:
-    from zbi_infra.zones import is_region
+    from zbi_infra.regions import region_problem
 
-    if not is_region(region):
-        raise ValueError(f"'{region}' is not an AWS region name. Fix: use a name such as us-east-1 or us-west-2")
+    problem = region_problem(region)
+    if problem:
+        raise ValueError(problem)
     return region
 
 
 AwsRegion = Annotated[str, AfterValidator(_aws_region)]
 
-TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-TagValue = Annotated[str, StringConstraints(max_length=256)]
-Tags = Annotated[dict[TagKey, TagValue], Field(default_factory=dict)]
+
+def _aws_tags(tags: dict[str, str]) -> dict[str, str]:
+    from zbi_infra.config.names import check_aws_tags
+
+    check_aws_tags(tags)
+    return tags
+
+
+# AWS tag rules (EC2 user guide, "Tag restrictions"): checked on every tag map a user writes.
+Tags = Annotated[dict[str, str], AfterValidator(_aws_tags), Field(default_factory=dict)]
 
 LABEL_KEY_PATTERN = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")

@@ -76,6 +76,50 @@ def _aliased(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[int | 
     return tuple(result)
 
 
+MAX_SHOWN = 60
+
+
+def shown(value: Any) -> str:
+    """A value as an error message may quote it: never more than a line, whatever the user pasted."""
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}… ({len(text)} characters)"
+
+
+def _fix(error: Any, loc: tuple[int | str, ...]) -> str:
+    """What to write instead, for each kind of error pydantic reports."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    bounds = {
+        "greater_than_equal": "at least {ge}",
+        "greater_than": "more than {gt}",
+        "less_than_equal": "at most {le}",
+        "less_than": "less than {lt}",
+    }
+    if kind in bounds:
+        return f"use a value {bounds[kind].format(**ctx)}"
+    if kind in ("int_type", "int_parsing", "int_from_float", "int_parsing_size"):
+        return "write a whole number without quotes"
+    if kind in ("float_type", "float_parsing", "finite_number"):
+        return "write a number without quotes"
+    if kind in ("bool_type", "bool_parsing"):
+        return "write true or false (without quotes)"
+    if kind in ("string_type", "string_unicode"):
+        return "write a text value (quote it if YAML reads it as something else)"
+    if kind in ("literal_error", "enum"):
+        return f"use one of {ctx.get('expected', 'the documented values')}"
+    if kind in ("dict_type", "model_type", "model_attributes_type", "mapping_type"):
+        return "write a mapping of keys to values (key: value, indented below)"
+    if kind in ("list_type", "tuple_type", "set_type"):
+        return "write a list ([a, b] or one `- item` per line)"
+    if kind in ("too_short", "string_too_short"):
+        return f"give at least {ctx.get('min_length')}"
+    if kind in ("too_long", "string_too_long"):
+        return f"give at most {ctx.get('max_length')}"
+    if kind == "string_pattern_mismatch":
+        what = "name" if loc and loc[-1] == "[key]" else "value"
+        return f"write a {what} matching {ctx.get('pattern', '')}"
+    return "see the README's configuration reference for this key"
+
+
 def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
     problems = []
     for error in exc.errors(include_url=False):
@@ -85,15 +129,17 @@ def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
             owner = _model_at(model, loc[:-1])
             known = sorted(f.alias or n for n, f in owner.model_fields.items()) if owner else []
             close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
-            message = f"unknown key. Fix: remove it ({hint})"
+            if close and str(loc[-1]).replace("_", "").lower() == close[0].lower():
+                hint = f"zBI stack files spell it {close[0]!r}"
+                message = f"unknown key. Fix: write {close[0]!r} instead ({hint})"
+            else:
+                hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
+                message = f"unknown key. Fix: remove it ({hint})"
         elif error["type"] == "missing":
             message = "required but not set. Fix: set it in the stack's Pulumi.<stack>.yaml"
         elif error["type"] == "string_pattern_mismatch":
-            pattern = (error.get("ctx") or {}).get("pattern", "")
-            what = "name" if loc and loc[-1] == "[key]" else "value"
-            message = f"{error.get('input')!r} has the wrong form. Fix: write a {what} matching {pattern}"
-        elif "Fix:" not in message and error["type"] not in ("value_error",):
-            message = f"{message} (got {error.get('input')!r})"
+            message = f"{shown(error.get('input'))} has the wrong form. Fix: {_fix(error, loc)}"
+        elif "Fix:" not in message:
+            message = f"{message} (got {shown(error.get('input'))}). Fix: {_fix(error, loc)}"
         problems.append(f"{config_key(loc)}: {message}")
     return ConfigError(problems)

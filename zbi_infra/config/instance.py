@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import difflib
+import json
+import math
 import re
 from enum import StrEnum
+from functools import cache
+from importlib import resources
 from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from zbi_infra.config.base import DnsLabel, StrictModel
-from zbi_infra.config.platform import ARN_PRINCIPAL_PATTERN
+from zbi_infra.config.base import DnsLabel, StrictBool, StrictInt, StrictModel
+from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
+from zbi_infra.config.platform import PrincipalArn
 
 
 class Network(StrEnum):
@@ -77,9 +83,26 @@ class ResourcesConfig(StrictModel):
 class ImageConfig(StrictModel):
     """Override the image of a tier, e.g. for a fork; pin a digest for reproducible deploys."""
 
-    repository: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]+([._/:-][a-z0-9]+)*$")] | None = None
+    # [registry[:port]/]path: a colon is allowed in the registry part only, so no tag hides in the repository.
+    repository: (
+        Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+([._/-][a-z0-9]+)*$")] | None
+    ) = None
     tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] | None = None
     digest: Annotated[str, StringConstraints(pattern=r"^sha256:[a-f0-9]{64}$")] | None = None
+
+    @field_validator("repository", mode="before")
+    @classmethod
+    def _no_tag_in_repository(cls, repository: object) -> object:
+        if isinstance(repository, str) and (
+            "@" in repository
+            or ":" in repository.rsplit("/", 1)[-1]
+            or (repository.count(":") and "/" not in repository)
+        ):
+            raise ValueError(
+                f"{repository[:80]!r} carries a tag or digest. Fix: write the repository alone, "
+                "and the version under image.tag (or image.digest)"
+            )
+        return repository
 
     @field_validator("tag")
     @classmethod
@@ -92,9 +115,11 @@ class ImageConfig(StrictModel):
 class StorageConfig(StrictModel):
     """Chain data volume per replica (gp3 on EKS: 3000 IOPS / 125 MiB/s are free, more is billed)."""
 
-    size_gib: int = Field(default=500, ge=10, le=16384)
-    iops: int = Field(default=6000, ge=3000, le=16000)
-    throughput_mibps: int = Field(default=250, ge=125, le=1000)
+    # EBS user guide, "General Purpose SSD volumes": gp3 is 1 GiB-16 TiB, 3,000-16,000 IOPS at most 500 per GiB,
+    # 125-1,000 MiB/s at most 0.25 MiB/s per IOPS.
+    size_gib: StrictInt = Field(default=500, ge=10, le=16384)
+    iops: StrictInt = Field(default=6000, ge=3000, le=16000)
+    throughput_mibps: StrictInt = Field(default=250, ge=125, le=1000)
 
     @field_validator("throughput_mibps")
     @classmethod
@@ -106,6 +131,15 @@ class StorageConfig(StrictModel):
                 f"gp3 allows at most {iops // 4} MiB/s at {iops} IOPS. Fix: raise iops to {throughput * 4}"
             )
         return throughput
+
+    def gp3_problem(self) -> str | None:
+        """What EBS would refuse at deploy time (only a gp3 volume has provisioned IOPS)."""
+        if self.iops > 500 * self.size_gib:
+            return (
+                f"gp3 allows at most 500 IOPS per GiB: {self.iops} IOPS need {math.ceil(self.iops / 500)} GiB. "
+                f"Fix: raise sizeGib or lower iops to {500 * self.size_gib}"
+            )
+        return None
 
 
 # Keys zBI itself sets; overriding them would break probes, services or the peer network.
@@ -122,8 +156,25 @@ ZEBRAD_MANAGED_KEYS = frozenset(
         "state.cache_dir",
         "health.listen_addr",
         "metrics.endpoint_addr",
+        # Readiness and liveness rest on these: loosening them would mark a lagging node ready.
+        "health.enforce_on_test_networks",
+        "health.min_connected_peers",
+        "health.ready_max_blocks_behind",
+        "health.ready_max_tip_age",
+        "network.external_addr",
+        "network.testnet_parameters",
+        # An ephemeral state throws the chain away on every restart; a stop height halts the node.
+        "state.ephemeral",
+        "state.debug_stop_at_height",
+        # Files and ports outside the pod's volumes and NetworkPolicies.
+        "tracing.log_file",
+        "tracing.flamegraph",
+        "tracing.endpoint_addr",
+        "rpc.indexer_listen_addr",
     }
 )
+# The sidecar zcashd of zebrad's compatibility mode is not in the zfnd/zebra runtime image.
+ZEBRAD_UNSUPPORTED_SECTIONS = frozenset({"zcashd_compat"})
 ZCASHD_MANAGED_KEYS = frozenset(
     {
         "testnet",
@@ -142,39 +193,88 @@ ZCASHD_MANAGED_KEYS = frozenset(
         "connect",
         "addnode",
         "printtoconsole",
+        "bind",
+        # Backgrounding would end the container's main process; a pid file needs a writable root filesystem.
+        "daemon",
+        "pid",
+        "experimentalfeatures",
+        "lightwalletd",
     }
 )
 ExtraValue = str | int | float | bool | list[str] | list[int]
+MAX_EXTRA_OPTIONS = 64
+MAX_EXTRA_TEXT = 1024
+INT64 = (-(2**63), 2**63 - 1)
+
+
+@cache
+def zebrad_config_keys() -> dict[str, frozenset[str]]:
+    """zebrad.toml's sections and keys at the pinned release (tests/fixtures/upstream/zebra, SOURCES.json)."""
+    text = resources.files("zbi_infra.data").joinpath("zebrad-config-keys.json").read_text()
+    return {section: frozenset(keys) for section, keys in json.loads(text).items()}
+
+
+def _extra_value_problem(value: object) -> str | None:
+    items = value if isinstance(value, list) else [value]
+    if isinstance(value, list) and len(value) > 100:
+        return "a list of more than 100 values"
+    for item in items:
+        if isinstance(item, bool):
+            continue
+        if isinstance(item, int) and not INT64[0] <= item <= INT64[1]:
+            return f"{str(item)[:30]}… is outside the 64-bit range zebrad and zcashd read"
+        if isinstance(item, float) and not math.isfinite(item):
+            return f"{item} is not a finite number"
+        if isinstance(item, str) and len(item) > MAX_EXTRA_TEXT:
+            return f"a text of {len(item)} characters (at most {MAX_EXTRA_TEXT})"
+        if isinstance(item, str) and ("\n" in item or "\r" in item):
+            return "a line break"
+        if not isinstance(item, str | int | float):
+            return f"a {type(item).__name__}"
+    return None
 
 
 class NodeConfig(StrictModel):
     kind: NodeKind = NodeKind.ZEBRAD
-    replicas: int = Field(default=2, ge=1, le=10)
+    replicas: StrictInt = Field(default=2, ge=1, le=10)
     image: ImageConfig = Field(default_factory=ImageConfig)
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="2", memory="8Gi"))
     storage: StorageConfig = Field(default_factory=StorageConfig)
-    inbound_p2p: bool = Field(default=False, alias="inboundP2p")
+    inbound_p2p: StrictBool = Field(default=False, alias="inboundP2p")
     # Fast bootstrap: new replicas' volumes are created from this EBS snapshot (e.g. the newest DLM snapshot of
     # another instance on the same network) and catch up from there instead of syncing from genesis.
-    bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-[0-9a-f]{8,17}$")] | None = None
+    # EC2 snapshot IDs: snap- and 8 (older) or 17 hexadecimal characters.
+    bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
-    extra_options: dict[str, ExtraValue] = Field(default_factory=dict)
+    extra_options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("extra_options")
     @classmethod
     def _extra_options_safe(cls, options: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         kind = info.data.get("kind")
+        if len(options) > MAX_EXTRA_OPTIONS:
+            raise ValueError(f"{len(options)} options. Fix: keep at most {MAX_EXTRA_OPTIONS}")
         for key, value in options.items():
-            if isinstance(value, str) and ("\n" in value or "\r" in value):
-                raise ValueError(f"{key}: a value may not contain a line break")
+            problem = _extra_value_problem(value)
+            if problem:
+                raise ValueError(f"{key[:60]}: {problem}. Fix: write a number, true/false, a text or a list of them")
             if kind is NodeKind.ZEBRAD:
-                if not re.match(r"^[a-z_]+(\.[a-z_]+)+$", key):
+                schema = zebrad_config_keys()
+                section, _, name = key.partition(".")
+                if not re.match(r"^[a-z_]+\.[a-z_]+$", key):
                     raise ValueError(
-                        f"'{key}' is not a zebrad.toml key. "
-                        "Fix: write section.key, e.g. sync.download_concurrency_limit"
+                        f"{key[:60]!r} is not a zebrad.toml key. "
+                        "Fix: write section.key (one dot), e.g. sync.download_concurrency_limit"
                     )
+                if section in ZEBRAD_UNSUPPORTED_SECTIONS:
+                    raise ValueError(f"[{section}] needs binaries the zBI zebrad image does not ship. Fix: remove it")
                 if key in ZEBRAD_MANAGED_KEYS:
                     raise ValueError(f"'{key}' is set by zBI (ports, paths, peers, probes). Fix: remove it")
+                if section not in schema or name not in schema[section]:
+                    known = ", ".join(sorted(schema.get(section, schema)))
+                    close = difflib.get_close_matches(name if section in schema else section, known.split(", "), 1)
+                    hint = f"did you mean {close[0]!r}?" if close else f"known: {known}"
+                    raise ValueError(f"zebrad rejects {key!r} at start (deny_unknown_fields). Fix: {hint}")
             elif kind is NodeKind.ZCASHD:
                 if not re.match(r"^[a-z][a-z0-9]*$", key):
                     raise ValueError(f"'{key}' is not a zcash.conf option name. Fix: e.g. maxconnections")
@@ -185,12 +285,12 @@ class NodeConfig(StrictModel):
 
 class LightwalletConfig(StrictModel):
     kind: LightwalletKind = LightwalletKind.LIGHTWALLETD
-    min_replicas: int = Field(default=2, ge=1, le=50)
-    max_replicas: int = Field(default=6, ge=1, le=100)
-    target_cpu_percent: int = Field(default=70, ge=10, le=95)
+    min_replicas: StrictInt = Field(default=2, ge=1, le=50)
+    max_replicas: StrictInt = Field(default=6, ge=1, le=100)
+    target_cpu_percent: StrictInt = Field(default=70, ge=10, le=95)
     image: ImageConfig = Field(default_factory=ImageConfig)
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="250m", memory="512Mi"))
-    cache_size_gib: int = Field(default=40, ge=1, le=4096)
+    cache_size_gib: StrictInt = Field(default=40, ge=1, le=4096)
 
     @field_validator("max_replicas")
     @classmethod
@@ -209,10 +309,27 @@ Hostname = Annotated[
 class EndpointsConfig(StrictModel):
     """What the outside world may reach. The full node's RPC is never public; it serves the light-wallet tier."""
 
-    public_grpc: bool = False
+    public_grpc: StrictBool = False
     hostnames: list[Hostname] = Field(default_factory=list)
     # Networks allowed to reach a public endpoint (NLB source ranges and NetworkPolicy ipBlocks).
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+
+    @field_validator("hostnames")
+    @classmethod
+    def _hostnames_unique(cls, hostnames: list[str]) -> list[str]:
+        twice = sorted({h for h in hostnames if hostnames.count(h) > 1})
+        if twice:
+            raise ValueError(f"{', '.join(twice)} listed twice. Fix: list each hostname once")
+        return hostnames
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _public_cidrs(cls, cidrs: list[str]) -> list[str]:
+        if not cidrs:
+            raise ValueError("no network may reach the endpoint. Fix: list client ranges, or 0.0.0.0/0 for everyone")
+        return check_cidrs(
+            cidrs, public=True, limit=MAX_LOAD_BALANCER_SOURCE_RANGES, what="a load balancer's security group"
+        )
 
 
 class InstanceConfig(StrictModel):
@@ -220,10 +337,24 @@ class InstanceConfig(StrictModel):
     node: NodeConfig = Field(default_factory=NodeConfig)
     lightwallet: LightwalletConfig = Field(default_factory=LightwalletConfig)
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
-    admins: list[Annotated[str, StringConstraints(pattern=ARN_PRINCIPAL_PATTERN)]] = Field(default_factory=list)
+    admins: list[PrincipalArn] = Field(default_factory=list)
+
+    @field_validator("admins")
+    @classmethod
+    def _admins_unique(cls, admins: list[str]) -> list[str]:
+        twice = sorted({a for a in admins if admins.count(a) > 1})
+        if twice:
+            raise ValueError(f"{twice[0]} is listed twice (EKS allows one access entry per principal). Fix: keep one")
+        return admins
 
     @model_validator(mode="after")
     def _consistent(self) -> InstanceConfig:
+        if self.node.kind is NodeKind.ZCASHD and self.network is not Network.REGTEST:
+            raise ValueError(
+                f"node.kind: zcashd is end of life: it halted on Mainnet in July 2026, cannot follow NU6.3, and its "
+                f"last release (6.20.0) is past its deprecation height. It stays available on regtest only, for "
+                f"legacy RPC testing. Fix: use kind zebrad on {self.network.value}"
+            )
         if self.network is Network.REGTEST and self.node.replicas < 2:
             raise ValueError(
                 "node.replicas: a regtest instance is an isolated peer network of at least 2 nodes. "

@@ -7,9 +7,10 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import Field, StringConstraints, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from zbi_infra.config.base import LABEL_KEY_PATTERN, AwsRegion, DnsLabel, StrictModel, Tags
+from zbi_infra.config.base import LABEL_KEY_PATTERN, AwsRegion, DnsLabel, StrictBool, StrictInt, StrictModel, Tags
+from zbi_infra.config.names import MAX_PUBLIC_ACCESS_CIDRS, check_cidrs, check_cluster_name
 from zbi_infra.network_plan import MAX_VPC_PREFIX, MIN_VPC_PREFIX
 from zbi_infra.zones import ZONE_ID_PATTERN, zone_id_prefix
 
@@ -20,7 +21,7 @@ class NatStrategy(StrEnum):
 
 
 class FlowLogsConfig(StrictModel):
-    enabled: bool = True
+    enabled: StrictBool = True
     retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
 
 
@@ -28,7 +29,7 @@ class PlatformConfig(StrictModel):
     """`zbi:platform`: where the platform lives and how its network is laid out."""
 
     region: AwsRegion = "us-east-1"
-    availability_zone_count: int = Field(default=5, ge=2, le=6)
+    availability_zone_count: StrictInt = Field(default=5, ge=2, le=6)
     zone_ids: list[str] | None = None
     vpc_cidr: str = "10.20.0.0/16"
     nat_strategy: NatStrategy = NatStrategy.PER_AZ
@@ -70,21 +71,28 @@ class PlatformConfig(StrictModel):
             raise ValueError(f"{cidr} is not a private (RFC 1918) range. Fix: use e.g. 10.20.0.0/16")
         return cidr
 
+    @model_validator(mode="after")
+    def _zone_count_or_zone_ids(self) -> PlatformConfig:
+        if self.zone_ids is not None and "availability_zone_count" in self.model_fields_set:
+            raise ValueError(
+                "zoneIds and availabilityZoneCount are both set, and zoneIds alone decides the zones. "
+                "Fix: remove availabilityZoneCount"
+            )
+        return self
+
 
 class EndpointConfig(StrictModel):
     """`zbi:cluster.endpoint`: the private endpoint is always on; the public one is opt-in and allowlisted."""
 
-    public_access: bool = False
+    public_access: StrictBool = False
     public_access_cidrs: list[str] = Field(default_factory=list)
 
     @field_validator("public_access_cidrs")
     @classmethod
     def _cidrs_valid(cls, cidrs: list[str], info: ValidationInfo) -> list[str]:
-        for cidr in cidrs:
-            try:
-                ipaddress.ip_network(cidr, strict=True)
-            except ValueError:
-                raise ValueError(f"'{cidr}' is not a CIDR. Fix: e.g. 203.0.113.0/24") from None
+        check_cidrs(cidrs, public=True, limit=MAX_PUBLIC_ACCESS_CIDRS, what="the EKS public endpoint")
+        if cidrs and not info.data.get("public_access"):
+            raise ValueError("publicAccessCidrs is set but publicAccess is false. Fix: remove it, or enable it")
         if info.data.get("public_access") and not cidrs:
             raise ValueError(
                 "publicAccess is true but no CIDR is allowed. Fix: list the networks that may reach the API "
@@ -98,14 +106,33 @@ class AdminScope(StrEnum):
     NAMESPACE = "namespace"
 
 
-ARN_PRINCIPAL_PATTERN = r"^arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+# IAM identifiers: role and user names of letters, digits and +=,.@_- under an optional path; the commercial
+# partition only (zbi_infra/regions.py).
+ARN_PRINCIPAL_PATTERN = r"^arn:aws:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+
+
+def _principal_arn(value: object) -> object:
+    if isinstance(value, str) and value.startswith("arn:") and not value.startswith("arn:aws:"):
+        partition = value.split(":")[1] if value.count(":") >= 1 else "?"
+        raise ValueError(
+            f"{value[:80]!r} is in partition {partition!r}; zBI builds in the commercial aws partition. "
+            "Fix: use an arn:aws:iam::<account>:role/<name> principal"
+        )
+    if isinstance(value, str) and (len(value) > 2048 or not re.match(ARN_PRINCIPAL_PATTERN, value)):
+        raise ValueError(
+            f"{value[:80]!r} is not an IAM role or user ARN. Fix: write arn:aws:iam::<12-digit account>:role/<name>"
+        )
+    return value
+
+
+PrincipalArn = Annotated[str, BeforeValidator(_principal_arn)]
 
 
 class AdminConfig(StrictModel):
     """One EKS access entry."""
 
     name: DnsLabel
-    principal_arn: Annotated[str, StringConstraints(pattern=ARN_PRINCIPAL_PATTERN)]
+    principal_arn: PrincipalArn
     policy: Literal["cluster-admin", "admin", "edit", "view"] = "cluster-admin"
     namespaces: list[DnsLabel] = Field(default_factory=list)
 
@@ -124,13 +151,41 @@ class AmiType(StrEnum):
     BOTTLEROCKET_ARM_64 = "BOTTLEROCKET_ARM_64"
 
 
+# Kubernetes label values (and EKS taint values): at most 63 characters, alphanumeric at both ends.
+LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
 class TaintConfig(StrictModel):
+    """EKS API reference, Taint: key 1-63 characters, value 0-63; both follow Kubernetes label syntax."""
+
     key: Annotated[str, StringConstraints(min_length=1, max_length=63)]
     value: Annotated[str, StringConstraints(max_length=63)] = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
+    @field_validator("key")
+    @classmethod
+    def _key_is_a_label_key(cls, key: str) -> str:
+        if not LABEL_KEY_PATTERN.match(key):
+            raise ValueError(f"{key[:63]!r} is not a Kubernetes taint key. Fix: e.g. zbi.io/dedicated")
+        return key
+
+    @field_validator("value")
+    @classmethod
+    def _value_is_a_label_value(cls, value: str) -> str:
+        if not LABEL_VALUE_PATTERN.match(value):
+            raise ValueError(f"{value[:63]!r} is not a Kubernetes taint value. Fix: letters, digits, - _ .")
+        return value
+
 
 INSTANCE_TYPE_PATTERN = r"^[a-z][a-z0-9-]*\.[a-z0-9]+$"
+# EC2 families on AWS Graviton (arm64): the family's suffix letters contain a g (m7g, c6gn, r7gd, t4g, g5g, x2gd,
+# im4gn, is4gen), plus a1. Everything else zBI accepts is x86_64.
+_ARM_FAMILY = re.compile(r"^(a1|[a-z]+[0-9]+[a-z]*g[a-z]*)$")
+
+
+def instance_architecture(instance_type: str) -> str:
+    family = instance_type.split(".", 1)[0].split("-", 1)[0]
+    return "arm64" if _ARM_FAMILY.match(family) else "x86_64"
 
 
 class NodeGroupConfig(StrictModel):
@@ -141,10 +196,10 @@ class NodeGroupConfig(StrictModel):
     ] = Field(default_factory=lambda: ["m7i.large"])
     ami_type: AmiType = AmiType.AL2023_X86_64
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
-    min_size: int = Field(default=1, ge=0, le=100)
-    desired_size: int = Field(default=1, ge=0, le=100)
-    max_size: int = Field(default=3, ge=1, le=100)
-    disk_size_gib: int = Field(default=50, ge=20, le=16384)
+    min_size: StrictInt = Field(default=1, ge=0, le=100)
+    desired_size: StrictInt = Field(default=1, ge=0, le=100)
+    max_size: StrictInt = Field(default=3, ge=1, le=100)
+    disk_size_gib: StrictInt = Field(default=50, ge=20, le=16384)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[TaintConfig] = Field(default_factory=list)
 
@@ -180,9 +235,23 @@ class NodeGroupConfig(StrictModel):
         for key, value in labels.items():
             if not LABEL_KEY_PATTERN.match(key):
                 raise ValueError(f"'{key}' is not a Kubernetes label key. Fix: e.g. zbi.io/role")
-            if not re.match(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$", value):
-                raise ValueError(f"label {key}: '{value}' is not a Kubernetes label value")
+            if not LABEL_VALUE_PATTERN.match(value):
+                raise ValueError(
+                    f"label {key}: {value[:63]!r} is not a Kubernetes label value. Fix: letters, digits, - _ ."
+                )
         return labels
+
+    @model_validator(mode="after")
+    def _one_architecture_matching_the_ami(self) -> NodeGroupConfig:
+        wanted = "arm64" if "ARM" in self.ami_type.value else "x86_64"
+        wrong = [t for t in self.instance_types if instance_architecture(t) != wanted]
+        if wrong:
+            fix = "AL2023_ARM_64_STANDARD" if wanted == "x86_64" else "AL2023_x86_64_STANDARD"
+            raise ValueError(
+                f"instanceTypes: {', '.join(wrong)} cannot boot the {wanted} image of amiType {self.ami_type.value}. "
+                f"Fix: use {wanted} instance types, or set amiType to {fix} for all of them"
+            )
+        return self
 
     @field_validator("taints")
     @classmethod
@@ -193,21 +262,52 @@ class NodeGroupConfig(StrictModel):
         return taints
 
 
-KUBERNETES_VERSION_PATTERN = r"^1\.(3[0-9])$"
+# Versions EKS offers in standard or extended support (EKS user guide, "Kubernetes version lifecycle", as of
+# 2026-11); kubernetes-validate carries the schemas of each.
+EKS_KUBERNETES_VERSIONS = ("1.32", "1.33", "1.34", "1.35", "1.36")
 NodeGroupName = Annotated[str, StringConstraints(pattern=r"^[a-z]([-a-z0-9]{0,18}[a-z0-9])?$")]
 
 
 class ClusterConfig(StrictModel):
     """`zbi:cluster`: the EKS cluster."""
 
+    # EKS CreateCluster: ^[0-9A-Za-z][A-Za-z0-9\-_]*$; shorter still so derived IAM role names fit (names.py).
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z][-a-zA-Z0-9]{0,62}$")]
-    version: Annotated[str, StringConstraints(pattern=KUBERNETES_VERSION_PATTERN)] = "1.33"
+    version: str = "1.33"
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     admins: list[AdminConfig] = Field(default_factory=list)
-    bootstrap_creator_admin: bool = True
+    bootstrap_creator_admin: StrictBool = True
     log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = 90
-    imds_hop_limit: int = Field(default=1, ge=1, le=2)
+    imds_hop_limit: StrictInt = Field(default=1, ge=1, le=2)
+    # Session Manager access to every node (AmazonSSMManagedInstanceCore on the node role): off unless asked for.
+    node_ssm_access: StrictBool = False
     node_groups: dict[NodeGroupName, NodeGroupConfig] = Field(default_factory=lambda: {"general": NodeGroupConfig()})
+
+    @field_validator("name")
+    @classmethod
+    def _derived_names_fit(cls, name: str) -> str:
+        check_cluster_name(name)
+        return name
+
+    @field_validator("version")
+    @classmethod
+    def _eks_offers_it(cls, version: str) -> str:
+        if version not in EKS_KUBERNETES_VERSIONS:
+            raise ValueError(
+                f"EKS does not offer Kubernetes {version[:20]!r}. Fix: use one of {', '.join(EKS_KUBERNETES_VERSIONS)}"
+            )
+        return version
+
+    @field_validator("bootstrap_creator_admin")
+    @classmethod
+    def _creator_admin_is_always_granted(cls, value: bool) -> bool:
+        if not value:
+            raise ValueError(
+                "pulumi-eks 4.x always grants the identity that creates the cluster cluster-admin access, so false "
+                "would be silently ignored. Fix: remove the key; to revoke that access later, delete its access "
+                "entry in EKS after listing your own admins under zbi:cluster.admins"
+            )
+        return value
 
     @field_validator("admins")
     @classmethod

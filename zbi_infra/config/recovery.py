@@ -6,17 +6,18 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator
 
-from zbi_infra.config.base import AwsRegion, StrictModel
+from zbi_infra.config.base import AwsRegion, StrictBool, StrictInt, StrictModel
 
 
 class BackupConfig(StrictModel):
     """`zbi:backup` (primary): scheduled EBS snapshots of chain data, copied to the DR region."""
 
-    enabled: bool = True
-    interval_hours: int = Field(default=12, description="hours between snapshots")
-    retain_count: int = Field(default=14, ge=1, le=1000)
+    enabled: StrictBool = True
+    interval_hours: StrictInt = Field(default=12, description="hours between snapshots")
+    # DLM: at most 1,000 snapshots retained per schedule.
+    retain_count: StrictInt = Field(default=14, ge=1, le=1000)
     dr_region: AwsRegion = "us-west-2"
-    dr_retain_days: int = Field(default=7, ge=1, le=365)
+    dr_retain_days: StrictInt = Field(default=7, ge=1, le=365)
 
     @field_validator("interval_hours")
     @classmethod
@@ -32,8 +33,8 @@ class DnsConfig(StrictModel):
     """`zbi:dns`: a Route 53 hosted zone holding the instances' public names; enables failover records."""
 
     hosted_zone_id: Annotated[str, StringConstraints(pattern=r"^Z[A-Z0-9]{1,31}$")]
-    record_ttl: int = Field(default=60, ge=10, le=3600)
-    health_check_interval: int = Field(default=30)
+    record_ttl: StrictInt = Field(default=60, ge=10, le=3600)
+    health_check_interval: StrictInt = Field(default=30)
 
     @field_validator("health_check_interval")
     @classmethod
@@ -46,7 +47,17 @@ class DnsConfig(StrictModel):
 class DrConfig(StrictModel):
     """`zbi:dr` (dr role): which primary stack this region protects, and whether it is serving."""
 
+    # A stack name, optionally qualified as project/stack or org/project/stack (never a file path).
     primary_stack: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")]
-    activate: bool = False
+    activate: StrictBool = False
     # Restore from the newest copied snapshot; without one, an activated instance syncs from genesis.
-    require_snapshot: bool = False
+    require_snapshot: StrictBool = False
+
+    @field_validator("primary_stack")
+    @classmethod
+    def _not_a_path(cls, name: str) -> str:
+        if any(part in (".", "..") for part in name.split("/")) or name.endswith((".yaml", ".yml")):
+            raise ValueError(
+                f"{name[:60]!r} looks like a file path. Fix: write the primary stack's name, e.g. dev or acme/zbi/dev"
+            )
+        return name

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import re
+from datetime import date
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, StringConstraints, ValidationError, model_validator
 
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.errors import NAMESPACE, describe
-from zbi_infra.config.instance import InstanceConfig, InstanceName
+from zbi_infra.config.instance import InstanceConfig, InstanceName, Network, NodeKind
+from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig
 from zbi_infra.config.recovery import BackupConfig, DnsConfig, DrConfig
 from zbi_infra.errors import ConfigError
+from zbi_infra.regions import COMMERCIAL_REGIONS
+from zbi_infra.releases import ZEBRAD, zebrad_support
+
+# `zbi plan --as-of DATE` evaluates release support as of another day (what will this plan do next month?).
+AS_OF_ENV = "ZBI_AS_OF"
 
 
 class StackRole(StrEnum):
@@ -25,10 +35,17 @@ class StackRole(StrEnum):
 class LocalConfig(StrictModel):
     """`zbi:local`: run on a Kubernetes cluster you already have (kind, k3s, minikube), no AWS."""
 
-    kubeconfig_context: str | None = None
-    storage_class: str | None = Field(
-        default=None, description="StorageClass for chain data; unset means the cluster's default class"
-    )
+    kubeconfig_context: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
+    # A Kubernetes object name (DNS subdomain, at most 253 characters).
+    storage_class: (
+        Annotated[
+            str,
+            StringConstraints(
+                pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$", max_length=253
+            ),
+        ]
+        | None
+    ) = Field(default=None, description="StorageClass for chain data; unset means the cluster's default class")
 
 
 class StackConfig(StrictModel):
@@ -81,7 +98,103 @@ class StackConfig(StrictModel):
                 "zbi:backup.drRegion equals zbi:platform.region: copies would fail with the region. "
                 "Fix: choose another region, e.g. us-west-2"
             )
+        self._instances_do_not_collide()
+        self._names_fit_aws()
+        if self.role is StackRole.LOCAL:
+            self._nothing_aws_only_on_local()
         return self
+
+    def _instances_do_not_collide(self) -> None:
+        owners: dict[str, str] = {}
+        for name, instance in self.instances.items():
+            for hostname in instance.endpoints.hostnames:
+                if hostname in owners:
+                    raise ValueError(
+                        f"zbi:instances.{name}.endpoints.hostnames: {hostname} is also {owners[hostname]}'s. "
+                        "Fix: give each instance its own hostnames"
+                    )
+                owners[hostname] = name
+        cluster_admins = {a.principal_arn: a.name for a in (self.cluster.admins if self.cluster else [])}
+        administered: dict[str, str] = {}
+        for name, instance in self.instances.items():
+            for principal in instance.admins:
+                if principal in cluster_admins:
+                    raise ValueError(
+                        f"zbi:instances.{name}.admins: {principal} is already cluster admin "
+                        f"{cluster_admins[principal]!r}, and EKS allows one access entry per principal. "
+                        "Fix: remove it from the instance's admins (cluster admins reach every namespace)"
+                    )
+                if principal in administered:
+                    raise ValueError(
+                        f"zbi:instances.{name}.admins: {principal} also administers {administered[principal]}, and "
+                        "EKS allows one access entry per principal. Fix: give each instance's administrators a role "
+                        "of their own"
+                    )
+                administered[principal] = name
+
+    def _names_fit_aws(self) -> None:
+        if self.platform is None or self.cluster is None:
+            return
+        tag_count = len({**self.tags, **self.platform.tags})
+        if tag_count > MAX_TAGS_PER_RESOURCE - ZBI_TAG_BUDGET:
+            check_aws_tags({**self.tags, **self.platform.tags})
+        zone_ids = self.platform.zone_ids or _longest_zone_ids(self.platform.region)
+        for group in self.cluster.node_groups:
+            check_node_group_name(self.cluster.name, group, zone_ids)
+        for name, instance in self.instances.items():
+            problem = instance.node.storage.gp3_problem()
+            if problem:
+                raise ValueError(f"zbi:instances.{name}.node.storage: {problem}")
+
+    def _nothing_aws_only_on_local(self) -> None:
+        for name, instance in self.instances.items():
+            if instance.admins:
+                raise ValueError(
+                    f"zbi:instances.{name}.admins: instance administrators become EKS access entries, which a "
+                    "local stack does not have. Fix: remove them, and grant access with your cluster's own RBAC"
+                )
+            ebs_only = {"iops", "throughput_mibps"} & instance.node.storage.model_fields_set
+            if ebs_only:
+                raise ValueError(
+                    f"zbi:instances.{name}.node.storage: iops and throughputMibps provision gp3 volumes on EKS; a "
+                    "local stack's storage class ignores them. Fix: remove them (sizeGib still applies)"
+                )
+            if instance.node.bootstrap_snapshot_id:
+                raise ValueError(
+                    f"zbi:instances.{name}.node.bootstrapSnapshotId: an EBS snapshot cannot be restored outside AWS. "
+                    "Fix: remove it"
+                )
+
+    def release_problems(self, today: date) -> tuple[list[str], list[str]]:
+        """(errors, warnings) about pinned node releases as of `today`."""
+        errors, warnings = [], []
+        for name, instance in self.instances.items():
+            node = instance.node
+            if node.kind is not NodeKind.ZEBRAD:
+                continue
+            custom = node.image.repository not in (None, ZEBRAD.repository)
+            version = node.image.tag or ZEBRAD.tag
+            if custom:
+                warnings.append(f"instance {name}: a custom zebrad image: its end of support is not checked")
+                continue
+            status = zebrad_support(version, mainnet=instance.network is Network.MAINNET, today=today)
+            if status.error:
+                errors.append(f"zbi:instances.{name}.node.image.tag: {status.error}")
+            if status.warning:
+                warnings.append(f"instance {name}: {status.warning}")
+        return errors, warnings
+
+
+def _longest_zone_ids(region: str) -> list[str]:
+    from zbi_infra.regions import zone_ids
+
+    return zone_ids(region) if region in COMMERCIAL_REGIONS else []
+
+
+def plan_date() -> date:
+    """Today, or the day `zbi plan --as-of` asked for."""
+    text = os.environ.get(AS_OF_ENV)
+    return date.fromisoformat(text) if text else date.today()
 
 
 def _parse_value(value: Any) -> Any:
@@ -94,14 +207,39 @@ def _parse_value(value: Any) -> Any:
     return value
 
 
-def load_stack_config(raw: dict[str, Any]) -> StackConfig:
+def _misspelled_namespaces(raw: dict[str, Any]) -> list[str]:
+    """`zbi.instances` or `zib:instances` would otherwise be dropped as another namespace's key."""
+    problems = []
+    known = sorted(f"{NAMESPACE}:{alias}" for alias in _top_level_keys())
+    for key in raw:
+        namespace, colon, _ = key.partition(":")
+        looks_like_zbi = re.match(r"^z[a-z]{1,3}([.:_/-]|$)", key) and not key.startswith(f"{NAMESPACE}:")
+        if looks_like_zbi and (not colon or difflib.get_close_matches(namespace, [NAMESPACE], 1, 0.6)):
+            close = difflib.get_close_matches(key.replace(".", ":", 1), known, 1)
+            fix = f"write {close[0]!r}" if close else f"use the {NAMESPACE}: namespace, e.g. {NAMESPACE}:instances"
+            problems.append(f"{key}: not in the {NAMESPACE}: namespace, so zBI would ignore it. Fix: {fix}")
+    return problems
+
+
+def _top_level_keys() -> list[str]:
+    return [f.alias or n for n, f in StackConfig.model_fields.items()]
+
+
+def load_stack_config(raw: dict[str, Any], *, today: date | None = None) -> StackConfig:
     """Validate every `zbi:` key of a stack. `raw` maps full config keys ("zbi:platform") to values."""
+    misspelled = _misspelled_namespaces(raw)
+    if misspelled:
+        raise ConfigError(misspelled)
     prefix = f"{NAMESPACE}:"
     zbi = {k[len(prefix) :]: _parse_value(v) for k, v in raw.items() if k.startswith(prefix)}
     try:
-        config = StackConfig.model_validate(zbi)
+        # Stack files use the camelCase names only: `min_size` is an unknown key ("did you mean minSize?").
+        config = StackConfig.model_validate(zbi, by_alias=True, by_name=False)
     except ValidationError as exc:
         raise describe(StackConfig, exc) from None
+    errors, _ = config.release_problems(today or plan_date())
+    if errors:
+        raise ConfigError(errors)
     aws_region = raw.get("aws:region")
     primary_region = config.platform.region if config.platform and config.role is not StackRole.LOCAL else None
     if aws_region and primary_region and aws_region != primary_region:

@@ -11,12 +11,15 @@ from typing import Any
 
 import pulumi
 
+from zbi_infra.regions import COMMERCIAL_REGIONS, zone_ids
+
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
 
 # Zone name -> zone ID as one real account sees them; the mapping differs per account, which is why zBI keys
-# everything by zone ID. us-east-1e (use1-az3) is the zone where EKS cannot place a control plane.
-ZONES: dict[str, list[tuple[str, str]]] = {
+# everything by zone ID. us-east-1e (use1-az3) is the zone where EKS cannot place a control plane. Other regions
+# get their published zone IDs (zbi_infra/regions.py) under names shuffled the same way, deterministically.
+_NAMED_ZONES: dict[str, list[tuple[str, str]]] = {
     "us-east-1": [
         ("us-east-1a", "use1-az4"),
         ("us-east-1b", "use1-az6"),
@@ -37,6 +40,23 @@ ZONES: dict[str, list[tuple[str, str]]] = {
         ("eu-central-1c", "euc1-az1"),
     ],
 }
+
+
+def zones_of(region: str) -> list[tuple[str, str]]:
+    """(name, zone ID) pairs as an account in `region` would see them."""
+    if region in _NAMED_ZONES:
+        return _NAMED_ZONES[region]
+    if region not in COMMERCIAL_REGIONS:
+        raise UnknownInvokeError(f"no zone data for region {region!r} (zbi_infra/regions.py)")
+    ids = zone_ids(region)
+    shift = int(_digest(region, length=2), 16) % len(ids)
+    shuffled = ids[shift:] + ids[:shift]
+    return [(f"{region}{letter}", zone_id) for letter, zone_id in zip("abcdefgh", shuffled, strict=False)]
+
+
+class UnknownInvokeError(Exception):
+    """An invoke the offline plan has no realistic answer for: failing beats answering with nothing."""
+
 
 _ID_PREFIXES = {
     "aws:ec2/vpc:Vpc": "vpc-",
@@ -102,7 +122,7 @@ class PlanMocks(pulumi.runtime.Mocks):
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         region = self._region_of(args.provider, args.args)
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            zones = ZONES.get(region, [(f"{region}{s}", f"x-az{i}") for i, s in enumerate("abc", 1)])
+            zones = zones_of(region)
             return {
                 "id": region,
                 "names": [n for n, _ in zones],
@@ -126,7 +146,7 @@ class PlanMocks(pulumi.runtime.Mocks):
             return {"id": region, "ids": [f"snap-{_digest(instance, str(n), region)}" for n in (2, 1)]}
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
-        return {}
+        raise UnknownInvokeError(f"the offline plan has no answer for invoke {args.token}; add one to PlanMocks.call")
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)

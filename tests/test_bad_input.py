@@ -1,0 +1,472 @@
+"""Bad input never crashes and never slips through: exit 2, one message naming the key (or file and line) and the
+fix, before anything is registered. Valid but unusual input stays accepted."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, PlanStack, deep_merge
+from zbi_infra.config.stack import load_stack_config
+from zbi_infra.config.stack_file import StackFileError, decode_text, parse_yaml_document, read_stack_file
+from zbi_infra.errors import ConfigError
+from zbi_infra.zones import zone_id_prefix
+
+DEV = read_stack_file("dev", ROOT / "Pulumi.dev.yaml").config
+TODAY = date(2026, 9, 1)
+
+
+def zbi(*args: str, cwd: Path = ROOT, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "zbi_infra.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the project (program and stack files) whose stack files a test may break."""
+    shutil.copytree(ROOT / "stacks", tmp_path / "stacks", ignore=shutil.ignore_patterns("__pycache__"))
+    for file in ROOT.glob("Pulumi*.yaml"):
+        shutil.copy(file, tmp_path / file.name)
+    return tmp_path
+
+
+def config_with(**merges: Any) -> dict[str, Any]:
+    config = copy.deepcopy(DEV)
+    for key, patch in merges.items():
+        full = key.replace("__", ":", 1)
+        if isinstance(config.get(full), dict) and isinstance(patch, dict):
+            config[full] = deep_merge(config[full], patch)
+        else:
+            config[full] = patch
+    return config
+
+
+def rejection(config: dict[str, Any], today: date = TODAY) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_stack_config(config, today=today)
+    problems = caught.value.problems
+    assert problems and all("Fix:" in p for p in problems), problems
+    return "\n".join(problems)
+
+
+# ---- files Pulumi would misread or choke on ---------------------------------------------------------------------
+
+BAD_FILES = {
+    "a list": (b"- config\n- x\n", "is a list, not a mapping"),
+    "a scalar": (b"just text\n", "is a str, not a mapping"),
+    "config a list": (b"config:\n  - a\n", "`config` must be a mapping"),
+    "latin-1": ("config:\n  zbi:role: caf\xe9\n".encode("latin-1"), "line 2: not UTF-8"),
+    "utf-16 with a BOM": ("config:\n  zbi:role: local\n".encode("utf-16"), "the file is UTF-16"),
+    "tabs": (b"config:\n\tzbi:role: local\n", "indent with spaces"),
+    "a merge key": (b"config:\n  <<: {zbi:role: local}\n", "merge key << is not allowed"),
+    "an alias": (b"config:\n  a: &x 1\n  b: *x\n", "anchor &x is not allowed"),
+    "a recursive alias": (b"config: &c\n  self: *c\n", "anchor &c is not allowed"),
+    "an unclosed flow sequence": (b"config:\n  zbi:tags: [a, b\n  zbi:role: local\n", "close the [ ]"),
+    "a custom tag": (b"config:\n  zbi:role: !Ref local\n", "tag !Ref is not allowed"),
+    "a python tag": (b"config:\n  x: !!python/object/apply:os.system [echo]\n", "python/object/apply:os.system"),
+    "binary": (b"config:\n  aws:x: !!binary aGk=\n", "2002:binary is not allowed"),
+    "an integer key": (b"config:\n  1: a\n", "key '1' is not text"),
+    "a null key": (b"config:\n  ~: a\n", "key '~' is not text"),
+    "a complex key": (b"config:\n  ? [a, b]\n  : c\n", "is not text"),
+    "a NUL byte": (b"config:\n  zbi:role: lo\x00cal\n", "line 2: control character"),
+    "a control character": (b"config:\n  zbi:role: lo\x07cal\n", "control character"),
+    "deep nesting": (b"config:\n  x: " + b"[" * 60 + b"]" * 60 + b"\n", "nesting deeper than 32"),
+    "two documents": (b"config: {}\n---\nconfig: {}\n", "remove the `---` separator"),
+    "a duplicate key": (b"config:\n  zbi:role: local\n  zbi:role: primary\n", "'zbi:role' is defined twice"),
+    "a leading-zero integer": (b"config:\n  aws:x: {n: 010}\n", "010 has a leading zero"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_FILES))
+def test_bad_files_are_refused_with_the_line_and_a_fix(name: str, tmp_path: Path) -> None:
+    data, expected = BAD_FILES[name]
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_bytes(data)
+    with pytest.raises(StackFileError) as caught:
+        read_stack_file("bad", path)
+    (problem,) = caught.value.problems
+    assert problem.startswith("Pulumi.bad.yaml: ") and expected in problem and "Fix:" in problem, problem
+
+
+def test_bad_files_exit_2_from_zbi_plan_without_a_traceback(tmp_path: Path) -> None:
+    project = project_copy(tmp_path)
+    for index, (data, expected) in enumerate(list(BAD_FILES.values())[:8]):
+        (project / f"Pulumi.bad{index}.yaml").write_bytes(data)
+        result = zbi("plan", f"bad{index}", cwd=project)
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr and expected in result.stderr
+
+
+def test_a_billion_laughs_is_refused_at_once(tmp_path: Path) -> None:
+    lines = ["config:", '  l0: &l0 ["ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha", "ha"]']
+    lines += [f"  l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 10)]
+    project = project_copy(tmp_path)
+    (project / "Pulumi.laughs.yaml").write_text("\n".join(lines) + "\n")
+    started = time.monotonic()
+    result = zbi("plan", "laughs", cwd=project, timeout=30)
+    assert time.monotonic() - started < 20
+    assert result.returncode == 2 and "anchor &l0 is not allowed" in result.stderr
+
+
+def test_an_empty_file_is_an_empty_config_and_a_multi_megabyte_one_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.x.yaml"
+    path.write_bytes(b"")
+    assert read_stack_file("x", path).config == {}
+    path.write_bytes(b"config:\n  x: " + b"a" * (2 * 1024 * 1024) + b"\n")
+    with pytest.raises(StackFileError, match="more than a stack file needs"):
+        read_stack_file("x", path)
+
+
+def test_a_huge_value_is_never_echoed_in_full() -> None:
+    huge = "x" * 3_000_000
+    message = rejection(config_with(zbi__cluster={"name": huge}))
+    assert len(message) < 1000 and "characters" in message
+
+
+# ---- read as Pulumi reads it (YAML 1.2 through yaml.v3) ---------------------------------------------------------
+
+YAML_1_1_VS_1_2 = [
+    ("NO", "NO"),
+    ("yes", "yes"),
+    ("Off", "Off"),
+    ("y", "y"),
+    ("2024-01-01", "2024-01-01"),
+    ("1:30", "1:30"),
+    ("0o17", 15),
+    ("0x1F", 31),
+    ("true", True),
+    ("~", None),
+    ("1_000", "1_000"),
+    (".5", 0.5),
+]
+
+
+@pytest.mark.parametrize(("plain", "value"), YAML_1_1_VS_1_2)
+def test_plain_scalars_read_as_yaml_1_2(plain: str, value: object) -> None:
+    assert parse_yaml_document(f"v: {plain}\n", "x.yaml") == {"v": value}
+
+
+def test_an_instance_named_yes_and_a_tag_no_stay_strings(plan_stack: PlanStack, tmp_path: Path) -> None:
+    path = tmp_path / "Pulumi.x.yaml"
+    path.write_text("config:\n  zbi:tags:\n    legacy: NO\n  zbi:instances:\n    yes:\n      network: testnet\n")
+    config = read_stack_file("x", path).config
+    assert config["zbi:tags"] == {"legacy": "NO"} and list(config["zbi:instances"]) == ["yes"]
+    plan = plan_stack("dev", merge={"zbi:tags": {"legacy": "NO"}, "zbi:instances": config["zbi:instances"]})
+    assert any(r.name == "yes-namespace" for r in plan.resources)
+
+
+# ---- every key of the dev stack, mutated ------------------------------------------------------------------------
+
+MUTATIONS = [True, False, None, -1, 0, 10**30, 1.5, "", "2024-01-01", "x" * 300, [], {}, ["a"], {"x": 1}, "not-a-cidr"]
+
+
+def leaves(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(value, dict):
+        return [p for key, child in value.items() for p in leaves(child, (*path, key))] or [path]
+    if isinstance(value, list):
+        return [p for index, child in enumerate(value) for p in leaves(child, (*path, index))] or [path]
+    return [path]
+
+
+def mutated(path: tuple[Any, ...], replacement: Any) -> dict[str, Any]:
+    config = copy.deepcopy(DEV)
+    target: Any = config
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = replacement
+    return config
+
+
+def test_every_leaf_mutated_is_a_clear_rejection_or_a_valid_config() -> None:
+    paths = [p for p in leaves(DEV) if p[0].startswith("zbi:")]
+    outcomes = {"accepted": 0, "rejected": 0}
+    for path in paths:
+        for replacement in MUTATIONS:
+            try:
+                load_stack_config(mutated(path, replacement), today=TODAY)
+                outcomes["accepted"] += 1
+            except ConfigError as exc:
+                outcomes["rejected"] += 1
+                for problem in exc.problems:
+                    assert "Fix:" in problem, (path, replacement, problem)
+                    assert problem.startswith(("zbi:", "aws:")), (path, replacement, problem)
+                    assert len(problem) < 600, (path, replacement, problem)
+    assert outcomes["rejected"] > 400 and outcomes["accepted"] > 0, outcomes
+
+
+def test_switches_and_numbers_are_never_coerced() -> None:
+    assert "write a whole number" in rejection(config_with(zbi__instances={"testnet": {"node": {"replicas": True}}}))
+    assert "write true or false" in rejection(
+        config_with(zbi__instances={"testnet": {"endpoints": {"publicGrpc": "yes"}}})
+    )
+    assert "write a whole number" in rejection(
+        config_with(zbi__instances={"testnet": {"node": {"storage": {"sizeGib": "2024-01-01"}}}})
+    )
+
+
+# ---- what AWS, EKS, EBS or Kubernetes would refuse only at deploy time ------------------------------------------
+
+PUBLIC = {"publicAccess": True}
+REJECTED = {
+    "unknown region": (dict(zbi__platform={"region": "us-east-9"}), "not an AWS commercial region"),
+    "GovCloud region": (dict(zbi__platform={"region": "us-gov-west-1"}), "aws-us-gov (GovCloud) partition"),
+    "zone of another region": (dict(zbi__platform={"zoneIds": ["usw2-az1", "usw2-az2"]}), "is not in region"),
+    "zone IDs and a count": (
+        dict(zbi__platform={"zoneIds": ["use1-az1", "use1-az2"], "availabilityZoneCount": 2}),
+        "remove availabilityZoneCount",
+    ),
+    "a CIDR that is not one": (
+        dict(zbi__instances={"testnet": {"endpoints": {"allowedCidrs": ["not-a-cidr"]}}}),
+        "'not-a-cidr' is not a CIDR",
+    ),
+    "a private range as a public allowlist": (
+        dict(zbi__cluster={"endpoint": {**PUBLIC, "publicAccessCidrs": ["10.0.0.0/8"]}}),
+        "private or reserved range",
+    ),
+    "too many endpoint CIDRs": (
+        dict(zbi__cluster={"endpoint": {**PUBLIC, "publicAccessCidrs": [f"52.{i}.0.0/16" for i in range(41)]}}),
+        "at most 40",
+    ),
+    "too many load balancer ranges": (
+        dict(zbi__instances={"testnet": {"endpoints": {"allowedCidrs": [f"52.{i}.0.0/16" for i in range(61)]}}}),
+        "at most 60",
+    ),
+    "a cluster name too long for its IAM roles": (dict(zbi__cluster={"name": "a" * 50}), "IAM role names over 64"),
+    "a node group name too long": (
+        dict(zbi__cluster={"name": "zbi-development-cluster-primary-use", "nodeGroups": {"general-purpose-pool": {}}}),
+        "EKS allows 63",
+    ),
+    "the reserved aws: tag prefix": (dict(zbi__tags={"aws:team": "x"}), "reserved for AWS"),
+    "more than 50 tags": (dict(zbi__tags={f"t{i}": "x" for i in range(45)}), "50 per resource"),
+    "a tag key over 128 characters": (dict(zbi__tags={"k" * 129: "x"}), "1 to 128 characters"),
+    "a taint key": (
+        dict(zbi__cluster={"nodeGroups": {"general": {"taints": [{"key": "bad key", "effect": "NoSchedule"}]}}}),
+        "is not a Kubernetes taint key",
+    ),
+    "a snapshot ID": (
+        dict(zbi__instances={"testnet": {"node": {"bootstrapSnapshotId": "snap-123"}}}),
+        "bootstrapSnapshotId",
+    ),
+    "an ARN of another partition": (
+        dict(zbi__instances={"testnet": {"admins": ["arn:aws-cn:iam::123456789012:role/x"]}}),
+        "partition 'aws-cn'",
+    ),
+    "a Kubernetes version EKS does not offer": (dict(zbi__cluster={"version": "1.29"}), "EKS does not offer"),
+    "an AMI of the wrong architecture": (
+        dict(zbi__cluster={"nodeGroups": {"general": {"instanceTypes": ["m7g.large"]}}}),
+        "cannot boot the x86_64 image",
+    ),
+    "two instances with one hostname": (
+        dict(zbi__instances={"other": {"network": "testnet", "endpoints": {"hostnames": ["testnet.lwd.zbi.example"]}}}),
+        "is also testnet's",
+    ),
+    "a hostname twice": (
+        dict(zbi__instances={"testnet": {"endpoints": {"hostnames": ["a.example.com", "a.example.com"]}}}),
+        "listed twice",
+    ),
+    "a tag inside the image repository": (
+        dict(zbi__instances={"testnet": {"node": {"image": {"repository": "zfnd/zebra:latest"}}}}),
+        "carries a tag or digest",
+    ),
+    "a cluster admin as instance admin": (
+        dict(zbi__instances={"testnet": {"admins": ["arn:aws:iam::123456789012:role/zbi-platform-admin"]}}),
+        "already cluster admin",
+    ),
+    "one role administering two instances": (
+        dict(
+            zbi__instances={
+                "other": {"network": "testnet", "admins": ["arn:aws:iam::123456789012:role/zbi-testnet-operators"]}
+            }
+        ),
+        "also administers testnet",
+    ),
+    "a principal listed twice": (
+        dict(zbi__instances={"testnet": {"admins": ["arn:aws:iam::123456789012:role/a"] * 2}}),
+        "listed twice",
+    ),
+    "gp3 IOPS over 500 per GiB": (
+        dict(zbi__instances={"testnet": {"node": {"storage": {"sizeGib": 10, "iops": 6000}}}}),
+        "at most 500 IOPS per GiB",
+    ),
+    "bootstrapCreatorAdmin false": (dict(zbi__cluster={"bootstrapCreatorAdmin": False}), "silently ignored"),
+    "both min_size and minSize": (
+        dict(zbi__cluster={"nodeGroups": {"general": {"min_size": 1}}}),
+        "write 'minSize' instead",
+    ),
+    "a nested extra option": (
+        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"network.network.x": 1}}}}),
+        "one dot",
+    ),
+    "a misspelled zebrad key": (
+        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"sync.downlaod_concurrency_limit": 5}}}}),
+        "did you mean 'download_concurrency_limit'",
+    ),
+    "an extra option that weakens readiness": (
+        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"health.ready_max_blocks_behind": 10000}}}}),
+        "is set by zBI",
+    ),
+    "an absurd number": (
+        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"sync.download_concurrency_limit": 10**30}}}}),
+        "64-bit range",
+    ),
+    "a misspelled namespace": (dict(**{"zbi.instances": {}}), "write 'zbi:instances'"),
+    "zcashd on mainnet": (
+        dict(zbi__instances={"legacy": {"network": "mainnet", "node": {"kind": "zcashd"}}}),
+        "zcashd is end of life",
+    ),
+    "a primary stack that is a path": (
+        dict(zbi__role="dr", zbi__dr={"primaryStack": "../dev"}, zbi__backup=None, zbi__instances=None),
+        "looks like a file path",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(REJECTED))
+def test_deploy_time_refusals_are_caught_offline(case: str) -> None:
+    merges, expected = REJECTED[case]
+    config = config_with(**merges)
+    for key in [k for k, v in config.items() if v is None]:
+        del config[key]
+    message = rejection(config)
+    assert expected in message, message
+
+
+def test_zcashd_options_that_would_end_the_container_are_refused() -> None:
+    regtest = {"network": "regtest", "node": {"kind": "zcashd", "extraOptions": {"daemon": 1}}}
+    assert "is set by zBI" in rejection(config_with(zbi__instances={"legacy": regtest}))
+
+
+LOCAL = read_stack_file("local", ROOT / "Pulumi.local.yaml").config
+
+
+@pytest.mark.parametrize(
+    ("patch", "expected"),
+    [
+        ({"admins": ["arn:aws:iam::123456789012:role/x"]}, "a local stack does not have"),
+        (
+            {"network": "testnet", "node": {"bootstrapSnapshotId": "snap-0123456789abcdef0"}},
+            "cannot be restored outside AWS",
+        ),
+        ({"node": {"storage": {"iops": 3000}}}, "ignores them"),
+        ({"node": {"replicas": True}}, "whole number"),
+    ],
+)
+def test_settings_a_local_stack_would_ignore_are_refused(patch: dict[str, Any], expected: str) -> None:
+    config = copy.deepcopy(LOCAL)
+    config["zbi:instances"]["regnet"] = deep_merge(config["zbi:instances"]["regnet"], patch)
+    assert expected in rejection(config)
+
+
+def test_a_zebrad_past_its_mainnet_end_of_support_is_refused_and_warned_before() -> None:
+    mainnet = config_with(zbi__instances={"testnet": {"network": "mainnet"}})
+    assert "reached its Mainnet end of support on about 2026-11-23" in rejection(mainnet, today=date(2026, 11, 25))
+    config = load_stack_config(mainnet, today=date(2026, 11, 1))
+    errors, warnings = config.release_problems(date(2026, 11, 1))
+    assert not errors and warnings == [
+        "instance testnet: zebrad 6.3.0 stops on Mainnet around 2026-11-23 (22 days): plan the upgrade"
+    ]
+    assert load_stack_config(mainnet, today=date(2026, 9, 1)).release_problems(date(2026, 9, 1)) == ([], [])
+    # Test networks never halt.
+    assert load_stack_config(DEV, today=date(2030, 1, 1)).release_problems(date(2030, 1, 1)) == ([], [])
+
+
+def test_zbi_plan_as_of_checks_release_support_on_that_day(tmp_path: Path) -> None:
+    project = project_copy(tmp_path)
+    stack = (project / "Pulumi.dev.yaml").read_text().replace("network: testnet", "network: mainnet")
+    (project / "Pulumi.main.yaml").write_text(stack)
+    refused = zbi("plan", "main", "--as-of", "2026-11-25", cwd=project)
+    assert refused.returncode == 2 and "end of support" in refused.stderr and "Traceback" not in refused.stderr
+    warned = zbi("plan", "main", "--as-of", "2026-11-10", cwd=project)
+    assert warned.returncode == 0, warned.stderr
+    assert "zebrad 6.3.0 stops on Mainnet around 2026-11-23 (13 days)" in warned.stdout
+    bad_date = zbi("plan", "main", "--as-of", "tomorrow", cwd=project)
+    assert bad_date.returncode == 2 and "is not a date" in bad_date.stderr
+
+
+# ---- the DR stack's primary -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("primary", "content", "expected"),
+    [
+        ("nosuch", None, "no Pulumi.nosuch.yaml in this project"),
+        ("broken", b"config:\n  zbi:role: primary\n  zbi:role: local\n", "the primary's stack file Pulumi.broken.yaml"),
+        (
+            "invalid",
+            b"config:\n  zbi:role: primary\n  zbi:platform: {region: us-east-9}\n  zbi:cluster: {name: x}\n",
+            "the primary's stack file Pulumi.invalid.yaml is invalid: zbi:platform.region",
+        ),
+    ],
+)
+def test_a_dr_stack_names_its_primarys_file_when_that_is_the_problem(
+    primary: str, content: bytes | None, expected: str, tmp_path: Path
+) -> None:
+    project = project_copy(tmp_path)
+    if content is not None:
+        (project / f"Pulumi.{primary}.yaml").write_bytes(content)
+    dr = (project / "Pulumi.dr.yaml").read_text().replace("primaryStack: dev", f"primaryStack: {primary}")
+    (project / "Pulumi.dr.yaml").write_text(dr)
+    result = zbi("plan", "dr", cwd=project)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_bad_cli_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
+    for args, expected in [
+        (("plan", "../etc/passwd"), "not a stack name"),
+        (("plan", "nosuch"), "no Pulumi.nosuch.yaml"),
+        (("plan",), "the following arguments are required: stack"),
+        (("frobnicate",), "invalid choice"),
+    ]:
+        result = zbi(*args)
+        assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
+    outside = zbi("plan", "dev", cwd=tmp_path)
+    assert outside.returncode == 2 and "no Pulumi.yaml" in outside.stderr
+
+
+# ---- accepted on purpose ----------------------------------------------------------------------------------------
+
+
+def test_unusual_but_valid_input_stays_accepted(plan_stack: PlanStack) -> None:
+    accepted = config_with(
+        zbi__cluster={
+            "endpoint": {**PUBLIC, "publicAccessCidrs": ["52.94.0.0/22", "2600:1f00::/40"]},
+            "nodeGroups": {"arm": {"instanceTypes": ["m7g.large", "c6gn.xlarge"], "amiType": "AL2023_ARM_64_STANDARD"}},
+        },
+        zbi__instances={
+            "testnet": {"node": {"image": {"repository": "registry.example.com:5000/zfnd/zebra"}}},
+        },
+        zbi__tags={"cost-center": "42", "owner": "ops@example.com"},
+    )
+    load_stack_config(accepted, today=TODAY)
+    assert parse_yaml_document("config:\n  aws:x: {n: 0o17}\n", "x")["config"]["aws:x"] == {"n": 15}
+    decode_text("\ufeffconfig: {}\n".encode(), "x")  # a UTF-8 BOM is still UTF-8
+
+
+@pytest.mark.parametrize(
+    ("region", "platform"),
+    [
+        (
+            "eu-west-1",
+            {"region": "eu-west-1", "zoneIds": ["euw1-az1", "euw1-az2", "euw1-az3"], "availabilityZoneCount": None},
+        ),
+        ("ap-northeast-2", {"region": "ap-northeast-2", "availabilityZoneCount": 4}),
+        ("sa-east-1", {"region": "sa-east-1", "availabilityZoneCount": 3}),
+    ],
+)
+def test_the_offline_plan_works_in_other_commercial_regions(
+    region: str, platform: dict[str, Any], plan_stack: PlanStack
+) -> None:
+    plan = plan_stack(
+        "dev", merge={"aws:region": region, "zbi:platform": platform, "zbi:backup": {"drRegion": "us-west-2"}}
+    )
+    zones = sorted({s.inputs["availabilityZoneId"] for s in plan.of_type("aws:ec2/subnet:Subnet")})
+    assert zones == (platform.get("zoneIds") or zones) and len(zones) == (platform.get("availabilityZoneCount") or 3)
+    assert all(zone.startswith(zone_id_prefix(region) + "-az") for zone in zones)
