@@ -165,6 +165,7 @@ def grant_instance_admin(
 
 def build_backups(config: StackConfig, provider: aws.Provider, cluster: ZbiCluster) -> ZbiBackups | None:
     backup = config.backup or BackupConfig()
+    assert config.platform is not None
     if not backup.enabled:
         pulumi.log.warn("zbi:backup.enabled is false: chain data has no snapshots and no copy in another region")
         return None
@@ -176,6 +177,7 @@ def build_backups(config: StackConfig, provider: aws.Provider, cluster: ZbiClust
         ZbiBackupsArgs(
             stack=stack,
             source_kms_key_arn=cluster.ebs_kms_key_arn,
+            region=config.platform.region,
             dr_region=backup.dr_region,
             interval_hours=backup.interval_hours,
             retain_count=backup.retain_count,

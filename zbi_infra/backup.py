@@ -23,6 +23,8 @@ DLM_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManag
 class ZbiBackupsArgs:
     stack: str
     source_kms_key_arn: pulumi.Input[str]
+    # Where the snapshots are taken (DLM runs there) and where they are copied to.
+    region: str
     dr_region: str
     interval_hours: int = 12
     retain_count: int = 14
@@ -64,9 +66,17 @@ class ZbiBackups(pulumi.ComponentResource):
             target_key_id=dr_key.id,
             opts=pulumi.ResourceOptions(parent=self, provider=dr_provider),
         )
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         role = aws.iam.Role(
             f"{name}-dlm-role",
-            assume_role_policy=service_trust_policy("dlm.amazonaws.com"),
+            # Only DLM policies of this account and region may use the role (confused-deputy guidance).
+            assume_role_policy=account.apply(
+                lambda account_id: service_trust_policy(
+                    "dlm.amazonaws.com",
+                    source_account=account_id,
+                    source_arn=f"arn:aws:dlm:{args.region}:{account_id}:policy/*",
+                )
+            ),
             tags=args.tags,
             opts=child,
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import pulumi
@@ -11,7 +10,7 @@ import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
 from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfig
-from zbi_infra.iam import kms_key_use_policy, service_trust_policy
+from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy, service_trust_policy
 from zbi_infra.zones import AvailabilityZone
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -21,13 +20,17 @@ ACCESS_POLICIES = {
     "edit": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
     "view": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy",
 }
+# The node role carries what the kubelet needs and nothing more: the VPC CNI's permissions sit on an IRSA role of the
+# aws-node service account instead (EKS best-practices guide, "Networking": "Use IRSA for the CNI").
 NODE_ROLE_POLICIES = {
     "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "cni": "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
     "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
-    "ssm": "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore",
 }
+SSM_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
+CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
+EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
+VPC_CNI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:aws-node"
 
 
 @dataclass(frozen=True)
@@ -135,31 +138,54 @@ class ZbiCluster(pulumi.ComponentResource):
             # pulumi-eks would otherwise create an in-tree gp2 class whose volumes cannot be snapshotted;
             # ZcashNode brings its own gp3 class on the EBS CSI driver.
             storage_classes={},
+            # The VPC CNI is the managed add-on below, on its own IRSA role; pulumi-eks would configure it on the
+            # node role.
+            use_default_vpc_cni=True,
             coredns_addon_options=eks.CoreDnsAddonOptionsArgs(enabled=True),
             kube_proxy_addon_options=eks.KubeProxyAddonOptionsArgs(enabled=True),
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
-        if not config.bootstrap_creator_admin:
-            pulumi.log.info(
-                f"{config.name}: the deploying identity gets no implicit cluster-admin; it must be one of the admins",
-                resource=self,
-            )
+        oidc_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
+        # Before any node: a node's pods get addresses only once aws-node can call EC2 through this role.
+        vpc_cni_role = self._irsa_role(
+            f"{name}-vpc-cni-role", cluster, VPC_CNI_SERVICE_ACCOUNT, {f"{name}-vpc-cni-policy": CNI_POLICY}, tags
+        )
+        vpc_cni = aws.eks.Addon(
+            f"{name}-vpc-cni",
+            cluster_name=config.name,
+            addon_name="vpc-cni",
+            service_account_role_arn=vpc_cni_role.arn,
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
+        )
 
-        node_role = self._node_role(name, tags)
+        node_role = self._node_role(name, tags, ssm=config.node_ssm_access)
         node_groups = []
         for group_name, group in config.node_groups.items():
             template = self._launch_template(name, group_name, group, config.imds_hop_limit, tags)
             for zone in args.zones:
                 node_groups.append(
                     self._node_group(
-                        name, config.name, group_name, group, zone, args, cluster, node_role, template, tags
+                        name, config.name, group_name, group, zone, args, cluster, node_role, template, tags, vpc_cni
                     )
                 )
 
-        oidc_url = cluster.oidc_provider_url.apply(lambda url: url.removeprefix("https://"))
-        ebs_csi_role = self._ebs_csi_role(
-            name, cluster.oidc_provider_arn, oidc_url, [ebs_key.arn, *args.restore_kms_key_arns], tags
+        ebs_csi_role = self._irsa_role(
+            f"{name}-ebs-csi-role", cluster, EBS_CSI_SERVICE_ACCOUNT, {f"{name}-ebs-csi-policy": EBS_CSI_POLICY}, tags
+        )
+        # Volumes encrypted with our key need the driver to create grants on it (aws-ebs-csi-driver docs/install.md).
+        aws.iam.RolePolicy(
+            f"{name}-ebs-csi-kms",
+            role=ebs_csi_role.id,
+            # A key not known yet (a DR stack previewed before its primary exists) is left out rather than
+            # written as an empty ARN that IAM would reject.
+            policy=pulumi.Output.all(ebs_key.arn, *args.restore_kms_key_arns).apply(
+                lambda arns: kms_key_use_policy([a for a in arns if a], grants_for_aws_resources=True)
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
         )
         addon_opts = pulumi.ResourceOptions(parent=self, depends_on=[cluster, *node_groups])
         aws.eks.Addon(
@@ -207,7 +233,7 @@ class ZbiCluster(pulumi.ComponentResource):
             }
         )
 
-    def _node_role(self, name: str, tags: dict[str, str]) -> aws.iam.Role:
+    def _node_role(self, name: str, tags: dict[str, str], *, ssm: bool) -> aws.iam.Role:
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(
             f"{name}-node-role",
@@ -215,8 +241,22 @@ class ZbiCluster(pulumi.ComponentResource):
             tags=tags,
             opts=child,
         )
-        for key, arn in NODE_ROLE_POLICIES.items():
+        policies = {**NODE_ROLE_POLICIES, **({"ssm": SSM_POLICY} if ssm else {})}
+        for key, arn in policies.items():
             aws.iam.RolePolicyAttachment(f"{name}-node-role-{key}", role=role.name, policy_arn=arn, opts=child)
+        return role
+
+    def _irsa_role(
+        self, name: str, cluster: eks.Cluster, service_account: str, policies: dict[str, str], tags: dict[str, str]
+    ) -> aws.iam.Role:
+        """A role for one service account of this cluster, with AWS managed policies attached (by resource name)."""
+        child = pulumi.ResourceOptions(parent=self)
+        trust = pulumi.Output.all(cluster.oidc_provider_arn, cluster.oidc_provider_url).apply(
+            lambda v: irsa_trust_policy(v[0], v[1], service_account)
+        )
+        role = aws.iam.Role(name, assume_role_policy=trust, tags=tags, opts=child)
+        for attachment, arn in policies.items():
+            aws.iam.RolePolicyAttachment(attachment, role=role.name, policy_arn=arn, opts=child)
         return role
 
     def _launch_template(
@@ -270,6 +310,7 @@ class ZbiCluster(pulumi.ComponentResource):
         node_role: aws.iam.Role,
         template: aws.ec2.LaunchTemplate,
         tags: dict[str, str],
+        vpc_cni: aws.eks.Addon,
     ) -> eks.ManagedNodeGroup:
         # One group per zone: an EBS volume lives in one zone, so the autoscaler must be able to add a node in
         # exactly the zone where a pending pod's volume is.
@@ -302,57 +343,8 @@ class ZbiCluster(pulumi.ComponentResource):
                 f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
                 "k8s.io/cluster-autoscaler/node-template/label/topology.ebs.csi.aws.com/zone": zone.name,
             },
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[vpc_cni]),
         )
-
-    def _ebs_csi_role(
-        self,
-        name: str,
-        oidc_arn: pulumi.Output[str],
-        oidc_url: pulumi.Output[str],
-        kms_key_arns: list[pulumi.Input[str]],
-        tags: dict[str, str],
-    ) -> aws.iam.Role:
-        child = pulumi.ResourceOptions(parent=self)
-        trust = pulumi.Output.all(oidc_arn, oidc_url).apply(
-            lambda v: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Federated": v[0]},
-                            "Action": "sts:AssumeRoleWithWebIdentity",
-                            "Condition": {
-                                "StringEquals": {
-                                    f"{v[1]}:sub": EBS_CSI_SERVICE_ACCOUNT,
-                                    f"{v[1]}:aud": "sts.amazonaws.com",
-                                }
-                            },
-                        }
-                    ],
-                }
-            )
-        )
-        role = aws.iam.Role(f"{name}-ebs-csi-role", assume_role_policy=trust, tags=tags, opts=child)
-        aws.iam.RolePolicyAttachment(
-            f"{name}-ebs-csi-policy",
-            role=role.name,
-            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy",
-            opts=child,
-        )
-        # Volumes encrypted with our key need the driver to create grants on it (aws-ebs-csi-driver docs/install.md).
-        aws.iam.RolePolicy(
-            f"{name}-ebs-csi-kms",
-            role=role.id,
-            # A key not known yet (a DR stack previewed before its primary exists) is left out rather than
-            # written as an empty ARN that IAM would reject.
-            policy=pulumi.Output.all(*kms_key_arns).apply(
-                lambda arns: kms_key_use_policy([a for a in arns if a], grants_for_aws_resources=True)
-            ),
-            opts=child,
-        )
-        return role
 
 
 def _taint_effect(effect: str) -> str:

@@ -143,7 +143,7 @@ class ZbiVpc(pulumi.ComponentResource):
         )
 
         if args.flow_logs.enabled:
-            self._flow_logs(name, vpc, args.flow_logs, tagged)
+            self._flow_logs(name, vpc, args.flow_logs, args.region, tagged)
 
         self.vpc_id = vpc.id
         self.public_subnet_ids = pulumi.Output.all(*[s.id for s in public_subnets])
@@ -161,7 +161,7 @@ class ZbiVpc(pulumi.ComponentResource):
             }
         )
 
-    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, config: FlowLogsConfig, tagged) -> None:
+    def _flow_logs(self, name: str, vpc: aws.ec2.Vpc, config: FlowLogsConfig, region: str, tagged) -> None:
         child = pulumi.ResourceOptions(parent=self)
         log_group = aws.cloudwatch.LogGroup(
             f"{name}-flow-logs",
@@ -170,9 +170,18 @@ class ZbiVpc(pulumi.ComponentResource):
             tags=tagged("flow-logs"),
             opts=child,
         )
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
         role = aws.iam.Role(
             f"{name}-flow-logs-role",
-            assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com"),
+            # Only for flow logs of this account in this region (VPC user guide, "IAM role for publishing flow logs
+            # to CloudWatch Logs": confused-deputy conditions).
+            assume_role_policy=account.apply(
+                lambda account_id: service_trust_policy(
+                    "vpc-flow-logs.amazonaws.com",
+                    source_account=account_id,
+                    source_arn=f"arn:aws:ec2:{region}:{account_id}:vpc-flow-log/*",
+                )
+            ),
             tags=tagged("flow-logs-role"),
             opts=child,
         )
