@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from tests.conftest import PlanStack
 from tests.k8s_objects import all_containers, objects, one, pod_spec, zebrad_config
+from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan
 
 NS = "zbi-testnet"
@@ -65,7 +67,7 @@ def test_every_container_is_hardened(dev: Plan) -> None:
     for workload in workloads:
         pod = pod_spec(workload)
         assert pod["securityContext"]["runAsNonRoot"] is True
-        assert pod["securityContext"]["runAsUser"] >= 10000
+        assert pod["securityContext"]["runAsUser"] > 0
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         for container in all_containers(workload):
             context = container["securityContext"]
@@ -99,7 +101,7 @@ def test_rpc_credentials_are_generated_secrets(dev: Plan) -> None:
     env = {e["name"]: e for e in lwd["env"]}
     assert env["RPCPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "password"}
     assert env["RPCUSER"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "username"}
-    assert not any("password" in a for a in lwd["args"])
+    assert not any("password" in a for a in lwd["command"])
 
 
 def test_light_wallet_tier_scales_on_its_own(dev: Plan) -> None:
@@ -109,8 +111,8 @@ def test_light_wallet_tier_scales_on_its_own(dev: Plan) -> None:
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
     assert sts["spec"]["replicas"] == 2
     (container,) = pod_spec(sts)["containers"]
-    assert "--rpchost=zebrad-rpc.zbi-testnet.svc.cluster.local" in container["args"]
-    assert "--rpcport=18232" in container["args"]
+    assert "--rpchost=zebrad-rpc.zbi-testnet.svc.cluster.local" in container["command"]
+    assert "--rpcport=18232" in container["command"]
     pdbs = {p["metadata"]["name"] for p in objects(dev, "PodDisruptionBudget", NS)}
     assert pdbs == {"zebrad-pdb", "lightwalletd-pdb"}
 
@@ -138,7 +140,7 @@ def test_tls_certificate_covers_the_instance_names(dev: Plan) -> None:
     (ca,) = dev.of_type("tls:index/selfSignedCert:SelfSignedCert")
     assert ca.inputs["isCaCertificate"] is True
     (container,) = pod_spec(one(dev, "StatefulSet", "lightwalletd", NS))["containers"]
-    assert "--tls-cert=/etc/zbi/tls/tls.crt" in container["args"]
+    assert "--tls-cert=/etc/zbi/tls/tls.crt" in container["command"]
     assert {"name": "tls", "mountPath": "/etc/zbi/tls", "readOnly": True} in container["volumeMounts"]
 
 
@@ -168,8 +170,20 @@ def test_regtest_is_an_isolated_peer_network(plan_stack: PlanStack) -> None:
     ns = "zbi-regnet"
     config = zebrad_config(plan, ns)
     assert config["network"]["network"] == "Regtest"
+    # Zebra keeps only localhost initial peers on Regtest: each sibling is a loopback forwarder in the pod.
+    assert config["network"]["initial_testnet_peers"] == [f"127.0.0.1:{28344 + i}" for i in range(3)]
     domain = "zebrad-headless.zbi-regnet.svc.cluster.local"
-    assert config["network"]["initial_testnet_peers"] == [f"zebrad-{i}.{domain}:18344" for i in range(3)]
+    forwarders = [c for c in pod_spec(one(plan, "StatefulSet", "zebrad", ns))["containers"] if c["name"] != "zebrad"]
+    assert [(c["name"], c["args"]) for c in forwarders] == [
+        (
+            f"peer-{i}",
+            [
+                f"TCP-LISTEN:{28344 + i},bind=127.0.0.1,fork,reuseaddr",
+                f"TCP:zebrad-{i}.{domain}:18344,connect-timeout=5",
+            ],
+        )
+        for i in range(3)
+    ]
     policy = one(plan, "NetworkPolicy", "full-node", ns)["spec"]
     siblings = [
         {
@@ -192,25 +206,25 @@ def test_zcashd_differs_where_it_should(plan_stack: PlanStack) -> None:
     conf = one(plan, "ConfigMap", "zcashd-config", ns)["data"]["zcash.conf"]
     assert "rpcport=18232" in conf and "regtest=1" in conf and "rpcpassword" not in conf
     assert "lightwalletd=1" in conf and "experimentalfeatures=1" in conf  # required by lightwalletd
+    assert "i-am-aware-zcashd-will-be-replaced-by-zebrad-and-zallet-in-2025=1" in conf
     sts = one(plan, "StatefulSet", "zcashd", ns)
-    (init,) = pod_spec(sts)["initContainers"]
-    assert init["command"] == ["zcash-fetch-params"]
+    assert "initContainers" not in pod_spec(sts)  # zcash-fetch-params is a no-op in current releases
     (container,) = pod_spec(sts)["containers"]
-    assert "getblockchaininfo" in container["readinessProbe"]["exec"]["command"][-1]
-    assert "initial_block_download_complete" in container["readinessProbe"]["exec"]["command"][-1]
-    assert "-rpcpassword=$(RPC_PASSWORD)" in container["args"]
+    assert "getblockcount" in container["readinessProbe"]["exec"]["command"][-1]
+    assert container["command"][0] == "zcashd" and "-rpcpassword=$(RPC_PASSWORD)" in container["command"]
     assert pod_spec(sts)["terminationGracePeriodSeconds"] == 600
     lwd = pod_spec(one(plan, "StatefulSet", "lightwalletd", ns))["containers"][0]
-    assert "--rpcport=18232" in lwd["args"]
+    assert "--rpcport=18232" in lwd["command"]
 
 
-def test_zaino_reads_a_secret_config_pointing_at_the_rpc_cluster_ip(plan_stack: PlanStack) -> None:
+def test_zaino_starts_with_a_secret_config(plan_stack: PlanStack) -> None:
     plan = with_instance(plan_stack, "zaino", {"network": "mainnet", "lightwallet": {"kind": "zaino"}})
     ns = "zbi-zaino"
     secret = one(plan, "Secret", "zaino-config", ns)
-    assert secret["stringData"] == {"zindexer.toml": "[secret]"}
+    assert secret["stringData"] == {"zainod.toml": "[secret]"}
     (container,) = pod_spec(one(plan, "StatefulSet", "zaino", ns))["containers"]
-    assert container["args"] == ["--config", "/etc/zaino/zindexer.toml"]
+    assert container["command"] == ["zainod", "start", "--config", "/etc/zaino/zainod.toml"]
+    assert container["image"] == "zingodevops/zaino:0.8.0"  # the TLS build: TLS ends at the pod
     assert {p["containerPort"] for p in container["ports"]} == {8137}
 
 
@@ -256,3 +270,32 @@ def test_config_change_rolls_the_pods(plan_stack: PlanStack, dev: Plan) -> None:
         ]
 
     assert checksum(changed) != checksum(dev)
+
+
+def test_a_bootstrap_archive_fills_new_volumes_before_zebrad_starts(plan_stack: PlanStack) -> None:
+    archive = {"url": "https://snapshots.example.com/zebra-2026-06-03.tar", "sha256": "ab" * 32}
+    plan = with_instance(plan_stack, "fresh", {"network": "testnet", "node": {"bootstrapArchive": archive}})
+    pod = pod_spec(one(plan, "StatefulSet", "zebrad", "zbi-fresh"))
+    (init,) = pod["initContainers"]
+    assert init["name"] == "bootstrap" and init["command"][:2] == ["/bin/sh", "-c"]
+    script = init["command"][2]
+    assert archive["url"] in script and archive["sha256"] in script and "--strip-components=1" in script
+    assert init["image"] == pod["containers"][0]["image"]  # the zebrad image brings curl, tar and sha256sum
+    assert {"name": "data", "mountPath": "/var/lib/zebra"} in init["volumeMounts"]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+@pytest.mark.parametrize(
+    ("archive", "expected"),
+    [
+        ({"url": "http://insecure.example.com/a.tar", "sha256": "ab" * 32}, "bootstrapArchive.url"),
+        ({"url": "https://x.example.com/a.tar", "sha256": "not-a-digest"}, "bootstrapArchive.sha256"),
+        ({"url": "https://x.example.com/a.tar"}, "bootstrapArchive.sha256: required"),
+        ({"url": "https://x.example.com/a'; rm -rf /'", "sha256": "ab" * 32}, "bootstrapArchive.url"),
+    ],
+)
+def test_a_bootstrap_archive_must_be_https_and_pinned(
+    plan_stack: PlanStack, archive: dict[str, str], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        with_instance(plan_stack, "fresh", {"network": "testnet", "node": {"bootstrapArchive": archive}})

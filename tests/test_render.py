@@ -90,7 +90,9 @@ def test_zebrad_extra_options_are_merged() -> None:
 
 def zcash_conf_reference_keys() -> set[str]:
     text = (UPSTREAM / "zcash" / "zcash.conf.example").read_text()
-    return set(re.findall(r"^#?([a-z]+)=", text, flags=re.MULTILINE))
+    # The deprecation acknowledgement zcashd demands since 6.2.0 (src/bitcoind.cpp), not in the example file.
+    awareness = json.loads((UPSTREAM / "zcash" / "deprecation.json").read_text())["awareness_option"]
+    return set(re.findall(r"^#?([a-z]+)=", text, flags=re.MULTILINE)) | {awareness}
 
 
 def parse_conf(text: str) -> list[tuple[str, str]]:

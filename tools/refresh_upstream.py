@@ -172,6 +172,22 @@ def main() -> None:
             },
         )
         record("zebra/end-of-support.json", "zebra", eos_path, "constants of the end-of-support check")
+        cargo = git_show(checkouts["zebra"], tag, "zebrad/Cargo.toml")
+        dockerfile = git_show(checkouts["zebra"], tag, "docker/Dockerfile")
+        release_features = re.search(r"^default-release-binaries = \[(.*?)\]", cargo, flags=re.MULTILINE)
+        write_json(
+            "zebra/release-features.json",
+            {
+                "dockerfile_features": re.search(r'^ARG FEATURES="([^"]+)"', dockerfile, flags=re.MULTILINE).group(1),  # type: ignore[union-attr]
+                "default-release-binaries": re.findall(r'"([^"]+)"', release_features.group(1)),  # type: ignore[union-attr]
+            },
+        )
+        record(
+            "zebra/release-features.json",
+            "zebra",
+            "docker/Dockerfile (ARG FEATURES), zebrad/Cargo.toml ([features] default-release-binaries)",
+            "the cargo features the released image is built with",
+        )
         peers_path = "zebra-network/src/config.rs"
         network = git_show(checkouts["zebra"], tag, peers_path)
         write_json(

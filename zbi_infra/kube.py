@@ -84,6 +84,29 @@ def host_anti_affinity(match_labels: dict[str, str]) -> k8s.core.v1.AffinityArgs
     )
 
 
+def disruption_budget(ctx: Any, app: str, component: str, match: dict[str, str], *, replicas: int) -> None:
+    """One pod at a time may be evicted. Only with two or more replicas: a PDB over a single pod would block every
+    node drain."""
+    if replicas < 2:
+        return
+    k8s.policy.v1.PodDisruptionBudget(
+        f"{ctx.name}-{app}-pdb",
+        metadata=ctx.meta(f"{app}-pdb", component=component, app=app),
+        spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+            max_unavailable=1, selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match)
+        ),
+        opts=ctx.in_namespace,
+    )
+
+
+def load_balancer_address(status: Any) -> str:
+    """The DNS name (or IP) a LoadBalancer Service got; empty while it has none (never a placeholder)."""
+    ingress = (status.load_balancer.ingress or []) if status and status.load_balancer else []
+    if not ingress:
+        return ""
+    return str(ingress[0].hostname or ingress[0].ip or "")
+
+
 def image_ref(repository: str, tag: str, digest: str | None) -> str:
     return f"{repository}:{tag}@{digest}" if digest else f"{repository}:{tag}"
 

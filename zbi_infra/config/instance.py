@@ -9,7 +9,7 @@ import re
 from enum import StrEnum
 from functools import cache
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
@@ -234,6 +234,18 @@ def _extra_value_problem(value: object) -> str | None:
     return None
 
 
+class BootstrapArchiveConfig(StrictModel):
+    """A published chain-state archive that a new replica's empty volume is filled from (zbi_infra/render/bootstrap.py).
+
+    Resumable and checksum-verified; a volume that already holds data is adopted, never wiped."""
+
+    url: Annotated[str, StringConstraints(pattern=r"^https://[^\s'\"\\]+$", max_length=2048)]
+    sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    # Leading path components of the archive to drop, so that its contents land in zebrad's state cache_dir.
+    strip_components: StrictInt = Field(default=1, ge=0, le=8)
+    compression: Literal["none", "gzip"] = "none"
+
+
 class NodeConfig(StrictModel):
     kind: NodeKind = NodeKind.ZEBRAD
     replicas: StrictInt = Field(default=2, ge=1, le=10)
@@ -245,6 +257,8 @@ class NodeConfig(StrictModel):
     # another instance on the same network) and catch up from there instead of syncing from genesis.
     # EC2 snapshot IDs: snap- and 8 (older) or 17 hexadecimal characters.
     bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = None
+    # Without a snapshot, a new replica may start from a published archive instead of syncing from genesis.
+    bootstrap_archive: BootstrapArchiveConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -364,6 +378,8 @@ class InstanceConfig(StrictModel):
             raise ValueError("a regtest network is isolated: inboundP2p and publicGrpc must stay false")
         if self.network is Network.REGTEST and self.node.bootstrap_snapshot_id:
             raise ValueError("node.bootstrapSnapshotId: a regtest chain starts empty. Fix: remove it")
+        if self.network is Network.REGTEST and self.node.bootstrap_archive:
+            raise ValueError("node.bootstrapArchive: a regtest chain starts empty. Fix: remove it")
         if self.endpoints.public_grpc and self.lightwallet.kind is LightwalletKind.NONE:
             raise ValueError("endpoints.publicGrpc needs a light-wallet server. Fix: set lightwallet.kind")
         return self

@@ -12,7 +12,8 @@ from zbi_infra.zcash_ports import LIGHTWALLETD_GRPC_PORT, LIGHTWALLETD_HTTP_PORT
 LIGHTWALLETD_DATA_DIR = "/var/lib/lightwalletd"
 ZAINO_DATA_DIR = "/var/lib/zaino"
 TLS_DIR = "/etc/zbi/tls"
-ZAINO_CONFIG_PATH = "/etc/zaino/zindexer.toml"
+ZAINO_CONFIG_FILE = "zainod.toml"
+ZAINO_CONFIG_PATH = f"/etc/zaino/{ZAINO_CONFIG_FILE}"
 
 
 # lightwalletd reads every flag from the environment too (viper AutomaticEnv, `-` -> `_`, no prefix): credentials
@@ -21,7 +22,7 @@ LIGHTWALLETD_CREDENTIAL_ENV = {"username": "RPCUSER", "password": "RPCPASSWORD"}
 
 
 def lightwalletd_args(*, rpc_host: str, rpc_port: int, tls: bool) -> list[str]:
-    """Flags of lightwalletd (cmd/root.go)."""
+    """Flags of lightwalletd v0.5.3 (cmd/root.go; tests/fixtures/upstream/lightwalletd/flags.json)."""
     args = [
         f"--grpc-bind-addr=0.0.0.0:{LIGHTWALLETD_GRPC_PORT}",
         f"--http-bind-addr=0.0.0.0:{LIGHTWALLETD_HTTP_PORT}",
@@ -41,21 +42,22 @@ def lightwalletd_args(*, rpc_host: str, rpc_port: int, tls: bool) -> list[str]:
 def zaino_config(
     network: Network, *, validator_address: str, rpc_user: str, rpc_password: str, tls: bool
 ) -> dict[str, Any]:
-    """zindexer.toml for zainod's `fetch` backend (JSON-RPC to the full node). `validator_address` must be an
-    IP:port: zainod parses it as a socket address, not a host name."""
-    grpc: dict[str, Any] = {"grpc_listen_address": f"0.0.0.0:{ZAINO_GRPC_PORT}"}
+    """zainod.toml for Zaino 0.8's `fetch` backend (JSON-RPC to the full node), keys from zainod/src/config.rs and
+    zaino-common's config structs (tests/fixtures/upstream/zaino). `validator_address` is host:port: current
+    releases resolve a host name when they connect (a Kubernetes Service name works)."""
+    grpc: dict[str, Any] = {"listen_address": f"0.0.0.0:{ZAINO_GRPC_PORT}"}
     if tls:
         grpc["tls"] = {"cert_path": f"{TLS_DIR}/tls.crt", "key_path": f"{TLS_DIR}/tls.key"}
     return {
         "backend": "fetch",
         "network": network.value.capitalize(),
-        "zaino_db_path": f"{ZAINO_DATA_DIR}/db",
         "grpc_settings": grpc,
         "validator_settings": {
             "validator_jsonrpc_listen_address": validator_address,
             "validator_user": rpc_user,
             "validator_password": rpc_password,
         },
+        "storage": {"database": {"path": ZAINO_DATA_DIR}},
     }
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from zbi_infra.config.instance import Network
+from zbi_infra.releases import ZCASHD_AWARENESS_OPTION
 from zbi_infra.zcash_ports import PORTS
 
 DATA_DIR = "/var/lib/zcashd"
-CONFIG_PATH = "/etc/zcash/zcash.conf"
+CONFIG_DIR = "/etc/zcash"
+CONFIG_PATH = f"{CONFIG_DIR}/zcash.conf"
 
 
 # lightwalletd refuses a zcashd without the `lightwalletd` (or `insightexplorer`) experimental feature: it asks
@@ -31,6 +33,8 @@ def zcashd_options(
     if network is Network.REGTEST:
         options.append(("regtest", "1"))
     options += [
+        # Since 6.2.0 zcashd refuses to start without it (src/bitcoind.cpp; tests/fixtures/upstream/zcash).
+        (ZCASHD_AWARENESS_OPTION, "1"),
         ("server", "1"),
         ("listen", "1"),
         ("bind", f"0.0.0.0:{ports.p2p}"),

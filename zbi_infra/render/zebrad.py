@@ -10,7 +10,9 @@ from zbi_infra.config.instance import Network
 from zbi_infra.zcash_ports import PORTS, ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
 
 DATA_DIR = "/var/lib/zebra"
-CONFIG_PATH = "/etc/zebra/zebrad.toml"
+STATE_DIR = f"{DATA_DIR}/state"
+CONFIG_DIR = "/etc/zebra"
+CONFIG_PATH = f"{CONFIG_DIR}/zebrad.toml"
 _NETWORK_NAMES = {Network.MAINNET: "Mainnet", Network.TESTNET: "Testnet", Network.REGTEST: "Regtest"}
 
 
@@ -29,7 +31,7 @@ def zebrad_config(
             # On the data volume: the read-only root filesystem has no writable home directory.
             "cache_dir": f"{DATA_DIR}/network",
         },
-        "state": {"cache_dir": f"{DATA_DIR}/state"},
+        "state": {"cache_dir": STATE_DIR},
         "rpc": {
             "listen_addr": f"0.0.0.0:{ports.rpc}",
             # The cookie is written inside the node's pod, where the light-wallet tier cannot read it. The RPC port
@@ -49,8 +51,9 @@ def zebrad_config(
         "tracing": {"use_color": False, "force_use_color": False},
     }
     if network is Network.REGTEST:
-        # Regtest reads its peers from initial_testnet_peers; listing only the instance's own pods keeps the
-        # network isolated from every public testnet node.
+        # Regtest reads its peers from initial_testnet_peers, and keeps only localhost ones (zbi_infra/render/
+        # peering.py): the loopback forwarders to the instance's own pods, so the network stays isolated from every
+        # public testnet node.
         config["network"]["initial_testnet_peers"] = sorted(regtest_peers or [])
         config["network"]["initial_mainnet_peers"] = []
     for dotted, value in (extra_options or {}).items():

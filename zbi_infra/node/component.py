@@ -1,0 +1,166 @@
+"""ZcashNode: one Zcash instance on Kubernetes — a full-node StatefulSet and an autoscaled light-wallet tier.
+
+Nothing here assumes AWS: the caller hands in a StorageClass name and, for public endpoints, the load-balancer
+annotations of its platform. Each workload lives in its own module of this package.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_kubernetes as k8s
+import pulumi_random as random
+
+from zbi_infra import kube
+from zbi_infra.config.instance import InstanceConfig, LightwalletKind
+from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
+from zbi_infra.node.full_node import build_full_node
+from zbi_infra.node.light_wallet import build_light_wallet
+from zbi_infra.node.network_policies import build_network_policies
+from zbi_infra.tls import ServerCertificate, ZbiCertificateAuthority
+
+
+@dataclass(frozen=True)
+class SnapshotSource:
+    """A CSI snapshot that exists outside Kubernetes (e.g. an EBS snapshot copied by DLM), imported statically."""
+
+    driver: str
+    snapshot_handle: pulumi.Input[str]
+    snapshot_class: str | None = None
+
+
+@dataclass(frozen=True)
+class ZcashNodeArgs:
+    config: InstanceConfig
+    # None: the cluster's default StorageClass (kind, k3s and minikube ship one).
+    storage_class_name: pulumi.Input[str] | None = None
+    # None: no TLS at the pod; only sensible where TLS terminates in front (ACM at the NLB) or for internal use.
+    certificate_authority: ZbiCertificateAuthority | None = None
+    # Platform-specific annotations for a public gRPC LoadBalancer (e.g. AWS NLB).
+    load_balancer_annotations: dict[str, str] = field(default_factory=dict)
+    cluster_domain: str = "cluster.local"
+    # Start new replicas from this snapshot instead of syncing from genesis (fast bootstrap, DR restore).
+    restore_from: SnapshotSource | None = None
+
+
+class ZcashNode(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+    rpc_endpoint: pulumi.Output[str]
+    grpc_endpoint: pulumi.Output[str] | None
+    grpc_load_balancer_hostname: pulumi.Output[str] | None
+    rpc_password: pulumi.Output[str]
+    tls_secret_name: str | None
+
+    def __init__(self, name: str, args: ZcashNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("zbi:node:ZcashNode", name, None, opts)
+        config = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=namespace_of(name),
+                labels={
+                    "app.kubernetes.io/part-of": kube.PART_OF,
+                    "app.kubernetes.io/instance": name,
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            ),
+            opts=child,
+        )
+        ctx = InstanceContext(
+            name=name,
+            config=config,
+            args=args,
+            component=self,
+            in_namespace=pulumi.ResourceOptions(parent=self, depends_on=[namespace]),
+        )
+        k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=ctx.meta(SERVICE_ACCOUNT),
+            automount_service_account_token=False,
+            opts=ctx.in_namespace,
+        )
+
+        password = random.RandomPassword(f"{name}-rpc-password", length=40, special=False, opts=child)
+        self.rpc_password = pulumi.Output.secret(password.result)
+        rpc_secret = k8s.core.v1.Secret(
+            f"{name}-rpc-credentials",
+            metadata=ctx.meta(RPC_SECRET),
+            type="Opaque",
+            string_data={"username": RPC_USER, "password": self.rpc_password},
+            opts=ctx.in_namespace,
+        )
+
+        self.tls_secret_name = None
+        if args.certificate_authority is not None and config.lightwallet.kind is not LightwalletKind.NONE:
+            self.tls_secret_name = _tls_secret(ctx, args.certificate_authority)
+
+        restore_snapshot = _import_snapshot(ctx, args.restore_from) if args.restore_from else None
+        services = build_full_node(ctx, rpc_secret, restore_snapshot)
+        self.rpc_endpoint = pulumi.Output.from_input(
+            f"http://{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}"
+        )
+        self.grpc_endpoint = None
+        self.grpc_load_balancer_hostname = None
+        if config.lightwallet.kind is not LightwalletKind.NONE:
+            endpoints = build_light_wallet(
+                ctx, services["rpc"], rpc_password=self.rpc_password, tls_secret=self.tls_secret_name
+            )
+            self.grpc_endpoint = endpoints.grpc_endpoint
+            self.grpc_load_balancer_hostname = endpoints.load_balancer_hostname
+        build_network_policies(ctx)
+
+        self.namespace = namespace.metadata.apply(lambda m: str(m.name))
+        self.register_outputs(
+            {"namespace": self.namespace, "rpcEndpoint": self.rpc_endpoint, "grpcEndpoint": self.grpc_endpoint}
+        )
+
+
+def _tls_secret(ctx: InstanceContext, ca: ZbiCertificateAuthority) -> str:
+    grpc_service = f"{ctx.config.lightwallet.kind.value}-grpc"
+    dns_names = [
+        *ctx.config.endpoints.hostnames,
+        ctx.service_host(grpc_service),
+        f"{grpc_service}.{ctx.namespace}.svc",
+        f"{grpc_service}.{ctx.namespace}",
+    ]
+    certificate = ServerCertificate(f"{ctx.name}-grpc-tls", ca=ca, dns_names=dns_names, opts=ctx.child())
+    k8s.core.v1.Secret(
+        f"{ctx.name}-grpc-tls-secret",
+        metadata=ctx.meta("grpc-tls"),
+        type="kubernetes.io/tls",
+        string_data={"tls.crt": certificate.cert_pem, "tls.key": certificate.private_key_pem, "ca.crt": ca.ca_cert_pem},
+        opts=ctx.in_namespace,
+    )
+    return "grpc-tls"
+
+
+def _import_snapshot(ctx: InstanceContext, source: SnapshotSource) -> str:
+    """VolumeSnapshotContent (cluster-scoped) pre-bound to a VolumeSnapshot in the instance namespace: the
+    static-provisioning path of the CSI snapshotter for snapshots made outside the cluster."""
+    content_name = f"zbi-{ctx.name}-restore"
+    content = k8s.apiextensions.CustomResource(
+        f"{ctx.name}-restore-content",
+        api_version="snapshot.storage.k8s.io/v1",
+        kind="VolumeSnapshotContent",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=content_name),
+        spec={
+            "deletionPolicy": "Retain",
+            "driver": source.driver,
+            "source": {"snapshotHandle": source.snapshot_handle},
+            "volumeSnapshotClassName": source.snapshot_class,
+            "volumeSnapshotRef": {"name": "restore", "namespace": ctx.namespace},
+        },
+        opts=ctx.in_namespace,
+    )
+    k8s.apiextensions.CustomResource(
+        f"{ctx.name}-restore-snapshot",
+        api_version="snapshot.storage.k8s.io/v1",
+        kind="VolumeSnapshot",
+        metadata=ctx.meta("restore"),
+        spec={"volumeSnapshotClassName": source.snapshot_class, "source": {"volumeSnapshotContentName": content_name}},
+        opts=ctx.child(depends_on=[content]),
+    )
+    return "restore"

@@ -1,0 +1,364 @@
+"""The full-node tier of an instance: zebrad (or, on regtest only, the legacy zcashd) as a StatefulSet.
+
+Each container runs the image's binary directly, as the image's own user (tests/fixtures/upstream/*/Dockerfile):
+the images' entrypoint scripts chown and create directories as root, which a non-root pod with a read-only root
+filesystem cannot do, and zBI's volumes are already owned through fsGroup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from zbi_infra import kube
+from zbi_infra.config.instance import BootstrapArchiveConfig, LightwalletKind, Network, NodeKind
+from zbi_infra.node.context import (
+    DATA_VOLUME,
+    DEFAULT_IMAGES,
+    FULL_NODE,
+    SERVICE_ACCOUNT,
+    SKIP_AWAIT,
+    InstanceContext,
+    secret_env,
+    tmp_volume,
+)
+from zbi_infra.releases import SOCAT
+from zbi_infra.render import zcashd, zebrad
+from zbi_infra.render.bootstrap import render_bootstrap_script
+from zbi_infra.render.peering import PeerForward, regtest_forwards, socat_args
+from zbi_infra.render.startup import EXTERNAL_HOST_ENV, advertise_external_address_script
+from zbi_infra.zcash_ports import ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
+
+# Startup budgets: opening (and migrating) a large state database can take hours after an upgrade.
+ZEBRAD_STARTUP_BUDGET_SECONDS = 6 * 3600
+ZCASHD_STARTUP_BUDGET_SECONDS = 12 * 3600
+ZCASHD_CREDENTIAL_ENV = {"username": "RPC_USER", "password": "RPC_PASSWORD"}
+ZCASHD_SECRET_ENV_SKIP = (
+    "CKV_K8S_35=zcashd's credentials reach it as -rpcuser/-rpcpassword expanded by the kubelet from Secret-backed "
+    "env vars (never in the pod spec), so its zcash.conf stays a non-secret ConfigMap"
+)
+# The forwarders listen on loopback only, where no kubelet probe reaches; zebrad's /healthy (a connected peer) is the
+# probe of the path they serve, and a socat that exits is restarted like any container.
+FORWARDER_PROBE_SKIPS = (
+    "CKV_K8S_8=the regtest peer forwarders listen on 127.0.0.1 only; zebrad's /healthy probes the peering they carry",
+    "CKV_K8S_9=the regtest peer forwarders listen on 127.0.0.1 only; zebrad's /healthy probes the peering they carry",
+)
+FORWARDER_RESOURCES = k8s.core.v1.ResourceRequirementsArgs(
+    requests={"cpu": "10m", "memory": "16Mi"}, limits={"cpu": "200m", "memory": "64Mi"}
+)
+
+
+def build_full_node(
+    ctx: InstanceContext, rpc_secret: k8s.core.v1.Secret, restore_snapshot: str | None
+) -> dict[str, k8s.core.v1.Service]:
+    config, node = ctx.config, ctx.config.node
+    name, kind = ctx.node_name, node.kind
+    headless = f"{name}-headless"
+    forwards = (
+        regtest_forwards(
+            statefulset=name,
+            headless_domain=ctx.service_host(headless),
+            replicas=node.replicas,
+            p2p_port=ctx.ports.p2p,
+        )
+        if config.network is Network.REGTEST
+        else []
+    )
+    if kind is NodeKind.ZEBRAD:
+        file_name = "zebrad.toml"
+        content = zebrad.render_zebrad_toml(
+            config.network,
+            regtest_peers=[f.local_address for f in forwards] if forwards else None,
+            extra_options=node.extra_options,
+        )
+    else:
+        file_name = "zcash.conf"
+        content = zcashd.render_zcash_conf(
+            config.network,
+            # zcashd resolves peer names itself; connect= keeps a regtest node talking to its siblings only.
+            regtest_peers=[f"{f.target_host}:{f.target_port}" for f in forwards],
+            extra_options=node.extra_options,
+            serve_light_wallet=config.lightwallet.kind is not LightwalletKind.NONE,
+        )
+    config_map = k8s.core.v1.ConfigMap(
+        f"{ctx.name}-{name}-config",
+        metadata=ctx.meta(f"{name}-config", component=FULL_NODE, app=name),
+        data={file_name: content},
+        opts=ctx.in_namespace,
+    )
+
+    match = kube.selector(instance=ctx.name, component=FULL_NODE)
+    services = _services(ctx, name, headless, match)
+    uid = DEFAULT_IMAGES[kind].uid
+    if kind is NodeKind.ZEBRAD:
+        external_host = services["p2p"].status.apply(kube.load_balancer_address) if "p2p" in services else None
+        container = _zebrad_container(ctx, uid, external_host)
+    else:
+        container = _zcashd_container(ctx, uid)
+    config_dir = zebrad.CONFIG_DIR if kind is NodeKind.ZEBRAD else zcashd.CONFIG_DIR
+    container.volume_mounts = [
+        k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=_data_dir(kind)),
+        k8s.core.v1.VolumeMountArgs(name="config", mount_path=config_dir, read_only=True),
+        k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+    ]
+    init_containers = []
+    if node.bootstrap_archive is not None:
+        init_containers.append(_bootstrap_container(ctx, uid, node.bootstrap_archive))
+    sidecars = [_forwarder(forward) for forward in forwards] if kind is NodeKind.ZEBRAD else []
+    skips = ctx.checkov_skips(
+        *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
+        *(FORWARDER_PROBE_SKIPS if sidecars else ()),
+        digest=node.image.digest,
+        image=DEFAULT_IMAGES[kind],
+    )
+    k8s.apps.v1.StatefulSet(
+        f"{ctx.name}-{name}",
+        metadata=ctx.meta(name, component=FULL_NODE, app=name, annotations={**skips, **SKIP_AWAIT}),
+        spec=k8s.apps.v1.StatefulSetSpecArgs(
+            service_name=headless,
+            replicas=node.replicas,
+            # Regtest peers must all be up to find each other; chain nodes never depend on start order.
+            pod_management_policy="Parallel",
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match),
+            update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
+            # A deleted StatefulSet or a scale-down keeps its claims: chain data is days of sync.
+            persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
+                when_deleted="Retain", when_scaled="Retain"
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=kube.labels(instance=ctx.name, component=FULL_NODE, name=name),
+                    annotations={
+                        # A config change rolls the pods; Kubernetes does not restart on ConfigMap edits.
+                        "zbi.io/config-checksum": hashlib.sha256(content.encode()).hexdigest()[:16],
+                        **_scrape_annotations(kind),
+                    },
+                ),
+                spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=SERVICE_ACCOUNT,
+                    automount_service_account_token=False,
+                    security_context=kube.pod_security(uid),
+                    # zebrad flushes RocksDB and zcashd its LevelDB on SIGTERM; a kill mid-write costs a resync.
+                    termination_grace_period_seconds=300 if kind is NodeKind.ZEBRAD else 600,
+                    init_containers=init_containers or None,
+                    containers=[container, *sidecars],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(
+                            name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=f"{name}-config")
+                        ),
+                        tmp_volume(),
+                    ],
+                    topology_spread_constraints=kube.zone_spread(match, strict=True),
+                    affinity=kube.host_anti_affinity(match),
+                    enable_service_links=False,
+                ),
+            ),
+            volume_claim_templates=[
+                k8s.core.v1.PersistentVolumeClaimArgs(
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=DATA_VOLUME, labels=match),
+                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
+                        access_modes=["ReadWriteOnce"],
+                        storage_class_name=ctx.args.storage_class_name,
+                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
+                            requests={"storage": f"{node.storage.size_gib}Gi"}
+                        ),
+                        data_source=k8s.core.v1.TypedLocalObjectReferenceArgs(
+                            api_group="snapshot.storage.k8s.io", kind="VolumeSnapshot", name=restore_snapshot
+                        )
+                        if restore_snapshot
+                        else None,
+                    ),
+                )
+            ],
+        ),
+        opts=ctx.child(depends_on=[config_map, rpc_secret]),
+    )
+    kube.disruption_budget(ctx, name, FULL_NODE, match, replicas=node.replicas)
+    if node.replicas == 1:
+        pulumi.log.warn(
+            f"instance {ctx.name}: node.replicas is 1 — no redundancy and no PodDisruptionBudget; "
+            "set replicas >= 2 for high availability",
+            resource=ctx.component,
+        )
+    return services
+
+
+def _data_dir(kind: NodeKind) -> str:
+    return zebrad.DATA_DIR if kind is NodeKind.ZEBRAD else zcashd.DATA_DIR
+
+
+def _scrape_annotations(kind: NodeKind) -> dict[str, str]:
+    if kind is NodeKind.ZEBRAD:
+        return {"prometheus.io/scrape": "true", "prometheus.io/port": str(ZEBRA_METRICS_PORT)}
+    return {"prometheus.io/scrape": "false"}
+
+
+def zebrad_command() -> list[str]:
+    return ["zebrad", "-c", zebrad.CONFIG_PATH, "start"]
+
+
+def _zebrad_container(
+    ctx: InstanceContext, uid: int, external_host: pulumi.Output[str] | None
+) -> k8s.core.v1.ContainerArgs:
+    node, ports = ctx.config.node, ctx.ports
+
+    def http_probe(path: str, period_seconds: int, failures: int) -> k8s.core.v1.ProbeArgs:
+        return k8s.core.v1.ProbeArgs(
+            http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="health"),
+            period_seconds=period_seconds,
+            timeout_seconds=5,
+            failure_threshold=failures,
+        )
+
+    # zebrad reads only its own config file here: no ZEBRA_* variable is set, so none overrides it.
+    env = [k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")]
+    command = zebrad_command()
+    if external_host is not None:
+        env.append(k8s.core.v1.EnvVarArgs(name=EXTERNAL_HOST_ENV, value=external_host))
+        command = ["/bin/sh", "-c", advertise_external_address_script(p2p_port=ports.p2p, command=command)]
+    return k8s.core.v1.ContainerArgs(
+        name="zebrad",
+        image=ctx.image(NodeKind.ZEBRAD, node.image),
+        image_pull_policy="IfNotPresent",
+        command=command,
+        ports=[
+            k8s.core.v1.ContainerPortArgs(name="p2p", container_port=ports.p2p),
+            k8s.core.v1.ContainerPortArgs(name="rpc", container_port=ports.rpc),
+            k8s.core.v1.ContainerPortArgs(name="health", container_port=ZEBRA_HEALTH_PORT),
+            k8s.core.v1.ContainerPortArgs(name="metrics", container_port=ZEBRA_METRICS_PORT),
+        ],
+        env=env,
+        # /healthy: the node has peers. /ready: synced to within ready_max_blocks_behind of the network tip.
+        startup_probe=http_probe("/healthy", 10, ZEBRAD_STARTUP_BUDGET_SECONDS // 10),
+        readiness_probe=http_probe("/ready", 15, 3),
+        # Five minutes without peers: restart. A restart also clears zebrad's in-memory banlist, the known cure
+        # for stalls on banned peers around network upgrades.
+        liveness_probe=http_probe("/healthy", 30, 10),
+        resources=kube.resources(node.resources),
+        security_context=kube.container_security(uid),
+    )
+
+
+def _zcashd_container(ctx: InstanceContext, uid: int) -> k8s.core.v1.ContainerArgs:
+    node, ports = ctx.config.node, ctx.ports
+    cli = (
+        f"zcash-cli -conf={zcashd.CONFIG_PATH} -datadir={zcashd.DATA_DIR}"
+        ' -rpcuser="$RPC_USER" -rpcpassword="$RPC_PASSWORD"'
+    )
+
+    def rpc_probe(script: str, period_seconds: int, failures: int) -> k8s.core.v1.ProbeArgs:
+        return k8s.core.v1.ProbeArgs(
+            exec_=k8s.core.v1.ExecActionArgs(command=["sh", "-c", script]),
+            period_seconds=period_seconds,
+            timeout_seconds=20,
+            failure_threshold=failures,
+        )
+
+    # A real RPC round trip: zcashd answers -28 (warming up) until its block index is loaded. On regtest (the only
+    # network zcashd runs on) there is no tip to catch up with, so a loaded index is ready.
+    answers = f"{cli} getblockcount >/dev/null"
+    return k8s.core.v1.ContainerArgs(
+        name="zcashd",
+        image=ctx.image(NodeKind.ZCASHD, node.image),
+        image_pull_policy="IfNotPresent",
+        # The binary itself, not /entrypoint.sh: that script `touch`es a file under the read-only root filesystem.
+        command=[
+            "zcashd",
+            f"-conf={zcashd.CONFIG_PATH}",
+            f"-datadir={zcashd.DATA_DIR}",
+            "-printtoconsole",
+            "-rpcuser=$(RPC_USER)",
+            "-rpcpassword=$(RPC_PASSWORD)",
+        ],
+        ports=[
+            k8s.core.v1.ContainerPortArgs(name="p2p", container_port=ports.p2p),
+            k8s.core.v1.ContainerPortArgs(name="rpc", container_port=ports.rpc),
+        ],
+        env=[k8s.core.v1.EnvVarArgs(name="HOME", value=zcashd.DATA_DIR), *secret_env(ZCASHD_CREDENTIAL_ENV)],
+        startup_probe=rpc_probe(answers, 30, ZCASHD_STARTUP_BUDGET_SECONDS // 30),
+        readiness_probe=rpc_probe(answers, 30, 3),
+        liveness_probe=rpc_probe(answers, 60, 5),
+        resources=kube.resources(node.resources),
+        security_context=kube.container_security(uid),
+    )
+
+
+def _forwarder(forward: PeerForward) -> k8s.core.v1.ContainerArgs:
+    return k8s.core.v1.ContainerArgs(
+        name=f"peer-{forward.replica}",
+        image=f"{SOCAT.repository}:{SOCAT.tag}",
+        image_pull_policy="IfNotPresent",
+        command=[SOCAT.binary],
+        args=socat_args(forward),
+        resources=FORWARDER_RESOURCES,
+        security_context=kube.container_security(SOCAT.uid),
+    )
+
+
+def _bootstrap_container(ctx: InstanceContext, uid: int, archive: BootstrapArchiveConfig) -> k8s.core.v1.ContainerArgs:
+    script = render_bootstrap_script(
+        url=archive.url,
+        sha256=archive.sha256,
+        data_dir=zebrad.DATA_DIR,
+        target_dir=zebrad.STATE_DIR,
+        strip_components=archive.strip_components,
+        gzip=archive.compression == "gzip",
+    )
+    return k8s.core.v1.ContainerArgs(
+        name="bootstrap",
+        image=ctx.image(NodeKind.ZEBRAD, ctx.config.node.image),
+        image_pull_policy="IfNotPresent",
+        command=["/bin/sh", "-c", script],
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=zebrad.DATA_DIR),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ],
+        resources=kube.resources(ctx.config.node.resources),
+        security_context=kube.container_security(uid),
+    )
+
+
+def _services(ctx: InstanceContext, name: str, headless: str, match: dict[str, str]) -> dict[str, k8s.core.v1.Service]:
+    ports = ctx.ports
+    services = {
+        "headless": k8s.core.v1.Service(
+            f"{ctx.name}-{name}-headless",
+            metadata=ctx.meta(headless, component=FULL_NODE, app=name),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                cluster_ip="None",
+                # Peers of a regtest network must resolve each other before any is ready.
+                publish_not_ready_addresses=True,
+                selector=match,
+                ports=[k8s.core.v1.ServicePortArgs(name="p2p", port=ports.p2p, target_port="p2p")],
+            ),
+            opts=ctx.in_namespace,
+        ),
+        # Only ready (synced) replicas serve RPC.
+        "rpc": k8s.core.v1.Service(
+            f"{ctx.name}-{name}-rpc",
+            metadata=ctx.meta(f"{name}-rpc", component=FULL_NODE, app=name),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=match,
+                ports=[k8s.core.v1.ServicePortArgs(name="rpc", port=ports.rpc, target_port="rpc")],
+            ),
+            opts=ctx.in_namespace,
+        ),
+    }
+    if ctx.config.node.inbound_p2p:
+        services["p2p"] = k8s.core.v1.Service(
+            f"{ctx.name}-{name}-p2p",
+            metadata=ctx.meta(
+                f"{name}-p2p", component=FULL_NODE, app=name, annotations=ctx.args.load_balancer_annotations
+            ),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="LoadBalancer",
+                external_traffic_policy="Local",
+                selector=match,
+                ports=[k8s.core.v1.ServicePortArgs(name="p2p", port=ports.p2p, target_port="p2p")],
+            ),
+            opts=ctx.in_namespace,
+        )
+    return services

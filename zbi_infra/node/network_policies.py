@@ -1,0 +1,114 @@
+"""NetworkPolicies of an instance: default deny, then exactly the flows it needs, by pod label and port."""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as k8s
+
+from zbi_infra import kube
+from zbi_infra.config.instance import LightwalletKind, Network, NodeKind
+from zbi_infra.node.context import (
+    FULL_NODE,
+    GRPC_CLIENT_LABEL,
+    LIGHT_WALLET,
+    MONITORING_NAMESPACE_LABEL,
+    InstanceContext,
+)
+from zbi_infra.zcash_ports import LIGHTWALLETD_HTTP_PORT, ZEBRA_METRICS_PORT
+
+
+def build_network_policies(ctx: InstanceContext) -> None:
+    """Default deny; then exactly the flows an instance needs, by pod label and port."""
+    config, ports = ctx.config, ctx.ports
+    full_node = kube.selector(instance=ctx.name, component=FULL_NODE)
+    light_wallet = kube.selector(instance=ctx.name, component=LIGHT_WALLET)
+    regtest = config.network is Network.REGTEST
+    np = k8s.networking.v1
+
+    def policy(name: str, spec: k8s.networking.v1.NetworkPolicySpecArgs) -> None:
+        np.NetworkPolicy(f"{ctx.name}-netpol-{name}", metadata=ctx.meta(name), spec=spec, opts=ctx.in_namespace)
+
+    def tcp(*numbers: int | str) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
+        return [np.NetworkPolicyPortArgs(protocol="TCP", port=n) for n in numbers]
+
+    anywhere = [np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"]))]
+    monitoring = [
+        np.NetworkPolicyPeerArgs(
+            namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={MONITORING_NAMESPACE_LABEL: "true"})
+        )
+    ]
+    siblings = [np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=full_node))]
+
+    policy(
+        "default-deny",
+        np.NetworkPolicySpecArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(), policy_types=["Ingress", "Egress"]),
+    )
+    policy(
+        "allow-dns",
+        np.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(),
+            policy_types=["Egress"],
+            egress=[
+                np.NetworkPolicyEgressRuleArgs(
+                    to=[
+                        np.NetworkPolicyPeerArgs(
+                            namespace_selector=k8s.meta.v1.LabelSelectorArgs(
+                                match_labels={"kubernetes.io/metadata.name": "kube-system"}
+                            ),
+                            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
+                        )
+                    ],
+                    ports=[np.NetworkPolicyPortArgs(protocol="UDP", port=53), *tcp(53)],
+                )
+            ],
+        ),
+    )
+    rpc_clients = [
+        np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=light_wallet)),
+    ]
+    full_node_ingress = [
+        # P2P: the public network for mainnet/testnet; only the instance's own nodes for regtest.
+        np.NetworkPolicyIngressRuleArgs(from_=siblings if regtest else anywhere, ports=tcp(ports.p2p)),
+        np.NetworkPolicyIngressRuleArgs(from_=rpc_clients, ports=tcp(ports.rpc)),
+    ]
+    if config.node.kind is NodeKind.ZEBRAD:
+        full_node_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(ZEBRA_METRICS_PORT)))
+    full_node_egress = (
+        [np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.p2p))]
+        # Peers listen on many ports; everything but the instance metadata service is fair game.
+        if regtest
+        else [np.NetworkPolicyEgressRuleArgs(to=anywhere)]
+    )
+    policy(
+        "full-node",
+        np.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=full_node),
+            policy_types=["Ingress", "Egress"],
+            ingress=full_node_ingress,
+            egress=full_node_egress,
+        ),
+    )
+    if config.lightwallet.kind is LightwalletKind.NONE:
+        return
+    grpc_clients = (
+        anywhere
+        if config.endpoints.public_grpc
+        else [
+            np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs()),
+            np.NetworkPolicyPeerArgs(
+                namespace_selector=k8s.meta.v1.LabelSelectorArgs(),
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={GRPC_CLIENT_LABEL: "true"}),
+            ),
+        ]
+    )
+    wallet_ingress = [np.NetworkPolicyIngressRuleArgs(from_=grpc_clients, ports=tcp("grpc"))]
+    if config.lightwallet.kind is LightwalletKind.LIGHTWALLETD:
+        wallet_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(LIGHTWALLETD_HTTP_PORT)))
+    policy(
+        "light-wallet",
+        np.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=light_wallet),
+            policy_types=["Ingress", "Egress"],
+            ingress=wallet_ingress,
+            egress=[np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))],
+        ),
+    )
