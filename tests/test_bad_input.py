@@ -365,6 +365,20 @@ def test_settings_a_local_stack_would_ignore_are_refused(patch: dict[str, Any], 
     assert expected in rejection(config)
 
 
+@pytest.mark.parametrize("name", ["Standard_SSD", "gp3 encrypted", "-local", "a" * 254])
+def test_a_storage_class_kubernetes_would_refuse_is_refused(name: str) -> None:
+    config = copy.deepcopy(LOCAL)
+    config["zbi:local"] = {"storageClass": name}
+    assert "zbi:local.storageClass" in rejection(config)
+
+
+def test_storage_class_names_kubernetes_accepts_stay_accepted() -> None:
+    for name in ("standard", "local-path", "csi.hostpath.sc", "gp3"):
+        config = copy.deepcopy(LOCAL)
+        config["zbi:local"] = {"storageClass": name}
+        assert load_stack_config(config, today=TODAY).local.storage_class == name  # type: ignore[union-attr]
+
+
 def test_a_zebrad_past_its_mainnet_end_of_support_is_refused_and_warned_before() -> None:
     mainnet = config_with(zbi__instances={"testnet": {"network": "mainnet"}})
     assert "reached its Mainnet end of support on about 2026-11-23" in rejection(mainnet, today=date(2026, 11, 25))
