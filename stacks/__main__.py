@@ -1,23 +1,47 @@
-"""The zBI Pulumi program. One project; each stack's `zbi:role` selects what it builds.
+"""The zBI Pulumi program: one project, and each stack's `zbi:role` says what its ZbiPlatform builds.
 
 Configuration is validated in full before anything is registered, so a bad stack file deploys nothing.
 """
 
+from pathlib import Path
+
 import pulumi
-import role_dr
-import role_local
-import role_primary
 
-from zbi_infra.config import StackRole, load_stack_config, runtime_config
-from zbi_infra.config.stack import plan_date
+from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, plan_date, stack_config_values
+from zbi_infra.recovery import primary_config
 
-config = load_stack_config(runtime_config())
+config = load_stack_config(stack_config_values())
 for warning in config.release_problems(plan_date())[1]:
     pulumi.log.warn(warning)
 
-BUILDERS = {
-    StackRole.PRIMARY: role_primary.build,
-    StackRole.DR: role_dr.build,
-    StackRole.LOCAL: role_local.build,
-}
-BUILDERS[config.role](config)
+primary = dr_key = None
+if config.role is StackRole.DR:
+    assert config.dr is not None
+    primary = primary_config(config, Path(__file__).resolve().parent.parent)
+    reference = pulumi.StackReference(config.dr.primary_stack)
+    dr_key = reference.get_output("disasterRecovery").apply(lambda d: (d or {}).get("drKmsKeyArn", ""))
+
+platform = ZbiPlatform(pulumi.get_stack(), ZbiPlatformArgs(config=config, primary=primary, primary_dr_key_arn=dr_key))
+
+if platform.vpc is not None and platform.cluster is not None:
+    pulumi.export("region", platform.region)
+    pulumi.export("zoneIds", platform.vpc.zone_ids)
+    pulumi.export("availabilityZones", platform.vpc.availability_zones)
+    pulumi.export("vpcId", platform.vpc.vpc_id)
+    pulumi.export("privateSubnetIds", platform.vpc.private_subnet_ids)
+    pulumi.export("publicSubnetIds", platform.vpc.public_subnet_ids)
+    pulumi.export("clusterName", platform.cluster.cluster_name)
+    pulumi.export("kubeconfig", platform.cluster.kubeconfig)
+    pulumi.export("oidcProviderArn", platform.cluster.oidc_provider_arn)
+    pulumi.export("nodeRoleArn", platform.cluster.node_role_arn)
+if platform.disaster_recovery is not None:
+    pulumi.export("disasterRecovery", platform.disaster_recovery)
+if config.dr is not None:
+    pulumi.export("activated", config.dr.activate)
+    pulumi.export("primaryStack", config.dr.primary_stack)
+    pulumi.export("restoredFrom", platform.restored_from)
+if platform.nodes:
+    pulumi.export("caCertPem", platform.ca_cert_pem)
+    pulumi.export(
+        "instances", {n: {"namespace": z.namespace, "grpc": z.grpc_endpoint} for n, z in platform.nodes.items()}
+    )

@@ -31,7 +31,7 @@ def test_plan_dev_succeeds_and_prints_a_tree(dev_plan) -> None:
     result, _ = dev_plan
     assert result.returncode == 0, result.stderr
     assert "─ zbi:network:ZbiVpc  zbi-dev-net\n" in result.stdout
-    assert re.search(r"^[│ ]  [├└]─ aws:ec2/vpc:Vpc  zbi-dev-net-vpc$", result.stdout, re.MULTILINE)
+    assert re.search(r"^[│ ]  [│ ]  [├└]─ aws:ec2/vpc:Vpc  zbi-dev-net-vpc$", result.stdout, re.MULTILINE)
     assert "eks:index:ManagedNodeGroup" in result.stdout
     assert "resources to create" in result.stdout
     assert result.stderr == ""

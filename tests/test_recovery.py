@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 
+import pulumi
 import pytest
 
 from tests.conftest import PlanStack
 from tests.k8s_objects import objects, one
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan
+from zbi_infra.plan.mocks import PlanMocks, UnknownInvokeError
 
 DR_KEY = "arn:aws:kms:us-west-2:123456789012:key/dr-copies"
-PRIMARY_OUTPUTS = {"dev": {"disasterRecovery": {"drKmsKeyArn": DR_KEY, "drRegion": "us-west-2"}}}
+# What the dev stack exports for its DR stack (ZbiPlatform.disaster_recovery).
+PRIMARY_OUTPUTS = {
+    "dev": {"disasterRecovery": {"drKmsKeyArn": DR_KEY, "drRegion": "us-west-2", "instances": ["testnet"]}}
+}
 DNS = {"hostedZoneId": "Z0123456789ABCDEFGHIJ"}
 
 
@@ -79,6 +84,67 @@ def test_fast_bootstrap_from_a_snapshot(plan_stack: PlanStack, dev: Plan) -> Non
 def test_backups_can_be_turned_off_with_a_warning(plan_stack: PlanStack) -> None:
     plan = plan_stack("dev", merge={"zbi:backup": {"enabled": False}})
     assert not plan.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    assert "zbi:backup.enabled is false: chain data has no snapshots and no copy in another region" in plan.warnings
+
+
+def volume_tags_of(plan: Plan, instance: str) -> dict[str, str]:
+    storage_class = one(plan, "StorageClass", f"zbi-{instance}-chain")
+    return dict(v.split("=", 1) for k, v in storage_class["parameters"].items() if k.startswith("tagSpecification_"))
+
+
+def test_backup_to_dr_is_one_contract_from_volume_to_restore(dev: Plan, activated: Plan) -> None:
+    """The tags the StorageClass writes, the tags DLM selects by and copies, and the filter the DR stack looks
+    copies up by: each link checked on the rendered objects of both stacks."""
+    volume = volume_tags_of(dev, "testnet")
+    (policy,) = dev.of_type("aws:dlm/lifecyclePolicy:LifecyclePolicy")
+    details = policy.inputs["policyDetails"]
+    # 1. DLM selects the volume: every target tag is on it.
+    assert details["targetTags"].items() <= volume.items()
+    # 2. The snapshot and its cross-region copy keep the volume's tags.
+    (schedule,) = details["schedules"]
+    (copy,) = schedule["crossRegionCopyRules"]
+    assert schedule["copyTags"] is True and copy["copyTags"] is True
+    copy_tags = {**volume, **schedule.get("tagsToAdd", {})}
+    # 3. The DR stack's lookup matches such a copy: every tag filter names a tag the copy carries, with its value.
+    lookups = [args for token, args in activated.invokes if token == "aws:ebs/getSnapshotIds:getSnapshotIds"]
+    (lookup,) = lookups
+    tag_filters = {
+        f["name"].removeprefix("tag:"): f["values"] for f in lookup["filters"] if f["name"].startswith("tag:")
+    }
+    assert tag_filters and all(copy_tags.get(key) in values for key, values in tag_filters.items()), tag_filters
+    assert {"name": "status", "values": ["completed"]} in lookup["filters"]
+    # 4. ... in the region the copies go to.
+    assert copy["target"] == activated.named("aws-us-west-2").inputs["region"]
+
+
+def test_a_lookup_no_copy_satisfies_restores_nothing(plan_stack: PlanStack) -> None:
+    elsewhere = {"dev": {"disasterRecovery": {**PRIMARY_OUTPUTS["dev"]["disasterRecovery"], "drRegion": "eu-west-1"}}}
+    plan = plan_stack("dr", merge={"zbi:dr": {"activate": True}}, stack_outputs=elsewhere)
+    assert not objects(plan, "VolumeSnapshotContent")
+    assert "instance testnet: no snapshot copy in us-west-2; it will sync from genesis" in plan.warnings
+    with pytest.raises(pulumi.RunError, match="no completed snapshot copy in us-west-2 for testnet"):
+        plan_stack("dr", merge={"zbi:dr": {"activate": True, "requireSnapshot": True}}, stack_outputs=elsewhere)
+
+
+def test_mock_snapshot_lookups_honour_every_filter() -> None:
+    mocks = PlanMocks(PRIMARY_OUTPUTS)
+    copies = mocks.snapshots_in("us-west-2")
+    assert copies and not mocks.snapshots_in("us-east-1")
+
+    def ids(filters: list[dict]) -> list[str]:
+        args = pulumi.runtime.MockCallArgs(
+            token="aws:ebs/getSnapshotIds:getSnapshotIds", args={"region": "us-west-2", "filters": filters}, provider=""
+        )
+        return mocks.call(args)["ids"]
+
+    assert len(ids([{"name": "tag:zbi.io/instance", "values": ["testnet"]}])) == 2
+    assert ids([{"name": "tag:zbi.io/instance", "values": ["other"]}]) == []
+    assert ids([{"name": "tag:zbi.io/never-written", "values": ["true"]}]) == []
+    assert ids([{"name": "status", "values": ["pending"]}]) == []
+    with pytest.raises(UnknownInvokeError, match="owner-alias"):
+        ids([{"name": "owner-alias", "values": ["amazon"]}])
+    with pytest.raises(UnknownInvokeError, match="no answer for invoke aws:ec2/getVpc:getVpc"):
+        mocks.call(pulumi.runtime.MockCallArgs(token="aws:ec2/getVpc:getVpc", args={}, provider=""))
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +177,10 @@ def test_activated_dr_restores_each_instance_from_its_newest_snapshot(activated:
     (node,) = activated.of_type("zbi:node:ZcashNode")
     assert node.name == "testnet"
     content = one(activated, "VolumeSnapshotContent", "zbi-testnet-restore")
-    # the mock lists two copies, newest first; the newest is restored
-    from zbi_infra.plan.mocks import _digest
-
-    assert content["spec"]["source"]["snapshotHandle"] == f"snap-{_digest('testnet', '2', 'us-west-2')}"
+    # the mock holds two copies of the instance; the newest is restored
+    copies = [s for s in PlanMocks(PRIMARY_OUTPUTS).snapshots_in("us-west-2") if s.tags["zbi.io/instance"] == "testnet"]
+    newest = max(copies, key=lambda s: s.created)
+    assert len(copies) == 2 and content["spec"]["source"]["snapshotHandle"] == newest.id
     assert content["spec"]["deletionPolicy"] == "Retain"
     assert content["spec"]["volumeSnapshotRef"] == {"name": "restore", "namespace": "zbi-testnet"}
     snapshot = one(activated, "VolumeSnapshot", "restore", "zbi-testnet")

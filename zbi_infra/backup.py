@@ -14,7 +14,7 @@ import pulumi
 import pulumi_aws as aws
 
 from zbi_infra.iam import kms_key_use_policy, service_trust_policy
-from zbi_infra.storage import BACKUP_TAG
+from zbi_infra.snapshots import POLICY_TAG, policy_target_tags
 
 DLM_SERVICE_POLICY = "arn:aws:iam::aws:policy/service-role/AWSDataLifecycleManagerServiceRole"
 
@@ -30,11 +30,6 @@ class ZbiBackupsArgs:
     retain_count: int = 14
     dr_retain_days: int = 7
     tags: dict[str, str] = field(default_factory=dict)
-
-
-def snapshot_target_tags(stack: str) -> dict[str, str]:
-    """The volume tags a policy selects: every zBI chain volume of this stack (see storage.ebs_tags)."""
-    return {BACKUP_TAG: "true", "zbi.io/stack": stack}
 
 
 class ZbiBackups(pulumi.ComponentResource):
@@ -97,7 +92,7 @@ class ZbiBackups(pulumi.ComponentResource):
             state="ENABLED",
             policy_details=aws.dlm.LifecyclePolicyPolicyDetailsArgs(
                 resource_types=["VOLUME"],
-                target_tags=snapshot_target_tags(args.stack),
+                target_tags=policy_target_tags(args.stack),
                 schedules=[
                     aws.dlm.LifecyclePolicyPolicyDetailsScheduleArgs(
                         name=f"every-{args.interval_hours}h",
@@ -108,7 +103,7 @@ class ZbiBackups(pulumi.ComponentResource):
                         # The volume's tags (instance, stack) travel with the snapshot and its copy: they are how
                         # the DR stack finds the newest snapshot of each instance.
                         copy_tags=True,
-                        tags_to_add={"zbi.io/snapshot-policy": name},
+                        tags_to_add={POLICY_TAG: name},
                         cross_region_copy_rules=[
                             aws.dlm.LifecyclePolicyPolicyDetailsScheduleCrossRegionCopyRuleArgs(
                                 target=args.dr_region,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -38,7 +39,7 @@ class ZbiClusterArgs:
     config: ClusterConfig
     vpc_id: pulumi.Input[str]
     zones: list[AvailabilityZone]
-    private_subnet_ids_by_zone: dict[str, pulumi.Input[str]]
+    private_subnet_ids_by_zone: Mapping[str, pulumi.Input[str]]
     public_subnet_ids: pulumi.Input[list[str]]
     tags: dict[str, str] = field(default_factory=dict)
     # Keys of snapshots this cluster restores from (DR copies): the EBS CSI driver must decrypt them.

@@ -131,6 +131,7 @@ class KubernetesObject(pulumi.CustomResource):
 
 
 def k8s_version() -> str:
-    from pulumi_kubernetes import _utilities
+    """The installed pulumi-kubernetes, so a raw object uses the same provider plugin as every other."""
+    from importlib.metadata import version
 
-    return _utilities.get_version()
+    return version("pulumi_kubernetes")

@@ -8,14 +8,6 @@ import pulumi_kubernetes as k8s
 from zbi_infra.config.instance import StorageConfig
 from zbi_infra.kube import KubernetesObject
 
-# Tags that the EBS CSI driver puts on every volume of the class; snapshot policies select volumes by them.
-BACKUP_TAG = "zbi.io/backup"
-INSTANCE_TAG = "zbi.io/instance"
-
-
-def ebs_tags(*, stack: str, instance: str) -> dict[str, str]:
-    return {BACKUP_TAG: "true", INSTANCE_TAG: instance, "zbi.io/stack": stack}
-
 
 def ebs_storage_class(
     name: str,

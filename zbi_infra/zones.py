@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from zbi_infra.errors import ConfigError
 
@@ -107,8 +108,10 @@ def select_zones(
     return sorted(usable.values())[:count]
 
 
-def lookup_zones(region: str) -> list[AvailabilityZone]:
-    """Ask AWS which standard, opted-in, available zones the region has (an invoke, no resource)."""
+def lookup_zones(region: str, provider: Any = None) -> list[AvailabilityZone]:
+    """Ask AWS which standard, opted-in, available zones the region has (an invoke, no resource), through
+    `provider` when one is given."""
+    import pulumi
     import pulumi_aws as aws
 
     result = aws.get_availability_zones(
@@ -118,5 +121,6 @@ def lookup_zones(region: str) -> list[AvailabilityZone]:
             aws.GetAvailabilityZonesFilterArgs(name="opt-in-status", values=["opt-in-not-required"]),
             aws.GetAvailabilityZonesFilterArgs(name="zone-type", values=["availability-zone"]),
         ],
+        opts=pulumi.InvokeOptions(provider=provider) if provider is not None else None,
     )
     return [AvailabilityZone(zone_id=i, name=n) for i, n in zip(result.zone_ids, result.names, strict=True)]

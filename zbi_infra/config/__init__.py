@@ -8,7 +8,7 @@ from zbi_infra.config.platform import (
     NodeGroupConfig,
     PlatformConfig,
 )
-from zbi_infra.config.stack import LocalConfig, StackConfig, StackRole, load_stack_config, runtime_config
+from zbi_infra.config.stack import LocalConfig, StackConfig, StackRole, load_stack_config, stack_config_values
 
 __all__ = [
     "AdminConfig",
@@ -21,5 +21,5 @@ __all__ = [
     "StackConfig",
     "StackRole",
     "load_stack_config",
-    "runtime_config",
+    "stack_config_values",
 ]

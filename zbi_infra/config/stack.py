@@ -252,10 +252,9 @@ def load_stack_config(raw: dict[str, Any], *, today: date | None = None) -> Stac
     return config
 
 
-def runtime_config() -> dict[str, Any]:
-    """Every config key the Pulumi engine gave this program (env first, explicit settings over it)."""
-    from pulumi.runtime import config as runtime
+def stack_config_values() -> dict[str, Any]:
+    """Every config key of the running stack ("zbi:platform" -> value), as the Pulumi engine hands them to a program
+    (the PULUMI_CONFIG environment variable, read through the SDK's public `get_config_env`)."""
+    import pulumi
 
-    merged = dict(runtime.get_config_env())
-    merged.update(runtime.CONFIG.get())
-    return merged
+    return dict(pulumi.runtime.get_config_env())

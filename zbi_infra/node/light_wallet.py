@@ -224,6 +224,9 @@ def build_light_wallet(
         ),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="LoadBalancer" if public else "ClusterIP",
+            # Local: no kube-proxy SNAT, so pods see client addresses and the NetworkPolicy can enforce allowedCidrs
+            # (the NLB health-checks each node's kube-proxy, which answers only on nodes with a ready pod).
+            external_traffic_policy="Local" if public else None,
             selector=match,
             load_balancer_source_ranges=config.endpoints.allowed_cidrs if public else None,
             ports=[

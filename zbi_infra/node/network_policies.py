@@ -90,7 +90,11 @@ def build_network_policies(ctx: InstanceContext) -> None:
     if config.lightwallet.kind is LightwalletKind.NONE:
         return
     grpc_clients = (
-        anywhere
+        # The allowlist itself: the Service keeps client addresses (externalTrafficPolicy Local).
+        [
+            np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr=cidr, except_=_metadata_except(cidr)))
+            for cidr in config.endpoints.allowed_cidrs
+        ]
         if config.endpoints.public_grpc
         else [
             np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs()),
@@ -112,3 +116,11 @@ def build_network_policies(ctx: InstanceContext) -> None:
             egress=[np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))],
         ),
     )
+
+
+def _metadata_except(cidr: str) -> list[str] | None:
+    """The instance metadata address, carved out of any block that contains it."""
+    import ipaddress
+
+    network = ipaddress.ip_network(cidr)
+    return ["169.254.169.254/32"] if ipaddress.ip_address("169.254.169.254") in network else None

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
 from zbi_infra.regions import COMMERCIAL_REGIONS, zone_ids
+from zbi_infra.snapshots import POLICY_TAG, volume_tags
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -52,6 +54,29 @@ def zones_of(region: str) -> list[tuple[str, str]]:
     shift = int(_digest(region, length=2), 16) % len(ids)
     shuffled = ids[shift:] + ids[:shift]
     return [(f"{region}{letter}", zone_id) for letter, zone_id in zip("abcdefgh", shuffled, strict=False)]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    tags: dict[str, str]
+    status: str
+    created: int
+
+
+def _matches(snapshot: Snapshot, filters: list[dict[str, Any]]) -> bool:
+    """EC2 DescribeSnapshots filter semantics: every filter must match, any of its values."""
+    for item in filters:
+        name, values = item["name"], item["values"]
+        if name.startswith("tag:"):
+            if snapshot.tags.get(name.removeprefix("tag:")) not in values:
+                return False
+        elif name == "status":
+            if snapshot.status not in values:
+                return False
+        else:
+            raise UnknownInvokeError(f"snapshot filter {name!r} is not modelled by the offline plan")
+    return True
 
 
 class UnknownInvokeError(Exception):
@@ -140,13 +165,27 @@ class PlanMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getRegion:getRegion":
             return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com"}
         if args.token == "aws:ebs/getSnapshotIds:getSnapshotIds":
-            # Two DLM copies per instance, newest first (as the real data source sorts them).
-            tags = {f["name"]: f["values"][0] for f in args.args.get("filters", [])}
-            instance = tags.get("tag:zbi.io/instance", "none")
-            return {"id": region, "ids": [f"snap-{_digest(instance, str(n), region)}" for n in (2, 1)]}
+            matching = [s for s in self.snapshots_in(region) if _matches(s, args.args.get("filters", []))]
+            # The real data source sorts by creation time, newest first.
+            return {"id": region, "ids": [s.id for s in sorted(matching, key=lambda s: s.created, reverse=True)]}
         if args.token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}
         raise UnknownInvokeError(f"the offline plan has no answer for invoke {args.token}; add one to PlanMocks.call")
+
+    def snapshots_in(self, region: str) -> list[Snapshot]:
+        """The snapshot copies DLM would have made in `region` for the primary stacks this plan references: two per
+        instance, each carrying its volume's tags (DLM's copy_tags) and the policy's own tag."""
+        found = []
+        for stack, outputs in self.stack_outputs.items():
+            recovery = outputs.get("disasterRecovery") or {}
+            if recovery.get("drRegion", region) != region:
+                continue
+            for instance in recovery.get("instances", []):
+                tags = {**volume_tags(stack=stack, instance=instance), POLICY_TAG: f"{stack}-backups"}
+                for created in (1, 2):
+                    snapshot_id = f"snap-{_digest(stack, instance, str(created), region)}"
+                    found.append(Snapshot(snapshot_id, tags, "completed", created))
+        return found
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
         inputs = dict(args.inputs)

@@ -1,0 +1,305 @@
+"""Relationships between rendered objects, not literals: every selector finds the pods it is meant for, every port it
+names exists, disruption budgets neither block drains nor protect nothing, NetworkPolicies let exactly the intended
+flows through, and every per-zone AWS resource belongs to the zone its name says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.conftest import PlanStack
+from tests.k8s_objects import objects
+from zbi_infra.plan.engine import Plan
+from zbi_infra.plan.mocks import zones_of
+
+VARIANTS = {
+    "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
+    "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}},
+    "private": {"network": "testnet", "endpoints": {"publicGrpc": False}},
+    "public": {
+        "network": "mainnet",
+        "node": {"inboundP2p": True},
+        "endpoints": {"publicGrpc": True, "allowedCidrs": ["34.192.0.0/12", "52.94.0.0/22"]},
+    },
+}
+ALL = ["testnet", *VARIANTS]
+
+
+@pytest.fixture(scope="module")
+def plan(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev", merge={"zbi:instances": VARIANTS})
+
+
+@dataclass
+class Pod:
+    workload: str
+    namespace: str
+    labels: dict[str, str]
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
+    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
+    if selector is None:
+        return False
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        present, values = expression["key"] in labels, expression.get("values", [])
+        operator = expression["operator"]
+        if (
+            (operator == "In" and labels.get(expression["key"]) not in values)
+            or (operator == "NotIn" and labels.get(expression["key"]) in values)
+            or (operator == "Exists" and not present)
+            or (operator == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def pods(plan: Plan, namespace: str) -> list[Pod]:
+    found = []
+    for workload in objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace):
+        template = workload["spec"]["template"]
+        ports = {
+            p.get("name", str(p["containerPort"])): p["containerPort"]
+            for c in template["spec"]["containers"]
+            for p in c.get("ports", [])
+        }
+        found.append(Pod(workload["metadata"]["name"], namespace, template["metadata"]["labels"], ports))
+    return found
+
+
+def port_number(pod: Pod, port: int | str) -> int | None:
+    if isinstance(port, int):
+        return port if port in pod.ports.values() else None
+    return pod.ports.get(port)
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_every_selector_resolves_to_its_own_pods_and_ports(plan: Plan, instance: str) -> None:
+    namespace = f"zbi-{instance}"
+    here = pods(plan, namespace)
+    assert here
+    for workload in objects(plan, "StatefulSet", namespace):
+        template = workload["spec"]["template"]
+        own = template["metadata"]["labels"]
+        assert selects(workload["spec"]["selector"], own)
+        # ... and no other workload's pods: a shared selector would make two controllers fight over pods.
+        assert [p.workload for p in here if selects(workload["spec"]["selector"], p.labels)] == [
+            workload["metadata"]["name"]
+        ]
+        for spread in template["spec"].get("topologySpreadConstraints", []):
+            assert spread.get("labelSelector"), "a spread constraint without a selector spreads nothing"
+            assert selects(spread["labelSelector"], own)
+        anti = template["spec"].get("affinity", {}).get("podAntiAffinity", {})
+        for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution", []):
+            assert selects(term["labelSelector"], own)
+    for service in objects(plan, "Service", namespace):
+        targets = [p for p in here if selects({"matchLabels": service["spec"]["selector"]}, p.labels)]
+        assert len(targets) == 1, (service["metadata"]["name"], [p.workload for p in targets])
+        for port in service["spec"]["ports"]:
+            assert port_number(targets[0], port["targetPort"]), (service["metadata"]["name"], port)
+    for hpa in objects(plan, "HorizontalPodAutoscaler", namespace):
+        ref = hpa["spec"]["scaleTargetRef"]
+        assert ref["kind"] == "StatefulSet" and ref["name"] in {p.workload for p in here}
+        assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_disruption_budgets_protect_one_workload_and_never_block_a_drain(plan: Plan, instance: str) -> None:
+    namespace = f"zbi-{instance}"
+    replicas = {w["metadata"]["name"]: w["spec"]["replicas"] for w in objects(plan, "StatefulSet", namespace)}
+    for budget in objects(plan, "PodDisruptionBudget", namespace):
+        protected = [p for p in pods(plan, namespace) if selects(budget["spec"]["selector"], p.labels)]
+        assert len(protected) == 1, budget["metadata"]["name"]
+        spec = budget["spec"]
+        if "maxUnavailable" in spec:
+            assert isinstance(spec["maxUnavailable"], int) and spec["maxUnavailable"] >= 1
+        else:
+            assert spec["minAvailable"] < replicas[protected[0].workload]
+        # Only with two or more replicas: one replica behind a budget would block every node drain.
+        assert replicas[protected[0].workload] >= 2
+    for workload, count in replicas.items():
+        budgets = [
+            b
+            for b in objects(plan, "PodDisruptionBudget", namespace)
+            if any(selects(b["spec"]["selector"], p.labels) for p in pods(plan, namespace) if p.workload == workload)
+        ]
+        assert len(budgets) == (1 if count >= 2 else 0), workload
+
+
+# ---- NetworkPolicies: who may reach what ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a connection comes from: a pod (namespace labels + pod labels), or an address outside the cluster."""
+
+    namespace_labels: dict[str, str] | None = None
+    pod_labels: dict[str, str] | None = None
+    namespace: str | None = None
+    address: str | None = None
+
+
+def peer_matches(peer: dict[str, Any], source: Source, policy_namespace: str) -> bool:
+    if "ipBlock" in peer:
+        if source.address is None:
+            return False  # ipBlocks are for traffic from outside the cluster
+        import ipaddress
+
+        address = ipaddress.ip_address(source.address)
+        block = peer["ipBlock"]
+        return address in ipaddress.ip_network(block["cidr"]) and not any(
+            address in ipaddress.ip_network(e) for e in block.get("except", [])
+        )
+    if source.pod_labels is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], source.namespace_labels or {}):
+            return False
+    elif source.namespace != policy_namespace:
+        return False
+    return "podSelector" not in peer or selects(peer["podSelector"], source.pod_labels)
+
+
+def allowed(plan: Plan, source: Source, target: Pod, port_name: str) -> bool:
+    """Ingress to `target` on its named port (egress of an in-namespace source checked too)."""
+    number = target.ports[port_name]
+    policies = objects(plan, "NetworkPolicy", target.namespace)
+
+    def rule_admits(rule: dict[str, Any], peers_key: str, peer_source: Source, ports_of: Pod) -> bool:
+        ports_ok = not rule.get("ports") or any(port_number(ports_of, p["port"]) == number for p in rule["ports"])
+        peers = rule.get(peers_key)
+        return ports_ok and (peers is None or any(peer_matches(p, peer_source, target.namespace) for p in peers))
+
+    ingress = [
+        rule
+        for p in policies
+        if selects(p["spec"]["podSelector"], target.labels) and "Ingress" in p["spec"]["policyTypes"]
+        for rule in p["spec"].get("ingress", [])
+    ]
+    if not any(rule_admits(rule, "from", source, target) for rule in ingress):
+        return False
+    if source.namespace == target.namespace and source.pod_labels is not None:
+        destination = Source(namespace=target.namespace, pod_labels=target.labels, namespace_labels={})
+        egress = [
+            rule
+            for p in policies
+            if selects(p["spec"]["podSelector"], source.pod_labels) and "Egress" in p["spec"]["policyTypes"]
+            for rule in p["spec"].get("egress", [])
+        ]
+        return any(rule_admits(rule, "to", destination, target) for rule in egress)
+    return True
+
+
+def pod(plan: Plan, instance: str, workload: str) -> Pod:
+    return next(p for p in pods(plan, f"zbi-{instance}") if p.workload == workload)
+
+
+def inside(p: Pod) -> Source:
+    return Source(namespace=p.namespace, pod_labels=p.labels, namespace_labels={})
+
+
+ELSEWHERE = Source(namespace="other", namespace_labels={"kubernetes.io/metadata.name": "other"}, pod_labels={})
+MONITORING = Source(namespace="monitoring", namespace_labels={"zbi.io/monitoring": "true"}, pod_labels={})
+GRPC_CLIENT = Source(namespace="apps", namespace_labels={}, pod_labels={"zbi.io/grpc-client": "true"})
+
+
+def test_reachability_of_an_instance(plan: Plan) -> None:
+    node, wallet = pod(plan, "testnet", "zebrad"), pod(plan, "testnet", "lightwalletd")
+    assert allowed(plan, inside(wallet), node, "rpc")  # the light-wallet tier reaches the node's RPC
+    assert not allowed(plan, ELSEWHERE, node, "rpc")  # RPC is never reachable from another namespace
+    assert not allowed(plan, MONITORING, node, "rpc")
+    assert allowed(plan, MONITORING, node, "metrics") and not allowed(plan, ELSEWHERE, node, "metrics")
+    assert allowed(plan, MONITORING, wallet, "metrics") and not allowed(plan, ELSEWHERE, wallet, "metrics")
+    assert allowed(plan, Source(address="203.0.113.7"), node, "p2p")  # public P2P
+    assert not allowed(plan, Source(address="169.254.169.254"), node, "rpc")
+
+
+def test_zaino_reaches_its_node_and_nothing_else_does(plan: Plan) -> None:
+    node, zaino = pod(plan, "zaino", "zebrad"), pod(plan, "zaino", "zaino")
+    assert allowed(plan, inside(zaino), node, "rpc")
+    assert not allowed(plan, inside(pod(plan, "testnet", "lightwalletd")), node, "rpc")  # another instance's tier
+    assert "metrics" not in zaino.ports
+
+
+def test_a_private_grpc_endpoint_admits_the_namespace_and_labelled_clients_only(plan: Plan) -> None:
+    wallet = pod(plan, "private", "lightwalletd")
+    assert allowed(plan, GRPC_CLIENT, wallet, "grpc")
+    assert not allowed(plan, ELSEWHERE, wallet, "grpc")
+    assert not allowed(plan, Source(address="52.94.1.1"), wallet, "grpc")
+
+
+def test_a_public_grpc_endpoint_admits_exactly_its_allowed_cidrs(plan: Plan) -> None:
+    wallet = pod(plan, "public", "lightwalletd")
+    assert allowed(plan, Source(address="34.200.1.9"), wallet, "grpc")
+    assert allowed(plan, Source(address="52.94.2.1"), wallet, "grpc")
+    assert not allowed(plan, Source(address="8.8.8.8"), wallet, "grpc")
+    (service,) = [
+        s
+        for s in objects(plan, "Service", "zbi-public")
+        if s["spec"].get("type") == "LoadBalancer" and s["metadata"]["name"] == "lightwalletd-grpc"
+    ]
+    assert service["spec"]["loadBalancerSourceRanges"] == ["34.192.0.0/12", "52.94.0.0/22"]
+    # Client addresses reach the pods (and so the NetworkPolicy) only without the kube-proxy SNAT of policy Cluster.
+    assert service["spec"]["externalTrafficPolicy"] == "Local"
+
+
+def test_a_regtest_network_talks_to_itself_only(plan: Plan) -> None:
+    node = pod(plan, "regnet", "zebrad")
+    assert allowed(plan, inside(node), node, "p2p")
+    assert not allowed(plan, Source(address="203.0.113.7"), node, "p2p")
+    assert not allowed(plan, inside(pod(plan, "testnet", "zebrad")), node, "p2p")
+
+
+# ---- per-zone identity ------------------------------------------------------------------------------------------
+
+PER_ZONE = [
+    "aws:ec2/subnet:Subnet",
+    "aws:ec2/natGateway:NatGateway",
+    "aws:ec2/eip:Eip",
+    "aws:ec2/routeTable:RouteTable",
+    "aws:ec2/routeTableAssociation:RouteTableAssociation",
+    "eks:index:ManagedNodeGroup",
+]
+
+
+def test_every_per_zone_resource_is_named_by_its_zone_id(plan_stack: PlanStack) -> None:
+    plan = plan_stack("dev")
+    zone_ids = {s.inputs["availabilityZoneId"] for s in plan.of_type("aws:ec2/subnet:Subnet")}
+    assert len(zone_ids) == 5
+    by_id = {r.id: r for r in plan.resources}
+    # public and private subnets, route tables and associations per zone; one NAT (per-az), EIP and node group.
+    per_zone = {"Subnet": 2, "RouteTable": 2, "RouteTableAssociation": 2, "NatGateway": 1, "Eip": 1}
+    for type_ in PER_ZONE:
+        resources = plan.of_type(type_)
+        zones_named = [next((z for z in zone_ids if r.name.endswith(f"-{z}")), None) for r in resources]
+        assert None not in zones_named, (type_, [r.name for r in resources])
+        expected = per_zone.get(type_.rsplit(":", 1)[-1], 1)
+        assert sorted(zones_named) == sorted(zone_ids) * expected or sorted(zones_named) == sorted(
+            z for z in zone_ids for _ in range(expected)
+        ), type_
+    for nat in plan.of_type("aws:ec2/natGateway:NatGateway"):
+        subnet = by_id[nat.inputs["subnetId"]]
+        assert nat.name.endswith(subnet.inputs["availabilityZoneId"])
+    for association in plan.of_type("aws:ec2/routeTableAssociation:RouteTableAssociation"):
+        subnet, table = by_id[association.inputs["subnetId"]], by_id[association.inputs["routeTableId"]]
+        zone = subnet.inputs["availabilityZoneId"]
+        assert association.name.endswith(zone) and table.name.endswith(zone)
+
+
+def test_the_autoscaler_sees_each_node_groups_zone_by_the_name_ebs_uses(plan_stack: PlanStack) -> None:
+    plan = plan_stack("dev")
+    names = {zone_id: name for name, zone_id in zones_of("us-east-1")}
+    subnets = {s.id: s.inputs["availabilityZoneId"] for s in plan.of_type("aws:ec2/subnet:Subnet")}
+    for group in plan.of_type("eks:index:ManagedNodeGroup"):
+        (subnet,) = group.inputs["subnetIds"]
+        zone_id = subnets[subnet]
+        assert group.name.endswith(zone_id)
+        # EBS CSI labels nodes with the zone *name* (topology.ebs.csi.aws.com/zone=us-east-1c), not its ID.
+        label = group.inputs["tags"]["k8s.io/cluster-autoscaler/node-template/label/topology.ebs.csi.aws.com/zone"]
+        assert label == names[zone_id]

@@ -1,0 +1,292 @@
+"""ZbiPlatform: a whole zBI stack as one component.
+
+- role primary: a regional AWS provider, ZbiVpc across the region's zones, ZbiCluster, the chain-data StorageClass of
+  each instance and the snapshot class, DLM backups copied to the DR region, the Zcash instances, their
+  administrators' EKS access and their DNS failover records;
+- role dr: the same platform, small, in the DR region; once activated, the primary's instances restored from their
+  newest snapshot copies, with SECONDARY failover records;
+- role local: the instances on an existing Kubernetes cluster, no AWS.
+
+A stack program is `ZbiPlatform(stack, ZbiPlatformArgs(config=...))` plus its exports; any other Pulumi program can
+build the same platform. Everything it creates was once created at the top of the stack program: each direct child
+carries an alias to its old place, so existing deployments keep their resources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
+from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
+from zbi_infra.config import LocalConfig, StackConfig, StackRole
+from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.config.recovery import BackupConfig
+from zbi_infra.dns import FailoverRole, failover_record
+from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
+from zbi_infra.recovery import newest_snapshots, primary_short_name
+from zbi_infra.snapshots import EBS_CSI_DRIVER, STACK_TAG, policy_target_tags, volume_tags
+from zbi_infra.storage import ebs_storage_class, ebs_volume_snapshot_class
+from zbi_infra.tls import ZbiCertificateAuthority
+from zbi_infra.vpc import ZbiVpc, ZbiVpcArgs
+from zbi_infra.zones import lookup_zones, select_zones
+
+SNAPSHOT_CLASS = "zbi-ebs"
+# The in-tree AWS cloud provider of EKS makes these an NLB (TCP passthrough: TLS ends at the light-wallet pod).
+AWS_NLB_ANNOTATIONS = {
+    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
+    "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
+}
+EKS_EDIT_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
+
+
+@dataclass(frozen=True)
+class ZbiPlatformArgs:
+    config: StackConfig
+    # role dr: the primary's validated config (zbi_infra.recovery.primary_config) and its DR-region key, from the
+    # primary's stack outputs.
+    primary: StackConfig | None = None
+    primary_dr_key_arn: pulumi.Input[str] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+class ZbiPlatform(pulumi.ComponentResource):
+    cluster: ZbiCluster | None
+    vpc: ZbiVpc | None
+    nodes: dict[str, ZcashNode]
+    backups: ZbiBackups | None
+    ca_cert_pem: pulumi.Output[str]
+    restored_from: dict[str, str | None]
+    # role primary with backups: what the DR stack reads through its StackReference.
+    disaster_recovery: dict[str, object] | None
+
+    def __init__(self, name: str, args: ZbiPlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("zbi:platform:ZbiPlatform", name, None, opts)
+        self._stack = name
+        self._config = args.config
+        self.cluster = self.vpc = self.backups = None
+        self.nodes = {}
+        self.restored_from = {}
+        self.disaster_recovery = None
+        config = args.config
+        if config.role is StackRole.LOCAL:
+            self._local()
+        else:
+            self._aws(args)
+        self.register_outputs({"caCertPem": self.ca_cert_pem})
+
+    # ---- options -----------------------------------------------------------------------------------------------
+
+    def _moved(self, **options: object) -> pulumi.ResourceOptions:
+        """A direct child that used to sit at the top of the stack program: its alias keeps its old URN."""
+        return pulumi.ResourceOptions(
+            parent=self,
+            aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)],
+            **options,  # type: ignore[arg-type]
+        )
+
+    # ---- local -------------------------------------------------------------------------------------------------
+
+    def _local(self) -> None:
+        local = self._config.local or LocalConfig()
+        # The kubeconfig of the machine running Pulumi (~/.kube/config or $KUBECONFIG), at the chosen context.
+        provider = k8s.Provider(
+            "local", context=local.kubeconfig_context, enable_server_side_apply=True, opts=self._moved()
+        )
+        ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
+        self.ca_cert_pem = ca.ca_cert_pem
+        for name, instance in self._config.instances.items():
+            self.nodes[name] = ZcashNode(
+                name,
+                ZcashNodeArgs(config=instance, storage_class_name=local.storage_class, certificate_authority=ca),
+                opts=self._moved(providers={"kubernetes": provider}),
+            )
+
+    # ---- AWS ---------------------------------------------------------------------------------------------------
+
+    def _aws(self, args: ZbiPlatformArgs) -> None:
+        config = args.config
+        platform, cluster_config = config.platform, config.cluster
+        assert platform is not None and cluster_config is not None
+        tags = {STACK_TAG: self._stack, "zbi.io/managed-by": "pulumi", **config.tags, **platform.tags, **args.tags}
+        self._tags = tags
+        # Every AWS resource and invoke names its provider: nothing depends on an ambient default region.
+        provider = self._regional_provider(platform.region)
+        zones = select_zones(
+            lookup_zones(platform.region, provider=provider),
+            region=platform.region,
+            count=platform.availability_zone_count,
+            zone_ids=platform.zone_ids,
+            config_key="zbi:platform",
+        )
+        self.region = platform.region
+        self.vpc = ZbiVpc(
+            f"{cluster_config.name}-net",
+            ZbiVpcArgs(
+                region=platform.region,
+                zones=zones,
+                cidr=platform.vpc_cidr,
+                nat_strategy=platform.nat_strategy,
+                flow_logs=platform.flow_logs,
+                cluster_name=cluster_config.name,
+                tags=tags,
+            ),
+            opts=self._moved(providers={"aws": provider}),
+        )
+        restore_keys = [args.primary_dr_key_arn] if args.primary_dr_key_arn is not None else []
+        self.cluster = ZbiCluster(
+            cluster_config.name,
+            ZbiClusterArgs(
+                config=cluster_config,
+                vpc_id=self.vpc.vpc_id,
+                zones=zones,
+                private_subnet_ids_by_zone=self.vpc.private_subnet_ids_by_zone,
+                public_subnet_ids=self.vpc.public_subnet_ids,
+                tags=tags,
+                restore_kms_key_arns=restore_keys,
+            ),
+            opts=self._moved(providers={"aws": provider}),
+        )
+        ebs_volume_snapshot_class(
+            SNAPSHOT_CLASS,
+            tags={STACK_TAG: self._stack},
+            opts=self._moved(provider=self.cluster.provider, depends_on=[self.cluster.snapshot_controller]),
+        )
+        if config.role is StackRole.PRIMARY:
+            self.backups = self._backups(provider)
+            bootstrap = {
+                name: SnapshotSource(EBS_CSI_DRIVER, instance.node.bootstrap_snapshot_id, SNAPSHOT_CLASS)
+                for name, instance in config.instances.items()
+                if instance.node.bootstrap_snapshot_id
+            }
+            self._instances(config.instances, provider, restore=bootstrap, role=FailoverRole.PRIMARY)
+            return
+        assert config.dr is not None and args.primary is not None
+        if not config.dr.activate:
+            self.ca_cert_pem = pulumi.Output.from_input("")
+            return
+        self.restored_from = newest_snapshots(primary_short_name(config), sorted(args.primary.instances), provider)
+        missing = sorted(name for name, snapshot in self.restored_from.items() if snapshot is None)
+        if missing and config.dr.require_snapshot:
+            raise pulumi.RunError(
+                f"no completed snapshot copy in {platform.region} for {', '.join(missing)}; "
+                "set zbi:dr.requireSnapshot to false to let them sync from genesis"
+            )
+        for name in missing:
+            pulumi.log.warn(f"instance {name}: no snapshot copy in {platform.region}; it will sync from genesis")
+        restore = {
+            name: SnapshotSource(EBS_CSI_DRIVER, snapshot, SNAPSHOT_CLASS)
+            for name, snapshot in self.restored_from.items()
+            if snapshot is not None
+        }
+        self._config = config.model_copy(update={"dns": config.dns or args.primary.dns})
+        self._instances(args.primary.instances, provider, restore=restore, role=FailoverRole.SECONDARY)
+
+    def _regional_provider(self, region: str) -> aws.Provider:
+        return aws.Provider(
+            f"aws-{region}",
+            region=region,
+            default_tags=aws.ProviderDefaultTagsArgs(tags=self._tags),
+            opts=self._moved(),
+        )
+
+    def _instances(
+        self,
+        instances: dict[str, InstanceConfig],
+        provider: aws.Provider,
+        *,
+        restore: dict[str, SnapshotSource],
+        role: FailoverRole,
+    ) -> None:
+        assert self.cluster is not None
+        cluster = self.cluster
+        ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
+        self.ca_cert_pem = ca.ca_cert_pem
+        for name, instance in instances.items():
+            storage_class = ebs_storage_class(
+                f"zbi-{name}-chain",
+                storage=instance.node.storage,
+                kms_key_arn=cluster.ebs_kms_key_arn,
+                tags=volume_tags(stack=self._stack, instance=name),
+                opts=self._moved(provider=cluster.provider),
+            )
+            node = ZcashNode(
+                name,
+                ZcashNodeArgs(
+                    config=instance,
+                    storage_class_name=storage_class.metadata.apply(lambda m: str(m.name)),
+                    certificate_authority=ca,
+                    load_balancer_annotations=AWS_NLB_ANNOTATIONS,
+                    restore_from=restore.get(name),
+                ),
+                opts=self._moved(providers={"kubernetes": cluster.provider}),
+            )
+            self.nodes[name] = node
+            assert self._config.cluster is not None
+            for index, principal in enumerate(instance.admins):
+                grant_instance_admin(self._config.cluster.name, name, index, principal, node, provider)
+            dns = self._config.dns
+            if dns and instance.endpoints.public_grpc and node.grpc_load_balancer_hostname is not None:
+                for hostname in instance.endpoints.hostnames:
+                    failover_record(
+                        f"{name}-{hostname}",
+                        dns=dns,
+                        hostname=hostname,
+                        target=node.grpc_load_balancer_hostname,
+                        role=role,
+                        opts=pulumi.ResourceOptions(parent=node, provider=provider),
+                    )
+
+    def _backups(self, provider: aws.Provider) -> ZbiBackups | None:
+        config = self._config
+        assert config.platform is not None and self.cluster is not None
+        backup = config.backup or BackupConfig()
+        if not backup.enabled:
+            pulumi.log.warn("zbi:backup.enabled is false: chain data has no snapshots and no copy in another region")
+            return None
+        dr_provider = self._regional_provider(backup.dr_region)
+        backups = ZbiBackups(
+            f"{self._stack}-backups",
+            ZbiBackupsArgs(
+                stack=self._stack,
+                source_kms_key_arn=self.cluster.ebs_kms_key_arn,
+                region=config.platform.region,
+                dr_region=backup.dr_region,
+                interval_hours=backup.interval_hours,
+                retain_count=backup.retain_count,
+                dr_retain_days=backup.dr_retain_days,
+                tags=self._tags,
+            ),
+            dr_provider=dr_provider,
+            opts=self._moved(providers={"aws": provider}),
+        )
+        self.disaster_recovery = {
+            "drRegion": backup.dr_region,
+            "drKmsKeyArn": backups.dr_kms_key_arn,
+            "snapshotTags": policy_target_tags(self._stack),
+            "instances": sorted(config.instances),
+        }
+        return backups
+
+
+def grant_instance_admin(
+    cluster_name: str, instance: str, index: int, principal: str, node: ZcashNode, provider: aws.Provider
+) -> None:
+    """Instance administrators get EKS access to their instance's namespace only."""
+    opts = pulumi.ResourceOptions(parent=node, provider=provider)
+    entry = aws.eks.AccessEntry(
+        f"{instance}-admin-{index}", cluster_name=cluster_name, principal_arn=principal, opts=opts
+    )
+    aws.eks.AccessPolicyAssociation(
+        f"{instance}-admin-{index}-edit",
+        cluster_name=cluster_name,
+        principal_arn=entry.principal_arn,
+        policy_arn=EKS_EDIT_POLICY,
+        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
+            type="namespace", namespaces=[namespace_of(instance)]
+        ),
+        opts=opts,
+    )

@@ -1,0 +1,70 @@
+"""What a disaster-recovery stack needs from its primary: the primary's instances, and each one's newest snapshot copy.
+
+Instance definitions are needed while the program runs (they decide which resources exist); a StackReference only
+gives values that resolve later, so the primary's stack file in this same project supplies the shape and the
+StackReference the runtime values (the DR-region key).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from zbi_infra.config import StackConfig, StackRole, load_stack_config
+from zbi_infra.config.recovery import BackupConfig
+from zbi_infra.config.stack_file import read_stack_file
+from zbi_infra.errors import ConfigError
+from zbi_infra.snapshots import snapshot_filters
+
+
+def primary_short_name(config: StackConfig) -> str:
+    assert config.dr is not None
+    return config.dr.primary_stack.split("/")[-1]
+
+
+def primary_config(config: StackConfig, project_root: Path) -> StackConfig:
+    """The primary's validated config, from its stack file in `project_root`."""
+    assert config.dr is not None and config.platform is not None
+    short_name = primary_short_name(config)
+    path = project_root / f"Pulumi.{short_name}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            [f"zbi:dr.primaryStack: no {path.name} in this project. Fix: name the primary stack of this project"]
+        )
+    try:
+        primary = load_stack_config(read_stack_file(short_name, path).config)
+    except ConfigError as exc:
+        raise ConfigError(
+            [f"zbi:dr.primaryStack: the primary's stack file {path.name} is invalid: {p}" for p in exc.problems]
+        ) from None
+    if primary.role is not StackRole.PRIMARY:
+        raise ConfigError([f"zbi:dr.primaryStack: stack {short_name} has role {primary.role.value}, not primary"])
+    backup_region = (primary.backup or BackupConfig()).dr_region
+    if backup_region != config.platform.region:
+        raise ConfigError(
+            [
+                f"zbi:platform.region: {config.platform.region}, but {short_name} copies its snapshots to "
+                f"{backup_region}. Fix: deploy this DR stack in {backup_region}, or change "
+                f"zbi:backup.drRegion of {short_name}"
+            ]
+        )
+    return primary
+
+
+def newest_snapshots(primary_stack: str, instances: list[str], provider: aws.Provider) -> dict[str, str | None]:
+    """Each instance's newest completed snapshot copy in the provider's region, or None."""
+    found: dict[str, str | None] = {}
+    for name in instances:
+        result = aws.ebs.get_snapshot_ids(
+            owners=["self"],
+            filters=[
+                aws.ebs.GetSnapshotIdsFilterArgs(name=key, values=values)
+                for key, values in snapshot_filters(stack=primary_stack, instance=name).items()
+            ],
+            opts=pulumi.InvokeOptions(provider=provider),
+        )
+        # get_snapshot_ids sorts by creation time, newest first.
+        found[name] = result.ids[0] if result.ids else None
+    return found
