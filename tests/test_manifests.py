@@ -13,9 +13,11 @@ import pytest
 import yaml
 
 from tests.conftest import PlanStack
+from zbi_infra.config.platform import EKS_KUBERNETES_VERSIONS, ClusterConfig
 from zbi_infra.plan import render
 
-KUBERNETES_VERSION = "1.33.0"
+# The version the dev stack's cluster runs: manifests are validated against its schemas.
+KUBERNETES_VERSION = f"{ClusterConfig(name='x').version}.0"
 # Instances that exercise every branch of ZcashNode, added to the dev stack.
 VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
@@ -84,3 +86,10 @@ def test_checkov_reports_no_failed_check(manifests: Path, tmp_path: Path) -> Non
     assert summary["passed"] > 150
     skipped = {c["check_id"] for c in report["results"]["skipped_checks"]}
     assert skipped <= {"CKV_K8S_8", "CKV_K8S_9", "CKV_K8S_15", "CKV_K8S_35", "CKV_K8S_40", "CKV_K8S_43"}, skipped
+
+
+def test_the_schemas_cover_every_kubernetes_version_zbi_accepts() -> None:
+    supported = tuple(int(part) for part in kubernetes_validate.latest_version().split(".")[:2])
+    for version in EKS_KUBERNETES_VERSIONS:
+        assert tuple(int(part) for part in version.split(".")) <= supported, version
+    assert KUBERNETES_VERSION == "1.33.0"

@@ -9,6 +9,7 @@ import pytest
 
 from tests.conftest import PlanStack
 from tests.k8s_objects import objects, one
+from zbi_infra.dns import published_address
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import PlanMocks, UnknownInvokeError
@@ -254,3 +255,18 @@ def test_local_stack_has_no_aws_resources(plan_stack: PlanStack) -> None:
 def test_stack_role_mistakes_are_config_errors(plan_stack: PlanStack, stack: str, merge: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         plan_stack(stack, merge=merge, stack_outputs=PRIMARY_OUTPUTS)
+
+
+def test_a_dns_record_never_points_at_a_placeholder(plan_stack: PlanStack) -> None:
+    with pytest.raises(ValueError, match="no address yet"):
+        published_address("")
+    assert published_address("a1.elb.us-east-1.amazonaws.com") == "a1.elb.us-east-1.amazonaws.com"
+    plan = plan_stack("dev", merge={"zbi:dns": DNS})
+    (service,) = [
+        s for s in plan.of_type("kubernetes:core/v1:Service") if s.inputs["metadata"]["name"] == "lightwalletd-grpc"
+    ]
+    (record,) = plan.of_type("aws:route53/record:Record")
+    assert record.inputs["records"] != ["pending"] and record.inputs["records"][0].endswith(
+        ".elb.us-east-1.amazonaws.com"
+    )
+    assert service.inputs["spec"]["type"] == "LoadBalancer"

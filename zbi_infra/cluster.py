@@ -10,8 +10,11 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from zbi_infra.config.instance import StorageConfig
 from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfig
 from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy, service_trust_policy
+from zbi_infra.snapshots import STACK_TAG
+from zbi_infra.storage import ebs_storage_class
 from zbi_infra.zones import AvailabilityZone
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -30,6 +33,7 @@ NODE_ROLE_POLICIES = {
 SSM_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
+DEFAULT_STORAGE_CLASS = "gp3"
 EBS_CSI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:ebs-csi-controller-sa"
 VPC_CNI_SERVICE_ACCOUNT = "system:serviceaccount:kube-system:aws-node"
 
@@ -72,6 +76,7 @@ class ZbiCluster(pulumi.ComponentResource):
     oidc_provider_url: pulumi.Output[str]
     node_role_arn: pulumi.Output[str]
     ebs_kms_key_arn: pulumi.Output[str]
+    default_storage_class_name: pulumi.Output[str]
     eks_cluster: eks.Cluster
     snapshot_controller: aws.eks.Addon
 
@@ -189,7 +194,7 @@ class ZbiCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         addon_opts = pulumi.ResourceOptions(parent=self, depends_on=[cluster, *node_groups])
-        aws.eks.Addon(
+        ebs_csi = aws.eks.Addon(
             f"{name}-ebs-csi-driver",
             cluster_name=config.name,
             addon_name="aws-ebs-csi-driver",
@@ -210,15 +215,27 @@ class ZbiCluster(pulumi.ComponentResource):
             opts=addon_opts,
         )
 
-        self.eks_cluster = cluster
-        self.cluster_name = pulumi.Output.from_input(config.name)
         self.kubeconfig = pulumi.Output.secret(cluster.kubeconfig_json)
-        self.provider = k8s.Provider(
+        self.provider = self_provider = k8s.Provider(
             f"{name}-k8s",
             kubeconfig=self.kubeconfig,
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
         )
+        # EKS 1.30 and later ship no default StorageClass: a claim that names no class (a ZcashNode given none, any
+        # chart) would stay Pending. This one is the default: encrypted with the cluster's EBS key, retained.
+        self.default_storage_class = ebs_storage_class(
+            f"{name}-default-storage-class",
+            class_name=DEFAULT_STORAGE_CLASS,
+            storage=StorageConfig(iops=3000, throughput_mibps=125),
+            kms_key_arn=ebs_key.arn,
+            tags={STACK_TAG: pulumi.get_stack(), "zbi.io/cluster": config.name},
+            default=True,
+            opts=pulumi.ResourceOptions(parent=self, provider=self_provider, depends_on=[ebs_csi]),
+        )
+        self.default_storage_class_name = pulumi.Output.from_input(DEFAULT_STORAGE_CLASS)
+        self.eks_cluster = cluster
+        self.cluster_name = pulumi.Output.from_input(config.name)
         self.oidc_provider_arn = cluster.oidc_provider_arn
         self.oidc_provider_url = oidc_url
         self.node_role_arn = node_role.arn
@@ -231,6 +248,7 @@ class ZbiCluster(pulumi.ComponentResource):
                 "oidcProviderUrl": self.oidc_provider_url,
                 "nodeRoleArn": self.node_role_arn,
                 "ebsKmsKeyArn": self.ebs_kms_key_arn,
+                "defaultStorageClassName": self.default_storage_class_name,
             }
         )
 

@@ -15,6 +15,16 @@ class FailoverRole(StrEnum):
     SECONDARY = "SECONDARY"
 
 
+def published_address(address: str) -> str:
+    """A load balancer's DNS name, refusing an empty one: a record is never published with a placeholder."""
+    if not address:
+        raise ValueError(
+            "the load balancer has no address yet, so no DNS record is published; run `pulumi up` again once the "
+            "Service shows an address (kubectl get svc)"
+        )
+    return address
+
+
 def failover_record(
     name: str,
     *,
@@ -30,6 +40,7 @@ def failover_record(
     The PRIMARY record carries a TCP health check on the endpoint: when it fails, Route 53 answers with the
     SECONDARY record that the DR stack writes once it is activated.
     """
+    target = pulumi.Output.from_input(target).apply(published_address)
     health_check_id = None
     if role is FailoverRole.PRIMARY:
         check = aws.route53.HealthCheck(

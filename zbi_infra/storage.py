@@ -15,6 +15,8 @@ def ebs_storage_class(
     storage: StorageConfig,
     kms_key_arn: pulumi.Input[str],
     tags: dict[str, str],
+    class_name: str | None = None,
+    default: bool = False,
     opts: pulumi.ResourceOptions | None = None,
 ) -> k8s.storage.v1.StorageClass:
     """gp3 on the EBS CSI driver: encrypted with our key, bound in the pod's zone, expandable, and retained when
@@ -32,7 +34,11 @@ def ebs_storage_class(
         parameters[f"tagSpecification_{index}"] = f"{key}={value}"
     return k8s.storage.v1.StorageClass(
         name,
-        metadata=k8s.meta.v1.ObjectMetaArgs(name=name, labels={"app.kubernetes.io/managed-by": "zbi"}),
+        metadata=k8s.meta.v1.ObjectMetaArgs(
+            name=class_name or name,
+            labels={"app.kubernetes.io/managed-by": "zbi"},
+            annotations={"storageclass.kubernetes.io/is-default-class": "true"} if default else None,
+        ),
         provisioner="ebs.csi.aws.com",
         volume_binding_mode="WaitForFirstConsumer",
         allow_volume_expansion=True,
