@@ -44,8 +44,8 @@ BAD_INPUTS = [
     ("zbi:platform", {"vpcCidr": "8.8.0.0/16"}, "zbi:platform.vpcCidr", "RFC 1918"),
     ("zbi:platform", {"natStrategy": "none"}, "zbi:platform.natStrategy", "per-az"),
     ("zbi:platform", {"flowLogs": {"retentionDays": 42}}, "zbi:platform.flowLogs.retentionDays", "30"),
-    ("zbi:cluster", {"name": "1-bad"}, "zbi:cluster.name", "Fix"),
-    ("zbi:cluster", {"version": "1.24"}, "zbi:cluster.version", "Fix"),
+    ("zbi:cluster", {"name": "1-bad"}, "zbi:cluster.name", "'1-bad' has the wrong form"),
+    ("zbi:cluster", {"version": "1.24"}, "zbi:cluster.version", "EKS does not offer Kubernetes '1.24'"),
     ("zbi:cluster", {"endpoint": {"publicAccess": True}}, "zbi:cluster.endpoint.publicAccessCidrs", "CIDR"),
     (
         "zbi:cluster",
@@ -57,7 +57,7 @@ BAD_INPUTS = [
         "zbi:cluster",
         {"admins": [{"name": "ops", "principalArn": "arn:aws:iam::123:role/x"}]},
         "zbi:cluster.admins[0].principalArn",
-        "Fix",
+        "is not an IAM role or user ARN",
     ),
     (
         "zbi:cluster",
@@ -98,16 +98,16 @@ BAD_INPUTS = [
         "zbi:cluster",
         {"nodeGroups": {"general": {"instanceTypes": []}}},
         "zbi:cluster.nodeGroups.general.instanceTypes",
-        "",
+        "at least 1 item",
     ),
     (
         "zbi:cluster",
         {"nodeGroups": {"general": {"instanceTypes": ["large"]}}},
         "zbi:cluster.nodeGroups.general.instanceTypes[0]",
-        "Fix",
+        "'large' has the wrong form",
     ),
     ("zbi:cluster", {"nodeGroups": {"general": {"minsize": 1}}}, "zbi:cluster.nodeGroups.general.minsize", "minSize"),
-    ("zbi:cluster", {"nodeGroups": {"Bad_Name": {}}}, "zbi:cluster.nodeGroups.Bad_Name", ""),
+    ("zbi:cluster", {"nodeGroups": {"Bad_Name": {}}}, "zbi:cluster.nodeGroups.Bad_Name", "write a name matching"),
     (
         "zbi:cluster",
         {"nodeGroups": {"general": {"labels": {"bad key!": "x"}}}},
@@ -132,7 +132,7 @@ BAD_INPUTS = [
         "zbi:instances",
         {"a": {"network": "mainnet", "node": {"bootstrapSnapshotId": "vol-1"}}},
         "zbi:instances.a.node.bootstrapSnapshotId",
-        "Fix",
+        "'vol-1' has the wrong form",
     ),
     (
         "zbi:instances",
@@ -165,9 +165,9 @@ BAD_INPUTS = [
         "raise memoryLimit",
     ),
     ("zbi:instances", {"a": {"network": "devnet"}}, "zbi:instances.a.network", "mainnet"),
-    ("zbi:instances", {"Bad": {"network": "mainnet"}}, "zbi:instances.Bad", "Fix"),
+    ("zbi:instances", {"Bad": {"network": "mainnet"}}, "zbi:instances.Bad", "'Bad' has the wrong form"),
     ("zbi:backup", {"intervalHours": 5}, "zbi:backup.intervalHours", "12"),
-    ("zbi:dns", {"hostedZoneId": "nope"}, "zbi:dns.hostedZoneId", "Fix"),
+    ("zbi:dns", {"hostedZoneId": "nope"}, "zbi:dns.hostedZoneId", "'nope' has the wrong form"),
     ("aws:region", "us-west-2", "aws:region", "same region"),
 ]
 
@@ -183,6 +183,18 @@ def test_bad_input_is_rejected_naming_the_key(key: str, patch: Any, named: str, 
 
 def test_at_least_twenty_distinct_bad_inputs() -> None:
     assert len({b[2] for b in BAD_INPUTS}) >= 20
+
+
+def test_every_hint_tells_its_rejection_apart() -> None:
+    """A hint that every message contains (the key's namespace, "Fix") would pass for any rejection."""
+    messages = {}
+    for key, patch, named, _ in BAD_INPUTS:
+        with pytest.raises(ConfigError) as caught:
+            load_stack_config(with_patch(key, patch))
+        messages[named] = str(caught.value)
+    for _, _, named, hint in BAD_INPUTS:
+        others = [m for other, m in messages.items() if other != named]
+        assert hint and not all(hint in m for m in others), (named, hint)
 
 
 def test_unknown_top_level_key_is_rejected() -> None:
