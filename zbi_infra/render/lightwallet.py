@@ -1,4 +1,4 @@
-"""Light-wallet server configuration: lightwalletd command-line flags and Zaino's zindexer.toml."""
+"""Light-wallet server configuration: lightwalletd command-line flags and Zaino's zainod.toml."""
 
 from __future__ import annotations
 
