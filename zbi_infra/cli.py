@@ -13,6 +13,7 @@ from zbi_infra.errors import ConfigError
 
 EXIT_CONFIG = 2
 EXIT_INTERNAL = 1
+EXIT_POLICY = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
         type=_iso_date,
         metavar="YYYY-MM-DD",
         help="check release support (zebrad's Mainnet end of support) as of this day instead of today",
+    )
+    plan.add_argument(
+        "--policy",
+        action="store_true",
+        help="apply zBI's guardrails (the policies of policy/) to the plan; exit 3 on a violation",
     )
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
     commands.add_parser("stacks", help="list the project's stacks")
@@ -96,7 +102,19 @@ def _run(args: argparse.Namespace) -> int:
         if args.out:
             count = len(plan.kubernetes_objects())
             print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")
+    if args.policy:
+        return _check_policies(plan)
     return 0
+
+
+def _check_policies(plan) -> int:
+    from zbi_infra.policies import GUARDRAILS, Resource, evaluate
+
+    violations = evaluate(Resource(r.type, r.name, r.inputs, r.urn) for r in plan.resources)
+    print(f"\nPolicies ({len(GUARDRAILS)} guardrails, mandatory): {len(violations)} violations", file=sys.stderr)
+    for violation in violations:
+        print(f"  - [{violation.policy}] {violation.resource}: {violation.message}", file=sys.stderr)
+    return EXIT_POLICY if violations else 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,218 @@
+"""zBI's guardrails: every stack passes them, every deliberately broken variant is caught — offline (`zbi plan
+--policy`) and by the real policy pack served by pulumi-policy, called over its gRPC Analyzer interface the way
+`pulumi preview --policy-pack policy` calls it."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import empty_pb2, json_format, struct_pb2
+from pulumi.runtime import proto
+from pulumi.runtime.proto import analyzer_pb2_grpc
+
+from tests.conftest import ROOT, PlanStack
+from zbi_infra.plan.engine import Plan, PlannedResource
+from zbi_infra.policies import GUARDRAILS, Resource, evaluate
+
+PRIMARY_OUTPUTS = {
+    "dev": {"disasterRecovery": {"drKmsKeyArn": "arn:aws:kms:us-west-2:123456789012:key/x", "instances": ["testnet"]}}
+}
+VARIANTS = {
+    "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
+    "legacy": {"network": "regtest", "node": {"kind": "zcashd"}},
+    "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}},
+    "public": {"network": "mainnet", "node": {"inboundP2p": True}},
+}
+
+
+def resources(plan: Plan) -> list[Resource]:
+    return [Resource(r.type, r.name, r.inputs, r.urn) for r in plan.resources]
+
+
+@pytest.fixture(scope="module")
+def dev(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev", merge={"zbi:instances": VARIANTS})
+
+
+def test_every_stack_passes_every_guardrail(plan_stack: PlanStack, dev: Plan) -> None:
+    plans = [
+        dev,
+        plan_stack("local"),
+        plan_stack("dr", stack_outputs=PRIMARY_OUTPUTS),
+        plan_stack("dr", merge={"zbi:dr": {"activate": True}}, stack_outputs=PRIMARY_OUTPUTS),
+    ]
+    for plan in plans:
+        assert evaluate(resources(plan)) == [], plan.stack
+
+
+def mutate(plan: Plan, name: str, change: Callable[[dict[str, Any]], None]) -> list[Resource]:
+    changed = []
+    for resource in plan.resources:
+        inputs = copy.deepcopy(resource.inputs)
+        if resource.name == name:
+            change(inputs)
+        changed.append(Resource(resource.type, resource.name, inputs, resource.urn))
+    return changed
+
+
+def container(inputs: dict[str, Any], index: int = 0) -> dict[str, Any]:
+    return inputs["spec"]["template"]["spec"]["containers"][index]
+
+
+BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
+    "an unencrypted chain StorageClass": (
+        "zbi-testnet-chain",
+        lambda i: i["parameters"].update(encrypted="false"),
+    ),
+    "a StorageClass that deletes volumes": ("zbi-testnet-chain", lambda i: i.update(reclaimPolicy="Delete")),
+    "a StatefulSet that deletes its claims": (
+        "testnet-zebrad",
+        lambda i: i["spec"]["persistentVolumeClaimRetentionPolicy"].update(whenDeleted="Delete"),
+    ),
+    "node RPC behind a load balancer": ("testnet-zebrad-rpc", lambda i: i["spec"].update(type="LoadBalancer")),
+    "a privileged container": ("testnet-zebrad", lambda i: container(i)["securityContext"].update(privileged=True)),
+    "a container that may run as root": (
+        "testnet-lightwalletd",
+        lambda i: container(i)["securityContext"].update(runAsUser=0),
+    ),
+    "privilege escalation": (
+        "testnet-zebrad",
+        lambda i: i["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+    ),
+    "a KMS key that never rotates": ("zbi-dev-ebs-key", lambda i: i.update(enableKeyRotation=False)),
+    "a public endpoint without TLS": (
+        "testnet-lightwalletd",
+        lambda i: container(i)["command"].append("--no-tls-very-insecure"),
+    ),
+}
+EXPECTED = {
+    "an unencrypted chain StorageClass": {"chain-storage-encrypted-and-retained"},
+    "a StorageClass that deletes volumes": {"chain-storage-encrypted-and-retained"},
+    "a StatefulSet that deletes its claims": {"chain-storage-encrypted-and-retained"},
+    # Plain JSON-RPC on a load balancer breaks two rules: it is public, and it is not TLS.
+    "node RPC behind a load balancer": {"no-public-node-rpc", "public-endpoints-use-tls"},
+    "a privileged container": {"no-root-or-privileged-containers"},
+    "a container that may run as root": {"no-root-or-privileged-containers"},
+    "privilege escalation": {"no-root-or-privileged-containers"},
+    "a KMS key that never rotates": {"kms-key-rotation"},
+    "a public endpoint without TLS": {"public-endpoints-use-tls"},
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_each_broken_variant_is_caught_by_its_guardrail(dev: Plan, case: str) -> None:
+    name, change = BROKEN[case]
+    violations = evaluate(mutate(dev, name, change))
+    assert {v.policy for v in violations} == EXPECTED[case], violations
+
+
+def test_config_that_breaks_a_guardrail_is_caught(plan_stack: PlanStack) -> None:
+    open_endpoint = plan_stack(
+        "dev", merge={"zbi:cluster": {"endpoint": {"publicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}}}
+    )
+    assert {v.policy for v in evaluate(resources(open_endpoint))} == {"eks-endpoint-not-open-to-the-world"}
+    no_backups = plan_stack("dev", merge={"zbi:backup": {"enabled": False}})
+    (violation,) = evaluate(resources(no_backups))
+    assert violation.policy == "snapshots-copied-cross-region" and "zbi-testnet-chain" in violation.message
+
+
+def test_every_guardrail_has_a_description_and_a_remediation_and_is_exercised() -> None:
+    assert len({g.name for g in GUARDRAILS}) == len(GUARDRAILS) == 7
+    for guardrail in GUARDRAILS:
+        assert len(guardrail.description) > 40 and len(guardrail.remediation) > 20
+    exercised = set().union(*EXPECTED.values()) | {
+        "eks-endpoint-not-open-to-the-world",
+        "snapshots-copied-cross-region",
+    }
+    assert exercised == {g.name for g in GUARDRAILS}
+
+
+def test_zbi_plan_policy_exits_3_on_a_violation(tmp_path) -> None:
+    from tests.test_bad_input import project_copy, zbi
+
+    project = project_copy(tmp_path)
+    stack = (
+        (project / "Pulumi.dev.yaml")
+        .read_text()
+        .replace("    drRetainDays: 7\n", "    drRetainDays: 7\n    enabled: false\n")
+    )
+    (project / "Pulumi.nobackup.yaml").write_text(stack)
+    result = zbi("plan", "nobackup", "--policy", cwd=project)
+    assert result.returncode == 3, result.stderr
+    assert "[snapshots-copied-cross-region]" in result.stderr and "1 violations" in result.stderr
+    clean = zbi("plan", "dev", "--policy", cwd=project)
+    assert clean.returncode == 0 and "0 violations" in clean.stderr
+
+
+# ---- the policy pack, served by pulumi-policy ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
+    """`python policy/__main__.py`, as the engine starts a Python policy pack: it prints its port on loopback."""
+    server = subprocess.Popen(
+        [sys.executable, str(ROOT / "policy" / "__main__.py")],
+        cwd=ROOT / "policy",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline().strip())
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        yield analyzer_pb2_grpc.AnalyzerStub(channel)
+        channel.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def properties(resource: PlannedResource | Resource) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    json_format.ParseDict(dict(resource.inputs if isinstance(resource, PlannedResource) else resource.props), struct)
+    return struct
+
+
+def analyze(stub: analyzer_pb2_grpc.AnalyzerStub, resource: Resource) -> list[str]:
+    request = proto.AnalyzeRequest(
+        type=resource.type, name=resource.name, urn=resource.urn, properties=properties(resource)
+    )
+    return [d.policyName for d in stub.Analyze(request, timeout=30).diagnostics]
+
+
+def analyze_stack(stub: analyzer_pb2_grpc.AnalyzerStub, listed: list[Resource]) -> list[str]:
+    request = proto.AnalyzeStackRequest(
+        resources=[
+            proto.AnalyzerResource(type=r.type, name=r.name, urn=r.urn, properties=properties(r)) for r in listed
+        ]
+    )
+    return [d.policyName for d in stub.AnalyzeStack(request, timeout=60).diagnostics]
+
+
+def test_the_pack_declares_every_guardrail_as_mandatory(analyzer: analyzer_pb2_grpc.AnalyzerStub) -> None:
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+    assert info.name == "zbi-guardrails"
+    assert {p.name for p in info.policies} == {g.name for g in GUARDRAILS}
+    assert {p.enforcementLevel for p in info.policies} == {proto.MANDATORY}
+
+
+def test_the_pack_passes_a_plan_and_catches_each_broken_variant(
+    analyzer: analyzer_pb2_grpc.AnalyzerStub, dev: Plan
+) -> None:
+    clean = resources(dev)
+    assert [p for r in clean for p in analyze(analyzer, r)] == []
+    assert analyze_stack(analyzer, clean) == []
+    for case, (name, change) in BROKEN.items():
+        broken = mutate(dev, name, change)
+        found = set(analyze_stack(analyzer, broken)) | {
+            p for r in broken if r.name == name for p in analyze(analyzer, r)
+        }
+        assert found == EXPECTED[case], case

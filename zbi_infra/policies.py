@@ -1,0 +1,301 @@
+"""zBI's guardrails as policy rules: pure functions over resources (type, name, input properties).
+
+The same rules run in two places: `policy/`, a Pulumi policy pack that `pulumi preview --policy-pack policy`
+enforces (pulumi-policy calls them with each resource's inputs), and `zbi plan --policy`, which applies them to the
+offline plan, so a pull request is checked without cloud credentials. Nothing here imports Pulumi or pydantic: the
+policy pack needs only pulumi-policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+EBS_CSI = "ebs.csi.aws.com"
+ZCASH_RPC_PORTS = {8232, 18232}
+ACM_CERTIFICATE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
+WORKLOAD_TYPES = {
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:DaemonSet",
+    "kubernetes:batch/v1:Job",
+}
+EKS_CLUSTER_TYPES = {"eks:index:Cluster", "aws:eks/cluster:Cluster"}
+WORLD = {"0.0.0.0/0", "::/0"}
+
+
+@dataclass(frozen=True)
+class Resource:
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    urn: str = ""
+
+
+@dataclass(frozen=True)
+class Violation:
+    policy: str
+    resource: str | None
+    message: str
+
+
+@dataclass(frozen=True)
+class Guardrail:
+    name: str
+    description: str
+    remediation: str
+    # One resource at a time, or the whole stack at once: a list of messages, or of (resource URN, message).
+    check_resource: Callable[[Resource], list[str]] | None = None
+    check_stack: Callable[[list[Resource]], list[tuple[str | None, str]]] | None = None
+
+
+def _get(props: Mapping[str, Any], *path: str, default: Any = None) -> Any:
+    value: Any = props
+    for key in path:
+        if not isinstance(value, Mapping) or key not in value:
+            return default
+        value = value[key]
+    return value
+
+
+# ---- one resource at a time -------------------------------------------------------------------------------------
+
+
+def chain_storage_encrypted_and_retained(resource: Resource) -> list[str]:
+    props, problems = resource.props, []
+    if resource.type == "kubernetes:storage.k8s.io/v1:StorageClass" and props.get("provisioner") == EBS_CSI:
+        if _get(props, "parameters", "encrypted") != "true":
+            problems.append('the EBS StorageClass does not encrypt its volumes (parameters.encrypted is not "true")')
+        if props.get("reclaimPolicy", "Delete") != "Retain":
+            problems.append("the EBS StorageClass deletes its volumes with their claims (reclaimPolicy is not Retain)")
+    if resource.type == "kubernetes:apps/v1:StatefulSet" and _get(props, "spec", "volumeClaimTemplates"):
+        if _get(props, "spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted") == "Delete":
+            problems.append("the StatefulSet deletes its volume claims when it is deleted")
+    if resource.type == "aws:ebs/volume:Volume" and props.get("encrypted") is not True:
+        problems.append("the EBS volume is not encrypted")
+    return problems
+
+
+def no_public_node_rpc(resource: Resource) -> list[str]:
+    if resource.type != "kubernetes:core/v1:Service":
+        return []
+    if _get(resource.props, "spec", "type") not in ("LoadBalancer", "NodePort"):
+        return []
+    exposed = [
+        port
+        for port in _get(resource.props, "spec", "ports", default=[]) or []
+        if port.get("name") == "rpc"
+        or port.get("targetPort") == "rpc"
+        or port.get("port") in ZCASH_RPC_PORTS
+        or port.get("targetPort") in ZCASH_RPC_PORTS
+    ]
+    return ["the Service exposes a full node's JSON-RPC port outside the cluster"] if exposed else []
+
+
+def no_root_or_privileged_containers(resource: Resource) -> list[str]:
+    if resource.type not in WORKLOAD_TYPES and resource.type != "kubernetes:core/v1:Pod":
+        return []
+    pod = (
+        resource.props.get("spec", {})
+        if resource.type.endswith(":Pod")
+        else _get(resource.props, "spec", "template", "spec", default={})
+    )
+    pod_context = pod.get("securityContext") or {}
+    problems = []
+    for container in [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]:
+        context = container.get("securityContext") or {}
+        name = container.get("name", "?")
+        if context.get("privileged") is True:
+            problems.append(f"container {name} is privileged")
+        if context.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"container {name} may escalate privileges (allowPrivilegeEscalation is not false)")
+        non_root = context.get("runAsNonRoot", pod_context.get("runAsNonRoot"))
+        user = context.get("runAsUser", pod_context.get("runAsUser"))
+        if non_root is not True or user == 0:
+            problems.append(f"container {name} may run as root (runAsNonRoot is not true, or runAsUser is 0)")
+    return problems
+
+
+def eks_endpoint_not_open_to_the_world(resource: Resource) -> list[str]:
+    if resource.type not in EKS_CLUSTER_TYPES:
+        return []
+    props = resource.props
+    if resource.type == "aws:eks/cluster:Cluster":
+        props = props.get("vpcConfig") or {}
+    # pulumi-eks and EKS both default to a public endpoint open to 0.0.0.0/0.
+    if props.get("endpointPublicAccess", True) is False:
+        return []
+    cidrs = set(props.get("publicAccessCidrs") or WORLD)
+    return ["the EKS API endpoint is public and open to the whole internet"] if cidrs & WORLD else []
+
+
+def kms_keys_rotate(resource: Resource) -> list[str]:
+    if resource.type != "aws:kms/key:Key":
+        return []
+    symmetric = resource.props.get("customerMasterKeySpec", resource.props.get("keySpec", "SYMMETRIC_DEFAULT"))
+    if symmetric == "SYMMETRIC_DEFAULT" and resource.props.get("enableKeyRotation") is not True:
+        return ["the KMS key does not rotate (enableKeyRotation is not true)"]
+    return []
+
+
+# ---- the whole stack --------------------------------------------------------------------------------------------
+
+
+def _class_tags(storage_class: Resource) -> dict[str, str]:
+    parameters = storage_class.props.get("parameters") or {}
+    return dict(
+        str(value).split("=", 1)
+        for key, value in parameters.items()
+        if key.startswith("tagSpecification_") and "=" in str(value)
+    )
+
+
+def snapshots_copied_cross_region(resources: list[Resource]) -> list[tuple[str | None, str]]:
+    """In a primary stack (one that reads no other stack), every backed-up chain StorageClass is selected by a DLM
+    policy that copies its snapshots, encrypted, to another region."""
+    if any(r.type == "pulumi:pulumi:StackReference" for r in resources):
+        return []  # a DR stack restores copies; it makes none
+    classes = [
+        r
+        for r in resources
+        if r.type == "kubernetes:storage.k8s.io/v1:StorageClass"
+        and r.props.get("provisioner") == EBS_CSI
+        and _class_tags(r).get("zbi.io/backup") == "true"
+    ]
+    policies = [r for r in resources if r.type == "aws:dlm/lifecyclePolicy:LifecyclePolicy"]
+    problems: list[tuple[str | None, str]] = []
+    for storage_class in classes:
+        tags = _class_tags(storage_class)
+        copying = [
+            p
+            for p in policies
+            if (_get(p.props, "policyDetails", "targetTags") or {}).items() <= tags.items()
+            and any(
+                rule.get("encrypted") is True
+                for schedule in _get(p.props, "policyDetails", "schedules", default=[]) or []
+                for rule in schedule.get("crossRegionCopyRules") or []
+            )
+        ]
+        if not copying:
+            problems.append(
+                (
+                    storage_class.urn or None,
+                    f"no DLM policy copies snapshots of {storage_class.name}'s volumes, encrypted, to another region",
+                )
+            )
+    return problems
+
+
+def _selects(selector: Mapping[str, str], labels: Mapping[str, str]) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def public_endpoints_use_tls(resources: list[Resource]) -> list[tuple[str | None, str]]:
+    """Every public load balancer that is not Zcash P2P (a protocol of its own) ends in TLS: at the load balancer (an
+    ACM certificate) or at the pods it selects (a kubernetes.io/tls Secret mounted, no insecure flag)."""
+    tls_secrets = {
+        (_get(r.props, "metadata", "namespace"), _get(r.props, "metadata", "name"))
+        for r in resources
+        if r.type == "kubernetes:core/v1:Secret" and r.props.get("type") == "kubernetes.io/tls"
+    }
+    workloads = [r for r in resources if r.type in WORKLOAD_TYPES]
+    problems: list[tuple[str | None, str]] = []
+    for service in resources:
+        spec = service.props.get("spec") or {}
+        if service.type != "kubernetes:core/v1:Service" or spec.get("type") != "LoadBalancer":
+            continue
+        ports = spec.get("ports") or []
+        if ports and all(p.get("name") == "p2p" or p.get("targetPort") == "p2p" for p in ports):
+            continue
+        if ACM_CERTIFICATE_ANNOTATION in (_get(service.props, "metadata", "annotations") or {}):
+            continue
+        namespace = _get(service.props, "metadata", "namespace")
+        selected = [
+            w
+            for w in workloads
+            if _get(w.props, "metadata", "namespace") == namespace
+            and _selects(spec.get("selector") or {}, _get(w.props, "spec", "template", "metadata", "labels") or {})
+        ]
+        if not selected or not all(_serves_tls(w, namespace, tls_secrets) for w in selected):
+            problems.append((service.urn or None, f"public Service {service.name} does not end in TLS"))
+    return problems
+
+
+def _serves_tls(workload: Resource, namespace: Any, tls_secrets: set[tuple[Any, Any]]) -> bool:
+    pod = _get(workload.props, "spec", "template", "spec") or {}
+    mounted = {
+        _get(volume, "secret", "secretName")
+        for volume in pod.get("volumes") or []
+        if (namespace, _get(volume, "secret", "secretName")) in tls_secrets
+    }
+    insecure = any(
+        "--no-tls-very-insecure" in [*(c.get("command") or []), *(c.get("args") or [])]
+        for c in pod.get("containers") or []
+    )
+    return bool(mounted) and not insecure
+
+
+GUARDRAILS = [
+    Guardrail(
+        "chain-storage-encrypted-and-retained",
+        "Chain data takes days to sync: its volumes must be encrypted and must outlive their claims and workloads.",
+        "Use the zBI gp3 StorageClass (encrypted with the cluster's EBS key, reclaimPolicy Retain) and keep "
+        "persistentVolumeClaimRetentionPolicy at Retain.",
+        check_resource=chain_storage_encrypted_and_retained,
+    ),
+    Guardrail(
+        "no-public-node-rpc",
+        "A full node's JSON-RPC answers every caller with the node's credentials: it is never behind a load "
+        "balancer or node port.",
+        "Expose RPC only as a ClusterIP Service; give end users the access gateway instead.",
+        check_resource=no_public_node_rpc,
+    ),
+    Guardrail(
+        "no-root-or-privileged-containers",
+        "Every container runs as a non-root user, unprivileged, without privilege escalation.",
+        "Set runAsNonRoot: true (and a non-zero runAsUser), privileged: false and allowPrivilegeEscalation: false.",
+        check_resource=no_root_or_privileged_containers,
+    ),
+    Guardrail(
+        "eks-endpoint-not-open-to-the-world",
+        "The EKS API endpoint is private, or public only to an allowlist.",
+        "Set zbi:cluster.endpoint.publicAccess to false, or list your ranges in publicAccessCidrs.",
+        check_resource=eks_endpoint_not_open_to_the_world,
+    ),
+    Guardrail(
+        "kms-key-rotation",
+        "Every symmetric KMS key rotates its key material yearly.",
+        "Set enableKeyRotation: true on the key.",
+        check_resource=kms_keys_rotate,
+    ),
+    Guardrail(
+        "snapshots-copied-cross-region",
+        "In a primary stack, chain volumes are snapshotted and their snapshots copied, encrypted, to another region, "
+        "so a regional outage loses hours of data, not days of sync.",
+        "Keep zbi:backup enabled (DLM with a cross-region copy rule to zbi:backup.drRegion).",
+        check_stack=snapshots_copied_cross_region,
+    ),
+    Guardrail(
+        "public-endpoints-use-tls",
+        "Every public endpoint but Zcash P2P ends in TLS, at the load balancer or at the pods.",
+        "Give the instance a certificate authority (zBI's default) or an ACM certificate annotation; never run a "
+        "public light-wallet server with --no-tls-very-insecure.",
+        check_stack=public_endpoints_use_tls,
+    ),
+]
+
+
+def evaluate(resources: Iterable[Resource]) -> list[Violation]:
+    listed = list(resources)
+    violations = []
+    for guardrail in GUARDRAILS:
+        if guardrail.check_resource:
+            for resource in listed:
+                violations += [
+                    Violation(guardrail.name, resource.urn or resource.name, message)
+                    for message in guardrail.check_resource(resource)
+                ]
+        if guardrail.check_stack:
+            violations += [Violation(guardrail.name, urn, message) for urn, message in guardrail.check_stack(listed)]
+    return violations
