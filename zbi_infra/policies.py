@@ -69,9 +69,9 @@ def chain_storage_encrypted_and_retained(resource: Resource) -> list[str]:
             problems.append('the EBS StorageClass does not encrypt its volumes (parameters.encrypted is not "true")')
         if props.get("reclaimPolicy", "Delete") != "Retain":
             problems.append("the EBS StorageClass deletes its volumes with their claims (reclaimPolicy is not Retain)")
-    if resource.type == "kubernetes:apps/v1:StatefulSet" and _get(props, "spec", "volumeClaimTemplates"):
-        if _get(props, "spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted") == "Delete":
-            problems.append("the StatefulSet deletes its volume claims when it is deleted")
+    deletes_claims = _get(props, "spec", "persistentVolumeClaimRetentionPolicy", "whenDeleted") == "Delete"
+    if resource.type == "kubernetes:apps/v1:StatefulSet" and deletes_claims:
+        problems.append("the StatefulSet deletes its volume claims when it is deleted")
     if resource.type == "aws:ebs/volume:Volume" and props.get("encrypted") is not True:
         problems.append("the EBS volume is not encrypted")
     return problems
