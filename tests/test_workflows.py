@@ -102,6 +102,9 @@ def test_pull_requests_preview_every_cloud_stack_and_plan_every_stack() -> None:
     assert preview["permissions"]["id-token"] == "write"
     pulumi_step = next(s for s in preview["steps"] if s.get("uses", "").startswith("pulumi/actions"))
     assert pulumi_step["with"]["command"] == "preview" and pulumi_step["with"]["comment-on-pr"] is True
+    assert pulumi_step["with"]["policyPacks"] == "policy"  # the guardrails, enforced in the real preview
+    plan_step = next(s for s in jobs["plan"]["steps"] if "zbi plan" in s.get("run", ""))
+    assert "--policy" in plan_step["run"]  # ... and offline, without credentials
     text = (ROOT / ".github" / "workflows" / "pull-request.yml").read_text()
     assert "aws-access-key-id" not in text and "AWS_SECRET_ACCESS_KEY" not in text
 
