@@ -77,6 +77,13 @@ def schema(provider: provider_pb2_grpc.ResourceProviderStub) -> dict[str, Any]:
 
 
 def test_the_host_answers_the_engine(provider: provider_pb2_grpc.ResourceProviderStub, schema: dict[str, Any]) -> None:
+    # Python providers take the engine's legacy handshake: the port on stdout (the fixture read it), no Handshake
+    # call, then Configure.
+    with pytest.raises(grpc.RpcError) as unimplemented:
+        provider.Handshake(provider_pb2.ProviderHandshakeRequest(engine_address="127.0.0.1:1"), timeout=30)
+    assert unimplemented.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    configured = provider.Configure(provider_pb2.ConfigureRequest(acceptSecrets=True, acceptResources=True), timeout=30)
+    assert configured.acceptSecrets and configured.acceptResources
     info = provider.GetPluginInfo(empty_pb2.Empty(), timeout=30)
     assert info.version
     assert schema["name"] == "zbi"
