@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from pulumi.provider.experimental.analyzer import Analyzer
 from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 
 from tests.conftest import ROOT
+from tests.plugin_server import plugin_channel
 from zbi_infra.plan.engine import Plan, evaluate
 from zbi_infra.plan.project import StackFile
 
@@ -52,23 +52,9 @@ def test_the_analyzer_accepts_every_component_with_documented_inputs_and_outputs
 @pytest.fixture(scope="module")
 def provider() -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
     """The package's entry point, started as the engine starts a plugin: engine address as argument, port on stdout."""
-    host = subprocess.Popen(
-        [sys.executable, str(COMPONENTS_DIR / "__main__.py"), "127.0.0.1:1"],
-        cwd=COMPONENTS_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert host.stdout is not None
-        port = int(host.stdout.readline().strip())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=60)
+    command = [sys.executable, str(COMPONENTS_DIR / "__main__.py"), "127.0.0.1:1"]
+    with plugin_channel(command, COMPONENTS_DIR) as channel:
         yield provider_pb2_grpc.ResourceProviderStub(channel)
-        channel.close()
-    finally:
-        host.terminate()
-        host.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")

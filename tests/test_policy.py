@@ -5,18 +5,17 @@
 from __future__ import annotations
 
 import copy
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import grpc
 import pytest
 from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto
 from pulumi.runtime.proto import analyzer_pb2_grpc
 
 from tests.conftest import ROOT, PlanStack
+from tests.plugin_server import plugin_channel
 from zbi_infra.plan.engine import Plan, PlannedResource
 from zbi_infra.policies import GUARDRAILS, Resource, evaluate
 
@@ -155,24 +154,9 @@ def test_zbi_plan_policy_exits_3_on_a_violation(tmp_path) -> None:
 
 @pytest.fixture(scope="module")
 def analyzer() -> Iterator[analyzer_pb2_grpc.AnalyzerStub]:
-    """`python policy/__main__.py`, as the engine starts a Python policy pack: it prints its port on loopback."""
-    server = subprocess.Popen(
-        [sys.executable, str(ROOT / "policy" / "__main__.py")],
-        cwd=ROOT / "policy",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert server.stdout is not None
-        port = int(server.stdout.readline().strip())
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
+    """`python policy/__main__.py`, as the engine starts a Python policy pack."""
+    with plugin_channel([sys.executable, str(ROOT / "policy" / "__main__.py")], ROOT / "policy") as channel:
         yield analyzer_pb2_grpc.AnalyzerStub(channel)
-        channel.close()
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def properties(resource: PlannedResource | Resource) -> struct_pb2.Struct:

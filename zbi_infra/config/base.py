@@ -28,6 +28,12 @@ class StrictModel(BaseModel):
 StrictInt = Annotated[int, Strict()]
 StrictBool = Annotated[bool, Strict()]
 
+
+def listed_twice(values: list[str]) -> list[str]:
+    """The values a list holds more than once, sorted: each one a mistake that AWS or Kubernetes refuses late."""
+    return sorted({value for value in values if values.count(value) > 1})
+
+
 # Kubernetes and AWS both accept DNS-label names; the stricter of the two rules fits both.
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from zbi_infra.config.base import DnsLabel, StrictBool, StrictInt, StrictModel
+from zbi_infra.config.base import DnsLabel, StrictBool, StrictInt, StrictModel, listed_twice
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
 
@@ -331,7 +331,7 @@ class EndpointsConfig(StrictModel):
     @field_validator("hostnames")
     @classmethod
     def _hostnames_unique(cls, hostnames: list[str]) -> list[str]:
-        twice = sorted({h for h in hostnames if hostnames.count(h) > 1})
+        twice = listed_twice(hostnames)
         if twice:
             raise ValueError(f"{', '.join(twice)} listed twice. Fix: list each hostname once")
         return hostnames
@@ -356,7 +356,7 @@ class InstanceConfig(StrictModel):
     @field_validator("admins")
     @classmethod
     def _admins_unique(cls, admins: list[str]) -> list[str]:
-        twice = sorted({a for a in admins if admins.count(a) > 1})
+        twice = listed_twice(admins)
         if twice:
             raise ValueError(f"{twice[0]} is listed twice (EKS allows one access entry per principal). Fix: keep one")
         return admins

@@ -9,6 +9,8 @@ import ipaddress
 import re
 from collections.abc import Iterable
 
+from zbi_infra.config.base import listed_twice
+
 # EC2 user guide, "Tag restrictions": 50 user tags per resource, keys 1-128 and values 0-256 Unicode characters of
 # letters, digits, spaces and _ . : / = + - @; the aws: prefix is reserved.
 MAX_TAGS_PER_RESOURCE = 50
@@ -58,8 +60,9 @@ def check_cidrs(cidrs: Iterable[str], *, public: bool, limit: int, what: str) ->
     checked = list(cidrs)
     if len(checked) > limit:
         raise ValueError(f"{len(checked)} CIDRs; {what} takes at most {limit}. Fix: aggregate ranges")
-    if len(set(checked)) != len(checked):
-        raise ValueError("a CIDR is listed twice. Fix: list each range once")
+    twice = listed_twice(checked)
+    if twice:
+        raise ValueError(f"{twice[0]} is listed twice. Fix: list each range once")
     for cidr in checked:
         try:
             network = ipaddress.ip_network(cidr, strict=True)

@@ -9,7 +9,16 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from zbi_infra.config.base import LABEL_KEY_PATTERN, AwsRegion, DnsLabel, StrictBool, StrictInt, StrictModel, Tags
+from zbi_infra.config.base import (
+    LABEL_KEY_PATTERN,
+    AwsRegion,
+    DnsLabel,
+    StrictBool,
+    StrictInt,
+    StrictModel,
+    Tags,
+    listed_twice,
+)
 from zbi_infra.config.names import MAX_PUBLIC_ACCESS_CIDRS, check_cidrs, check_cluster_name
 from zbi_infra.network_plan import MAX_VPC_PREFIX, MIN_VPC_PREFIX
 from zbi_infra.zones import ZONE_ID_PATTERN, zone_id_prefix
@@ -43,7 +52,7 @@ class PlatformConfig(StrictModel):
             return None
         if not 2 <= len(zone_ids) <= 6:
             raise ValueError(f"list 2 to 6 zone IDs, got {len(zone_ids)}")
-        if len(set(zone_ids)) != len(zone_ids):
+        if listed_twice(zone_ids):
             raise ValueError("a zone ID is listed twice. Fix: list each zone once")
         region = info.data.get("region")
         prefix = zone_id_prefix(region) if region else None
@@ -312,14 +321,14 @@ class ClusterConfig(StrictModel):
     @field_validator("admins")
     @classmethod
     def _admins_unique(cls, admins: list[AdminConfig]) -> list[AdminConfig]:
-        names = [a.name for a in admins]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"admin name(s) {', '.join(dupes)} appear twice. Fix: give each admin a unique name")
-        arns = [a.principal_arn for a in admins]
-        dupes = sorted({a for a in arns if arns.count(a) > 1})
-        if dupes:
-            raise ValueError(f"principal {dupes[0]} is listed twice (EKS allows one access entry per principal)")
+        names = listed_twice([a.name for a in admins])
+        if names:
+            raise ValueError(f"admin name(s) {', '.join(names)} appear twice. Fix: give each admin a unique name")
+        principals = listed_twice([a.principal_arn for a in admins])
+        if principals:
+            raise ValueError(
+                f"principal {principals[0]} is listed twice (EKS allows one access entry per principal). Fix: keep one"
+            )
         return admins
 
     @field_validator("node_groups")
