@@ -41,6 +41,10 @@ UPSTREAMS = {
     "lightwalletd": Upstream("zcash/lightwalletd", "v0.5.3", "MIT"),
     "zcash": Upstream("zcash/zcash", "v6.20.0", "MIT"),
     "zaino": Upstream("zingolabs/zaino", "0.8.0", "Apache-2.0"),
+    # The exporters whose metric names zBI's alert rules use.
+    "go-grpc-prometheus": Upstream("grpc-ecosystem/go-grpc-prometheus", "v1.2.0", "Apache-2.0"),
+    "blackbox_exporter": Upstream("prometheus/blackbox_exporter", "v0.28.0", "Apache-2.0"),
+    "kube-state-metrics": Upstream("kubernetes/kube-state-metrics", "v2.20.0", "Apache-2.0"),
 }
 
 # (upstream, path at the tag, fixture file name): copied verbatim.
@@ -115,6 +119,22 @@ def lightwalletd_flags(root_go: str) -> dict[str, object]:
             "prefix": None if "SetEnvPrefix" not in root_go else "set",
         },
     }
+
+
+def metric_names(checkout: Path, tag: str, pattern: str, *paths: str) -> list[str]:
+    """Every metric name `pattern` (a regex with one group) finds in the sources at the tag."""
+    files = subprocess.run(
+        ["git", "-C", str(checkout), "ls-tree", "-r", "--name-only", tag], check=True, capture_output=True, text=True
+    ).stdout.split()
+    found: set[str] = set()
+    for path in files:
+        if path.endswith("_test.go"):
+            continue
+        if any(path.startswith(prefix) or re.fullmatch(prefix, path) for prefix in paths) and path.endswith(
+            (".rs", ".go")
+        ):
+            found.update(re.findall(pattern, git_show(checkout, tag, path)))
+    return sorted(found)
 
 
 def main() -> None:
@@ -198,6 +218,40 @@ def main() -> None:
             },
         )
         record("zebra/regtest-initial-peers.json", "zebra", peers_path, "Config::initial_peers on Regtest")
+
+    if "zebra" in checkouts:
+        tag = UPSTREAMS["zebra"].tag
+        names = metric_names(checkouts["zebra"], tag, r'(?:gauge|counter|histogram)!\(\s*"([a-z0-9_.]+)"', r".*")
+        # metrics-exporter-prometheus writes names with "." as "_".
+        write_json("zebra/metrics.json", {"metrics": sorted({n.replace(".", "_") for n in names})})
+        record("zebra/metrics.json", "zebra", "*.rs: metrics::{gauge,counter,histogram}! names", "metric names")
+
+    if "lightwalletd" in checkouts:
+        own = metric_names(
+            checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, r'Name:\s*"([a-z0-9_]+)"', "cmd/", "common/"
+        )
+        write_json("lightwalletd/metrics.json", {"metrics": own})
+        record("lightwalletd/metrics.json", "lightwalletd", "cmd/connstats.go (prometheus Name:)", "metric names")
+
+    if "go-grpc-prometheus" in checkouts:
+        tag = UPSTREAMS["go-grpc-prometheus"].tag
+        names = metric_names(
+            checkouts["go-grpc-prometheus"], tag, r'Name:\s*"(grpc_server_[a-z_]+)"', r"server_metrics\.go"
+        )
+        write_json("go-grpc-prometheus/metrics.json", {"metrics": names, "used_by": "lightwalletd v0.5.3 (go.mod)"})
+        record("go-grpc-prometheus/metrics.json", "go-grpc-prometheus", "server_metrics.go", "server metric names")
+
+    if "blackbox_exporter" in checkouts:
+        tag = UPSTREAMS["blackbox_exporter"].tag
+        names = metric_names(checkouts["blackbox_exporter"], tag, r'Name:\s*"(probe_[a-z_]+)"', "prober/")
+        write_json("blackbox_exporter/metrics.json", {"metrics": names})
+        record("blackbox_exporter/metrics.json", "blackbox_exporter", "prober/*.go (prometheus Name:)", "metric names")
+
+    if "kube-state-metrics" in checkouts:
+        tag = UPSTREAMS["kube-state-metrics"].tag
+        names = metric_names(checkouts["kube-state-metrics"], tag, r'"(kube_[a-z_]+)"', "internal/store/")
+        write_json("kube-state-metrics/metrics.json", {"metrics": names})
+        record("kube-state-metrics/metrics.json", "kube-state-metrics", "internal/store/*.go", "metric names")
 
     if "lightwalletd" in checkouts:
         root_go = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, "cmd/root.go")

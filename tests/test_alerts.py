@@ -1,0 +1,241 @@
+"""zBI's alert rules: accepted by promtool, each proven by `promtool test rules` to fire on a series that should
+fire it and to stay quiet on one that should not, and built only from metrics their exporters' sources name."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import UPSTREAM
+from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.monitoring.alerts import alert_rules, error_budget_minutes
+
+INSTANCES = {
+    "testnet": InstanceConfig.model_validate({"network": "testnet"}),
+    "regnet": InstanceConfig.model_validate({"network": "regtest", "lightwallet": {"kind": "none"}}),
+}
+ENDPOINT = "testnet.lwd.zbi.example:443"
+GROUPS = alert_rules(INSTANCES, [ENDPOINT])
+RULES = {rule["alert"]: rule for group in GROUPS for rule in group["rules"]}
+NS = 'namespace="zbi-testnet"'
+
+# alert -> (interval, evaluation time, series that fire it, labels it fires with, series that must not fire it)
+CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tuple[str, str]]]] = {
+    "ZcashNodeNotReady": (
+        "1m",
+        "20m",
+        [(f'kube_pod_status_ready{{{NS}, pod="zebrad-0", condition="false"}}', "1x30")],
+        {"namespace": "zbi-testnet", "pod": "zebrad-0"},
+        [(f'kube_pod_status_ready{{{NS}, pod="zebrad-0", condition="false"}}', "0x30")],
+    ),
+    "ZcashInstanceDown": (
+        "1m",
+        "10m",
+        [(f'kube_statefulset_status_replicas_ready{{{NS}, statefulset="zebrad"}}', "0x20")],
+        {"namespace": "zbi-testnet"},
+        [(f'kube_statefulset_status_replicas_ready{{{NS}, statefulset="zebrad"}}', "1x20")],
+    ),
+    "ZcashTipNotAdvancing": (
+        "1m",
+        "40m",
+        [(f'zcash_chain_verified_block_height{{{NS}, pod="zebrad-0"}}', "100x60")],
+        {"namespace": "zbi-testnet", "pod": "zebrad-0"},
+        # An advancing chain, and a stalled one on an isolated regtest network (no tip to follow).
+        [
+            (f'zcash_chain_verified_block_height{{{NS}, pod="zebrad-0"}}', "100+1x60"),
+            ('zcash_chain_verified_block_height{namespace="zbi-regnet", pod="zebrad-0"}', "5x60"),
+        ],
+    ),
+    "ZcashReplicaBehind": (
+        "1m",
+        "20m",
+        [
+            (f'zcash_chain_verified_block_height{{{NS}, pod="zebrad-0"}}', "200+1x40"),
+            (f'zcash_chain_verified_block_height{{{NS}, pod="zebrad-1"}}', "100+1x40"),
+        ],
+        {"namespace": "zbi-testnet", "pod": "zebrad-1"},
+        [
+            (f'zcash_chain_verified_block_height{{{NS}, pod="zebrad-0"}}', "200+1x40"),
+            (f'zcash_chain_verified_block_height{{{NS}, pod="zebrad-1"}}', "198+1x40"),
+        ],
+    ),
+    "ZcashPeersLow": (
+        "1m",
+        "20m",
+        [(f'zcash_net_peers{{{NS}, pod="zebrad-0"}}', "1x30")],
+        {"namespace": "zbi-testnet", "pod": "zebrad-0"},
+        [(f'zcash_net_peers{{{NS}, pod="zebrad-0"}}', "8x30")],
+    ),
+    "ZcashChainVolumeFilling": (
+        "1m",
+        "8h",
+        [
+            (f'kubelet_volume_stats_used_bytes{{{NS}, persistentvolumeclaim="data-zebrad-0"}}', "90+0.005x600"),
+            (f'kubelet_volume_stats_capacity_bytes{{{NS}, persistentvolumeclaim="data-zebrad-0"}}', "100x600"),
+            (f'kubelet_volume_stats_available_bytes{{{NS}, persistentvolumeclaim="data-zebrad-0"}}', "10-0.005x600"),
+        ],
+        {"namespace": "zbi-testnet", "persistentvolumeclaim": "data-zebrad-0"},
+        # Over 80% but not growing: nothing to predict.
+        [
+            (f'kubelet_volume_stats_used_bytes{{{NS}, persistentvolumeclaim="data-zebrad-0"}}', "90x600"),
+            (f'kubelet_volume_stats_capacity_bytes{{{NS}, persistentvolumeclaim="data-zebrad-0"}}', "100x600"),
+            (f'kubelet_volume_stats_available_bytes{{{NS}, persistentvolumeclaim="data-zebrad-0"}}', "10x600"),
+        ],
+    ),
+    "ZbiPodRestarting": (
+        "1m",
+        "10m",
+        [(f'kube_pod_container_status_restarts_total{{{NS}, pod="zebrad-0", container="zebrad"}}', "0+1x60")],
+        {"namespace": "zbi-testnet", "pod": "zebrad-0", "container": "zebrad"},
+        [(f'kube_pod_container_status_restarts_total{{{NS}, pod="zebrad-0", container="zebrad"}}', "2x60")],
+    ),
+    "LightWalletUnavailable": (
+        "1m",
+        "10m",
+        [(f'kube_statefulset_status_replicas_ready{{{NS}, statefulset="lightwalletd"}}', "0x20")],
+        {"namespace": "zbi-testnet"},
+        [(f'kube_statefulset_status_replicas_ready{{{NS}, statefulset="lightwalletd"}}', "2x20")],
+    ),
+    "LightWalletAtMaxReplicas": (
+        "1m",
+        "40m",
+        [
+            (
+                f'kube_horizontalpodautoscaler_status_current_replicas{{{NS}, horizontalpodautoscaler="lightwalletd"}}',
+                "6x60",
+            ),
+            (f'kube_horizontalpodautoscaler_spec_max_replicas{{{NS}, horizontalpodautoscaler="lightwalletd"}}', "6x60"),
+        ],
+        {"namespace": "zbi-testnet", "horizontalpodautoscaler": "lightwalletd"},
+        [
+            (
+                f'kube_horizontalpodautoscaler_status_current_replicas{{{NS}, horizontalpodautoscaler="lightwalletd"}}',
+                "2x60",
+            ),
+            (f'kube_horizontalpodautoscaler_spec_max_replicas{{{NS}, horizontalpodautoscaler="lightwalletd"}}', "6x60"),
+        ],
+    ),
+    "EndpointErrorBudgetBurn1H": (
+        "1m",
+        "65m",
+        [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "0x70")],
+        {"job": "zbi-endpoints", "instance": ENDPOINT},
+        # One failed probe an hour is 1.7% errors: above the budget's 0.1%, below the 14.4x page.
+        [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "1x58 0 1x10")],
+    ),
+    "EndpointErrorBudgetBurn6H": (
+        "5m",
+        "6h10m",
+        [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "1x24 0x60")],
+        {"job": "zbi-endpoints", "instance": ENDPOINT},
+        [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "1x80")],
+    ),
+}
+
+
+def promtool() -> str:
+    found = shutil.which("promtool")
+    if not found and shutil.which("apt-get") and os.geteuid() == 0:
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
+            capture_output=True,
+            timeout=300,
+        )
+        found = shutil.which("promtool")
+    if not found:
+        pytest.fail("promtool is not installed and could not be installed: apt-get install prometheus")
+    return found
+
+
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "zbi-rules.yml"
+    path.write_text(yaml.safe_dump({"groups": GROUPS}, sort_keys=False))
+    return path
+
+
+def expected(alert: str, labels: dict[str, str]) -> dict[str, Any]:
+    rule = RULES[alert]
+    summary = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], rule["annotations"]["summary"])
+    return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": {"summary": summary}}
+
+
+def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
+    result = subprocess.run([promtool(), "check", "rules", str(rules_file(tmp_path))], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(RULES)} rules found" in result.stdout
+
+
+def test_every_alert_fires_when_it_should_and_not_otherwise(tmp_path: Path) -> None:
+    assert set(CASES) == set(RULES), set(RULES) ^ set(CASES)
+    tests = []
+    for alert, (interval, at, firing, labels, quiet) in CASES.items():
+        for series, expect in ((firing, [expected(alert, labels)]), (quiet, [])):
+            tests.append(
+                {
+                    "interval": interval,
+                    "input_series": [{"series": s, "values": v} for s, v in series],
+                    "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expect}],
+                }
+            )
+    unit = tmp_path / "zbi-rules.test.yml"
+    unit.write_text(yaml.safe_dump({"rule_files": [rules_file(tmp_path).name], "tests": tests}, sort_keys=False))
+    result = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout
+
+
+def test_a_broken_rule_would_fail_its_unit_test(tmp_path: Path) -> None:
+    """The unit tests can fail: the same test run against a rule whose threshold is wrong does."""
+    broken = json.loads(json.dumps(GROUPS))
+    for group in broken:
+        for rule in group["rules"]:
+            if rule["alert"] == "ZcashPeersLow":
+                rule["expr"] = rule["expr"].replace("< 3", "< 1")
+    (tmp_path / "zbi-rules.yml").write_text(yaml.safe_dump({"groups": broken}, sort_keys=False))
+    interval, at, firing, labels, _ = CASES["ZcashPeersLow"]
+    test = {
+        "interval": interval,
+        "input_series": [{"series": s, "values": v} for s, v in firing],
+        "alert_rule_test": [
+            {"eval_time": at, "alertname": "ZcashPeersLow", "exp_alerts": [expected("ZcashPeersLow", labels)]}
+        ],
+    }
+    unit = tmp_path / "unit.yml"
+    unit.write_text(yaml.safe_dump({"rule_files": ["zbi-rules.yml"], "tests": [test]}, sort_keys=False))
+    result = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0
+
+
+def evidence() -> set[str]:
+    names: set[str] = set()
+    for path in UPSTREAM.glob("*/*metrics*.json"):
+        names |= set(json.loads(path.read_text())["metrics"])
+    return names
+
+
+def test_every_metric_a_rule_reads_is_named_by_its_exporters_source() -> None:
+    known = evidence()
+    functions = {"sum", "by", "max", "delta", "on", "group_right", "and", "predict_linear", "increase", "avg_over_time"}
+    for alert, rule in RULES.items():
+        used = {word for word in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?:\{|\[)", rule["expr"]) if word not in functions}
+        assert used, alert
+        assert used <= known, (alert, used - known)
+
+
+def test_the_slo_and_its_error_budget() -> None:
+    assert round(error_budget_minutes(), 1) == 43.2  # 0.1% of 30 days
+    burn = RULES["EndpointErrorBudgetBurn1H"]["expr"]
+    assert "[1h]" in burn and "[5m]" in burn and "14.4 * 0.001" in burn
+    assert (
+        "[6h]" in RULES["EndpointErrorBudgetBurn6H"]["expr"] and "[30m]" in RULES["EndpointErrorBudgetBurn6H"]["expr"]
+    )
+    assert not [g for g in alert_rules(INSTANCES, []) if g["name"] == "zbi-endpoint-slo"]

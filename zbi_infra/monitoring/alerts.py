@@ -1,0 +1,162 @@
+"""Alert rules for a stack's instances, as data: one pure function renders the Prometheus rule groups that ship as a
+`PrometheusRule` and as a file `promtool check rules` accepts.
+
+Every metric a rule reads is exported by a component whose source names it (tests/fixtures/upstream/*/metrics.json:
+zebrad, lightwalletd and its go-grpc-prometheus interceptors, kube-state-metrics, the kubelet, blackbox_exporter);
+the tests check each expression against that evidence and run `promtool test rules` with a series that fires each
+alert and one that must not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from zbi_infra.config.instance import InstanceConfig, LightwalletKind, Network
+from zbi_infra.node.context import namespace_of
+
+# SLO: 99.9% of probes of each public endpoint succeed over 30 days: 43.2 minutes of error budget a month.
+SLO_TARGET = 0.999
+ERROR_BUDGET = 1 - SLO_TARGET
+MONTH_MINUTES = 30 * 24 * 60
+# The SRE workbook's multi-window, multi-burn-rate pairs: page when 2% of the month's budget burns in an hour
+# (14.4x over 1h and 5m), or 5% in six hours (6x over 6h and 30m).
+BURN_RATES = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "critical"))
+BLOCKS_BEHIND = 10
+MIN_PEERS = 3
+VOLUME_FULL_FRACTION = 0.8
+FULL_NODES = "zebrad|zcashd"
+LIGHT_WALLETS = "lightwalletd|zaino"
+
+
+@dataclass(frozen=True)
+class Alert:
+    name: str
+    expr: str
+    for_: str
+    severity: str
+    summary: str
+
+    def rule(self) -> dict[str, Any]:
+        return {
+            "alert": self.name,
+            "expr": self.expr,
+            "for": self.for_,
+            "labels": {"severity": self.severity, "team": "zbi"},
+            "annotations": {"summary": self.summary},
+        }
+
+
+def _namespaces(names: list[str]) -> str:
+    return "|".join(sorted(namespace_of(n) for n in names)) or "none"
+
+
+def alert_rules(instances: dict[str, InstanceConfig], public_endpoints: list[str]) -> list[dict[str, Any]]:
+    """Rule groups for the instances of a stack; `public_endpoints` are the host:port targets the blackbox exporter
+    probes (job "zbi-endpoints")."""
+    every = _namespaces(list(instances))
+    # Chains that move on their own: an isolated regtest network has no tip to follow and no public peers.
+    live = _namespaces([n for n, i in instances.items() if i.network is not Network.REGTEST])
+    with_wallets = _namespaces([n for n, i in instances.items() if i.lightwallet.kind is not LightwalletKind.NONE])
+    node = f'namespace=~"{live}"'
+    chain: list[Alert] = [
+        Alert(
+            "ZcashNodeNotReady",
+            f'sum by (namespace, pod) (kube_pod_status_ready{{namespace=~"{every}", pod=~"({FULL_NODES})-[0-9]+", '
+            'condition="false"}) > 0',
+            "15m",
+            "warning",
+            "Full node {{ $labels.pod }} in {{ $labels.namespace }} has not been ready for 15 minutes.",
+        ),
+        Alert(
+            "ZcashInstanceDown",
+            f'sum by (namespace) (kube_statefulset_status_replicas_ready{{namespace=~"{every}", '
+            f'statefulset=~"{FULL_NODES}"}}) == 0',
+            "5m",
+            "critical",
+            "Every full node of {{ $labels.namespace }} is down: its RPC and light-wallet endpoints are dark.",
+        ),
+        Alert(
+            "ZcashTipNotAdvancing",
+            f"max by (namespace, pod) (delta(zcash_chain_verified_block_height{{{node}}}[30m])) <= 0",
+            "5m",
+            "warning",
+            "{{ $labels.pod }} in {{ $labels.namespace }} has verified no block for 30 minutes.",
+        ),
+        Alert(
+            "ZcashReplicaBehind",
+            f"(max by (namespace) (zcash_chain_verified_block_height{{{node}}}) - on (namespace) group_right() "
+            f"zcash_chain_verified_block_height{{{node}}}) > {BLOCKS_BEHIND}",
+            "15m",
+            "warning",
+            f"{{{{ $labels.pod }}}} is more than {BLOCKS_BEHIND} blocks behind the highest replica of "
+            "{{ $labels.namespace }}.",
+        ),
+        Alert(
+            "ZcashPeersLow",
+            f"max by (namespace, pod) (zcash_net_peers{{{node}}}) < {MIN_PEERS}",
+            "15m",
+            "warning",
+            f"{{{{ $labels.pod }}}} in {{{{ $labels.namespace }}}} has fewer than {MIN_PEERS} peers.",
+        ),
+        Alert(
+            "ZcashChainVolumeFilling",
+            f'(kubelet_volume_stats_used_bytes{{namespace=~"{every}", persistentvolumeclaim=~"data-.*"}} '
+            f'/ kubelet_volume_stats_capacity_bytes{{namespace=~"{every}", persistentvolumeclaim=~"data-.*"}} '
+            f"> {VOLUME_FULL_FRACTION}) and predict_linear(kubelet_volume_stats_available_bytes"
+            f'{{namespace=~"{every}", persistentvolumeclaim=~"data-.*"}}[6h], 7 * 24 * 3600) < 0',
+            "30m",
+            "warning",
+            "Chain volume {{ $labels.persistentvolumeclaim }} in {{ $labels.namespace }} is over 80% full and "
+            "predicted full within 7 days: raise node.storage.sizeGib (volumes expand online).",
+        ),
+        Alert(
+            "ZbiPodRestarting",
+            f'increase(kube_pod_container_status_restarts_total{{namespace=~"{every}"}}[1h]) > 3',
+            "0m",
+            "warning",
+            "{{ $labels.pod }}/{{ $labels.container }} in {{ $labels.namespace }} restarted more than 3 times "
+            "in an hour.",
+        ),
+    ]
+    wallets: list[Alert] = [
+        Alert(
+            "LightWalletUnavailable",
+            f'sum by (namespace) (kube_statefulset_status_replicas_ready{{namespace=~"{with_wallets}", '
+            f'statefulset=~"{LIGHT_WALLETS}"}}) == 0',
+            "5m",
+            "critical",
+            "No light-wallet replica of {{ $labels.namespace }} is ready.",
+        ),
+        Alert(
+            "LightWalletAtMaxReplicas",
+            f'kube_horizontalpodautoscaler_status_current_replicas{{namespace=~"{with_wallets}"}} '
+            f'>= kube_horizontalpodautoscaler_spec_max_replicas{{namespace=~"{with_wallets}"}}',
+            "30m",
+            "warning",
+            "{{ $labels.namespace }}'s light-wallet tier has run at its maximum replicas for 30 minutes: raise "
+            "lightwallet.maxReplicas or the node groups.",
+        ),
+    ]
+    slo: list[Alert] = [
+        Alert(
+            f"EndpointErrorBudgetBurn{long.upper()}",
+            f'(1 - avg_over_time(probe_success{{job="zbi-endpoints"}}[{long}])) > {rate} * {ERROR_BUDGET:.3f} '
+            f'and (1 - avg_over_time(probe_success{{job="zbi-endpoints"}}[{short}])) > {rate} * {ERROR_BUDGET:.3f}',
+            "2m",
+            severity,
+            f"{{{{ $labels.instance }}}} is burning its 99.9% error budget at {rate}x over {long} and {short}.",
+        )
+        for long, short, rate, severity in BURN_RATES
+    ]
+    groups = [
+        {"name": "zbi-chain", "rules": [a.rule() for a in chain]},
+        {"name": "zbi-light-wallet", "rules": [a.rule() for a in wallets]},
+    ]
+    if public_endpoints:
+        groups.append({"name": "zbi-endpoint-slo", "rules": [a.rule() for a in slo]})
+    return groups
+
+
+def error_budget_minutes() -> float:
+    return ERROR_BUDGET * MONTH_MINUTES
