@@ -57,6 +57,8 @@ def test_a_node_on_a_zbi_cluster_gets_volumes_without_naming_a_storage_class(tmp
     (statefulset,) = [r for r in plan.kubernetes_objects() if r.name == "testnet-zebrad"]
     (claim,) = statefulset.inputs["spec"]["volumeClaimTemplates"]
     assert "storageClassName" not in claim["spec"]  # so the cluster's default class applies
+    # ... and no PriorityClass: a class that does not exist would get the pods refused.
+    assert "priorityClassName" not in statefulset.inputs["spec"]["template"]["spec"]
 
 
 def test_the_readme_platform_example_builds_a_stack_from_its_config(tmp_path: Path) -> None:

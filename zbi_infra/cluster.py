@@ -10,6 +10,7 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
+from zbi_infra import autoscaler
 from zbi_infra.config.instance import StorageConfig
 from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfig
 from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy, service_trust_policy
@@ -48,6 +49,8 @@ class ZbiClusterArgs:
     tags: dict[str, str] = field(default_factory=dict)
     # Keys of snapshots this cluster restores from (DR copies): the EBS CSI driver must decrypt them.
     restore_kms_key_arns: list[pulumi.Input[str]] = field(default_factory=list)
+    # The cluster's region (for the Cluster Autoscaler); empty: read from the first zone's name (us-east-1a).
+    region: str = ""
 
 
 def access_entry(admin: AdminConfig) -> eks.AccessEntryArgs:
@@ -222,6 +225,7 @@ class ZbiCluster(pulumi.ComponentResource):
             enable_server_side_apply=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
         )
+        self.autoscaler = self._autoscaler(name, config, cluster, args, tags, node_groups)
         # EKS 1.30 and later ship no default StorageClass: a claim that names no class (a ZcashNode given none, any
         # chart) would stay Pending. This one is the default: encrypted with the cluster's EBS key, retained.
         self.default_storage_class = ebs_storage_class(
@@ -264,6 +268,45 @@ class ZbiCluster(pulumi.ComponentResource):
         for key, arn in policies.items():
             aws.iam.RolePolicyAttachment(f"{name}-node-role-{key}", role=role.name, policy_arn=arn, opts=child)
         return role
+
+    def _autoscaler(
+        self,
+        name: str,
+        config: ClusterConfig,
+        cluster: eks.Cluster,
+        args: ZbiClusterArgs,
+        tags: dict[str, str],
+        node_groups: list[eks.ManagedNodeGroup],
+    ) -> k8s.helm.v3.Release:
+        """The Cluster Autoscaler on an IRSA role that may resize only this cluster's node groups."""
+        role = self._irsa_role(
+            f"{name}-autoscaler-role",
+            cluster,
+            f"system:serviceaccount:{autoscaler.NAMESPACE}:{autoscaler.SERVICE_ACCOUNT}",
+            {},
+            tags,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-autoscaler-policy",
+            role=role.id,
+            policy=autoscaler.autoscaler_policy(config.name),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        region = args.region or (args.zones[0].name.rstrip("abcdefghijklmnopqrstuvwxyz") if args.zones else "")
+        return k8s.helm.v3.Release(
+            f"{name}-cluster-autoscaler",
+            name="cluster-autoscaler",
+            chart=autoscaler.CHART,
+            version=autoscaler.CHART_VERSION,
+            namespace=autoscaler.NAMESPACE,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=autoscaler.CHART_REPOSITORY),
+            values=role.arn.apply(
+                lambda arn: autoscaler.autoscaler_values(
+                    cluster_name=config.name, region=region, kubernetes_version=config.version, role_arn=arn
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=node_groups),
+        )
 
     def _irsa_role(
         self, name: str, cluster: eks.Cluster, service_account: str, policies: dict[str, str], tags: dict[str, str]

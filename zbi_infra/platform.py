@@ -27,6 +27,7 @@ from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.dns import FailoverRole, failover_record
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
+from zbi_infra.priorities import priority_classes
 from zbi_infra.recovery import newest_snapshots, primary_short_name
 from zbi_infra.snapshots import EBS_CSI_DRIVER, STACK_TAG, policy_target_tags, volume_tags
 from zbi_infra.storage import ebs_storage_class, ebs_volume_snapshot_class
@@ -98,10 +99,16 @@ class ZbiPlatform(pulumi.ComponentResource):
         )
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
+        priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=provider))
         for name, instance in self._config.instances.items():
             self.nodes[name] = ZcashNode(
                 name,
-                ZcashNodeArgs(config=instance, storage_class_name=local.storage_class, certificate_authority=ca),
+                ZcashNodeArgs(
+                    config=instance,
+                    storage_class_name=local.storage_class,
+                    certificate_authority=ca,
+                    priority_class_names=priorities,
+                ),
                 opts=self._moved(providers={"kubernetes": provider}),
             )
 
@@ -147,6 +154,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                 public_subnet_ids=self.vpc.public_subnet_ids,
                 tags=tags,
                 restore_kms_key_arns=restore_keys,
+                region=platform.region,
             ),
             opts=self._moved(providers={"aws": provider}),
         )
@@ -205,6 +213,7 @@ class ZbiPlatform(pulumi.ComponentResource):
         cluster = self.cluster
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
+        priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         for name, instance in instances.items():
             storage_class = ebs_storage_class(
                 f"zbi-{name}-chain",
@@ -221,6 +230,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     certificate_authority=ca,
                     load_balancer_annotations=AWS_NLB_ANNOTATIONS,
                     restore_from=restore.get(name),
+                    priority_class_names=priorities,
                 ),
                 opts=self._moved(providers={"kubernetes": cluster.provider}),
             )

@@ -6,6 +6,7 @@ annotations of its platform. Each workload lives in its own module of this packa
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -42,6 +43,8 @@ class ZcashNodeArgs:
     cluster_domain: str = "cluster.local"
     # Start new replicas from this snapshot instead of syncing from genesis (fast bootstrap, DR restore).
     restore_from: SnapshotSource | None = None
+    # Tier ("full-node", "light-wallet") -> an existing PriorityClass (zbi_infra.priorities); None: no priority.
+    priority_class_names: Mapping[str, str] | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):

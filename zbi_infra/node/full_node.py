@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
+from zbi_infra.autoscaler import SAFE_TO_EVICT
 from zbi_infra.config.instance import BootstrapArchiveConfig, LightwalletKind, Network, NodeKind
 from zbi_infra.node.context import (
     DATA_VOLUME,
@@ -133,12 +134,16 @@ def build_full_node(
                     annotations={
                         # A config change rolls the pods; Kubernetes does not restart on ConfigMap edits.
                         "zbi.io/config-checksum": hashlib.sha256(content.encode()).hexdigest()[:16],
+                        # The Cluster Autoscaler never drains a node for a full node: restarting one costs minutes
+                        # to hours of reopening state, scale-down saves cents.
+                        SAFE_TO_EVICT: "false",
                         **_scrape_annotations(kind),
                     },
                 ),
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=SERVICE_ACCOUNT,
                     automount_service_account_token=False,
+                    priority_class_name=(ctx.args.priority_class_names or {}).get(FULL_NODE),
                     security_context=kube.pod_security(uid),
                     # zebrad flushes RocksDB and zcashd its LevelDB on SIGTERM; a kill mid-write costs a resync.
                     termination_grace_period_seconds=300 if kind is NodeKind.ZEBRAD else 600,

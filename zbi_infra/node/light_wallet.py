@@ -159,6 +159,7 @@ def build_light_wallet(
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=SERVICE_ACCOUNT,
                     automount_service_account_token=False,
+                    priority_class_name=(ctx.args.priority_class_names or {}).get(LIGHT_WALLET),
                     security_context=kube.pod_security(image.uid),
                     termination_grace_period_seconds=60,
                     init_containers=[wait_for_node],
