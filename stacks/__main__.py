@@ -10,7 +10,7 @@ import pulumi
 from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, plan_date, stack_config_values
 from zbi_infra.recovery import primary_config
 
-config = load_stack_config(stack_config_values())
+config = load_stack_config(stack_config_values(), secret_keys=set(pulumi.runtime.get_config_secret_keys_env()))
 for warning in config.release_problems(plan_date())[1]:
     pulumi.log.warn(warning)
 

@@ -23,7 +23,7 @@ INSTANCES = {
     "regnet": InstanceConfig.model_validate({"network": "regtest", "lightwallet": {"kind": "none"}}),
 }
 ENDPOINT = "testnet.lwd.zbi.example:443"
-GROUPS = alert_rules(INSTANCES, [ENDPOINT])
+GROUPS = alert_rules(INSTANCES, probed_endpoints=True)
 RULES = {rule["alert"]: rule for group in GROUPS for rule in group["rules"]}
 NS = 'namespace="zbi-testnet"'
 
@@ -238,4 +238,4 @@ def test_the_slo_and_its_error_budget() -> None:
     assert (
         "[6h]" in RULES["EndpointErrorBudgetBurn6H"]["expr"] and "[30m]" in RULES["EndpointErrorBudgetBurn6H"]["expr"]
     )
-    assert not [g for g in alert_rules(INSTANCES, []) if g["name"] == "zbi-endpoint-slo"]
+    assert not [g for g in alert_rules(INSTANCES, probed_endpoints=False) if g["name"] == "zbi-endpoint-slo"]

@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import PlanStack
+from tests.conftest import UPSTREAM, PlanStack
 from zbi_infra.config.platform import EKS_KUBERNETES_VERSIONS, ClusterConfig
 from zbi_infra.plan import render
 
@@ -46,8 +47,55 @@ def test_every_manifest_validates_strictly(manifests: Path) -> None:
             kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         except kubernetes_validate.SchemaNotFoundError:
             without_schema.add(f"{obj['apiVersion']}/{obj['kind']}")
-    # Custom resources of the external-snapshotter CRDs are outside the Kubernetes OpenAPI schemas.
-    assert without_schema <= {"snapshot.storage.k8s.io/v1/VolumeSnapshotClass"}, without_schema
+    # Custom resources: the Prometheus Operator's are checked against their CRDs below; the external-snapshotter's
+    # CRDs are not vendored.
+    monitoring = {f"monitoring.coreos.com/v1/{kind}" for kind in ("PodMonitor", "PrometheusRule", "Probe")}
+    assert without_schema <= {"snapshot.storage.k8s.io/v1/VolumeSnapshotClass"} | monitoring, without_schema
+
+
+CRD_SCHEMAS = {
+    (data["group"], data["version"], data["kind"]): data["schema"]
+    for data in (json.loads(p.read_text()) for p in (UPSTREAM / "prometheus-operator").glob("*.schema.json"))
+}
+
+
+def unknown_fields(value: object, schema: dict, path: str = "") -> list[str]:
+    """Fields a structural schema does not declare: Kubernetes would prune them silently."""
+    if isinstance(value, dict) and "properties" in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        found = []
+        for key, child in value.items():
+            if key not in schema["properties"]:
+                found.append(f"{path}.{key}")
+            else:
+                found += unknown_fields(child, schema["properties"][key], f"{path}.{key}")
+        return found
+    if isinstance(value, list) and "items" in schema:
+        return [f for i, item in enumerate(value) for f in unknown_fields(item, schema["items"], f"{path}[{i}]")]
+    return []
+
+
+def test_monitoring_resources_validate_against_their_crds(manifests: Path) -> None:
+    checked = 0
+    for file in sorted(manifests.glob("*.yaml")):
+        obj = yaml.safe_load(file.read_text())
+        group, _, version = obj["apiVersion"].partition("/")
+        schema = CRD_SCHEMAS.get((group, version, obj["kind"]))
+        if schema is None:
+            continue
+        # Not checked against the metaschema: CRDs carry Go regular expressions ("^(?i)…") that Python's re refuses;
+        # they apply only to fields zBI does not set.
+        jsonschema.Draft202012Validator(schema).validate(obj)
+        assert unknown_fields(obj.get("spec"), schema["properties"]["spec"], "spec") == [], file.name
+        checked += 1
+    assert checked >= 3
+
+
+def test_a_misspelled_field_of_a_monitor_would_be_caught() -> None:
+    schema = CRD_SCHEMAS[("monitoring.coreos.com", "v1", "PodMonitor")]
+    spec = {"selector": {"matchLabels": {"a": "b"}}, "podMetricsEndpoints": [{"prot": "metrics"}]}
+    assert unknown_fields(spec, schema["properties"]["spec"], "spec") == ["spec.podMetricsEndpoints[0].prot"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate({"spec": {"podMetricsEndpoints": "not-a-list"}})
 
 
 def test_an_unknown_field_would_be_caught(manifests: Path) -> None:

@@ -45,7 +45,11 @@ UPSTREAMS = {
     "go-grpc-prometheus": Upstream("grpc-ecosystem/go-grpc-prometheus", "v1.2.0", "Apache-2.0"),
     "blackbox_exporter": Upstream("prometheus/blackbox_exporter", "v0.28.0", "Apache-2.0"),
     "kube-state-metrics": Upstream("kubernetes/kube-state-metrics", "v2.20.0", "Apache-2.0"),
+    # The monitoring stack's charts, and with them the Prometheus Operator's CRDs.
+    "helm-charts": Upstream("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3", "Apache-2.0"),
 }
+BLACKBOX_CHART_TAG = "prometheus-blackbox-exporter-11.17.2"
+MONITORING_CRDS = ("podmonitors", "probes", "prometheusrules", "servicemonitors")
 
 # (upstream, path at the tag, fixture file name): copied verbatim.
 COPIES = [
@@ -252,6 +256,36 @@ def main() -> None:
         names = metric_names(checkouts["kube-state-metrics"], tag, r'"(kube_[a-z_]+)"', "internal/store/")
         write_json("kube-state-metrics/metrics.json", {"metrics": names})
         record("kube-state-metrics/metrics.json", "kube-state-metrics", "internal/store/*.go", "metric names")
+
+    if "helm-charts" in checkouts:
+        import yaml
+
+        tag = UPSTREAMS["helm-charts"].tag
+        for plural in MONITORING_CRDS:
+            path = f"charts/kube-prometheus-stack/charts/crds/crds/crd-{plural}.yaml"
+            crd = yaml.safe_load(git_show(checkouts["helm-charts"], tag, path))
+            (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
+            write_json(
+                f"prometheus-operator/{plural}.schema.json",
+                {
+                    "group": crd["spec"]["group"],
+                    "version": version["name"],
+                    "kind": crd["spec"]["names"]["kind"],
+                    "schema": version["schema"]["openAPIV3Schema"],
+                },
+            )
+            record(f"prometheus-operator/{plural}.schema.json", "helm-charts", path, "the served version's schema")
+        charts = {}
+        for chart, chart_tag in (("kube-prometheus-stack", tag), ("prometheus-blackbox-exporter", BLACKBOX_CHART_TAG)):
+            meta = yaml.safe_load(git_show(checkouts["helm-charts"], chart_tag, f"charts/{chart}/Chart.yaml"))
+            charts[chart] = {
+                "version": meta["version"],
+                "appVersion": meta["appVersion"],
+                "tag": chart_tag,
+                "commit": git_commit(checkouts["helm-charts"], chart_tag),
+            }
+        write_json("prometheus-community/charts.json", charts)
+        record("prometheus-community/charts.json", "helm-charts", "charts/*/Chart.yaml", "pinned chart versions")
 
     if "lightwalletd" in checkouts:
         root_go = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, "cmd/root.go")

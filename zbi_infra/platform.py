@@ -24,8 +24,10 @@ from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
 from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
 from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.config.monitoring import LOCAL_DEFAULTS
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.dns import FailoverRole, failover_record
+from zbi_infra.monitoring.component import ZbiMonitoring, ZbiMonitoringArgs
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
 from zbi_infra.priorities import priority_classes
 from zbi_infra.recovery import newest_snapshots, primary_short_name
@@ -63,6 +65,7 @@ class ZbiPlatform(pulumi.ComponentResource):
     restored_from: dict[str, str | None]
     # role primary with backups: what the DR stack reads through its StackReference.
     disaster_recovery: dict[str, object] | None
+    monitoring: ZbiMonitoring | None
 
     def __init__(self, name: str, args: ZbiPlatformArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("zbi:platform:ZbiPlatform", name, None, opts)
@@ -72,11 +75,13 @@ class ZbiPlatform(pulumi.ComponentResource):
         self.nodes = {}
         self.restored_from = {}
         self.disaster_recovery = None
+        self._instance_configs: dict[str, InstanceConfig] = {}
         config = args.config
         if config.role is StackRole.LOCAL:
             self._local()
         else:
             self._aws(args)
+        self.monitoring = self._monitoring() if config.monitoring.enabled else None
         self.register_outputs({"caCertPem": self.ca_cert_pem})
 
     # ---- options -----------------------------------------------------------------------------------------------
@@ -89,6 +94,42 @@ class ZbiPlatform(pulumi.ComponentResource):
             **options,  # type: ignore[arg-type]
         )
 
+    # ---- monitoring --------------------------------------------------------------------------------------------
+
+    def _monitoring(self) -> ZbiMonitoring:
+        config = self._config
+        monitoring = config.monitoring
+        if config.role is StackRole.LOCAL:
+            unset = {k: v for k, v in LOCAL_DEFAULTS.items() if k not in monitoring.model_fields_set}
+            monitoring = monitoring.model_copy(update=unset)
+        instances = {name: node_config for name, node_config in self._instance_configs.items()}
+        webhooks = {
+            severity: url
+            for severity, url in (
+                ("critical", config.alert_webhook_critical),
+                ("warning", config.alert_webhook_warning),
+            )
+            if url
+        }
+        return ZbiMonitoring(
+            f"{self._stack}-monitoring",
+            ZbiMonitoringArgs(
+                config=monitoring,
+                instances=instances,
+                public_endpoints=[
+                    node.grpc_endpoint
+                    for name, node in self.nodes.items()
+                    if node.grpc_endpoint is not None and instances[name].endpoints.public_grpc
+                ],
+                storage_class_name=(config.local or LocalConfig()).storage_class
+                if config.role is StackRole.LOCAL
+                else None,
+                webhooks=webhooks,
+                region=config.platform.region if config.platform else None,
+            ),
+            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
+        )
+
     # ---- local -------------------------------------------------------------------------------------------------
 
     def _local(self) -> None:
@@ -97,6 +138,8 @@ class ZbiPlatform(pulumi.ComponentResource):
         provider = k8s.Provider(
             "local", context=local.kubeconfig_context, enable_server_side_apply=True, opts=self._moved()
         )
+        self._kubernetes = provider
+        self._instance_configs = dict(self._config.instances)
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=provider))
@@ -144,7 +187,7 @@ class ZbiPlatform(pulumi.ComponentResource):
             opts=self._moved(providers={"aws": provider}),
         )
         restore_keys = [args.primary_dr_key_arn] if args.primary_dr_key_arn is not None else []
-        self.cluster = ZbiCluster(
+        cluster = ZbiCluster(
             cluster_config.name,
             ZbiClusterArgs(
                 config=cluster_config,
@@ -158,6 +201,8 @@ class ZbiPlatform(pulumi.ComponentResource):
             ),
             opts=self._moved(providers={"aws": provider}),
         )
+        self.cluster = cluster
+        self._kubernetes = cluster.provider
         ebs_volume_snapshot_class(
             SNAPSHOT_CLASS,
             tags={STACK_TAG: self._stack},
@@ -211,6 +256,7 @@ class ZbiPlatform(pulumi.ComponentResource):
     ) -> None:
         assert self.cluster is not None
         cluster = self.cluster
+        self._instance_configs = dict(instances)
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))

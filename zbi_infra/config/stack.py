@@ -15,6 +15,7 @@ from pydantic import Field, StringConstraints, ValidationError, model_validator
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.errors import NAMESPACE, describe
 from zbi_infra.config.instance import InstanceConfig, InstanceName, Network, NodeKind
+from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig
 from zbi_infra.config.recovery import BackupConfig, DnsConfig, DrConfig
@@ -57,6 +58,10 @@ class StackConfig(StrictModel):
     backup: BackupConfig | None = None
     dns: DnsConfig | None = None
     dr: DrConfig | None = None
+    monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+    # Alertmanager webhooks by severity, as Pulumi secrets (`pulumi config set --secret zbi:alertWebhookCritical`).
+    alert_webhook_critical: str | None = None
+    alert_webhook_warning: str | None = None
     tags: Tags
 
     @model_validator(mode="after")
@@ -225,11 +230,27 @@ def _top_level_keys() -> list[str]:
     return [f.alias or n for n, f in StackConfig.model_fields.items()]
 
 
-def load_stack_config(raw: dict[str, Any], *, today: date | None = None) -> StackConfig:
-    """Validate every `zbi:` key of a stack. `raw` maps full config keys ("zbi:platform") to values."""
+SECRET_ONLY_KEYS = ("zbi:alertWebhookCritical", "zbi:alertWebhookWarning")
+
+
+def load_stack_config(
+    raw: dict[str, Any], *, today: date | None = None, secret_keys: set[str] | None = None
+) -> StackConfig:
+    """Validate every `zbi:` key of a stack. `raw` maps full config keys ("zbi:platform") to values; `secret_keys`
+    are those the stack holds encrypted (None: not known, e.g. for another stack's file)."""
     misspelled = _misspelled_namespaces(raw)
     if misspelled:
         raise ConfigError(misspelled)
+    if secret_keys is not None:
+        plain = [key for key in SECRET_ONLY_KEYS if key in raw and key not in secret_keys]
+        if plain:
+            raise ConfigError(
+                [
+                    f"{key}: a webhook URL is a credential and must not be in git as plain text. "
+                    f"Fix: pulumi config set --secret {key} <url>"
+                    for key in plain
+                ]
+            )
     prefix = f"{NAMESPACE}:"
     zbi = {k[len(prefix) :]: _parse_value(v) for k, v in raw.items() if k.startswith(prefix)}
     try:

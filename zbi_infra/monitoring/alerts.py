@@ -51,9 +51,9 @@ def _namespaces(names: list[str]) -> str:
     return "|".join(sorted(namespace_of(n) for n in names)) or "none"
 
 
-def alert_rules(instances: dict[str, InstanceConfig], public_endpoints: list[str]) -> list[dict[str, Any]]:
-    """Rule groups for the instances of a stack; `public_endpoints` are the host:port targets the blackbox exporter
-    probes (job "zbi-endpoints")."""
+def alert_rules(instances: dict[str, InstanceConfig], *, probed_endpoints: bool) -> list[dict[str, Any]]:
+    """Rule groups for the instances of a stack; with `probed_endpoints`, the SLO of the public endpoints the blackbox
+    exporter probes (job "zbi-endpoints")."""
     every = _namespaces(list(instances))
     # Chains that move on their own: an isolated regtest network has no tip to follow and no public peers.
     live = _namespaces([n for n, i in instances.items() if i.network is not Network.REGTEST])
@@ -153,7 +153,7 @@ def alert_rules(instances: dict[str, InstanceConfig], public_endpoints: list[str
         {"name": "zbi-chain", "rules": [a.rule() for a in chain]},
         {"name": "zbi-light-wallet", "rules": [a.rule() for a in wallets]},
     ]
-    if public_endpoints:
+    if probed_endpoints:
         groups.append({"name": "zbi-endpoint-slo", "rules": [a.rule() for a in slo]})
     return groups
 

@@ -1,0 +1,142 @@
+"""The monitoring stack as rendered: pinned charts, monitors that find their pods and ports, the tested alert rules,
+probes of every public endpoint, routing to secret webhooks, and a namespace the instances' policies admit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import UPSTREAM, PlanStack
+from tests.k8s_objects import objects, one
+from tests.test_relationships import pods, selects
+from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.config.monitoring import MonitoringConfig
+from zbi_infra.monitoring.alerts import alert_rules
+from zbi_infra.monitoring.component import PROBE_JOB, PROBE_MODULE, blackbox_values, kube_prometheus_stack_values
+from zbi_infra.plan.engine import Plan
+
+CHARTS = json.loads((UPSTREAM / "prometheus-community" / "charts.json").read_text())
+WEBHOOK = "https://hooks.example.com/zbi/critical"
+
+
+@pytest.fixture(scope="module")
+def dev(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev")
+
+
+def release(plan: Plan, chart: str) -> dict:
+    (found,) = [r.inputs for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == chart]
+    return found
+
+
+def test_the_charts_are_the_pinned_releases(dev: Plan) -> None:
+    for chart in ("kube-prometheus-stack", "prometheus-blackbox-exporter"):
+        inputs = release(dev, chart)
+        assert inputs["version"] == CHARTS[chart]["version"] and inputs["namespace"] == "monitoring"
+        assert inputs["repositoryOpts"]["repo"] == "https://prometheus-community.github.io/helm-charts"
+    # The blackbox exporter the chart ships is the release whose metric names the rules were checked against.
+    assert CHARTS["prometheus-blackbox-exporter"]["appVersion"] == "v0.28.0"
+    assert json.loads((UPSTREAM / "SOURCES.json").read_text())["blackbox_exporter/metrics.json"]["tag"] == "v0.28.0"
+
+
+def test_the_instances_policies_admit_the_monitoring_namespace_and_only_it(dev: Plan) -> None:
+    namespace = one(dev, "Namespace", "monitoring")["metadata"]["labels"]
+    policy = one(dev, "NetworkPolicy", "full-node", "zbi-testnet")["spec"]
+    metrics_rules = [r for r in policy["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 9999}]]
+    (rule,) = metrics_rules
+    assert all(selects(peer["namespaceSelector"], namespace) for peer in rule["from"])
+    assert not any(
+        selects(peer["namespaceSelector"], {"kubernetes.io/metadata.name": "other"}) for peer in rule["from"]
+    )
+
+
+def test_every_monitor_finds_its_pods_and_their_metrics_port(dev: Plan) -> None:
+    monitors = objects(dev, "PodMonitor")
+    assert {m["metadata"]["name"] for m in monitors} == {"zbi-full-node", "zbi-light-wallet"}
+    for monitor in monitors:
+        namespace = monitor["metadata"]["namespace"]
+        targets = [p for p in pods(dev, namespace) if selects(monitor["spec"]["selector"], p.labels)]
+        assert len(targets) == 1, monitor["metadata"]["name"]
+        for endpoint in monitor["spec"]["podMetricsEndpoints"]:
+            assert endpoint["port"] in targets[0].ports
+        template = next(
+            w for w in objects(dev, "StatefulSet", namespace) if w["metadata"]["name"] == targets[0].workload
+        )["spec"]["template"]["metadata"]
+        assert template["annotations"].get("prometheus.io/scrape") == "true"
+
+
+def test_the_deployed_rules_are_the_tested_rules_and_the_probe_feeds_the_slo(dev: Plan, plan_stack: PlanStack) -> None:
+    rule = one(dev, "PrometheusRule", "zbi-alerts", "monitoring")
+    instance = InstanceConfig.model_validate(read_testnet())
+    assert rule["spec"]["groups"] == alert_rules({"testnet": instance}, probed_endpoints=True)
+    probe = one(dev, "Probe", PROBE_JOB, "monitoring")["spec"]
+    assert probe["jobName"] == PROBE_JOB and probe["module"] == PROBE_MODULE
+    assert PROBE_MODULE in blackbox_values()["config"]["modules"]
+    (target,) = probe["targets"]["staticConfig"]["static"]
+    assert target == "testnet.lwd.zbi.example:443"
+    slo = next(g for g in rule["spec"]["groups"] if g["name"] == "zbi-endpoint-slo")
+    assert all(f'job="{PROBE_JOB}"' in r["expr"] for r in slo["rules"])
+
+
+def read_testnet() -> dict:
+    from tests.conftest import ROOT
+    from zbi_infra.config.stack_file import read_stack_file
+
+    return read_stack_file("dev", ROOT / "Pulumi.dev.yaml").config["zbi:instances"]["testnet"]
+
+
+def test_prometheus_keeps_its_data_and_ranks_below_the_chain(dev: Plan, plan_stack: PlanStack) -> None:
+    values = release(dev, "kube-prometheus-stack")["values"]
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["retention"] == "15d" and spec["priorityClassName"] == "zbi-monitoring"
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["resources"]["requests"]["storage"] == "50Gi" and "storageClassName" not in claim  # EKS default
+    local = release(plan_stack("local"), "kube-prometheus-stack")["values"]["prometheus"]["prometheusSpec"]
+    assert local["retention"] == "3d"
+    assert local["storageSpec"]["volumeClaimTemplate"]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    chosen = plan_stack("local", merge={"zbi:monitoring": {"retentionDays": 7}})
+    assert release(chosen, "kube-prometheus-stack")["values"]["prometheus"]["prometheusSpec"]["retention"] == "7d"
+
+
+def test_alerts_route_by_severity_to_webhooks_kept_secret() -> None:
+    values = kube_prometheus_stack_values(
+        MonitoringConfig(
+            remote_write_url="https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-1/api/v1/remote_write"
+        ),
+        storage_class_name=None,
+        priority_class_name=None,
+        webhooks={"critical": WEBHOOK},
+        region="us-east-1",
+    )
+    config = values["alertmanager"]["config"]
+    assert config["route"]["receiver"] == "null"
+    assert config["route"]["routes"] == [
+        {"receiver": "critical", "matchers": ['severity="critical"'], "continue": False}
+    ]
+    assert {"name": "critical", "webhook_configs": [{"url": WEBHOOK, "send_resolved": True}]} in config["receivers"]
+    (remote,) = values["prometheus"]["prometheusSpec"]["remoteWrite"]
+    assert remote["sigv4"] == {"region": "us-east-1"}
+
+
+def test_a_webhook_stays_out_of_the_plan_and_out_of_git(plan_stack: PlanStack, tmp_path) -> None:
+    from tests.test_bad_input import project_copy, zbi
+
+    project = project_copy(tmp_path)
+    stack = (project / "Pulumi.dev.yaml").read_text()
+    secret = stack + "  zbi:alertWebhookCritical:\n    secure: v1:c2VjcmV0:ZmFrZQ==\n"
+    (project / "Pulumi.hooked.yaml").write_text(secret)
+    result = zbi("plan", "hooked", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    (values,) = [
+        r["inputs"]["values"]
+        for r in json.loads(result.stdout)["resources"]
+        if r["name"] == "hooked-monitoring-kube-prometheus-stack"
+    ]
+    # Every value under the secret is masked (keys stay): the webhook, and what sits beside it.
+    assert values["alertmanager"]["config"]["receivers"] == "[secret]"
+    assert "hooks.example.com" not in result.stdout
+    plain = stack + f"  zbi:alertWebhookCritical: {WEBHOOK}\n"
+    (project / "Pulumi.leaky.yaml").write_text(plain)
+    refused = zbi("plan", "leaky", cwd=project)
+    assert refused.returncode == 2 and "pulumi config set --secret zbi:alertWebhookCritical" in refused.stderr

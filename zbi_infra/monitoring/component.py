@@ -1,0 +1,232 @@
+"""ZbiMonitoring: kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana, kube-state-metrics,
+node exporter) and the Prometheus blackbox exporter from their published charts, pinned; a PodMonitor per scraped
+workload, a Probe of every public endpoint, and zBI's alert rules as a PrometheusRule.
+
+The monitoring namespace carries `zbi.io/monitoring=true`, the one label the instances' NetworkPolicies admit to
+their metrics ports. Alerts route by severity to webhooks that reach the program only as Pulumi secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from zbi_infra.config.instance import InstanceConfig, LightwalletKind, NodeKind
+from zbi_infra.config.monitoring import MonitoringConfig
+from zbi_infra.monitoring.alerts import alert_rules
+from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
+from zbi_infra.priorities import MONITORING
+
+NAMESPACE = "monitoring"
+CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
+# prometheus-community/helm-charts at these tags (tests/fixtures/upstream/prometheus-community/charts.json).
+KUBE_PROMETHEUS_STACK = ("kube-prometheus-stack", "88.5.3")
+BLACKBOX_EXPORTER = ("prometheus-blackbox-exporter", "11.17.2")
+PROBE_JOB = "zbi-endpoints"
+PROBE_MODULE = "tcp_tls"
+
+
+@dataclass(frozen=True)
+class ZbiMonitoringArgs:
+    config: MonitoringConfig
+    instances: Mapping[str, InstanceConfig]
+    # host:port of each public endpoint, probed from inside the cluster as users reach it.
+    public_endpoints: list[pulumi.Input[str]] = field(default_factory=list)
+    # None: the cluster's default StorageClass.
+    storage_class_name: pulumi.Input[str] | None = None
+    priority_class_name: str | None = MONITORING.name
+    # Severity -> webhook URL (secrets): "critical" pages, "warning" opens a ticket.
+    webhooks: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
+    # Remote write is signed with SigV4 in this region.
+    region: str | None = None
+
+
+def kube_prometheus_stack_values(
+    config: MonitoringConfig,
+    *,
+    storage_class_name: str | None,
+    priority_class_name: str | None,
+    webhooks: Mapping[str, str],
+    region: str | None,
+) -> dict[str, Any]:
+    """The chart's values: pure, so tests read them without Pulumi."""
+    storage = {
+        "volumeClaimTemplate": {
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": f"{config.storage_gib}Gi"}},
+                **({"storageClassName": storage_class_name} if storage_class_name else {}),
+            }
+        }
+    }
+    prometheus: dict[str, Any] = {
+        "retention": f"{config.retention_days}d",
+        "storageSpec": storage,
+        # Select zBI's monitors and rules wherever they are, not only the chart's own.
+        "podMonitorSelectorNilUsesHelmValues": False,
+        "serviceMonitorSelectorNilUsesHelmValues": False,
+        "ruleSelectorNilUsesHelmValues": False,
+        "probeSelectorNilUsesHelmValues": False,
+    }
+    if priority_class_name:
+        prometheus["priorityClassName"] = priority_class_name
+    if config.remote_write_url:
+        prometheus["remoteWrite"] = [{"url": config.remote_write_url, "sigv4": {"region": region or ""}}]
+    receivers: list[dict[str, Any]] = [{"name": "null"}]
+    routes = []
+    for severity in ("critical", "warning"):
+        if severity in webhooks:
+            receivers.append(
+                {"name": severity, "webhook_configs": [{"url": webhooks[severity], "send_resolved": True}]}
+            )
+            routes.append({"receiver": severity, "matchers": [f'severity="{severity}"'], "continue": False})
+    return {
+        "prometheus": {"prometheusSpec": prometheus},
+        "alertmanager": {
+            "alertmanagerSpec": {"priorityClassName": priority_class_name} if priority_class_name else {},
+            "config": {
+                "route": {"receiver": "null", "group_by": ["alertname", "namespace"], "routes": routes},
+                "receivers": receivers,
+            },
+        },
+        "grafana": {"sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard"}}},
+    }
+
+
+def blackbox_values() -> dict[str, Any]:
+    return {
+        "config": {
+            "modules": {
+                # A TCP connection and a TLS handshake, as a wallet makes them. The identity check is the client's
+                # (with the instance's CA); the probe measures availability and certificate expiry.
+                PROBE_MODULE: {
+                    "prober": "tcp",
+                    "timeout": "5s",
+                    "tcp": {"tls": True, "tls_config": {"insecure_skip_verify": True}},
+                }
+            }
+        },
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65534,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def scraped_workloads(name: str, instance: InstanceConfig) -> list[tuple[str, str, dict[str, str]]]:
+    """(monitor name, port name, pod selector) of each workload of an instance that serves Prometheus metrics."""
+    found = []
+    if instance.node.kind is NodeKind.ZEBRAD:
+        found.append(
+            ("full-node", "metrics", {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": FULL_NODE})
+        )
+    if instance.lightwallet.kind is LightwalletKind.LIGHTWALLETD:
+        found.append(
+            (
+                "light-wallet",
+                "metrics",
+                {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": LIGHT_WALLET},
+            )
+        )
+    return found
+
+
+class ZbiMonitoring(pulumi.ComponentResource):
+    namespace: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ZbiMonitoringArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("zbi:monitoring:ZbiMonitoring", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=k8s.meta.v1.ObjectMetaArgs(
+                name=NAMESPACE,
+                labels={
+                    MONITORING_NAMESPACE_LABEL: "true",
+                    "app.kubernetes.io/part-of": "zbi",
+                    # node-exporter reads the host's /proc and /sys through host paths and the host network.
+                    "pod-security.kubernetes.io/enforce": "privileged",
+                },
+            ),
+            opts=child,
+        )
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        values = pulumi.Output.all(
+            pulumi.Output.from_input(args.storage_class_name),
+            {severity: pulumi.Output.secret(url) for severity, url in args.webhooks.items()},
+        ).apply(
+            lambda v: kube_prometheus_stack_values(
+                args.config,
+                storage_class_name=v[0],
+                priority_class_name=args.priority_class_name,
+                webhooks=v[1],
+                region=args.region,
+            )
+        )
+        stack = k8s.helm.v3.Release(
+            f"{name}-kube-prometheus-stack",
+            name="kube-prometheus-stack",
+            chart=KUBE_PROMETHEUS_STACK[0],
+            version=KUBE_PROMETHEUS_STACK[1],
+            namespace=NAMESPACE,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+            values=values,
+            opts=in_namespace,
+        )
+        blackbox = k8s.helm.v3.Release(
+            f"{name}-blackbox-exporter",
+            name="blackbox-exporter",
+            chart=BLACKBOX_EXPORTER[0],
+            version=BLACKBOX_EXPORTER[1],
+            namespace=NAMESPACE,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+            values=blackbox_values(),
+            opts=in_namespace,
+        )
+        # Custom resources need the operator's CRDs, which the chart installs.
+        after_crds = pulumi.ResourceOptions(parent=self, depends_on=[stack])
+        for instance, config in args.instances.items():
+            for monitor, port, selector in scraped_workloads(instance, config):
+                k8s.apiextensions.CustomResource(
+                    f"{name}-{instance}-{monitor}",
+                    api_version="monitoring.coreos.com/v1",
+                    kind="PodMonitor",
+                    metadata=k8s.meta.v1.ObjectMetaArgs(name=f"zbi-{monitor}", namespace=namespace_of(instance)),
+                    spec={
+                        "selector": {"matchLabels": selector},
+                        "podMetricsEndpoints": [{"port": port, "interval": "30s"}],
+                    },
+                    opts=after_crds,
+                )
+        k8s.apiextensions.CustomResource(
+            f"{name}-alerts",
+            api_version="monitoring.coreos.com/v1",
+            kind="PrometheusRule",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name="zbi-alerts", namespace=NAMESPACE),
+            spec={"groups": alert_rules(dict(args.instances), probed_endpoints=bool(args.public_endpoints))},
+            opts=after_crds,
+        )
+        if args.public_endpoints:
+            k8s.apiextensions.CustomResource(
+                f"{name}-endpoint-probe",
+                api_version="monitoring.coreos.com/v1",
+                kind="Probe",
+                metadata=k8s.meta.v1.ObjectMetaArgs(name=PROBE_JOB, namespace=NAMESPACE),
+                spec={
+                    "jobName": PROBE_JOB,
+                    "module": PROBE_MODULE,
+                    "interval": "30s",
+                    "prober": {"url": "blackbox-exporter-prometheus-blackbox-exporter.monitoring.svc:9115"},
+                    "targets": {"staticConfig": {"static": args.public_endpoints}},
+                },
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[stack, blackbox]),
+            )
+        self.namespace = namespace.metadata.apply(lambda m: str(m.name))
+        self.register_outputs({"namespace": self.namespace})
