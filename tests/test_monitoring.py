@@ -4,8 +4,11 @@ probes of every public endpoint, routing to secret webhooks, and a namespace the
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 
 import pytest
+import yaml
 
 from tests.conftest import UPSTREAM, PlanStack
 from tests.k8s_objects import objects, one
@@ -140,3 +143,50 @@ def test_a_webhook_stays_out_of_the_plan_and_out_of_git(plan_stack: PlanStack, t
     (project / "Pulumi.leaky.yaml").write_text(plain)
     refused = zbi("plan", "leaky", cwd=project)
     assert refused.returncode == 2 and "pulumi config set --secret zbi:alertWebhookCritical" in refused.stderr
+
+
+def dashboard_queries(plan: Plan) -> dict[str, list[str]]:
+    found = {}
+    for config_map in objects(plan, "ConfigMap", "monitoring"):
+        assert config_map["metadata"]["labels"] == {"grafana_dashboard": "1"}
+        for file_name, text in config_map["data"].items():
+            board = json.loads(text)
+            found[file_name] = [t["expr"] for panel in board["panels"] for t in panel.get("targets", [])]
+    return found
+
+
+def test_one_dashboard_for_the_platform_and_one_per_instance(dev: Plan) -> None:
+    queries = dashboard_queries(dev)
+    assert set(queries) == {"zbi-platform.json", "zbi-testnet.json"}
+    instance = queries["zbi-testnet.json"]
+    for needed in (
+        "zcash_chain_verified_block_height",
+        "zcash_net_peers",
+        "grpc_server_handled_total",
+        "predict_linear",
+    ):
+        assert any(needed in q for q in instance), needed
+
+
+def test_every_dashboard_query_parses_and_reads_metrics_that_exist(dev: Plan, tmp_path) -> None:
+    from tests.test_alerts import evidence, promtool
+
+    known = evidence()
+    histogram_suffixes = ("_bucket", "_sum", "_count")
+    functions = {
+        "sum", "by", "max", "on", "group_right", "rate", "increase", "avg_over_time", "predict_linear",
+        "histogram_quantile",
+    }  # fmt: skip
+    records = []
+    for file_name, exprs in dashboard_queries(dev).items():
+        for expr in exprs:
+            for word in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?:\{|\[)", expr):
+                if word in functions:
+                    continue
+                base = next((word.removesuffix(s) for s in histogram_suffixes if word.endswith(s)), word)
+                assert word in known or base in known, (file_name, word)
+            records.append({"record": f"zbi:dashboard_{len(records)}", "expr": expr})
+    rules = tmp_path / "dashboards.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": records}]}))
+    result = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -8,6 +8,7 @@ their metrics ports. Alerts route by severity to webhooks that reach the program
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ import pulumi_kubernetes as k8s
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind, NodeKind
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.monitoring.alerts import alert_rules
+from zbi_infra.monitoring.dashboards import dashboards
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
 from zbi_infra.priorities import MONITORING
 
@@ -227,6 +229,16 @@ class ZbiMonitoring(pulumi.ComponentResource):
                     "targets": {"staticConfig": {"static": args.public_endpoints}},
                 },
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[stack, blackbox]),
+            )
+        # Loaded by the chart's Grafana sidecar, which watches ConfigMaps with this label.
+        for file_name, board in dashboards(dict(args.instances)).items():
+            k8s.core.v1.ConfigMap(
+                f"{name}-dashboard-{file_name.removesuffix('.json')}",
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=file_name.removesuffix(".json"), namespace=NAMESPACE, labels={"grafana_dashboard": "1"}
+                ),
+                data={file_name: json.dumps(board, sort_keys=True)},
+                opts=in_namespace,
             )
         self.namespace = namespace.metadata.apply(lambda m: str(m.name))
         self.register_outputs({"namespace": self.namespace})
