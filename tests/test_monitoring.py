@@ -190,3 +190,34 @@ def test_every_dashboard_query_parses_and_reads_metrics_that_exist(dev: Plan, tm
     rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": records}]}))
     result = subprocess.run([promtool(), "check", "rules", str(rules)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+AMP = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-0123abcd-4567-89ef-0123-456789abcdef/api/v1/remote_write"
+
+
+def test_remote_write_signs_as_a_role_that_may_write_to_that_workspace_only(plan_stack: PlanStack) -> None:
+    plan = plan_stack("dev", merge={"zbi:monitoring": {"remoteWriteUrl": AMP}})
+    role = plan.named("dev-prometheus-remote-write")
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert (
+        "system:serviceaccount:monitoring:kube-prometheus-stack-prometheus"
+        in trust["Condition"]["StringEquals"].values()
+    )
+    (statement,) = json.loads(plan.named("dev-prometheus-remote-write-policy").inputs["policy"])["Statement"]
+    assert statement["Action"] == ["aps:RemoteWrite"]
+    assert (
+        statement["Resource"] == "arn:aws:aps:us-east-1:123456789012:workspace/ws-0123abcd-4567-89ef-0123-456789abcdef"
+    )
+    values = release(plan, "kube-prometheus-stack")["values"]["prometheus"]
+    assert values["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"role/{role.id}")
+    assert values["prometheusSpec"]["remoteWrite"] == [{"url": AMP, "sigv4": {"region": "us-east-1"}}]
+    assert "serviceAccount" not in release(plan_stack("dev"), "kube-prometheus-stack")["values"]["prometheus"]
+
+
+def test_remote_write_needs_an_amp_workspace_and_an_aws_stack(plan_stack: PlanStack) -> None:
+    from zbi_infra.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="zbi:monitoring.remoteWriteUrl"):
+        plan_stack("dev", merge={"zbi:monitoring": {"remoteWriteUrl": "https://prometheus.example.com/write"}})
+    with pytest.raises(ConfigError, match="a local stack does not have"):
+        plan_stack("local", merge={"zbi:monitoring": {"remoteWriteUrl": AMP}})

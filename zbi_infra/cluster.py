@@ -88,6 +88,7 @@ class ZbiCluster(pulumi.ComponentResource):
         config = args.config
         child = pulumi.ResourceOptions(parent=self)
         tags = {**args.tags, "zbi.io/component": name, "zbi.io/cluster": config.name}
+        self._tags = tags
 
         secrets_key = aws.kms.Key(
             f"{name}-secrets-key",
@@ -307,6 +308,13 @@ class ZbiCluster(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=node_groups),
         )
+
+    def workload_role(self, name: str, service_account: str, policy: pulumi.Input[str]) -> aws.iam.Role:
+        """An IRSA role for `namespace:name` service account `service_account` of this cluster, with an inline
+        policy: how other components (monitoring's remote write) get AWS access without node credentials."""
+        role = self._irsa_role(name, self.eks_cluster, f"system:serviceaccount:{service_account}", {}, self._tags)
+        aws.iam.RolePolicy(f"{name}-policy", role=role.id, policy=policy, opts=pulumi.ResourceOptions(parent=self))
+        return role
 
     def _irsa_role(
         self, name: str, cluster: eks.Cluster, service_account: str, policies: dict[str, str], tags: dict[str, str]

@@ -14,6 +14,7 @@ carries an alias to its old place, so existing deployments keep their resources.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pulumi
@@ -24,10 +25,10 @@ from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
 from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
 from zbi_infra.config.instance import InstanceConfig
-from zbi_infra.config.monitoring import LOCAL_DEFAULTS
+from zbi_infra.config.monitoring import LOCAL_DEFAULTS, MonitoringConfig
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.dns import FailoverRole, failover_record
-from zbi_infra.monitoring.component import ZbiMonitoring, ZbiMonitoringArgs
+from zbi_infra.monitoring.component import PROMETHEUS_SERVICE_ACCOUNT, ZbiMonitoring, ZbiMonitoringArgs
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
 from zbi_infra.priorities import priority_classes
 from zbi_infra.recovery import newest_snapshots, primary_short_name
@@ -102,7 +103,8 @@ class ZbiPlatform(pulumi.ComponentResource):
         if config.role is StackRole.LOCAL:
             unset = {k: v for k, v in LOCAL_DEFAULTS.items() if k not in monitoring.model_fields_set}
             monitoring = monitoring.model_copy(update=unset)
-        instances = {name: node_config for name, node_config in self._instance_configs.items()}
+        instances = dict(self._instance_configs)
+        remote_write_role = self._remote_write_role(monitoring)
         webhooks = {
             severity: url
             for severity, url in (
@@ -126,9 +128,35 @@ class ZbiPlatform(pulumi.ComponentResource):
                 else None,
                 webhooks=webhooks,
                 region=config.platform.region if config.platform else None,
+                remote_write_role_arn=remote_write_role,
             ),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
         )
+
+    def _remote_write_role(self, monitoring: MonitoringConfig) -> pulumi.Output[str] | None:
+        """Prometheus's IRSA role: remote write to the one Amazon Managed Prometheus workspace configured."""
+        workspace = monitoring.amp_workspace()
+        if workspace is None or self.cluster is None:
+            return None
+        region, workspace_id = workspace
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        policy = account.apply(
+            lambda account_id: json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Action": ["aps:RemoteWrite"],
+                            "Resource": f"arn:aws:aps:{region}:{account_id}:workspace/{workspace_id}",
+                        }
+                    ],
+                }
+            )
+        )
+        return self.cluster.workload_role(
+            f"{self._stack}-prometheus-remote-write", PROMETHEUS_SERVICE_ACCOUNT, policy
+        ).arn
 
     # ---- local -------------------------------------------------------------------------------------------------
 

@@ -169,6 +169,11 @@ class StackConfig(StrictModel):
                     f"zbi:instances.{name}.node.bootstrapSnapshotId: an EBS snapshot cannot be restored outside AWS. "
                     "Fix: remove it"
                 )
+        if self.monitoring.remote_write_url:
+            raise ValueError(
+                "zbi:monitoring.remoteWriteUrl: remote write to Amazon Managed Prometheus signs with an IAM role, "
+                "which a local stack does not have. Fix: remove it"
+            )
 
     def release_problems(self, today: date) -> tuple[list[str], list[str]]:
         """(errors, warnings) about pinned node releases as of `today`."""

@@ -29,6 +29,8 @@ CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 KUBE_PROMETHEUS_STACK = ("kube-prometheus-stack", "88.5.3")
 BLACKBOX_EXPORTER = ("prometheus-blackbox-exporter", "11.17.2")
 PROBE_JOB = "zbi-endpoints"
+# The chart's Prometheus runs as this service account (release "kube-prometheus-stack").
+PROMETHEUS_SERVICE_ACCOUNT = f"{NAMESPACE}:kube-prometheus-stack-prometheus"
 PROBE_MODULE = "tcp_tls"
 
 
@@ -43,8 +45,9 @@ class ZbiMonitoringArgs:
     priority_class_name: str | None = MONITORING.name
     # Severity -> webhook URL (secrets): "critical" pages, "warning" opens a ticket.
     webhooks: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
-    # Remote write is signed with SigV4 in this region.
+    # Remote write is signed with SigV4 in this region, as this IAM role (IRSA, see PROMETHEUS_SERVICE_ACCOUNT).
     region: str | None = None
+    remote_write_role_arn: pulumi.Input[str] | None = None
 
 
 def kube_prometheus_stack_values(
@@ -54,6 +57,7 @@ def kube_prometheus_stack_values(
     priority_class_name: str | None,
     webhooks: Mapping[str, str],
     region: str | None,
+    remote_write_role_arn: str | None = None,
 ) -> dict[str, Any]:
     """The chart's values: pure, so tests read them without Pulumi."""
     storage = {
@@ -86,8 +90,13 @@ def kube_prometheus_stack_values(
                 {"name": severity, "webhook_configs": [{"url": webhooks[severity], "send_resolved": True}]}
             )
             routes.append({"receiver": severity, "matchers": [f'severity="{severity}"'], "continue": False})
+    service_account = (
+        {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": remote_write_role_arn}}}
+        if remote_write_role_arn
+        else {}
+    )
     return {
-        "prometheus": {"prometheusSpec": prometheus},
+        "prometheus": {"prometheusSpec": prometheus, **service_account},
         "alertmanager": {
             "alertmanagerSpec": {"priorityClassName": priority_class_name} if priority_class_name else {},
             "config": {
@@ -163,6 +172,7 @@ class ZbiMonitoring(pulumi.ComponentResource):
         values = pulumi.Output.all(
             pulumi.Output.from_input(args.storage_class_name),
             {severity: pulumi.Output.secret(url) for severity, url in args.webhooks.items()},
+            pulumi.Output.from_input(args.remote_write_role_arn),
         ).apply(
             lambda v: kube_prometheus_stack_values(
                 args.config,
@@ -170,6 +180,7 @@ class ZbiMonitoring(pulumi.ComponentResource):
                 priority_class_name=args.priority_class_name,
                 webhooks=v[1],
                 region=args.region,
+                remote_write_role_arn=v[2],
             )
         )
         stack = k8s.helm.v3.Release(
