@@ -217,7 +217,7 @@ def test_remote_write_signs_as_a_role_that_may_write_to_that_workspace_only(plan
 def test_remote_write_needs_an_amp_workspace_and_an_aws_stack(plan_stack: PlanStack) -> None:
     from zbi_infra.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="zbi:monitoring.remoteWriteUrl"):
+    with pytest.raises(ConfigError, match=re.escape("zbi:monitoring.remoteWriteUrl")):
         plan_stack("dev", merge={"zbi:monitoring": {"remoteWriteUrl": "https://prometheus.example.com/write"}})
     with pytest.raises(ConfigError, match="a local stack does not have"):
         plan_stack("local", merge={"zbi:monitoring": {"remoteWriteUrl": AMP}})
