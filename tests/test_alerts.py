@@ -17,15 +17,17 @@ import yaml
 from tests.conftest import UPSTREAM
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.monitoring.alerts import alert_rules, error_budget_minutes
+from zbi_infra.monitoring.snapshot_freshness import DLM_NAMESPACE, WATCHED, exported_name
 
 INSTANCES = {
     "testnet": InstanceConfig.model_validate({"network": "testnet"}),
     "regnet": InstanceConfig.model_validate({"network": "regtest", "lightwallet": {"kind": "none"}}),
 }
 ENDPOINT = "testnet.lwd.zbi.example:443"
-GROUPS = alert_rules(INSTANCES, probed_endpoints=True)
+GROUPS = alert_rules(INSTANCES, probed_endpoints=True, snapshot_interval_hours=12)
 RULES = {rule["alert"]: rule for group in GROUPS for rule in group["rules"]}
 NS = 'namespace="zbi-testnet"'
+POLICY = 'job="cloudwatch-exporter", exported_job="aws_ebs", dlm_policy_id="policy-0123456789abcdef0"'
 
 # alert -> (interval, evaluation time, series that fire it, labels it fires with, series that must not fire it)
 CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tuple[str, str]]]] = {
@@ -138,6 +140,35 @@ CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tup
         {"job": "zbi-endpoints", "instance": ENDPOINT},
         [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "1x80")],
     ),
+    # The exporter drops the completion series once no snapshot completed within twice the interval.
+    "ChainSnapshotStale": (
+        "5m",
+        "2h",
+        [(f"aws_ebs_snapshots_create_completed_sum{{{POLICY}}}", "1x6 _x30")],
+        {"job": "cloudwatch-exporter"},
+        [(f"aws_ebs_snapshots_create_completed_sum{{{POLICY}}}", "1x30")],
+    ),
+    "ChainSnapshotFailed": (
+        "5m",
+        "30m",
+        [(f"aws_ebs_snapshots_create_failed_sum{{{POLICY}}}", "0x4 1x4")],
+        {},
+        [(f"aws_ebs_snapshots_create_failed_sum{{{POLICY}}}", "0x8")],
+    ),
+    "ChainSnapshotCopyFailed": (
+        "5m",
+        "30m",
+        [(f"aws_ebs_snapshots_copied_region_failed_sum{{{POLICY}}}", "2x8")],
+        {},
+        [(f"aws_ebs_snapshots_copied_region_failed_sum{{{POLICY}}}", "0x8")],
+    ),
+    "CloudWatchExporterFailing": (
+        "5m",
+        "1h",
+        [('cloudwatch_exporter_scrape_error{job="cloudwatch-exporter"}', "1x12")],
+        {},
+        [('cloudwatch_exporter_scrape_error{job="cloudwatch-exporter"}', "0x4 1x2 0x6")],
+    ),
 }
 
 
@@ -215,16 +246,50 @@ def test_a_broken_rule_would_fail_its_unit_test(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
+def cloudwatch_series() -> set[str]:
+    """The series the CloudWatch exporter makes of DLM's snapshot-policy metrics, derived from the exporter's own
+    naming rule and AWS's list of the metrics (the Sum statistic, the one the exporter is configured to read)."""
+    naming = json.loads((UPSTREAM / "cloudwatch_exporter" / "naming.json").read_text())
+    dlm = json.loads((UPSTREAM / "aws" / "dlm-cloudwatch-metrics.json").read_text())
+    pattern, replacement = naming["snake_case"]["pattern"], naming["snake_case"]["replacement"].replace("$", "\\")
+
+    def snake(text: str) -> str:
+        return re.sub(pattern, replacement, text).lower()
+
+    namespace = re.sub(r"[^a-zA-Z0-9:_]", "_", dlm["namespace"].lower())
+    return {f"{namespace}_{snake(metric)}_sum" for metric in dlm["snapshot_policy_metrics"]}
+
+
 def evidence() -> set[str]:
     names: set[str] = set()
     for path in UPSTREAM.glob("*/*metrics*.json"):
-        names |= set(json.loads(path.read_text())["metrics"])
-    return names
+        names |= set(json.loads(path.read_text()).get("metrics", []))
+    names |= set(json.loads((UPSTREAM / "cloudwatch_exporter" / "naming.json").read_text())["metrics"])
+    return names | cloudwatch_series()
+
+
+def test_the_snapshot_series_are_the_exporters_names_for_dlms_metrics() -> None:
+    derived = cloudwatch_series()
+    assert {"aws_ebs_snapshots_create_completed_sum", "aws_ebs_snapshots_copied_region_failed_sum"} <= derived
+    watched = {exported_name(DLM_NAMESPACE, metric) for metric in WATCHED}
+    assert watched <= derived, watched - derived
 
 
 def test_every_metric_a_rule_reads_is_named_by_its_exporters_source() -> None:
     known = evidence()
-    functions = {"sum", "by", "max", "delta", "on", "group_right", "and", "predict_linear", "increase", "avg_over_time"}
+    functions = {
+        "absent",
+        "sum",
+        "by",
+        "max",
+        "delta",
+        "on",
+        "group_right",
+        "and",
+        "predict_linear",
+        "increase",
+        "avg_over_time",
+    }
     for alert, rule in RULES.items():
         used = {word for word in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?:\{|\[)", rule["expr"]) if word not in functions}
         assert used, alert

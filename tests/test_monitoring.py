@@ -72,7 +72,9 @@ def test_every_monitor_finds_its_pods_and_their_metrics_port(dev: Plan) -> None:
 def test_the_deployed_rules_are_the_tested_rules_and_the_probe_feeds_the_slo(dev: Plan, plan_stack: PlanStack) -> None:
     rule = one(dev, "PrometheusRule", "zbi-alerts", "monitoring")
     instance = InstanceConfig.model_validate(read_testnet())
-    assert rule["spec"]["groups"] == alert_rules({"testnet": instance}, probed_endpoints=True)
+    assert rule["spec"]["groups"] == alert_rules(
+        {"testnet": instance}, probed_endpoints=True, snapshot_interval_hours=12
+    )
     probe = one(dev, "Probe", PROBE_JOB, "monitoring")["spec"]
     assert probe["jobName"] == PROBE_JOB and probe["module"] == PROBE_MODULE
     assert PROBE_MODULE in blackbox_values()["config"]["modules"]
@@ -221,3 +223,49 @@ def test_remote_write_needs_an_amp_workspace_and_an_aws_stack(plan_stack: PlanSt
         plan_stack("dev", merge={"zbi:monitoring": {"remoteWriteUrl": "https://prometheus.example.com/write"}})
     with pytest.raises(ConfigError, match="a local stack does not have"):
         plan_stack("local", merge={"zbi:monitoring": {"remoteWriteUrl": AMP}})
+
+
+def test_snapshot_freshness_reads_the_stacks_dlm_policy_over_twice_its_interval(plan_stack: PlanStack) -> None:
+    plan = plan_stack("dev", merge={"zbi:backup": {"intervalHours": 8}})
+    inputs = release(plan, "prometheus-cloudwatch-exporter")
+    assert inputs["version"] == CHARTS["prometheus-cloudwatch-exporter"]["version"]
+    assert inputs["namespace"] == "monitoring"
+    values = inputs["values"]
+    config = yaml.safe_load(values["config"])
+    policy = plan.named("dev-backups-snapshots")
+    assert config["region"] == "us-east-1" and config["range_seconds"] == 2 * 8 * 3600
+    assert not config["set_timestamp"]
+    for metric in config["metrics"]:
+        assert metric["aws_dimension_select"] == {"DLMPolicyId": [policy.id]}
+        assert metric["aws_namespace"] == "AWS/EBS" and metric["aws_dimensions"] == ["DLMPolicyId"]
+    groups = one(plan, "PrometheusRule", "zbi-alerts", "monitoring")["spec"]["groups"]
+    (backups,) = [g for g in groups if g["name"] == "zbi-backups"]
+    stale = next(r for r in backups["rules"] if r["alert"] == "ChainSnapshotStale")
+    assert "16 hours" in stale["annotations"]["summary"]
+    # Scraped by the chart's ServiceMonitor, which Prometheus selects wherever it is.
+    assert values["serviceMonitor"]["enabled"]
+    spec = release(plan, "kube-prometheus-stack")["values"]["prometheus"]["prometheusSpec"]
+    assert spec["serviceMonitorSelectorNilUsesHelmValues"] is False
+
+
+def test_the_cloudwatch_exporter_reads_metrics_only_as_its_own_service_account(dev: Plan) -> None:
+    role = dev.named("dev-cloudwatch-exporter")
+    (trust,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert "system:serviceaccount:monitoring:cloudwatch-exporter" in trust["Condition"]["StringEquals"].values()
+    (statement,) = json.loads(dev.named("dev-cloudwatch-exporter-policy").inputs["policy"])["Statement"]
+    assert all(action.split(":")[1].startswith(("Get", "List")) for action in statement["Action"])
+    values = release(dev, "prometheus-cloudwatch-exporter")["values"]
+    account = values["serviceAccount"]
+    assert account["name"] == "cloudwatch-exporter"
+    assert account["annotations"]["eks.amazonaws.com/role-arn"].endswith(f"role/{role.id}")
+    hardened = values["containerSecurityContext"]
+    assert hardened["readOnlyRootFilesystem"] and not hardened["allowPrivilegeEscalation"]
+    assert values["securityContext"]["runAsNonRoot"] and values["resources"]["limits"]["memory"]
+
+
+def test_no_snapshot_exporter_without_backups(plan_stack: PlanStack) -> None:
+    for plan in (plan_stack("local"), plan_stack("dev", merge={"zbi:backup": {"enabled": False}})):
+        charts = {r.inputs["chart"] for r in plan.of_type("kubernetes:helm.sh/v3:Release")}
+        assert "prometheus-cloudwatch-exporter" not in charts and "kube-prometheus-stack" in charts
+        groups = one(plan, "PrometheusRule", "zbi-alerts", "monitoring")["spec"]["groups"]
+        assert "zbi-backups" not in {g["name"] for g in groups}

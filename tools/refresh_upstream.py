@@ -45,10 +45,18 @@ UPSTREAMS = {
     "go-grpc-prometheus": Upstream("grpc-ecosystem/go-grpc-prometheus", "v1.2.0", "Apache-2.0"),
     "blackbox_exporter": Upstream("prometheus/blackbox_exporter", "v0.28.0", "Apache-2.0"),
     "kube-state-metrics": Upstream("kubernetes/kube-state-metrics", "v2.20.0", "Apache-2.0"),
+    # Snapshot freshness: Data Lifecycle Manager's CloudWatch metrics (named in AWS's EC2 user guide, whose source
+    # repository was archived after its last content commit), read into Prometheus by the CloudWatch exporter.
+    "cloudwatch_exporter": Upstream("prometheus/cloudwatch_exporter", "v0.16.0", "Apache-2.0"),
+    "ec2-user-guide": Upstream(
+        "awsdocs/amazon-ec2-user-guide", "dcfd52bbc4641d131f5d71feab6457b73976ff6f", "CC-BY-SA-4.0"
+    ),
     # The monitoring stack's charts, and with them the Prometheus Operator's CRDs.
     "helm-charts": Upstream("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3", "Apache-2.0"),
 }
 BLACKBOX_CHART_TAG = "prometheus-blackbox-exporter-11.17.2"
+CLOUDWATCH_CHART_TAG = "prometheus-cloudwatch-exporter-0.28.1"
+DLM_METRICS_DOC = "doc_source/monitor-dlm-cw-metrics.md"
 MONITORING_CRDS = ("podmonitors", "probes", "prometheusrules", "servicemonitors")
 
 # (upstream, path at the tag, fixture file name): copied verbatim.
@@ -257,6 +265,36 @@ def main() -> None:
         write_json("kube-state-metrics/metrics.json", {"metrics": names})
         record("kube-state-metrics/metrics.json", "kube-state-metrics", "internal/store/*.go", "metric names")
 
+    if "cloudwatch_exporter" in checkouts:
+        tag = UPSTREAMS["cloudwatch_exporter"].tag
+        collector = "src/main/java/io/prometheus/cloudwatch/CloudWatchCollector.java"
+        source = git_show(checkouts["cloudwatch_exporter"], tag, collector)
+        snake = re.search(r'toSnakeCase\(String str\) \{\s*return str\.replaceAll\("([^"]+)", "([^"]+)"\)', source)
+        own = sorted(set(re.findall(r'"(cloudwatch_exporter_[a-z_]+)"', source)))
+        write_json(
+            "cloudwatch_exporter/naming.json",
+            {
+                "metrics": own,
+                # <namespace lowercased, non [a-zA-Z0-9:_] as _>_<snake metric>_<snake statistic>
+                "snake_case": {"pattern": snake.group(1), "replacement": snake.group(2)} if snake else None,
+            },
+        )
+        record("cloudwatch_exporter/naming.json", "cloudwatch_exporter", collector, "own metrics; naming rule")
+
+    if "ec2-user-guide" in checkouts:
+        upstream = UPSTREAMS["ec2-user-guide"]
+        doc = git_show(checkouts["ec2-user-guide"], upstream.tag, DLM_METRICS_DOC)
+        snapshot_table = doc.split("#### [ EBS snapshot policies ]", 1)[1].split("------", 1)[0]
+        write_json(
+            "aws/dlm-cloudwatch-metrics.json",
+            {
+                "namespace": "AWS/EBS" if "--namespace AWS/EBS" in doc else None,
+                "dimension": "DLMPolicyId" if "`DLMPolicyId` dimension" in doc else None,
+                "snapshot_policy_metrics": re.findall(r"^\|\s+`(\w+)`", snapshot_table, re.MULTILINE),
+            },
+        )
+        record("aws/dlm-cloudwatch-metrics.json", "ec2-user-guide", DLM_METRICS_DOC, "EBS snapshot policy metrics")
+
     if "helm-charts" in checkouts:
         import yaml
 
@@ -276,7 +314,11 @@ def main() -> None:
             )
             record(f"prometheus-operator/{plural}.schema.json", "helm-charts", path, "the served version's schema")
         charts = {}
-        for chart, chart_tag in (("kube-prometheus-stack", tag), ("prometheus-blackbox-exporter", BLACKBOX_CHART_TAG)):
+        for chart, chart_tag in (
+            ("kube-prometheus-stack", tag),
+            ("prometheus-blackbox-exporter", BLACKBOX_CHART_TAG),
+            ("prometheus-cloudwatch-exporter", CLOUDWATCH_CHART_TAG),
+        ):
             meta = yaml.safe_load(git_show(checkouts["helm-charts"], chart_tag, f"charts/{chart}/Chart.yaml"))
             charts[chart] = {
                 "version": meta["version"],

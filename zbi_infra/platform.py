@@ -28,7 +28,14 @@ from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.config.monitoring import LOCAL_DEFAULTS, MonitoringConfig
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.dns import FailoverRole, failover_record
-from zbi_infra.monitoring.component import PROMETHEUS_SERVICE_ACCOUNT, ZbiMonitoring, ZbiMonitoringArgs
+from zbi_infra.monitoring.component import (
+    CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT,
+    PROMETHEUS_SERVICE_ACCOUNT,
+    SnapshotWatch,
+    ZbiMonitoring,
+    ZbiMonitoringArgs,
+)
+from zbi_infra.monitoring.snapshot_freshness import cloudwatch_read_policy
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
 from zbi_infra.priorities import priority_classes
 from zbi_infra.recovery import newest_snapshots, primary_short_name
@@ -129,9 +136,20 @@ class ZbiPlatform(pulumi.ComponentResource):
                 webhooks=webhooks,
                 region=config.platform.region if config.platform else None,
                 remote_write_role_arn=remote_write_role,
+                snapshots=self._snapshot_watch(),
             ),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
         )
+
+    def _snapshot_watch(self) -> SnapshotWatch | None:
+        """The stack's DLM policy, watched through CloudWatch by an exporter on a read-only IRSA role."""
+        if self.backups is None or self.cluster is None:
+            return None
+        role = self.cluster.workload_role(
+            f"{self._stack}-cloudwatch-exporter", CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT, cloudwatch_read_policy()
+        )
+        interval = (self._config.backup or BackupConfig()).interval_hours
+        return SnapshotWatch(policy_id=self.backups.policy_id, interval_hours=interval, role_arn=role.arn)
 
     def _remote_write_role(self, monitoring: MonitoringConfig) -> pulumi.Output[str] | None:
         """Prometheus's IRSA role: remote write to the one Amazon Managed Prometheus workspace configured."""

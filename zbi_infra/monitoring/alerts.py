@@ -13,6 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind, Network
+from zbi_infra.monitoring.snapshot_freshness import (
+    COMPLETED,
+    COPY_FAILED,
+    DLM_NAMESPACE,
+    FAILED,
+    SCRAPE_JOB,
+    exported_name,
+)
 from zbi_infra.node.context import namespace_of
 
 # SLO: 99.9% of probes of each public endpoint succeed over 30 days: 43.2 minutes of error budget a month.
@@ -51,9 +59,12 @@ def _namespaces(names: list[str]) -> str:
     return "|".join(sorted(namespace_of(n) for n in names)) or "none"
 
 
-def alert_rules(instances: dict[str, InstanceConfig], *, probed_endpoints: bool) -> list[dict[str, Any]]:
+def alert_rules(
+    instances: dict[str, InstanceConfig], *, probed_endpoints: bool, snapshot_interval_hours: int | None = None
+) -> list[dict[str, Any]]:
     """Rule groups for the instances of a stack; with `probed_endpoints`, the SLO of the public endpoints the blackbox
-    exporter probes (job "zbi-endpoints")."""
+    exporter probes (job "zbi-endpoints"); with `snapshot_interval_hours`, the freshness of the stack's DLM snapshots
+    as the CloudWatch exporter reports them (see snapshot_freshness)."""
     every = _namespaces(list(instances))
     # Chains that move on their own: an isolated regtest network has no tip to follow and no public peers.
     live = _namespaces([n for n, i in instances.items() if i.network is not Network.REGTEST])
@@ -155,7 +166,47 @@ def alert_rules(instances: dict[str, InstanceConfig], *, probed_endpoints: bool)
     ]
     if probed_endpoints:
         groups.append({"name": "zbi-endpoint-slo", "rules": [a.rule() for a in slo]})
+    if snapshot_interval_hours is not None:
+        groups.append({"name": "zbi-backups", "rules": [a.rule() for a in backup_alerts(snapshot_interval_hours)]})
     return groups
+
+
+def backup_alerts(interval_hours: int) -> list[Alert]:
+    window = 2 * interval_hours
+    job = f'{{job="{SCRAPE_JOB}"}}'
+    return [
+        Alert(
+            "ChainSnapshotStale",
+            # The exporter keeps a completion series only while a snapshot completed within the window.
+            f"absent({exported_name(DLM_NAMESPACE, COMPLETED)}{job})",
+            "30m",
+            "warning",
+            f"No chain snapshot has completed in {window} hours (twice the {interval_hours}h backup interval), or "
+            "CloudWatch cannot be read: check the DLM policy's state and the cloudwatch-exporter's log.",
+        ),
+        Alert(
+            "ChainSnapshotFailed",
+            f"max({exported_name(DLM_NAMESPACE, FAILED)}{job}) > 0",
+            "0m",
+            "warning",
+            f"Data Lifecycle Manager failed to create a chain snapshot in the last {window} hours.",
+        ),
+        Alert(
+            "ChainSnapshotCopyFailed",
+            f"max({exported_name(DLM_NAMESPACE, COPY_FAILED)}{job}) > 0",
+            "0m",
+            "warning",
+            f"A chain snapshot's copy to the disaster-recovery region failed in the last {window} hours: the DR "
+            "stack would restore from an older one.",
+        ),
+        Alert(
+            "CloudWatchExporterFailing",
+            f"max(cloudwatch_exporter_scrape_error{job}) > 0",
+            "30m",
+            "warning",
+            "The cloudwatch-exporter cannot read CloudWatch: snapshot alerts are blind (check its IRSA role).",
+        ),
+    ]
 
 
 def error_budget_minutes() -> float:

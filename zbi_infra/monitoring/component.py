@@ -1,6 +1,7 @@
 """ZbiMonitoring: kube-prometheus-stack (Prometheus Operator, Prometheus, Alertmanager, Grafana, kube-state-metrics,
 node exporter) and the Prometheus blackbox exporter from their published charts, pinned; a PodMonitor per scraped
-workload, a Probe of every public endpoint, and zBI's alert rules as a PrometheusRule.
+workload, a Probe of every public endpoint, and zBI's alert rules as a PrometheusRule; in a stack with backups, the
+CloudWatch exporter that lets Prometheus see the snapshots' freshness.
 
 The monitoring namespace carries `zbi.io/monitoring=true`, the one label the instances' NetworkPolicies admit to
 their metrics ports. Alerts route by severity to webhooks that reach the program only as Pulumi secrets.
@@ -20,6 +21,7 @@ from zbi_infra.config.instance import InstanceConfig, LightwalletKind, NodeKind
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.monitoring.alerts import alert_rules
 from zbi_infra.monitoring.dashboards import dashboards
+from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE, SERVICE_ACCOUNT_NAME, exporter_values
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
 from zbi_infra.priorities import MONITORING
 
@@ -32,6 +34,17 @@ PROBE_JOB = "zbi-endpoints"
 # The chart's Prometheus runs as this service account (release "kube-prometheus-stack").
 PROMETHEUS_SERVICE_ACCOUNT = f"{NAMESPACE}:kube-prometheus-stack-prometheus"
 PROBE_MODULE = "tcp_tls"
+CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT = f"{NAMESPACE}:{SERVICE_ACCOUNT_NAME}"
+
+
+@dataclass(frozen=True)
+class SnapshotWatch:
+    """The stack's DLM policy, its interval, and the exporter's IRSA role (CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT) that
+    may read CloudWatch."""
+
+    policy_id: pulumi.Input[str]
+    interval_hours: int
+    role_arn: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -48,6 +61,8 @@ class ZbiMonitoringArgs:
     # Remote write is signed with SigV4 in this region, as this IAM role (IRSA, see PROMETHEUS_SERVICE_ACCOUNT).
     region: str | None = None
     remote_write_role_arn: pulumi.Input[str] | None = None
+    # The backups to watch (stacks with a DLM policy); needs `region`.
+    snapshots: SnapshotWatch | None = None
 
 
 def kube_prometheus_stack_values(
@@ -223,9 +238,17 @@ class ZbiMonitoring(pulumi.ComponentResource):
             api_version="monitoring.coreos.com/v1",
             kind="PrometheusRule",
             metadata=k8s.meta.v1.ObjectMetaArgs(name="zbi-alerts", namespace=NAMESPACE),
-            spec={"groups": alert_rules(dict(args.instances), probed_endpoints=bool(args.public_endpoints))},
+            spec={
+                "groups": alert_rules(
+                    dict(args.instances),
+                    probed_endpoints=bool(args.public_endpoints),
+                    snapshot_interval_hours=args.snapshots.interval_hours if args.snapshots else None,
+                )
+            },
             opts=after_crds,
         )
+        if args.snapshots is not None:
+            self._snapshot_exporter(name, args.snapshots, args, after_crds)
         if args.public_endpoints:
             k8s.apiextensions.CustomResource(
                 f"{name}-endpoint-probe",
@@ -253,3 +276,26 @@ class ZbiMonitoring(pulumi.ComponentResource):
             )
         self.namespace = namespace.metadata.apply(lambda m: str(m.name))
         self.register_outputs({"namespace": self.namespace})
+
+    def _snapshot_exporter(
+        self, name: str, watch: SnapshotWatch, args: ZbiMonitoringArgs, opts: pulumi.ResourceOptions
+    ) -> None:
+        if not args.region:
+            raise ValueError("ZbiMonitoringArgs.snapshots needs region: the region of the DLM policy's metrics")
+        region, interval = args.region, watch.interval_hours
+        values = pulumi.Output.all(pulumi.Output.from_input(watch.policy_id), pulumi.Output.from_input(watch.role_arn))
+        k8s.helm.v3.Release(
+            f"{name}-cloudwatch-exporter",
+            name=RELEASE,
+            chart=CLOUDWATCH_EXPORTER[0],
+            version=CLOUDWATCH_EXPORTER[1],
+            namespace=NAMESPACE,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+            values=values.apply(
+                lambda v: exporter_values(
+                    region, v[0], interval, role_arn=v[1], priority_class_name=args.priority_class_name
+                )
+            ),
+            # Its ServiceMonitor needs the operator's CRDs.
+            opts=opts,
+        )
