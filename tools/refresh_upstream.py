@@ -65,8 +65,13 @@ COPIES = [
     ("zebra", "docker/Dockerfile", "zebra/Dockerfile"),
     ("zebra", "docker/entrypoint.sh", "zebra/entrypoint.sh"),
     ("lightwalletd", "Dockerfile", "lightwalletd/Dockerfile"),
-    ("lightwalletd", "walletrpc/service.proto", "lightwalletd/walletrpc/service.proto"),
-    ("lightwalletd", "walletrpc/compact_formats.proto", "lightwalletd/walletrpc/compact_formats.proto"),
+    # walletrpc/*.proto are symlinks into the lightwallet-protocol subtree: copy their targets.
+    ("lightwalletd", "lightwallet-protocol/walletrpc/service.proto", "lightwalletd/walletrpc/service.proto"),
+    (
+        "lightwalletd",
+        "lightwallet-protocol/walletrpc/compact_formats.proto",
+        "lightwalletd/walletrpc/compact_formats.proto",
+    ),
     ("zcash", "contrib/docker/Dockerfile", "zcash/Dockerfile"),
     ("zcash", "contrib/docker/entrypoint.sh", "zcash/entrypoint.sh"),
     ("zcash", "contrib/debian/examples/zcash.conf", "zcash/zcash.conf.example"),
@@ -233,6 +238,11 @@ def main() -> None:
 
     if "zebra" in checkouts:
         tag = UPSTREAMS["zebra"].tag
+        methods_rs = "zebra-rpc/src/methods.rs"
+        methods = sorted(set(re.findall(r'method\(name = "(\w+)"', git_show(checkouts["zebra"], tag, methods_rs))))
+        write_json("zebra/rpc-methods.json", {"methods": methods})
+        (PACKAGE_DATA / "zebrad-rpc-methods.json").write_text((FIXTURES / "zebra/rpc-methods.json").read_text())
+        record("zebra/rpc-methods.json", "zebra", methods_rs, "JSON-RPC method names (#[method(name = ...)])")
         names = metric_names(checkouts["zebra"], tag, r'(?:gauge|counter|histogram)!\(\s*"([a-z0-9_.]+)"', r".*")
         # metrics-exporter-prometheus writes names with "." as "_".
         write_json("zebra/metrics.json", {"metrics": sorted({n.replace(".", "_") for n in names})})
@@ -244,6 +254,23 @@ def main() -> None:
         )
         write_json("lightwalletd/metrics.json", {"metrics": own})
         record("lightwalletd/metrics.json", "lightwalletd", "cmd/connstats.go (prometheus Name:)", "metric names")
+
+    if "lightwalletd" in checkouts:
+        proto_path = "lightwallet-protocol/walletrpc/service.proto"
+        proto = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, proto_path)
+        package = re.search(r"^package ([\w.]+);", proto, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        service = re.search(r"^service (\w+) \{", proto, re.MULTILINE).group(1)  # type: ignore[union-attr]
+        rpcs = {
+            name: {"client_streaming": bool(client), "server_streaming": bool(server)}
+            for name, client, server in re.findall(
+                r"^\s*rpc (\w+)\((stream )?\w+\) returns \((stream )?\w+\)", proto, re.MULTILINE
+            )
+        }
+        write_json("lightwalletd/grpc-methods.json", {"service": f"{package}.{service}", "methods": rpcs})
+        (PACKAGE_DATA / "lightwalletd-grpc-methods.json").write_text(
+            (FIXTURES / "lightwalletd/grpc-methods.json").read_text()
+        )
+        record("lightwalletd/grpc-methods.json", "lightwalletd", proto_path, "the service's methods and streaming")
 
     if "go-grpc-prometheus" in checkouts:
         tag = UPSTREAMS["go-grpc-prometheus"].tag

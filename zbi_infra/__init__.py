@@ -26,6 +26,9 @@ _EXPORTS = {
     "ZbiBackupsArgs": "zbi_infra.backup",
     "ZbiCertificateAuthority": "zbi_infra.tls",
     "ServerCertificate": "zbi_infra.tls",
+    "ZbiMonitoring": "zbi_infra.monitoring.component",
+    "ZbiMonitoringArgs": "zbi_infra.monitoring.component",
+    "SnapshotWatch": "zbi_infra.monitoring.component",
     # configuration
     "StackConfig": "zbi_infra.config",
     "StackRole": "zbi_infra.config",
@@ -43,6 +46,9 @@ _EXPORTS = {
     "read_stack_file": "zbi_infra.config.stack_file",
     "plan_date": "zbi_infra.config.stack",
     "ConfigError": "zbi_infra.errors",
+    "MonitoringConfig": "zbi_infra.config.monitoring",
+    "AccessFile": "zbi_infra.config.access",
+    "read_access_file": "zbi_infra.config.access",
     # helpers
     "AvailabilityZone": "zbi_infra.zones",
     "lookup_zones": "zbi_infra.zones",

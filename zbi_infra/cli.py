@@ -41,7 +41,60 @@ def _parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
     commands.add_parser("stacks", help="list the project's stacks")
+    _access_parser(commands)
     return parser
+
+
+def _access_parser(commands: argparse._SubParsersAction) -> None:
+    access = commands.add_parser(
+        "access",
+        help="manage an instance's end users: keys, methods, rate limits (access/<instance>.yaml)",
+        description="The instance administrator's file, access/<instance>.yaml: only key hashes are written to it.",
+    )
+    actions = access.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help: str, *, user: bool = False) -> argparse.ArgumentParser:
+        parser = actions.add_parser(name, help=help, description=help)
+        parser.add_argument("instance", type=_instance_name, help="the instance (a key of zbi:instances)")
+        if user:
+            parser.add_argument("user", help="the end user's name (lowercase letters, digits, . _ -)")
+        parser.add_argument("--file", type=Path, help="the access file (default: access/<instance>.yaml)")
+        parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+        return parser
+
+    create = action("create-key", "make a key for a user (added, or rotated if listed); print it once", user=True)
+    create.add_argument("--expires", type=_iso_date, metavar="YYYY-MM-DD", help="the key stops working that day")
+    create.add_argument("--json-rpc", type=_method_list, metavar="M1,M2", help="narrower JSON-RPC methods")
+    create.add_argument("--grpc", type=_method_list, metavar="M1,M2", help="narrower gRPC methods")
+    create.add_argument("--rate", type=_positive, metavar="N", help="requests per second (default 10)")
+    create.add_argument("--burst", type=_positive, metavar="N", help="requests at once above the rate")
+    action("revoke", "remove a user and their key", user=True)
+    listing = action("list", "list the users and what each may call")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    action("check", "validate the file")
+
+
+def _instance_name(text: str) -> str:
+    import re
+
+    from zbi_infra.config.base import DNS_LABEL_PATTERN
+
+    if not re.match(DNS_LABEL_PATTERN, text):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an instance name; write a key of zbi:instances")
+    return text
+
+
+def _method_list(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise argparse.ArgumentTypeError("give at least one method, comma-separated")
+    return methods
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def _iso_date(text: str) -> date:
@@ -80,6 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     from zbi_infra.plan.project import find_project
 
     project = find_project(args.project_dir)
+    if args.command == "access":
+        return _access(args, project.root)
     if args.command == "stacks":
         print("\n".join(project.stack_names()))
         return 0
@@ -104,6 +159,41 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")
     if args.policy:
         return _check_policies(plan)
+    return 0
+
+
+def _access(args: argparse.Namespace, root: Path) -> int:
+    from zbi_infra.access_keys import UserGrant, create_key, describe_users, revoke
+    from zbi_infra.config.access import ACCESS_DIR, RateLimit, read_access_file
+
+    path = args.file or root / ACCESS_DIR / f"{args.instance}.yaml"
+    today = date.today()
+    if args.action == "create-key":
+        limit = None
+        if args.rate or args.burst:
+            limit = RateLimit(requests_per_second=args.rate or 10, burst=args.burst or 0)
+        grant = UserGrant(expires=args.expires, json_rpc=args.json_rpc, grpc=args.grpc, rate_limit=limit)
+        key = create_key(path, args.user, grant, today=today)
+        print(f"key for {args.user} on {args.instance} (shown once; {path} holds only its SHA-256):", file=sys.stderr)
+        print(key)
+        return 0
+    if args.action == "revoke":
+        revoke(path, args.user)
+        print(f"revoked {args.user}: the gateway refuses the key once the new table is deployed", file=sys.stderr)
+        return 0
+    access = read_access_file(path)
+    if args.action == "check":
+        print(f"{path}: valid ({len(access.users)} users)")
+        return 0
+    rows = describe_users(access, today=today)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        expires = f", expires {row['expires']}" if row["expires"] else ""
+        print(f"{row['user']} ({row['status']}{expires}; {row['rate']})")
+        print(f"  JSON-RPC: {', '.join(row['jsonRpc']) or '-'}")
+        print(f"  gRPC:     {', '.join(row['grpc']) or '-'}")
     return 0
 
 

@@ -22,7 +22,7 @@ class ConfigError(pulumi.RunError):
     Each problem names the exact config key (`zbi:cluster.nodeGroups.general.minSize`) and how to fix it.
     """
 
-    def __init__(self, problems: Iterable[str]):
+    def __init__(self, problems: Iterable[str], *, what: str = "zBI stack configuration"):
         self.problems = [clip(p) for p in problems]
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid zBI stack configuration:\n{lines}")
+        super().__init__(f"invalid {what}:\n{lines}")

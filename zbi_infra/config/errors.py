@@ -14,12 +14,12 @@ from zbi_infra.errors import ConfigError
 NAMESPACE = "zbi"
 
 
-def config_key(loc: tuple[int | str, ...]) -> str:
+def config_key(loc: tuple[int | str, ...], prefix: str = f"{NAMESPACE}:") -> str:
     """('cluster', 'nodeGroups', 'general', 'minSize') -> 'zbi:cluster.nodeGroups.general.minSize'."""
     if not loc:
-        return f"{NAMESPACE}:"
+        return prefix.rstrip().removesuffix(":")
     head, *rest = loc
-    key = f"{NAMESPACE}:{head}"
+    key = f"{prefix}{head}"
     for part in rest:
         if part == "[key]":
             continue
@@ -120,7 +120,15 @@ def _fix(error: Any, loc: tuple[int | str, ...]) -> str:
     return "see the README's configuration reference for this key"
 
 
-def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
+def describe(
+    model: type[BaseModel],
+    exc: ValidationError,
+    *,
+    prefix: str = f"{NAMESPACE}:",
+    where: str = "the stack's Pulumi.<stack>.yaml",
+    what: str = "zBI stack configuration",
+) -> ConfigError:
+    """One line per problem: the key as the file spells it (after `prefix`), what is wrong, and the fix."""
     problems = []
     for error in exc.errors(include_url=False):
         loc = _aliased(model, tuple(error["loc"]))
@@ -136,10 +144,10 @@ def describe(model: type[BaseModel], exc: ValidationError) -> ConfigError:
                 hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(known)}"
                 message = f"unknown key. Fix: remove it ({hint})"
         elif error["type"] == "missing":
-            message = "required but not set. Fix: set it in the stack's Pulumi.<stack>.yaml"
+            message = f"required but not set. Fix: set it in {where}"
         elif error["type"] == "string_pattern_mismatch":
             message = f"{shown(error.get('input'))} has the wrong form. Fix: {_fix(error, loc)}"
         elif "Fix:" not in message:
             message = f"{message} (got {shown(error.get('input'))}). Fix: {_fix(error, loc)}"
-        problems.append(f"{config_key(loc)}: {message}")
-    return ConfigError(problems)
+        problems.append(f"{config_key(loc, prefix)}: {message}")
+    return ConfigError(problems, what=what)
