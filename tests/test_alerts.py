@@ -4,17 +4,15 @@ fire it and to stay quiet on one that should not, and built only from metrics th
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.conftest import UPSTREAM
+from tests.debian import debian_tool
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.monitoring.alerts import alert_rules, error_budget_minutes
 from zbi_infra.monitoring.snapshot_freshness import DLM_NAMESPACE, WATCHED, exported_name
@@ -173,18 +171,7 @@ CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tup
 
 
 def promtool() -> str:
-    found = shutil.which("promtool")
-    if not found and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "prometheus"],
-            capture_output=True,
-            timeout=300,
-        )
-        found = shutil.which("promtool")
-    if not found:
-        pytest.fail("promtool is not installed and could not be installed: apt-get install prometheus")
-    return found
+    return debian_tool("promtool", ["prometheus"])
 
 
 def rules_file(tmp_path: Path) -> Path:

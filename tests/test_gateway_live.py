@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import socket
 import ssl
 import subprocess
@@ -27,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests.debian import debian_tool
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
@@ -58,20 +58,7 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
 
 
 def nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if (not found or not JS_MODULE.exists()) and shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
-        subprocess.run(
-            ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "nginx-light", "libnginx-mod-http-js"],
-            capture_output=True,
-            timeout=300,
-        )
-        found = shutil.which("nginx") or "/usr/sbin/nginx"
-    if not found or not Path(found).exists() or not JS_MODULE.exists():
-        pytest.fail(
-            "nginx with njs is not installed and could not be: apt-get install nginx-light libnginx-mod-http-js"
-        )
-    return found
+    return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
 
 
 @dataclass
@@ -181,7 +168,7 @@ def running_gateway(directory: Path, rpc_upstream: str, node: Node | None) -> It
     log = directory / "nginx.log"
     with log.open("w") as output:
         process = subprocess.Popen(
-            [binary, "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
+            [binary, "-e", "stderr", "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
             stdout=output,
             stderr=subprocess.STDOUT,
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import socketserver
 import subprocess
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.debian import debian_tool
 from zbi_infra.render.peering import PeerForward, socat_args
 from zbi_infra.render.startup import EXTERNAL_HOST_ENV, advertise_external_address_script, wait_for_tcp_script
 
@@ -68,16 +68,7 @@ def test_the_node_advertises_the_resolved_public_address(host: str, advertised: 
 
 
 def socat() -> str:
-    found = shutil.which("socat")
-    if found:
-        return found
-    if shutil.which("apt-get") and os.geteuid() == 0:
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "socat"], capture_output=True, timeout=300)
-    found = shutil.which("socat")
-    if not found:
-        pytest.fail("socat is not installed and could not be installed: apt-get install socat")
-    return found
+    return debian_tool("socat", ["socat"])
 
 
 def test_a_forwarder_relays_a_loopback_port_to_its_peer_and_listens_on_loopback_only(echo_server: int) -> None:
