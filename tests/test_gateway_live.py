@@ -26,9 +26,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import UPSTREAM
 from tests.debian import debian_tool
 from zbi_infra.access_keys import key_hash, new_key
-from zbi_infra.config.access import AccessFile, parse_access
+from zbi_infra.config.access import AccessFile, light_wallet_service, parse_access
 from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
 
 NODE_CREDENTIALS = "zebra-rpc:node-only-password"
@@ -41,10 +42,20 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
     return parse_access(
         {
             "jsonRpc": {"methods": ["getblockcount", "getblock", "getblockchaininfo", "getinfo"]},
-            "anonymous": {"jsonRpc": ["getinfo"], "rateLimit": {"requestsPerSecond": 50, "burst": 100}},
+            "grpc": {"methods": ["GetLightdInfo", "GetLatestBlock", "GetBlockRange"]},
+            "anonymous": {
+                "jsonRpc": ["getinfo"],
+                "grpc": ["GetLightdInfo"],
+                "rateLimit": {"requestsPerSecond": 50, "burst": 100},
+            },
             "users": [
                 {"name": "exchange", "keySha256": key_hash(keys["exchange"]), "rateLimit": {"requestsPerSecond": 500}},
-                {"name": "analytics", "keySha256": key_hash(keys["analytics"]), "jsonRpc": ["getblockcount"]},
+                {
+                    "name": "analytics",
+                    "keySha256": key_hash(keys["analytics"]),
+                    "jsonRpc": ["getblockcount"],
+                    "grpc": ["GetLatestBlock"],
+                },
                 {"name": "expired", "keySha256": key_hash(keys["expired"]), "expires": yesterday},
                 {
                     "name": "slow",
@@ -112,6 +123,8 @@ class Gateway:
     config_dir: Path
     log: Path
     node: Node | None
+    port: int = 0
+    certificate: Path | None = None
 
     def call(self, body: Any, user: str | None = "exchange", key: str | None = None, raw: bytes | None = None):
         data = raw if raw is not None else json.dumps(body).encode()
@@ -139,7 +152,9 @@ def tls_files(directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def running_gateway(directory: Path, rpc_upstream: str, node: Node | None) -> Iterator[Gateway]:
+def running_gateway(
+    directory: Path, rpc_upstream: str, node: Node | None, grpc_upstream: str | None = None
+) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends."""
     binary = nginx()
     certificate, key = tls_files(directory)
@@ -158,6 +173,7 @@ def running_gateway(directory: Path, rpc_upstream: str, node: Node | None) -> It
         paths,
         listen=f"127.0.0.1:{port}",
         rpc_upstream=rpc_upstream,
+        grpc_upstream=grpc_upstream,
         max_body_bytes=16 * 1024,
         js_module_path=str(JS_MODULE),
         temp_dir=str(directory),
@@ -183,18 +199,21 @@ def running_gateway(directory: Path, rpc_upstream: str, node: Node | None) -> It
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
-        yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node)
+        yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
     finally:
         process.terminate()
         process.wait(timeout=10)
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
     node = start_node()
     try:
         with running_gateway(
-            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node
+            tmp_path_factory.mktemp("gateway"),
+            f"127.0.0.1:{node.server.server_port}",
+            node,
+            grpc_upstream=f"127.0.0.1:{light_wallet.port}",
         ) as running:
             yield running
     finally:
@@ -311,3 +330,164 @@ def test_the_access_log_names_the_user_never_the_key(gateway: Gateway) -> None:
     assert any(e["user"] == "exchange" and e["methods"] == "getblockcount" for e in entries)
     text = gateway.log.read_text()
     assert not any(key in text for key in KEYS.values())
+
+
+# ---- gRPC: lightwalletd's service, generated from its vendored protos --------------------------------------------
+
+TIP = 3_000_000
+
+
+@dataclass
+class LightWallet:
+    port: int
+    modules: Any
+    seen_metadata: list[dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def light_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightWallet]:
+    """A CompactTxStreamer server built from lightwalletd's service.proto, on loopback, stopped at the end."""
+    import importlib
+    import sys
+
+    import grpc
+    from grpc_tools import protoc
+
+    out = tmp_path_factory.mktemp("walletrpc")
+    protos = UPSTREAM / "lightwalletd" / "walletrpc"
+    assert protoc.main(["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}",
+                        str(protos / "service.proto"), str(protos / "compact_formats.proto")]) == 0  # fmt: skip
+    sys.path.insert(0, str(out))
+    try:
+        pb = importlib.import_module("service_pb2")
+        rpc = importlib.import_module("service_pb2_grpc")
+        compact = importlib.import_module("compact_formats_pb2")
+    finally:
+        sys.path.remove(str(out))
+    seen: list[dict[str, str]] = []
+
+    class Streamer(rpc.CompactTxStreamerServicer):  # type: ignore[name-defined,misc]
+        def GetLightdInfo(self, request: Any, context: Any) -> Any:  # noqa: N802 (the proto names it)
+            seen.append(dict(context.invocation_metadata()))
+            return pb.LightdInfo(version="v0.5.3", chainName="test", blockHeight=TIP)
+
+        def GetLatestBlock(self, request: Any, context: Any) -> Any:  # noqa: N802
+            seen.append(dict(context.invocation_metadata()))
+            return pb.BlockID(height=TIP)
+
+        def GetBlockRange(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
+            seen.append(dict(context.invocation_metadata()))
+            for height in range(request.start.height, request.end.height + 1):
+                yield compact.CompactBlock(height=height, hash=height.to_bytes(32, "little"))
+
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    rpc.add_CompactTxStreamerServicer_to_server(Streamer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield LightWallet(port, types_namespace(pb=pb, rpc=rpc, compact=compact), seen)
+    finally:
+        server.stop(grace=1).wait(5)
+
+
+def types_namespace(**modules: Any) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**modules)
+
+
+@contextmanager
+def wallet_stub(gateway: Gateway, light_wallet: LightWallet) -> Iterator[Any]:
+    import grpc
+
+    assert gateway.certificate is not None
+    credentials = grpc.ssl_channel_credentials(root_certificates=gateway.certificate.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{gateway.port}", credentials) as channel:
+        yield light_wallet.modules.rpc.CompactTxStreamerStub(channel)
+
+
+def bearer(user: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {KEYS[user]}")]
+
+
+def test_grpc_calls_pass_with_a_key_and_the_key_stays_at_the_gateway(
+    gateway: Gateway, light_wallet: LightWallet
+) -> None:
+    pb = light_wallet.modules.pb
+    with wallet_stub(gateway, light_wallet) as stub:
+        assert stub.GetLatestBlock(pb.ChainSpec(), metadata=bearer("exchange"), timeout=10).height == TIP
+        assert stub.GetLightdInfo(pb.Empty(), metadata=bearer("exchange"), timeout=10).chainName == "test"
+    assert light_wallet.seen_metadata and all("authorization" not in m for m in light_wallet.seen_metadata)
+
+
+def test_refused_grpc_calls_get_grpc_statuses(gateway: Gateway, light_wallet: LightWallet) -> None:
+    import grpc
+
+    pb = light_wallet.modules.pb
+    service, methods = light_wallet_service()
+    assert service == "cash.z.wallet.sdk.rpc.CompactTxStreamer" and "GetTransaction" in methods
+    with wallet_stub(gateway, light_wallet) as stub:
+        cases = [
+            (lambda: stub.GetLatestBlock(pb.ChainSpec(), metadata=[("authorization", "Bearer zbik_wrong")], timeout=10),
+             grpc.StatusCode.UNAUTHENTICATED),
+            (lambda: stub.GetLatestBlock(pb.ChainSpec(), metadata=bearer("expired"), timeout=10),
+             grpc.StatusCode.UNAUTHENTICATED),
+            # Narrower user; a method the instance does not expose; anonymous outside its profile.
+            (lambda: stub.GetLightdInfo(pb.Empty(), metadata=bearer("analytics"), timeout=10),
+             grpc.StatusCode.PERMISSION_DENIED),
+            (lambda: stub.GetTransaction(pb.TxFilter(), metadata=bearer("exchange"), timeout=10),
+             grpc.StatusCode.PERMISSION_DENIED),
+            (lambda: stub.GetLatestBlock(pb.ChainSpec(), timeout=10), grpc.StatusCode.PERMISSION_DENIED),
+        ]  # fmt: skip
+        for call, code in cases:
+            with pytest.raises(grpc.RpcError) as raised:
+                call()
+            assert raised.value.code() == code, raised.value
+        # Anonymous wallets get their profile.
+        assert stub.GetLightdInfo(pb.Empty(), timeout=10).blockHeight == TIP
+        assert stub.GetLatestBlock(pb.ChainSpec(), metadata=bearer("analytics"), timeout=10).height == TIP
+
+
+def test_a_ten_thousand_block_stream_passes_through(gateway: Gateway, light_wallet: LightWallet) -> None:
+    pb = light_wallet.modules.pb
+    start = TIP - 10_000 + 1
+    with wallet_stub(gateway, light_wallet) as stub:
+        blocks = stub.GetBlockRange(
+            pb.BlockRange(start=pb.BlockID(height=start), end=pb.BlockID(height=TIP)),
+            metadata=bearer("exchange"),
+            timeout=120,
+        )
+        heights = [block.height for block in blocks]
+    assert heights == list(range(start, TIP + 1))
+
+
+def test_the_light_wallet_server_down_is_unavailable(tmp_path: Path, light_wallet: LightWallet) -> None:
+    import grpc
+
+    closed = f"127.0.0.1:{free_port()}"
+    with (
+        running_gateway(tmp_path, closed, None, grpc_upstream=closed) as down,
+        wallet_stub(down, light_wallet) as stub,
+        pytest.raises(grpc.RpcError) as raised,
+    ):
+        stub.GetLatestBlock(light_wallet.modules.pb.ChainSpec(), metadata=bearer("exchange"), timeout=10)
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_grpc_rate_limit_is_resource_exhausted(gateway: Gateway, light_wallet: LightWallet) -> None:
+    import grpc
+
+    codes = []
+    with wallet_stub(gateway, light_wallet) as stub:
+        for _ in range(6):
+            try:
+                stub.GetLatestBlock(light_wallet.modules.pb.ChainSpec(), metadata=bearer("slow"), timeout=10)
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as error:
+                codes.append(error.code())
+    assert grpc.StatusCode.RESOURCE_EXHAUSTED in codes and set(codes) <= {
+        grpc.StatusCode.OK,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }

@@ -23,6 +23,14 @@ function identify(r) {
     if (!header) {
         return users.anonymous ? {user: 'anonymous', profile: users.anonymous} : {user: '-', profile: null};
     }
+    if (header.startsWith('Bearer ')) {
+        // gRPC clients: `authorization: Bearer <key>` metadata; the key alone identifies the user.
+        const bearer = users.users[crypto.createHash('sha256').update(header.slice(7).trim()).digest('hex')];
+        if (!bearer || (bearer.expires && today() >= bearer.expires)) {
+            return {user: '-', profile: null};
+        }
+        return {user: bearer.name, profile: bearer};
+    }
     if (!header.startsWith('Basic ')) {
         return {user: '-', profile: null};
     }
@@ -57,6 +65,16 @@ function userName(r) {
 function rateBucket(r) {
     const who = identify(r);
     return who.profile ? who.profile.bucket : '';
+}
+
+// js_set for gRPC calls: "ok", "unauthenticated" or "denied" (the method is the path's last segment).
+function grpcVerdict(r) {
+    const who = identify(r);
+    if (!who.profile) {
+        return 'unauthenticated';
+    }
+    const method = r.uri.split('/')[2] || '';
+    return who.profile.grpc.indexOf(method) >= 0 ? 'ok' : 'denied';
 }
 
 function upstreamAuth(r) {
@@ -144,4 +162,4 @@ async function jsonRpc(r) {
     return reply(r, 200, merged);
 }
 
-export default {jsonRpc, rateKey, rateBucket, upstreamAuth, userName};
+export default {jsonRpc, grpcVerdict, rateKey, rateBucket, upstreamAuth, userName};

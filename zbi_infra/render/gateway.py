@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from zbi_infra.config.access import AccessFile, RateLimit
+from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
 
 JS_MODULE = "gateway.js"
 USERS_FILE = "users.json"
@@ -73,12 +73,15 @@ def nginx_conf(
     *,
     listen: str,
     rpc_upstream: str,
+    grpc_upstream: str | None = None,
+    grpc_upstream_tls: bool = False,
     max_body_bytes: int = 64 * 1024,
     js_module_path: str = "/usr/lib/nginx/modules/ngx_http_js_module.so",
     temp_dir: str = "/tmp",
     user: str | None = None,
 ) -> str:
-    """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS when `paths` names a certificate."""
+    """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
+    certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given."""
     buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
     zones = "\n".join(
@@ -97,10 +100,12 @@ def nginx_conf(
         if tls
         else ""
     )
+    grpc = _grpc_locations(grpc_upstream, grpc_upstream_tls, limits) if grpc_upstream else ""
     log_format = json.dumps(
         {
             "time": "$time_iso8601",
             "user": "$zbi_user",
+            "path": "$uri",
             "methods": "$zbi_methods",
             "status": "$status",
             "seconds": "$request_time",
@@ -128,6 +133,7 @@ http {{
     js_set $zbi_rate_key gateway.rateKey;
     js_set $zbi_bucket gateway.rateBucket;
     js_set $zbi_upstream_auth gateway.upstreamAuth;
+    js_set $zbi_grpc_verdict gateway.grpcVerdict;
     js_set $zbi_user gateway.userName;
     js_var $zbi_methods "";
 
@@ -144,7 +150,7 @@ http {{
     }}
 
     server {{
-        listen {listen}{" ssl" if tls else ""};
+        listen {listen}{" ssl http2" if tls else ""};
 {tls_lines}        # Bodies stay in memory (njs reads them there) and are refused above the limit with 413.
         client_max_body_size {max_body_bytes};
         client_body_buffer_size {max_body_bytes};
@@ -171,6 +177,7 @@ http {{
             js_content gateway.jsonRpc;
         }}
 
+{grpc}
         location = /_zbi_rpc_upstream {{
             internal;
             proxy_pass http://zbi_rpc/;
@@ -185,3 +192,42 @@ http {{
     }}
 }}
 """
+
+
+def _grpc_locations(upstream: str, upstream_tls: bool, limits: str) -> str:
+    """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
+    error pages; allowed calls, server streams included, pass through unbuffered."""
+    service, _ = light_wallet_service()
+
+    def status(name: str, code: int, message: str) -> str:
+        return (
+            f"        location @{name} {{\n"
+            "            default_type application/grpc;\n"
+            f"            add_header grpc-status {code} always;\n"
+            f'            add_header grpc-message "{message}" always;\n'
+            "            return 204;\n"
+            "        }\n"
+        )
+
+    return (
+        f"        location /{service}/ {{\n"
+        "            error_page 401 = @grpc_unauthenticated;\n"
+        "            error_page 403 = @grpc_denied;\n"
+        "            error_page 413 = @grpc_too_large;\n"
+        "            error_page 429 = @grpc_rate_limited;\n"
+        "            error_page 502 503 504 = @grpc_unavailable;\n"
+        "            if ($zbi_grpc_verdict = unauthenticated) { return 401; }\n"
+        "            if ($zbi_grpc_verdict = denied) { return 403; }\n"
+        f"{limits}\n"
+        "            # The caller's key stays here.\n"
+        '            grpc_set_header Authorization "";\n'
+        "            grpc_read_timeout 1h;\n"
+        "            grpc_send_timeout 1h;\n"
+        f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://{upstream};\n"
+        "        }\n"
+        + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
+        + status("grpc_denied", 7, "this method is not allowed for this key")
+        + status("grpc_too_large", 8, "request too large")
+        + status("grpc_rate_limited", 8, "rate limit reached")
+        + status("grpc_unavailable", 14, "the light-wallet server is unavailable")
+    )
