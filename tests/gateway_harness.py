@@ -1,0 +1,289 @@
+"""The gateway's live harness, shared by its tests and its benchmark: the rendered gateway in Debian's nginx with
+TLS, a JSON-RPC server that answers like zebrad, and a CompactTxStreamer server generated from lightwalletd's vendored
+protos. Everything binds 127.0.0.1 and stops when its block ends."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import UPSTREAM
+from tests.debian import debian_tool
+from zbi_infra.access_keys import key_hash, new_key
+from zbi_infra.config.access import AccessFile, parse_access
+from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
+
+NODE_CREDENTIALS = "zebra-rpc:node-only-password"
+KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench")}
+JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+
+
+def access(keys: dict[str, str] = KEYS) -> AccessFile:
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    return parse_access(
+        {
+            "jsonRpc": {"methods": ["getblockcount", "getblock", "getblockchaininfo", "getinfo"]},
+            "grpc": {"methods": ["GetLightdInfo", "GetLatestBlock", "GetBlockRange"]},
+            "anonymous": {
+                "jsonRpc": ["getinfo"],
+                "grpc": ["GetLightdInfo"],
+                "rateLimit": {"requestsPerSecond": 50, "burst": 100},
+            },
+            "users": [
+                {"name": "exchange", "keySha256": key_hash(keys["exchange"]), "rateLimit": {"requestsPerSecond": 500}},
+                {
+                    "name": "analytics",
+                    "keySha256": key_hash(keys["analytics"]),
+                    "jsonRpc": ["getblockcount"],
+                    "grpc": ["GetLatestBlock"],
+                },
+                {"name": "expired", "keySha256": key_hash(keys["expired"]), "expires": yesterday},
+                {
+                    "name": "bench",
+                    "keySha256": key_hash(keys["bench"]),
+                    "rateLimit": {"requestsPerSecond": 100_000, "burst": 100_000},
+                },
+                {
+                    "name": "slow",
+                    "keySha256": key_hash(keys["slow"]),
+                    "rateLimit": {"requestsPerSecond": 1, "burst": 1},
+                },
+            ],
+        },
+        "access/test.yaml",
+    )
+
+
+def nginx() -> str:
+    return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
+
+
+@dataclass
+class Node:
+    """A JSON-RPC server that answers like zebrad, and records the credentials each request came with."""
+
+    server: ThreadingHTTPServer
+    seen_auth: list[str] = field(default_factory=list)
+
+
+def start_node() -> Node:
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        # Keep-alive, as zebrad and the gateway's upstream pool use it.
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization", ""))
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.headers.get("Authorization") != "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode():
+                self.send_response(401)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+
+            def answer(call: dict[str, Any]) -> dict[str, Any]:
+                return {"result": {"answered": call["method"]}, "error": None, "id": call.get("id")}
+
+            data = json.dumps([answer(c) for c in body] if isinstance(body, list) else answer(body)).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return Node(server, seen)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    url: str
+    context: ssl.SSLContext
+    config_dir: Path
+    log: Path
+    node: Node | None
+    port: int = 0
+    certificate: Path | None = None
+
+    def call(self, body: Any, user: str | None = "exchange", key: str | None = None, raw: bytes | None = None):
+        data = raw if raw is not None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url, data=data, method="POST")
+        request.add_header("Content-Type", "application/json")
+        if user is not None:
+            secret = key if key is not None else KEYS[user]
+            request.add_header("Authorization", "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=10, context=self.context) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+
+def tls_files(directory: Path) -> tuple[Path, Path]:
+    certificate, key = directory / "tls.crt", directory / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+         "-subj", "/CN=gateway.zbi.test", "-addext", "subjectAltName=DNS:gateway.zbi.test,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(certificate)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return certificate, key
+
+
+@contextmanager
+def running_gateway(
+    directory: Path, rpc_upstream: str, node: Node | None, grpc_upstream: str | None = None
+) -> Iterator[Gateway]:
+    """The rendered gateway in nginx, with TLS, until the block ends."""
+    binary = nginx()
+    certificate, key = tls_files(directory)
+    paths = GatewayPaths(
+        config_dir=str(directory),
+        upstream_auth_file=str(directory / "upstream-auth"),
+        tls_certificate=str(certificate),
+        tls_key=str(key),
+    )
+    (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
+    (directory / USERS_FILE).write_text(json.dumps(users_table(access())))
+    (directory / "gateway.js").write_text(gateway_js(paths))
+    port = free_port()
+    config = nginx_conf(
+        access(),
+        paths,
+        listen=f"127.0.0.1:{port}",
+        rpc_upstream=rpc_upstream,
+        grpc_upstream=grpc_upstream,
+        max_body_bytes=16 * 1024,
+        js_module_path=str(JS_MODULE),
+        temp_dir=str(directory),
+        # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
+        user="root" if os.geteuid() == 0 else None,
+    )
+    (directory / "nginx.conf").write_text(config)
+    log = directory / "nginx.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [binary, "-e", "stderr", "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    context = ssl.create_default_context(cafile=str(certificate))
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+TIP = 3_000_000
+
+
+@dataclass
+class LightWallet:
+    port: int
+    modules: Any
+    seen_metadata: list[dict[str, str]]
+
+
+@contextmanager
+def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
+    """A CompactTxStreamer server built from lightwalletd's service.proto, on loopback, stopped at the end."""
+    import importlib
+    import sys
+
+    import grpc
+    from grpc_tools import protoc
+
+    protos = UPSTREAM / "lightwalletd" / "walletrpc"
+    assert protoc.main(["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}",
+                        str(protos / "service.proto"), str(protos / "compact_formats.proto")]) == 0  # fmt: skip
+    sys.path.insert(0, str(out))
+    try:
+        pb = importlib.import_module("service_pb2")
+        rpc = importlib.import_module("service_pb2_grpc")
+        compact = importlib.import_module("compact_formats_pb2")
+    finally:
+        sys.path.remove(str(out))
+    seen: list[dict[str, str]] = []
+
+    class Streamer(rpc.CompactTxStreamerServicer):  # type: ignore[name-defined,misc]
+        def GetLightdInfo(self, request: Any, context: Any) -> Any:  # noqa: N802 (the proto names it)
+            seen.append(dict(context.invocation_metadata()))
+            return pb.LightdInfo(version="v0.5.3", chainName="test", blockHeight=TIP)
+
+        def GetLatestBlock(self, request: Any, context: Any) -> Any:  # noqa: N802
+            seen.append(dict(context.invocation_metadata()))
+            return pb.BlockID(height=TIP)
+
+        def GetBlockRange(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
+            seen.append(dict(context.invocation_metadata()))
+            for height in range(request.start.height, request.end.height + 1):
+                yield compact.CompactBlock(height=height, hash=height.to_bytes(32, "little"))
+
+    from concurrent import futures
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    rpc.add_CompactTxStreamerServicer_to_server(Streamer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield LightWallet(port, types_namespace(pb=pb, rpc=rpc, compact=compact), seen)
+    finally:
+        server.stop(grace=1).wait(5)
+
+
+def types_namespace(**modules: Any) -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**modules)
+
+
+@contextmanager
+def wallet_stub(gateway: Gateway, light_wallet: LightWallet) -> Iterator[Any]:
+    import grpc
+
+    assert gateway.certificate is not None
+    credentials = grpc.ssl_channel_credentials(root_certificates=gateway.certificate.read_bytes())
+    with grpc.secure_channel(f"127.0.0.1:{gateway.port}", credentials) as channel:
+        yield light_wallet.modules.rpc.CompactTxStreamerStub(channel)
+
+
+def bearer(user: str) -> list[tuple[str, str]]:
+    return [("authorization", f"Bearer {KEYS[user]}")]
