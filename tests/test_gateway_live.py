@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -245,3 +246,41 @@ def test_a_grpc_rate_limit_is_resource_exhausted(gateway: Gateway, light_wallet:
         grpc.StatusCode.OK,
         grpc.StatusCode.RESOURCE_EXHAUSTED,
     }
+
+
+def test_a_graceful_stop_finishes_the_streams_it_accepted(tmp_path: Path, light_wallet: LightWallet) -> None:
+    """What Kubernetes does to a gateway pod (nginx's graceful stop, SIGQUIT): an open stream runs to its end."""
+    import signal
+
+    pb = light_wallet.modules.pb
+    start = TIP - 10_000 + 1
+    received: list[int] = []
+
+    def gone(pid: int) -> bool:
+        stat = Path(f"/proc/{pid}/stat")
+        return not stat.exists() or stat.read_text().split()[2] == "Z"
+
+    with (
+        running_gateway(
+            tmp_path, f"127.0.0.1:{free_port()}", None, grpc_upstream=f"127.0.0.1:{light_wallet.port}"
+        ) as gateway,
+        wallet_stub(gateway, light_wallet) as stub,
+    ):
+        stream = stub.GetBlockRange(
+            pb.BlockRange(start=pb.BlockID(height=start), end=pb.BlockID(height=TIP)),
+            metadata=bearer("exchange"),
+            timeout=120,
+        )
+        received.append(next(stream).height)
+        master = int((tmp_path / "nginx.pid").read_text())
+        os.kill(master, signal.SIGQUIT)  # the stream is open: one block read, 9,999 to come
+        for block in stream:
+            received.append(block.height)
+            if len(received) % 2000 == 0:
+                time.sleep(0.1)  # a slow reader
+        # The stop did happen: the master exits once the stream is done.
+        deadline = time.monotonic() + 10
+        while not gone(master) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert gone(master)
+    assert received == list(range(start, TIP + 1))
