@@ -227,3 +227,17 @@ def test_a_missing_or_broken_access_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         read_access_file(broken)
     assert yaml.safe_load((ROOT / "access" / "testnet.yaml").read_text())["users"] == []
+
+
+def test_every_access_file_in_the_repository_is_valid_and_names_a_declared_instance(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    files = sorted((ROOT / "access").glob("*.yaml"))
+    assert files
+    for path in files:
+        assert main(["access", "check", path.stem, "--project-dir", str(ROOT)]) == 0, capsys.readouterr().err
+    assert "instance of stack dev" in capsys.readouterr().out
+    orphan = tmp_path / "orphan.yaml"
+    shutil.copy(files[0], orphan)
+    assert main(["access", "check", "orphan", "--file", str(orphan), "--project-dir", str(ROOT)]) == 2
+    assert "'orphan' is declared in no stack's zbi:instances" in capsys.readouterr().err

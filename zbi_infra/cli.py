@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
 
     project = find_project(args.project_dir)
     if args.command == "access":
-        return _access(args, project.root)
+        return _access(args, project.root, _declared_instances(project))
     if args.command == "stacks":
         print("\n".join(project.stack_names()))
         return 0
@@ -162,7 +162,17 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _access(args: argparse.Namespace, root: Path) -> int:
+def _declared_instances(project) -> dict[str, list[str]]:
+    """Instance name -> the stacks whose zbi:instances declare it."""
+    declared: dict[str, list[str]] = {}
+    for stack in project.stack_names():
+        instances = project.stack_file(stack).config.get("zbi:instances")
+        for name in instances if isinstance(instances, dict) else {}:
+            declared.setdefault(str(name), []).append(stack)
+    return declared
+
+
+def _access(args: argparse.Namespace, root: Path, declared: dict[str, list[str]]) -> int:
     from zbi_infra.access_keys import UserGrant, create_key, describe_users, revoke
     from zbi_infra.config.access import ACCESS_DIR, RateLimit, read_access_file
 
@@ -183,7 +193,15 @@ def _access(args: argparse.Namespace, root: Path) -> int:
         return 0
     access = read_access_file(path)
     if args.action == "check":
-        print(f"{path}: valid ({len(access.users)} users)")
+        if args.instance not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            raise ConfigError(
+                [f"instance {args.instance!r} is declared in no stack's zbi:instances (declared: {known}). Fix: "
+                 "declare it in a Pulumi.<stack>.yaml, or remove its access file"],
+                what="access file",
+            )  # fmt: skip
+        stacks = ", ".join(declared[args.instance])
+        print(f"{path}: valid ({len(access.users)} users; instance of stack {stacks})")
         return 0
     rows = describe_users(access, today=today)
     if args.json:
