@@ -150,6 +150,22 @@ def test_keys_rotate_and_revoke_without_a_restart(gateway: Gateway) -> None:
     assert gateway.call({"method": "getblockcount", "id": 1})[0] == 200
 
 
+def test_never_exposed_methods_are_refused_whatever_the_table_says(gateway: Gateway) -> None:
+    table = gateway.config_dir / USERS_FILE
+    original = table.read_text()
+    tampered = json.loads(original)
+    for entry in tampered["users"].values():
+        entry["jsonRpc"] += ["stop", "z_sendmany", "setban"]
+    try:
+        table.write_text(json.dumps(tampered))
+        for method in ("stop", "z_sendmany", "setban"):
+            status, body = gateway.call({"method": method, "id": 1})
+            assert status == 200 and body["error"]["code"] == -32601, method
+        assert gateway.call({"method": "getblockcount", "id": 1})[1]["result"] == {"answered": "getblockcount"}
+    finally:
+        table.write_text(original)
+
+
 def test_the_node_down_is_a_clean_502(tmp_path: Path) -> None:
     with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None) as down:
         status, body = down.call({"method": "getblockcount", "id": 1})
@@ -284,3 +300,12 @@ def test_a_graceful_stop_finishes_the_streams_it_accepted(tmp_path: Path, light_
             time.sleep(0.05)
         assert gone(master)
     assert received == list(range(start, TIP + 1))
+
+
+def test_the_rendered_module_has_no_placeholder_left() -> None:
+    from zbi_infra.render.gateway import GatewayPaths, gateway_js
+
+    text = gateway_js(GatewayPaths(config_dir="/etc/zbi-gateway", upstream_auth_file="/run/secrets/node-rpc"))
+    assert "__" not in text.replace("__proto__", "")
+    assert '"/etc/zbi-gateway/users.json"' not in text and "'/etc/zbi-gateway/users.json'" in text
+    assert '"stop"' in text and '"z_"' in text

@@ -7,6 +7,13 @@ import crypto from 'crypto';
 const TABLE = '__TABLE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
 const UPSTREAM = '/_zbi_rpc_upstream';
+// Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
+const NEVER = __NEVER__;
+const NEVER_PREFIXES = __NEVER_PREFIXES__;
+
+function neverExposed(method) {
+    return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
+}
 
 function table() {
     return JSON.parse(fs.readFileSync(TABLE));
@@ -118,7 +125,7 @@ async function jsonRpc(r) {
     }
     const refused = calls.map(function (call) {
         const method = call && typeof call === 'object' ? call.method : undefined;
-        return typeof method !== 'string' || allowed.indexOf(method) < 0;
+        return typeof method !== 'string' || neverExposed(method) || allowed.indexOf(method) < 0;
     });
     r.variables.zbi_methods = calls.map(function (c) { return c && c.method; }).join(',').slice(0, 200);
     const refusal = function (call) {

@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
+from zbi_infra.config.access import (
+    NEVER_EXPOSED,
+    NEVER_EXPOSED_PREFIXES,
+    AccessFile,
+    RateLimit,
+    light_wallet_service,
+)
 
 JS_MODULE = "gateway.js"
 USERS_FILE = "users.json"
@@ -62,9 +68,15 @@ class GatewayPaths:
 
 def gateway_js(paths: GatewayPaths) -> str:
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
-    return template.replace("__TABLE__", f"{paths.config_dir}/{USERS_FILE}").replace(
-        "__UPSTREAM_AUTH__", paths.upstream_auth_file
-    )
+    substitutions = {
+        "__TABLE__": f"{paths.config_dir}/{USERS_FILE}",
+        "__UPSTREAM_AUTH__": paths.upstream_auth_file,
+        "__NEVER__": json.dumps(sorted(NEVER_EXPOSED)),
+        "__NEVER_PREFIXES__": json.dumps(list(NEVER_EXPOSED_PREFIXES)),
+    }
+    for placeholder, value in substitutions.items():
+        template = template.replace(placeholder, value)
+    return template
 
 
 def nginx_conf(
