@@ -122,3 +122,23 @@ def test_deploys_run_behind_protected_environments() -> None:
     assert workflow[True] == {"push": {"branches": ["main"]}}
     assert job["environment"] == "${{ matrix.stack }}"
     assert next(s for s in job["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]["command"] == "up"
+
+
+def test_drift_is_detected_hourly_in_every_cloud_stack_and_reconciled_only_by_hand() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "drift.yml").read_text())
+    (schedule,) = workflow[True]["schedule"]
+    minute, hour, *_ = schedule["cron"].split()
+    assert minute.isdigit() and hour == "*"  # at least hourly
+    detect = workflow["jobs"]["detect"]
+    cloud = {p.name.split(".")[1] for p in ROOT.glob("Pulumi.*.yaml") if "zbi:role: local" not in p.read_text()}
+    assert {entry["stack"] for entry in detect["strategy"]["matrix"]["include"]} == cloud
+    preview = next(s for s in detect["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]
+    assert preview["command"] == "preview" and preview["refresh"] is True and preview["expect-no-changes"] is True
+    assert "environment" not in detect and detect["permissions"]["issues"] == "write"
+    report = next(s for s in detect["steps"] if s.get("name") == "Report drift in one issue per stack")
+    assert "${{" not in report["run"]  # inputs reach the script through env, never spliced into it
+    reconcile = workflow["jobs"]["reconcile"]
+    assert workflow[True]["workflow_dispatch"]["inputs"]["reconcile"]["options"] == ["", *sorted(cloud)]
+    assert reconcile["environment"] == "${{ inputs.reconcile }}" and "issues" not in reconcile["permissions"]
+    up = next(s for s in reconcile["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]
+    assert up["command"] == "up" and up["refresh"] is True and up["policyPacks"] == "policy"
