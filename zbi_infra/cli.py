@@ -42,6 +42,18 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
     commands.add_parser("stacks", help="list the project's stacks")
     _access_parser(commands)
+    roles = commands.add_parser(
+        "roles",
+        help="the CODEOWNERS block of a stack: platform admins own the platform, instance admins their access files",
+        description="Rendered from zbi:cluster.admins[].github and zbi:instances.<name>.owners. Examples:\n"
+        "  zbi roles dev            print the block\n"
+        "  zbi roles dev --write    put it in .github/CODEOWNERS, keeping the rest of the file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    roles.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    roles.add_argument("--write", action="store_true", help="write the block into the CODEOWNERS file")
+    roles.add_argument("--file", type=Path, help="the CODEOWNERS file (default: .github/CODEOWNERS)")
+    roles.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
     return parser
 
 
@@ -135,6 +147,8 @@ def _run(args: argparse.Namespace) -> int:
     project = find_project(args.project_dir)
     if args.command == "access":
         return _access(args, project.root, _declared_instances(project))
+    if args.command == "roles":
+        return _roles(args, project)
     if args.command == "stacks":
         print("\n".join(project.stack_names()))
         return 0
@@ -159,6 +173,24 @@ def _run(args: argparse.Namespace) -> int:
             print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")
     if args.policy:
         return _check_policies(plan)
+    return 0
+
+
+def _roles(args: argparse.Namespace, project) -> int:
+    from zbi_infra.config import load_stack_config
+    from zbi_infra.roles import codeowners_block, with_block
+
+    stack_file = project.stack_file(args.stack)
+    config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
+    block = codeowners_block(args.stack, config)
+    if not args.write:
+        print(block, end="")
+        return 0
+    path = args.file or project.root / ".github" / "CODEOWNERS"
+    current = path.read_text() if path.exists() else ""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(with_block(current, block))
+    print(f"wrote the zbi roles block of stack {args.stack} to {path}", file=sys.stderr)
     return 0
 
 

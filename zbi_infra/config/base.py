@@ -34,6 +34,11 @@ def listed_twice(values: list[str]) -> list[str]:
     return sorted({value for value in values if values.count(value) > 1})
 
 
+# A GitHub user (@login) or team (@org/team), as CODEOWNERS names them.
+GitHubOwner = Annotated[
+    str, StringConstraints(pattern=r"^@[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})(?:/[A-Za-z0-9_.-]{1,100})?$")
+]
+
 # Kubernetes and AWS both accept DNS-label names; the stricter of the two rules fits both.
 DNS_LABEL_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 DnsLabel = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN)]

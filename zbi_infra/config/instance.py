@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
-from zbi_infra.config.base import DnsLabel, StrictBool, StrictInt, StrictModel, listed_twice
+from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
 
@@ -352,6 +352,8 @@ class InstanceConfig(StrictModel):
     lightwallet: LightwalletConfig = Field(default_factory=LightwalletConfig)
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
     admins: list[PrincipalArn] = Field(default_factory=list)
+    # The instance administrators on GitHub: they own the instance's access file in CODEOWNERS (`zbi roles`).
+    owners: list[GitHubOwner] = Field(default_factory=list)
 
     @field_validator("admins")
     @classmethod

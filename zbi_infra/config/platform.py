@@ -13,6 +13,7 @@ from zbi_infra.config.base import (
     LABEL_KEY_PATTERN,
     AwsRegion,
     DnsLabel,
+    GitHubOwner,
     StrictBool,
     StrictInt,
     StrictModel,
@@ -142,6 +143,8 @@ class AdminConfig(StrictModel):
 
     name: DnsLabel
     principal_arn: PrincipalArn
+    # The same person or team on GitHub: owns the platform's files in CODEOWNERS (`zbi roles`).
+    github: GitHubOwner | None = None
     policy: Literal["cluster-admin", "admin", "edit", "view"] = "cluster-admin"
     namespaces: list[DnsLabel] = Field(default_factory=list)
 
