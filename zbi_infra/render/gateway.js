@@ -23,36 +23,51 @@ function today() {
     return new Date().toISOString().slice(0, 10);
 }
 
+const REFUSED = {user: '-', profile: null};
+
+function sha256(text) {
+    return crypto.createHash('sha256').update(text).digest('hex');
+}
+
 // {user, profile} for the request: profile null means refused (bad, revoked or expired key, or no anonymous access).
-function identify(r) {
+// JSON-RPC clients send basic auth (user name, key as password); gRPC clients `authorization: Bearer <key>`.
+function lookup(r) {
     const users = table();
     const header = r.headersIn['Authorization'] || '';
     if (!header) {
-        return users.anonymous ? {user: 'anonymous', profile: users.anonymous} : {user: '-', profile: null};
+        return users.anonymous ? {user: 'anonymous', profile: users.anonymous} : REFUSED;
     }
+    let key;
+    let name = null;
     if (header.startsWith('Bearer ')) {
-        // gRPC clients: `authorization: Bearer <key>` metadata; the key alone identifies the user.
-        const bearer = users.users[crypto.createHash('sha256').update(header.slice(7).trim()).digest('hex')];
-        if (!bearer || (bearer.expires && today() >= bearer.expires)) {
-            return {user: '-', profile: null};
+        key = header.slice(7).trim();
+    } else if (header.startsWith('Basic ')) {
+        const decoded = Buffer.from(header.slice(6), 'base64').toString();
+        const colon = decoded.indexOf(':');
+        if (colon < 0) {
+            return REFUSED;
         }
-        return {user: bearer.name, profile: bearer};
+        name = decoded.slice(0, colon);
+        key = decoded.slice(colon + 1);
+    } else {
+        return REFUSED;
     }
-    if (!header.startsWith('Basic ')) {
-        return {user: '-', profile: null};
-    }
-    const decoded = Buffer.from(header.slice(6), 'base64').toString();
-    const colon = decoded.indexOf(':');
-    if (colon < 0) {
-        return {user: '-', profile: null};
-    }
-    const name = decoded.slice(0, colon);
-    const digest = crypto.createHash('sha256').update(decoded.slice(colon + 1)).digest('hex');
-    const entry = users.users[digest];
-    if (!entry || entry.name !== name || (entry.expires && today() >= entry.expires)) {
-        return {user: '-', profile: null};
+    const entry = users.users[sha256(key)];
+    if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
+        return REFUSED;
     }
     return {user: entry.name, profile: entry};
+}
+
+// Several variables of one request ask who made it: the table is read and the key hashed once per request.
+function identify(r) {
+    const known = r.variables.zbi_identity;
+    if (known) {
+        return JSON.parse(known);
+    }
+    const who = lookup(r);
+    r.variables.zbi_identity = JSON.stringify(who);
+    return who;
 }
 
 // js_set: the rate-limit key and bucket of the request ("" when refused: nothing to count).

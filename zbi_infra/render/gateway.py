@@ -148,6 +148,7 @@ http {{
     js_set $zbi_grpc_verdict gateway.grpcVerdict;
     js_set $zbi_user gateway.userName;
     js_var $zbi_methods "";
+    js_var $zbi_identity;
 
 {zones}
     limit_req_status 429;
