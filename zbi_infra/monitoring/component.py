@@ -64,6 +64,11 @@ class ZbiMonitoringArgs:
     # The backups to watch (stacks with a DLM policy); needs `region`.
     snapshots: SnapshotWatch | None = None
 
+    def __post_init__(self) -> None:
+        # Refused here, before the component registers anything.
+        if self.snapshots is not None and not self.region:
+            raise ValueError("ZbiMonitoringArgs.snapshots needs region: the region of the DLM policy's metrics")
+
 
 def kube_prometheus_stack_values(
     config: MonitoringConfig,
@@ -198,25 +203,11 @@ class ZbiMonitoring(pulumi.ComponentResource):
                 remote_write_role_arn=v[2],
             )
         )
-        stack = k8s.helm.v3.Release(
-            f"{name}-kube-prometheus-stack",
-            name="kube-prometheus-stack",
-            chart=KUBE_PROMETHEUS_STACK[0],
-            version=KUBE_PROMETHEUS_STACK[1],
-            namespace=NAMESPACE,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
-            values=values,
-            opts=in_namespace,
+        stack = _chart(
+            f"{name}-kube-prometheus-stack", "kube-prometheus-stack", KUBE_PROMETHEUS_STACK, values, in_namespace
         )
-        blackbox = k8s.helm.v3.Release(
-            f"{name}-blackbox-exporter",
-            name="blackbox-exporter",
-            chart=BLACKBOX_EXPORTER[0],
-            version=BLACKBOX_EXPORTER[1],
-            namespace=NAMESPACE,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
-            values=blackbox_values(),
-            opts=in_namespace,
+        blackbox = _chart(
+            f"{name}-blackbox-exporter", "blackbox-exporter", BLACKBOX_EXPORTER, blackbox_values(), in_namespace
         )
         # Custom resources need the operator's CRDs, which the chart installs.
         after_crds = pulumi.ResourceOptions(parent=self, depends_on=[stack])
@@ -280,22 +271,29 @@ class ZbiMonitoring(pulumi.ComponentResource):
     def _snapshot_exporter(
         self, name: str, watch: SnapshotWatch, args: ZbiMonitoringArgs, opts: pulumi.ResourceOptions
     ) -> None:
-        if not args.region:
-            raise ValueError("ZbiMonitoringArgs.snapshots needs region: the region of the DLM policy's metrics")
+        assert args.region is not None  # ZbiMonitoringArgs refuses snapshots without a region
         region, interval = args.region, watch.interval_hours
-        values = pulumi.Output.all(pulumi.Output.from_input(watch.policy_id), pulumi.Output.from_input(watch.role_arn))
-        k8s.helm.v3.Release(
-            f"{name}-cloudwatch-exporter",
-            name=RELEASE,
-            chart=CLOUDWATCH_EXPORTER[0],
-            version=CLOUDWATCH_EXPORTER[1],
-            namespace=NAMESPACE,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
-            values=values.apply(
-                lambda v: exporter_values(
-                    region, v[0], interval, role_arn=v[1], priority_class_name=args.priority_class_name
-                )
-            ),
-            # Its ServiceMonitor needs the operator's CRDs.
-            opts=opts,
+        inputs = pulumi.Output.all(pulumi.Output.from_input(watch.policy_id), pulumi.Output.from_input(watch.role_arn))
+        values = inputs.apply(
+            lambda v: exporter_values(
+                region, v[0], interval, role_arn=v[1], priority_class_name=args.priority_class_name
+            )
         )
+        # Its ServiceMonitor needs the operator's CRDs: `opts` waits for them.
+        _chart(f"{name}-cloudwatch-exporter", RELEASE, CLOUDWATCH_EXPORTER, values, opts)
+
+
+def _chart(
+    resource_name: str, release: str, chart: tuple[str, str], values: pulumi.Input[Any], opts: pulumi.ResourceOptions
+) -> k8s.helm.v3.Release:
+    """A pinned chart (name, version) of the prometheus-community repository, released into the monitoring namespace."""
+    return k8s.helm.v3.Release(
+        resource_name,
+        name=release,
+        chart=chart[0],
+        version=chart[1],
+        namespace=NAMESPACE,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
+        values=values,
+        opts=opts,
+    )
