@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace) -> int:
 
     project = find_project(args.project_dir)
     if args.command == "access":
-        return _access(args, project.root, _declared_instances(project))
+        return _access(args, project)
     if args.command == "roles":
         return _roles(args, project)
     if args.command == "stacks":
@@ -204,11 +204,11 @@ def _declared_instances(project) -> dict[str, list[str]]:
     return declared
 
 
-def _access(args: argparse.Namespace, root: Path, declared: dict[str, list[str]]) -> int:
+def _access(args: argparse.Namespace, project) -> int:
     from zbi_infra.access_keys import UserGrant, create_key, describe_users, revoke
     from zbi_infra.config.access import ACCESS_DIR, RateLimit, read_access_file
 
-    path = args.file or root / ACCESS_DIR / f"{args.instance}.yaml"
+    path = args.file or project.root / ACCESS_DIR / f"{args.instance}.yaml"
     today = date.today()
     if args.action == "create-key":
         limit = None
@@ -225,6 +225,8 @@ def _access(args: argparse.Namespace, root: Path, declared: dict[str, list[str]]
         return 0
     access = read_access_file(path)
     if args.action == "check":
+        # Only `check` reads every stack file: the other actions touch the access file alone.
+        declared = _declared_instances(project)
         if args.instance not in declared:
             known = ", ".join(sorted(declared)) or "none"
             raise ConfigError(

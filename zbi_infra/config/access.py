@@ -87,6 +87,10 @@ def _json_rpc_methods(methods: list[str]) -> list[str]:
             )
         if method not in known:
             raise ValueError(f"{method!r} is not a zebrad JSON-RPC method. Fix: {_suggest(method, exposable())}")
+    return _listed_once(methods)
+
+
+def _listed_once(methods: list[str]) -> list[str]:
     if twice := listed_twice(methods):
         raise ValueError(f"{', '.join(twice)} listed twice. Fix: list each method once")
     return methods
@@ -97,9 +101,7 @@ def _grpc_methods(methods: list[str]) -> list[str]:
     for method in methods:
         if method not in known:
             raise ValueError(f"{method!r} is not a method of {service}. Fix: {_suggest(method, set(known))}")
-    if twice := listed_twice(methods):
-        raise ValueError(f"{', '.join(twice)} listed twice. Fix: list each method once")
-    return methods
+    return _listed_once(methods)
 
 
 UserName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
