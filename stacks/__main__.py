@@ -8,20 +8,28 @@ from pathlib import Path
 import pulumi
 
 from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, plan_date, stack_config_values
+from zbi_infra.config.access import instance_access_files
 from zbi_infra.recovery import primary_config
 
 config = load_stack_config(stack_config_values(), secret_keys=set(pulumi.runtime.get_config_secret_keys_env()))
 for warning in config.release_problems(plan_date())[1]:
     pulumi.log.warn(warning)
 
+project_dir = Path(__file__).resolve().parent.parent
 primary = dr_key = None
 if config.role is StackRole.DR:
     assert config.dr is not None
-    primary = primary_config(config, Path(__file__).resolve().parent.parent)
+    primary = primary_config(config, project_dir)
     reference = pulumi.StackReference(config.dr.primary_stack)
     dr_key = reference.get_output("disasterRecovery").apply(lambda d: (d or {}).get("drKmsKeyArn", ""))
 
-platform = ZbiPlatform(pulumi.get_stack(), ZbiPlatformArgs(config=config, primary=primary, primary_dr_key_arn=dr_key))
+# Each instance with an access file (access/<instance>.yaml) gets its access gateway; a DR stack's are its primary's.
+access = instance_access_files(project_dir, (primary or config).instances)
+
+platform = ZbiPlatform(
+    pulumi.get_stack(),
+    ZbiPlatformArgs(config=config, primary=primary, primary_dr_key_arn=dr_key, access=access),
+)
 
 if platform.vpc is not None and platform.cluster is not None:
     pulumi.export("region", platform.region)
@@ -43,5 +51,9 @@ if config.dr is not None:
 if platform.nodes:
     pulumi.export("caCertPem", platform.ca_cert_pem)
     pulumi.export(
-        "instances", {n: {"namespace": z.namespace, "grpc": z.grpc_endpoint} for n, z in platform.nodes.items()}
+        "instances",
+        {
+            n: {"namespace": z.namespace, "grpc": z.grpc_endpoint, "gateway": z.gateway_endpoint}
+            for n, z in platform.nodes.items()
+        },
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -29,6 +30,7 @@ from tests.debian import debian_tool
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
+from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 
 NODE_CREDENTIALS = "zebra-rpc:node-only-password"
 KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench")}
@@ -160,10 +162,15 @@ def tls_files(directory: Path) -> tuple[Path, Path]:
 
 @contextmanager
 def running_gateway(
-    directory: Path, rpc_upstream: str, node: Node | None, grpc_upstream: str | None = None
+    directory: Path,
+    rpc_upstream: str,
+    node: Node | None,
+    grpc_upstream: str | None = None,
+    metrics_syslog: str | None = None,
 ) -> Iterator[Gateway]:
-    """The rendered gateway in nginx, with TLS, until the block ends."""
+    """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
     binary = nginx()
+    directory.mkdir(parents=True, exist_ok=True)
     certificate, key = tls_files(directory)
     paths = GatewayPaths(
         config_dir=str(directory),
@@ -184,6 +191,7 @@ def running_gateway(
         max_body_bytes=16 * 1024,
         js_module_path=str(JS_MODULE),
         temp_dir=str(directory),
+        metrics_syslog=metrics_syslog,
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )
@@ -207,6 +215,62 @@ def running_gateway(
                     pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
         yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def mtail() -> str:
+    return debian_tool("mtail", ["mtail"])
+
+
+@dataclass
+class Metrics:
+    """mtail running the gateway's rendered metrics program: where nginx sends its log, where Prometheus scrapes."""
+
+    syslog: str
+    url: str
+
+    def scrape(self) -> dict[tuple[tuple[str, str], ...], float]:
+        """Every sample of the exposition, keyed by (name, labels...) sorted."""
+        with urllib.request.urlopen(self.url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            match = re.match(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$", line)
+            if match:
+                labels = tuple(sorted(re.findall(r'([a-z_]+)="([^"]*)"', match.group(2) or "")))
+                samples[(("__name__", match.group(1)), *labels)] = float(match.group(3))
+        return samples
+
+
+@contextmanager
+def running_mtail(directory: Path) -> Iterator[Metrics]:
+    """Debian's mtail with the program zBI renders, listening for the log on loopback UDP, until the block ends."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / PROGRAM_FILE).write_text(mtail_program())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        udp = int(probe.getsockname()[1])
+    port = free_port()
+    log = directory / "mtail.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [mtail(), f"--progs={directory}", f"--logs=udp://127.0.0.1:{udp}", "--address=127.0.0.1",
+             f"--port={port}", "--emit_prog_label=false", "--logtostderr"],
+            stdout=output, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mtail did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield Metrics(f"127.0.0.1:{udp}", f"http://127.0.0.1:{port}/metrics")
     finally:
         process.terminate()
         process.wait(timeout=10)

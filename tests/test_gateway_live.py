@@ -9,6 +9,7 @@ import base64
 import json
 import os
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.gateway_harness import (
     bearer,
     free_port,
     running_gateway,
+    running_mtail,
     serving_light_wallet,
     start_node,
     wallet_stub,
@@ -32,6 +34,7 @@ from tests.gateway_harness import (
 from zbi_infra.access_keys import new_key
 from zbi_infra.config.access import light_wallet_service
 from zbi_infra.render.gateway import USERS_FILE, users_table
+from zbi_infra.render.gateway_metrics import metric_names
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +312,67 @@ def test_the_rendered_module_has_no_placeholder_left() -> None:
     assert "__" not in text.replace("__proto__", "")
     assert '"/etc/zbi-gateway/users.json"' not in text and "'/etc/zbi-gateway/users.json'" in text
     assert '"stop"' in text and '"z_"' in text
+
+
+def test_metrics_count_requests_by_user_method_and_outcome(tmp_path: Path, light_wallet: LightWallet) -> None:
+    """The rendered access log, sent to the rendered mtail program, gives Prometheus the requests by user, method
+    and outcome: JSON-RPC's HTTP status, gRPC's grpc-status."""
+    import grpc
+
+    pb = light_wallet.modules.pb
+    node = start_node()
+    try:
+        with (
+            running_mtail(tmp_path / "mtail") as metrics,
+            running_gateway(
+                tmp_path / "gateway",
+                f"127.0.0.1:{node.server.server_port}",
+                node,
+                grpc_upstream=f"127.0.0.1:{light_wallet.port}",
+                metrics_syslog=metrics.syslog,
+            ) as gateway,
+        ):
+            for _ in range(3):
+                assert gateway.call({"method": "getblockcount", "params": [], "id": 1})[0] == 200
+            assert gateway.call({"method": "getblock", "params": ["1"], "id": 2}, user="analytics")[0] == 200
+            assert gateway.call({"method": "getinfo", "id": 3}, key="zbik_wrong")[0] == 401
+            batch = [{"method": "getblockcount", "id": 4}, {"method": "stop", "id": 5}]
+            assert gateway.call(batch)[0] == 200
+            with wallet_stub(gateway, light_wallet) as stub:
+                assert stub.GetLatestBlock(pb.ChainSpec(), metadata=bearer("exchange"), timeout=10).height == TIP
+                with pytest.raises(grpc.RpcError):
+                    stub.GetLightdInfo(pb.Empty(), metadata=bearer("analytics"), timeout=10)
+                with pytest.raises(grpc.RpcError):
+                    stub.GetLatestBlock(pb.ChainSpec(), metadata=[("authorization", "Bearer zbik_no")], timeout=10)
+            expected = {
+                ("exchange", "json-rpc", "getblockcount", "200"): 3,
+                ("analytics", "json-rpc", "(refused)", "200"): 1,
+                ("-", "json-rpc", "-", "401"): 1,
+                ("exchange", "json-rpc", "(batch)", "200"): 1,
+                ("exchange", "grpc", "GetLatestBlock", "0"): 1,
+                ("analytics", "grpc", "(refused)", "7"): 1,
+                ("-", "grpc", "-", "16"): 1,
+            }
+            deadline = time.monotonic() + 10
+            while True:
+                counted = {
+                    tuple(dict(key)[label] for label in ("user", "api", "method", "code")): value
+                    for key, value in metrics.scrape().items()
+                    if dict(key)["__name__"] == "zbi_gateway_requests_total"
+                }
+                if counted == expected or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            assert counted == expected
+            durations = {
+                k: v
+                for k, v in metrics.scrape().items()
+                if dict(k)["__name__"] == "zbi_gateway_request_duration_seconds_count"
+            }
+            assert {dict(k)["api"]: v for k, v in durations.items()} == {"json-rpc": 6, "grpc": 3}
+            exported = {dict(k)["__name__"] for k in metrics.scrape()}
+            assert metric_names() <= exported, metric_names() - exported
+            # The user's key appears nowhere in what Prometheus would store.
+            assert KEYS["exchange"] not in urllib.request.urlopen(metrics.url, timeout=5).read().decode()
+    finally:
+        node.server.shutdown()

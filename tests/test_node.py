@@ -114,7 +114,7 @@ def test_light_wallet_tier_scales_on_its_own(dev: Plan) -> None:
     assert "--rpchost=zebrad-rpc.zbi-testnet.svc.cluster.local" in container["command"]
     assert "--rpcport=18232" in container["command"]
     pdbs = {p["metadata"]["name"] for p in objects(dev, "PodDisruptionBudget", NS)}
-    assert pdbs == {"zebrad-pdb", "lightwalletd-pdb"}
+    assert pdbs == {"zebrad-pdb", "lightwalletd-pdb", "gateway-pdb"}
 
 
 def test_services(dev: Plan) -> None:
@@ -122,12 +122,14 @@ def test_services(dev: Plan) -> None:
     assert headless["spec"]["clusterIP"] == "None"
     rpc = one(dev, "Service", "zebrad-rpc", NS)
     assert rpc["spec"]["type"] == "ClusterIP"
-    grpc = one(dev, "Service", "lightwalletd-grpc", NS)
-    assert grpc["spec"]["type"] == "LoadBalancer"
-    assert grpc["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
-    assert grpc["spec"]["ports"][0]["port"] == 443
+    # testnet has an access file: its gateway is the public face, the light-wallet tier stays inside.
+    assert one(dev, "Service", "lightwalletd-grpc", NS)["spec"]["type"] == "ClusterIP"
+    gateway = one(dev, "Service", "gateway", NS)
+    assert gateway["spec"]["type"] == "LoadBalancer"
+    assert gateway["metadata"]["annotations"]["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb"
+    assert gateway["spec"]["ports"] == [{"name": "https", "port": 443, "targetPort": "https"}]
     public = {s["metadata"]["name"] for s in objects(dev, "Service", NS) if s["spec"].get("type") == "LoadBalancer"}
-    assert public == {"lightwalletd-grpc"}  # the full node's RPC and P2P stay private
+    assert public == {"gateway"}  # the full node's RPC and P2P stay private
 
 
 def test_tls_certificate_covers_the_instance_names(dev: Plan) -> None:
@@ -150,11 +152,8 @@ def test_network_policies(dev: Plan) -> None:
     full_node = policies["full-node"]
     rpc_rule = next(r for r in full_node["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 18232}])
     assert rpc_rule["from"] == [
-        {
-            "podSelector": {
-                "matchLabels": {"app.kubernetes.io/component": "light-wallet", "app.kubernetes.io/instance": "testnet"}
-            }
-        }
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/component": tier, "app.kubernetes.io/instance": "testnet"}}}
+        for tier in ("light-wallet", "gateway")
     ]
     p2p_rule = next(r for r in full_node["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 18233}])
     assert p2p_rule["from"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"

@@ -86,8 +86,10 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     ),
     "a KMS key that never rotates": ("zbi-dev-ebs-key", lambda i: i.update(enableKeyRotation=False)),
     "a public endpoint without TLS": (
-        "testnet-lightwalletd",
-        lambda i: container(i)["command"].append("--no-tls-very-insecure"),
+        "testnet-gateway",
+        lambda i: i["spec"]["template"]["spec"].update(
+            volumes=[v for v in i["spec"]["template"]["spec"]["volumes"] if v["name"] != "tls"]
+        ),
     ),
 }
 EXPECTED = {

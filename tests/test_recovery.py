@@ -262,9 +262,7 @@ def test_a_dns_record_never_points_at_a_placeholder(plan_stack: PlanStack) -> No
         published_address("")
     assert published_address("a1.elb.us-east-1.amazonaws.com") == "a1.elb.us-east-1.amazonaws.com"
     plan = plan_stack("dev", merge={"zbi:dns": DNS})
-    (service,) = [
-        s for s in plan.of_type("kubernetes:core/v1:Service") if s.inputs["metadata"]["name"] == "lightwalletd-grpc"
-    ]
+    (service,) = [s for s in plan.of_type("kubernetes:core/v1:Service") if s.inputs["metadata"]["name"] == "gateway"]
     (record,) = plan.of_type("aws:route53/record:Record")
     assert record.inputs["records"] != ["pending"] and record.inputs["records"][0].endswith(
         ".elb.us-east-1.amazonaws.com"

@@ -84,7 +84,7 @@ def test_every_selector_resolves_to_its_own_pods_and_ports(plan: Plan, instance:
     namespace = f"zbi-{instance}"
     here = pods(plan, namespace)
     assert here
-    for workload in objects(plan, "StatefulSet", namespace):
+    for workload in objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace):
         template = workload["spec"]["template"]
         own = template["metadata"]["labels"]
         assert selects(workload["spec"]["selector"], own)
@@ -105,14 +105,17 @@ def test_every_selector_resolves_to_its_own_pods_and_ports(plan: Plan, instance:
             assert port_number(targets[0], port["targetPort"]), (service["metadata"]["name"], port)
     for hpa in objects(plan, "HorizontalPodAutoscaler", namespace):
         ref = hpa["spec"]["scaleTargetRef"]
-        assert ref["kind"] == "StatefulSet" and ref["name"] in {p.workload for p in here}
+        kinds = {w["metadata"]["name"]: w["kind"] for w in objects(plan, "StatefulSet", namespace)}
+        kinds |= {w["metadata"]["name"]: w["kind"] for w in objects(plan, "Deployment", namespace)}
+        assert kinds.get(ref["name"]) == ref["kind"], ref
         assert 1 <= hpa["spec"]["minReplicas"] <= hpa["spec"]["maxReplicas"]
 
 
 @pytest.mark.parametrize("instance", ALL)
 def test_disruption_budgets_protect_one_workload_and_never_block_a_drain(plan: Plan, instance: str) -> None:
     namespace = f"zbi-{instance}"
-    replicas = {w["metadata"]["name"]: w["spec"]["replicas"] for w in objects(plan, "StatefulSet", namespace)}
+    workloads = objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace)
+    replicas = {w["metadata"]["name"]: w["spec"]["replicas"] for w in workloads}
     for budget in objects(plan, "PodDisruptionBudget", namespace):
         protected = [p for p in pods(plan, namespace) if selects(budget["spec"]["selector"], p.labels)]
         assert len(protected) == 1, budget["metadata"]["name"]
@@ -247,6 +250,20 @@ def test_a_public_grpc_endpoint_admits_exactly_its_allowed_cidrs(plan: Plan) -> 
     assert service["spec"]["loadBalancerSourceRanges"] == ["34.192.0.0/12", "52.94.0.0/22"]
     # Client addresses reach the pods (and so the NetworkPolicy) only without the kube-proxy SNAT of policy Cluster.
     assert service["spec"]["externalTrafficPolicy"] == "Local"
+
+
+def test_behind_a_gateway_the_gateway_is_the_only_way_in(plan: Plan) -> None:
+    gateway, wallet, node = (pod(plan, "testnet", w) for w in ("gateway", "lightwalletd", "zebrad"))
+    internet = Source(address="203.0.113.7")
+    assert allowed(plan, internet, gateway, "https")
+    assert not allowed(plan, internet, wallet, "grpc")
+    assert not allowed(plan, GRPC_CLIENT, wallet, "grpc") and not allowed(plan, ELSEWHERE, wallet, "grpc")
+    assert allowed(plan, inside(gateway), wallet, "grpc")  # the gateway forwards gRPC ...
+    assert allowed(plan, inside(gateway), node, "rpc")  # ... and JSON-RPC, with the node's credentials
+    assert not allowed(plan, inside(gateway), node, "p2p")
+    assert not allowed(plan, ELSEWHERE, gateway, "metrics") and allowed(plan, MONITORING, gateway, "metrics")
+    # Another instance's pods do not reach this node through a gateway-shaped hole.
+    assert not allowed(plan, inside(pod(plan, "public", "lightwalletd")), node, "rpc")
 
 
 def test_a_regtest_network_talks_to_itself_only(plan: Plan) -> None:

@@ -51,6 +51,12 @@ UPSTREAMS = {
     "ec2-user-guide": Upstream(
         "awsdocs/amazon-ec2-user-guide", "dcfd52bbc4641d131f5d71feab6457b73976ff6f", "CC-BY-SA-4.0"
     ),
+    # The access gateway's images: NGINX's unprivileged build with njs (no release tag for 1.27.4 in that
+    # repository: the commit that made it), and mtail, which turns the gateway's access log into metrics.
+    "nginx-unprivileged": Upstream(
+        "nginxinc/docker-nginx-unprivileged", "2cc5e1e803dee7adc6418662068edb014b26584c", "Apache-2.0"
+    ),
+    "mtail": Upstream("google/mtail", "v3.0.9", "Apache-2.0"),
     # The monitoring stack's charts, and with them the Prometheus Operator's CRDs.
     "helm-charts": Upstream("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3", "Apache-2.0"),
 }
@@ -78,6 +84,9 @@ COPIES = [
     ("zcash", "zcutil/fetch-params.sh", "zcash/fetch-params.sh"),
     ("zaino", "Dockerfile", "zaino/Dockerfile"),
     ("zaino", "entrypoint.sh", "zaino/entrypoint.sh"),
+    ("nginx-unprivileged", "mainline/debian/Dockerfile", "nginx-unprivileged/Dockerfile"),
+    ("mtail", "Dockerfile.goreleaser", "mtail/Dockerfile.goreleaser"),
+    ("mtail", ".goreleaser.yml", "mtail/goreleaser.yml"),
 ]
 
 # zebrad.toml sections: the file and struct each section deserializes into (all `deny_unknown_fields`). The network

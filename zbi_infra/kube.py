@@ -58,6 +58,17 @@ def resources(config: ResourcesConfig) -> k8s.core.v1.ResourceRequirementsArgs:
     )
 
 
+def cpu_utilization(percent: int) -> k8s.autoscaling.v2.MetricSpecArgs:
+    """An HPA metric: average CPU use across the target's pods, as a share of their requests."""
+    return k8s.autoscaling.v2.MetricSpecArgs(
+        type="Resource",
+        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+            name="cpu",
+            target=k8s.autoscaling.v2.MetricTargetArgs(type="Utilization", average_utilization=percent),
+        ),
+    )
+
+
 def zone_spread(match_labels: dict[str, str], *, strict: bool) -> list[k8s.core.v1.TopologySpreadConstraintArgs]:
     """strict: replicas that hold zonal volumes must start out in different zones (one zone outage then takes
     out one replica); stateless tiers only prefer it, so a full zone never blocks a scale-up."""

@@ -15,6 +15,7 @@ carries an alias to its old place, so existing deployments keep their resources.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
@@ -24,6 +25,7 @@ import pulumi_kubernetes as k8s
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
 from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
+from zbi_infra.config.access import AccessFile
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.config.monitoring import LOCAL_DEFAULTS, MonitoringConfig
 from zbi_infra.config.recovery import BackupConfig
@@ -62,6 +64,8 @@ class ZbiPlatformArgs:
     primary: StackConfig | None = None
     primary_dr_key_arn: pulumi.Input[str] | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    # Instance -> its access file (zbi_infra.config.access.instance_access_files): those instances get a gateway.
+    access: Mapping[str, AccessFile] = field(default_factory=dict)
 
 
 class ZbiPlatform(pulumi.ComponentResource):
@@ -79,6 +83,7 @@ class ZbiPlatform(pulumi.ComponentResource):
         super().__init__("zbi:platform:ZbiPlatform", name, None, opts)
         self._stack = name
         self._config = args.config
+        self._access = dict(args.access)
         self.cluster = self.vpc = self.backups = None
         self.nodes = {}
         self.restored_from = {}
@@ -197,6 +202,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     storage_class_name=local.storage_class,
                     certificate_authority=ca,
                     priority_class_names=priorities,
+                    access=self._access.get(name),
                 ),
                 opts=self._moved(providers={"kubernetes": provider}),
             )
@@ -323,6 +329,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     load_balancer_annotations=AWS_NLB_ANNOTATIONS,
                     restore_from=restore.get(name),
                     priority_class_names=priorities,
+                    access=self._access.get(name),
                 ),
                 opts=self._moved(providers={"kubernetes": cluster.provider}),
             )

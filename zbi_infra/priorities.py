@@ -40,4 +40,4 @@ def priority_classes(name: str, opts: pulumi.ResourceOptions) -> dict[str, str]:
             description=tier.description,
             opts=opts,
         )
-    return {"full-node": FULL_NODE.name, "light-wallet": LIGHT_WALLET.name}
+    return {"full-node": FULL_NODE.name, "light-wallet": LIGHT_WALLET.name, "gateway": GATEWAY.name}

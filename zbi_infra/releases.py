@@ -76,6 +76,12 @@ ZAINO = Image(
     "/usr/local/bin/zainod",
 )
 ZAINO_NO_TLS_TAG = "0.8.0-no-tls"
+# The access gateway: NGINX 1.27.4 with njs 0.8.9 (its Dockerfile installs nginx-module-njs), as its unprivileged
+# user 101. The same image is on ECR Public (public.ecr.aws/nginx/nginx-unprivileged), which EKS pulls without
+# Docker Hub's rate limits.
+GATEWAY = Image("nginxinc/nginx-unprivileged", "1.27.4", "2025-02-13", "nginx", 101, "nginx")
+# The gateway's metrics sidecar: a static binary in a scratch image that names no user, so zBI picks one.
+MTAIL = Image("ghcr.io/google/mtail", "3.0.9", "2024-08-09", "nobody", 65534, "/mtail")
 # Forwards a regtest node's localhost peer ports to its siblings (Zebra keeps only localhost peers on Regtest).
 SOCAT = Image("alpine/socat", "1.8.0.3", "not checked here (a Docker Hub tag)", "nobody", 65534, "/usr/bin/socat")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from collections.abc import Iterable
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -222,3 +223,21 @@ def read_access_file(path: Path) -> AccessFile:
         problem = f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix: correct the syntax"
         raise ConfigError([problem], what=ACCESS_FILE) from None
     return parse_access(document, str(path))
+
+
+def instance_access_files(root: Path, instances: Iterable[str]) -> dict[str, AccessFile]:
+    """The access file of each instance that has one (`<root>/access/<instance>.yaml`), validated: a stack program
+    reads them before registering anything, so a bad file deploys nothing."""
+    found = {}
+    problems = []
+    for name in instances:
+        path = root / ACCESS_DIR / f"{name}.yaml"
+        if not path.exists():
+            continue
+        try:
+            found[name] = read_access_file(path)
+        except ConfigError as exc:
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems, what=ACCESS_FILE)
+    return found

@@ -49,6 +49,14 @@ def memory_mib(value: str) -> int:
     return int(value[:-2]) * (1024 if value.endswith("Gi") else 1)
 
 
+def max_not_below_min(maximum: int, info: ValidationInfo) -> int:
+    """An autoscaled tier's maxReplicas, checked against its minReplicas."""
+    minimum = info.data.get("min_replicas")
+    if minimum is not None and maximum < minimum:
+        raise ValueError(f"maxReplicas ({maximum}) is below minReplicas ({minimum}). Fix: raise maxReplicas")
+    return maximum
+
+
 class ResourcesConfig(StrictModel):
     """Requests are what the scheduler reserves; limits cap a runaway process (memory limit = OOM kill)."""
 
@@ -306,13 +314,24 @@ class LightwalletConfig(StrictModel):
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="250m", memory="512Mi"))
     cache_size_gib: StrictInt = Field(default=40, ge=1, le=4096)
 
-    @field_validator("max_replicas")
-    @classmethod
-    def _max_not_below_min(cls, maximum: int, info: ValidationInfo) -> int:
-        minimum = info.data.get("min_replicas")
-        if minimum is not None and maximum < minimum:
-            raise ValueError(f"maxReplicas ({maximum}) is below minReplicas ({minimum}). Fix: raise maxReplicas")
-        return maximum
+    _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
+
+
+class GatewayConfig(StrictModel):
+    """The access gateway, deployed when the instance has an access file (`access/<instance>.yaml`)."""
+
+    # Two at least: one replica per zone survives a zone or a node going away.
+    min_replicas: StrictInt = Field(default=2, ge=2, le=50)
+    max_replicas: StrictInt = Field(default=6, ge=2, le=100)
+    target_cpu_percent: StrictInt = Field(default=70, ge=10, le=95)
+    image: ImageConfig = Field(default_factory=ImageConfig)
+    resources: ResourcesConfig = Field(
+        default_factory=lambda: ResourcesConfig(cpu="100m", memory="128Mi", memory_limit="256Mi")
+    )
+    # JSON-RPC bodies above this get HTTP 413; the largest legitimate one is a raw transaction (sendrawtransaction).
+    max_body_kib: StrictInt = Field(default=256, ge=4, le=10240)
+
+    _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
 
 
 Hostname = Annotated[
@@ -351,6 +370,7 @@ class InstanceConfig(StrictModel):
     node: NodeConfig = Field(default_factory=NodeConfig)
     lightwallet: LightwalletConfig = Field(default_factory=LightwalletConfig)
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     admins: list[PrincipalArn] = Field(default_factory=list)
     # The instance administrators on GitHub: they own the instance's access file in CODEOWNERS (`zbi roles`).
     owners: list[GitHubOwner] = Field(default_factory=list)

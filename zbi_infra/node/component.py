@@ -14,11 +14,14 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from zbi_infra import kube
+from zbi_infra.config.access import AccessFile
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind
 from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
 from zbi_infra.node.full_node import build_full_node
-from zbi_infra.node.light_wallet import build_light_wallet
+from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
+from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
+from zbi_infra.render.gateway import GatewayUpstreams
 from zbi_infra.tls import ServerCertificate, ZbiCertificateAuthority
 
 
@@ -43,19 +46,31 @@ class ZcashNodeArgs:
     cluster_domain: str = "cluster.local"
     # Start new replicas from this snapshot instead of syncing from genesis (fast bootstrap, DR restore).
     restore_from: SnapshotSource | None = None
-    # Tier ("full-node", "light-wallet") -> an existing PriorityClass (zbi_infra.priorities); None: no priority.
+    # Tier ("full-node", "light-wallet", "gateway") -> an existing PriorityClass (zbi_infra.priorities).
     priority_class_names: Mapping[str, str] | None = None
+    # The instance administrator's access file: with one, an access gateway fronts the instance (its public load
+    # balancer, TLS, keys, allowlists, rate limits); it needs `certificate_authority` for its certificate.
+    access: AccessFile | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     rpc_endpoint: pulumi.Output[str]
     grpc_endpoint: pulumi.Output[str] | None
+    # The public load balancer's DNS name (the gateway's when there is one), for DNS records.
     grpc_load_balancer_hostname: pulumi.Output[str] | None
+    # host:443 of the access gateway (JSON-RPC and gRPC), when the instance has an access file.
+    gateway_endpoint: pulumi.Output[str] | None
     rpc_password: pulumi.Output[str]
     tls_secret_name: str | None
 
     def __init__(self, name: str, args: ZcashNodeArgs, opts: pulumi.ResourceOptions | None = None):
+        if args.access is not None and args.certificate_authority is None:
+            # Refused before anything is registered.
+            raise ValueError(
+                f"ZcashNode {name}: an access gateway terminates TLS with the instance's certificate. Fix: pass "
+                "certificate_authority, or no access file"
+            )
         super().__init__("zbi:node:ZcashNode", name, None, opts)
         config = args.config
         child = pulumi.ResourceOptions(parent=self)
@@ -96,8 +111,9 @@ class ZcashNode(pulumi.ComponentResource):
             opts=ctx.in_namespace,
         )
 
+        light_wallet = config.lightwallet.kind is not LightwalletKind.NONE
         self.tls_secret_name = None
-        if args.certificate_authority is not None and config.lightwallet.kind is not LightwalletKind.NONE:
+        if args.certificate_authority is not None and (light_wallet or args.access is not None):
             self.tls_secret_name = _tls_secret(ctx, args.certificate_authority)
 
         restore_snapshot = _import_snapshot(ctx, args.restore_from) if args.restore_from else None
@@ -105,30 +121,62 @@ class ZcashNode(pulumi.ComponentResource):
         self.rpc_endpoint = pulumi.Output.from_input(
             f"http://{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}"
         )
-        self.grpc_endpoint = None
-        self.grpc_load_balancer_hostname = None
-        if config.lightwallet.kind is not LightwalletKind.NONE:
+        self.grpc_endpoint = self.grpc_load_balancer_hostname = self.gateway_endpoint = None
+        behind_gateway = args.access is not None
+        grpc_service = grpc_tls_name = None
+        if light_wallet:
             endpoints = build_light_wallet(
-                ctx, services["rpc"], rpc_password=self.rpc_password, tls_secret=self.tls_secret_name
+                ctx,
+                services["rpc"],
+                rpc_password=self.rpc_password,
+                tls_secret=self.tls_secret_name,
+                behind_gateway=behind_gateway,
             )
             self.grpc_endpoint = endpoints.grpc_endpoint
             self.grpc_load_balancer_hostname = endpoints.load_balancer_hostname
-        build_network_policies(ctx)
+            grpc_service = ctx.service_host(f"{config.lightwallet.kind.value}-grpc")
+            grpc_tls_name = grpc_service if self.tls_secret_name else None
+        if args.access is not None:
+            assert self.tls_secret_name is not None
+            upstreams = GatewayUpstreams(
+                rpc=f"{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}",
+                grpc=f"{grpc_service}:{grpc_port(config.lightwallet.kind)}" if grpc_service else None,
+                grpc_tls_name=grpc_tls_name,
+            )
+            gateway = build_gateway(
+                ctx,
+                args.access,
+                upstreams,
+                rpc_password=self.rpc_password,
+                tls_secret=self.tls_secret_name,
+                depends_on=[services["rpc"]],
+            )
+            self.gateway_endpoint = gateway.endpoint
+            self.grpc_load_balancer_hostname = gateway.load_balancer_hostname
+            if light_wallet:
+                self.grpc_endpoint = gateway.endpoint
+        build_network_policies(ctx, gateway=behind_gateway)
 
         self.namespace = namespace.metadata.apply(lambda m: str(m.name))
         self.register_outputs(
-            {"namespace": self.namespace, "rpcEndpoint": self.rpc_endpoint, "grpcEndpoint": self.grpc_endpoint}
+            {
+                "namespace": self.namespace,
+                "rpcEndpoint": self.rpc_endpoint,
+                "grpcEndpoint": self.grpc_endpoint,
+                "gatewayEndpoint": self.gateway_endpoint,
+            }
         )
 
 
 def _tls_secret(ctx: InstanceContext, ca: ZbiCertificateAuthority) -> str:
-    grpc_service = f"{ctx.config.lightwallet.kind.value}-grpc"
-    dns_names = [
-        *ctx.config.endpoints.hostnames,
-        ctx.service_host(grpc_service),
-        f"{grpc_service}.{ctx.namespace}.svc",
-        f"{grpc_service}.{ctx.namespace}",
-    ]
+    """The instance certificate: its public hostnames and the in-cluster names of the light-wallet tier and the
+    gateway, whichever the instance has (one certificate; the gateway also verifies the light-wallet tier with it)."""
+    services = [GATEWAY_NAME] if ctx.args.access is not None else []
+    if ctx.config.lightwallet.kind is not LightwalletKind.NONE:
+        services.append(f"{ctx.config.lightwallet.kind.value}-grpc")
+    dns_names = [*ctx.config.endpoints.hostnames]
+    for service in services:
+        dns_names += [ctx.service_host(service), f"{service}.{ctx.namespace}.svc", f"{service}.{ctx.namespace}"]
     certificate = ServerCertificate(f"{ctx.name}-grpc-tls", ca=ca, dns_names=dns_names, opts=ctx.child())
     k8s.core.v1.Secret(
         f"{ctx.name}-grpc-tls-secret",

@@ -89,7 +89,12 @@ class InstanceContext:
     def image(self, kind: NodeKind | LightwalletKind, override: ImageConfig, *, tls: bool = True) -> str:
         default = DEFAULT_IMAGES[kind]
         tag = default.tag if kind is not LightwalletKind.ZAINO or tls else ZAINO_NO_TLS_TAG
-        return kube.image_ref(override.repository or default.repository, override.tag or tag, override.digest)
+        return self.image_of(default, override, tag=tag)
+
+    def image_of(self, default: Image, override: ImageConfig, *, tag: str | None = None) -> str:
+        return kube.image_ref(
+            override.repository or default.repository, override.tag or tag or default.tag, override.digest
+        )
 
     def checkov_skips(self, *reasons: str, digest: str | None, image: Image | None = None) -> dict[str, str]:
         skips = list(reasons) + ([] if digest else [DIGEST_SKIP]) + [PULL_POLICY_SKIP]

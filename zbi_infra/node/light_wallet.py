@@ -42,8 +42,14 @@ def grpc_port(kind: LightwalletKind) -> int:
 
 
 def build_light_wallet(
-    ctx: InstanceContext, rpc_service: k8s.core.v1.Service, *, rpc_password: pulumi.Output[str], tls_secret: str | None
+    ctx: InstanceContext,
+    rpc_service: k8s.core.v1.Service,
+    *,
+    rpc_password: pulumi.Output[str],
+    tls_secret: str | None,
+    behind_gateway: bool,
 ) -> LightWalletEndpoints:
+    """`behind_gateway`: the instance's gateway is its public face, and this tier's Service stays in the cluster."""
     config, tier = ctx.config, ctx.config.lightwallet
     kind = tier.kind
     name = kind.value
@@ -194,17 +200,7 @@ def build_light_wallet(
             ),
             min_replicas=tier.min_replicas,
             max_replicas=tier.max_replicas,
-            metrics=[
-                k8s.autoscaling.v2.MetricSpecArgs(
-                    type="Resource",
-                    resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
-                        name="cpu",
-                        target=k8s.autoscaling.v2.MetricTargetArgs(
-                            type="Utilization", average_utilization=tier.target_cpu_percent
-                        ),
-                    ),
-                )
-            ],
+            metrics=[kube.cpu_utilization(tier.target_cpu_percent)],
             # A new replica first fills its cache; scaling down too eagerly throws that work away.
             behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
                 scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=900)
@@ -214,7 +210,7 @@ def build_light_wallet(
     )
     kube.disruption_budget(ctx, name, LIGHT_WALLET, match, replicas=tier.min_replicas)
 
-    public = config.endpoints.public_grpc
+    public = config.endpoints.public_grpc and not behind_gateway
     service = k8s.core.v1.Service(
         f"{ctx.name}-{name}-grpc",
         metadata=ctx.meta(

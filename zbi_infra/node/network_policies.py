@@ -13,14 +13,19 @@ from zbi_infra.node.context import (
     MONITORING_NAMESPACE_LABEL,
     InstanceContext,
 )
+from zbi_infra.node.gateway import GATEWAY_COMPONENT
+from zbi_infra.render.gateway_metrics import METRICS_PORT
 from zbi_infra.zcash_ports import LIGHTWALLETD_HTTP_PORT, ZEBRA_METRICS_PORT
 
 
-def build_network_policies(ctx: InstanceContext) -> None:
-    """Default deny; then exactly the flows an instance needs, by pod label and port."""
+def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
+    """Default deny; then exactly the flows an instance needs, by pod label and port. With a `gateway`, it is the
+    only way in from outside the instance: the light-wallet tier answers only to it."""
     config, ports = ctx.config, ctx.ports
     full_node = kube.selector(instance=ctx.name, component=FULL_NODE)
     light_wallet = kube.selector(instance=ctx.name, component=LIGHT_WALLET)
+    gateway_pods = kube.selector(instance=ctx.name, component=GATEWAY_COMPONENT)
+    has_light_wallet = config.lightwallet.kind is not LightwalletKind.NONE
     regtest = config.network is Network.REGTEST
     np = k8s.networking.v1
 
@@ -63,7 +68,9 @@ def build_network_policies(ctx: InstanceContext) -> None:
         ),
     )
     rpc_clients = [
-        np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=light_wallet)),
+        np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector))
+        for selector, present in ((light_wallet, has_light_wallet), (gateway_pods, gateway))
+        if present
     ]
     full_node_ingress = [
         # P2P: the public network for mainnet/testnet; only the instance's own nodes for regtest.
@@ -87,10 +94,10 @@ def build_network_policies(ctx: InstanceContext) -> None:
             egress=full_node_egress,
         ),
     )
-    if config.lightwallet.kind is LightwalletKind.NONE:
-        return
-    grpc_clients = (
-        # The allowlist itself: the Service keeps client addresses (externalTrafficPolicy Local).
+    # Who may reach the instance's front door (the gateway, else the light-wallet tier): the allowlist itself when
+    # public (the Service keeps client addresses, externalTrafficPolicy Local), else pods of this namespace and
+    # labelled clients elsewhere in the cluster.
+    front_door_clients = (
         [
             np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr=cidr, except_=_metadata_except(cidr)))
             for cidr in config.endpoints.allowed_cidrs
@@ -103,6 +110,32 @@ def build_network_policies(ctx: InstanceContext) -> None:
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={GRPC_CLIENT_LABEL: "true"}),
             ),
         ]
+    )
+    if gateway:
+        gateway_egress = [np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))]
+        if has_light_wallet:
+            wallet_peers = [
+                np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=light_wallet))
+            ]
+            gateway_egress.append(np.NetworkPolicyEgressRuleArgs(to=wallet_peers, ports=tcp("grpc")))
+        policy(
+            "gateway",
+            np.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=gateway_pods),
+                policy_types=["Ingress", "Egress"],
+                ingress=[
+                    np.NetworkPolicyIngressRuleArgs(from_=front_door_clients, ports=tcp("https")),
+                    np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(METRICS_PORT)),
+                ],
+                egress=gateway_egress,
+            ),
+        )
+    if not has_light_wallet:
+        return
+    grpc_clients = (
+        [np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=gateway_pods))]
+        if gateway
+        else front_door_clients
     )
     wallet_ingress = [np.NetworkPolicyIngressRuleArgs(from_=grpc_clients, ports=tcp("grpc"))]
     if config.lightwallet.kind is LightwalletKind.LIGHTWALLETD:

@@ -24,6 +24,8 @@ function today() {
 }
 
 const REFUSED = {user: '-', profile: null};
+const REFUSED_LABEL = '(refused)';
+const BATCH_LABEL = '(batch)';
 
 function sha256(text) {
     return crypto.createHash('sha256').update(text).digest('hex');
@@ -96,7 +98,9 @@ function grpcVerdict(r) {
         return 'unauthenticated';
     }
     const method = r.uri.split('/')[2] || '';
-    return who.profile.grpc.indexOf(method) >= 0 ? 'ok' : 'denied';
+    const allowed = who.profile.grpc.indexOf(method) >= 0;
+    r.variables.zbi_method = allowed ? method : REFUSED_LABEL;
+    return allowed ? 'ok' : 'denied';
 }
 
 function upstreamAuth(r) {
@@ -143,6 +147,8 @@ async function jsonRpc(r) {
         return typeof method !== 'string' || neverExposed(method) || allowed.indexOf(method) < 0;
     });
     r.variables.zbi_methods = calls.map(function (c) { return c && c.method; }).join(',').slice(0, 200);
+    // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
+    r.variables.zbi_method = batch ? BATCH_LABEL : (refused[0] ? REFUSED_LABEL : request.method);
     const refusal = function (call) {
         const method = call && typeof call === 'object' ? String(call.method) : '';
         return rpcError(call && call.id, -32601, 'method ' + method.slice(0, 64) + ' is not allowed for this key');

@@ -10,6 +10,7 @@ call), and forwards the rest to the node with the node's own credentials, never 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -24,6 +25,21 @@ from zbi_infra.config.access import (
 
 JS_MODULE = "gateway.js"
 USERS_FILE = "users.json"
+SYSLOG_TAG = "zbi"
+# One JSON object per request. The metrics program (zbi_infra.render.gateway_metrics) reads these fields in this
+# order; `method` is a label-safe name (allowlisted, or "(refused)" / "(batch)"), `methods` what the client asked.
+ACCESS_LOG_FIELDS = {
+    "time": "$time_iso8601",
+    "user": "$zbi_user",
+    "api": "$zbi_api",
+    "method": "$zbi_method",
+    "code": "$zbi_code",
+    "status": "$status",
+    "seconds": "$request_time",
+    "methods": "$zbi_methods",
+    "path": "$uri",
+    "client": "$remote_addr",
+}
 
 
 def bucket_name(limit: RateLimit) -> str:
@@ -91,9 +107,15 @@ def nginx_conf(
     js_module_path: str = "/usr/lib/nginx/modules/ngx_http_js_module.so",
     temp_dir: str = "/tmp",
     user: str | None = None,
+    metrics_syslog: str | None = None,
+    grpc_upstream_ca: str | None = None,
+    grpc_upstream_name: str | None = None,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
-    certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given."""
+    certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
+    verified against `grpc_upstream_ca` for `grpc_upstream_name` when both are given. `metrics_syslog` (`host:port`)
+    sends a copy of the access log to the metrics sidecar."""
+    service, _ = light_wallet_service()
     buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
     zones = "\n".join(
@@ -112,17 +134,16 @@ def nginx_conf(
         if tls
         else ""
     )
-    grpc = _grpc_locations(grpc_upstream, grpc_upstream_tls, limits) if grpc_upstream else ""
-    log_format = json.dumps(
-        {
-            "time": "$time_iso8601",
-            "user": "$zbi_user",
-            "path": "$uri",
-            "methods": "$zbi_methods",
-            "status": "$status",
-            "seconds": "$request_time",
-            "client": "$remote_addr",
-        }
+    verify = (grpc_upstream_ca, grpc_upstream_name) if grpc_upstream_ca and grpc_upstream_name else None
+    grpc = _grpc_locations(grpc_upstream, grpc_upstream_tls, limits, verify) if grpc_upstream else ""
+    log_format = json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))
+    metrics_log = (
+        f"    # A copy for the metrics sidecar (mtail), over loopback UDP: nginx never blocks on it.\n"
+        # mtail reads datagrams as lines: each message ends with the newline syslog does not add.
+        f"    log_format zbi_metrics escape=json '{log_format}\\n';\n"
+        f"    access_log syslog:server={metrics_syslog},tag={SYSLOG_TAG},nohostname zbi_metrics;\n"
+        if metrics_syslog
+        else ""
     )
     return f"""# Rendered by zbi_infra.render.gateway: do not edit.
 load_module {js_module_path};
@@ -148,6 +169,7 @@ http {{
     js_set $zbi_grpc_verdict gateway.grpcVerdict;
     js_set $zbi_user gateway.userName;
     js_var $zbi_methods "";
+    js_var $zbi_method "-";
     js_var $zbi_identity;
 
 {zones}
@@ -156,6 +178,16 @@ http {{
     # The user's name, never the key: the Authorization header is not logged.
     log_format zbi escape=json '{log_format}';
     access_log /dev/stdout zbi;
+{metrics_log}
+    map $uri $zbi_api {{
+        ~^/{re.escape(service)}/ grpc;
+        default json-rpc;
+    }}
+    # A gRPC call's outcome is its grpc-status (a header in trailers-only answers, else a trailer), not HTTP's.
+    map $zbi_api $zbi_code {{
+        grpc "$sent_http_grpc_status$upstream_trailer_grpc_status";
+        default $status;
+    }}
 
     upstream zbi_rpc {{
         server {rpc_upstream};
@@ -207,7 +239,7 @@ http {{
 """
 
 
-def _grpc_locations(upstream: str, upstream_tls: bool, limits: str) -> str:
+def _grpc_locations(upstream: str, upstream_tls: bool, limits: str, verify: tuple[str, str] | None) -> str:
     """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
     error pages; allowed calls, server streams included, pass through unbuffered."""
     service, _ = light_wallet_service()
@@ -236,7 +268,14 @@ def _grpc_locations(upstream: str, upstream_tls: bool, limits: str) -> str:
         '            grpc_set_header Authorization "";\n'
         "            grpc_read_timeout 1h;\n"
         "            grpc_send_timeout 1h;\n"
-        f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://{upstream};\n"
+        + (
+            f"            grpc_ssl_trusted_certificate {verify[0]};\n"
+            f"            grpc_ssl_name {verify[1]};\n"
+            "            grpc_ssl_verify on;\n"
+            if verify and upstream_tls
+            else ""
+        )
+        + f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://{upstream};\n"
         "        }\n"
         + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
         + status("grpc_denied", 7, "this method is not allowed for this key")
@@ -244,3 +283,49 @@ def _grpc_locations(upstream: str, upstream_tls: bool, limits: str) -> str:
         + status("grpc_rate_limited", 8, "rate limit reached")
         + status("grpc_unavailable", 14, "the light-wallet server is unavailable")
     )
+
+
+@dataclass(frozen=True)
+class GatewayUpstreams:
+    """Where one instance's gateway forwards: the full node's RPC and, when there is one, the light-wallet gRPC."""
+
+    rpc: str
+    grpc: str | None = None
+    # The light-wallet server's TLS name (a DNS name of its certificate) when it serves TLS; verified with the CA.
+    grpc_tls_name: str | None = None
+
+
+# In the pod: the ConfigMap, the node-credentials Secret and the TLS Secret, each mounted read-only.
+POD_CONFIG_DIR = "/etc/zbi-gateway"
+POD_UPSTREAM_DIR = "/var/run/zbi-gateway/upstream"
+POD_TLS_DIR = "/var/run/zbi-gateway/tls"
+UPSTREAM_AUTH_KEY = "upstream-auth"
+POD_LISTEN_PORT = 8443
+POD_PATHS = GatewayPaths(
+    config_dir=POD_CONFIG_DIR,
+    upstream_auth_file=f"{POD_UPSTREAM_DIR}/{UPSTREAM_AUTH_KEY}",
+    tls_certificate=f"{POD_TLS_DIR}/tls.crt",
+    tls_key=f"{POD_TLS_DIR}/tls.key",
+)
+
+
+def pod_files(
+    access: AccessFile, upstreams: GatewayUpstreams, *, max_body_bytes: int, metrics_syslog: str
+) -> dict[str, str]:
+    """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module)."""
+    return {
+        "nginx.conf": nginx_conf(
+            access,
+            POD_PATHS,
+            listen=f"0.0.0.0:{POD_LISTEN_PORT}",
+            rpc_upstream=upstreams.rpc,
+            grpc_upstream=upstreams.grpc,
+            grpc_upstream_tls=upstreams.grpc_tls_name is not None,
+            grpc_upstream_ca=f"{POD_TLS_DIR}/ca.crt",
+            grpc_upstream_name=upstreams.grpc_tls_name,
+            max_body_bytes=max_body_bytes,
+            metrics_syslog=metrics_syslog,
+        ),
+        JS_MODULE: gateway_js(POD_PATHS),
+        USERS_FILE: json.dumps(users_table(access), indent=1, sort_keys=True),
+    }

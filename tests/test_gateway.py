@@ -1,0 +1,240 @@
+"""The access gateway as zBI deploys it: its objects in the plan, wired to the instance's Services, Secrets and
+certificate, and its pod configuration accepted by the real nginx and mtail (paths moved to a temporary directory,
+cluster names to loopback)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT, PlanStack
+from tests.gateway_harness import JS_MODULE, mtail, nginx
+from tests.k8s_objects import objects, one, pod_spec
+from zbi_infra.access_keys import key_hash, new_key
+from zbi_infra.config.access import instance_access_files, parse_access, read_access_file
+from zbi_infra.errors import ConfigError
+from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION, config_hash
+from zbi_infra.plan.engine import Plan
+from zbi_infra.render import gateway_metrics
+from zbi_infra.render.gateway import (
+    POD_CONFIG_DIR,
+    POD_TLS_DIR,
+    POD_UPSTREAM_DIR,
+    USERS_FILE,
+    GatewayUpstreams,
+    pod_files,
+    users_table,
+)
+
+NS = "zbi-testnet"
+
+
+@pytest.fixture(scope="module")
+def dev(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev")
+
+
+def containers(dev: Plan) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in pod_spec(one(dev, "Deployment", "gateway", NS))["containers"]}
+
+
+def test_the_config_map_holds_what_the_renderers_make_from_the_access_file(dev: Plan) -> None:
+    data = one(dev, "ConfigMap", "gateway-config", NS)["data"]
+    access = read_access_file(ROOT / "access" / "testnet.yaml")
+    expected = pod_files(
+        access,
+        GatewayUpstreams(
+            rpc="zebrad-rpc.zbi-testnet.svc.cluster.local:18232",
+            grpc="lightwalletd-grpc.zbi-testnet.svc.cluster.local:9067",
+            grpc_tls_name="lightwalletd-grpc.zbi-testnet.svc.cluster.local",
+        ),
+        max_body_bytes=256 * 1024,
+        metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+    )
+    assert data == {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
+    assert data[USERS_FILE] and users_table(access)["anonymous"]["grpc"]
+
+
+def test_the_upstreams_are_the_instances_own_services_and_ports(dev: Plan) -> None:
+    conf = one(dev, "ConfigMap", "gateway-config", NS)["data"]["nginx.conf"]
+    services = {s["metadata"]["name"]: s for s in objects(dev, "Service", NS)}
+    rpc = re.search(r"upstream zbi_rpc \{\s*server ([^:]+):(\d+);", conf)
+    grpc = re.search(r"grpc_pass grpcs://([^:]+):(\d+);", conf)
+    assert rpc and grpc
+    for host, port in (rpc.groups(), grpc.groups()):
+        name, namespace = host.split(".")[:2]
+        assert namespace == NS and int(port) in [p["port"] for p in services[name]["spec"]["ports"]], host
+    # The light-wallet server's certificate is verified, for a name the instance certificate holds.
+    name = re.search(r"grpc_ssl_name (\S+);", conf)
+    assert name and "grpc_ssl_verify on;" in conf
+    (request,) = dev.of_type("tls:index/certRequest:CertRequest")
+    assert name.group(1) in request.inputs["dnsNames"]
+    assert "gateway.zbi-testnet.svc.cluster.local" in request.inputs["dnsNames"]
+
+
+def test_every_file_nginx_and_mtail_read_is_mounted_from_its_source(dev: Plan) -> None:
+    spec = pod_spec(one(dev, "Deployment", "gateway", NS))
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    data = one(dev, "ConfigMap", "gateway-config", NS)["data"]
+    secrets = {s["metadata"]["name"]: s for s in objects(dev, "Secret", NS)}
+
+    def source(path: str, container: dict[str, Any]) -> tuple[str, str]:
+        """(kind:name, key) of the volume a container reads `path` from."""
+        (mount,) = [m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/")]
+        assert mount.get("readOnly") is True, path
+        volume = volumes[mount["name"]]
+        key = path.removeprefix(mount["mountPath"] + "/")
+        if "configMap" in volume:
+            return f"ConfigMap:{volume['configMap']['name']}", key
+        return f"Secret:{volume['secret']['secretName']}", key
+
+    nginx_container, metrics = containers(dev)["gateway"], containers(dev)["metrics"]
+    conf = data["nginx.conf"]
+    read = re.findall(r"(?:ssl_certificate|ssl_certificate_key|grpc_ssl_trusted_certificate) (/\S+);", conf)
+    read += [f"{POD_CONFIG_DIR}/{name}" for name in ("nginx.conf", "gateway.js", USERS_FILE)]
+    read += re.findall(r"'(/var/run/zbi-gateway/[^']+)'", data["gateway.js"])
+    assert len(read) == 7, read
+    for path in read:
+        kind, key = source(path, nginx_container)
+        if kind == "ConfigMap:gateway-config":
+            assert key in data, path
+        else:
+            assert key in secrets[kind.removeprefix("Secret:")]["stringData"], path
+    assert {p.split("/")[3] for p in read if p.startswith("/var/run")} == {
+        POD_UPSTREAM_DIR.split("/")[3],
+        POD_TLS_DIR.split("/")[3],
+    }
+    progs = next(a.split("=", 1)[1] for a in metrics["args"] if a.startswith("--progs="))
+    assert source(f"{progs}/{gateway_metrics.PROGRAM_FILE}", metrics) == (
+        "ConfigMap:gateway-config",
+        gateway_metrics.PROGRAM_FILE,
+    )
+    # nginx sends its log where mtail listens, and mtail serves metrics on the port the pod declares.
+    syslog = re.search(r"syslog:server=([\d.]+:\d+)", conf)
+    assert syslog and f"--logs=udp://{syslog.group(1)}" in metrics["args"]
+    assert metrics["ports"] == [{"name": "metrics", "containerPort": gateway_metrics.METRICS_PORT}]
+    listen = re.search(r"listen 0\.0\.0\.0:(\d+) ssl", conf)
+    assert listen and nginx_container["ports"] == [{"name": "https", "containerPort": int(listen.group(1))}]
+
+
+def test_the_node_credentials_reach_the_gateway_as_a_secret_only(dev: Plan) -> None:
+    secret = one(dev, "Secret", "gateway-upstream", NS)
+    assert set(secret["stringData"]) == {"upstream-auth"}
+    # Masked in the plan: the value is a Pulumi secret.
+    assert secret["stringData"]["upstream-auth"] != "" and "zbi:" not in secret["stringData"]["upstream-auth"]
+    env = [e for c in containers(dev).values() for e in c.get("env", [])]
+    assert env == []
+
+
+def test_replicas_spread_drain_and_scale(dev: Plan) -> None:
+    deployment = one(dev, "Deployment", "gateway", NS)
+    spec = deployment["spec"]
+    assert spec["replicas"] == 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    pod = pod_spec(deployment)
+    (spread,) = pod["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    assert pod["priorityClassName"] == "zbi-gateway"
+    nginx_container = containers(dev)["gateway"]
+    assert nginx_container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "https", "scheme": "HTTPS"}
+    # The load balancer stops sending before nginx drains, and the grace period covers both.
+    sleep = int(nginx_container["lifecycle"]["preStop"]["exec"]["command"][1])
+    assert pod["terminationGracePeriodSeconds"] > sleep
+    assert nginx_container["command"][:1] == ["nginx"]  # not the image's entrypoint scripts
+    for container in containers(dev).values():
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        assert container["resources"]["limits"] and container["resources"]["requests"]
+    hpa = one(dev, "HorizontalPodAutoscaler", "gateway", NS)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "gateway"}
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 6)
+    assert one(dev, "PodDisruptionBudget", "gateway-pdb", NS)["spec"]["maxUnavailable"] == 1
+
+
+def test_a_new_user_rolls_nothing_and_a_new_limit_rolls_the_gateway() -> None:
+    base = {
+        "jsonRpc": {"methods": ["getblockcount"]},
+        "grpc": {"methods": ["GetLatestBlock"]},
+        "users": [{"name": "a", "keySha256": key_hash(new_key())}],
+    }
+    upstreams = GatewayUpstreams(rpc="node:8232")
+
+    def hash_of(document: dict[str, Any]) -> str:
+        files = pod_files(parse_access(document, "t"), upstreams, max_body_bytes=4096, metrics_syslog="127.0.0.1:1")
+        return config_hash(files)
+
+    more_users = {**base, "users": [*base["users"], {"name": "b", "keySha256": key_hash(new_key())}]}
+    # A new key is read by nginx from users.json on the next request: no rollout.
+    assert hash_of(more_users) == hash_of(base)
+    faster = {**base, "users": [{**base["users"][0], "rateLimit": {"requestsPerSecond": 99}}]}
+    # A new rate-limit bucket is nginx.conf: the pods roll, one at a time.
+    assert hash_of(faster) != hash_of(base)
+
+
+def test_the_plans_hash_annotation_is_the_config_maps(dev: Plan) -> None:
+    data = one(dev, "ConfigMap", "gateway-config", NS)["data"]
+    annotations = one(dev, "Deployment", "gateway", NS)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations[CONFIG_HASH_ANNOTATION] == config_hash(data)
+
+
+def test_the_pod_configuration_passes_nginx_and_mtail(dev: Plan, tmp_path: Path) -> None:
+    """`nginx -t` loads the njs module and the JS file and checks every directive; mtail compiles the program."""
+    data = dict(one(dev, "ConfigMap", "gateway-config", NS)["data"])
+    moved = {
+        POD_CONFIG_DIR: str(tmp_path),
+        POD_UPSTREAM_DIR: str(tmp_path),
+        POD_TLS_DIR: str(tmp_path),
+        ".zbi-testnet.svc.cluster.local": "",
+    }
+    # The pod's temporary directory first, before anything else lives under the test's (itself in /tmp).
+    data["nginx.conf"] = re.sub(r" /tmp/", f" {tmp_path}/", data["nginx.conf"])
+    for name in data:
+        for old, new in moved.items():
+            data[name] = data[name].replace(old, new)
+        (tmp_path / name).write_text(data[name])
+    conf = data["nginx.conf"]
+    conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", conf)
+    if os.geteuid() == 0:
+        conf = conf.replace("worker_processes auto;", "user root;\nworker_processes auto;")
+    assert f"load_module {JS_MODULE};" in conf
+    (tmp_path / "nginx.conf").write_text(conf)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+         "-subj", "/CN=t", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    (tmp_path / "ca.crt").write_bytes((tmp_path / "tls.crt").read_bytes())
+    checked = subprocess.run(
+        [nginx(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+    compiled = subprocess.run(
+        [mtail(), "--compile_only", f"--progs={tmp_path}", "--logtostderr"], capture_output=True, text=True, timeout=30
+    )
+    assert compiled.returncode == 0 and "compile errors" not in compiled.stderr, compiled.stderr
+
+
+def test_instances_without_an_access_file_keep_their_own_front_door(plan_stack: PlanStack) -> None:
+    plan = plan_stack(
+        "dev", merge={"zbi:instances": {"other": {"network": "mainnet", "endpoints": {"publicGrpc": True}}}}
+    )
+    assert not objects(plan, "Deployment", "zbi-other")
+    assert one(plan, "Service", "lightwalletd-grpc", "zbi-other")["spec"]["type"] == "LoadBalancer"
+
+
+def test_a_bad_access_file_is_refused_with_its_file_and_key(tmp_path: Path) -> None:
+    (tmp_path / "access").mkdir()
+    (tmp_path / "access" / "good.yaml").write_text("jsonRpc: {methods: [getblockcount]}\n")
+    (tmp_path / "access" / "bad.yaml").write_text("jsonRpc: {methods: [getblockcont]}\n")
+    assert set(instance_access_files(tmp_path, ["good", "absent"])) == {"good"}
+    with pytest.raises(ConfigError) as raised:
+        instance_access_files(tmp_path, ["good", "bad"])
+    message = str(raised.value)
+    assert "bad.yaml" in message and "jsonRpc.methods" in message and "getblockcount" in message

@@ -1,0 +1,242 @@
+"""The access gateway of an instance: nginx with njs in front of the full node's JSON-RPC and the light-wallet
+server's gRPC, per-user keys, method allowlists and rate limits from the instance's access file, and an mtail
+sidecar that turns its access log into Prometheus metrics.
+
+Configuration lives in a ConfigMap: nginx re-reads `users.json` on every request, so a new key or a revocation takes
+effect once the kubelet refreshes the mounted file (about a minute), without a restart. A change to `nginx.conf`,
+`gateway.js` or the metrics program changes the pod template's hash annotation and rolls the Deployment; nginx
+drains on the image's stop signal (SIGQUIT), finishing what it accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from zbi_infra import kube
+from zbi_infra.config.access import AccessFile
+from zbi_infra.node.context import RPC_USER, SERVICE_ACCOUNT, SKIP_AWAIT, InstanceContext, tmp_volume
+from zbi_infra.releases import GATEWAY, MTAIL
+from zbi_infra.render import gateway_metrics
+from zbi_infra.render.gateway import (
+    POD_CONFIG_DIR,
+    POD_LISTEN_PORT,
+    POD_TLS_DIR,
+    POD_UPSTREAM_DIR,
+    UPSTREAM_AUTH_KEY,
+    USERS_FILE,
+    GatewayUpstreams,
+    pod_files,
+)
+
+GATEWAY_COMPONENT = "gateway"
+GATEWAY_NAME = "gateway"
+UPSTREAM_SECRET = "gateway-upstream"
+CONFIG_HASH_ANNOTATION = "zbi.io/gateway-config-sha256"
+# Long enough for the load balancer to stop sending new connections before nginx starts draining.
+PRE_STOP_SECONDS = 10
+# What a draining replica gives in-flight calls; longer streams (GetBlockRange of the whole chain) reconnect.
+DRAIN_SECONDS = 60
+MTAIL_RESOURCES = k8s.core.v1.ResourceRequirementsArgs(
+    requests={"cpu": "20m", "memory": "32Mi"}, limits={"cpu": "200m", "memory": "96Mi"}
+)
+
+
+@dataclass(frozen=True)
+class GatewayEndpoints:
+    # host:443 — a public hostname, the load balancer's name, or the in-cluster Service.
+    endpoint: pulumi.Output[str]
+    load_balancer_hostname: pulumi.Output[str] | None
+
+
+def config_hash(files: dict[str, str]) -> str:
+    """Of everything nginx and mtail read only at start: the user table is re-read per request and left out."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        if name != USERS_FILE:
+            digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
+    return digest.hexdigest()
+
+
+def build_gateway(
+    ctx: InstanceContext,
+    access: AccessFile,
+    upstreams: GatewayUpstreams,
+    *,
+    rpc_password: pulumi.Output[str],
+    tls_secret: str,
+    depends_on: list[pulumi.Resource],
+) -> GatewayEndpoints:
+    config = ctx.config
+    settings = config.gateway
+    match = kube.selector(instance=ctx.name, component=GATEWAY_COMPONENT)
+    files = {
+        **pod_files(
+            access,
+            upstreams,
+            max_body_bytes=settings.max_body_kib * 1024,
+            metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+        ),
+        gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
+    }
+    config_map = k8s.core.v1.ConfigMap(
+        f"{ctx.name}-gateway-config",
+        metadata=ctx.meta("gateway-config", component=GATEWAY_COMPONENT, app=GATEWAY_NAME),
+        data=files,
+        opts=ctx.in_namespace,
+    )
+    upstream_secret = k8s.core.v1.Secret(
+        f"{ctx.name}-gateway-upstream",
+        metadata=ctx.meta(UPSTREAM_SECRET, component=GATEWAY_COMPONENT, app=GATEWAY_NAME),
+        type="Opaque",
+        # The node's own credentials: the gateway replaces the caller's with these, never passing a user's key on.
+        # rpc_password is a Pulumi secret, and so is what is derived from it.
+        string_data={UPSTREAM_AUTH_KEY: rpc_password.apply(lambda p: f"{RPC_USER}:{p}")},
+        opts=ctx.in_namespace,
+    )
+
+    image = ctx.image_of(GATEWAY, settings.image)
+    nginx_probe = k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="https", scheme="HTTPS"),
+        period_seconds=10,
+        timeout_seconds=3,
+        failure_threshold=3,
+    )
+    nginx = k8s.core.v1.ContainerArgs(
+        name=GATEWAY_NAME,
+        image=image,
+        image_pull_policy="IfNotPresent",
+        # nginx itself, not the image's entrypoint (its scripts rewrite files under /etc/nginx, read-only here).
+        command=["nginx", "-e", "stderr", "-c", f"{POD_CONFIG_DIR}/nginx.conf", "-g", "daemon off;"],
+        ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=POD_LISTEN_PORT)],
+        readiness_probe=nginx_probe,
+        liveness_probe=nginx_probe,
+        lifecycle=k8s.core.v1.LifecycleArgs(
+            pre_stop=k8s.core.v1.LifecycleHandlerArgs(
+                exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(PRE_STOP_SECONDS)])
+            )
+        ),
+        resources=kube.resources(settings.resources),
+        security_context=kube.container_security(GATEWAY.uid),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="config", mount_path=POD_CONFIG_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="upstream", mount_path=POD_UPSTREAM_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="tls", mount_path=POD_TLS_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ],
+    )
+    metrics_probe = k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path="/metrics", port="metrics"),
+        period_seconds=30,
+        timeout_seconds=5,
+        failure_threshold=3,
+    )
+    metrics = k8s.core.v1.ContainerArgs(
+        name="metrics",
+        image=kube.image_ref(MTAIL.repository, MTAIL.tag, None),
+        image_pull_policy="IfNotPresent",
+        args=[
+            f"--progs={POD_CONFIG_DIR}",
+            f"--logs=udp://127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+            f"--port={gateway_metrics.METRICS_PORT}",
+            "--emit_prog_label=false",
+            "--logtostderr",
+        ],
+        ports=[k8s.core.v1.ContainerPortArgs(name="metrics", container_port=gateway_metrics.METRICS_PORT)],
+        readiness_probe=metrics_probe,
+        liveness_probe=metrics_probe,
+        resources=MTAIL_RESOURCES,
+        security_context=kube.container_security(MTAIL.uid),
+        volume_mounts=[
+            k8s.core.v1.VolumeMountArgs(name="config", mount_path=POD_CONFIG_DIR, read_only=True),
+            k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+        ],
+    )
+    # The metrics sidecar is pinned by tag even when nginx is pinned by digest.
+    skips = ctx.checkov_skips(digest=None, image=GATEWAY)
+    deployment = k8s.apps.v1.Deployment(
+        f"{ctx.name}-gateway",
+        metadata=ctx.meta(GATEWAY_NAME, component=GATEWAY_COMPONENT, annotations={**skips, **SKIP_AWAIT}),
+        spec=k8s.apps.v1.DeploymentSpecArgs(
+            replicas=settings.min_replicas,
+            selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match),
+            # A new replica is ready before an old one goes: capacity never drops during a rollout.
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    labels=kube.labels(instance=ctx.name, component=GATEWAY_COMPONENT, name=GATEWAY_NAME),
+                    annotations={CONFIG_HASH_ANNOTATION: config_hash(files)},
+                ),
+                spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=SERVICE_ACCOUNT,
+                    automount_service_account_token=False,
+                    priority_class_name=(ctx.args.priority_class_names or {}).get(GATEWAY_COMPONENT),
+                    security_context=kube.pod_security(GATEWAY.uid),
+                    termination_grace_period_seconds=PRE_STOP_SECONDS + DRAIN_SECONDS,
+                    containers=[nginx, metrics],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(
+                            name="config",
+                            config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name="gateway-config"),
+                        ),
+                        k8s.core.v1.VolumeArgs(
+                            name="upstream", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=UPSTREAM_SECRET)
+                        ),
+                        k8s.core.v1.VolumeArgs(
+                            name="tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=tls_secret)
+                        ),
+                        tmp_volume(),
+                    ],
+                    topology_spread_constraints=kube.zone_spread(match, strict=False),
+                    enable_service_links=False,
+                ),
+            ),
+        ),
+        # The HPA owns the replica count once running.
+        opts=ctx.child(depends_on=[config_map, upstream_secret, *depends_on], ignore_changes=["spec.replicas"]),
+    )
+    k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        f"{ctx.name}-gateway-hpa",
+        metadata=ctx.meta(GATEWAY_NAME, component=GATEWAY_COMPONENT),
+        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version="apps/v1", kind="Deployment", name=GATEWAY_NAME
+            ),
+            min_replicas=settings.min_replicas,
+            max_replicas=settings.max_replicas,
+            metrics=[kube.cpu_utilization(settings.target_cpu_percent)],
+        ),
+        opts=ctx.child(depends_on=[deployment]),
+    )
+    kube.disruption_budget(ctx, GATEWAY_NAME, GATEWAY_COMPONENT, match, replicas=settings.min_replicas)
+
+    public = config.endpoints.public_grpc
+    service = k8s.core.v1.Service(
+        f"{ctx.name}-gateway-service",
+        metadata=ctx.meta(
+            GATEWAY_NAME,
+            component=GATEWAY_COMPONENT,
+            annotations=ctx.args.load_balancer_annotations if public else None,
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="LoadBalancer" if public else "ClusterIP",
+            # Local: clients' addresses reach the pods, for the NetworkPolicy allowlist and per-address rate limits.
+            external_traffic_policy="Local" if public else None,
+            selector=match,
+            load_balancer_source_ranges=config.endpoints.allowed_cidrs if public else None,
+            ports=[k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="https")],
+        ),
+        opts=ctx.in_namespace,
+    )
+    if not public:
+        return GatewayEndpoints(pulumi.Output.from_input(f"{ctx.service_host(GATEWAY_NAME)}:443"), None)
+    hostname = service.status.apply(kube.load_balancer_address)
+    if config.endpoints.hostnames:
+        return GatewayEndpoints(pulumi.Output.from_input(f"{config.endpoints.hostnames[0]}:443"), hostname)
+    return GatewayEndpoints(hostname.apply(lambda host: f"{host}:443"), hostname)
