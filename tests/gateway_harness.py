@@ -14,6 +14,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from tests.conftest import UPSTREAM
 from tests.debian import debian_tool
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
+from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
 from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 
@@ -167,6 +169,7 @@ def running_gateway(
     node: Node | None,
     grpc_upstream: str | None = None,
     metrics_syslog: str | None = None,
+    probe_key: str | None = None,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
     binary = nginx()
@@ -179,7 +182,8 @@ def running_gateway(
         tls_key=str(key),
     )
     (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
-    (directory / USERS_FILE).write_text(json.dumps(users_table(access())))
+    probe_hash = key_hash(probe_key) if probe_key else None
+    (directory / USERS_FILE).write_text(json.dumps(users_table(access(), probe_key_sha256=probe_hash)))
     (directory / "gateway.js").write_text(gateway_js(paths))
     port = free_port()
     config = nginx_conf(
@@ -271,6 +275,53 @@ def running_mtail(directory: Path) -> Iterator[Metrics]:
                     pytest.fail(f"mtail did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
         yield Metrics(f"127.0.0.1:{udp}", f"http://127.0.0.1:{port}/metrics")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@dataclass
+class Blackbox:
+    url: str
+
+    def probe(self, module: str, target: str) -> float:
+        """probe_success of one probe, as Prometheus would scrape it."""
+        query = urllib.parse.urlencode({"module": module, "target": target})
+        with urllib.request.urlopen(f"{self.url}/probe?{query}", timeout=20) as response:
+            text = response.read().decode()
+        match = re.search(r"^probe_success ([0-9.]+)$", text, flags=re.MULTILINE)
+        assert match, text
+        return float(match.group(1))
+
+
+@contextmanager
+def running_blackbox(directory: Path, probe_key: str) -> Iterator[Blackbox]:
+    """Debian's blackbox exporter with the modules zBI configures, the probe key in its file, until the block ends."""
+    binary = debian_tool("prometheus-blackbox-exporter", ["prometheus-blackbox-exporter"])
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "key").write_text(probe_key)
+    modules = blackbox_values(probe_key=True)["config"]["modules"]
+    text = json.dumps({"modules": modules}).replace(f"{PROBE_KEY_DIR}/key", str(directory / "key"))
+    (directory / "blackbox.yml").write_text(text)  # JSON is YAML
+    port = free_port()
+    log = directory / "blackbox.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [binary, f"--config.file={directory / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the blackbox exporter did not start: {log.read_text()[-2000:]}")
+                time.sleep(0.1)
+        yield Blackbox(f"http://127.0.0.1:{port}")
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -16,16 +16,23 @@ from tests.debian import debian_tool
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.monitoring.alerts import alert_rules, error_budget_minutes
 from zbi_infra.monitoring.snapshot_freshness import DLM_NAMESPACE, WATCHED, exported_name
+from zbi_infra.render.gateway_metrics import metric_names
 
 INSTANCES = {
     "testnet": InstanceConfig.model_validate({"network": "testnet"}),
     "regnet": InstanceConfig.model_validate({"network": "regtest", "lightwallet": {"kind": "none"}}),
 }
 ENDPOINT = "testnet.lwd.zbi.example:443"
-GROUPS = alert_rules(INSTANCES, probed_endpoints=True, snapshot_interval_hours=12)
+GROUPS = alert_rules(INSTANCES, probed_endpoints=True, snapshot_interval_hours=12, gateways=["testnet"])
 RULES = {rule["alert"]: rule for group in GROUPS for rule in group["rules"]}
 NS = 'namespace="zbi-testnet"'
 POLICY = 'job="cloudwatch-exporter", exported_job="aws_ebs", dlm_policy_id="policy-0123456789abcdef0"'
+
+
+def gateway_series(api: str, code: str, user: str = "exchange") -> str:
+    """A series of the gateway's metrics program (zbi_infra.render.gateway_metrics) as Prometheus scrapes it."""
+    return f'zbi_gateway_requests_total{{{NS}, pod="gateway-0", user="{user}", api="{api}", method="m", code="{code}"}}'
+
 
 # alert -> (interval, evaluation time, series that fire it, labels it fires with, series that must not fire it)
 CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tuple[str, str]]]] = {
@@ -137,6 +144,29 @@ CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tup
         [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "1x24 0x60")],
         {"job": "zbi-endpoints", "instance": ENDPOINT},
         [(f'probe_success{{job="zbi-endpoints", instance="{ENDPOINT}"}}', "1x80")],
+    ),
+    "GatewayDown": (
+        "1m",
+        "10m",
+        [(f'kube_deployment_status_replicas_available{{{NS}, deployment="gateway"}}', "0x20")],
+        {"namespace": "zbi-testnet"},
+        [(f'kube_deployment_status_replicas_available{{{NS}, deployment="gateway"}}', "2x20")],
+    ),
+    # 0.2/s of 502s among 1/s of answers (17%) fires; one a minute (1.6%) does not.
+    "GatewayErrors": (
+        "1m",
+        "20m",
+        [(gateway_series("json-rpc", "200"), "0+60x30"), (gateway_series("json-rpc", "502"), "0+12x30")],
+        {"namespace": "zbi-testnet"},
+        [(gateway_series("json-rpc", "200"), "0+60x30"), (gateway_series("grpc", "14"), "0+1x30")],
+    ),
+    # 2/s of refused keys among 1/s of answers fires; the same share on a quiet instance (0.1/s) does not.
+    "GatewayAuthRefusalsSpike": (
+        "1m",
+        "20m",
+        [(gateway_series("json-rpc", "200"), "0+60x30"), (gateway_series("grpc", "16", user="-"), "0+120x30")],
+        {"namespace": "zbi-testnet"},
+        [(gateway_series("json-rpc", "200"), "0+6x30"), (gateway_series("json-rpc", "401", user="-"), "0+6x30")],
     ),
     # The exporter drops the completion series once no snapshot completed within twice the interval.
     "ChainSnapshotStale": (
@@ -252,7 +282,9 @@ def evidence() -> set[str]:
     for path in UPSTREAM.glob("*/*metrics*.json"):
         names |= set(json.loads(path.read_text()).get("metrics", []))
     names |= set(json.loads((UPSTREAM / "cloudwatch_exporter" / "naming.json").read_text())["metrics"])
-    return names | cloudwatch_series()
+    # The gateway's own metrics: what its rendered mtail program exports, proven by the live test
+    # (tests/test_gateway_live.py) that scrapes Debian's mtail running it.
+    return names | cloudwatch_series() | metric_names()
 
 
 def test_the_snapshot_series_are_the_exporters_names_for_dlms_metrics() -> None:
@@ -276,6 +308,7 @@ def test_every_metric_a_rule_reads_is_named_by_its_exporters_source() -> None:
         "predict_linear",
         "increase",
         "avg_over_time",
+        "rate",
     }
     for alert, rule in RULES.items():
         used = {word for word in re.findall(r"\b([a-z_][a-z0-9_]*)\s*(?:\{|\[)", rule["expr"]) if word not in functions}

@@ -4,6 +4,7 @@ cluster names to loopback)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -16,10 +17,11 @@ from tests.conftest import ROOT, PlanStack
 from tests.gateway_harness import JS_MODULE, mtail, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from zbi_infra.access_keys import key_hash, new_key
-from zbi_infra.config.access import instance_access_files, parse_access, read_access_file
+from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
 from zbi_infra.errors import ConfigError
 from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION, config_hash
 from zbi_infra.plan.engine import Plan
+from zbi_infra.plan.mocks import _digest
 from zbi_infra.render import gateway_metrics
 from zbi_infra.render.gateway import (
     POD_CONFIG_DIR,
@@ -55,9 +57,14 @@ def test_the_config_map_holds_what_the_renderers_make_from_the_access_file(dev: 
         ),
         max_body_bytes=256 * 1024,
         metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+        probe_key_sha256=key_hash(_digest("dev-probe-key", "password", length=32)),  # the mocks' random key
     )
     assert data == {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
-    assert data[USERS_FILE] and users_table(access)["anonymous"]["grpc"]
+    table = json.loads(data[USERS_FILE])
+    assert table["anonymous"] == users_table(access)["anonymous"]
+    (probe,) = [u for u in table["users"].values() if u["name"] == PROBE_USER]
+    # The monitoring probe may make its one read-only call, and nothing else.
+    assert (probe["jsonRpc"], probe["grpc"], probe["expires"]) == (["getblockchaininfo"], [], None)
 
 
 def test_the_upstreams_are_the_instances_own_services_and_ports(dev: Plan) -> None:

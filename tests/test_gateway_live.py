@@ -25,6 +25,7 @@ from tests.gateway_harness import (
     access,
     bearer,
     free_port,
+    running_blackbox,
     running_gateway,
     running_mtail,
     serving_light_wallet,
@@ -32,7 +33,8 @@ from tests.gateway_harness import (
     wallet_stub,
 )
 from zbi_infra.access_keys import new_key
-from zbi_infra.config.access import light_wallet_service
+from zbi_infra.config.access import PROBE_USER, light_wallet_service
+from zbi_infra.monitoring.component import JSON_RPC_MODULE
 from zbi_infra.render.gateway import USERS_FILE, users_table
 from zbi_infra.render.gateway_metrics import metric_names
 
@@ -374,5 +376,30 @@ def test_metrics_count_requests_by_user_method_and_outcome(tmp_path: Path, light
             assert metric_names() <= exported, metric_names() - exported
             # The user's key appears nowhere in what Prometheus would store.
             assert KEYS["exchange"] not in urllib.request.urlopen(metrics.url, timeout=5).read().decode()
+    finally:
+        node.server.shutdown()
+
+
+def test_the_monitoring_probe_measures_json_rpc_through_the_gateway(tmp_path: Path) -> None:
+    """The blackbox module zBI configures, in Debian's blackbox exporter, against the rendered gateway: a success
+    while the node answers; a failure with a wrong key or with the node down. The probe user may call nothing else."""
+    probe_key, other_key = new_key(), new_key()
+    node = start_node()
+    try:
+        with (
+            running_gateway(
+                tmp_path / "gateway", f"127.0.0.1:{node.server.server_port}", node, probe_key=probe_key
+            ) as gateway,
+            running_blackbox(tmp_path / "blackbox", probe_key) as blackbox,
+            running_blackbox(tmp_path / "wrong", other_key) as wrong,
+        ):
+            assert blackbox.probe(JSON_RPC_MODULE, gateway.url) == 1
+            assert gateway.node.seen_auth[-1] == "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
+            assert wrong.probe(JSON_RPC_MODULE, gateway.url) == 0
+            status, body = gateway.call({"method": "getblockcount", "id": 1}, user=PROBE_USER, key=probe_key)
+            assert status == 200 and body["error"]["code"] == -32601
+            node.server.shutdown()
+            node.server.server_close()
+            assert blackbox.probe(JSON_RPC_MODULE, gateway.url) == 0
     finally:
         node.server.shutdown()

@@ -14,7 +14,17 @@ from tests.conftest import UPSTREAM, PlanStack
 from tests.k8s_objects import all_containers, one, pod_spec
 from zbi_infra.config.instance import Network, zebrad_config_keys
 from zbi_infra.plan.engine import Plan
-from zbi_infra.releases import LIGHTWALLETD, SOCAT, ZAINO, ZCASHD, ZCASHD_AWARENESS_OPTION, ZEBRAD, ZEBRAD_RELEASES
+from zbi_infra.releases import (
+    GATEWAY,
+    LIGHTWALLETD,
+    MTAIL,
+    SOCAT,
+    ZAINO,
+    ZCASHD,
+    ZCASHD_AWARENESS_OPTION,
+    ZEBRAD,
+    ZEBRAD_RELEASES,
+)
 from zbi_infra.render import lightwallet
 
 SOURCES = json.loads((UPSTREAM / "SOURCES.json").read_text())
@@ -241,13 +251,40 @@ def test_zaino_runs_start_with_a_config_of_known_keys(plan: Plan) -> None:
 
 
 def test_every_default_image_is_pinned_and_from_the_release_table(plan: Plan) -> None:
-    expected = {f"{image.repository}:{image.tag}" for image in (ZEBRAD, ZCASHD, LIGHTWALLETD, ZAINO, SOCAT)} | {
-        f"{ZAINO.repository}:0.8.0-no-tls"
-    }
+    images = (ZEBRAD, ZCASHD, LIGHTWALLETD, ZAINO, SOCAT, GATEWAY, MTAIL)
+    expected = {f"{image.repository}:{image.tag}" for image in images} | {f"{ZAINO.repository}:0.8.0-no-tls"}
     used = {
         c["image"]
-        for workload in (r for r in plan.kubernetes_objects() if r.type.endswith("StatefulSet"))
+        for workload in (r for r in plan.kubernetes_objects() if r.type.endswith(("StatefulSet", "Deployment")))
         for c in all_containers({"spec": workload.inputs["spec"]})
     }
     assert used <= expected, used - expected
     assert all(":" in image and not image.endswith(":latest") for image in used)
+
+
+def test_the_gateway_image_is_nginx_with_njs_as_its_unprivileged_user(plan_stack: PlanStack) -> None:
+    dockerfile = text("nginx-unprivileged/Dockerfile")
+    version = re.search(r"^ENV NGINX_VERSION=(\S+)", dockerfile, flags=re.MULTILINE)
+    njs = re.search(r"^ENV NJS_VERSION=(\d+)\.(\d+)\.(\d+)", dockerfile, flags=re.MULTILINE)
+    assert version and version.group(1) == GATEWAY.tag
+    # gateway.js needs njs 0.7 or later (js_var, r.requestText, async subrequests); the live tests run 0.7.9.
+    assert njs and (int(njs.group(1)), int(njs.group(2))) >= (0, 7)
+    assert "nginx-module-njs=" in dockerfile
+    assert int(dockerfile_arg(dockerfile, "UID")) == GATEWAY.uid
+    # SIGQUIT is nginx's graceful stop: the kubelet sends the image's stop signal, so a draining pod finishes.
+    assert re.search(r"^STOPSIGNAL SIGQUIT$", dockerfile, flags=re.MULTILINE)
+    dev = plan_stack("dev")
+    pod = pod_spec(one(dev, "Deployment", "gateway", "zbi-testnet"))
+    assert pod["securityContext"]["runAsUser"] == GATEWAY.uid
+    nginx_container = next(c for c in pod["containers"] if c["name"] == "gateway")
+    # Unprivileged: a port above 1024 (the image's own is 8080; zBI's TLS listener is 8443).
+    assert nginx_container["ports"][0]["containerPort"] > 1024
+
+
+def test_the_metrics_sidecar_is_mtails_release_image() -> None:
+    dockerfile = text("mtail/Dockerfile.goreleaser")
+    goreleaser = text("mtail/goreleaser.yml")
+    assert "FROM scratch" in dockerfile and 'ENTRYPOINT ["/mtail"]' in dockerfile
+    assert "name_template: ghcr.io/google/{{ .ProjectName }}:{{ .Version }}" in goreleaser
+    assert MTAIL.repository == "ghcr.io/google/mtail" and MTAIL.binary == "/mtail"
+    assert SOURCES["mtail/goreleaser.yml"]["tag"] == f"v{MTAIL.tag}"

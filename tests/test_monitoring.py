@@ -16,7 +16,13 @@ from tests.test_relationships import pods, selects
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.monitoring.alerts import alert_rules
-from zbi_infra.monitoring.component import PROBE_JOB, PROBE_MODULE, blackbox_values, kube_prometheus_stack_values
+from zbi_infra.monitoring.component import (
+    JSON_RPC_MODULE,
+    PROBE_JOB,
+    PROBE_MODULE,
+    blackbox_values,
+    kube_prometheus_stack_values,
+)
 from zbi_infra.plan.engine import Plan
 
 CHARTS = json.loads((UPSTREAM / "prometheus-community" / "charts.json").read_text())
@@ -56,7 +62,7 @@ def test_the_instances_policies_admit_the_monitoring_namespace_and_only_it(dev: 
 
 def test_every_monitor_finds_its_pods_and_their_metrics_port(dev: Plan) -> None:
     monitors = objects(dev, "PodMonitor")
-    assert {m["metadata"]["name"] for m in monitors} == {"zbi-full-node", "zbi-light-wallet"}
+    assert {m["metadata"]["name"] for m in monitors} == {"zbi-full-node", "zbi-light-wallet", "zbi-gateway"}
     for monitor in monitors:
         namespace = monitor["metadata"]["namespace"]
         targets = [p for p in pods(dev, namespace) if selects(monitor["spec"]["selector"], p.labels)]
@@ -64,7 +70,9 @@ def test_every_monitor_finds_its_pods_and_their_metrics_port(dev: Plan) -> None:
         for endpoint in monitor["spec"]["podMetricsEndpoints"]:
             assert endpoint["port"] in targets[0].ports
         template = next(
-            w for w in objects(dev, "StatefulSet", namespace) if w["metadata"]["name"] == targets[0].workload
+            w
+            for w in objects(dev, "StatefulSet", namespace) + objects(dev, "Deployment", namespace)
+            if w["metadata"]["name"] == targets[0].workload
         )["spec"]["template"]["metadata"]
         assert template["annotations"].get("prometheus.io/scrape") == "true"
 
@@ -73,7 +81,7 @@ def test_the_deployed_rules_are_the_tested_rules_and_the_probe_feeds_the_slo(dev
     rule = one(dev, "PrometheusRule", "zbi-alerts", "monitoring")
     instance = InstanceConfig.model_validate(read_testnet())
     assert rule["spec"]["groups"] == alert_rules(
-        {"testnet": instance}, probed_endpoints=True, snapshot_interval_hours=12
+        {"testnet": instance}, probed_endpoints=True, snapshot_interval_hours=12, gateways=["testnet"]
     )
     probe = one(dev, "Probe", PROBE_JOB, "monitoring")["spec"]
     assert probe["jobName"] == PROBE_JOB and probe["module"] == PROBE_MODULE
@@ -269,3 +277,30 @@ def test_no_snapshot_exporter_without_backups(plan_stack: PlanStack) -> None:
         assert "prometheus-cloudwatch-exporter" not in charts and "kube-prometheus-stack" in charts
         groups = one(plan, "PrometheusRule", "zbi-alerts", "monitoring")["spec"]["groups"]
         assert "zbi-backups" not in {g["name"] for g in groups}
+
+
+def test_every_chart_value_zbi_sets_is_one_the_chart_reads(dev: Plan) -> None:
+    charts = json.loads((UPSTREAM / "prometheus-community" / "charts.json").read_text())
+    for resource in dev.of_type("kubernetes:helm.sh/v3:Release"):
+        chart = resource.inputs["chart"]
+        if chart in charts:
+            unknown = set(resource.inputs["values"]) - set(charts[chart]["valueKeys"])
+            assert not unknown, (chart, unknown)
+    assert "extraSecretMounts" in release(dev, "prometheus-blackbox-exporter")["values"]
+
+
+def test_the_json_rpc_probe_signs_in_as_the_probe_user_through_each_gateway(dev: Plan) -> None:
+    probe = one(dev, "Probe", "zbi-json-rpc", "monitoring")["spec"]
+    assert probe["jobName"] == PROBE_JOB and probe["module"] == JSON_RPC_MODULE
+    assert probe["targets"]["staticConfig"]["static"] == ["https://testnet.lwd.zbi.example:443/"]
+    values = release(dev, "prometheus-blackbox-exporter")["values"]
+    (mount,) = values["extraSecretMounts"]
+    assert mount["secretName"] == "zbi-probe-key" and one(dev, "Secret", "zbi-probe-key", "monitoring")
+    module = values["config"]["modules"][JSON_RPC_MODULE]
+    assert module["http"]["basic_auth"]["password_file"] == f"{mount['mountPath']}/key"
+    # Every key of the module is one blackbox_exporter 0.28's config reads (its own yaml tags, or those of the
+    # HTTP client config it inlines from prometheus/common).
+    source = (UPSTREAM / "blackbox_exporter" / "config.go").read_text()
+    tags = set(re.findall(r'yaml:"([a-z_]+)', source))
+    assert 'yaml:"http_client_config,inline"' in source
+    assert set(module) <= tags and set(module["http"]) - {"basic_auth", "tls_config"} <= tags

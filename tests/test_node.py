@@ -95,8 +95,11 @@ def test_storage_class_is_encrypted_retained_and_tagged(dev: Plan) -> None:
 def test_rpc_credentials_are_generated_secrets(dev: Plan) -> None:
     secret = one(dev, "Secret", "rpc-credentials", NS)
     assert secret["stringData"] == {"username": "[secret]", "password": "[secret]"}
-    (password,) = dev.of_type("random:index/randomPassword:RandomPassword")
-    assert password.inputs["length"] >= 32
+    passwords = {p.name: p for p in dev.of_type("random:index/randomPassword:RandomPassword")}
+    # The node's RPC password, and the monitoring probe's key for the gateways.
+    assert set(passwords) == {"testnet-rpc-password", "dev-probe-key"}
+    assert all(p.inputs["length"] >= 32 for p in passwords.values())
+    assert one(dev, "Secret", "zbi-probe-key", "monitoring")["stringData"] == {"key": "[secret]"}
     (lwd,) = pod_spec(one(dev, "StatefulSet", "lightwalletd", NS))["containers"]
     env = {e["name"]: e for e in lwd["env"]}
     assert env["RPCPASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "password"}

@@ -262,6 +262,7 @@ def test_behind_a_gateway_the_gateway_is_the_only_way_in(plan: Plan) -> None:
     assert allowed(plan, inside(gateway), node, "rpc")  # ... and JSON-RPC, with the node's credentials
     assert not allowed(plan, inside(gateway), node, "p2p")
     assert not allowed(plan, ELSEWHERE, gateway, "metrics") and allowed(plan, MONITORING, gateway, "metrics")
+    assert allowed(plan, MONITORING, gateway, "https")  # the JSON-RPC probe
     # Another instance's pods do not reach this node through a gateway-shaped hole.
     assert not allowed(plan, inside(pod(plan, "public", "lightwalletd")), node, "rpc")
 

@@ -86,6 +86,8 @@ COPIES = [
     ("zaino", "entrypoint.sh", "zaino/entrypoint.sh"),
     ("nginx-unprivileged", "mainline/debian/Dockerfile", "nginx-unprivileged/Dockerfile"),
     ("mtail", "Dockerfile.goreleaser", "mtail/Dockerfile.goreleaser"),
+    # The blackbox exporter's module schema (yaml tags), for zBI's probe modules.
+    ("blackbox_exporter", "config/config.go", "blackbox_exporter/config.go"),
     ("mtail", ".goreleaser.yml", "mtail/goreleaser.yml"),
 ]
 
@@ -111,6 +113,15 @@ def git_show(checkout: Path, tag: str, path: str) -> str:
     return subprocess.run(
         ["git", "-C", str(checkout), "show", f"{tag}:{path}"], check=True, capture_output=True, text=True
     ).stdout
+
+
+def git_files(checkout: Path, tag: str, directory: str) -> list[str]:
+    return subprocess.run(
+        ["git", "-C", str(checkout), "ls-tree", "-r", "--name-only", tag, directory],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
 
 
 def git_commit(checkout: Path, tag: str) -> str:
@@ -356,14 +367,28 @@ def main() -> None:
             ("prometheus-cloudwatch-exporter", CLOUDWATCH_CHART_TAG),
         ):
             meta = yaml.safe_load(git_show(checkouts["helm-charts"], chart_tag, f"charts/{chart}/Chart.yaml"))
+            values = yaml.safe_load(git_show(checkouts["helm-charts"], chart_tag, f"charts/{chart}/values.yaml"))
+            # The chart's top-level values: those values.yaml lists and those its templates read.
+            read = set(values)
+            for template in git_files(checkouts["helm-charts"], chart_tag, f"charts/{chart}/templates"):
+                read |= set(
+                    re.findall(r"\.Values\.([A-Za-z0-9_]+)", git_show(checkouts["helm-charts"], chart_tag, template))
+                )
             charts[chart] = {
+                # zBI sets no key a chart does not read.
+                "valueKeys": sorted(read),
                 "version": meta["version"],
                 "appVersion": meta["appVersion"],
                 "tag": chart_tag,
                 "commit": git_commit(checkouts["helm-charts"], chart_tag),
             }
         write_json("prometheus-community/charts.json", charts)
-        record("prometheus-community/charts.json", "helm-charts", "charts/*/Chart.yaml", "pinned chart versions")
+        record(
+            "prometheus-community/charts.json",
+            "helm-charts",
+            "charts/*/Chart.yaml, charts/*/values.yaml, charts/*/templates/*",
+            "pinned chart versions; top-level values listed or read by templates",
+        )
 
     if "lightwalletd" in checkouts:
         root_go = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, "cmd/root.go")

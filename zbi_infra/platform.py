@@ -21,7 +21,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
+import pulumi_random as random
 
+from zbi_infra.access_keys import key_hash
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
 from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
@@ -90,6 +92,12 @@ class ZbiPlatform(pulumi.ComponentResource):
         self.disaster_recovery = None
         self._instance_configs: dict[str, InstanceConfig] = {}
         config = args.config
+        # The monitoring probe's key for the gateways' JSON-RPC (one per stack); the gateways hold only its hash.
+        self._probe_key: pulumi.Output[str] | None = None
+        if config.monitoring.enabled and self._access:
+            self._probe_key = random.RandomPassword(
+                f"{name}-probe-key", length=48, special=False, opts=pulumi.ResourceOptions(parent=self)
+            ).result
         if config.role is StackRole.LOCAL:
             self._local()
         else:
@@ -108,6 +116,9 @@ class ZbiPlatform(pulumi.ComponentResource):
         )
 
     # ---- monitoring --------------------------------------------------------------------------------------------
+
+    def _probe_key_sha256(self) -> pulumi.Output[str] | None:
+        return self._probe_key.apply(key_hash) if self._probe_key is not None else None
 
     def _monitoring(self) -> ZbiMonitoring:
         config = self._config
@@ -142,6 +153,11 @@ class ZbiPlatform(pulumi.ComponentResource):
                 region=config.platform.region if config.platform else None,
                 remote_write_role_arn=remote_write_role,
                 snapshots=self._snapshot_watch(),
+                gateways=frozenset(name for name in self._access if name in self.nodes),
+                json_rpc_endpoints=[
+                    node.gateway_endpoint for node in self.nodes.values() if node.gateway_endpoint is not None
+                ],
+                probe_key=self._probe_key,
             ),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
         )
@@ -203,6 +219,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     certificate_authority=ca,
                     priority_class_names=priorities,
                     access=self._access.get(name),
+                    probe_key_sha256=self._probe_key_sha256(),
                 ),
                 opts=self._moved(providers={"kubernetes": provider}),
             )
@@ -330,6 +347,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     restore_from=restore.get(name),
                     priority_class_names=priorities,
                     access=self._access.get(name),
+                    probe_key_sha256=self._probe_key_sha256(),
                 ),
                 opts=self._moved(providers={"kubernetes": cluster.provider}),
             )

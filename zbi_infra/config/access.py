@@ -50,6 +50,9 @@ NEVER_EXPOSED = frozenset(
     }
 )
 NEVER_EXPOSED_PREFIXES = ("z_",)
+# The monitoring stack's user on every gateway: one read-only call, to measure availability as users see it.
+PROBE_USER = "zbi-probe"
+PROBE_JSON_RPC = ("getblockchaininfo",)
 
 
 @cache
@@ -152,6 +155,13 @@ class EndUser(StrictModel):
     json_rpc: list[str] | None = None
     grpc: list[str] | None = None
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == PROBE_USER:
+            raise ValueError(f"{PROBE_USER} is the monitoring probe's own user. Fix: choose another name")
+        return name
 
     def active_on(self, day: date) -> bool:
         return self.expires is None or day < self.expires

@@ -22,6 +22,7 @@ from zbi_infra.monitoring.snapshot_freshness import (
     exported_name,
 )
 from zbi_infra.node.context import namespace_of
+from zbi_infra.render.gateway_metrics import REQUESTS
 
 # SLO: 99.9% of probes of each public endpoint succeed over 30 days: 43.2 minutes of error budget a month.
 SLO_TARGET = 0.999
@@ -33,6 +34,10 @@ BURN_RATES = (("1h", "5m", 14.4, "critical"), ("6h", "30m", 6.0, "critical"))
 BLOCKS_BEHIND = 10
 MIN_PEERS = 3
 VOLUME_FULL_FRACTION = 0.8
+GATEWAY_SERVER_ERRORS = "5[0-9][0-9]|13|14"
+GATEWAY_AUTH_REFUSALS = "401|16"
+GATEWAY_ERROR_SHARE = 0.05
+GATEWAY_REFUSAL_SHARE = 0.25
 FULL_NODES = "zebrad|zcashd"
 LIGHT_WALLETS = "lightwalletd|zaino"
 
@@ -60,11 +65,16 @@ def _namespaces(names: list[str]) -> str:
 
 
 def alert_rules(
-    instances: dict[str, InstanceConfig], *, probed_endpoints: bool, snapshot_interval_hours: int | None = None
+    instances: dict[str, InstanceConfig],
+    *,
+    probed_endpoints: bool,
+    snapshot_interval_hours: int | None = None,
+    gateways: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Rule groups for the instances of a stack; with `probed_endpoints`, the SLO of the public endpoints the blackbox
     exporter probes (job "zbi-endpoints"); with `snapshot_interval_hours`, the freshness of the stack's DLM snapshots
-    as the CloudWatch exporter reports them (see snapshot_freshness)."""
+    as the CloudWatch exporter reports them (see snapshot_freshness); with `gateways`, the access gateways of those
+    instances (their metrics: zbi_infra.render.gateway_metrics)."""
     every = _namespaces(list(instances))
     # Chains that move on their own: an isolated regtest network has no tip to follow and no public peers.
     live = _namespaces([n for n, i in instances.items() if i.network is not Network.REGTEST])
@@ -168,7 +178,52 @@ def alert_rules(
         groups.append({"name": "zbi-endpoint-slo", "rules": [a.rule() for a in slo]})
     if snapshot_interval_hours is not None:
         groups.append({"name": "zbi-backups", "rules": [a.rule() for a in backup_alerts(snapshot_interval_hours)]})
+    if gateways:
+        groups.append({"name": "zbi-gateway", "rules": [a.rule() for a in gateway_alerts(gateways)]})
     return groups
+
+
+def gateway_alerts(instances: list[str]) -> list[Alert]:
+    namespaces = f'namespace=~"{_namespaces(instances)}"'
+    requests = f"{REQUESTS}{{{namespaces}}}"
+
+    def share(codes: str) -> str:
+        return (
+            f'sum by (namespace) (rate({REQUESTS}{{{namespaces}, code=~"{codes}"}}[5m])) '
+            f"/ sum by (namespace) (rate({requests}[5m]))"
+        )
+
+    return [
+        Alert(
+            "GatewayDown",
+            f'sum by (namespace) (kube_deployment_status_replicas_available{{{namespaces}, deployment="gateway"}}) '
+            "== 0",
+            "5m",
+            "critical",
+            "No access gateway of {{ $labels.namespace }} is available: its public JSON-RPC and gRPC are dark.",
+        ),
+        Alert(
+            "GatewayErrors",
+            # JSON-RPC's HTTP 5xx and gRPC's INTERNAL (13) and UNAVAILABLE (14): the node or light-wallet tier
+            # behind the gateway failing its callers. Above 5% of requests for 10 minutes.
+            f"{share(GATEWAY_SERVER_ERRORS)} > {GATEWAY_ERROR_SHARE}",
+            "10m",
+            "warning",
+            f"{{{{ $labels.namespace }}}}'s gateway has answered over {GATEWAY_ERROR_SHARE:.0%} of requests with "
+            "server errors for 10 minutes: check the full node and the light-wallet tier behind it.",
+        ),
+        Alert(
+            "GatewayAuthRefusalsSpike",
+            # Refused keys (HTTP 401, gRPC UNAUTHENTICATED 16): a leaked-then-revoked key still in use, a client
+            # misconfigured after a rotation, or someone guessing keys. A floor of 1/s keeps a quiet instance quiet.
+            f"({share(GATEWAY_AUTH_REFUSALS)} > {GATEWAY_REFUSAL_SHARE}) and on (namespace) "
+            f'(sum by (namespace) (rate({REQUESTS}{{{namespaces}, code=~"{GATEWAY_AUTH_REFUSALS}"}}[5m])) > 1)',
+            "10m",
+            "warning",
+            f"{{{{ $labels.namespace }}}}'s gateway has refused over {GATEWAY_REFUSAL_SHARE:.0%} of requests (and "
+            "over one a second) for bad keys for 10 minutes.",
+        ),
+    ]
 
 
 def backup_alerts(interval_hours: int) -> list[Alert]:

@@ -17,12 +17,14 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from zbi_infra.config.access import PROBE_JSON_RPC, PROBE_USER
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind, NodeKind
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.monitoring.alerts import alert_rules
 from zbi_infra.monitoring.dashboards import dashboards
 from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE, SERVICE_ACCOUNT_NAME, exporter_values
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
+from zbi_infra.node.gateway import GATEWAY_COMPONENT
 from zbi_infra.priorities import MONITORING
 
 NAMESPACE = "monitoring"
@@ -34,6 +36,11 @@ PROBE_JOB = "zbi-endpoints"
 # The chart's Prometheus runs as this service account (release "kube-prometheus-stack").
 PROMETHEUS_SERVICE_ACCOUNT = f"{NAMESPACE}:kube-prometheus-stack-prometheus"
 PROBE_MODULE = "tcp_tls"
+# JSON-RPC through each access gateway, as the probe user (PROBE_USER), whose key the blackbox exporter reads from a
+# Secret mounted at PROBE_KEY_DIR. Same job as the TCP probes: the SLO counts both.
+JSON_RPC_MODULE = "zbi_jsonrpc"
+PROBE_KEY_SECRET = "zbi-probe-key"
+PROBE_KEY_DIR = "/etc/zbi-probe"
 CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT = f"{NAMESPACE}:{SERVICE_ACCOUNT_NAME}"
 
 
@@ -63,6 +70,11 @@ class ZbiMonitoringArgs:
     remote_write_role_arn: pulumi.Input[str] | None = None
     # The backups to watch (stacks with a DLM policy); needs `region`.
     snapshots: SnapshotWatch | None = None
+    # Instances fronted by an access gateway (those with an access file): scraped, alerted on, charted.
+    gateways: frozenset[str] = frozenset()
+    # host:443 of each access gateway, probed with a JSON-RPC call signed with `probe_key` (a secret).
+    json_rpc_endpoints: list[pulumi.Input[str]] = field(default_factory=list)
+    probe_key: pulumi.Input[str] | None = None
 
     def __post_init__(self) -> None:
         # Refused here, before the component registers anything.
@@ -128,17 +140,38 @@ def kube_prometheus_stack_values(
     }
 
 
-def blackbox_values() -> dict[str, Any]:
+def blackbox_values(*, probe_key: bool = False) -> dict[str, Any]:
+    """The blackbox exporter's values; with `probe_key`, the JSON-RPC module and the mounted key it signs in with."""
+    json_rpc: dict[str, Any] = {
+        JSON_RPC_MODULE: {
+            "prober": "http",
+            "timeout": "5s",
+            "http": {
+                "method": "POST",
+                "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"jsonrpc": "1.0", "id": "zbi-probe", "method": PROBE_JSON_RPC[0], "params": []}),
+                "basic_auth": {"username": PROBE_USER, "password_file": f"{PROBE_KEY_DIR}/key"},
+                "valid_status_codes": [200],
+                # The node answered with its chain state, not an error: the whole path works.
+                "fail_if_body_not_matches_regexp": ['"result":\\s*\\{'],
+                "tls_config": {"insecure_skip_verify": True},
+                "preferred_ip_protocol": "ip4",
+            },
+        }
+    }
+    mounts = [{"name": "probe-key", "mountPath": PROBE_KEY_DIR, "secretName": PROBE_KEY_SECRET, "readOnly": True}]
     return {
+        **({"extraSecretMounts": mounts} if probe_key else {}),
         "config": {
             "modules": {
+                **(json_rpc if probe_key else {}),
                 # A TCP connection and a TLS handshake, as a wallet makes them. The identity check is the client's
                 # (with the instance's CA); the probe measures availability and certificate expiry.
                 PROBE_MODULE: {
                     "prober": "tcp",
                     "timeout": "5s",
                     "tcp": {"tls": True, "tls_config": {"insecure_skip_verify": True}},
-                }
+                },
             }
         },
         "securityContext": {
@@ -151,9 +184,19 @@ def blackbox_values() -> dict[str, Any]:
     }
 
 
-def scraped_workloads(name: str, instance: InstanceConfig) -> list[tuple[str, str, dict[str, str]]]:
+def scraped_workloads(
+    name: str, instance: InstanceConfig, *, gateway: bool = False
+) -> list[tuple[str, str, dict[str, str]]]:
     """(monitor name, port name, pod selector) of each workload of an instance that serves Prometheus metrics."""
     found = []
+    if gateway:
+        found.append(
+            (
+                "gateway",
+                "metrics",
+                {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": GATEWAY_COMPONENT},
+            )
+        )
     if instance.node.kind is NodeKind.ZEBRAD:
         found.append(
             ("full-node", "metrics", {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": FULL_NODE})
@@ -207,12 +250,16 @@ class ZbiMonitoring(pulumi.ComponentResource):
             f"{name}-kube-prometheus-stack", "kube-prometheus-stack", KUBE_PROMETHEUS_STACK, values, in_namespace
         )
         blackbox = _chart(
-            f"{name}-blackbox-exporter", "blackbox-exporter", BLACKBOX_EXPORTER, blackbox_values(), in_namespace
+            f"{name}-blackbox-exporter",
+            "blackbox-exporter",
+            BLACKBOX_EXPORTER,
+            blackbox_values(probe_key=args.probe_key is not None),
+            self._probe_key_secret(name, args, in_namespace),
         )
         # Custom resources need the operator's CRDs, which the chart installs.
         after_crds = pulumi.ResourceOptions(parent=self, depends_on=[stack])
         for instance, config in args.instances.items():
-            for monitor, port, selector in scraped_workloads(instance, config):
+            for monitor, port, selector in scraped_workloads(instance, config, gateway=instance in args.gateways):
                 k8s.apiextensions.CustomResource(
                     f"{name}-{instance}-{monitor}",
                     api_version="monitoring.coreos.com/v1",
@@ -234,27 +281,19 @@ class ZbiMonitoring(pulumi.ComponentResource):
                     dict(args.instances),
                     probed_endpoints=bool(args.public_endpoints),
                     snapshot_interval_hours=args.snapshots.interval_hours if args.snapshots else None,
+                    gateways=sorted(args.gateways),
                 )
             },
             opts=after_crds,
         )
         if args.snapshots is not None:
             self._snapshot_exporter(name, args.snapshots, args, after_crds)
+        after_blackbox = pulumi.ResourceOptions(parent=self, depends_on=[stack, blackbox])
         if args.public_endpoints:
-            k8s.apiextensions.CustomResource(
-                f"{name}-endpoint-probe",
-                api_version="monitoring.coreos.com/v1",
-                kind="Probe",
-                metadata=k8s.meta.v1.ObjectMetaArgs(name=PROBE_JOB, namespace=NAMESPACE),
-                spec={
-                    "jobName": PROBE_JOB,
-                    "module": PROBE_MODULE,
-                    "interval": "30s",
-                    "prober": {"url": "blackbox-exporter-prometheus-blackbox-exporter.monitoring.svc:9115"},
-                    "targets": {"staticConfig": {"static": args.public_endpoints}},
-                },
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[stack, blackbox]),
-            )
+            _probe_endpoints(f"{name}-endpoint-probe", PROBE_JOB, PROBE_MODULE, args.public_endpoints, after_blackbox)
+        if args.json_rpc_endpoints and args.probe_key is not None:
+            urls = [pulumi.Output.from_input(e).apply(lambda e: f"https://{e}/") for e in args.json_rpc_endpoints]
+            _probe_endpoints(f"{name}-json-rpc-probe", "zbi-json-rpc", JSON_RPC_MODULE, list(urls), after_blackbox)
         # Loaded by the chart's Grafana sidecar, which watches ConfigMaps with this label.
         for file_name, board in dashboards(dict(args.instances)).items():
             k8s.core.v1.ConfigMap(
@@ -267,6 +306,21 @@ class ZbiMonitoring(pulumi.ComponentResource):
             )
         self.namespace = namespace.metadata.apply(lambda m: str(m.name))
         self.register_outputs({"namespace": self.namespace})
+
+    def _probe_key_secret(
+        self, name: str, args: ZbiMonitoringArgs, in_namespace: pulumi.ResourceOptions
+    ) -> pulumi.ResourceOptions:
+        """The probe user's key, for the blackbox exporter to mount; its options wait for it."""
+        if args.probe_key is None:
+            return in_namespace
+        secret = k8s.core.v1.Secret(
+            f"{name}-probe-key",
+            metadata=k8s.meta.v1.ObjectMetaArgs(name=PROBE_KEY_SECRET, namespace=NAMESPACE),
+            type="Opaque",
+            string_data={"key": pulumi.Output.secret(args.probe_key)},
+            opts=in_namespace,
+        )
+        return pulumi.ResourceOptions.merge(in_namespace, pulumi.ResourceOptions(depends_on=[secret]))
 
     def _snapshot_exporter(
         self, name: str, watch: SnapshotWatch, args: ZbiMonitoringArgs, opts: pulumi.ResourceOptions
@@ -281,6 +335,26 @@ class ZbiMonitoring(pulumi.ComponentResource):
         )
         # Its ServiceMonitor needs the operator's CRDs: `opts` waits for them.
         _chart(f"{name}-cloudwatch-exporter", RELEASE, CLOUDWATCH_EXPORTER, values, opts)
+
+
+def _probe_endpoints(
+    resource_name: str, probe: str, module: str, targets: list[pulumi.Input[str]], opts: pulumi.ResourceOptions
+) -> None:
+    """A blackbox Probe of `targets` with `module`, in the SLO's job."""
+    k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version="monitoring.coreos.com/v1",
+        kind="Probe",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name=probe, namespace=NAMESPACE),
+        spec={
+            "jobName": PROBE_JOB,
+            "module": module,
+            "interval": "30s",
+            "prober": {"url": "blackbox-exporter-prometheus-blackbox-exporter.monitoring.svc:9115"},
+            "targets": {"staticConfig": {"static": targets}},
+        },
+        opts=opts,
+    )
 
 
 def _chart(

@@ -51,6 +51,8 @@ class ZcashNodeArgs:
     # The instance administrator's access file: with one, an access gateway fronts the instance (its public load
     # balancer, TLS, keys, allowlists, rate limits); it needs `certificate_authority` for its certificate.
     access: AccessFile | None = None
+    # SHA-256 of the monitoring probe's key (zbi_infra.config.access.PROBE_USER): the gateway admits that user.
+    probe_key_sha256: pulumi.Input[str] | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):

@@ -73,19 +73,31 @@ def build_gateway(
     config = ctx.config
     settings = config.gateway
     match = kube.selector(instance=ctx.name, component=GATEWAY_COMPONENT)
-    files = {
-        **pod_files(
-            access,
-            upstreams,
-            max_body_bytes=settings.max_body_kib * 1024,
-            metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
-        ),
-        gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
-    }
+
+    def rendered(probe_key_sha256: str | None) -> dict[str, str]:
+        return {
+            **pod_files(
+                access,
+                upstreams,
+                max_body_bytes=settings.max_body_kib * 1024,
+                metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+                probe_key_sha256=probe_key_sha256,
+            ),
+            gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
+        }
+
+    files = rendered(None)
+    data: dict[str, pulumi.Input[str]] = dict(files)
+    probe_hash = ctx.args.probe_key_sha256
+    if probe_hash is not None:
+        # The hash of a random 256-bit key is no secret: the ConfigMap stays readable in every diff.
+        data[USERS_FILE] = pulumi.Output.unsecret(pulumi.Output.from_input(probe_hash)).apply(
+            lambda digest: rendered(digest)[USERS_FILE]
+        )
     config_map = k8s.core.v1.ConfigMap(
         f"{ctx.name}-gateway-config",
         metadata=ctx.meta("gateway-config", component=GATEWAY_COMPONENT, app=GATEWAY_NAME),
-        data=files,
+        data=data,
         opts=ctx.in_namespace,
     )
     upstream_secret = k8s.core.v1.Secret(
@@ -171,7 +183,11 @@ def build_gateway(
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(
                     labels=kube.labels(instance=ctx.name, component=GATEWAY_COMPONENT, name=GATEWAY_NAME),
-                    annotations={CONFIG_HASH_ANNOTATION: config_hash(files)},
+                    annotations={
+                        CONFIG_HASH_ANNOTATION: config_hash(files),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(gateway_metrics.METRICS_PORT),
+                    },
                 ),
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=SERVICE_ACCOUNT,

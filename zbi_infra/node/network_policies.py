@@ -124,7 +124,8 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
                 pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=gateway_pods),
                 policy_types=["Ingress", "Egress"],
                 ingress=[
-                    np.NetworkPolicyIngressRuleArgs(from_=front_door_clients, ports=tcp("https")),
+                    # The monitoring namespace too: its blackbox exporter probes JSON-RPC as users make it.
+                    np.NetworkPolicyIngressRuleArgs(from_=front_door_clients + monitoring, ports=tcp("https")),
                     np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(METRICS_PORT)),
                 ],
                 egress=gateway_egress,

@@ -18,11 +18,15 @@ from typing import Any
 from zbi_infra.config.access import (
     NEVER_EXPOSED,
     NEVER_EXPOSED_PREFIXES,
+    PROBE_JSON_RPC,
+    PROBE_USER,
     AccessFile,
     RateLimit,
     light_wallet_service,
 )
 
+# The probe calls every 30 s per Prometheus replica: one a second with a burst covers them.
+PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
 JS_MODULE = "gateway.js"
 USERS_FILE = "users.json"
 SYSLOG_TAG = "zbi"
@@ -46,9 +50,18 @@ def bucket_name(limit: RateLimit) -> str:
     return f"r{limit.requests_per_second}b{limit.effective_burst()}"
 
 
-def users_table(access: AccessFile) -> dict[str, Any]:
-    """What the gateway reads at request time: users by key hash, the anonymous profile, each with its rate bucket."""
+def users_table(access: AccessFile, *, probe_key_sha256: str | None = None) -> dict[str, Any]:
+    """What the gateway reads at request time: users by key hash, the anonymous profile, each with its rate bucket;
+    with `probe_key_sha256`, the monitoring probe's user (PROBE_JSON_RPC only, whatever the file exposes)."""
     users = {}
+    if probe_key_sha256 is not None:
+        users[probe_key_sha256] = {
+            "name": PROBE_USER,
+            "expires": None,
+            "jsonRpc": list(PROBE_JSON_RPC),
+            "grpc": [],
+            "bucket": bucket_name(PROBE_RATE),
+        }
     for user in access.users:
         json_rpc, grpc = access.allowed(user)
         users[user.key_sha256] = {
@@ -66,7 +79,7 @@ def users_table(access: AccessFile) -> dict[str, Any]:
 
 
 def rate_buckets(access: AccessFile) -> dict[str, RateLimit]:
-    limits = [user.rate_limit for user in access.users]
+    limits = [PROBE_RATE, *(user.rate_limit for user in access.users)]
     if access.anonymous is not None:
         limits.append(access.anonymous.rate_limit)
     return {bucket_name(limit): limit for limit in limits}
@@ -310,7 +323,12 @@ POD_PATHS = GatewayPaths(
 
 
 def pod_files(
-    access: AccessFile, upstreams: GatewayUpstreams, *, max_body_bytes: int, metrics_syslog: str
+    access: AccessFile,
+    upstreams: GatewayUpstreams,
+    *,
+    max_body_bytes: int,
+    metrics_syslog: str,
+    probe_key_sha256: str | None = None,
 ) -> dict[str, str]:
     """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module)."""
     return {
@@ -327,5 +345,5 @@ def pod_files(
             metrics_syslog=metrics_syslog,
         ),
         JS_MODULE: gateway_js(POD_PATHS),
-        USERS_FILE: json.dumps(users_table(access), indent=1, sort_keys=True),
+        USERS_FILE: json.dumps(users_table(access, probe_key_sha256=probe_key_sha256), indent=1, sort_keys=True),
     }
