@@ -174,6 +174,9 @@ def test_one_dashboard_for_the_platform_and_one_per_instance(dev: Plan) -> None:
         "zcash_net_peers",
         "grpc_server_handled_total",
         "predict_linear",
+        # The gateway's: requests by user, method and outcome, and latency.
+        "zbi_gateway_requests_total",
+        "zbi_gateway_request_duration_seconds_bucket",
     ):
         assert any(needed in q for q in instance), needed
 

@@ -295,7 +295,7 @@ class ZbiMonitoring(pulumi.ComponentResource):
             urls = [pulumi.Output.from_input(e).apply(lambda e: f"https://{e}/") for e in args.json_rpc_endpoints]
             _probe_endpoints(f"{name}-json-rpc-probe", "zbi-json-rpc", JSON_RPC_MODULE, list(urls), after_blackbox)
         # Loaded by the chart's Grafana sidecar, which watches ConfigMaps with this label.
-        for file_name, board in dashboards(dict(args.instances)).items():
+        for file_name, board in dashboards(dict(args.instances), args.gateways).items():
             k8s.core.v1.ConfigMap(
                 f"{name}-dashboard-{file_name.removesuffix('.json')}",
                 metadata=k8s.meta.v1.ObjectMetaArgs(

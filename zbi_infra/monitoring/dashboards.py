@@ -14,6 +14,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind
 from zbi_infra.node.context import namespace_of
+from zbi_infra.render.gateway_metrics import DURATION, REQUESTS
 
 CHAIN_CLAIMS = 'persistentvolumeclaim=~"data-.*"'
 
@@ -81,7 +82,7 @@ def platform_dashboard(instances: dict[str, InstanceConfig]) -> dict[str, Any]:
     return _build(builder)
 
 
-def instance_dashboard(name: str, instance: InstanceConfig) -> dict[str, Any]:
+def instance_dashboard(name: str, instance: InstanceConfig, *, gateway: bool = False) -> dict[str, Any]:
     selector = f'namespace="{namespace_of(name)}"'
     builder = (
         dashboard.Dashboard(f"zBI instance {name}")
@@ -172,12 +173,48 @@ def instance_dashboard(name: str, instance: InstanceConfig) -> dict[str, Any]:
                 _panel("Open gRPC connections", "short", (f"grpc_server_connections_current{{{selector}}}", "{{pod}}"))
             )
         )
+    if gateway:
+        builder = (
+            builder.with_panel(
+                _panel(
+                    "Gateway requests by user, method and outcome",
+                    "reqps",
+                    (
+                        f"sum by (user, api, method, code) (rate({REQUESTS}{{{selector}}}[5m]))",
+                        "{{user}} {{api}} {{method}} {{code}}",
+                    ),
+                )
+            )
+            .with_panel(
+                _panel(
+                    "Gateway p99 latency by API",
+                    "s",
+                    (
+                        f"histogram_quantile(0.99, sum by (api, le) (rate({DURATION}_bucket{{{selector}}}[5m])))",
+                        "{{api}}",
+                    ),
+                )
+            )
+            .with_panel(
+                _panel(
+                    "Gateway refusals (bad keys, refused methods)",
+                    "reqps",
+                    (
+                        f'sum by (user) (rate({REQUESTS}{{{selector}, method="(refused)"}}[5m]))',
+                        "refused method: {{user}}",
+                    ),
+                    (f'sum (rate({REQUESTS}{{{selector}, code=~"401|16"}}[5m]))', "bad key"),
+                )
+            )
+        )
     return _build(builder)
 
 
-def dashboards(instances: dict[str, InstanceConfig]) -> dict[str, dict[str, Any]]:
-    """File name -> dashboard: the platform's and one per instance."""
+def dashboards(
+    instances: dict[str, InstanceConfig], gateways: frozenset[str] = frozenset()
+) -> dict[str, dict[str, Any]]:
+    """File name -> dashboard: the platform's and one per instance (with its gateway's panels when it has one)."""
     found = {"zbi-platform.json": platform_dashboard(instances)}
     for name, instance in sorted(instances.items()):
-        found[f"zbi-{name}.json"] = instance_dashboard(name, instance)
+        found[f"zbi-{name}.json"] = instance_dashboard(name, instance, gateway=name in gateways)
     return found
