@@ -257,24 +257,28 @@ def running_mtail(directory: Path) -> Iterator[Metrics]:
         probe.bind(("127.0.0.1", 0))
         udp = int(probe.getsockname()[1])
     port = free_port()
-    log = directory / "mtail.log"
+    command = [mtail(), f"--progs={directory}", f"--logs=udp://127.0.0.1:{udp}", "--address=127.0.0.1",
+               f"--port={port}", "--emit_prog_label=false", "--logtostderr"]  # fmt: skip
+    with serving(command, directory / "mtail.log", f"http://127.0.0.1:{port}/metrics", "mtail"):
+        yield Metrics(f"127.0.0.1:{udp}", f"http://127.0.0.1:{port}/metrics")
+
+
+@contextmanager
+def serving(command: list[str], log: Path, ready_url: str, what: str) -> Iterator[None]:
+    """`command` running until the block ends, once `ready_url` answers (or the test fails within 15 s)."""
     with log.open("w") as output:
-        process = subprocess.Popen(
-            [mtail(), f"--progs={directory}", f"--logs=udp://127.0.0.1:{udp}", "--address=127.0.0.1",
-             f"--port={port}", "--emit_prog_label=false", "--logtostderr"],
-            stdout=output, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 15
         while True:
             try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).close()
+                urllib.request.urlopen(ready_url, timeout=1).close()
                 break
             except OSError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mtail did not start: {log.read_text()[-2000:]}")
+                    pytest.fail(f"{what} did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
-        yield Metrics(f"127.0.0.1:{udp}", f"http://127.0.0.1:{port}/metrics")
+        yield
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -304,27 +308,9 @@ def running_blackbox(directory: Path, probe_key: str) -> Iterator[Blackbox]:
     text = json.dumps({"modules": modules}).replace(f"{PROBE_KEY_DIR}/key", str(directory / "key"))
     (directory / "blackbox.yml").write_text(text)  # JSON is YAML
     port = free_port()
-    log = directory / "blackbox.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [binary, f"--config.file={directory / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"the blackbox exporter did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.1)
+    command = [binary, f"--config.file={directory / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{port}"]
+    with serving(command, directory / "blackbox.log", f"http://127.0.0.1:{port}/metrics", "the blackbox exporter"):
         yield Blackbox(f"http://127.0.0.1:{port}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 TIP = 3_000_000

@@ -122,3 +122,71 @@ def secret_env(names: dict[str, str]) -> list[k8s.core.v1.EnvVarArgs]:
 
 def tmp_volume() -> k8s.core.v1.VolumeArgs:
     return k8s.core.v1.VolumeArgs(name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="1Gi"))
+
+
+def front_door_service(
+    ctx: InstanceContext,
+    resource_name: str,
+    name: str,
+    *,
+    component: str,
+    app: str,
+    selector: dict[str, str],
+    public: bool,
+    ports: list[k8s.core.v1.ServicePortArgs],
+) -> k8s.core.v1.Service:
+    """The Service clients reach an instance through: a load balancer limited to `endpoints.allowedCidrs` when
+    `public`, else cluster-internal."""
+    return k8s.core.v1.Service(
+        resource_name,
+        metadata=ctx.meta(
+            name, component=component, app=app, annotations=ctx.args.load_balancer_annotations if public else None
+        ),
+        spec=k8s.core.v1.ServiceSpecArgs(
+            type="LoadBalancer" if public else "ClusterIP",
+            # Local: no kube-proxy SNAT, so pods see client addresses: the NetworkPolicy enforces allowedCidrs and
+            # per-address rate limits count addresses (the NLB health-checks each node's kube-proxy, which answers
+            # only on nodes with a ready pod).
+            external_traffic_policy="Local" if public else None,
+            selector=selector,
+            load_balancer_source_ranges=ctx.config.endpoints.allowed_cidrs if public else None,
+            ports=ports,
+        ),
+        opts=ctx.in_namespace,
+    )
+
+
+def cpu_autoscaler(
+    ctx: InstanceContext,
+    workload: k8s.apps.v1.Deployment | k8s.apps.v1.StatefulSet,
+    *,
+    kind: str,
+    name: str,
+    component: str,
+    replicas: tuple[int, int],
+    target_cpu_percent: int,
+    scale_down_window_seconds: int | None = None,
+) -> k8s.autoscaling.v2.HorizontalPodAutoscaler:
+    """An HPA on CPU for a tier's `kind`/`name` between `replicas` (min, max); the workload ignores its replica count
+    once this owns it."""
+    behavior = (
+        k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
+            scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=scale_down_window_seconds)
+        )
+        if scale_down_window_seconds is not None
+        else None
+    )
+    return k8s.autoscaling.v2.HorizontalPodAutoscaler(
+        f"{ctx.name}-{name}-hpa",
+        metadata=ctx.meta(name, component=component, app=name),
+        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                api_version="apps/v1", kind=kind, name=name
+            ),
+            min_replicas=replicas[0],
+            max_replicas=replicas[1],
+            metrics=[kube.cpu_utilization(target_cpu_percent)],
+            behavior=behavior,
+        ),
+        opts=ctx.child(depends_on=[workload]),
+    )

@@ -18,7 +18,15 @@ import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
 from zbi_infra.config.access import AccessFile
-from zbi_infra.node.context import RPC_USER, SERVICE_ACCOUNT, SKIP_AWAIT, InstanceContext, tmp_volume
+from zbi_infra.node.context import (
+    RPC_USER,
+    SERVICE_ACCOUNT,
+    SKIP_AWAIT,
+    InstanceContext,
+    cpu_autoscaler,
+    front_door_service,
+    tmp_volume,
+)
 from zbi_infra.releases import GATEWAY, MTAIL
 from zbi_infra.render import gateway_metrics
 from zbi_infra.render.gateway import (
@@ -217,38 +225,27 @@ def build_gateway(
         # The HPA owns the replica count once running.
         opts=ctx.child(depends_on=[config_map, upstream_secret, *depends_on], ignore_changes=["spec.replicas"]),
     )
-    k8s.autoscaling.v2.HorizontalPodAutoscaler(
-        f"{ctx.name}-gateway-hpa",
-        metadata=ctx.meta(GATEWAY_NAME, component=GATEWAY_COMPONENT),
-        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                api_version="apps/v1", kind="Deployment", name=GATEWAY_NAME
-            ),
-            min_replicas=settings.min_replicas,
-            max_replicas=settings.max_replicas,
-            metrics=[kube.cpu_utilization(settings.target_cpu_percent)],
-        ),
-        opts=ctx.child(depends_on=[deployment]),
+    cpu_autoscaler(
+        ctx,
+        deployment,
+        kind="Deployment",
+        name=GATEWAY_NAME,
+        component=GATEWAY_COMPONENT,
+        replicas=(settings.min_replicas, settings.max_replicas),
+        target_cpu_percent=settings.target_cpu_percent,
     )
     kube.disruption_budget(ctx, GATEWAY_NAME, GATEWAY_COMPONENT, match, replicas=settings.min_replicas)
 
     public = config.endpoints.public_grpc
-    service = k8s.core.v1.Service(
+    service = front_door_service(
+        ctx,
         f"{ctx.name}-gateway-service",
-        metadata=ctx.meta(
-            GATEWAY_NAME,
-            component=GATEWAY_COMPONENT,
-            annotations=ctx.args.load_balancer_annotations if public else None,
-        ),
-        spec=k8s.core.v1.ServiceSpecArgs(
-            type="LoadBalancer" if public else "ClusterIP",
-            # Local: clients' addresses reach the pods, for the NetworkPolicy allowlist and per-address rate limits.
-            external_traffic_policy="Local" if public else None,
-            selector=match,
-            load_balancer_source_ranges=config.endpoints.allowed_cidrs if public else None,
-            ports=[k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="https")],
-        ),
-        opts=ctx.in_namespace,
+        GATEWAY_NAME,
+        component=GATEWAY_COMPONENT,
+        app=GATEWAY_NAME,
+        selector=match,
+        public=public,
+        ports=[k8s.core.v1.ServicePortArgs(name="https", port=443, target_port="https")],
     )
     if not public:
         return GatewayEndpoints(pulumi.Output.from_input(f"{ctx.service_host(GATEWAY_NAME)}:443"), None)

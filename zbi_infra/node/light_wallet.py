@@ -16,6 +16,8 @@ from zbi_infra.node.context import (
     SERVICE_ACCOUNT,
     SKIP_AWAIT,
     InstanceContext,
+    cpu_autoscaler,
+    front_door_service,
     secret_env,
     tmp_volume,
 )
@@ -191,48 +193,33 @@ def build_light_wallet(
         # The HPA owns the replica count once running.
         opts=ctx.child(depends_on=[rpc_service], ignore_changes=["spec.replicas"]),
     )
-    k8s.autoscaling.v2.HorizontalPodAutoscaler(
-        f"{ctx.name}-{name}-hpa",
-        metadata=ctx.meta(name, component=LIGHT_WALLET, app=name),
-        spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
-            scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
-                api_version="apps/v1", kind="StatefulSet", name=name
-            ),
-            min_replicas=tier.min_replicas,
-            max_replicas=tier.max_replicas,
-            metrics=[kube.cpu_utilization(tier.target_cpu_percent)],
-            # A new replica first fills its cache; scaling down too eagerly throws that work away.
-            behavior=k8s.autoscaling.v2.HorizontalPodAutoscalerBehaviorArgs(
-                scale_down=k8s.autoscaling.v2.HPAScalingRulesArgs(stabilization_window_seconds=900)
-            ),
-        ),
-        opts=ctx.child(depends_on=[statefulset]),
+    cpu_autoscaler(
+        ctx,
+        statefulset,
+        kind="StatefulSet",
+        name=name,
+        component=LIGHT_WALLET,
+        replicas=(tier.min_replicas, tier.max_replicas),
+        target_cpu_percent=tier.target_cpu_percent,
+        # A new replica first fills its cache; scaling down too eagerly throws that work away.
+        scale_down_window_seconds=900,
     )
     kube.disruption_budget(ctx, name, LIGHT_WALLET, match, replicas=tier.min_replicas)
 
     public = config.endpoints.public_grpc and not behind_gateway
-    service = k8s.core.v1.Service(
+    service = front_door_service(
+        ctx,
         f"{ctx.name}-{name}-grpc",
-        metadata=ctx.meta(
-            f"{name}-grpc",
-            component=LIGHT_WALLET,
-            app=name,
-            annotations=ctx.args.load_balancer_annotations if public else None,
-        ),
-        spec=k8s.core.v1.ServiceSpecArgs(
-            type="LoadBalancer" if public else "ClusterIP",
-            # Local: no kube-proxy SNAT, so pods see client addresses and the NetworkPolicy can enforce allowedCidrs
-            # (the NLB health-checks each node's kube-proxy, which answers only on nodes with a ready pod).
-            external_traffic_policy="Local" if public else None,
-            selector=match,
-            load_balancer_source_ranges=config.endpoints.allowed_cidrs if public else None,
-            ports=[
-                k8s.core.v1.ServicePortArgs(
-                    name="grpc", port=443 if public else port, target_port="grpc", app_protocol="grpc"
-                )
-            ],
-        ),
-        opts=ctx.in_namespace,
+        f"{name}-grpc",
+        component=LIGHT_WALLET,
+        app=name,
+        selector=match,
+        public=public,
+        ports=[
+            k8s.core.v1.ServicePortArgs(
+                name="grpc", port=443 if public else port, target_port="grpc", app_protocol="grpc"
+            )
+        ],
     )
     if not public:
         return LightWalletEndpoints(pulumi.Output.from_input(f"{ctx.service_host(f'{name}-grpc')}:{port}"), None)
