@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
     commands.add_parser("stacks", help="list the project's stacks")
     _access_parser(commands)
+    _instance_parser(commands)
     roles = commands.add_parser(
         "roles",
         help="the CODEOWNERS block of a stack: platform admins own the platform, instance admins their access files",
@@ -84,6 +85,58 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
     listing = action("list", "list the users and what each may call")
     listing.add_argument("--json", action="store_true", help="print JSON")
     action("check", "validate the file")
+
+
+INSTANCE_EXAMPLES = """Examples:
+  zbi instance list dev
+  zbi instance show dev testnet --json
+  zbi instance add dev mainnet-1 --network mainnet --replicas 3 --storage-gib 600 --public-grpc \\
+      --hostname mainnet.lwd.example.com --admin arn:aws:iam::123456789012:role/mainnet-ops --dry-run
+  zbi instance remove dev mainnet-1 --yes
+Everything else an instance can set stays in the YAML (see the README's "An instance")."""
+
+
+def _instance_parser(commands: argparse._SubParsersAction) -> None:
+    instance = commands.add_parser(
+        "instance",
+        help="add, remove, list and show the instances of a stack (edits Pulumi.<stack>.yaml, comments kept)",
+        description="The platform administrator's commands. Every edit is validated as `zbi plan` validates the "
+        "stack before it is written; --dry-run prints the diff instead.\n\n" + INSTANCE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = instance.add_subparsers(dest="action", required=True)
+
+    def action(name: str, help: str, *, named: bool) -> argparse.ArgumentParser:
+        parser = actions.add_parser(
+            name,
+            help=help,
+            description=f"{help}\n\n{INSTANCE_EXAMPLES}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.add_argument("stack", help="stack name: edits Pulumi.<stack>.yaml")
+        if named:
+            parser.add_argument("name", type=_instance_name, help="the instance (a key of zbi:instances)")
+        parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+        return parser
+
+    add = action("add", "add an instance", named=True)
+    add.add_argument("--network", required=True, choices=["mainnet", "testnet", "regtest"])
+    add.add_argument("--node", choices=["zebrad", "zcashd"], help="full node (default zebrad)")
+    add.add_argument("--replicas", type=_positive, help="full-node replicas (default 2)")
+    add.add_argument("--storage-gib", type=_positive, help="chain volume size per replica (default 500)")
+    add.add_argument("--lightwallet", choices=["lightwalletd", "zaino", "none"], help="default lightwalletd")
+    add.add_argument("--public-grpc", action=argparse.BooleanOptionalAction, help="a public load balancer")
+    add.add_argument("--hostname", action="append", default=[], help="a public hostname (repeatable)")
+    add.add_argument("--admin", action="append", default=[], help="an administrator's IAM principal ARN")
+    add.add_argument("--owner", action="append", default=[], help="a GitHub owner, @user or @org/team")
+    add.add_argument("--dry-run", action="store_true", help="print the diff; write nothing")
+    remove = action("remove", "remove an instance (its volumes and snapshots are retained)", named=True)
+    remove.add_argument("--yes", action="store_true", help="confirm: without it, nothing is written")
+    remove.add_argument("--dry-run", action="store_true", help="print the diff; write nothing")
+    action("list", "list the instances", named=False).add_argument("--json", action="store_true", help="print JSON")
+    action("show", "show an instance with every default", named=True).add_argument(
+        "--json", action="store_true", help="print JSON"
+    )
 
 
 def _instance_name(text: str) -> str:
@@ -149,6 +202,8 @@ def _run(args: argparse.Namespace) -> int:
         return _access(args, project)
     if args.command == "roles":
         return _roles(args, project)
+    if args.command == "instance":
+        return _instance(args, project)
     if args.command == "stacks":
         print("\n".join(project.stack_names()))
         return 0
@@ -246,6 +301,57 @@ def _access(args: argparse.Namespace, project) -> int:
         print(f"{row['user']} ({row['status']}{expires}; {row['rate']})")
         print(f"  JSON-RPC: {', '.join(row['jsonRpc']) or '-'}")
         print(f"  gRPC:     {', '.join(row['grpc']) or '-'}")
+    return 0
+
+
+def _instance(args: argparse.Namespace, project) -> int:
+    import yaml
+
+    from zbi_infra import instances
+
+    project.stack_file(args.stack)  # refuses an unknown stack, naming the known ones
+    path = project.root / f"Pulumi.{args.stack}.yaml"
+    if args.action in ("list", "show"):
+        config = instances.validated(args.stack, path, path.read_text())
+        if args.action == "list":
+            rows = instances.instance_rows(config)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for row in [] if args.json else rows:
+                public = ", public gRPC" if row["publicGrpc"] else ""
+                print(
+                    f"{row['name']}: {row['network']}, {row['replicas']} x {row['node']} "
+                    f"({row['storageGib']} GiB), light wallet {row['lightwallet']}{public}"
+                )
+            return 0
+        shown = instances.show(config, args.name, path)
+        print(json.dumps(shown, indent=2) if args.json else yaml.safe_dump(shown, sort_keys=False), end="\n")
+        return 0
+    if args.action == "add":
+        flags = instances.InstanceFlags(
+            network=args.network,
+            node_kind=args.node,
+            replicas=args.replicas,
+            storage_gib=args.storage_gib,
+            lightwallet=args.lightwallet,
+            public_grpc=args.public_grpc,
+            hostnames=args.hostname,
+            admins=args.admin,
+            owners=args.owner,
+        )
+        edit = instances.add_instance(args.stack, path, args.name, flags)
+    else:
+        edit = instances.remove_instance(args.stack, path, args.name)
+        for note in edit.notes:
+            print(f"retained: {note}", file=sys.stderr)
+        if not args.yes and not args.dry_run:
+            print(edit.diff(), end="")
+            raise ConfigError([f"removing {args.name} from {path.name} needs --yes (nothing was written)"])
+    if args.dry_run:
+        print(edit.diff(), end="")
+        return 0
+    path.write_text(edit.after)
+    print(f"{args.action}: {args.name} in {path.name}; run `zbi plan {args.stack}` to see the change", file=sys.stderr)
     return 0
 
 

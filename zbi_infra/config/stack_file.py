@@ -221,7 +221,12 @@ def read_stack_file(stack: str, path: Path) -> StackFile:
     except OSError as exc:
         problem = f"{source}: cannot be read ({exc.strerror}). Fix: check the file and its permissions"
         raise StackFileError([problem]) from None
-    document = parse_yaml_document(decode_text(data, source), source)
+    return parse_stack_text(stack, decode_text(data, source), source)
+
+
+def parse_stack_text(stack: str, text: str, source: str) -> StackFile:
+    """A stack file's text, read as `read_stack_file` reads the file (for edits validated before they are written)."""
+    document = parse_yaml_document(text, source)
     if document is None:
         document = {}
     if not isinstance(document, dict):

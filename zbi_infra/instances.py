@@ -1,0 +1,209 @@
+"""Instances in a stack file, edited by the platform administrator's `zbi instance` commands.
+
+Edits keep the file's comments and key order (ruamel.yaml round trip), are validated with the same models as
+`zbi plan` before anything is written, and a refused edit leaves the file as it was.
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from zbi_infra.config import load_stack_config
+from zbi_infra.config.instance import InstanceConfig, LightwalletKind
+from zbi_infra.config.recovery import BackupConfig
+from zbi_infra.config.stack import StackConfig, StackRole
+from zbi_infra.config.stack_file import parse_stack_text
+from zbi_infra.errors import ConfigError
+from zbi_infra.node.context import DATA_VOLUME, namespace_of
+from zbi_infra.snapshots import INSTANCE_TAG, STACK_TAG
+
+INSTANCES_KEY = "zbi:instances"
+
+
+@dataclass(frozen=True)
+class InstanceFlags:
+    """What `zbi instance add` sets from flags: the settings users change most. None: the model's default."""
+
+    network: str
+    node_kind: str | None = None
+    replicas: int | None = None
+    storage_gib: int | None = None
+    lightwallet: str | None = None
+    public_grpc: bool | None = None
+    hostnames: list[str] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)
+    owners: list[str] = field(default_factory=list)
+
+    def document(self) -> CommentedMap:
+        """The instance's mapping, with only what a flag set (the stack file stays as short as the user's intent)."""
+        instance = CommentedMap(network=self.network)
+        node = CommentedMap()
+        if self.node_kind:
+            node["kind"] = self.node_kind
+        if self.replicas is not None:
+            node["replicas"] = self.replicas
+        if self.storage_gib is not None:
+            node["storage"] = CommentedMap(sizeGib=self.storage_gib)
+        if node:
+            instance["node"] = node
+        if self.lightwallet:
+            instance["lightwallet"] = CommentedMap(kind=self.lightwallet)
+        endpoints = CommentedMap()
+        if self.public_grpc is not None:
+            endpoints["publicGrpc"] = self.public_grpc
+        if self.hostnames:
+            endpoints["hostnames"] = _flow(self.hostnames)
+        if endpoints:
+            instance["endpoints"] = endpoints
+        if self.admins:
+            instance["admins"] = CommentedSeq(self.admins)
+        if self.owners:
+            instance["owners"] = _flow(self.owners)
+        return instance
+
+
+@dataclass(frozen=True)
+class Edit:
+    path: Path
+    before: str
+    after: str
+    notes: list[str] = field(default_factory=list)
+
+    def diff(self) -> str:
+        return "".join(
+            difflib.unified_diff(
+                self.before.splitlines(keepends=True),
+                self.after.splitlines(keepends=True),
+                fromfile=f"a/{self.path.name}",
+                tofile=f"b/{self.path.name}",
+            )
+        )
+
+
+def _yaml() -> YAML:
+    handler = YAML()
+    handler.preserve_quotes = True
+    handler.width = 120
+    handler.indent(mapping=2, sequence=4, offset=2)
+    return handler
+
+
+def _flow(values: list[str]) -> CommentedSeq:
+    seq = CommentedSeq(values)
+    seq.fa.set_flow_style()
+    return seq
+
+
+def _load(path: Path) -> tuple[str, CommentedMap]:
+    text = path.read_text()
+    document = _yaml().load(text)
+    if not isinstance(document, CommentedMap) or not isinstance(document.get("config"), CommentedMap):
+        raise ConfigError([f"{path.name}: no `config:` mapping to edit. Fix: start the file with `config:`"])
+    return text, document
+
+
+def _dump(document: CommentedMap) -> str:
+    buffer = io.StringIO()
+    _yaml().dump(document, buffer)
+    return buffer.getvalue()
+
+
+def validated(stack: str, path: Path, text: str) -> StackConfig:
+    """The stack config `text` would give, validated as `zbi plan` validates it."""
+    stack_file = parse_stack_text(stack, text, path.name)
+    return load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
+
+
+def _own_instances(stack: str, path: Path, config: StackConfig) -> None:
+    if config.role is StackRole.DR:
+        raise ConfigError(
+            [f"{path.name}: stack {stack} is a DR stack; it restores its primary's instances "
+             f"({config.dr.primary_stack if config.dr else 'zbi:dr.primaryStack'}). Fix: edit the primary's file"]
+        )  # fmt: skip
+
+
+def add_instance(stack: str, path: Path, name: str, flags: InstanceFlags) -> Edit:
+    before, document = _load(path)
+    _own_instances(stack, path, validated(stack, path, before))
+    config = document["config"]
+    instances = config.get(INSTANCES_KEY)
+    if instances is None:
+        instances = config[INSTANCES_KEY] = CommentedMap()
+    if not isinstance(instances, CommentedMap):
+        raise ConfigError([f"{path.name}: {INSTANCES_KEY} is not a mapping. Fix: make it one, an instance per key"])
+    if name in instances:
+        raise ConfigError(
+            [f"{INSTANCES_KEY}.{name} already exists in {path.name}. Fix: choose another name, or edit it in YAML"]
+        )
+    instances[name] = flags.document()
+    after = _dump(document)
+    validated(stack, path, after)
+    return Edit(path, before, after)
+
+
+def remove_instance(stack: str, path: Path, name: str) -> Edit:
+    before, document = _load(path)
+    config = validated(stack, path, before)
+    _own_instances(stack, path, config)
+    instances = document["config"].get(INSTANCES_KEY)
+    if not isinstance(instances, CommentedMap) or name not in instances:
+        known = ", ".join(sorted(config.instances)) or "none"
+        raise ConfigError([f"{INSTANCES_KEY} of {path.name} has no instance {name!r} (it has: {known})"])
+    instance = config.instances[name]
+    del instances[name]
+    if not instances:
+        del document["config"][INSTANCES_KEY]
+    after = _dump(document)
+    validated(stack, path, after)
+    return Edit(path, before, after, notes=retained(stack, name, instance, config))
+
+
+def retained(stack: str, name: str, instance: InstanceConfig, config: StackConfig) -> list[str]:
+    """What outlives an instance's removal, and how to delete it for good."""
+    namespace = namespace_of(name)
+    claims = [f"{DATA_VOLUME}-{instance.node.kind.value}-{i}" for i in range(instance.node.replicas)]
+    notes = [
+        f"chain volumes are retained (reclaim policy Retain): PVCs {', '.join(claims)} in namespace {namespace} and "
+        "their EBS volumes; delete them by hand once you are sure (kubectl delete pvc …, then the volumes)",
+    ]
+    if instance.lightwallet.kind is not LightwalletKind.NONE:
+        notes.append(f"the light-wallet cache volumes (cache-{instance.lightwallet.kind.value}-N) are retained too")
+    backup = config.backup or BackupConfig()
+    if config.role is StackRole.PRIMARY and backup.enabled:
+        notes.append(
+            f"its snapshots (tagged {STACK_TAG}={stack}, {INSTANCE_TAG}={name}) and their copies in "
+            f"{backup.dr_region} are kept until DLM's retention expires them; the DR stack stops restoring it"
+        )
+    notes.append(f"access/{name}.yaml, if any, stays in the repository: remove it in the same pull request")
+    return notes
+
+
+def instance_rows(config: StackConfig) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "network": instance.network.value,
+            "node": instance.node.kind.value,
+            "replicas": instance.node.replicas,
+            "storageGib": instance.node.storage.size_gib,
+            "lightwallet": instance.lightwallet.kind.value,
+            "publicGrpc": instance.endpoints.public_grpc,
+            "hostnames": list(instance.endpoints.hostnames),
+        }
+        for name, instance in sorted(config.instances.items())
+    ]
+
+
+def show(config: StackConfig, name: str, path: Path) -> dict[str, Any]:
+    """The instance as zBI reads it: every setting, defaults included."""
+    if name not in config.instances:
+        known = ", ".join(sorted(config.instances)) or "none"
+        raise ConfigError([f"{INSTANCES_KEY} of {path.name} has no instance {name!r} (it has: {known})"])
+    return config.instances[name].model_dump(mode="json", by_alias=True)
