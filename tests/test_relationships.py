@@ -16,7 +16,7 @@ from zbi_infra.plan.mocks import zones_of
 
 VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
-    "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}},
+    "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}, "quota": {"headroomPercent": 0}},
     "private": {"network": "testnet", "endpoints": {"publicGrpc": False}},
     "public": {
         "network": "mainnet",
@@ -133,6 +133,61 @@ def test_disruption_budgets_protect_one_workload_and_never_block_a_drain(plan: P
             if any(selects(b["spec"]["selector"], p.labels) for p in pods(plan, namespace) if p.workload == workload)
         ]
         assert len(budgets) == (1 if count >= 2 else 0), workload
+
+
+# ---- quotas: an instance's own pods are always admitted ----------------------------------------------------------
+
+
+def _cpu(value: str) -> float:
+    return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
+
+
+def _bytes(value: str) -> float:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    return float(value[:-2]) * units[value[-2:]] if value[-2:] in units else float(value)
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_the_quota_admits_every_pod_of_the_instance_at_its_largest(plan: Plan, instance: str) -> None:
+    """Every workload at its HPA maximum plus its rollout surge, each pod at its effective requests (containers'
+    sum, or its largest init container), and every claim of every replica: within the namespace's quota."""
+    namespace = f"zbi-{instance}"
+    (quota,) = objects(plan, "ResourceQuota", namespace)
+    hard = quota["spec"]["hard"]
+    maxima = {
+        h["spec"]["scaleTargetRef"]["name"]: h["spec"]["maxReplicas"]
+        for h in objects(plan, "HorizontalPodAutoscaler", namespace)
+    }
+    used = {"requests.cpu": 0.0, "requests.memory": 0.0, "limits.cpu": 0.0, "limits.memory": 0.0, "pods": 0.0,
+            "requests.storage": 0.0, "persistentvolumeclaims": 0.0}  # fmt: skip
+    for workload in objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace):
+        spec = workload["spec"]
+        count = maxima.get(workload["metadata"]["name"], spec["replicas"])
+        if workload["kind"] == "Deployment":
+            surge = spec.get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", "25%")
+            assert isinstance(surge, int), "a percentage surge would make the count depend on rounding"
+            count += surge
+        pod = spec["template"]["spec"]
+        for kind in ("requests", "limits"):
+            for container in pod["containers"] + pod.get("initContainers", []):
+                assert {"cpu", "memory"} <= set(container["resources"][kind]), (workload["metadata"]["name"], kind)
+            cpu = max([sum(_cpu(c["resources"][kind]["cpu"]) for c in pod["containers"]),
+                       *(_cpu(c["resources"][kind]["cpu"]) for c in pod.get("initContainers", []))])  # fmt: skip
+            memory = max([sum(_bytes(c["resources"][kind]["memory"]) for c in pod["containers"]),
+                          *(_bytes(c["resources"][kind]["memory"]) for c in pod.get("initContainers", []))])  # fmt: skip
+            used[f"{kind}.cpu"] += count * cpu
+            used[f"{kind}.memory"] += count * memory
+        used["pods"] += count
+        for claim in spec.get("volumeClaimTemplates", []):
+            used["requests.storage"] += count * _bytes(claim["spec"]["resources"]["requests"]["storage"])
+            used["persistentvolumeclaims"] += count
+    headroom = 1 + VARIANTS.get(instance, {}).get("quota", {}).get("headroomPercent", 25) / 100
+    rounding = {"cpu": 0.001, "memory": 2**20, "storage": 2**30}
+    for key, value in used.items():
+        limit = _cpu(hard[key]) if key.endswith("cpu") else _bytes(hard[key])
+        assert value <= limit, (key, value, limit)
+        # Exactly the footprint and its headroom (rounded up): an uncounted pod or claim would show here.
+        assert value * headroom <= limit + 1e-9 < value * headroom + rounding.get(key.split(".")[-1], 1), (key, value)
 
 
 # ---- NetworkPolicies: who may reach what ------------------------------------------------------------------------

@@ -365,12 +365,21 @@ class EndpointsConfig(StrictModel):
         )
 
 
+class QuotaConfig(StrictModel):
+    """The instance namespace's ResourceQuota: its own pods at their largest (HPA maximums, rollout surge), grown by
+    the headroom, so that one tenant cannot starve the others and zBI's own pods are always admitted."""
+
+    enabled: StrictBool = True
+    headroom_percent: StrictInt = Field(default=25, ge=0, le=400)
+
+
 class InstanceConfig(StrictModel):
     network: Network
     node: NodeConfig = Field(default_factory=NodeConfig)
     lightwallet: LightwalletConfig = Field(default_factory=LightwalletConfig)
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    quota: QuotaConfig = Field(default_factory=QuotaConfig)
     admins: list[PrincipalArn] = Field(default_factory=list)
     # The instance administrators on GitHub: they own the instance's access file in CODEOWNERS (`zbi roles`).
     owners: list[GitHubOwner] = Field(default_factory=list)

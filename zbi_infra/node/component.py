@@ -21,6 +21,7 @@ from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
+from zbi_infra.node.quota import build_quota
 from zbi_infra.render.gateway import GatewayUpstreams
 from zbi_infra.tls import ServerCertificate, ZbiCertificateAuthority
 
@@ -158,6 +159,8 @@ class ZcashNode(pulumi.ComponentResource):
             if light_wallet:
                 self.grpc_endpoint = gateway.endpoint
         build_network_policies(ctx, gateway=behind_gateway)
+        if config.quota.enabled:
+            build_quota(ctx, ctx.footprint, config.quota.headroom_percent)
 
         self.namespace = namespace.metadata.apply(lambda m: str(m.name))
         self.register_outputs(

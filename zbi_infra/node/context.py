@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -10,6 +10,7 @@ import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
 from zbi_infra.config.instance import ImageConfig, InstanceConfig, LightwalletKind, NodeKind
+from zbi_infra.node.quota import Footprint
 from zbi_infra.releases import LIGHTWALLETD, ZAINO, ZAINO_NO_TLS_TAG, ZCASHD, ZEBRAD, Image
 from zbi_infra.zcash_ports import PORTS, NetworkPorts
 
@@ -54,6 +55,8 @@ class InstanceContext:
     args: ZcashNodeArgs
     component: pulumi.ComponentResource
     in_namespace: pulumi.ResourceOptions
+    # What the instance's workloads may ask for at most: the builders declare their pods, the quota follows.
+    footprint: Footprint = field(default_factory=Footprint)
 
     @property
     def namespace(self) -> str:
