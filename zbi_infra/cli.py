@@ -14,6 +14,7 @@ from zbi_infra.errors import ConfigError
 EXIT_CONFIG = 2
 EXIT_INTERNAL = 1
 EXIT_POLICY = 3
+EXIT_OVER_BUDGET = 4
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("stacks", help="list the project's stacks")
     _access_parser(commands)
     _instance_parser(commands)
+    cost = commands.add_parser(
+        "cost",
+        help="estimate the monthly cost of what a stack's plan creates, by service and by instance",
+        description="Counts from the offline plan, prices from zbi_infra/data/aws-prices.json (region, date and "
+        "sources inside), usage assumptions stated in the output. Examples:\n"
+        "  zbi cost dev\n"
+        "  zbi cost dev --json\n"
+        "  zbi cost dev --check                     exit 4 when over zbi:budget.monthlyUsd\n"
+        "  zbi cost dev --assume internet_egress_gib=2000 --prices my-prices.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cost.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    cost.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    cost.add_argument("--check", action="store_true", help="exit 4 when the estimate is over zbi:budget.monthlyUsd")
+    cost.add_argument("--prices", type=Path, help="a prices file in the shape of zbi_infra/data/aws-prices.json")
+    cost.add_argument("--assume", action="append", default=[], metavar="NAME=N", help="override an assumption")
+    cost.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
     roles = commands.add_parser(
         "roles",
         help="the CODEOWNERS block of a stack: platform admins own the platform, instance admins their access files",
@@ -204,6 +222,8 @@ def _run(args: argparse.Namespace) -> int:
         return _roles(args, project)
     if args.command == "instance":
         return _instance(args, project)
+    if args.command == "cost":
+        return _cost(args, project)
     if args.command == "stacks":
         print("\n".join(project.stack_names()))
         return 0
@@ -352,6 +372,31 @@ def _instance(args: argparse.Namespace, project) -> int:
         return 0
     path.write_text(edit.after)
     print(f"{args.action}: {args.name} in {path.name}; run `zbi plan {args.stack}` to see the change", file=sys.stderr)
+    return 0
+
+
+def _cost(args: argparse.Namespace, project) -> int:
+    from zbi_infra import cost
+    from zbi_infra.config import load_stack_config
+    from zbi_infra.plan.engine import evaluate
+
+    assumptions = cost.Assumptions.with_overrides(args.assume)
+    prices = cost.load_prices(args.prices)
+    stack_file = project.stack_file(args.stack)
+    config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
+    plan = evaluate(stack_file, program=project.main, project=project.name)
+    estimate = cost.estimate(plan, config, prices=prices, assumptions=assumptions)
+    if args.json:
+        print(json.dumps(estimate.document(), indent=2))
+    else:
+        print(cost.report(estimate, prices))
+    margin = estimate.margin()
+    if args.check:
+        if margin is None:
+            raise ConfigError([f"--check needs zbi:budget.monthlyUsd in Pulumi.{args.stack}.yaml. Fix: set it"])
+        if margin < 0:
+            print(f"over budget by ${-margin:,.2f} a month", file=sys.stderr)
+            return EXIT_OVER_BUDGET
     return 0
 
 

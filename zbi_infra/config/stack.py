@@ -10,7 +10,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, StringConstraints, ValidationError, model_validator
+from pydantic import Field, Strict, StringConstraints, ValidationError, model_validator
 
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.errors import NAMESPACE, describe
@@ -49,6 +49,12 @@ class LocalConfig(StrictModel):
     ) = Field(default=None, description="StorageClass for chain data; unset means the cluster's default class")
 
 
+class BudgetConfig(StrictModel):
+    """`zbi:budget`: the stack's monthly budget in US dollars, against `zbi cost`'s reserved-instance estimate."""
+
+    monthly_usd: Annotated[float, Strict()] = Field(gt=0, le=10_000_000)
+
+
 class StackConfig(StrictModel):
     role: StackRole = StackRole.PRIMARY
     platform: PlatformConfig | None = None
@@ -63,6 +69,8 @@ class StackConfig(StrictModel):
     alert_webhook_critical: str | None = None
     alert_webhook_warning: str | None = None
     tags: Tags
+    # What the platform may cost a month: `zbi cost --check` fails above it.
+    budget: BudgetConfig | None = None
 
     @model_validator(mode="after")
     def _role_has_what_it_needs(self) -> StackConfig:
