@@ -9,6 +9,7 @@ import pulumi
 
 from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, plan_date, stack_config_values
 from zbi_infra.config.access import instance_access_files
+from zbi_infra.control_plane import reconciled_stack_configs
 from zbi_infra.recovery import primary_config
 
 config = load_stack_config(stack_config_values(), secret_keys=set(pulumi.runtime.get_config_secret_keys_env()))
@@ -26,9 +27,18 @@ if config.role is StackRole.DR:
 # Each instance with an access file (access/<instance>.yaml) gets its access gateway; a DR stack's are its primary's.
 access = instance_access_files(project_dir, (primary or config).instances)
 
+# The stacks an in-cluster control plane keeps converged (zbi:controlPlane), validated from their stack files.
+reconciled = reconciled_stack_configs(config, pulumi.get_stack(), project_dir)
+
 platform = ZbiPlatform(
     pulumi.get_stack(),
-    ZbiPlatformArgs(config=config, primary=primary, primary_dr_key_arn=dr_key, access=access),
+    ZbiPlatformArgs(
+        config=config,
+        primary=primary,
+        primary_dr_key_arn=dr_key,
+        access=access,
+        reconciled_stacks=reconciled,
+    ),
 )
 
 if platform.vpc is not None and platform.cluster is not None:

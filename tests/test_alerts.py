@@ -23,7 +23,9 @@ INSTANCES = {
     "regnet": InstanceConfig.model_validate({"network": "regtest", "lightwallet": {"kind": "none"}}),
 }
 ENDPOINT = "testnet.lwd.zbi.example:443"
-GROUPS = alert_rules(INSTANCES, probed_endpoints=True, snapshot_interval_hours=12, gateways=["testnet"])
+GROUPS = alert_rules(
+    INSTANCES, probed_endpoints=True, snapshot_interval_hours=12, gateways=["testnet"], control_plane=True
+)
 RULES = {rule["alert"]: rule for group in GROUPS for rule in group["rules"]}
 NS = 'namespace="zbi-testnet"'
 POLICY = 'job="cloudwatch-exporter", exported_job="aws_ebs", dlm_policy_id="policy-0123456789abcdef0"'
@@ -168,6 +170,14 @@ CASES: dict[str, tuple[str, str, list[tuple[str, str]], dict[str, str], list[tup
         {"namespace": "zbi-testnet"},
         [(gateway_series("json-rpc", "200"), "0+6x30"), (gateway_series("json-rpc", "401", user="-"), "0+6x30")],
     ),
+    # Failing for 20 minutes fires; a failure that a later reconcile clears within 10 does not.
+    "StackReconcileFailing": (
+        "1m",
+        "30m",
+        [('stacks_failing{namespace="zbi-control-plane", name="zbi-dev"}', "0x5 1x30")],
+        {"name": "zbi-dev"},
+        [('stacks_failing{namespace="zbi-control-plane", name="zbi-dev"}', "0x5 1x10 0x20")],
+    ),
     # The exporter drops the completion series once no snapshot completed within twice the interval.
     "ChainSnapshotStale": (
         "5m",
@@ -308,6 +318,7 @@ def test_every_metric_a_rule_reads_is_named_by_its_exporters_source() -> None:
         "predict_linear",
         "increase",
         "avg_over_time",
+        "max_over_time",
         "rate",
     }
     for alert, rule in RULES.items():

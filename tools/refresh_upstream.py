@@ -23,6 +23,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "upstream"
 # The library validates zebrad extraOptions against the same key list at run time.
@@ -57,6 +59,10 @@ UPSTREAMS = {
         "nginxinc/docker-nginx-unprivileged", "2cc5e1e803dee7adc6418662068edb014b26584c", "Apache-2.0"
     ),
     "mtail": Upstream("google/mtail", "v3.0.9", "Apache-2.0"),
+    # The in-cluster control plane: the Pulumi Kubernetes Operator's chart and its Stack CRD.
+    "pulumi-kubernetes-operator": Upstream(
+        "pulumi/pulumi-kubernetes-operator", "pulumi-kubernetes-operator-2.9.0", "Apache-2.0"
+    ),
     # The monitoring stack's charts, and with them the Prometheus Operator's CRDs.
     "helm-charts": Upstream("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3", "Apache-2.0"),
 }
@@ -343,8 +349,6 @@ def main() -> None:
         record("aws/dlm-cloudwatch-metrics.json", "ec2-user-guide", DLM_METRICS_DOC, "EBS snapshot policy metrics")
 
     if "helm-charts" in checkouts:
-        import yaml
-
         tag = UPSTREAMS["helm-charts"].tag
         for plural in MONITORING_CRDS:
             path = f"charts/kube-prometheus-stack/charts/crds/crds/crd-{plural}.yaml"
@@ -389,6 +393,45 @@ def main() -> None:
             "charts/*/Chart.yaml, charts/*/values.yaml, charts/*/templates/*",
             "pinned chart versions; top-level values listed or read by templates",
         )
+
+    if "pulumi-kubernetes-operator" in checkouts:
+        checkout, tag = checkouts["pulumi-kubernetes-operator"], UPSTREAMS["pulumi-kubernetes-operator"].tag
+        crd_path = "deploy/crds/pulumi.com_stacks.yaml"
+        crd = yaml.safe_load(git_show(checkout, tag, crd_path))
+        (version,) = [v for v in crd["spec"]["versions"] if v["served"] and v.get("storage")]
+        schema = version["schema"]["openAPIV3Schema"]
+        # The workspace's pod template is a whole PodSpec (300 kB); zBI sets none of it, so it is kept as an object.
+        workspace = schema["properties"]["spec"]["properties"]["workspaceTemplate"]["properties"]["spec"]["properties"]
+        workspace["podTemplate"] = {"type": "object", "description": "pruned by tools/refresh_upstream.py"}
+        write_json(
+            "pulumi-kubernetes-operator/stacks.schema.json",
+            {"group": crd["spec"]["group"], "version": version["name"], "kind": crd["spec"]["names"]["kind"],
+             "schema": schema},
+        )  # fmt: skip
+        record("pulumi-kubernetes-operator/stacks.schema.json", "pulumi-kubernetes-operator", crd_path,
+               "the served version's schema, workspaceTemplate.spec.podTemplate pruned")  # fmt: skip
+        chart_dir = "deploy/helm/pulumi-operator"
+        meta = yaml.safe_load(git_show(checkout, tag, f"{chart_dir}/Chart.yaml"))
+        values = yaml.safe_load(git_show(checkout, tag, f"{chart_dir}/values.yaml"))
+        read = set(values)
+        for template in git_files(checkout, tag, f"{chart_dir}/templates"):
+            read |= set(re.findall(r"\.Values\.([A-Za-z0-9_]+)", git_show(checkout, tag, template)))
+        readme = git_show(checkout, tag, f"{chart_dir}/README.md")
+        repository = re.search(r"(oci://\S+/pulumi-kubernetes-operator)", readme)
+        migration = git_show(checkout, tag, "docs/migration.md")
+        write_json(
+            "pulumi-kubernetes-operator/chart.json",
+            {"name": meta["name"], "version": meta["version"], "appVersion": meta["appVersion"],
+             "repository": repository.group(1) if repository else None, "valueKeys": sorted(read),
+             "workspaceNeedsAuthDelegator": "`system:auth-delegator` cluster role" in migration},
+        )  # fmt: skip
+        metrics = metric_names(checkout, tag, r'Name:\s*"([a-z_]+)"', r"operator/internal/controller/pulumi/metrics_")
+        write_json("pulumi-kubernetes-operator/metrics.json", {"metrics": metrics})
+        record("pulumi-kubernetes-operator/metrics.json", "pulumi-kubernetes-operator",
+               "operator/internal/controller/pulumi/metrics_*.go (prometheus Name:)", "metric names")  # fmt: skip
+        record("pulumi-kubernetes-operator/chart.json", "pulumi-kubernetes-operator",
+               f"{chart_dir}/Chart.yaml, values.yaml, templates/*, README.md; docs/migration.md",
+               "chart version, OCI repository, values it reads; the workspace account's required role")  # fmt: skip
 
     if "lightwalletd" in checkouts:
         root_go = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, "cmd/root.go")

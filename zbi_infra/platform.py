@@ -25,12 +25,20 @@ import pulumi_random as random
 
 from zbi_infra.access_keys import key_hash
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
-from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
+from zbi_infra.cluster import ACCESS_POLICIES, ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
 from zbi_infra.config.access import AccessFile
+from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.config.monitoring import LOCAL_DEFAULTS, MonitoringConfig
 from zbi_infra.config.recovery import BackupConfig
+from zbi_infra.control_plane import (
+    STACKS_NAMESPACE,
+    ZbiControlPlane,
+    ZbiControlPlaneArgs,
+    reconciler_policy,
+    reconciler_service_account,
+)
 from zbi_infra.dns import FailoverRole, failover_record
 from zbi_infra.monitoring.component import (
     CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT,
@@ -68,6 +76,8 @@ class ZbiPlatformArgs:
     tags: dict[str, str] = field(default_factory=dict)
     # Instance -> its access file (zbi_infra.config.access.instance_access_files): those instances get a gateway.
     access: Mapping[str, AccessFile] = field(default_factory=dict)
+    # zBI stack -> its validated config, for each stack `zbi:controlPlane.stacks` keeps converged (read at the edge).
+    reconciled_stacks: Mapping[str, StackConfig] = field(default_factory=dict)
 
 
 class ZbiPlatform(pulumi.ComponentResource):
@@ -80,6 +90,7 @@ class ZbiPlatform(pulumi.ComponentResource):
     # role primary with backups: what the DR stack reads through its StackReference.
     disaster_recovery: dict[str, object] | None
     monitoring: ZbiMonitoring | None
+    control_plane: ZbiControlPlane | None
 
     def __init__(self, name: str, args: ZbiPlatformArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("zbi:platform:ZbiPlatform", name, None, opts)
@@ -102,8 +113,55 @@ class ZbiPlatform(pulumi.ComponentResource):
             self._local()
         else:
             self._aws(args)
+        self.control_plane = None
+        if config.control_plane is not None and config.control_plane.enabled and self.cluster is not None:
+            self.control_plane = self._control_plane(config.control_plane, args.reconciled_stacks)
         self.monitoring = self._monitoring() if config.monitoring.enabled else None
         self.register_outputs({"caCertPem": self.ca_cert_pem})
+
+    # ---- control plane -----------------------------------------------------------------------------------------
+
+    def _control_plane(self, control: ControlPlaneConfig, reconciled: Mapping[str, StackConfig]) -> ZbiControlPlane:
+        """The operator, and per reconciled stack an IRSA role scoped to that stack (cluster-admin in this cluster
+        for this stack's own reconciler)."""
+        assert self.cluster is not None and self._config.cluster is not None
+        stacks = dict(reconciled) or {self._stack: self._config}
+        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
+        roles: dict[str, pulumi.Output[str]] = {}
+        for stack, config in sorted(stacks.items()):
+            assert config.platform is not None and config.cluster is not None
+            regions = sorted({config.platform.region, *([(config.backup or BackupConfig()).dr_region]
+                                                       if config.role is StackRole.PRIMARY else [])})  # fmt: skip
+            cluster_name = config.cluster.name
+
+            def policy_for(account_id: str, s: str = stack, c: str = cluster_name, r: list[str] = regions) -> str:
+                return reconciler_policy(stack=s, cluster_name=c, regions=r, account_id=account_id)
+
+            policy = account.apply(policy_for)
+            role = self.cluster.workload_role(
+                f"{self._stack}-{stack}-reconciler", f"{STACKS_NAMESPACE}:{reconciler_service_account(stack)}", policy
+            )
+            roles[stack] = role.arn
+            if stack == self._stack:
+                entry = aws.eks.AccessEntry(
+                    f"{stack}-reconciler-access",
+                    cluster_name=self._config.cluster.name,
+                    principal_arn=role.arn,
+                    opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
+                )
+                aws.eks.AccessPolicyAssociation(
+                    f"{stack}-reconciler-cluster-admin",
+                    cluster_name=self._config.cluster.name,
+                    principal_arn=entry.principal_arn,
+                    policy_arn=ACCESS_POLICIES["cluster-admin"],
+                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                    opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
+                )
+        return ZbiControlPlane(
+            f"{self._stack}-control-plane",
+            ZbiControlPlaneArgs(config=control, role_arns=roles),
+            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
+        )
 
     # ---- options -----------------------------------------------------------------------------------------------
 
@@ -158,6 +216,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     node.gateway_endpoint for node in self.nodes.values() if node.gateway_endpoint is not None
                 ],
                 probe_key=self._probe_key,
+                control_plane=self.control_plane is not None,
             ),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
         )
@@ -234,6 +293,7 @@ class ZbiPlatform(pulumi.ComponentResource):
         self._tags = tags
         # Every AWS resource and invoke names its provider: nothing depends on an ambient default region.
         provider = self._regional_provider(platform.region)
+        self._aws_provider = provider
         zones = select_zones(
             lookup_zones(platform.region, provider=provider),
             region=platform.region,

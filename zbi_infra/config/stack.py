@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from pydantic import Field, Strict, StringConstraints, ValidationError, model_validator
 
 from zbi_infra.config.base import StrictModel, Tags
+from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.errors import NAMESPACE, describe
 from zbi_infra.config.instance import InstanceConfig, InstanceName, Network, NodeKind
 from zbi_infra.config.monitoring import MonitoringConfig
@@ -71,6 +72,7 @@ class StackConfig(StrictModel):
     tags: Tags
     # What the platform may cost a month: `zbi cost --check` fails above it.
     budget: BudgetConfig | None = None
+    control_plane: ControlPlaneConfig | None = None
 
     @model_validator(mode="after")
     def _role_has_what_it_needs(self) -> StackConfig:
@@ -90,6 +92,11 @@ class StackConfig(StrictModel):
                 raise ValueError(
                     f"a local stack creates no AWS resources, but {', '.join(f'zbi:{k}' for k in extra)} is set. "
                     "Fix: remove it, or set zbi:role to primary"
+                )
+            if self.control_plane is not None and self.control_plane.enabled:
+                raise ValueError(
+                    "zbi:controlPlane runs `pulumi up` inside the cluster on an AWS role (IRSA), which a local stack "
+                    "has neither. Fix: remove it, and reconcile the local stack with `pulumi up` from your machine"
                 )
         if self.role is StackRole.DR:
             if self.dr is None:

@@ -70,6 +70,7 @@ def alert_rules(
     probed_endpoints: bool,
     snapshot_interval_hours: int | None = None,
     gateways: list[str] | None = None,
+    control_plane: bool = False,
 ) -> list[dict[str, Any]]:
     """Rule groups for the instances of a stack; with `probed_endpoints`, the SLO of the public endpoints the blackbox
     exporter probes (job "zbi-endpoints"); with `snapshot_interval_hours`, the freshness of the stack's DLM snapshots
@@ -180,6 +181,18 @@ def alert_rules(
         groups.append({"name": "zbi-backups", "rules": [a.rule() for a in backup_alerts(snapshot_interval_hours)]})
     if gateways:
         groups.append({"name": "zbi-gateway", "rules": [a.rule() for a in gateway_alerts(gateways)]})
+    if control_plane:
+        reconcile = Alert(
+            "StackReconcileFailing",
+            # The operator's own gauge (operator/internal/controller/pulumi/metrics_stack.go): 1 while the last
+            # reconcile of a Stack failed.
+            "max by (name) (max_over_time(stacks_failing[5m])) > 0",
+            "15m",
+            "warning",
+            "The Pulumi Kubernetes Operator's reconciles of {{ $labels.name }} have failed for 15 minutes: "
+            "kubectl -n zbi-control-plane describe stack {{ $labels.name }}.",
+        )
+        groups.append({"name": "zbi-control-plane", "rules": [reconcile.rule()]})
     return groups
 
 

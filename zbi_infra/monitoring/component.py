@@ -75,6 +75,8 @@ class ZbiMonitoringArgs:
     # host:443 of each access gateway, probed with a JSON-RPC call signed with `probe_key` (a secret).
     json_rpc_endpoints: list[pulumi.Input[str]] = field(default_factory=list)
     probe_key: pulumi.Input[str] | None = None
+    # The in-cluster control plane runs (ZbiControlPlane): alert on its failed reconciles.
+    control_plane: bool = False
 
     def __post_init__(self) -> None:
         # Refused here, before the component registers anything.
@@ -282,6 +284,7 @@ class ZbiMonitoring(pulumi.ComponentResource):
                     probed_endpoints=bool(args.public_endpoints),
                     snapshot_interval_hours=args.snapshots.interval_hours if args.snapshots else None,
                     gateways=sorted(args.gateways),
+                    control_plane=args.control_plane,
                 )
             },
             opts=after_crds,

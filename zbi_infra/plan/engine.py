@@ -67,7 +67,10 @@ class Plan:
 
     def kubernetes_objects(self) -> list[PlannedResource]:
         return [
-            r for r in self.resources if r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:pulumi")
+            # Not the provider's own types (module "pulumi"); custom resources of the pulumi.com group are objects.
+            r
+            for r in self.resources
+            if r.type.startswith("kubernetes:") and r.type.split(":")[1] != "pulumi"
         ]
 
 
