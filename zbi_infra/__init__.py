@@ -29,6 +29,8 @@ _EXPORTS = {
     "ZbiMonitoring": "zbi_infra.monitoring.component",
     "ZbiMonitoringArgs": "zbi_infra.monitoring.component",
     "SnapshotWatch": "zbi_infra.monitoring.component",
+    "ZbiControlPlane": "zbi_infra.control_plane",
+    "ZbiControlPlaneArgs": "zbi_infra.control_plane",
     # configuration
     "StackConfig": "zbi_infra.config",
     "StackRole": "zbi_infra.config",
@@ -42,6 +44,9 @@ _EXPORTS = {
     "NodeKind": "zbi_infra.config.instance",
     "LightwalletKind": "zbi_infra.config.instance",
     "load_stack_config": "zbi_infra.config",
+    "AccessFile": "zbi_infra.config.access",
+    "read_access_file": "zbi_infra.config.access",
+    "ControlPlaneConfig": "zbi_infra.config.control_plane",
     "stack_config_values": "zbi_infra.config",
     "read_stack_file": "zbi_infra.config.stack_file",
     "plan_date": "zbi_infra.config.stack",
