@@ -44,8 +44,6 @@ _EXPORTS = {
     "NodeKind": "zbi_infra.config.instance",
     "LightwalletKind": "zbi_infra.config.instance",
     "load_stack_config": "zbi_infra.config",
-    "AccessFile": "zbi_infra.config.access",
-    "read_access_file": "zbi_infra.config.access",
     "ControlPlaneConfig": "zbi_infra.config.control_plane",
     "stack_config_values": "zbi_infra.config",
     "read_stack_file": "zbi_infra.config.stack_file",
