@@ -71,7 +71,8 @@ def test_the_upstreams_are_the_instances_own_services_and_ports(dev: Plan) -> No
     conf = one(dev, "ConfigMap", "gateway-config", NS)["data"]["nginx.conf"]
     services = {s["metadata"]["name"]: s for s in objects(dev, "Service", NS)}
     rpc = re.search(r"upstream zbi_rpc \{\s*server ([^:]+):(\d+);", conf)
-    grpc = re.search(r"grpc_pass grpcs://([^:]+):(\d+);", conf)
+    grpc = re.search(r"upstream zbi_grpc \{\s*server ([^:]+):(\d+);", conf)
+    assert "grpc_pass grpcs://zbi_grpc;" in conf  # TLS to the light-wallet tier, on kept-alive connections
     assert rpc and grpc
     for host, port in (rpc.groups(), grpc.groups()):
         name, namespace = host.split(".")[:2]

@@ -148,7 +148,14 @@ def nginx_conf(
         else ""
     )
     verify = (grpc_upstream_ca, grpc_upstream_name) if grpc_upstream_ca and grpc_upstream_name else None
-    grpc = _grpc_locations(grpc_upstream, grpc_upstream_tls, limits, verify) if grpc_upstream else ""
+    grpc = _grpc_locations(grpc_upstream_tls, limits, verify) if grpc_upstream else ""
+    # Kept-alive HTTP/2 connections to the light-wallet server: without them every call would open a connection
+    # (and, upstream TLS on, a handshake).
+    grpc_upstream_block = (
+        f"\n    upstream zbi_grpc {{\n        server {grpc_upstream};\n        keepalive 32;\n    }}\n"
+        if grpc_upstream
+        else ""
+    )
     log_format = json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))
     metrics_log = (
         f"    # A copy for the metrics sidecar (mtail), over loopback UDP: nginx never blocks on it.\n"
@@ -206,7 +213,7 @@ http {{
         server {rpc_upstream};
         keepalive 32;
     }}
-
+{grpc_upstream_block}
     server {{
         listen {listen}{" ssl http2" if tls else ""};
 {tls_lines}        # Bodies stay in memory (njs reads them there) and are refused above the limit with 413.
@@ -252,7 +259,7 @@ http {{
 """
 
 
-def _grpc_locations(upstream: str, upstream_tls: bool, limits: str, verify: tuple[str, str] | None) -> str:
+def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None) -> str:
     """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
     error pages; allowed calls, server streams included, pass through unbuffered."""
     service, _ = light_wallet_service()
@@ -288,7 +295,7 @@ def _grpc_locations(upstream: str, upstream_tls: bool, limits: str, verify: tupl
             if verify and upstream_tls
             else ""
         )
-        + f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://{upstream};\n"
+        + f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://zbi_grpc;\n"
         "        }\n"
         + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
         + status("grpc_denied", 7, "this method is not allowed for this key")
