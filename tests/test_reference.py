@@ -1,0 +1,40 @@
+"""docs/configuration.md is generated from the config models: it must be current, and cover every key in use."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import ROOT
+from zbi_infra.config.reference import render_reference
+from zbi_infra.config.stack_file import read_stack_file
+
+
+def test_the_committed_reference_is_what_the_models_say() -> None:
+    committed = (ROOT / "docs" / "configuration.md").read_text()
+    assert committed == render_reference(), "run: python -m zbi_infra.config.reference > docs/configuration.md"
+
+
+def test_every_key_of_every_stack_file_is_in_the_reference() -> None:
+    documented = dict(re.findall(r"^\| `([^`]+)` \| ([^|]+) \|", render_reference(), flags=re.MULTILINE))
+
+    def paths(value: object, prefix: str) -> list[str]:
+        # A map of scalars (tags, labels) has the user's keys: documented as the map itself.
+        if not isinstance(value, dict) or documented.get(prefix, "").startswith("map of string to string"):
+            return [prefix]
+        found = [prefix]
+        for key, inner in value.items():
+            if prefix == "zbi:instances" or prefix.endswith(".nodeGroups"):
+                found += paths(inner, f"{prefix}.<name>")
+            else:
+                found += paths(inner, f"{prefix}.{key}")
+        return found
+
+    for stack_file in ROOT.glob("Pulumi.*.yaml"):
+        config = read_stack_file(stack_file.stem.split(".", 1)[1], stack_file).config
+        for key, value in config.items():
+            if key.startswith("zbi:"):
+                used = paths(value, key)
+                missing = [p for p in used if p not in documented]
+                assert not missing, (stack_file.name, missing)
+    # Lists of mappings are documented by their elements' keys.
+    assert "zbi:cluster.admins[].principalArn" in documented
