@@ -246,3 +246,10 @@ def test_a_bad_access_file_is_refused_with_its_file_and_key(tmp_path: Path) -> N
         instance_access_files(tmp_path, ["good", "bad"])
     message = str(raised.value)
     assert "bad.yaml" in message and "jsonRpc.methods" in message and "getblockcount" in message
+
+
+def test_the_gateway_starts_after_the_services_nginx_resolves(dev: Plan) -> None:
+    """nginx resolves its upstream names once, at start: the Deployment waits for both Services to exist."""
+    deployment = dev.named("testnet-gateway")
+    services = {r.urn: r.inputs["metadata"]["name"] for r in dev.of_type("kubernetes:core/v1:Service")}
+    assert {"zebrad-rpc", "lightwalletd-grpc"} <= {services[u] for u in deployment.depends_on if u in services}

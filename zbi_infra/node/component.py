@@ -127,6 +127,8 @@ class ZcashNode(pulumi.ComponentResource):
         self.grpc_endpoint = self.grpc_load_balancer_hostname = self.gateway_endpoint = None
         behind_gateway = args.access is not None
         grpc_service = grpc_tls_name = None
+        # nginx resolves its upstreams when it starts: the gateway waits for the Services it names.
+        upstream_services: list[pulumi.Resource] = [services["rpc"]]
         if light_wallet:
             endpoints = build_light_wallet(
                 ctx,
@@ -139,6 +141,7 @@ class ZcashNode(pulumi.ComponentResource):
             self.grpc_load_balancer_hostname = endpoints.load_balancer_hostname
             grpc_service = ctx.service_host(f"{config.lightwallet.kind.value}-grpc")
             grpc_tls_name = grpc_service if self.tls_secret_name else None
+            upstream_services.append(endpoints.service)
         if args.access is not None:
             assert self.tls_secret_name is not None
             upstreams = GatewayUpstreams(
@@ -152,7 +155,7 @@ class ZcashNode(pulumi.ComponentResource):
                 upstreams,
                 rpc_password=self.rpc_password,
                 tls_secret=self.tls_secret_name,
-                depends_on=[services["rpc"]],
+                depends_on=upstream_services,
             )
             self.gateway_endpoint = gateway.endpoint
             self.grpc_load_balancer_hostname = gateway.load_balancer_hostname

@@ -37,6 +37,8 @@ class LightWalletEndpoints:
     grpc_endpoint: pulumi.Output[str]
     # The public load balancer's DNS name once it has one; None for a cluster-internal endpoint.
     load_balancer_hostname: pulumi.Output[str] | None
+    # The tier's Service: what a gateway in front of it resolves when it starts.
+    service: k8s.core.v1.Service
 
 
 def grpc_port(kind: LightwalletKind) -> int:
@@ -225,8 +227,10 @@ def build_light_wallet(
         ],
     )
     if not public:
-        return LightWalletEndpoints(pulumi.Output.from_input(f"{ctx.service_host(f'{name}-grpc')}:{port}"), None)
+        return LightWalletEndpoints(
+            pulumi.Output.from_input(f"{ctx.service_host(f'{name}-grpc')}:{port}"), None, service
+        )
     hostname = service.status.apply(kube.load_balancer_address)
     if config.endpoints.hostnames:
-        return LightWalletEndpoints(pulumi.Output.from_input(f"{config.endpoints.hostnames[0]}:443"), hostname)
-    return LightWalletEndpoints(hostname.apply(lambda host: f"{host}:443"), hostname)
+        return LightWalletEndpoints(pulumi.Output.from_input(f"{config.endpoints.hostnames[0]}:443"), hostname, service)
+    return LightWalletEndpoints(hostname.apply(lambda host: f"{host}:443"), hostname, service)
