@@ -38,6 +38,7 @@ from zbi_infra.render.gateway import (
     USERS_FILE,
     GatewayUpstreams,
     pod_files,
+    users_json,
 )
 
 GATEWAY_COMPONENT = "gateway"
@@ -82,25 +83,21 @@ def build_gateway(
     settings = config.gateway
     match = kube.selector(instance=ctx.name, component=GATEWAY_COMPONENT)
 
-    def rendered(probe_key_sha256: str | None) -> dict[str, str]:
-        return {
-            **pod_files(
-                access,
-                upstreams,
-                max_body_bytes=settings.max_body_kib * 1024,
-                metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
-                probe_key_sha256=probe_key_sha256,
-            ),
-            gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
-        }
-
-    files = rendered(None)
+    files = {
+        **pod_files(
+            access,
+            upstreams,
+            max_body_bytes=settings.max_body_kib * 1024,
+            metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+        ),
+        gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
+    }
     data: dict[str, pulumi.Input[str]] = dict(files)
     probe_hash = ctx.args.probe_key_sha256
     if probe_hash is not None:
         # The hash of a random 256-bit key is no secret: the ConfigMap stays readable in every diff.
         data[USERS_FILE] = pulumi.Output.unsecret(pulumi.Output.from_input(probe_hash)).apply(
-            lambda digest: rendered(digest)[USERS_FILE]
+            lambda digest: users_json(access, probe_key_sha256=digest)
         )
     config_map = k8s.core.v1.ConfigMap(
         f"{ctx.name}-gateway-config",

@@ -78,6 +78,11 @@ def users_table(access: AccessFile, *, probe_key_sha256: str | None = None) -> d
     return {"users": users, "anonymous": anonymous}
 
 
+def users_json(access: AccessFile, *, probe_key_sha256: str | None = None) -> str:
+    """The user table as the gateway's `users.json` holds it."""
+    return json.dumps(users_table(access, probe_key_sha256=probe_key_sha256), indent=1, sort_keys=True)
+
+
 def rate_buckets(access: AccessFile) -> dict[str, RateLimit]:
     limits = [PROBE_RATE, *(user.rate_limit for user in access.users)]
     if access.anonymous is not None:
@@ -352,5 +357,5 @@ def pod_files(
             metrics_syslog=metrics_syslog,
         ),
         JS_MODULE: gateway_js(POD_PATHS),
-        USERS_FILE: json.dumps(users_table(access, probe_key_sha256=probe_key_sha256), indent=1, sort_keys=True),
+        USERS_FILE: users_json(access, probe_key_sha256=probe_key_sha256),
     }
