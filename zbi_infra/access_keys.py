@@ -8,18 +8,17 @@ an edit that would make the file invalid changes nothing.
 from __future__ import annotations
 
 import hashlib
-import io
 import secrets
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from zbi_infra.config.access import ACCESS_FILE, AccessFile, RateLimit, parse_access
 from zbi_infra.errors import ConfigError
+from zbi_infra.yaml_roundtrip import dump, flow_list, replace_file, round_trip_yaml
 
 # Recognisable in logs and by secret scanners; 32 random bytes (256 bits) follow it.
 KEY_PREFIX = "zbik_"
@@ -42,17 +41,10 @@ class UserGrant:
     rate_limit: RateLimit | None = None
 
 
-def _yaml() -> YAML:
-    handler = YAML()  # round trip: comments and key order are kept
-    handler.preserve_quotes = True
-    handler.indent(mapping=2, sequence=4, offset=2)
-    return handler
-
-
 def _load(path: Path) -> CommentedMap:
     if not path.is_file():
         raise ConfigError([f"{path}: no such access file. Fix: create it first (see the README)"], what=ACCESS_FILE)
-    document = _yaml().load(path.read_text())
+    document = round_trip_yaml().load(path.read_text())
     if document is None:
         document = CommentedMap()
     if not isinstance(document, CommentedMap):
@@ -61,23 +53,13 @@ def _load(path: Path) -> CommentedMap:
 
 
 def _write_validated(path: Path, document: CommentedMap) -> AccessFile:
-    buffer = io.StringIO()
-    _yaml().dump(document, buffer)
-    text = buffer.getvalue()
+    text = dump(document)
     # Validate what would be written, as `zbi access check` will read it.
     import yaml
 
     access = parse_access(yaml.safe_load(text), str(path))
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text)
-    temporary.replace(path)
+    replace_file(path, text)
     return access
-
-
-def _flow(values: list[str]) -> CommentedSeq:
-    seq = CommentedSeq(values)
-    seq.fa.set_flow_style()
-    return seq
 
 
 def create_key(path: Path, user: str, grant: UserGrant, *, today: date) -> str:
@@ -97,9 +79,9 @@ def create_key(path: Path, user: str, grant: UserGrant, *, today: date) -> str:
     if grant.expires is not None:
         entry["expires"] = grant.expires
     if grant.json_rpc is not None:
-        entry["jsonRpc"] = _flow(grant.json_rpc)
+        entry["jsonRpc"] = flow_list(grant.json_rpc)
     if grant.grpc is not None:
-        entry["grpc"] = _flow(grant.grpc)
+        entry["grpc"] = flow_list(grant.grpc)
     if grant.rate_limit is not None:
         limit = CommentedMap(requestsPerSecond=grant.rate_limit.requests_per_second)
         if grant.rate_limit.burst:

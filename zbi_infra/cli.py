@@ -328,6 +328,7 @@ def _instance(args: argparse.Namespace, project) -> int:
     import yaml
 
     from zbi_infra import instances
+    from zbi_infra.yaml_roundtrip import replace_file
 
     project.stack_file(args.stack)  # refuses an unknown stack, naming the known ones
     path = project.root / f"Pulumi.{args.stack}.yaml"
@@ -370,7 +371,7 @@ def _instance(args: argparse.Namespace, project) -> int:
     if args.dry_run:
         print(edit.diff(), end="")
         return 0
-    path.write_text(edit.after)
+    replace_file(path, edit.after)
     print(f"{args.action}: {args.name} in {path.name}; run `zbi plan {args.stack}` to see the change", file=sys.stderr)
     return 0
 

@@ -7,12 +7,10 @@ Edits keep the file's comments and key order (ruamel.yaml round trip), are valid
 from __future__ import annotations
 
 import difflib
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from zbi_infra.config import load_stack_config
@@ -23,8 +21,11 @@ from zbi_infra.config.stack_file import parse_stack_text
 from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import DATA_VOLUME, namespace_of
 from zbi_infra.snapshots import INSTANCE_TAG, STACK_TAG
+from zbi_infra.yaml_roundtrip import dump, flow_list, round_trip_yaml
 
 INSTANCES_KEY = "zbi:instances"
+# Stack files run to 120 columns (the project's line length): longer flow lists are not folded below that.
+STACK_FILE_WIDTH = 120
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,13 @@ class InstanceFlags:
         if self.public_grpc is not None:
             endpoints["publicGrpc"] = self.public_grpc
         if self.hostnames:
-            endpoints["hostnames"] = _flow(self.hostnames)
+            endpoints["hostnames"] = flow_list(self.hostnames)
         if endpoints:
             instance["endpoints"] = endpoints
         if self.admins:
             instance["admins"] = CommentedSeq(self.admins)
         if self.owners:
-            instance["owners"] = _flow(self.owners)
+            instance["owners"] = flow_list(self.owners)
         return instance
 
 
@@ -87,32 +88,12 @@ class Edit:
         )
 
 
-def _yaml() -> YAML:
-    handler = YAML()
-    handler.preserve_quotes = True
-    handler.width = 120
-    handler.indent(mapping=2, sequence=4, offset=2)
-    return handler
-
-
-def _flow(values: list[str]) -> CommentedSeq:
-    seq = CommentedSeq(values)
-    seq.fa.set_flow_style()
-    return seq
-
-
 def _load(path: Path) -> tuple[str, CommentedMap]:
     text = path.read_text()
-    document = _yaml().load(text)
+    document = round_trip_yaml(width=STACK_FILE_WIDTH).load(text)
     if not isinstance(document, CommentedMap) or not isinstance(document.get("config"), CommentedMap):
         raise ConfigError([f"{path.name}: no `config:` mapping to edit. Fix: start the file with `config:`"])
     return text, document
-
-
-def _dump(document: CommentedMap) -> str:
-    buffer = io.StringIO()
-    _yaml().dump(document, buffer)
-    return buffer.getvalue()
 
 
 def validated(stack: str, path: Path, text: str) -> StackConfig:
@@ -143,7 +124,7 @@ def add_instance(stack: str, path: Path, name: str, flags: InstanceFlags) -> Edi
             [f"{INSTANCES_KEY}.{name} already exists in {path.name}. Fix: choose another name, or edit it in YAML"]
         )
     instances[name] = flags.document()
-    after = _dump(document)
+    after = dump(document, width=STACK_FILE_WIDTH)
     validated(stack, path, after)
     return Edit(path, before, after)
 
@@ -152,15 +133,13 @@ def remove_instance(stack: str, path: Path, name: str) -> Edit:
     before, document = _load(path)
     config = validated(stack, path, before)
     _own_instances(stack, path, config)
-    instances = document["config"].get(INSTANCES_KEY)
-    if not isinstance(instances, CommentedMap) or name not in instances:
-        known = ", ".join(sorted(config.instances)) or "none"
-        raise ConfigError([f"{INSTANCES_KEY} of {path.name} has no instance {name!r} (it has: {known})"])
-    instance = config.instances[name]
+    instance = declared(config, name, path)
+    # The validated config declares it, so the document's instances are a mapping holding it.
+    instances = document["config"][INSTANCES_KEY]
     del instances[name]
     if not instances:
         del document["config"][INSTANCES_KEY]
-    after = _dump(document)
+    after = dump(document, width=STACK_FILE_WIDTH)
     validated(stack, path, after)
     return Edit(path, before, after, notes=retained(stack, name, instance, config))
 
@@ -203,7 +182,12 @@ def instance_rows(config: StackConfig) -> list[dict[str, Any]]:
 
 def show(config: StackConfig, name: str, path: Path) -> dict[str, Any]:
     """The instance as zBI reads it: every setting, defaults included."""
+    return declared(config, name, path).model_dump(mode="json", by_alias=True)
+
+
+def declared(config: StackConfig, name: str, path: Path) -> InstanceConfig:
+    """The instance `name` of the stack, or an error listing those it has."""
     if name not in config.instances:
         known = ", ".join(sorted(config.instances)) or "none"
         raise ConfigError([f"{INSTANCES_KEY} of {path.name} has no instance {name!r} (it has: {known})"])
-    return config.instances[name].model_dump(mode="json", by_alias=True)
+    return config.instances[name]
