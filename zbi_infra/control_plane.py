@@ -16,10 +16,8 @@ from pathlib import Path
 import pulumi
 import pulumi_kubernetes as k8s
 
-from zbi_infra.config import load_stack_config
 from zbi_infra.config.control_plane import ControlPlaneConfig
-from zbi_infra.config.stack import StackConfig, StackRole
-from zbi_infra.config.stack_file import read_stack_file
+from zbi_infra.config.stack import StackConfig, StackRole, load_project_stack
 from zbi_infra.errors import ConfigError
 from zbi_infra.snapshots import STACK_TAG
 
@@ -300,14 +298,12 @@ def reconciled_stack_configs(config: StackConfig, stack: str, project_root: Path
         if name == stack:
             found[name] = config
             continue
-        path = project_root / f"Pulumi.{name}.yaml"
-        if not path.is_file():
-            problems.append(f"zbi:controlPlane.stacks: no {path.name} in this project. Fix: list this project's stacks")
-            continue
         try:
-            other = load_stack_config(read_stack_file(name, path).config)
+            other = load_project_stack(
+                project_root, name, key="zbi:controlPlane.stacks", missing_fix="list this project's stacks"
+            )
         except ConfigError as exc:
-            problems += [f"zbi:controlPlane.stacks: {path.name} is invalid: {p}" for p in exc.problems]
+            problems += exc.problems
             continue
         if other.role is StackRole.LOCAL:
             problems.append(

@@ -12,9 +12,9 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from zbi_infra.config import StackConfig, StackRole, load_stack_config
+from zbi_infra.config import StackConfig, StackRole
 from zbi_infra.config.recovery import BackupConfig
-from zbi_infra.config.stack_file import read_stack_file
+from zbi_infra.config.stack import load_project_stack
 from zbi_infra.errors import ConfigError
 from zbi_infra.snapshots import snapshot_filters
 
@@ -28,17 +28,13 @@ def primary_config(config: StackConfig, project_root: Path) -> StackConfig:
     """The primary's validated config, from its stack file in `project_root`."""
     assert config.dr is not None and config.platform is not None
     short_name = primary_short_name(config)
-    path = project_root / f"Pulumi.{short_name}.yaml"
-    if not path.is_file():
-        raise ConfigError(
-            [f"zbi:dr.primaryStack: no {path.name} in this project. Fix: name the primary stack of this project"]
-        )
-    try:
-        primary = load_stack_config(read_stack_file(short_name, path).config)
-    except ConfigError as exc:
-        raise ConfigError(
-            [f"zbi:dr.primaryStack: the primary's stack file {path.name} is invalid: {p}" for p in exc.problems]
-        ) from None
+    primary = load_project_stack(
+        project_root,
+        short_name,
+        key="zbi:dr.primaryStack",
+        missing_fix="name the primary stack of this project",
+        which="the primary's stack file ",
+    )
     if primary.role is not StackRole.PRIMARY:
         raise ConfigError([f"zbi:dr.primaryStack: stack {short_name} has role {primary.role.value}, not primary"])
     backup_region = (primary.backup or BackupConfig()).dr_region

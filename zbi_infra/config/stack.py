@@ -8,6 +8,7 @@ import os
 import re
 from datetime import date
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, Strict, StringConstraints, ValidationError, model_validator
@@ -20,6 +21,7 @@ from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig
 from zbi_infra.config.recovery import BackupConfig, DnsConfig, DrConfig
+from zbi_infra.config.stack_file import read_stack_file
 from zbi_infra.errors import ConfigError
 from zbi_infra.regions import COMMERCIAL_REGIONS
 from zbi_infra.releases import ZEBRAD, zebrad_support
@@ -291,6 +293,18 @@ def load_stack_config(
             ]
         )
     return config
+
+
+def load_project_stack(project_root: Path, name: str, *, key: str, missing_fix: str, which: str = "") -> StackConfig:
+    """Another stack of the project (a DR stack's primary, a stack the control plane reconciles), validated; errors
+    name the config `key` that pointed at it."""
+    path = project_root / f"Pulumi.{name}.yaml"
+    if not path.is_file():
+        raise ConfigError([f"{key}: no {path.name} in this project. Fix: {missing_fix}"])
+    try:
+        return load_stack_config(read_stack_file(name, path).config)
+    except ConfigError as exc:
+        raise ConfigError([f"{key}: {which}{path.name} is invalid: {p}" for p in exc.problems]) from None
 
 
 def stack_config_values() -> dict[str, Any]:
