@@ -32,8 +32,29 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
     def policy(name: str, spec: k8s.networking.v1.NetworkPolicySpecArgs) -> None:
         np.NetworkPolicy(f"{ctx.name}-netpol-{name}", metadata=ctx.meta(name), spec=spec, opts=ctx.in_namespace)
 
+    def workload_policy(
+        name: str,
+        labels: dict[str, str],
+        ingress: list[k8s.networking.v1.NetworkPolicyIngressRuleArgs],
+        egress: list[k8s.networking.v1.NetworkPolicyEgressRuleArgs],
+    ) -> None:
+        """One workload's pods, both directions: exactly `ingress` in and `egress` out (DNS aside)."""
+        policy(
+            name,
+            np.NetworkPolicySpecArgs(
+                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels),
+                policy_types=["Ingress", "Egress"],
+                ingress=ingress,
+                egress=egress,
+            ),
+        )
+
     def tcp(*numbers: int | str) -> list[k8s.networking.v1.NetworkPolicyPortArgs]:
         return [np.NetworkPolicyPortArgs(protocol="TCP", port=n) for n in numbers]
+
+    def pods(labels: dict[str, str]) -> k8s.networking.v1.NetworkPolicyPeerArgs:
+        """This namespace's pods with `labels`."""
+        return np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=labels))
 
     anywhere = [np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"]))]
     monitoring = [
@@ -41,7 +62,7 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
             namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={MONITORING_NAMESPACE_LABEL: "true"})
         )
     ]
-    siblings = [np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=full_node))]
+    siblings = [pods(full_node)]
 
     policy(
         "default-deny",
@@ -68,9 +89,7 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
         ),
     )
     rpc_clients = [
-        np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector))
-        for selector, present in ((light_wallet, has_light_wallet), (gateway_pods, gateway))
-        if present
+        pods(selector) for selector, present in ((light_wallet, has_light_wallet), (gateway_pods, gateway)) if present
     ]
     full_node_ingress = [
         # P2P: the public network for mainnet/testnet; only the instance's own nodes for regtest.
@@ -85,15 +104,7 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
         if regtest
         else [np.NetworkPolicyEgressRuleArgs(to=anywhere)]
     )
-    policy(
-        "full-node",
-        np.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=full_node),
-            policy_types=["Ingress", "Egress"],
-            ingress=full_node_ingress,
-            egress=full_node_egress,
-        ),
-    )
+    workload_policy("full-node", full_node, full_node_ingress, full_node_egress)
     # Who may reach the instance's front door (the gateway, else the light-wallet tier): the allowlist itself when
     # public (the Service keeps client addresses, externalTrafficPolicy Local), else pods of this namespace and
     # labelled clients elsewhere in the cluster.
@@ -114,42 +125,21 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
     if gateway:
         gateway_egress = [np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))]
         if has_light_wallet:
-            wallet_peers = [
-                np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=light_wallet))
-            ]
-            gateway_egress.append(np.NetworkPolicyEgressRuleArgs(to=wallet_peers, ports=tcp("grpc")))
-        policy(
-            "gateway",
-            np.NetworkPolicySpecArgs(
-                pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=gateway_pods),
-                policy_types=["Ingress", "Egress"],
-                ingress=[
-                    # The monitoring namespace too: its blackbox exporter probes JSON-RPC as users make it.
-                    np.NetworkPolicyIngressRuleArgs(from_=front_door_clients + monitoring, ports=tcp("https")),
-                    np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(METRICS_PORT)),
-                ],
-                egress=gateway_egress,
-            ),
-        )
+            gateway_egress.append(np.NetworkPolicyEgressRuleArgs(to=[pods(light_wallet)], ports=tcp("grpc")))
+        gateway_ingress = [
+            # The monitoring namespace too: its blackbox exporter probes JSON-RPC as users make it.
+            np.NetworkPolicyIngressRuleArgs(from_=front_door_clients + monitoring, ports=tcp("https")),
+            np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(METRICS_PORT)),
+        ]
+        workload_policy("gateway", gateway_pods, gateway_ingress, gateway_egress)
     if not has_light_wallet:
         return
-    grpc_clients = (
-        [np.NetworkPolicyPeerArgs(pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=gateway_pods))]
-        if gateway
-        else front_door_clients
-    )
+    grpc_clients = [pods(gateway_pods)] if gateway else front_door_clients
     wallet_ingress = [np.NetworkPolicyIngressRuleArgs(from_=grpc_clients, ports=tcp("grpc"))]
     if config.lightwallet.kind is LightwalletKind.LIGHTWALLETD:
         wallet_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(LIGHTWALLETD_HTTP_PORT)))
-    policy(
-        "light-wallet",
-        np.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=light_wallet),
-            policy_types=["Ingress", "Egress"],
-            ingress=wallet_ingress,
-            egress=[np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))],
-        ),
-    )
+    wallet_egress = [np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))]
+    workload_policy("light-wallet", light_wallet, wallet_ingress, wallet_egress)
 
 
 def _metadata_except(cidr: str) -> list[str] | None:
