@@ -20,6 +20,7 @@ from zbi_infra.config.stack import StackConfig, StackRole
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
+from zbi_infra.storage import DEFAULT_CLASS_ANNOTATION
 
 PLATFORM = "platform"
 GIB = 2**30
@@ -241,14 +242,23 @@ def estimate(
             )
         )
     zones = len(plan.of_type("aws:ec2/subnet:Subnet")) // 2 or 1
-    storage_classes: dict[str, dict[str, str]] = {}
-    for resource in plan.kubernetes_objects():
-        obj = manifest(resource)
-        if obj.get("kind") == "StorageClass":
-            storage_classes[obj["metadata"]["name"]] = obj.get("parameters") or {}
-    default_class = next((n for n, p in storage_classes.items() if n == "gp3"), None)
-    for resource in plan.kubernetes_objects():
-        obj = manifest(resource)
+    objects = [manifest(resource) for resource in plan.kubernetes_objects()]
+    classes = [obj for obj in objects if obj.get("kind") == "StorageClass"]
+    storage_classes = {obj["metadata"]["name"]: obj.get("parameters") or {} for obj in classes}
+    default_class = next(
+        (
+            obj["metadata"]["name"]
+            for obj in classes
+            if (obj["metadata"].get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION)
+        ),
+        "",
+    )
+
+    def parameters_of(class_name: str | None) -> dict[str, str]:
+        """The parameters of a claim's StorageClass; no name: the cluster's default class."""
+        return storage_classes.get(class_name or default_class, {})
+
+    for obj in objects:
         namespace = obj.get("metadata", {}).get("namespace")
         owner = _owner(namespace, instances)
         if obj.get("kind") == "Service" and obj.get("spec", {}).get("type") == "LoadBalancer":
@@ -262,7 +272,7 @@ def estimate(
             replicas = int(obj["spec"].get("replicas", 1))
             for claim in obj["spec"].get("volumeClaimTemplates", []):
                 size = _quantity_gib(claim["spec"]["resources"]["requests"]["storage"])
-                parameters = storage_classes.get(claim["spec"].get("storageClassName") or default_class or "", {})
+                parameters = parameters_of(claim["spec"].get("storageClassName"))
                 _volumes(add, prices, f"{namespace}/{obj['metadata']['name']} {claim['metadata']['name']}", owner,
                          replicas, size, parameters)  # fmt: skip
     for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
@@ -271,7 +281,7 @@ def estimate(
             claim = spec.get("storageSpec", {}).get("volumeClaimTemplate", {}).get("spec", {})
             size = _quantity_gib(claim.get("resources", {}).get("requests", {}).get("storage", "0Gi"))
             if size:
-                parameters = storage_classes.get(claim.get("storageClassName") or default_class or "", {})
+                parameters = parameters_of(claim.get("storageClassName"))
                 _volumes(add, prices, "monitoring/prometheus", PLATFORM, 1, size, parameters)
     # Snapshots of the chain volumes, and their copies in the DR region.
     backup = config.backup or BackupConfig()

@@ -8,6 +8,9 @@ import pulumi_kubernetes as k8s
 from zbi_infra.config.instance import StorageConfig
 from zbi_infra.kube import KubernetesObject
 
+# The class a claim without storageClassName gets (Kubernetes' DefaultStorageClass admission).
+DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
+
 
 def ebs_storage_class(
     name: str,
@@ -37,7 +40,7 @@ def ebs_storage_class(
         metadata=k8s.meta.v1.ObjectMetaArgs(
             name=class_name or name,
             labels={"app.kubernetes.io/managed-by": "zbi"},
-            annotations={"storageclass.kubernetes.io/is-default-class": "true"} if default else None,
+            annotations={DEFAULT_CLASS_ANNOTATION: "true"} if default else None,
         ),
         provisioner="ebs.csi.aws.com",
         volume_binding_mode="WaitForFirstConsumer",
