@@ -115,7 +115,7 @@ def build_full_node(
         image=DEFAULT_IMAGES[kind],
     )
     # A StatefulSet rolls one pod at a time, replacing it: no surge.
-    ctx.footprint.add_pods(name, node.replicas, [container, *sidecars], init_containers)
+    ctx.footprint.add_pods(node.replicas, [container, *sidecars], init_containers)
     ctx.footprint.add_claims(node.replicas, node.storage.size_gib)
     k8s.apps.v1.StatefulSet(
         f"{ctx.name}-{name}",

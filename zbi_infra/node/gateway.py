@@ -175,7 +175,7 @@ def build_gateway(
     # The metrics sidecar is pinned by tag even when nginx is pinned by digest.
     skips = ctx.checkov_skips(digest=None, image=GATEWAY)
     # At the HPA's maximum, plus the one replica a rollout surges.
-    ctx.footprint.add_pods(GATEWAY_NAME, settings.max_replicas + 1, [nginx, metrics])
+    ctx.footprint.add_pods(settings.max_replicas + 1, [nginx, metrics])
     deployment = k8s.apps.v1.Deployment(
         f"{ctx.name}-gateway",
         metadata=ctx.meta(GATEWAY_NAME, component=GATEWAY_COMPONENT, annotations={**skips, **SKIP_AWAIT}),

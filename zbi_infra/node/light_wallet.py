@@ -151,7 +151,7 @@ def build_light_wallet(
         env=env,
     )
     # At the HPA's maximum; claims of replicas scaled away are retained, so they count too.
-    ctx.footprint.add_pods(name, tier.max_replicas, [container], [wait_for_node])
+    ctx.footprint.add_pods(tier.max_replicas, [container], [wait_for_node])
     ctx.footprint.add_claims(tier.max_replicas, tier.cache_size_gib)
     # A StatefulSet so that each replica keeps its own compact-block cache across restarts.
     statefulset = k8s.apps.v1.StatefulSet(

@@ -33,59 +33,47 @@ def _resources(containers: list[k8s.core.v1.ContainerArgs], kind: str) -> tuple[
     return cpu, memory
 
 
+# The quota's resources, in the order its `hard` lists them, with the unit each total is counted in.
+UNITS = {
+    "requests.cpu": "m",
+    "requests.memory": "Mi",
+    "limits.cpu": "m",
+    "limits.memory": "Mi",
+    "pods": "",
+    "persistentvolumeclaims": "",
+    "requests.storage": "Gi",
+}
+
+
 @dataclass
 class Footprint:
-    """The most an instance's pods may ask for at once: millicores and MiB, requested and limited; pods; storage."""
+    """The most an instance's pods may ask for at once, by the quota's resource names (units in UNITS)."""
 
-    requests_cpu: int = 0
-    requests_memory: int = 0
-    limits_cpu: int = 0
-    limits_memory: int = 0
-    pods: int = 0
-    claims: int = 0
-    storage_gib: int = 0
-    workloads: list[str] = field(default_factory=list)
+    totals: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNITS, 0))
 
     def add_pods(
         self,
-        workload: str,
         count: int,
         containers: list[k8s.core.v1.ContainerArgs],
         init_containers: list[k8s.core.v1.ContainerArgs] | None = None,
     ) -> None:
         """`count` pods of one template (its largest replica count, surge included)."""
-        self.workloads.append(workload)
-        self.pods += count
+        self.totals["pods"] += count
         for kind in ("requests", "limits"):
             cpu, memory = _resources(containers, kind)
             init_cpu, init_memory = _resources(init_containers or [], kind)
-            pod_cpu = max([sum(cpu), *init_cpu])
-            pod_memory = max([sum(memory), *init_memory])
-            if kind == "requests":
-                self.requests_cpu += count * pod_cpu
-                self.requests_memory += count * pod_memory
-            else:
-                self.limits_cpu += count * pod_cpu
-                self.limits_memory += count * pod_memory
+            self.totals[f"{kind}.cpu"] += count * max([sum(cpu), *init_cpu])
+            self.totals[f"{kind}.memory"] += count * max([sum(memory), *init_memory])
 
     def add_claims(self, count: int, size_gib: int) -> None:
-        self.claims += count
-        self.storage_gib += count * size_gib
+        self.totals["persistentvolumeclaims"] += count
+        self.totals["requests.storage"] += count * size_gib
 
     def hard(self, headroom_percent: int) -> dict[str, str]:
         """The quota's `hard` limits: this footprint, grown by the headroom and rounded up."""
-
-        def grown(value: int) -> int:
-            return math.ceil(value * (100 + headroom_percent) / 100)
-
         return {
-            "requests.cpu": f"{grown(self.requests_cpu)}m",
-            "requests.memory": f"{grown(self.requests_memory)}Mi",
-            "limits.cpu": f"{grown(self.limits_cpu)}m",
-            "limits.memory": f"{grown(self.limits_memory)}Mi",
-            "pods": str(grown(self.pods)),
-            "persistentvolumeclaims": str(grown(self.claims)),
-            "requests.storage": f"{grown(self.storage_gib)}Gi",
+            resource: f"{math.ceil(total * (100 + headroom_percent) / 100)}{UNITS[resource]}"
+            for resource, total in self.totals.items()
         }
 
 
