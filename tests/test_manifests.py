@@ -60,7 +60,11 @@ CRD_SCHEMAS = {
     for data in (json.loads(p.read_text()) for p in (UPSTREAM / directory).glob("*.schema.json"))
 }
 # The in-cluster control plane too: its namespaces, accounts and Stack resources.
-CONTROL_PLANE = {"repository": "https://github.com/zbi-example/zbi", "organization": "zbi-example"}
+CONTROL_PLANE = {
+    "repository": "https://github.com/zbi-example/zbi",
+    "organization": "zbi-example",
+    "workspaceImage": "pulumi/pulumi-python:3.200.0-nonroot@sha256:" + "0" * 64,
+}
 
 
 def unknown_fields(value: object, schema: dict, path: str = "") -> list[str]:

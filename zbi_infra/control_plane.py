@@ -2,13 +2,14 @@
 
 One `Stack` resource per zBI stack: the operator checks out the repository at the branch, runs `pulumi up --refresh`
 every `resyncMinutes` in a workspace pod, and never destroys on delete. The workspace runs as a service account of
-its own, with an IRSA role (the AWS access that stack's `pulumi up` needs, see `reconciler_policy`) and the
-`system:auth-delegator` cluster role the operator requires of workspaces (its docs/migration.md).
+its own, with an IRSA role that may only read AWS (zbi_infra.reconciler_access: AWS changes go through the reviewed
+deploy workflow) and the `system:auth-delegator` cluster role the operator requires of workspaces (its
+docs/migration.md). A control plane reconciles only stacks of the cluster it runs in: a DR stack's reconciler in the
+primary's cluster would fall with the primary region, and could not reach the DR cluster's API anyway.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,6 @@ import pulumi_kubernetes as k8s
 from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.stack import StackConfig, StackRole, load_project_stack
 from zbi_infra.errors import ConfigError
-from zbi_infra.snapshots import STACK_TAG
 
 OPERATOR_NAMESPACE = "pulumi-kubernetes-operator"
 STACKS_NAMESPACE = "zbi-control-plane"
@@ -117,7 +117,14 @@ def stack_spec(config: ControlPlaneConfig, stack: str) -> dict[str, object]:
         "continueResyncOnCommitMatch": True,
         "resyncFrequencySeconds": config.resync_minutes * 60,
         "serviceAccountName": reconciler_service_account(stack),
-        "workspaceTemplate": {"spec": {"securityProfile": "restricted"}},
+        # By digest (ZbiControlPlaneConfig.workspace_image): the operator's default image floats.
+        "workspaceTemplate": {
+            "spec": {
+                "securityProfile": "restricted",
+                "image": config.workspace_image,
+                "imagePullPolicy": "IfNotPresent",
+            }
+        },
     }
     if config.backend and not config.uses_pulumi_cloud():
         spec["backend"] = config.backend
@@ -131,159 +138,6 @@ def stack_spec(config: ControlPlaneConfig, stack: str) -> dict[str, object]:
             }
         }
     return spec
-
-
-def reconciler_policy(*, stack: str, cluster_name: str, regions: list[str], account_id: str) -> str:
-    """What `pulumi up` of one zBI stack needs, as narrowly as IAM lets it be said: every write limited to the
-    stack's regions; EC2, KMS and DLM writes to resources tagged with the stack (or being created with that tag);
-    EKS to the stack's cluster; IAM to roles named after the cluster and its OIDC provider. Reads are not
-    resource-scoped (most Describe/List calls cannot be)."""
-    in_regions = {"StringEquals": {"aws:RequestedRegion": regions}}
-    tagged = {"StringEquals": {f"aws:ResourceTag/{STACK_TAG}": stack, "aws:RequestedRegion": regions}}
-    tagging = {"StringEquals": {f"aws:RequestTag/{STACK_TAG}": stack, "aws:RequestedRegion": regions}}
-    statements = [
-        {
-            "Sid": "Read",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:Describe*",
-                "ec2:Get*",
-                "eks:Describe*",
-                "eks:List*",
-                "iam:Get*",
-                "iam:List*",
-                "kms:Describe*",
-                "kms:Get*",
-                "kms:List*",
-                "dlm:Get*",
-                "logs:Describe*",
-                "logs:List*",
-                "route53:Get*",
-                "route53:List*",
-                "ssm:GetParameter",
-                "sts:GetCallerIdentity",
-                "autoscaling:Describe*",
-                "cloudwatch:Describe*",
-                "cloudwatch:List*",
-            ],
-            "Resource": "*",
-        },
-        {
-            "Sid": "CreateTagged",
-            "Effect": "Allow",
-            "Action": [
-                "ec2:Create*",
-                "ec2:RunInstances",
-                "ec2:AllocateAddress",
-                "kms:CreateKey",
-                "dlm:CreateLifecyclePolicy",
-                "logs:CreateLogGroup",
-            ],
-            "Resource": "*",
-            "Condition": tagging,
-        },
-        {
-            "Sid": "TagOnCreate",
-            "Effect": "Allow",
-            "Action": ["ec2:CreateTags", "kms:TagResource", "dlm:TagResource", "logs:TagResource", "logs:TagLogGroup"],
-            "Resource": "*",
-            "Condition": tagging,
-        },
-        {
-            "Sid": "ChangeTagged",
-            "Effect": "Allow",
-            "Action": ["ec2:*", "kms:*", "dlm:*", "logs:*"],
-            "Resource": "*",
-            "Condition": tagged,
-        },
-        {
-            "Sid": "Aliases",
-            "Effect": "Allow",
-            "Action": ["kms:CreateAlias", "kms:DeleteAlias", "kms:UpdateAlias"],
-            "Resource": f"arn:aws:kms:*:{account_id}:alias/zbi-*",
-            "Condition": in_regions,
-        },
-        {
-            "Sid": "Cluster",
-            "Effect": "Allow",
-            "Action": "eks:*",
-            "Condition": in_regions,
-            "Resource": [
-                f"arn:aws:eks:*:{account_id}:cluster/{cluster_name}",
-                f"arn:aws:eks:*:{account_id}:nodegroup/{cluster_name}/*/*",
-                f"arn:aws:eks:*:{account_id}:addon/{cluster_name}/*/*",
-                f"arn:aws:eks:*:{account_id}:access-entry/{cluster_name}/*",
-                f"arn:aws:eks:*:{account_id}:podidentityassociation/{cluster_name}/*",
-            ],
-        },
-        {
-            "Sid": "Roles",
-            "Effect": "Allow",
-            "Action": [
-                "iam:CreateRole",
-                "iam:DeleteRole",
-                "iam:UpdateRole",
-                "iam:UpdateAssumeRolePolicy",
-                "iam:TagRole",
-                "iam:UntagRole",
-                "iam:PutRolePolicy",
-                "iam:DeleteRolePolicy",
-                "iam:AttachRolePolicy",
-                "iam:DetachRolePolicy",
-                "iam:PassRole",
-                "iam:CreateInstanceProfile",
-                "iam:DeleteInstanceProfile",
-                "iam:AddRoleToInstanceProfile",
-                "iam:RemoveRoleFromInstanceProfile",
-                "iam:TagInstanceProfile",
-            ],
-            "Resource": [
-                f"arn:aws:iam::{account_id}:role/{cluster_name}-*",
-                f"arn:aws:iam::{account_id}:instance-profile/{cluster_name}-*",
-            ],
-        },
-        {
-            "Sid": "OidcProvider",
-            "Effect": "Allow",
-            "Action": [
-                "iam:CreateOpenIDConnectProvider",
-                "iam:DeleteOpenIDConnectProvider",
-                "iam:TagOpenIDConnectProvider",
-                "iam:UpdateOpenIDConnectProviderThumbprint",
-                "iam:AddClientIDToOpenIDConnectProvider",
-            ],
-            "Resource": f"arn:aws:iam::{account_id}:oidc-provider/oidc.eks.*.amazonaws.com/id/*",
-        },
-        {
-            "Sid": "ServiceLinkedRoles",
-            "Effect": "Allow",
-            "Action": "iam:CreateServiceLinkedRole",
-            "Resource": "*",
-            "Condition": {
-                "StringLike": {
-                    "iam:AWSServiceName": [
-                        "eks.amazonaws.com",
-                        "eks-nodegroup.amazonaws.com",
-                        "autoscaling.amazonaws.com",
-                        "elasticloadbalancing.amazonaws.com",
-                    ]
-                }
-            },
-        },
-        {
-            "Sid": "Dns",
-            "Effect": "Allow",
-            "Action": [
-                "route53:ChangeResourceRecordSets",
-                "route53:CreateHealthCheck",
-                "route53:DeleteHealthCheck",
-                "route53:UpdateHealthCheck",
-                "route53:ChangeTagsForResource",
-            ],
-            "Resource": ["arn:aws:route53:::hostedzone/*", "arn:aws:route53:::healthcheck/*"],
-        },
-    ]
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
 
 
 def reconciled_stack_configs(config: StackConfig, stack: str, project_root: Path) -> dict[str, StackConfig]:
@@ -310,7 +164,21 @@ def reconciled_stack_configs(config: StackConfig, stack: str, project_root: Path
                 f"zbi:controlPlane.stacks: {name} is a local stack, which the operator cannot reconcile. Fix: remove it"
             )
             continue
+        if _cluster_of(other) != _cluster_of(config):
+            problems.append(
+                f"zbi:controlPlane.stacks: {name} runs on another cluster, which this control plane cannot reach (and "
+                f"a reconciler here would fall with this region). Fix: remove it, and set zbi:controlPlane in "
+                f"Pulumi.{name}.yaml so its own cluster reconciles it"
+            )
+            continue
         found[name] = other
     if problems:
         raise ConfigError(problems)
     return found
+
+
+def _cluster_of(config: StackConfig) -> tuple[str, str] | None:
+    """(cluster name, region): the cluster a stack's reconciler must run in."""
+    if config.cluster is None or config.platform is None:
+        return None
+    return config.cluster.name, config.platform.region

@@ -36,7 +36,6 @@ from zbi_infra.control_plane import (
     STACKS_NAMESPACE,
     ZbiControlPlane,
     ZbiControlPlaneArgs,
-    reconciler_policy,
     reconciler_service_account,
 )
 from zbi_infra.dns import FailoverRole, failover_record
@@ -50,6 +49,7 @@ from zbi_infra.monitoring.component import (
 from zbi_infra.monitoring.snapshot_freshness import cloudwatch_read_policy
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
 from zbi_infra.priorities import priority_classes
+from zbi_infra.reconciler_access import reconciler_policy
 from zbi_infra.recovery import newest_snapshots, primary_short_name
 from zbi_infra.snapshots import EBS_CSI_DRIVER, STACK_TAG, policy_target_tags, volume_tags
 from zbi_infra.storage import ebs_storage_class, ebs_volume_snapshot_class
@@ -122,8 +122,8 @@ class ZbiPlatform(pulumi.ComponentResource):
     # ---- control plane -----------------------------------------------------------------------------------------
 
     def _control_plane(self, control: ControlPlaneConfig, reconciled: Mapping[str, StackConfig]) -> ZbiControlPlane:
-        """The operator, and per reconciled stack an IRSA role scoped to that stack (cluster-admin in this cluster
-        for this stack's own reconciler)."""
+        """The operator, and per reconciled stack (all on this cluster) an IRSA role that may only read AWS, and
+        cluster-admin in this cluster: it converges what lives in Kubernetes; AWS changes are the deploy workflow's."""
         assert self.cluster is not None and self._config.cluster is not None
         stacks = dict(reconciled) or {self._stack: self._config}
         account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
@@ -132,31 +132,32 @@ class ZbiPlatform(pulumi.ComponentResource):
             assert config.platform is not None and config.cluster is not None
             regions = sorted({config.platform.region, *([(config.backup or BackupConfig()).dr_region]
                                                        if config.role is StackRole.PRIMARY else [])})  # fmt: skip
-            cluster_name = config.cluster.name
 
-            def policy_for(account_id: str, s: str = stack, c: str = cluster_name, r: list[str] = regions) -> str:
-                return reconciler_policy(stack=s, cluster_name=c, regions=r, account_id=account_id)
+            def policy_for(account_id: str, r: list[str] = regions) -> str:
+                return reconciler_policy(
+                    regions=r, account_id=account_id, backend=control.backend, secrets_provider=control.secrets_provider
+                )
 
             policy = account.apply(policy_for)
             role = self.cluster.workload_role(
                 f"{self._stack}-{stack}-reconciler", f"{STACKS_NAMESPACE}:{reconciler_service_account(stack)}", policy
             )
             roles[stack] = role.arn
-            if stack == self._stack:
-                entry = aws.eks.AccessEntry(
-                    f"{stack}-reconciler-access",
-                    cluster_name=self._config.cluster.name,
-                    principal_arn=role.arn,
-                    opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
-                )
-                aws.eks.AccessPolicyAssociation(
-                    f"{stack}-reconciler-cluster-admin",
-                    cluster_name=self._config.cluster.name,
-                    principal_arn=entry.principal_arn,
-                    policy_arn=ACCESS_POLICIES["cluster-admin"],
-                    access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                    opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
-                )
+            # Every reconciled stack runs on this cluster (reconciled_stack_configs refuses others).
+            entry = aws.eks.AccessEntry(
+                f"{stack}-reconciler-access",
+                cluster_name=self._config.cluster.name,
+                principal_arn=role.arn,
+                opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{stack}-reconciler-cluster-admin",
+                cluster_name=self._config.cluster.name,
+                principal_arn=entry.principal_arn,
+                policy_arn=ACCESS_POLICIES["cluster-admin"],
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
+                opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
+            )
         return ZbiControlPlane(
             f"{self._stack}-control-plane",
             ZbiControlPlaneArgs(config=control, role_arns=roles),
