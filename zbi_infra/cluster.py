@@ -16,6 +16,8 @@ from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfi
 from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy, service_trust_policy
 from zbi_infra.snapshots import STACK_TAG
 from zbi_infra.storage import ebs_storage_class
+from zbi_infra.vpc_cni import ADDON_NAME as VPC_CNI_ADDON
+from zbi_infra.vpc_cni import vpc_cni_configuration
 from zbi_infra.zones import AvailabilityZone
 
 CONTROL_PLANE_LOG_TYPES = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -164,8 +166,10 @@ class ZbiCluster(pulumi.ComponentResource):
         vpc_cni = aws.eks.Addon(
             f"{name}-vpc-cni",
             cluster_name=config.name,
-            addon_name="vpc-cni",
+            addon_name=VPC_CNI_ADDON,
             service_account_role_arn=vpc_cni_role.arn,
+            # NetworkPolicies are enforced only with the agent on (zbi_infra/vpc_cni.py).
+            configuration_values=vpc_cni_configuration(),
             resolve_conflicts_on_create="OVERWRITE",
             resolve_conflicts_on_update="OVERWRITE",
             tags=tags,

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zbi_infra.vpc_cni import ADDON_NAME, enforces_network_policies
+
 EBS_CSI = "ebs.csi.aws.com"
 ZCASH_RPC_PORTS = {8232, 18232}
 ACM_CERTIFICATE_ANNOTATION = "service.beta.kubernetes.io/aws-load-balancer-ssl-cert"
@@ -236,6 +238,19 @@ def _serves_tls(workload: Resource, namespace: Any, tls_secrets: set[tuple[Any, 
     return bool(mounted) and not insecure
 
 
+def network_policies_enforced(resources: list[Resource]) -> list[tuple[str | None, str]]:
+    """On EKS, NetworkPolicies are enforced only by the VPC CNI add-on's network policy agent
+    (`enableNetworkPolicy: "true"`); a policy the cluster does not enforce protects nothing."""
+    policies = [r for r in resources if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"]
+    if not policies or not any(r.type in EKS_CLUSTER_TYPES for r in resources):
+        return []
+    addons = [r for r in resources if r.type == "aws:eks/addon:Addon" and r.props.get("addonName") == ADDON_NAME]
+    if any(enforces_network_policies(addon.props.get("configurationValues")) for addon in addons):
+        return []
+    where = addons[0].urn or addons[0].name if addons else None
+    return [(where, f"{len(policies)} NetworkPolicies, but the VPC CNI add-on does not enforce NetworkPolicies")]
+
+
 GUARDRAILS = [
     Guardrail(
         "chain-storage-encrypted-and-retained",
@@ -282,6 +297,13 @@ GUARDRAILS = [
         "Give the instance a certificate authority (zBI's default) or an ACM certificate annotation; never run a "
         "public light-wallet server with --no-tls-very-insecure.",
         check_stack=public_endpoints_use_tls,
+    ),
+    Guardrail(
+        "network-policies-enforced",
+        "On EKS the cluster enforces the NetworkPolicies the stack declares: tenant isolation and the gateway in "
+        "front of node RPC rest on them.",
+        'Install the vpc-cni add-on with configurationValues {"enableNetworkPolicy": "true"} (ZbiCluster does).',
+        check_stack=network_policies_enforced,
     ),
 ]
 
