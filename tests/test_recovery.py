@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 import pulumi
@@ -13,6 +14,7 @@ from zbi_infra.dns import published_address
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import PlanMocks, UnknownInvokeError
+from zbi_infra.snapshots import claim_volume_tags
 
 DR_KEY = "arn:aws:kms:us-west-2:123456789012:key/dr-copies"
 # What the dev stack exports for its DR stack (ZbiPlatform.disaster_recovery).
@@ -88,9 +90,20 @@ def test_backups_can_be_turned_off_with_a_warning(plan_stack: PlanStack) -> None
     assert "zbi:backup.enabled is false: chain data has no snapshots and no copy in another region" in plan.warnings
 
 
-def volume_tags_of(plan: Plan, instance: str) -> dict[str, str]:
+def volume_tags_of(
+    plan: Plan, instance: str, *, namespace: str | None = None, claim: str | None = None
+) -> dict[str, str]:
+    """The tags the chain StorageClass writes on a volume made for the node's first claim (or the claim given):
+    the driver fills the claim's namespace and name into the templated values."""
     storage_class = one(plan, "StorageClass", f"zbi-{instance}-chain")
-    return dict(v.split("=", 1) for k, v in storage_class["parameters"].items() if k.startswith("tagSpecification_"))
+    tags = dict(v.split("=", 1) for k, v in storage_class["parameters"].items() if k.startswith("tagSpecification_"))
+    (node,) = [
+        s
+        for s in objects(plan, "StatefulSet", f"zbi-{instance}")
+        if s["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "full-node"
+    ]
+    own_claim = f"{node['spec']['volumeClaimTemplates'][0]['metadata']['name']}-{node['metadata']['name']}-0"
+    return claim_volume_tags(tags, namespace=namespace or node["metadata"]["namespace"], claim=claim or own_claim)
 
 
 def test_backup_to_dr_is_one_contract_from_volume_to_restore(dev: Plan, activated: Plan) -> None:
@@ -112,10 +125,38 @@ def test_backup_to_dr_is_one_contract_from_volume_to_restore(dev: Plan, activate
     tag_filters = {
         f["name"].removeprefix("tag:"): f["values"] for f in lookup["filters"] if f["name"].startswith("tag:")
     }
-    assert tag_filters and all(copy_tags.get(key) in values for key, values in tag_filters.items()), tag_filters
+    assert tag_filters and matches(copy_tags, tag_filters), tag_filters
     assert {"name": "status", "values": ["completed"]} in lookup["filters"]
     # 4. ... in the region the copies go to.
     assert copy["target"] == activated.named("aws-us-west-2").inputs["region"]
+
+
+def matches(tags: dict[str, str], tag_filters: dict[str, list[str]]) -> bool:
+    """EC2 DescribeSnapshots tag filters: every filter, any of its values, * and ? as wildcards."""
+    return all(
+        key in tags and any(fnmatch.fnmatchcase(tags[key], value) for value in values)
+        for key, values in tag_filters.items()
+    )
+
+
+def test_another_tenants_claim_on_this_instances_class_is_never_restored(
+    plan_stack: PlanStack, activated: Plan
+) -> None:
+    """Tenant `other` claims a volume with testnet's chain class (StorageClasses are cluster-wide): the volume, its
+    snapshots and their DR copies carry testnet's instance and stack tags, and are newer. The DR lookup must still
+    not pick them: they were claimed in another namespace, or by a claim that is not the node's chain data."""
+    dev = plan_stack("dev", merge={"zbi:instances": {"other": {"network": "testnet"}}})
+    (lookup,) = [args for token, args in activated.invokes if token == "aws:ebs/getSnapshotIds:getSnapshotIds"]
+    tag_filters = {
+        f["name"].removeprefix("tag:"): f["values"] for f in lookup["filters"] if f["name"].startswith("tag:")
+    }
+    assert matches(volume_tags_of(dev, "testnet"), tag_filters)
+    assert matches(volume_tags_of(dev, "testnet", claim="data-zebrad-1"), tag_filters)
+    poisoned = volume_tags_of(dev, "testnet", namespace="zbi-other", claim="data-zebrad-0")
+    assert poisoned["zbi.io/instance"] == "testnet" and not matches(poisoned, tag_filters)
+    # Even inside testnet's namespace, a claim that is not the node's chain data: the light-wallet cache uses the
+    # same class, and its snapshots were once as good a match for a chain restore as the node's own.
+    assert not matches(volume_tags_of(dev, "testnet", claim="cache-lightwalletd-0"), tag_filters)
 
 
 def test_a_lookup_no_copy_satisfies_restores_nothing(plan_stack: PlanStack) -> None:
@@ -139,6 +180,8 @@ def test_mock_snapshot_lookups_honour_every_filter() -> None:
         return mocks.call(args)["ids"]
 
     assert len(ids([{"name": "tag:zbi.io/instance", "values": ["testnet"]}])) == 2
+    assert len(ids([{"name": "tag:zbi.io/pvc-name", "values": ["data-*"]}])) == 2  # EC2's wildcards
+    assert ids([{"name": "tag:zbi.io/pvc-name", "values": ["cache-*"]}]) == []
     assert ids([{"name": "tag:zbi.io/instance", "values": ["other"]}]) == []
     assert ids([{"name": "tag:zbi.io/never-written", "values": ["true"]}]) == []
     assert ids([{"name": "status", "values": ["pending"]}]) == []

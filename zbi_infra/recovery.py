@@ -16,6 +16,7 @@ from zbi_infra.config import StackConfig, StackRole
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.config.stack import load_project_stack
 from zbi_infra.errors import ConfigError
+from zbi_infra.node.context import DATA_VOLUME, namespace_of
 from zbi_infra.snapshots import snapshot_filters
 
 
@@ -50,14 +51,21 @@ def primary_config(config: StackConfig, project_root: Path) -> StackConfig:
 
 
 def newest_snapshots(primary_stack: str, instances: list[str], provider: aws.Provider) -> dict[str, str | None]:
-    """Each instance's newest completed snapshot copy in the provider's region, or None."""
+    """Each instance's newest completed snapshot copy in the provider's region, or None: only copies of volumes that
+    the instance's own chain-data claims made (another tenant's claim on this instance's class does not count)."""
     found: dict[str, str | None] = {}
     for name in instances:
         result = aws.ebs.get_snapshot_ids(
             owners=["self"],
             filters=[
                 aws.ebs.GetSnapshotIdsFilterArgs(name=key, values=values)
-                for key, values in snapshot_filters(stack=primary_stack, instance=name).items()
+                for key, values in snapshot_filters(
+                    stack=primary_stack,
+                    instance=name,
+                    namespace=namespace_of(name),
+                    # StatefulSet claims are <template>-<statefulset>-<ordinal>: the node's chain data, any replica.
+                    claim_pattern=f"{DATA_VOLUME}-*",
+                ).items()
             ],
             opts=pulumi.InvokeOptions(provider=provider),
         )

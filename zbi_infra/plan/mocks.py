@@ -5,6 +5,7 @@ Values are derived from resource names (never random) so a plan is identical run
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any
 import pulumi
 
 from zbi_infra.regions import COMMERCIAL_REGIONS, zone_ids
-from zbi_infra.snapshots import POLICY_TAG, volume_tags
+from zbi_infra.snapshots import POLICY_TAG, claim_volume_tags, volume_tags
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"
@@ -69,7 +70,9 @@ def _matches(snapshot: Snapshot, filters: list[dict[str, Any]]) -> bool:
     for item in filters:
         name, values = item["name"], item["values"]
         if name.startswith("tag:"):
-            if snapshot.tags.get(name.removeprefix("tag:")) not in values:
+            # EC2 filter values take * and ? wildcards.
+            tag = snapshot.tags.get(name.removeprefix("tag:"))
+            if tag is None or not any(fnmatch.fnmatchcase(tag, value) for value in values):
                 return False
         elif name == "status":
             if snapshot.status not in values:
@@ -181,7 +184,10 @@ class PlanMocks(pulumi.runtime.Mocks):
             if recovery.get("drRegion", region) != region:
                 continue
             for instance in recovery.get("instances", []):
-                tags = {**volume_tags(stack=stack, instance=instance), POLICY_TAG: f"{stack}-backups"}
+                volume = claim_volume_tags(
+                    volume_tags(stack=stack, instance=instance), namespace=f"zbi-{instance}", claim="data-zebrad-0"
+                )
+                tags = {**volume, POLICY_TAG: f"{stack}-backups"}
                 for created in (1, 2):
                     snapshot_id = f"snap-{_digest(stack, instance, str(created), region)}"
                     found.append(Snapshot(snapshot_id, tags, "completed", created))
