@@ -255,10 +255,11 @@ def test_image_overrides_and_digest(plan_stack: PlanStack) -> None:
 
 
 def test_instance_admins_get_namespaced_access(dev: Plan) -> None:
-    (association,) = dev.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
-    assert association.inputs["accessScope"] == {"type": "namespace", "namespaces": ["zbi-testnet"]}
-    assert association.inputs["principalArn"] == "arn:aws:iam::123456789012:role/zbi-testnet-operators"
-    assert association.inputs["policyArn"].endswith("AmazonEKSEditPolicy")
+    # No EKS access policy (Edit read Secrets and exec'd): their group's Role in their namespace (tests/test_tenancy.py).
+    assert not dev.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    (entry,) = dev.of_type("aws:eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == "arn:aws:iam::123456789012:role/zbi-testnet-operators"
+    assert one(dev, "RoleBinding", "zbi-instance-admin", "zbi-testnet")["roleRef"]["kind"] == "Role"
 
 
 def test_config_change_rolls_the_pods(plan_stack: PlanStack, dev: Plan) -> None:

@@ -24,6 +24,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from zbi_infra.access_keys import key_hash
+from zbi_infra.admission import admission_policies
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
 from zbi_infra.cluster import ACCESS_POLICIES, ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
@@ -39,6 +40,7 @@ from zbi_infra.control_plane import (
     reconciler_service_account,
 )
 from zbi_infra.dns import FailoverRole, failover_record
+from zbi_infra.instance_admins import ALL_INSTANCE_ADMINS, instance_admin_role, instance_admins_group
 from zbi_infra.monitoring.component import (
     CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT,
     PROMETHEUS_SERVICE_ACCOUNT,
@@ -47,7 +49,7 @@ from zbi_infra.monitoring.component import (
     ZbiMonitoringArgs,
 )
 from zbi_infra.monitoring.snapshot_freshness import cloudwatch_read_policy
-from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs, namespace_of
+from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs
 from zbi_infra.priorities import priority_classes
 from zbi_infra.reconciler_access import reconciler_policy
 from zbi_infra.recovery import newest_snapshots, primary_short_name
@@ -63,7 +65,6 @@ AWS_NLB_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
     "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
 }
-EKS_EDIT_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy"
 
 
 @dataclass(frozen=True)
@@ -338,6 +339,7 @@ class ZbiPlatform(pulumi.ComponentResource):
             tags={STACK_TAG: self._stack},
             opts=self._moved(provider=self.cluster.provider, depends_on=[self.cluster.snapshot_controller]),
         )
+        admission_policies(pulumi.ResourceOptions(parent=self, provider=self.cluster.provider))
         if config.role is StackRole.PRIMARY:
             self.backups = self._backups(provider)
             bootstrap = {
@@ -413,6 +415,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                 opts=self._moved(providers={"kubernetes": cluster.provider}),
             )
             self.nodes[name] = node
+            instance_admin_role(name, node.namespace, pulumi.ResourceOptions(parent=node, provider=cluster.provider))
             assert self._config.cluster is not None
             for index, principal in enumerate(instance.admins):
                 grant_instance_admin(self._config.cluster.name, name, index, principal, node, provider)
@@ -463,18 +466,13 @@ class ZbiPlatform(pulumi.ComponentResource):
 def grant_instance_admin(
     cluster_name: str, instance: str, index: int, principal: str, node: ZcashNode, provider: aws.Provider
 ) -> None:
-    """Instance administrators get EKS access to their instance's namespace only."""
+    """Instance administrators get EKS access as members of their instance's group, and no access policy: the
+    zbi-instance-admin Role in their namespace is all they hold (zbi_infra/instance_admins.py)."""
     opts = pulumi.ResourceOptions(parent=node, provider=provider)
-    entry = aws.eks.AccessEntry(
-        f"{instance}-admin-{index}", cluster_name=cluster_name, principal_arn=principal, opts=opts
-    )
-    aws.eks.AccessPolicyAssociation(
-        f"{instance}-admin-{index}-edit",
+    aws.eks.AccessEntry(
+        f"{instance}-admin-{index}",
         cluster_name=cluster_name,
-        principal_arn=entry.principal_arn,
-        policy_arn=EKS_EDIT_POLICY,
-        access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(
-            type="namespace", namespaces=[namespace_of(instance)]
-        ),
+        principal_arn=principal,
+        kubernetes_groups=[ALL_INSTANCE_ADMINS, instance_admins_group(instance)],
         opts=opts,
     )

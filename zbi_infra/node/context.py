@@ -140,6 +140,7 @@ def front_door_service(
 ) -> k8s.core.v1.Service:
     """The Service clients reach an instance through: a load balancer limited to `endpoints.allowedCidrs` when
     `public`, else cluster-internal."""
+    ctx.footprint.add_service("LoadBalancer" if public else "ClusterIP", len(ports))
     return k8s.core.v1.Service(
         resource_name,
         metadata=ctx.meta(

@@ -356,6 +356,7 @@ def _services(ctx: InstanceContext, name: str, headless: str, match: dict[str, s
         ),
     }
     if ctx.config.node.inbound_p2p:
+        ctx.footprint.add_service("LoadBalancer", 1)
         services["p2p"] = k8s.core.v1.Service(
             f"{ctx.name}-{name}-p2p",
             metadata=ctx.meta(

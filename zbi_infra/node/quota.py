@@ -42,7 +42,12 @@ UNITS = {
     "pods": "",
     "persistentvolumeclaims": "",
     "requests.storage": "Gi",
+    "services.loadbalancers": "",
+    "services.nodeports": "",
 }
+# Exactly zBI's own, no headroom: a load balancer or node port of a tenant's making would publish whatever it
+# selects (the node's unauthenticated RPC) to the internet. Zero when the instance has no public endpoint.
+EXACT = {"services.loadbalancers", "services.nodeports"}
 
 
 @dataclass
@@ -69,10 +74,19 @@ class Footprint:
         self.totals["persistentvolumeclaims"] += count
         self.totals["requests.storage"] += count * size_gib
 
+    def add_service(self, service_type: str, ports: int) -> None:
+        """A Service as Kubernetes' quota counts it (pkg/quota/v1/evaluator/core/services.go): a LoadBalancer is one
+        load balancer and, like a NodePort, one node port per port."""
+        if service_type == "LoadBalancer":
+            self.totals["services.loadbalancers"] += 1
+        if service_type in ("LoadBalancer", "NodePort"):
+            self.totals["services.nodeports"] += ports
+
     def hard(self, headroom_percent: int) -> dict[str, str]:
-        """The quota's `hard` limits: this footprint, grown by the headroom and rounded up."""
+        """The quota's `hard` limits: this footprint, grown by the headroom and rounded up (Services exactly)."""
         return {
-            resource: f"{math.ceil(total * (100 + headroom_percent) / 100)}{UNITS[resource]}"
+            resource: f"{math.ceil(total * (100 + (0 if resource in EXACT else headroom_percent)) / 100)}"
+            f"{UNITS[resource]}"
             for resource, total in self.totals.items()
         }
 
