@@ -16,7 +16,11 @@ REMOVED = {
     "urn:pulumi:dev::zbi::zbi:cluster:ZbiCluster$aws:iam/rolePolicyAttachment:RolePolicyAttachment::zbi-dev-node-role-cni",
     "urn:pulumi:dev::zbi::zbi:cluster:ZbiCluster$aws:iam/rolePolicyAttachment:RolePolicyAttachment::zbi-dev-node-role-ssm",
     # Instance administrators lose EKS Edit for a Role of their own (issue 19).
-    "urn:pulumi:dev::zbi::zbi:node:ZcashNode$aws:eks/accessPolicyAssociation:AccessPolicyAssociation::testnet-admin-0-edit",
+    *(
+        f"urn:pulumi:{stack}::zbi::zbi:node:ZcashNode$aws:eks/accessPolicyAssociation:AccessPolicyAssociation::"
+        "testnet-admin-0-edit"
+        for stack in ("dev", "dr")
+    ),
 }
 
 
