@@ -134,7 +134,7 @@ def test_drift_is_detected_hourly_in_every_cloud_stack_and_reconciled_only_by_ha
     assert {entry["stack"] for entry in detect["strategy"]["matrix"]["include"]} == cloud
     preview = next(s for s in detect["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]
     assert preview["command"] == "preview" and preview["refresh"] is True and preview["expect-no-changes"] is True
-    assert "environment" not in detect and detect["permissions"]["issues"] == "write"
+    assert detect["environment"] == "drift" and detect["permissions"]["issues"] == "write"
     report = next(s for s in detect["steps"] if s.get("name") == "Report drift in one issue per stack")
     assert "${{" not in report["run"]  # inputs reach the script through env, never spliced into it
     reconcile = workflow["jobs"]["reconcile"]
@@ -142,3 +142,98 @@ def test_drift_is_detected_hourly_in_every_cloud_stack_and_reconciled_only_by_ha
     assert reconcile["environment"] == "${{ inputs.reconcile }}" and "issues" not in reconcile["permissions"]
     up = next(s for s in reconcile["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]
     assert up["command"] == "up" and up["refresh"] is True and up["policyPacks"] == "policy"
+
+
+# ---- credentials: branch code never holds deploy credentials ------------------------------------------------------
+
+DEPLOY_SECRETS = {"PULUMI_ACCESS_TOKEN", "ZBI_AWS_DEPLOY_ROLE_ARN"}
+
+
+def secrets_of(job: dict) -> set[str]:
+    import re
+
+    return set(re.findall(r"secrets\.([A-Z0-9_]+)", yaml.safe_dump(job)))
+
+
+def test_no_job_runs_code_next_to_deploy_credentials_without_an_environment() -> None:
+    """Credentials come from environments (their secrets, their OIDC subject), never from a job anyone's branch
+    can run: pull requests get only the reviewed, read-only `preview` environment; deploy credentials only jobs
+    behind the `dev`/`dr` environments, which only `main` may use."""
+    for workflow in WORKFLOWS:
+        parsed = yaml.safe_load(workflow.read_text())
+        for name, job in parsed["jobs"].items():
+            held = secrets_of(job) - {"GITHUB_TOKEN", "PULUMI_ORG"}
+            oidc = (job.get("permissions") or {}).get("id-token") == "write"
+            if held or oidc:
+                assert "environment" in job, (workflow.name, name, held)
+            if held & DEPLOY_SECRETS:
+                assert job["environment"] in ("${{ matrix.stack }}", "${{ inputs.reconcile }}"), (workflow.name, name)
+                assert True not in parsed or "pull_request" not in parsed[True], (workflow.name, name)
+    preview = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]["preview"]
+    assert preview["environment"] == "preview"
+    assert secrets_of(preview) & DEPLOY_SECRETS == set()
+    assert {"PULUMI_PREVIEW_TOKEN", "ZBI_AWS_PREVIEW_ROLE_ARN"} <= secrets_of(preview)
+
+
+def test_tests_run_in_jobs_without_credentials() -> None:
+    for workflow in WORKFLOWS:
+        for name, job in yaml.safe_load(workflow.read_text())["jobs"].items():
+            runs_tests = any("pytest" in str(step.get("run", "")) for step in job.get("steps", []))
+            if runs_tests:
+                assert not secrets_of(job) and "environment" not in job, (workflow.name, name)
+                assert (job.get("permissions") or {}).get("id-token") != "write", (workflow.name, name)
+    deploy = yaml.safe_load((ROOT / ".github" / "workflows" / "deploy.yml").read_text())["jobs"]
+    assert deploy["up"]["needs"] == "test"
+
+
+def test_a_workflow_that_hands_deploy_credentials_to_tests_fails_the_check() -> None:
+    job = {"steps": [{"run": "uv run pytest"}, {"env": {"T": "${{ secrets.PULUMI_ACCESS_TOKEN }}"}}]}
+    assert secrets_of(job) == {"PULUMI_ACCESS_TOKEN"}
+
+
+def codeowners_owner(path: str, rules: list[tuple[str, list[str]]]) -> list[str]:
+    """GitHub's CODEOWNERS semantics for the patterns zBI writes: the last matching line wins."""
+    import fnmatch
+
+    owners: list[str] = []
+    for pattern, who in rules:
+        if pattern == "*":
+            hit = True
+        elif pattern.endswith("/"):
+            hit = ("/" + path).startswith(pattern)
+        else:
+            hit = fnmatch.fnmatchcase("/" + path, pattern)
+        if hit:
+            owners = who
+    return owners
+
+
+def test_codeowners_gives_every_file_an_owner_and_the_platform_everything_but_access_files() -> None:
+    lines = (ROOT / ".github" / "CODEOWNERS").read_text().splitlines()
+    rules = [(line.split()[0], line.split()[1:]) for line in lines if line.strip() and not line.startswith("#")]
+    assert rules[0] == ("*", ["@zbi-example/platform-admins"])  # the catch-all first
+    for must in ("/pyproject.toml", "/uv.lock", "/tests/", "/.ci/", "/tools/"):
+        assert must in dict(rules), must
+    skip = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    for file in ROOT.rglob("*"):
+        relative = file.relative_to(ROOT)
+        if file.is_dir() or skip & set(relative.parts):
+            continue
+        owners = codeowners_owner(relative.as_posix(), rules)
+        if relative.parts[0] == "access" and owners != ["@zbi-example/platform-admins"]:
+            continue  # an instance's access file: its owners'
+        assert owners == ["@zbi-example/platform-admins"], relative
+    assert codeowners_owner("uv.lock", [("*", ["a"]), ("/uv.lock", ["b"])]) == ["b"]
+    assert codeowners_owner("tests/x.py", [("/tests/", ["t"]), ("*", ["a"])]) == ["a"]
+
+
+def test_the_policy_packs_requirements_are_pinned_with_hashes_and_match_the_lock() -> None:
+    import tomllib
+
+    text = (ROOT / "policy" / "requirements.txt").read_text()
+    pins = [line.split(" ")[0] for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+    assert pins and all("==" in pin for pin in pins), pins
+    assert text.count("--hash=sha256:") >= len(pins)
+    locked = {p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    pinned = dict(pin.split("==") for pin in pins)
+    assert pinned["pulumi-policy"] == locked["pulumi-policy"] and pinned["pulumi"] == locked["pulumi"]

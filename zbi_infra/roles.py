@@ -10,8 +10,11 @@ from zbi_infra.errors import ConfigError
 
 BEGIN = "# BEGIN zbi roles"
 END = "# END zbi roles"
-# What platform administrators own: the desired state of the whole platform and what applies it.
-PLATFORM_PATHS = ("/Pulumi.yaml", "/Pulumi.*.yaml", "/stacks/", "/zbi_infra/", "/components/", "/policy/", "/.github/")
+# What platform administrators own: everything (the catch-all first: a file nobody listed, a new directory, is
+# theirs), and by name the desired state of the platform, what applies it, and what decides whether a change is safe
+# (dependencies and their lock, the tests, CI scripts, tools).
+PLATFORM_PATHS = ("*", "/Pulumi.yaml", "/Pulumi.*.yaml", "/stacks/", "/zbi_infra/", "/components/", "/policy/",
+                  "/.github/", "/pyproject.toml", "/uv.lock", "/tests/", "/.ci/", "/tools/")  # fmt: skip
 
 
 def codeowners_block(stack: str, config: StackConfig) -> str:
