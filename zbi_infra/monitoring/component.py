@@ -22,6 +22,7 @@ from zbi_infra.config.instance import InstanceConfig, LightwalletKind, NodeKind
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.monitoring.alerts import alert_rules
 from zbi_infra.monitoring.dashboards import dashboards
+from zbi_infra.monitoring.hardening import hardened_values, monitoring_guards
 from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE, SERVICE_ACCOUNT_NAME, exporter_values
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
 from zbi_infra.node.gateway import GATEWAY_COMPONENT
@@ -138,7 +139,11 @@ def kube_prometheus_stack_values(
                 "receivers": receivers,
             },
         },
-        "grafana": {"sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard"}}},
+        "grafana": {
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard"}},
+            **hardened_values()["grafana"],
+        },
+        "prometheus-node-exporter": hardened_values()["prometheus-node-exporter"],
     }
 
 
@@ -227,13 +232,14 @@ class ZbiMonitoring(pulumi.ComponentResource):
                 labels={
                     MONITORING_NAMESPACE_LABEL: "true",
                     "app.kubernetes.io/part-of": "zbi",
-                    # node-exporter reads the host's /proc and /sys through host paths and the host network.
-                    "pod-security.kubernetes.io/enforce": "privileged",
+                    # node-exporter, which needs the host, runs in NODE_EXPORTER_NAMESPACE (hardening.py).
+                    "pod-security.kubernetes.io/enforce": "baseline",
                 },
             ),
             opts=child,
         )
-        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        guards = monitoring_guards(name, NAMESPACE, pulumi.ResourceOptions(parent=self, depends_on=[namespace]))
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace, *guards])
         values = pulumi.Output.all(
             pulumi.Output.from_input(args.storage_class_name),
             {severity: pulumi.Output.secret(url) for severity, url in args.webhooks.items()},
