@@ -186,3 +186,12 @@ def test_the_objects_validate_against_kubernetes_schemas(dev: Plan) -> None:
     broken["spec"]["validationActions"] = "Deny"  # a list in the schema
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
+
+
+def test_server_certificates_live_90_days_and_renew_a_month_before(dev: Plan) -> None:
+    certificates = dev.of_type("tls:index/locallySignedCert:LocallySignedCert")
+    assert certificates
+    for certificate in certificates:
+        assert certificate.inputs["validityPeriodHours"] <= 90 * 24
+        assert certificate.inputs["earlyRenewalHours"] >= certificate.inputs["validityPeriodHours"] // 3
+        assert "cert_signing" not in certificate.inputs["allowedUses"]

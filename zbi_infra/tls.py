@@ -10,9 +10,12 @@ from __future__ import annotations
 import pulumi
 import pulumi_tls as tls
 
+# The root never leaves Pulumi state; replacing it means every client re-trusts a new root (docs/security.md, "TLS").
 CA_VALIDITY_HOURS = 10 * 365 * 24
-SERVER_VALIDITY_HOURS = 365 * 24
-# Renewed by `pulumi up` once less than this remains.
+# Server keys sit in the instance's namespace: a key that leaks stays usable for at most 90 days.
+SERVER_VALIDITY_HOURS = 90 * 24
+# Renewed by the first `pulumi up` once less than this remains: the control plane's resync, a deploy, or the drift
+# workflow's reconcile (a certificate due for renewal shows as drift) has 30 days to run.
 SERVER_EARLY_RENEWAL_HOURS = 30 * 24
 
 
