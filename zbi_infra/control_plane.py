@@ -11,8 +11,9 @@ primary's cluster would fall with the primary region, and could not reach the DR
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -41,6 +42,8 @@ class ZbiControlPlaneArgs:
     config: ControlPlaneConfig
     # zBI stack -> the ARN of its reconciler's IRSA role.
     role_arns: Mapping[str, pulumi.Input[str]]
+    # nodeSelector/tolerations of the system node group (zbi_infra/system_nodes.py); empty: any node.
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ZbiControlPlane(pulumi.ComponentResource):
@@ -72,6 +75,7 @@ class ZbiControlPlane(pulumi.ComponentResource):
                 "controller": {"metricsSecure": False},
                 "serviceMonitor": {"enabled": True, "interval": "60s"},
                 "podLabels": {"app.kubernetes.io/part-of": "zbi"},
+                **args.placement,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[operator_ns]),
         )
@@ -99,13 +103,15 @@ class ZbiControlPlane(pulumi.ComponentResource):
                 api_version="pulumi.com/v1",
                 kind="Stack",
                 metadata=k8s.meta.v1.ObjectMetaArgs(name=f"zbi-{stack}", namespace=STACKS_NAMESPACE),
-                spec=stack_spec(config, stack),
+                spec=stack_spec(config, stack, placement=dict(args.placement)),
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[operator, service_account, binding]),
             )
         self.register_outputs({})
 
 
-def stack_spec(config: ControlPlaneConfig, stack: str) -> dict[str, object]:
+def stack_spec(
+    config: ControlPlaneConfig, stack: str, *, placement: Mapping[str, Any] | None = None
+) -> dict[str, object]:
     """The operator's Stack spec for one zBI stack (validated against the vendored CRD schema in the tests)."""
     spec: dict[str, object] = {
         "stack": qualified_stack(config, stack),
@@ -126,6 +132,11 @@ def stack_spec(config: ControlPlaneConfig, stack: str) -> dict[str, object]:
             }
         },
     }
+    if placement:
+        # The workspace pod holds cluster-admin: on the system nodes. The operator merges this into its pod by
+        # container name ("pulumi", operator/internal/controller/auto/workspace_controller.go at 2.9.0).
+        pod = {"containers": [{"name": "pulumi"}], **placement}
+        spec["workspaceTemplate"]["spec"]["podTemplate"] = {"spec": pod}  # type: ignore[index]
     if config.backend and not config.uses_pulumi_cloud():
         spec["backend"] = config.backend
     if config.secrets_provider:

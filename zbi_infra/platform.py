@@ -55,6 +55,7 @@ from zbi_infra.reconciler_access import reconciler_policy
 from zbi_infra.recovery import newest_snapshots, primary_short_name
 from zbi_infra.snapshots import EBS_CSI_DRIVER, STACK_TAG, policy_target_tags, volume_tags
 from zbi_infra.storage import ebs_storage_class, ebs_volume_snapshot_class
+from zbi_infra.system_nodes import system_placement
 from zbi_infra.tls import ZbiCertificateAuthority
 from zbi_infra.vpc import ZbiVpc, ZbiVpcArgs
 from zbi_infra.zones import lookup_zones, select_zones
@@ -161,7 +162,7 @@ class ZbiPlatform(pulumi.ComponentResource):
             )
         return ZbiControlPlane(
             f"{self._stack}-control-plane",
-            ZbiControlPlaneArgs(config=control, role_arns=roles),
+            ZbiControlPlaneArgs(config=control, role_arns=roles, placement=system_placement(self._config.cluster)),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
         )
 
@@ -219,6 +220,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                 ],
                 probe_key=self._probe_key,
                 control_plane=self.control_plane is not None,
+                placement=system_placement(config.cluster),
             ),
             opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
         )

@@ -339,4 +339,12 @@ class ClusterConfig(StrictModel):
     def _at_least_one_group(cls, groups: dict[str, NodeGroupConfig]) -> dict[str, NodeGroupConfig]:
         if not groups:
             raise ValueError("no node group. Fix: declare at least one under nodeGroups")
+        system = groups.get("system")  # platform pods go there (zbi_infra/system_nodes.py); tenants must not
+        if system is not None and not any(t.effect in ("NoSchedule", "NoExecute") for t in system.taints):
+            raise ValueError(
+                "the system node group has no NoSchedule taint, so tenant pods would run next to the platform. "
+                "Fix: add taints: [{key: zbi.io/system, value: 'true', effect: NoSchedule}] to nodeGroups.system"
+            )
+        if len(groups) == 1 and system is not None:
+            raise ValueError("only a system node group: tenant pods have nowhere to run. Fix: add another node group")
         return groups

@@ -27,6 +27,7 @@ from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
 from zbi_infra.node.gateway import GATEWAY_COMPONENT
 from zbi_infra.priorities import MONITORING
+from zbi_infra.system_nodes import place_kube_prometheus_stack
 
 NAMESPACE = "monitoring"
 CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
@@ -78,6 +79,8 @@ class ZbiMonitoringArgs:
     probe_key: pulumi.Input[str] | None = None
     # The in-cluster control plane runs (ZbiControlPlane): alert on its failed reconciles.
     control_plane: bool = False
+    # nodeSelector/tolerations of the system node group (zbi_infra/system_nodes.py); empty: any node.
+    placement: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Refused here, before the component registers anything.
@@ -245,13 +248,16 @@ class ZbiMonitoring(pulumi.ComponentResource):
             {severity: pulumi.Output.secret(url) for severity, url in args.webhooks.items()},
             pulumi.Output.from_input(args.remote_write_role_arn),
         ).apply(
-            lambda v: kube_prometheus_stack_values(
-                args.config,
-                storage_class_name=v[0],
-                priority_class_name=args.priority_class_name,
-                webhooks=v[1],
-                region=args.region,
-                remote_write_role_arn=v[2],
+            lambda v: place_kube_prometheus_stack(
+                kube_prometheus_stack_values(
+                    args.config,
+                    storage_class_name=v[0],
+                    priority_class_name=args.priority_class_name,
+                    webhooks=v[1],
+                    region=args.region,
+                    remote_write_role_arn=v[2],
+                ),
+                dict(args.placement),
             )
         )
         stack = _chart(
@@ -261,7 +267,7 @@ class ZbiMonitoring(pulumi.ComponentResource):
             f"{name}-blackbox-exporter",
             "blackbox-exporter",
             BLACKBOX_EXPORTER,
-            blackbox_values(probe_key=args.probe_key is not None),
+            {**blackbox_values(probe_key=args.probe_key is not None), **args.placement},
             self._probe_key_secret(name, args, in_namespace),
         )
         # Custom resources need the operator's CRDs, which the chart installs.
