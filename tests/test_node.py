@@ -96,8 +96,8 @@ def test_rpc_credentials_are_generated_secrets(dev: Plan) -> None:
     secret = one(dev, "Secret", "rpc-credentials", NS)
     assert secret["stringData"] == {"username": "[secret]", "password": "[secret]"}
     passwords = {p.name: p for p in dev.of_type("random:index/randomPassword:RandomPassword")}
-    # The node's RPC password, and the monitoring probe's key for the gateways.
-    assert set(passwords) == {"testnet-rpc-password", "dev-probe-key"}
+    # The node's RPC password, the monitoring probe's key for the gateways, and Grafana's admin password.
+    assert set(passwords) == {"testnet-rpc-password", "dev-probe-key", "dev-monitoring-grafana-admin-password"}
     assert all(p.inputs["length"] >= 32 for p in passwords.values())
     assert one(dev, "Secret", "zbi-probe-key", "monitoring")["stringData"] == {"key": "[secret]"}
     (lwd,) = pod_spec(one(dev, "StatefulSet", "lightwalletd", NS))["containers"]
