@@ -45,7 +45,7 @@ READ_ACTIONS: dict[str, list[str]] = {
     "aws:kms/key:Key": _KMS_KEY,
     "aws:kms/alias:Alias": ["kms:ListAliases"],
     "aws:kms/replicaKey:ReplicaKey": _KMS_KEY,
-    "aws:cloudwatch/logGroup:LogGroup": ["logs:DescribeLogGroups", "logs:ListTagsForResource"],
+    "aws:cloudwatch/logGroup:LogGroup": ["logs:DescribeLogGroups", "logs:ListTagsForResource", "logs:ListTagsLogGroup"],
     "aws:dlm/lifecyclePolicy:LifecyclePolicy": ["dlm:GetLifecyclePolicy", "dlm:ListTagsForResource"],
     "aws:eks/addon:Addon": _EKS,
     "aws:eks/accessEntry:AccessEntry": _EKS,
