@@ -239,7 +239,11 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.as_of:
         os.environ[AS_OF_ENV] = args.as_of.isoformat()
-    plan = evaluate(project.stack_file(args.stack), program=project.main, project=project.name)
+    if args.out:
+        from zbi_infra.outputs import check_output_directory
+
+        check_output_directory(args.out, flag="--out", children={"plan.json": False, "manifests": True})
+    plan = evaluate(project.stack_file(args.stack), program=project.program(), project=project.name)
 
     if args.out:
         render.write(plan, args.out)
@@ -272,9 +276,13 @@ def _roles(args: argparse.Namespace, project) -> int:
         print(block, end="")
         return 0
     path = args.file or project.root / ".github" / "CODEOWNERS"
-    current = path.read_text() if path.exists() else ""
+    from zbi_infra.outputs import check_output_file
+    from zbi_infra.yaml_roundtrip import locked, replace_file
+
+    check_output_file(path, flag="--file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(with_block(current, block))
+    with locked(path):  # the rest of the file is someone else's: read and replaced under the lock, mode kept
+        replace_file(path, with_block(check_output_file(path, flag="--file"), block))
     print(f"wrote the zbi roles block of stack {args.stack} to {path}", file=sys.stderr)
     return 0
 
@@ -349,10 +357,10 @@ def _cost(args: argparse.Namespace, project) -> int:
     prices = cost.load_prices(args.prices)
     stack_file = project.stack_file(args.stack)
     config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
-    plan = evaluate(stack_file, program=project.main, project=project.name)
+    plan = evaluate(stack_file, program=project.program(), project=project.name)
     estimate = cost.estimate(plan, config, prices=prices, assumptions=assumptions)
     if args.json:
-        print(json.dumps(estimate.document(), indent=2))
+        print(json.dumps(estimate.document(), indent=2, allow_nan=False))  # never NaN: not JSON
     else:
         print(cost.report(estimate, prices))
     margin = estimate.margin()
