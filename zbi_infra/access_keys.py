@@ -61,12 +61,16 @@ def _load(path: Path) -> tuple[str, CommentedMap]:
     anchors, aliases, duplicate keys or custom tags), so the edit starts from what the plan would see."""
     data_document = read_access_document(path)
     if data_document is not None and not isinstance(data_document, dict):
-        raise ConfigError([f"{path}: the file must be a mapping of keys to values"], what=ACCESS_FILE)
+        raise ConfigError(
+            [f"{path}: the file must be a mapping of keys to values. Fix: start it with jsonRpc:, grpc: or users:"],
+            what=ACCESS_FILE,
+        )
     text = path.read_bytes().decode("utf-8-sig")
     try:
         document = round_trip_yaml().load(text)
     except YAMLError as exc:  # the strict reader accepted it: a ruamel limitation, still the user's file to fix
-        raise ConfigError([f"{path}: cannot be edited ({str(exc).splitlines()[0]})"], what=ACCESS_FILE) from None
+        problem = f"{path}: cannot be edited ({str(exc).splitlines()[0]}). Fix: edit this part by hand"
+        raise ConfigError([problem], what=ACCESS_FILE) from None
     return text, document if isinstance(document, CommentedMap) else CommentedMap()
 
 
@@ -115,7 +119,7 @@ def create_key(path: Path, user: str, grant: UserGrant, *, today: date, check: C
         if users is None:
             users = document["users"] = CommentedSeq()
         if not isinstance(users, CommentedSeq):
-            raise ConfigError([f"{path}: users: write a list"], what=ACCESS_FILE)
+            raise ConfigError([f"{path}: users: not a list. Fix: write a list (or users: [])"], what=ACCESS_FILE)
         key = new_key()
         index = _user_index(users, user)
         entry = CommentedMap(name=_plain_safe(user)) if index is None else users[index]
@@ -148,7 +152,7 @@ def revoke(path: Path, user: str, *, check: Check | None = None) -> None:
         if index is None:
             listed = users if isinstance(users, CommentedSeq) else []
             known = ", ".join(str(u.get("name")) for u in listed if isinstance(u, CommentedMap)) or "none"
-            raise ConfigError([f"{path}: no user {user!r} (users: {known})"], what=ACCESS_FILE)
+            raise ConfigError([f"{path}: no user {user!r} (users: {known}). Fix: name a listed user"], what=ACCESS_FILE)
         spliced = splice_user(before, document, index, None)
         del users[index]
         _write(path, before, document, spliced, check)

@@ -271,7 +271,8 @@ def parse_access(document: object, source: str) -> AccessFile:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError(
-            [f"{source}: the file must be a mapping of keys to values (jsonRpc, grpc, users, …)"], what=ACCESS_FILE
+            [f"{source}: the file must be a mapping of keys to values. Fix: start it with jsonRpc:, grpc: or users:"],
+            what=ACCESS_FILE,
         )
     try:
         return AccessFile.model_validate(document)
