@@ -243,3 +243,45 @@ def test_a_file_the_commands_wrote_plans(names: list[str], project: Path) -> Non
     plan = evaluate(found.stack_file("dev"), program=found.program(), project=found.name)
     table = json.loads(one(plan, "ConfigMap", "gateway-config", "zbi-testnet")["data"]["users.json"])
     assert sorted(entry["name"] for entry in table["users"].values() if entry["name"] != "zbi-probe") == sorted(written)
+
+
+# ---- zbi instance add: generated names and flags -------------------------------------------------------------------
+
+INSTANCE_NAMES = ["extra", "b", "no", "yes", "testnet", "control-plane", "Extra", "extra\n", "x" * 41, "-x", "é"]
+instance_flags = st.fixed_dictionaries(
+    {"--network": st.sampled_from(["testnet", "mainnet", "regtest", "signet"])},
+    optional={
+        "--replicas": st.one_of(st.integers(1, 5).map(str), st.sampled_from(["0", "-1", "1000000", "x", "²"])),
+        "--storage-gib": st.one_of(st.integers(50, 2000).map(str), st.sampled_from(["1", "99999999", "0"])),
+        "--lightwallet": st.sampled_from(["lightwalletd", "zaino", "none", "lwd"]),
+        "--hostname": st.sampled_from(["x.example.com", "testnet.lwd.zbi.example", "bad host", "a" * 300, ""]),
+        "--admin": st.sampled_from(
+            ["arn:aws:iam::123456789012:role/extra-ops", "arn:aws:iam::123456789012:role/ops-é", "not-an-arn"]
+        ),
+        "--owner": st.sampled_from(["@acme/ops", "acme", "@a/b c"]),
+    },
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.sampled_from(INSTANCE_NAMES), flags=instance_flags)
+def test_any_instance_add_exits_2_untouched_or_leaves_a_valid_stack(
+    name: str, flags: dict[str, str], project: Path
+) -> None:
+    from zbi_infra.config.stack import load_stack_config
+    from zbi_infra.config.stack_file import read_stack_file
+
+    path = project / "Pulumi.dev.yaml"
+    original = (ROOT / "Pulumi.dev.yaml").read_bytes()
+    path.write_bytes(original)
+    argv = ["instance", "add", "dev", name, *(part for flag, value in flags.items() for part in (flag, value))]
+    code, _, err = run([*argv, "--project-dir", str(project)])
+    assert code in (0, 2), (argv, err)
+    event(f"exit {code}")
+    if code == 2:
+        assert path.read_bytes() == original and err.strip() and "Traceback" not in err, (argv, err)
+        return
+    config = load_stack_config(read_stack_file("dev", path).config)
+    assert name in config.instances
+    text = path.read_text()
+    assert text.startswith(original.decode()), "an add only appends the instance's lines"
