@@ -296,3 +296,24 @@ def test_a_read_only_file_is_refused_not_replaced(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"read-only \(mode -r--r--r--\); nothing was written. Fix: chmod u\+w"):
         create_key(path, "alice", UserGrant(), today=TODAY)
     assert path.read_bytes() == before and stat.S_IMODE(path.stat().st_mode) == 0o444
+
+
+def test_a_directory_where_the_old_temporary_file_went_is_no_obstacle(tmp_path: Path) -> None:
+    path = tmp_path / "testnet.yaml"
+    shutil.copy(ROOT / "access" / "testnet.yaml", path)
+    (tmp_path / ".testnet.yaml.tmp").mkdir()  # the fixed name earlier versions wrote to
+    create_key(path, "alice", UserGrant(), today=TODAY)
+    assert read_access_file(path).user("alice") is not None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".testnet.yaml.lock", ".testnet.yaml.tmp", "testnet.yaml"]
+
+
+def test_a_lock_file_that_cannot_be_made_is_a_message(tmp_path: Path) -> None:
+    path = tmp_path / "testnet.yaml"
+    shutil.copy(ROOT / "access" / "testnet.yaml", path)
+    (tmp_path / ".testnet.yaml.lock").mkdir()  # something in the way of the lock
+    before = path.read_bytes()
+    with pytest.raises(
+        ConfigError, match=r"cannot open the lock file \(Is a directory\)\. Fix: .* in the way at \.testnet\.yaml\.lock"
+    ):
+        create_key(path, "alice", UserGrant(), today=TODAY)
+    assert path.read_bytes() == before

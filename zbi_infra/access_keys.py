@@ -82,7 +82,7 @@ def _validated(path: Path, text: str, check: Check | None) -> AccessFile:
     return access
 
 
-def _write(path: Path, before: str, document: CommentedMap, spliced: str | None, check: Check | None) -> None:
+def _write(path: Path, document: CommentedMap, spliced: str | None, check: Check | None) -> None:
     """Write the spliced text (only the edited lines changed) when it means what the whole re-dumped document
     means; otherwise the re-dump (ruamel keeps comments and order, but may re-flow long lists)."""
     redumped = dump(document)
@@ -138,7 +138,7 @@ def create_key(path: Path, user: str, grant: UserGrant, *, today: date, check: C
         if index is None:
             users.append(entry)
         spliced = splice_user(before, document, len(users) - 1 if index is None else index, entry)
-        _write(path, before, document, spliced, check)
+        _write(path, document, spliced, check)
     return key
 
 
@@ -155,7 +155,7 @@ def revoke(path: Path, user: str, *, check: Check | None = None) -> None:
             raise ConfigError([f"{path}: no user {user!r} (users: {known}). Fix: name a listed user"], what=ACCESS_FILE)
         spliced = splice_user(before, document, index, None)
         del users[index]
-        _write(path, before, document, spliced, check)
+        _write(path, document, spliced, check)
 
 
 def describe_users(access: AccessFile, *, today: date) -> list[dict[str, Any]]:

@@ -68,7 +68,10 @@ def locked(path: Path, *, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
         descriptor = os.open(sidecar, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise ConfigError(
-            [f"{sidecar}: cannot open the lock file ({exc.strerror}). Fix: make {sidecar.parent} writable"],
+            [
+                f"{sidecar}: cannot open the lock file ({exc.strerror}). Fix: make {sidecar.parent} writable, or move "
+                f"what is in the way at {sidecar.name}"
+            ],
             what=EDITED_FILE,
         ) from None
     try:

@@ -144,8 +144,10 @@ def user_name_problem(name: object) -> str | None:
             f"{name[:70]!r} is not a user name. Fix: use 1 to 64 lowercase letters, digits, '.', '_' or '-', "
             "starting and ending with a letter or digit (no spaces)"
         )
-    if name == PROBE_USER:
-        return f"{PROBE_USER} is the monitoring probe's own user. Fix: choose another name"
+    try:
+        EndUser._not_reserved(name)  # the model's own rule for reserved names, so the command cannot drift from it
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -227,6 +229,13 @@ class EndUser(StrictModel):
     json_rpc: list[str] | None = None
     grpc: list[str] | None = None
     rate_limit: RateLimit = Field(default_factory=RateLimit)
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == PROBE_USER:
+            raise ValueError(f"{PROBE_USER} is the monitoring probe's own user. Fix: choose another name")
+        return name
 
     def active_on(self, day: date) -> bool:
         return self.expires is None or day < self.expires
