@@ -54,7 +54,7 @@ def refused(data: bytes, tmp_path: Path) -> str:
     with pytest.raises(ConfigError) as caught:
         read_access_file(path)
     (problem,) = caught.value.problems
-    assert problem.startswith(str(path)) and "Fix:" in problem, problem
+    assert problem.startswith(str(path)[:60]) and "Fix:" in problem, problem
     assert str(caught.value).startswith("invalid access file:")
     return problem
 
