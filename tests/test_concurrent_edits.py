@@ -91,7 +91,7 @@ def test_a_lock_held_too_long_is_a_message_not_a_hang(tmp_path: Path) -> None:
     path.write_text("users: []\n")
     with locked(path):
         started = time.monotonic()
-        held = r"has held .*\.testnet\.yaml\.lock for 0 s; nothing was written"
+        held = r"has held its lock \.testnet\.yaml\.lock for 0 s; nothing was written"
         with pytest.raises(ConfigError, match=held), locked(path, wait=0.3):
             pytest.fail("two editors held the lock at once")
         assert time.monotonic() - started < 5

@@ -96,8 +96,8 @@ def _acquire(descriptor: int, path: Path, sidecar: Path, wait: float) -> None:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 raise ConfigError(
-                    [f"{path}: another zbi command has held {sidecar} for {wait:.0f} s; nothing was written. Fix: "
-                     f"let it finish and run again, or stop the stuck process (fuser {sidecar})"],
+                    [f"{path}: another zbi command has held its lock {sidecar.name} for {wait:.0f} s; nothing was "
+                     f"written. Fix: let it finish and run again, or stop the stuck process (fuser {sidecar})"],
                     what=EDITED_FILE,
                 ) from None  # fmt: skip
 
