@@ -86,7 +86,7 @@ def test_price_files_that_are_not_json_exit_2(
     assert expected in refused(["cost", "dev", "--prices", str(path)], capsys)
     directory = tmp_path / "dir"
     directory.mkdir()
-    assert "cannot be read" in refused(["cost", "dev", "--prices", str(directory)], capsys)
+    assert "not a regular file" in refused(["cost", "dev", "--prices", str(directory)], capsys)
 
 
 def test_the_packaged_prices_pass_the_model_and_a_valid_override_is_read_whole() -> None:
@@ -183,3 +183,24 @@ def test_a_program_that_is_not_text_exits_2(tmp_path: Path, capsys: pytest.Captu
     shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
     message = refused(["cost", "dev", "--project-dir", str(tmp_path)], capsys)
     assert "__main__.py is not readable text" in message
+
+
+def test_devices_and_pipes_are_refused_not_read_forever(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for source in ("/dev/zero", str(fifo)):
+        for args in (
+            ["cost", "dev", "--prices", source],
+            ["roles", "dev", "--write", "--file", source],
+            ["access", "list", "testnet", "--file", source],
+            ["access", "create-key", "testnet", "alice", "--file", source],
+        ):
+            result = subprocess.run(
+                [sys.executable, "-m", "zbi_infra.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+            )
+            assert result.returncode == 2 and "not a regular file" in result.stderr, (args, result.stderr)
+    assert not Path("/dev/.zero.lock").exists() and not (tmp_path / ".fifo.lock").exists()  # nothing written

@@ -42,6 +42,8 @@ def check_output_file(path: Path, *, flag: str) -> str:
     _writable(path.parent, flag)
     if not path.exists():
         return ""
+    if not path.is_file():  # a device or a pipe would be read forever
+        raise ConfigError([f"{flag} {path}: not a regular file. Fix: name the file itself"])
     try:
         return path.read_bytes().decode("utf-8")
     except OSError as exc:

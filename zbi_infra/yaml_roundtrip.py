@@ -63,6 +63,9 @@ def lock_path(path: Path) -> Path:
 def locked(path: Path, *, wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
     """Hold `path` for one read-modify-write: an exclusive flock on a sidecar `.<name>.lock` (the file itself is
     replaced by each edit, so it cannot carry the lock). A second editor says it waits, and gives up after `wait`."""
+    target = edited_path(path)
+    if target.exists() and not target.is_file():
+        raise ConfigError([f"{path}: not a regular file. Fix: point it at the file to edit"], what=EDITED_FILE)
     sidecar = lock_path(path)
     try:
         descriptor = os.open(sidecar, os.O_RDWR | os.O_CREAT, 0o666)

@@ -20,6 +20,7 @@ PRICES_FILE = "prices file"
 MAX_HOURS_PER_MONTH = 744
 # Above a million dollars for one unit, a price is a typo (cents for dollars, an extra zero run).
 MAX_PRICE = 1_000_000.0
+MAX_PRICES_BYTES = 1024 * 1024
 
 
 def _finite_price(value: float) -> float:
@@ -96,6 +97,11 @@ def _no_constant(name: str) -> float:
 
 def read_prices(path: Path) -> dict[str, Any]:
     source = f"--prices {path}"
+    # A device or a pipe (/dev/zero, a FIFO) would be read forever: only a regular file of sensible size is read.
+    if path.exists() and not path.is_file():
+        raise ConfigError([f"{source}: not a regular file. Fix: give a JSON file"], what=PRICES_FILE)
+    if path.is_file() and path.stat().st_size > MAX_PRICES_BYTES:
+        raise ConfigError([f"{source}: over {MAX_PRICES_BYTES} bytes. Fix: give a prices file"], what=PRICES_FILE)
     try:
         data = path.read_bytes()
     except OSError as exc:
