@@ -23,7 +23,7 @@ from pydantic import BeforeValidator, Field, StringConstraints, ValidationError,
 
 from zbi_infra.config.base import StrictInt, StrictModel, listed_twice
 from zbi_infra.config.errors import describe
-from zbi_infra.config.stack_file import StackFileError, decode_text, parse_yaml_document
+from zbi_infra.config.stack_file import StackFileError, decode_text, parse_yaml_document, read_bounded
 from zbi_infra.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -306,7 +306,7 @@ def read_access_document(path: Path) -> object:
     if not path.is_file():
         raise ConfigError([f"{source}: not a regular file. Fix: make it the instance's YAML file"], what=ACCESS_FILE)
     try:
-        data = path.read_bytes()
+        data = read_bounded(path)
     except OSError as exc:
         problem = f"{source}: cannot be read ({exc.strerror}). Fix: check the file and its permissions"
         raise ConfigError([problem], what=ACCESS_FILE) from None

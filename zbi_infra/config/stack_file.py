@@ -195,11 +195,16 @@ def _yaml_fix(problem: str) -> str:
     return "correct the YAML syntax at that line"
 
 
+def read_bounded(path: Path) -> bytes:
+    """The file's bytes, never more than one byte past the limit (decode_text refuses those): a multi-gigabyte file is
+    not read into memory to be refused."""
+    with path.open("rb") as handle:
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
 def decode_text(data: bytes, source: str, *, kind: str = "stack file") -> str:
     if len(data) > MAX_FILE_BYTES:
-        raise StackFileError(
-            [f"{source}: {len(data)} bytes, more than a {kind} needs ({MAX_FILE_BYTES}). Fix: trim the file"]
-        )
+        raise StackFileError([f"{source}: over {MAX_FILE_BYTES} bytes, more than a {kind} needs. Fix: trim the file"])
     for bom, encoding in _BOMS.items():
         if data.startswith(bom):
             raise StackFileError([f"{source}: the file is {encoding}. Fix: save it as UTF-8"])
@@ -228,7 +233,7 @@ def read_stack_file(stack: str, path: Path) -> StackFile:
     """The `config:` of a stack file, with `secure:` values as opaque placeholders."""
     source = path.name
     try:
-        data = path.read_bytes()
+        data = read_bounded(path)
     except OSError as exc:
         problem = f"{source}: cannot be read ({exc.strerror}). Fix: check the file and its permissions"
         raise StackFileError([problem]) from None
