@@ -317,3 +317,13 @@ def test_a_lock_file_that_cannot_be_made_is_a_message(tmp_path: Path) -> None:
     ):
         create_key(path, "alice", UserGrant(), today=TODAY)
     assert path.read_bytes() == before
+
+
+def test_a_byte_order_mark_survives_an_edit(tmp_path: Path) -> None:
+    path = tmp_path / "testnet.yaml"
+    original = b"\xef\xbb\xbf" + (ROOT / "access" / "testnet.yaml").read_bytes()
+    path.write_bytes(original)
+    create_key(path, "alice", UserGrant(), today=TODAY)
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf# Access to instance")
+    revoke(path, "alice")
+    assert path.read_bytes() == original

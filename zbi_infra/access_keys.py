@@ -93,7 +93,10 @@ def _write(path: Path, document: CommentedMap, spliced: str | None, check: Check
                 redumped = spliced
         except ConfigError:
             pass
-    replace_file(path, redumped)
+    # A UTF-8 byte-order mark the file starts with is kept (the readers skip it; the edit must not drop it).
+    with path.open("rb") as handle:
+        bom = "\ufeff" if handle.read(3) == "\ufeff".encode() else ""
+    replace_file(path, bom + redumped)
 
 
 def _user_index(users: object, user: str) -> int | None:

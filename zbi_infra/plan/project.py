@@ -11,6 +11,7 @@ from zbi_infra.config.stack_file import (
     StackFileError,
     decode_text,
     parse_yaml_document,
+    read_bounded,
     read_stack_file,
 )
 from zbi_infra.errors import ConfigError
@@ -52,7 +53,7 @@ def find_project(start: Path | None = None) -> Project:
     for directory in (here, *here.parents):
         candidate = directory / "Pulumi.yaml"
         if candidate.is_file():
-            document = parse_yaml_document(decode_text(candidate.read_bytes(), "Pulumi.yaml"), "Pulumi.yaml")
+            document = parse_yaml_document(decode_text(read_bounded(candidate), "Pulumi.yaml"), "Pulumi.yaml")
             if not isinstance(document, dict) or not isinstance(document.get("name"), str):
                 raise StackFileError(["Pulumi.yaml: no project `name`. Fix: set `name:` at the top of Pulumi.yaml"])
             main = document.get("main", ".")
