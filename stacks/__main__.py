@@ -8,7 +8,7 @@ from pathlib import Path
 import pulumi
 
 from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, plan_date, stack_config_values
-from zbi_infra.config.access import instance_access_files
+from zbi_infra.config.access import declared_instance_names, instance_access_files
 from zbi_infra.control_plane import reconciled_stack_configs
 from zbi_infra.recovery import primary_config
 
@@ -25,7 +25,10 @@ if config.role is StackRole.DR:
     dr_key = reference.get_output("disasterRecovery").apply(lambda d: (d or {}).get("drKmsKeyArn", ""))
 
 # Each instance with an access file (access/<instance>.yaml) gets its access gateway; a DR stack's are its primary's.
-access = instance_access_files(project_dir, (primary or config).instances)
+# A file in access/ that names no instance of the project is refused: it would silently leave an instance ungated.
+access = instance_access_files(
+    project_dir, (primary or config).instances, declared=declared_instance_names(project_dir)
+)
 
 # The stacks an in-cluster control plane keeps converged (zbi:controlPlane), validated from their stack files.
 reconciled = reconciled_stack_configs(config, pulumi.get_stack(), project_dir)

@@ -82,6 +82,8 @@ BAD_FILES = {
     "two documents": (b"config: {}\n---\nconfig: {}\n", "remove the `---` separator"),
     "a duplicate key": (b"config:\n  zbi:role: local\n  zbi:role: primary\n", "'zbi:role' is defined twice"),
     "a leading-zero integer": (b"config:\n  aws:x: {n: 010}\n", "010 has a leading zero"),
+    "a signed leading-zero integer": (b"config:\n  aws:x: {n: -010}\n", "write -10 for the decimal number, -0o10"),
+    "a 5,000-digit integer": (b"config:\n  aws:x: {n: " + b"7" * 5000 + b"}\n", "a number of 5000 digits"),
 }
 
 
@@ -322,6 +324,41 @@ REJECTED = {
         dict(zbi__instances={"legacy": {"network": "mainnet", "node": {"kind": "zcashd"}}}),
         "zcashd is end of life",
     ),
+    "no CPU": (dict(zbi__instances={"testnet": {"node": {"resources": {"cpu": "0"}}}}), "0 is no CPU at all"),
+    "a CPU below a millicore": (
+        dict(zbi__instances={"testnet": {"lightwallet": {"resources": {"cpu": "0.0001", "memory": "1Gi"}}}}),
+        "at least 1m",
+    ),
+    "no memory": (dict(zbi__instances={"testnet": {"node": {"resources": {"memory": "0Mi"}}}}), "no memory at all"),
+    "a zero memory limit": (
+        dict(zbi__instances={"testnet": {"node": {"resources": {"memoryLimit": "0Gi"}}}}),
+        "memoryLimit: 0Gi is no memory",
+    ),
+    "a loopback VPC": (dict(zbi__platform={"vpcCidr": "127.0.0.0/16"}), "127.0.0.0/16 is not a private (RFC 1918)"),
+    "a link-local VPC": (dict(zbi__platform={"vpcCidr": "169.254.0.0/16"}), "is not a private (RFC 1918)"),
+    "an empty public endpoint allowlist": (
+        dict(zbi__cluster={"endpoint": {**PUBLIC, "publicAccessCidrs": []}}),
+        "no CIDR is allowed",
+    ),
+    "a role name in another script": (
+        dict(zbi__instances={"testnet": {"admins": ["arn:aws:iam::123456789012:role/opérateurs"]}}),
+        "ASCII letters",
+    ),
+    "a role name of Arabic digits": (
+        dict(zbi__instances={"testnet": {"admins": ["arn:aws:iam::١٢٣٤٥٦٧٨٩٠١٢:role/x"]}}),
+        "is not an IAM role or user ARN",
+    ),
+    "a role name over 64 characters": (
+        dict(zbi__instances={"testnet": {"admins": ["arn:aws:iam::123456789012:role/" + "r" * 65]}}),
+        "at most 64 characters",
+    ),
+    "an instance in the control plane's namespace": (
+        dict(
+            zbi__controlPlane={"repository": "https://example.com/zbi.git"},
+            zbi__instances={"control-plane": {"network": "testnet"}},
+        ),
+        "its namespace zbi-control-plane is the control plane's",
+    ),
     "a primary stack that is a path": (
         dict(zbi__role="dr", zbi__dr={"primaryStack": "../dev"}, zbi__backup=None, zbi__instances=None),
         "looks like a file path",
@@ -443,6 +480,46 @@ def test_bad_cli_arguments_exit_2_with_a_message(tmp_path: Path) -> None:
         assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr
     outside = zbi("plan", "dev", cwd=tmp_path)
     assert outside.returncode == 2 and "no Pulumi.yaml" in outside.stderr
+
+
+def test_an_activated_dr_stack_without_the_snapshot_it_requires_exits_2(tmp_path: Path) -> None:
+    project = project_copy(tmp_path)
+    dr = (project / "Pulumi.dr.yaml").read_text()
+    (project / "Pulumi.dr.yaml").write_text(
+        dr.replace("    activate: false", "    activate: true\n    requireSnapshot: true")
+    )
+    result = zbi("plan", "dr", cwd=project)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "zbi:dr.requireSnapshot: no completed snapshot copy in us-west-2 for testnet. Fix:" in result.stderr
+
+
+def test_the_control_plane_namespace_is_the_one_an_instance_named_control_plane_would_get() -> None:
+    from zbi_infra.config.stack import CONTROL_PLANE_INSTANCE
+    from zbi_infra.control_plane import STACKS_NAMESPACE
+    from zbi_infra.node.context import namespace_of
+
+    assert namespace_of(CONTROL_PLANE_INSTANCE) == STACKS_NAMESPACE
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["add", "dev", "foo\n", "--network", "testnet"], "is not an instance name"),
+        (["remove", "dev", "testnet\n", "--yes"], "is not an instance name"),
+        (
+            ["add", "dev", "foo", "--network", "testnet", "--admin", "arn:aws:iam::123456789012:role/bücher"],
+            "ASCII letters",
+        ),
+    ],
+)
+def test_zbi_instance_refuses_names_and_roles_kubernetes_or_iam_would(
+    args: list[str], expected: str, tmp_path: Path
+) -> None:
+    project = project_copy(tmp_path)
+    before = (project / "Pulumi.dev.yaml").read_bytes()
+    result = zbi("instance", *args, cwd=project)
+    assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert (project / "Pulumi.dev.yaml").read_bytes() == before
 
 
 # ---- accepted on purpose ----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ has a timeout, and the fixture stops nginx and the node at the end."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import time
@@ -167,6 +168,28 @@ def test_never_exposed_methods_are_refused_whatever_the_table_says(gateway: Gate
             status, body = gateway.call({"method": method, "id": 1})
             assert status == 200 and body["error"]["code"] == -32601, method
         assert gateway.call({"method": "getblockcount", "id": 1})[1]["result"] == {"answered": "getblockcount"}
+    finally:
+        table.write_text(original)
+
+
+def test_an_empty_key_never_authenticates_whatever_the_table_says(gateway: Gateway) -> None:
+    """The model refuses the SHA-256 of "" (test_access_input); the gateway refuses an empty key before hashing it,
+    so a table that slipped such an entry through still lets no one in without a key."""
+    table = gateway.config_dir / USERS_FILE
+    original = table.read_text()
+    tampered = json.loads(original)
+    tampered["users"][hashlib.sha256(b"").hexdigest()] = next(iter(tampered["users"].values()))
+    try:
+        table.write_text(json.dumps(tampered))
+        for user in ("exchange", "analytics"):
+            status, body = gateway.call({"method": "getblockcount", "id": 1}, user=user, key="")
+            assert status == 401 and body["error"]["code"] == -32600, user
+        request = urllib.request.Request(gateway.url, data=b'{"method": "getblockcount", "id": 1}', method="POST")
+        request.add_header("Authorization", "Bearer ")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10, context=gateway.context)
+        assert refused.value.code == 401
+        assert gateway.call({"method": "getblockcount", "id": 1})[0] == 200
     finally:
         table.write_text(original)
 

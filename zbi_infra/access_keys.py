@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
-from zbi_infra.config.access import ACCESS_FILE, AccessFile, RateLimit, parse_access
+from zbi_infra.access_splice import plain_safe as _plain_safe
+from zbi_infra.access_splice import splice_user
+from zbi_infra.config.access import (
+    ACCESS_FILE,
+    AccessFile,
+    RateLimit,
+    parse_access,
+    parse_access_text,
+    read_access_document,
+    user_name_problem,
+)
 from zbi_infra.errors import ConfigError
-from zbi_infra.yaml_roundtrip import dump, flow_list, replace_file, round_trip_yaml
+from zbi_infra.yaml_roundtrip import dump, flow_list, locked, replace_file, round_trip_yaml
+
+# A check of the edited file beyond the model (the instance's config), run before anything is written.
+Check = Callable[[AccessFile], None]
 
 # Recognisable in logs and by secret scanners; 32 random bytes (256 bits) follow it.
 KEY_PREFIX = "zbik_"
@@ -41,66 +56,109 @@ class UserGrant:
     rate_limit: RateLimit | None = None
 
 
-def _load(path: Path) -> CommentedMap:
-    if not path.is_file():
-        raise ConfigError([f"{path}: no such access file. Fix: create it first (see the README)"], what=ACCESS_FILE)
-    document = round_trip_yaml().load(path.read_text())
-    if document is None:
-        document = CommentedMap()
-    if not isinstance(document, CommentedMap):
-        raise ConfigError([f"{path}: the file must be a mapping of keys to values"], what=ACCESS_FILE)
-    return document
+def _load(path: Path) -> tuple[str, CommentedMap]:
+    """The file's text and its round-trip document; the text is first read as `zbi plan` reads it (UTF-8, no
+    anchors, aliases, duplicate keys or custom tags), so the edit starts from what the plan would see."""
+    data_document = read_access_document(path)
+    if data_document is not None and not isinstance(data_document, dict):
+        raise ConfigError(
+            [f"{path}: the file must be a mapping of keys to values. Fix: start it with jsonRpc:, grpc: or users:"],
+            what=ACCESS_FILE,
+        )
+    text = path.read_bytes().decode("utf-8-sig")
+    try:
+        document = round_trip_yaml().load(text)
+    except YAMLError as exc:  # the strict reader accepted it: a ruamel limitation, still the user's file to fix
+        problem = f"{path}: cannot be edited ({str(exc).splitlines()[0]}). Fix: edit this part by hand"
+        raise ConfigError([problem], what=ACCESS_FILE) from None
+    return text, document if isinstance(document, CommentedMap) else CommentedMap()
 
 
-def _write_validated(path: Path, document: CommentedMap) -> AccessFile:
-    text = dump(document)
-    # Validate what would be written, as `zbi access check` will read it.
-    import yaml
-
-    access = parse_access(yaml.safe_load(text), str(path))
-    replace_file(path, text)
+def _validated(path: Path, text: str, check: Check | None) -> AccessFile:
+    """What `text` would be, read as `zbi access check` and `zbi plan` will read it."""
+    access = parse_access(parse_access_text(text.encode(), str(path)), str(path))
+    if check is not None:
+        check(access)
     return access
 
 
-def create_key(path: Path, user: str, grant: UserGrant, *, today: date) -> str:
-    """A new key for `user` (added, or rotated if listed): returns the key; the file gets its hash only."""
+def _write(path: Path, document: CommentedMap, spliced: str | None, check: Check | None) -> None:
+    """Write the spliced text (only the edited lines changed) when it means what the whole re-dumped document
+    means; otherwise the re-dump (ruamel keeps comments and order, but may re-flow long lists)."""
+    redumped = dump(document)
+    access = _validated(path, redumped, check)
+    if spliced is not None:
+        try:
+            if _validated(path, spliced, check) == access:
+                redumped = spliced
+        except ConfigError:
+            pass
+    # A UTF-8 byte-order mark the file starts with is kept (the readers skip it; the edit must not drop it).
+    with path.open("rb") as handle:
+        bom = "\ufeff" if handle.read(3) == "\ufeff".encode() else ""
+    replace_file(path, bom + redumped)
+
+
+def _user_index(users: object, user: str) -> int | None:
+    if not isinstance(users, CommentedSeq):
+        return None
+    return next((i for i, u in enumerate(users) if isinstance(u, CommentedMap) and u.get("name") == user), None)
+
+
+def _checked_user(user: str) -> None:
+    if problem := user_name_problem(user):
+        raise ConfigError([f"user: {problem}"], what="command")
+
+
+def create_key(path: Path, user: str, grant: UserGrant, *, today: date, check: Check | None = None) -> str:
+    """A new key for `user` (added, or rotated if listed): returns the key; the file gets its hash only. `check`
+    sees the edited file before it is written (e.g. against the instance's config)."""
+    _checked_user(user)
     if grant.expires is not None and grant.expires <= today:
         raise ConfigError([f"--expires {grant.expires}: already past. Fix: give a later date"], what="command")
-    document = _load(path)
-    users = document.setdefault("users", CommentedSeq())
-    if not isinstance(users, CommentedSeq):
-        raise ConfigError([f"{path}: users: write a list"], what=ACCESS_FILE)
-    key = new_key()
-    entry = next((u for u in users if isinstance(u, CommentedMap) and u.get("name") == user), None)
-    if entry is None:
-        entry = CommentedMap(name=user)
-        users.append(entry)
-    entry["keySha256"] = key_hash(key)
-    if grant.expires is not None:
-        entry["expires"] = grant.expires
-    if grant.json_rpc is not None:
-        entry["jsonRpc"] = flow_list(grant.json_rpc)
-    if grant.grpc is not None:
-        entry["grpc"] = flow_list(grant.grpc)
-    if grant.rate_limit is not None:
-        limit = CommentedMap(requestsPerSecond=grant.rate_limit.requests_per_second)
-        if grant.rate_limit.burst:
-            limit["burst"] = grant.rate_limit.burst
-        entry["rateLimit"] = limit
-    _write_validated(path, document)
+    with locked(path):
+        before, document = _load(path)
+        users = document.get("users")
+        if users is None:
+            users = document["users"] = CommentedSeq()
+        if not isinstance(users, CommentedSeq):
+            raise ConfigError([f"{path}: users: not a list. Fix: write a list (or users: [])"], what=ACCESS_FILE)
+        key = new_key()
+        index = _user_index(users, user)
+        entry = CommentedMap(name=_plain_safe(user)) if index is None else users[index]
+        entry["keySha256"] = key_hash(key)
+        if grant.expires is not None:
+            entry["expires"] = grant.expires
+        if grant.json_rpc is not None:
+            entry["jsonRpc"] = flow_list(grant.json_rpc)
+        if grant.grpc is not None:
+            entry["grpc"] = flow_list(grant.grpc)
+        if grant.rate_limit is not None:
+            limit = CommentedMap(requestsPerSecond=grant.rate_limit.requests_per_second)
+            if grant.rate_limit.burst:
+                limit["burst"] = grant.rate_limit.burst
+            entry["rateLimit"] = limit
+        if index is None:
+            users.append(entry)
+        spliced = splice_user(before, document, len(users) - 1 if index is None else index, entry)
+        _write(path, document, spliced, check)
     return key
 
 
-def revoke(path: Path, user: str) -> None:
+def revoke(path: Path, user: str, *, check: Check | None = None) -> None:
     """Remove `user` and with it their key's hash: the gateway refuses the key once it reloads the table."""
-    document = _load(path)
-    users = document.get("users") or []
-    index = next((i for i, u in enumerate(users) if isinstance(u, CommentedMap) and u.get("name") == user), None)
-    if index is None:
-        known = ", ".join(str(u.get("name")) for u in users if isinstance(u, CommentedMap)) or "none"
-        raise ConfigError([f"{path}: no user {user!r} (users: {known})"], what=ACCESS_FILE)
-    del users[index]
-    _write_validated(path, document)
+    _checked_user(user)
+    with locked(path):
+        before, document = _load(path)
+        users = document.get("users")
+        index = _user_index(users, user)
+        if index is None:
+            listed = users if isinstance(users, CommentedSeq) else []
+            known = ", ".join(str(u.get("name")) for u in listed if isinstance(u, CommentedMap)) or "none"
+            raise ConfigError([f"{path}: no user {user!r} (users: {known}). Fix: name a listed user"], what=ACCESS_FILE)
+        spliced = splice_user(before, document, index, None)
+        del users[index]
+        _write(path, document, spliced, check)
 
 
 def describe_users(access: AccessFile, *, today: date) -> list[dict[str, Any]]:

@@ -88,7 +88,7 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
         parser = actions.add_parser(name, help=help, description=help)
         parser.add_argument("instance", type=_instance_name, help="the instance (a key of zbi:instances)")
         if user:
-            parser.add_argument("user", help="the end user's name (lowercase letters, digits, . _ -)")
+            parser.add_argument("user", type=_user_name, help="the end user's name (lowercase letters, digits, . _ -)")
         parser.add_argument("--file", type=Path, help="the access file (default: access/<instance>.yaml)")
         parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
         return parser
@@ -162,8 +162,16 @@ def _instance_name(text: str) -> str:
 
     from zbi_infra.config.base import DNS_LABEL_PATTERN
 
-    if not re.match(DNS_LABEL_PATTERN, text):
+    if not re.fullmatch(DNS_LABEL_PATTERN, text):
         raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an instance name; write a key of zbi:instances")
+    return text
+
+
+def _user_name(text: str) -> str:
+    from zbi_infra.config.access import user_name_problem
+
+    if problem := user_name_problem(text):
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
@@ -217,7 +225,9 @@ def _run(args: argparse.Namespace) -> int:
 
     project = find_project(args.project_dir)
     if args.command == "access":
-        return _access(args, project)
+        from zbi_infra.access_command import access_command
+
+        return access_command(args, project)
     if args.command == "roles":
         return _roles(args, project)
     if args.command == "instance":
@@ -229,7 +239,11 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.as_of:
         os.environ[AS_OF_ENV] = args.as_of.isoformat()
-    plan = evaluate(project.stack_file(args.stack), program=project.main, project=project.name)
+    if args.out:
+        from zbi_infra.outputs import check_output_directory
+
+        check_output_directory(args.out, flag="--out", children={"plan.json": False, "manifests": True})
+    plan = evaluate(project.stack_file(args.stack), program=project.program(), project=project.name)
 
     if args.out:
         render.write(plan, args.out)
@@ -262,65 +276,14 @@ def _roles(args: argparse.Namespace, project) -> int:
         print(block, end="")
         return 0
     path = args.file or project.root / ".github" / "CODEOWNERS"
-    current = path.read_text() if path.exists() else ""
+    from zbi_infra.outputs import check_output_file
+    from zbi_infra.yaml_roundtrip import locked, replace_file
+
+    check_output_file(path, flag="--file")
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(with_block(current, block))
+    with locked(path):  # the rest of the file is someone else's: read and replaced under the lock, mode kept
+        replace_file(path, with_block(check_output_file(path, flag="--file"), block))
     print(f"wrote the zbi roles block of stack {args.stack} to {path}", file=sys.stderr)
-    return 0
-
-
-def _declared_instances(project) -> dict[str, list[str]]:
-    """Instance name -> the stacks whose zbi:instances declare it."""
-    declared: dict[str, list[str]] = {}
-    for stack in project.stack_names():
-        instances = project.stack_file(stack).config.get("zbi:instances")
-        for name in instances if isinstance(instances, dict) else {}:
-            declared.setdefault(str(name), []).append(stack)
-    return declared
-
-
-def _access(args: argparse.Namespace, project) -> int:
-    from zbi_infra.access_keys import UserGrant, create_key, describe_users, revoke
-    from zbi_infra.config.access import ACCESS_DIR, RateLimit, read_access_file
-
-    path = args.file or project.root / ACCESS_DIR / f"{args.instance}.yaml"
-    today = date.today()
-    if args.action == "create-key":
-        limit = None
-        if args.rate or args.burst:
-            limit = RateLimit(requests_per_second=args.rate or 10, burst=args.burst or 0)
-        grant = UserGrant(expires=args.expires, json_rpc=args.json_rpc, grpc=args.grpc, rate_limit=limit)
-        key = create_key(path, args.user, grant, today=today)
-        print(f"key for {args.user} on {args.instance} (shown once; {path} holds only its SHA-256):", file=sys.stderr)
-        print(key)
-        return 0
-    if args.action == "revoke":
-        revoke(path, args.user)
-        print(f"revoked {args.user}: the gateway refuses the key once the new table is deployed", file=sys.stderr)
-        return 0
-    access = read_access_file(path)
-    if args.action == "check":
-        # Only `check` reads every stack file: the other actions touch the access file alone.
-        declared = _declared_instances(project)
-        if args.instance not in declared:
-            known = ", ".join(sorted(declared)) or "none"
-            raise ConfigError(
-                [f"instance {args.instance!r} is declared in no stack's zbi:instances (declared: {known}). Fix: "
-                 "declare it in a Pulumi.<stack>.yaml, or remove its access file"],
-                what="access file",
-            )  # fmt: skip
-        stacks = ", ".join(declared[args.instance])
-        print(f"{path}: valid ({len(access.users)} users; instance of stack {stacks})")
-        return 0
-    rows = describe_users(access, today=today)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    for row in rows:
-        expires = f", expires {row['expires']}" if row["expires"] else ""
-        print(f"{row['user']} ({row['status']}{expires}; {row['rate']})")
-        print(f"  JSON-RPC: {', '.join(row['jsonRpc']) or '-'}")
-        print(f"  gRPC:     {', '.join(row['grpc']) or '-'}")
     return 0
 
 
@@ -328,7 +291,7 @@ def _instance(args: argparse.Namespace, project) -> int:
     import yaml
 
     from zbi_infra import instances
-    from zbi_infra.yaml_roundtrip import replace_file
+    from zbi_infra.yaml_roundtrip import locked
 
     project.stack_file(args.stack)  # refuses an unknown stack, naming the known ones
     path = project.root / f"Pulumi.{args.stack}.yaml"
@@ -348,6 +311,15 @@ def _instance(args: argparse.Namespace, project) -> int:
         shown = instances.show(config, args.name, path)
         print(json.dumps(shown, indent=2) if args.json else yaml.safe_dump(shown, sort_keys=False), end="\n")
         return 0
+    # One editor at a time: the file is read, edited and replaced under its lock, so no concurrent edit is lost.
+    with locked(path):
+        return _edit_instance(args, path)
+
+
+def _edit_instance(args: argparse.Namespace, path: Path) -> int:
+    from zbi_infra import instances
+    from zbi_infra.yaml_roundtrip import replace_file
+
     if args.action == "add":
         flags = instances.InstanceFlags(
             network=args.network,
@@ -385,10 +357,10 @@ def _cost(args: argparse.Namespace, project) -> int:
     prices = cost.load_prices(args.prices)
     stack_file = project.stack_file(args.stack)
     config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
-    plan = evaluate(stack_file, program=project.main, project=project.name)
+    plan = evaluate(stack_file, program=project.program(), project=project.name)
     estimate = cost.estimate(plan, config, prices=prices, assumptions=assumptions)
     if args.json:
-        print(json.dumps(estimate.document(), indent=2))
+        print(json.dumps(estimate.document(), indent=2, allow_nan=False))  # never NaN: not JSON
     else:
         print(cost.report(estimate, prices))
     margin = estimate.margin()

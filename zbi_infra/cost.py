@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from zbi_infra.config.prices import parse_prices, read_prices
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.config.stack import StackConfig, StackRole
 from zbi_infra.errors import ConfigError
@@ -60,7 +61,9 @@ class Assumptions:
                     [f"--assume {pair[:60]!r}: {text[:20]!r} is not a number. Fix: write {key}=N"]
                 ) from None
             if value < 0 or not math.isfinite(value):
-                raise ConfigError([f"--assume {pair[:60]!r}: must be a finite number of at least 0"])
+                raise ConfigError([f"--assume {pair[:60]!r}: must be a finite number of at least 0. Fix: {key}=N"])
+            if key.endswith("_fraction") and value > 1:
+                raise ConfigError([f"--assume {pair[:60]!r}: a fraction is at most 1. Fix: write e.g. {key}=0.5"])
             values[key] = value
         return cls(**values)
 
@@ -120,17 +123,11 @@ class Estimate:
 
 
 def load_prices(path: Path | None) -> dict[str, Any]:
+    """The packaged prices or `--prices FILE`, validated by the same model (zbi_infra/config/prices.py)."""
     if path is None:
-        return json.loads(resources.files("zbi_infra.data").joinpath("aws-prices.json").read_text())
-    try:
-        prices = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(
-            [f"--prices {path}: cannot be read as JSON ({exc}). Fix: use aws-prices.json's shape"]
-        ) from None
-    if not isinstance(prices, dict):
-        raise ConfigError([f"--prices {path}: not a JSON object. Fix: use zbi_infra/data/aws-prices.json's shape"])
-    return prices
+        packaged = json.loads(resources.files("zbi_infra.data").joinpath("aws-prices.json").read_text())
+        return parse_prices(packaged, "zbi_infra/data/aws-prices.json")
+    return read_prices(path)
 
 
 def _price(prices: dict[str, Any], key: str) -> float:

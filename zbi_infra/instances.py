@@ -22,6 +22,7 @@ from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import DATA_VOLUME, namespace_of
 from zbi_infra.snapshots import INSTANCE_TAG, STACK_TAG
 from zbi_infra.yaml_roundtrip import dump, flow_list, round_trip_yaml
+from zbi_infra.yaml_splice import add_entry, remove_entry
 
 INSTANCES_KEY = "zbi:instances"
 # Stack files run to 120 columns (the project's line length): longer flow lists are not folded below that.
@@ -126,7 +127,8 @@ def add_instance(stack: str, path: Path, name: str, flags: InstanceFlags) -> Edi
     instances[name] = flags.document()
     after = dump(document, width=STACK_FILE_WIDTH)
     validated(stack, path, after)
-    return Edit(path, before, after)
+    spliced = add_entry(before, instances, name, instances[name], width=STACK_FILE_WIDTH)
+    return Edit(path, before, _least_change(stack, path, after, spliced))
 
 
 def remove_instance(stack: str, path: Path, name: str) -> Edit:
@@ -136,12 +138,29 @@ def remove_instance(stack: str, path: Path, name: str) -> Edit:
     instance = declared(config, name, path)
     # The validated config declares it, so the document's instances are a mapping holding it.
     instances = document["config"][INSTANCES_KEY]
+    if len(instances) > 1:
+        spliced = remove_entry(before, instances, name)
+    else:
+        spliced = remove_entry(before, document["config"], INSTANCES_KEY)
     del instances[name]
     if not instances:
         del document["config"][INSTANCES_KEY]
     after = dump(document, width=STACK_FILE_WIDTH)
     validated(stack, path, after)
+    after = _least_change(stack, path, after, spliced)
     return Edit(path, before, after, notes=retained(stack, name, instance, config))
+
+
+def _least_change(stack: str, path: Path, redumped: str, spliced: str | None) -> str:
+    """The spliced text (only the instance's lines changed) when it reads as the re-dumped document does; otherwise
+    the re-dump, which keeps comments and order but may re-flow other lines."""
+    if spliced is None:
+        return redumped
+    try:
+        same = parse_stack_text(stack, spliced, path.name) == parse_stack_text(stack, redumped, path.name)
+    except ConfigError:
+        return redumped
+    return spliced if same else redumped
 
 
 def retained(stack: str, name: str, instance: InstanceConfig, config: StackConfig) -> list[str]:

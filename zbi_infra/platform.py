@@ -40,6 +40,7 @@ from zbi_infra.control_plane import (
     reconciler_service_account,
 )
 from zbi_infra.dns import FailoverRole, failover_record
+from zbi_infra.errors import ConfigError
 from zbi_infra.instance_admins import ALL_INSTANCE_ADMINS, instance_admin_role, instance_admins_group
 from zbi_infra.monitoring.component import (
     CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT,
@@ -358,10 +359,11 @@ class ZbiPlatform(pulumi.ComponentResource):
         self.restored_from = newest_snapshots(primary_short_name(config), sorted(args.primary.instances), provider)
         missing = sorted(name for name, snapshot in self.restored_from.items() if snapshot is None)
         if missing and config.dr.require_snapshot:
-            raise pulumi.RunError(
-                f"no completed snapshot copy in {platform.region} for {', '.join(missing)}; "
-                "set zbi:dr.requireSnapshot to false to let them sync from genesis"
-            )
+            # A configuration the region cannot serve yet: refused before the instances are registered (exit 2).
+            raise ConfigError(
+                [f"zbi:dr.requireSnapshot: no completed snapshot copy in {platform.region} for {', '.join(missing)}. "
+                 "Fix: wait for DLM's next copy, or set zbi:dr.requireSnapshot to false to let them sync from genesis"]
+            )  # fmt: skip
         for name in missing:
             pulumi.log.warn(f"instance {name}: no snapshot copy in {platform.region}; it will sync from genesis")
         restore = {

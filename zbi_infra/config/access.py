@@ -9,22 +9,28 @@ lightwalletd's `service.proto`), copied into `zbi_infra/data/` by tools/refresh_
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
-from collections.abc import Iterable
+import re
+from collections.abc import Iterable, Mapping
 from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import yaml
-from pydantic import Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import BeforeValidator, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from zbi_infra.config.base import StrictInt, StrictModel, listed_twice
 from zbi_infra.config.errors import describe
+from zbi_infra.config.stack_file import StackFileError, decode_text, parse_yaml_document, read_bounded
 from zbi_infra.errors import ConfigError
 
+if TYPE_CHECKING:
+    from zbi_infra.config.instance import InstanceConfig
+
 ACCESS_DIR = "access"
+ACCESS_SUFFIX = ".yaml"
 ACCESS_FILE = "access file"
 # JSON-RPC methods no access file can expose: they change the node's state or peers, mine, or reveal the operator's
 # network (peer addresses, bans). Every `z_` method is refused too: in zcashd they are the wallet's, and Zebra's few
@@ -100,6 +106,21 @@ def _listed_once(methods: list[str]) -> list[str]:
     return methods
 
 
+def _narrower_list(where: str, key: str, listed: list[str] | None, exposed: set[str]) -> None:
+    """A profile's own list: methods the instance exposes, each once."""
+    if not listed:
+        return
+    if key == "jsonRpc" and (refused := sorted({m for m in listed if never_exposed(m)})):
+        raise ValueError(f"{where}.jsonRpc: {', '.join(refused)} never exposed. Fix: remove them")
+    if twice := listed_twice(listed):
+        raise ValueError(f"{where}.{key}: {', '.join(twice)} listed twice. Fix: list each method once")
+    if extra := sorted(set(listed) - exposed):
+        raise ValueError(
+            f"{where}.{key}: {', '.join(extra)} not in {key}.methods, which the instance exposes. Fix: "
+            f"add them to {key}.methods or remove them here"
+        )
+
+
 def _grpc_methods(methods: list[str]) -> list[str]:
     service, known = light_wallet_service()
     for method in methods:
@@ -108,8 +129,61 @@ def _grpc_methods(methods: list[str]) -> list[str]:
     return _listed_once(methods)
 
 
-UserName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")]
-KeyHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+USER_NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
+# The SHA-256 of no key at all: a gateway that hashed an empty password would match it.
+EMPTY_KEY_SHA256 = hashlib.sha256(b"").hexdigest()
+
+
+def user_name_problem(name: object) -> str | None:
+    """Why `name` cannot be an end user's name, or None. One rule for the file and for `zbi access`'s argument:
+    names are used exactly as written (no stripping), since the gateway compares them byte for byte."""
+    if not isinstance(name, str):
+        return f"{name!r} is not text. Fix: write the name as text (quote it)"
+    if not USER_NAME_PATTERN.fullmatch(name):
+        return (
+            f"{name[:70]!r} is not a user name. Fix: use 1 to 64 lowercase letters, digits, '.', '_' or '-', "
+            "starting and ending with a letter or digit (no spaces)"
+        )
+    try:
+        EndUser._not_reserved(name)  # the model's own rule for reserved names, so the command cannot drift from it
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _user_name(name: object) -> str:
+    if problem := user_name_problem(name):
+        raise ValueError(problem)
+    assert isinstance(name, str)
+    return name
+
+
+def _key_hash(value: object) -> object:
+    if value == EMPTY_KEY_SHA256:
+        raise ValueError(
+            "is the SHA-256 of an empty key, which would let a client in without a key. Fix: make a key with "
+            "`zbi access create-key`"
+        )
+    return value
+
+
+def _iso_date(value: object) -> object:
+    """Expiry days as ISO dates (YYYY-MM-DD) only: `0` or a Unix time would be read as some day in 1970 or 2027."""
+    if isinstance(value, date) or value is None:
+        return value
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a day of the calendar. Fix: write a real date, YYYY-MM-DD") from None
+    raise ValueError(f"{str(value)[:40]!r} is not an ISO date. Fix: write the day the key stops working as YYYY-MM-DD")
+
+
+UserName = Annotated[str, BeforeValidator(_user_name)]
+KeyHash = Annotated[
+    str, StringConstraints(pattern=r"^[0-9a-f]{64}$", strip_whitespace=False), BeforeValidator(_key_hash)
+]
+IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class RateLimit(StrictModel):
@@ -150,7 +224,7 @@ class AnonymousProfile(StrictModel):
 class EndUser(StrictModel):
     name: UserName
     key_sha256: KeyHash
-    expires: date | None = None
+    expires: IsoDate | None = None
     # None: every method the instance exposes.
     json_rpc: list[str] | None = None
     grpc: list[str] | None = None
@@ -179,16 +253,8 @@ class AccessFile(StrictModel):
         profiles: list[tuple[str, Any]] = [("anonymous", self.anonymous)] if self.anonymous else []
         profiles += [(f"users[{i}]", user) for i, user in enumerate(self.users)]
         for where, profile in profiles:
-            refused = sorted(m for m in profile.json_rpc or [] if never_exposed(m))
-            if refused:
-                raise ValueError(f"{where}.jsonRpc: {', '.join(refused)} never exposed. Fix: remove them")
             for key, listed in (("jsonRpc", profile.json_rpc), ("grpc", profile.grpc)):
-                extra = sorted(set(listed or []) - exposed[key])
-                if extra:
-                    raise ValueError(
-                        f"{where}.{key}: {', '.join(extra)} not in {key}.methods, which the instance exposes. Fix: "
-                        f"add them to {key}.methods or remove them here"
-                    )
+                _narrower_list(where, key, listed, exposed[key])
         if twice := listed_twice([user.name for user in self.users]):
             raise ValueError(f"users: {', '.join(twice)} listed twice. Fix: one entry per user")
         if listed_twice([user.key_sha256 for user in self.users]):
@@ -214,7 +280,8 @@ def parse_access(document: object, source: str) -> AccessFile:
         document = {}
     if not isinstance(document, dict):
         raise ConfigError(
-            [f"{source}: the file must be a mapping of keys to values (jsonRpc, grpc, users, …)"], what=ACCESS_FILE
+            [f"{source}: the file must be a mapping of keys to values. Fix: start it with jsonRpc:, grpc: or users:"],
+            what=ACCESS_FILE,
         )
     try:
         return AccessFile.model_validate(document)
@@ -223,31 +290,113 @@ def parse_access(document: object, source: str) -> AccessFile:
 
 
 def read_access_file(path: Path) -> AccessFile:
+    """An access file read by the stack-file reader's rules (UTF-8, YAML 1.2 scalars, no anchors, aliases, duplicate
+    keys, custom tags or deep nesting), then validated: every error names the file, the line or key, and the fix."""
+    return parse_access(read_access_document(path), str(path))
+
+
+def read_access_document(path: Path) -> object:
+    source = str(path)
+    if path.is_symlink() and not path.exists():
+        problem = f"{source}: a symbolic link to {path.readlink()}, which does not exist. Fix: point it at a file"
+        raise ConfigError([problem], what=ACCESS_FILE)
+    if not path.exists():
+        problem = f"{source}: no such access file. Fix: create it (see the README's access section)"
+        raise ConfigError([problem], what=ACCESS_FILE)
     if not path.is_file():
-        raise ConfigError(
-            [f"{path}: no such access file. Fix: create it (see the README's access section)"], what=ACCESS_FILE
-        )
+        raise ConfigError([f"{source}: not a regular file. Fix: make it the instance's YAML file"], what=ACCESS_FILE)
     try:
-        document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        problem = f"{path}: not valid YAML ({str(exc).splitlines()[0]}). Fix: correct the syntax"
+        data = read_bounded(path)
+    except OSError as exc:
+        problem = f"{source}: cannot be read ({exc.strerror}). Fix: check the file and its permissions"
         raise ConfigError([problem], what=ACCESS_FILE) from None
-    return parse_access(document, str(path))
+    return parse_access_text(data, source)
 
 
-def instance_access_files(root: Path, instances: Iterable[str]) -> dict[str, AccessFile]:
+def parse_access_text(data: bytes, source: str) -> object:
+    try:
+        return parse_yaml_document(decode_text(data, source, kind=ACCESS_FILE), source, kind=ACCESS_FILE)
+    except StackFileError as exc:
+        raise ConfigError(exc.problems, what=ACCESS_FILE) from None
+
+
+def check_for_instance(access: AccessFile, name: str, instance: InstanceConfig, source: str) -> None:
+    """What the file asks of its instance, checked against the instance: gRPC needs a light-wallet server."""
+    from zbi_infra.config.instance import LightwalletKind
+
+    if instance.lightwallet.kind is not LightwalletKind.NONE:
+        return
+    profiles = [access.grpc.methods, access.anonymous.grpc if access.anonymous else []]
+    profiles += [user.grpc or [] for user in access.users]
+    if any(profiles):
+        raise ConfigError(
+            [f"{source}: grpc: instance {name} has no light-wallet server (lightwallet.kind: none), so no gRPC method "
+             "can be exposed. Fix: remove the grpc lists, or give the instance a light-wallet server"],
+            what=ACCESS_FILE,
+        )  # fmt: skip
+
+
+def instance_access_files(
+    root: Path, instances: Mapping[str, InstanceConfig] | Iterable[str], *, declared: Iterable[str] | None = None
+) -> dict[str, AccessFile]:
     """The access file of each instance that has one (`<root>/access/<instance>.yaml`), validated: a stack program
-    reads them before registering anything, so a bad file deploys nothing."""
+    reads them before registering anything, so a bad file deploys nothing. Given the instances' configs, each file is
+    checked against its instance; given `declared` (every instance of the project's stacks), a file in access/ that
+    names none of them (`testnet.yml`, a misspelt `tesnet.yaml`) is refused rather than silently ignored."""
     found = {}
     problems = []
-    for name in instances:
-        path = root / ACCESS_DIR / f"{name}.yaml"
-        if not path.exists():
+    configs = instances if isinstance(instances, Mapping) else {}
+    names = list(instances)
+    if declared is not None:
+        problems += _orphans(root / ACCESS_DIR, {*declared, *names})
+    for name in names:
+        path = root / ACCESS_DIR / f"{name}{ACCESS_SUFFIX}"
+        if not (path.exists() or path.is_symlink()):
             continue
         try:
             found[name] = read_access_file(path)
+            if name in configs:
+                check_for_instance(found[name], name, configs[name], str(path))
         except ConfigError as exc:
             problems += exc.problems
     if problems:
         raise ConfigError(problems, what=ACCESS_FILE)
     return found
+
+
+def _orphans(directory: Path, declared: set[str]) -> list[str]:
+    if not directory.is_dir():
+        return []
+    problems = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith(".") or path.suffix.lower() not in (".yaml", ".yml"):
+            continue  # lock files, a README
+        if path.suffix == ACCESS_SUFFIX and path.stem in declared:
+            continue
+        if path.stem in declared:
+            fix = f"rename it {path.stem}{ACCESS_SUFFIX}"
+        elif close := difflib.get_close_matches(path.stem, sorted(declared), n=1):
+            fix = f"rename it {close[0]}{ACCESS_SUFFIX} if it is {close[0]}'s, or remove it"
+        else:
+            fix = "remove it, or declare its instance in a Pulumi.<stack>.yaml"
+        problems.append(
+            f"{directory.name}/{path.name}: names no instance of the project's stacks (zBI reads "
+            f"{directory.name}/<instance>{ACCESS_SUFFIX}), so no gateway would use it. Fix: {fix}"
+        )
+    return problems
+
+
+def declared_instance_names(root: Path) -> set[str]:
+    """Every instance some stack file of the project declares (a stack file that cannot be read declares none: its
+    own plan says why)."""
+    from zbi_infra.config.stack_file import read_stack_file
+
+    names: set[str] = set()
+    for path in root.glob("Pulumi.*.yaml"):
+        try:
+            instances = read_stack_file(path.name[len("Pulumi.") : -len(".yaml")], path).config.get("zbi:instances")
+        except StackFileError:
+            continue
+        if isinstance(instances, dict):
+            names.update(str(name) for name in instances)
+    return names

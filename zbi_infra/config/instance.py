@@ -65,6 +65,21 @@ class ResourcesConfig(StrictModel):
     cpu_limit: Cpu | None = None
     memory_limit: Memory | None = None
 
+    @field_validator("cpu", "cpu_limit")
+    @classmethod
+    def _some_cpu(cls, value: str | None) -> str | None:
+        # "0" would let the scheduler pack the pod anywhere and the limit (4x the request) throttle it to nothing.
+        if value is not None and cpu_millis(value) < 1:
+            raise ValueError(f"{value} is no CPU at all. Fix: request at least 1m (a thousandth of a core)")
+        return value
+
+    @field_validator("memory", "memory_limit")
+    @classmethod
+    def _some_memory(cls, value: str | None) -> str | None:
+        if value is not None and memory_mib(value) < 1:
+            raise ValueError(f"{value} is no memory at all; the container could not start. Fix: give at least 1Mi")
+        return value
+
     @field_validator("cpu_limit")
     @classmethod
     def _cpu_limit_not_below_request(cls, limit: str | None, info: ValidationInfo) -> str | None:

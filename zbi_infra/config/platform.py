@@ -77,7 +77,8 @@ class PlatformConfig(StrictModel):
                 f"/{network.prefixlen} does not fit six zones of private and public subnets with room to grow. "
                 f"Fix: use a /{MIN_VPC_PREFIX} to /{MAX_VPC_PREFIX}"
             )
-        if not network.is_private:
+        # ipaddress's is_private also holds for loopback (127/8) and link-local (169.254/16), which no VPC can use.
+        if not any(network.subnet_of(ipaddress.IPv4Network(block)) for block in RFC_1918):
             raise ValueError(f"{cidr} is not a private (RFC 1918) range. Fix: use e.g. 10.20.0.0/16")
         return cidr
 
@@ -89,6 +90,9 @@ class PlatformConfig(StrictModel):
                 "Fix: remove availabilityZoneCount"
             )
         return self
+
+
+RFC_1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
 class EndpointConfig(StrictModel):
@@ -119,6 +123,8 @@ class AdminScope(StrEnum):
 # IAM identifiers: role and user names of letters, digits and +=,.@_- under an optional path; the commercial
 # partition only (zbi_infra/regions.py).
 ARN_PRINCIPAL_PATTERN = r"^arn:aws:iam::\d{12}:(role|user)/[\w+=,.@/-]+$"
+# IAM's limit on a role or user name (the last part of the ARN, after any path).
+MAX_IAM_NAME = 64
 
 
 def _principal_arn(value: object) -> object:
@@ -128,10 +134,14 @@ def _principal_arn(value: object) -> object:
             f"{value[:80]!r} is in partition {partition!r}; zBI builds in the commercial aws partition. "
             "Fix: use an arn:aws:iam::<account>:role/<name> principal"
         )
-    if isinstance(value, str) and (len(value) > 2048 or not re.match(ARN_PRINCIPAL_PATTERN, value)):
+    # ASCII only: IAM names are [A-Za-z0-9+=,.@_-], where Python's \w alone would take any script's letters.
+    if isinstance(value, str) and (len(value) > 2048 or not re.match(ARN_PRINCIPAL_PATTERN, value, re.ASCII)):
         raise ValueError(
-            f"{value[:80]!r} is not an IAM role or user ARN. Fix: write arn:aws:iam::<12-digit account>:role/<name>"
+            f"{value[:80]!r} is not an IAM role or user ARN (IAM names use ASCII letters, digits and +=,.@_- only). "
+            "Fix: write arn:aws:iam::<12-digit account>:role/<name>"
         )
+    if isinstance(value, str) and len(name := value.rsplit("/", 1)[-1]) > MAX_IAM_NAME:
+        raise ValueError(f"{name[:70]!r}: IAM names have at most {MAX_IAM_NAME} characters. Fix: use the role's name")
     return value
 
 

@@ -28,6 +28,8 @@ from zbi_infra.releases import ZEBRAD, zebrad_support
 
 # `zbi plan --as-of DATE` evaluates release support as of another day (what will this plan do next month?).
 AS_OF_ENV = "ZBI_AS_OF"
+# The instance name whose namespace (zbi-<name>) is the control plane's.
+CONTROL_PLANE_INSTANCE = "control-plane"
 
 
 class StackRole(StrEnum):
@@ -153,6 +155,13 @@ class StackConfig(StrictModel):
                         "of their own"
                     )
                 administered[principal] = name
+        # The control plane's stacks live in namespace zbi-control-plane (zbi_infra.control_plane.STACKS_NAMESPACE),
+        # the namespace an instance named control-plane would get: two Namespaces of one name cannot both apply.
+        if self.control_plane is not None and self.control_plane.enabled and CONTROL_PLANE_INSTANCE in self.instances:
+            raise ValueError(
+                f"zbi:instances.{CONTROL_PLANE_INSTANCE}: its namespace zbi-{CONTROL_PLANE_INSTANCE} is the control "
+                "plane's (zbi:controlPlane is enabled). Fix: choose another instance name"
+            )
 
     def _names_fit_aws(self) -> None:
         if self.platform is None or self.cluster is None:

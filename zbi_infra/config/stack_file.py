@@ -35,6 +35,8 @@ from zbi_infra.errors import ConfigError
 SECRET_PLACEHOLDER = "[secret]"
 MAX_FILE_BYTES = 1024 * 1024
 MAX_DEPTH = 32
+# No setting needs more than 20 digits; Python refuses to convert more than 4300 (CVE-2020-10735).
+MAX_INTEGER_DIGITS = 30
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 
@@ -74,11 +76,18 @@ class _Constructor(SafeConstructor):
     def construct_yaml_int(self, node: ScalarNode) -> int:
         value = str(self.construct_scalar(node)).replace("_", "")
         digits = value.lstrip("+-")
+        if len(digits) > MAX_INTEGER_DIGITS:
+            raise _problem(
+                node,
+                f"a number of {len(digits)} digits; no setting needs more than {MAX_INTEGER_DIGITS}",
+                "write the value the setting needs (see docs/configuration.md for its limits)",
+            )
         if len(digits) > 1 and digits.startswith("0") and digits[1] in "0123456789":
             raise _problem(
                 node,
                 f"{value} has a leading zero: yaml.v3 (Pulumi) reads it as octal, YAML 1.2 as decimal",
-                f"write {int(value, 10)} for the decimal number, 0o{digits.lstrip('0') or '0'} for octal, or quote it",
+                f"write {int(value, 10)} for the decimal number, {value[: len(value) - len(digits)]}0o"
+                f"{digits.lstrip('0') or '0'} for octal, or quote it",
             )
         return int(value, 0) if digits.startswith(("0o", "0x")) else int(value, 10)
 
@@ -98,7 +107,7 @@ _Constructor.add_constructor(_BOOL, _Constructor.construct_yaml_bool)  # type: i
 
 
 class _StackFileLoader(Reader, Scanner, Parser, Composer, _Constructor, Yaml12Resolver):
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, kind: str) -> None:
         Reader.__init__(self, stream)
         Scanner.__init__(self)
         Parser.__init__(self)
@@ -106,13 +115,14 @@ class _StackFileLoader(Reader, Scanner, Parser, Composer, _Constructor, Yaml12Re
         _Constructor.__init__(self)
         Yaml12Resolver.__init__(self)
         self._depth = 0
+        self._kind = kind
 
     def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _problem(event, f"alias *{event.anchor} is not allowed in a stack file", "write the value out")
+            raise _problem(event, f"alias *{event.anchor} is not allowed in a {self._kind}", "write the value out")
         if getattr(event, "anchor", None):
-            raise _problem(event, f"anchor &{event.anchor} is not allowed in a stack file", "remove the anchor")
+            raise _problem(event, f"anchor &{event.anchor} is not allowed in a {self._kind}", "remove the anchor")
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _problem(event, f"nesting deeper than {MAX_DEPTH} levels", "flatten the structure")
@@ -130,10 +140,10 @@ def _problem(at: Any, what: str, fix: str) -> StackFileError:
     return StackFileError([f"{_line(getattr(at, 'start_mark', None))}: {what}. Fix: {fix}"])
 
 
-def _check_nodes(node: Node) -> None:
+def _check_nodes(node: Node, kind: str) -> None:
     """Tags and keys, checked on the node tree before anything is constructed."""
     if node.tag not in CORE_TAGS:
-        raise _problem(node, f"tag {node.tag} is not allowed in a stack file", "remove the tag, write a plain value")
+        raise _problem(node, f"tag {node.tag} is not allowed in a {kind}", "remove the tag, write a plain value")
     if isinstance(node, MappingNode):
         seen: dict[str, Node] = {}
         for key, value in node.value:
@@ -141,25 +151,26 @@ def _check_nodes(node: Node) -> None:
                 shown = key.value if isinstance(key, ScalarNode) else "a collection"
                 raise _problem(key, f"key {shown!r} is not text", 'quote the key, e.g. "1": value')
             if key.value == "<<":
-                raise _problem(key, "merge key << is not allowed in a stack file", "write the keys out")
+                raise _problem(key, f"merge key << is not allowed in a {kind}", "write the keys out")
             if key.value in seen:
                 first = seen[key.value].start_mark.line + 1
                 raise _problem(key, f"{key.value!r} is defined twice (first on line {first})", "keep one definition")
             seen[key.value] = key
-            _check_nodes(value)
+            _check_nodes(value, kind)
     elif isinstance(node, SequenceNode):
         for item in node.value:
-            _check_nodes(item)
+            _check_nodes(item, kind)
 
 
-def parse_yaml_document(text: str, source: str) -> Any:
-    """One YAML document as Pulumi would read it; StackFileError names `source` and the line."""
-    loader = _StackFileLoader(text)
+def parse_yaml_document(text: str, source: str, *, kind: str = "stack file") -> Any:
+    """One YAML document as Pulumi would read it; StackFileError names `source` and the line. `kind` names the
+    file in messages (access files are read by the same rules)."""
+    loader = _StackFileLoader(text, kind)
     try:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_nodes(node)
+        _check_nodes(node, kind)
         return loader.construct_document(node)
     except StackFileError as exc:
         raise StackFileError([f"{source}: {p}" for p in exc.problems]) from None
@@ -184,11 +195,16 @@ def _yaml_fix(problem: str) -> str:
     return "correct the YAML syntax at that line"
 
 
-def decode_text(data: bytes, source: str) -> str:
+def read_bounded(path: Path) -> bytes:
+    """The file's bytes, never more than one byte past the limit (decode_text refuses those): a multi-gigabyte file is
+    not read into memory to be refused."""
+    with path.open("rb") as handle:
+        return handle.read(MAX_FILE_BYTES + 1)
+
+
+def decode_text(data: bytes, source: str, *, kind: str = "stack file") -> str:
     if len(data) > MAX_FILE_BYTES:
-        raise StackFileError(
-            [f"{source}: {len(data)} bytes, more than a stack file needs ({MAX_FILE_BYTES}). Fix: trim the file"]
-        )
+        raise StackFileError([f"{source}: over {MAX_FILE_BYTES} bytes, more than a {kind} needs. Fix: trim the file"])
     for bom, encoding in _BOMS.items():
         if data.startswith(bom):
             raise StackFileError([f"{source}: the file is {encoding}. Fix: save it as UTF-8"])
@@ -217,7 +233,7 @@ def read_stack_file(stack: str, path: Path) -> StackFile:
     """The `config:` of a stack file, with `secure:` values as opaque placeholders."""
     source = path.name
     try:
-        data = path.read_bytes()
+        data = read_bounded(path)
     except OSError as exc:
         problem = f"{source}: cannot be read ({exc.strerror}). Fix: check the file and its permissions"
         raise StackFileError([problem]) from None

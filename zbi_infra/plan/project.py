@@ -11,6 +11,7 @@ from zbi_infra.config.stack_file import (
     StackFileError,
     decode_text,
     parse_yaml_document,
+    read_bounded,
     read_stack_file,
 )
 from zbi_infra.errors import ConfigError
@@ -25,6 +26,12 @@ class Project:
     root: Path
     name: str
     main: Path
+    # `main` as Pulumi.yaml writes it: checked by program(), when a command runs the program.
+    main_setting: object = "."
+
+    def program(self) -> Path:
+        """The program's directory, refused with a fix when Pulumi.yaml's `main` cannot be run."""
+        return _program(self.root, self.main_setting)
 
     def stack_names(self) -> list[str]:
         return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in self.root.glob("Pulumi.*.yaml"))
@@ -46,9 +53,31 @@ def find_project(start: Path | None = None) -> Project:
     for directory in (here, *here.parents):
         candidate = directory / "Pulumi.yaml"
         if candidate.is_file():
-            document = parse_yaml_document(decode_text(candidate.read_bytes(), "Pulumi.yaml"), "Pulumi.yaml")
+            document = parse_yaml_document(decode_text(read_bounded(candidate), "Pulumi.yaml"), "Pulumi.yaml")
             if not isinstance(document, dict) or not isinstance(document.get("name"), str):
                 raise StackFileError(["Pulumi.yaml: no project `name`. Fix: set `name:` at the top of Pulumi.yaml"])
             main = document.get("main", ".")
-            return Project(root=directory, name=document["name"], main=directory / str(main))
+            return Project(root=directory, name=document["name"], main=directory / str(main), main_setting=main)
     raise ConfigError([f"no Pulumi.yaml in {here} or its parents. Fix: run zbi from the zBI project directory"])
+
+
+def _program(root: Path, main: object) -> Path:
+    """Pulumi.yaml's `main`: the directory of the Python program (its __main__.py), inside the project."""
+    if not isinstance(main, str) or not main.strip():
+        raise StackFileError(
+            [f"Pulumi.yaml: main is {str(main)[:40]!r}, not a path. Fix: write the program's directory (main: stacks)"]
+        )
+    program = root / main
+    entry = program / "__main__.py" if program.is_dir() else program
+    if not entry.is_file() or entry.suffix != ".py":
+        raise StackFileError(
+            [f"Pulumi.yaml: main {main[:60]!r} is not a Python program (a directory holding __main__.py, or a .py "
+             "file). Fix: point main at the program's directory, e.g. main: stacks"]
+        )  # fmt: skip
+    try:
+        entry.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise StackFileError(
+            [f"Pulumi.yaml: main {main[:60]!r}: {entry.name} is not readable text. Fix: point main at the program"]
+        ) from None
+    return program

@@ -54,6 +54,10 @@ function lookup(r) {
     } else {
         return REFUSED;
     }
+    // An empty key is no key: never hash it (the SHA-256 of "" must not match a user, whatever the table says).
+    if (!key) {
+        return REFUSED;
+    }
     const entry = users.users[sha256(key)];
     if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
         return REFUSED;
