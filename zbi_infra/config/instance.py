@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
+from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
 
@@ -164,7 +165,8 @@ ZEBRAD_MANAGED_KEYS = frozenset(
         "state.cache_dir",
         "health.listen_addr",
         "metrics.endpoint_addr",
-        # Readiness and liveness rest on these: loosening them would mark a lagging node ready.
+        # Readiness and liveness rest on these: loosening them would mark a lagging node ready. The two thresholds
+        # are tuned within bounds under node.readiness instead (zbi_infra/config/health.py).
         "health.enforce_on_test_networks",
         "health.min_connected_peers",
         "health.ready_max_blocks_behind",
@@ -267,6 +269,8 @@ class NodeConfig(StrictModel):
     bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = None
     # Without a snapshot, a new replica may start from a published archive instead of syncing from genesis.
     bootstrap_archive: BootstrapArchiveConfig | None = None
+    # zebrad's /ready thresholds, within bounds; omitted, the network's defaults (zbi_infra/config/health.py).
+    readiness: ReadinessConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -290,6 +294,8 @@ class NodeConfig(StrictModel):
                     )
                 if section in ZEBRAD_UNSUPPORTED_SECTIONS:
                     raise ValueError(f"[{section}] needs binaries the zBI zebrad image does not ship. Fix: remove it")
+                if key in {"health.ready_max_blocks_behind", "health.ready_max_tip_age"}:
+                    raise ValueError(f"'{key}' is tuned under node.readiness, within bounds. Fix: move it there")
                 if key in ZEBRAD_MANAGED_KEYS:
                     raise ValueError(f"'{key}' is set by zBI (ports, paths, peers, probes). Fix: remove it")
                 if section not in schema or name not in schema[section]:

@@ -73,6 +73,7 @@ def build_full_node(
             config.network,
             regtest_peers=[f.local_address for f in forwards] if forwards else None,
             extra_options=node.extra_options,
+            readiness=node.readiness,
         )
     else:
         file_name = "zcash.conf"
@@ -218,6 +219,7 @@ def _zebrad_container(
             period_seconds=period_seconds,
             timeout_seconds=5,
             failure_threshold=failures,
+            success_threshold=1,
         )
 
     # zebrad reads only its own config file here: no ZEBRA_* variable is set, so none overrides it.
@@ -238,7 +240,10 @@ def _zebrad_container(
             k8s.core.v1.ContainerPortArgs(name="metrics", container_port=ZEBRA_METRICS_PORT),
         ],
         env=env,
-        # /healthy: the node has peers. /ready: synced to within ready_max_blocks_behind of the network tip.
+        # /healthy: the node has peers. /ready: synced to within ready_max_blocks_behind of the network tip and a
+        # tip grown within ready_max_tip_age. The readiness probe's numbers feed tests/readiness_model.py: a lagging
+        # replica leaves within 5 s (zebrad's progress loop) + 3 x 15 s, and the thresholds, not the probe, absorb
+        # ordinary block gaps.
         startup_probe=http_probe("/healthy", 10, ZEBRAD_STARTUP_BUDGET_SECONDS // 10),
         readiness_probe=http_probe("/ready", 15, 3),
         # Five minutes without peers: restart. A restart also clears zebrad's in-memory banlist, the known cure
