@@ -40,6 +40,8 @@ class ZcashNodeArgs:
     config: InstanceConfig
     # None: the cluster's default StorageClass (kind, k3s and minikube ship one).
     storage_class_name: pulumi.Input[str] | None = None
+    # The light-wallet caches' class (small volumes: no provisioned IOPS); None: `storage_class_name`.
+    cache_storage_class_name: pulumi.Input[str] | None = None
     # None: no TLS at the pod; only sensible where TLS terminates in front (ACM at the NLB) or for internal use.
     certificate_authority: ZbiCertificateAuthority | None = None
     # Platform-specific annotations for a public gRPC LoadBalancer (e.g. AWS NLB).

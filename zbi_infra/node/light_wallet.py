@@ -191,7 +191,7 @@ def build_light_wallet(
                     metadata=k8s.meta.v1.ObjectMetaArgs(name="cache", labels=match),
                     spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                         access_modes=["ReadWriteOnce"],
-                        storage_class_name=ctx.args.storage_class_name,
+                        storage_class_name=ctx.args.cache_storage_class_name or ctx.args.storage_class_name,
                         resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                             requests={"storage": f"{tier.cache_size_gib}Gi"}
                         ),
