@@ -254,6 +254,9 @@ class BootstrapArchiveConfig(StrictModel):
     # Leading path components of the archive to drop, so that its contents land in zebrad's state cache_dir.
     strip_components: StrictInt = Field(default=1, ge=0, le=8)
     compression: Literal["none", "gzip"] = "none"
+    # The archive and its extracted state sit on the chain volume together until extraction ends.
+    size_gib: StrictInt = Field(ge=1, le=16384)
+    extracted_size_gib: StrictInt = Field(ge=1, le=16384)
 
 
 class NodeConfig(StrictModel):
@@ -273,6 +276,18 @@ class NodeConfig(StrictModel):
     readiness: ReadinessConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _room_for_the_archive(self) -> NodeConfig:
+        archive = self.bootstrap_archive
+        if archive is not None and self.storage.size_gib < archive.size_gib + archive.extracted_size_gib:
+            need = archive.size_gib + archive.extracted_size_gib
+            raise ValueError(
+                f"storage.sizeGib ({self.storage.size_gib}) cannot hold bootstrapArchive's archive ({archive.size_gib} "
+                f"GiB) and its extracted state ({archive.extracted_size_gib} GiB) at once. Fix: raise "
+                f"storage.sizeGib to at least {need}"
+            )
+        return self
 
     @field_validator("extra_options")
     @classmethod

@@ -27,7 +27,7 @@ from zbi_infra.node.context import (
 )
 from zbi_infra.releases import SOCAT
 from zbi_infra.render import zcashd, zebrad
-from zbi_infra.render.bootstrap import render_bootstrap_script
+from zbi_infra.render.bootstrap import GIB, render_bootstrap_script
 from zbi_infra.render.peering import PeerForward, regtest_forwards, socat_args
 from zbi_infra.render.startup import EXTERNAL_HOST_ENV, advertise_external_address_script
 from zbi_infra.zcash_ports import ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
@@ -318,12 +318,16 @@ def _bootstrap_container(ctx: InstanceContext, uid: int, archive: BootstrapArchi
         target_dir=zebrad.STATE_DIR,
         strip_components=archive.strip_components,
         gzip=archive.compression == "gzip",
+        archive_bytes=archive.size_gib * GIB,
+        extracted_bytes=archive.extracted_size_gib * GIB,
     )
     return k8s.core.v1.ContainerArgs(
         name="bootstrap",
         image=ctx.image(NodeKind.ZEBRAD, ctx.config.node.image),
         image_pull_policy="IfNotPresent",
         command=["/bin/sh", "-c", script],
+        # A volume without room stops the script with the fix as its last line: `kubectl describe pod` shows it.
+        termination_message_policy="FallbackToLogsOnError",
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=zebrad.DATA_DIR),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
