@@ -96,3 +96,19 @@ def test_zbi_plan_exits_2_before_writing_anything(tmp_path: Path) -> None:
     assert result.returncode == 2, result.stderr
     assert "capacity:" in result.stderr and "maxSize" in result.stderr
     assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_zbi_cost_prices_the_nodes_the_workload_needs_at_its_minimum(plan_stack: PlanStack) -> None:
+    from zbi_infra.cost import Assumptions, estimate, load_prices
+    from zbi_infra.plan.capacity import nodes_at_minimum
+
+    stack = find_project(ROOT).stack_file("dev")
+    assert nodes_at_minimum(plan_stack("dev"), load_stack_config(stack.config)) == {"general": 1}
+    # Ten 2-CPU full nodes: two a zone, which one m7i.xlarge (3720m allocatable) cannot hold with the rest.
+    patch = {"zbi:instances": {"testnet": {"node": {"replicas": 10}}}}
+    plan = plan_stack("dev", merge=patch)
+    config = load_stack_config(dev_config(patch), secret_keys=set(stack.secret_keys))
+    assert nodes_at_minimum(plan, config) == {"general": 2}
+    lines = estimate(plan, config, prices=load_prices(None), assumptions=Assumptions()).lines
+    ec2 = [line for line in lines if line.service == "EC2"]
+    assert ec2 and all("2 x m7i.xlarge (the workload at its minimum)" in line.item for line in ec2), ec2

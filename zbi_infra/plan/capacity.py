@@ -65,6 +65,12 @@ def allocatable(instance_type: str) -> Node | None:
     return Node(instance_type, total_m - reserved_m - DAEMONSET_MILLICPU, mib - DAEMONSET_MIB, max_pods)
 
 
+def smallest_node(instance_types: list[str]) -> Node | None:
+    """A node group's node as counted here: its smallest instance type zBI knows (the autoscaler may pick any)."""
+    known = [node for node in (allocatable(t) for t in instance_types) if node is not None]
+    return min(known, key=lambda n: (n.millicpu, n.mib)) if known else None
+
+
 def _millicpu(value: str) -> int:
     return int(value[:-1]) if value.endswith("m") else math.ceil(float(value) * 1000)
 
@@ -97,10 +103,13 @@ class Pods:
     spread: bool = True
 
 
-def planned_pods(plan: Plan) -> list[Pods]:
+def planned_pods(plan: Plan, *, at_minimum: bool = False) -> list[Pods]:
+    """Every pod at its largest (HPA maxima, rollout surge), or `at_minimum` (HPA minima, no rollout under way)."""
     objects = [manifest(r) for r in plan.kubernetes_objects()]
     maxima = {
-        (o["metadata"].get("namespace"), o["spec"]["scaleTargetRef"]["name"]): o["spec"]["maxReplicas"]
+        (o["metadata"].get("namespace"), o["spec"]["scaleTargetRef"]["name"]): o["spec"][
+            "minReplicas" if at_minimum else "maxReplicas"
+        ]
         for o in objects
         if o.get("kind") == "HorizontalPodAutoscaler"
     }
@@ -110,7 +119,7 @@ def planned_pods(plan: Plan) -> list[Pods]:
             continue
         meta, spec = o["metadata"], o["spec"]
         count = maxima.get((meta.get("namespace"), meta["name"]), spec.get("replicas", 1))
-        surge = ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", 0)
+        surge = 0 if at_minimum else ((spec.get("strategy") or {}).get("rollingUpdate") or {}).get("maxSurge", 0)
         count += surge if isinstance(surge, int) else math.ceil(count * int(str(surge).rstrip("%")) / 100)
         template = spec["template"]["spec"]
         main = _requests(template["containers"])
@@ -157,11 +166,11 @@ def check_capacity(plan: Plan, config: StackConfig) -> Capacity:
     nodes: dict[str, Node] = {}
     warnings = []
     for name, group in groups.items():
-        known = [n for n in (allocatable(t) for t in group.instance_types) if n is not None]
-        if not known:
+        node = smallest_node(group.instance_types)
+        if node is None:
             warnings.append(f"capacity: node group {name}'s instance types are not in zBI's table: not checked")
             continue
-        nodes[name] = min(known, key=lambda n: (n.millicpu, n.mib))
+        nodes[name] = node
     if not nodes:
         return Capacity([], warnings)
     pods = planned_pods(plan)
@@ -219,3 +228,30 @@ def check_capacity(plan: Plan, config: StackConfig) -> Capacity:
             f"{add} {per_node.instance_type} node(s) per zone to node group {first} (within maxSize)"
         )
     return Capacity(errors, warnings)
+
+
+def nodes_at_minimum(plan: Plan, config: StackConfig) -> dict[str, int]:
+    """Node group -> the nodes per zone the workload needs at its minimum scale (HPA minima, no rollout), never below
+    the group's minSize: what the Cluster Autoscaler settles at, so what `zbi cost` prices. The demand goes to the first
+    untainted group of a known instance type; the others stay at their minSize."""
+    if config.cluster is None or config.platform is None:
+        return {}
+    zones = len(config.platform.zone_ids or []) or config.platform.availability_zone_count
+    counts = {name: group.min_size for name, group in config.cluster.node_groups.items()}
+    usable = [
+        (name, node)
+        for name, group in sorted(config.cluster.node_groups.items())
+        if not group.taints and (node := smallest_node(group.instance_types)) is not None
+    ]
+    if not usable:
+        return counts
+    name, node = usable[0]
+    pods = planned_pods(plan, at_minimum=True)
+    share = [(math.ceil(p.count / zones) if p.spread else p.count, p) for p in pods]
+    need = max(
+        math.ceil(sum(n * p.millicpu for n, p in share) / node.millicpu),
+        math.ceil(sum(n * p.mib for n, p in share) / node.mib),
+        math.ceil(sum(n for n, _ in share) / node.pods),
+    )
+    counts[name] = max(counts[name], need)
+    return counts
