@@ -103,12 +103,13 @@ def test_zbi_cost_prices_the_nodes_the_workload_needs_at_its_minimum(plan_stack:
     from zbi_infra.plan.capacity import nodes_at_minimum
 
     stack = find_project(ROOT).stack_file("dev")
-    assert nodes_at_minimum(plan_stack("dev"), load_stack_config(stack.config)) == {"general": 1}
+    assert nodes_at_minimum(plan_stack("dev"), load_stack_config(stack.config)) == {"general": [1] * 5}
     # Ten 2-CPU full nodes: two a zone, which one m7i.xlarge (3720m allocatable) cannot hold with the rest.
     patch = {"zbi:instances": {"testnet": {"node": {"replicas": 10}}}}
     plan = plan_stack("dev", merge=patch)
     config = load_stack_config(dev_config(patch), secret_keys=set(stack.secret_keys))
-    assert nodes_at_minimum(plan, config) == {"general": 2}
+    # Zone by zone: two zebrad pods in each of the five zones, 4000m on a 3720m node.
+    assert nodes_at_minimum(plan, config) == {"general": [2] * 5}
     lines = estimate(plan, config, prices=load_prices(None), assumptions=Assumptions()).lines
     ec2 = [line for line in lines if line.service == "EC2"]
     assert ec2 and all("2 x m7i.xlarge (the workload at its minimum)" in line.item for line in ec2), ec2

@@ -193,7 +193,7 @@ def estimate(
         types = group.inputs.get("instanceTypes") or []
         desired = int((group.inputs.get("scalingConfig") or {}).get("desiredSize", 0))
         prefix = f"{config.cluster.name}-" if config.cluster else ""
-        desired = next((n for g, n in needed.items() if group.name.startswith(f"{prefix}{g}-")), desired)
+        desired = next((zones.pop(0) for g, zones in needed.items() if group.name.startswith(f"{prefix}{g}-")), desired)
         kind = types[0] if types else "?"
         if kind not in ec2:
             raise ConfigError(

@@ -103,6 +103,14 @@ class Pods:
     spread: bool = True
 
 
+# The EKS add-ons' own Deployments, which the plan does not hold: CoreDNS (2 x 100m / 70Mi, the add-on's defaults)
+# and the EBS CSI controller (2 replicas of six containers at about 10m / 40Mi each). An allowance.
+SYSTEM_PODS = (
+    Pods("kube-system/coredns", 2, 100, 70, spread=False),
+    Pods("kube-system/ebs-csi-controller", 2, 60, 240, spread=False),
+)
+
+
 def planned_pods(plan: Plan, *, at_minimum: bool = False) -> list[Pods]:
     """Every pod at its largest (HPA maxima, rollout surge), or `at_minimum` (HPA minima, no rollout under way)."""
     objects = [manifest(r) for r in plan.kubernetes_objects()]
@@ -230,14 +238,15 @@ def check_capacity(plan: Plan, config: StackConfig) -> Capacity:
     return Capacity(errors, warnings)
 
 
-def nodes_at_minimum(plan: Plan, config: StackConfig) -> dict[str, int]:
-    """Node group -> the nodes per zone the workload needs at its minimum scale (HPA minima, no rollout), never below
-    the group's minSize: what the Cluster Autoscaler settles at, so what `zbi cost` prices. The demand goes to the first
-    untainted group of a known instance type; the others stay at their minSize."""
+def nodes_at_minimum(plan: Plan, config: StackConfig) -> dict[str, list[int]]:
+    """Node group -> the nodes each zone needs with the workload at its minimum scale (HPA minima, no rollout), never
+    below the group's minSize, busiest zone first: where the Cluster Autoscaler settles, so what `zbi cost` prices.
+    A workload of n replicas fills min(n, zones) zones; the charts' and the EKS add-ons' pods share one zone. The
+    demand goes to the first untainted group of a known instance type; the others stay at their minSize."""
     if config.cluster is None or config.platform is None:
         return {}
     zones = len(config.platform.zone_ids or []) or config.platform.availability_zone_count
-    counts = {name: group.min_size for name, group in config.cluster.node_groups.items()}
+    counts = {name: [group.min_size] * zones for name, group in config.cluster.node_groups.items()}
     usable = [
         (name, node)
         for name, group in sorted(config.cluster.node_groups.items())
@@ -246,12 +255,21 @@ def nodes_at_minimum(plan: Plan, config: StackConfig) -> dict[str, int]:
     if not usable:
         return counts
     name, node = usable[0]
-    pods = planned_pods(plan, at_minimum=True)
-    share = [(math.ceil(p.count / zones) if p.spread else p.count, p) for p in pods]
-    need = max(
-        math.ceil(sum(n * p.millicpu for n, p in share) / node.millicpu),
-        math.ceil(sum(n * p.mib for n, p in share) / node.mib),
-        math.ceil(sum(n for n, _ in share) / node.pods),
-    )
-    counts[name] = max(counts[name], need)
+    pods = [*planned_pods(plan, at_minimum=True), *SYSTEM_PODS]
+    for zone in range(zones):
+        here = [
+            (
+                (p.count // zones + (1 if zone < p.count % zones else 0))
+                if p.spread
+                else (p.count if zone == 0 else 0),
+                p,
+            )
+            for p in pods
+        ]
+        need = max(
+            math.ceil(sum(n * p.millicpu for n, p in here) / node.millicpu),
+            math.ceil(sum(n * p.mib for n, p in here) / node.mib),
+            math.ceil(sum(n for n, _ in here) / node.pods),
+        )
+        counts[name][zone] = max(counts[name][zone], need)
     return counts
