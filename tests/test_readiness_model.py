@@ -132,7 +132,7 @@ def test_a_replica_twenty_blocks_behind_leaves_within_two_minutes(
     assert sum(t <= 120 for t in stalled) / len(stalled) >= 0.99, stalled[-25:]
 
 
-def test_a_slower_probe_shows_in_the_model(
+def test_looser_rendered_thresholds_show_in_the_model(
     plan_stack: PlanStack, mainnet: tuple[Thresholds, Probe, int], mainnet_year: list[float]
 ) -> None:
     """The model reads what the plan renders: raised thresholds, within their bounds, slow the removal of a lagging
