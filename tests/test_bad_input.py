@@ -312,8 +312,20 @@ REJECTED = {
         "did you mean 'download_concurrency_limit'",
     ),
     "an extra option that weakens readiness": (
-        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"health.ready_max_blocks_behind": 10000}}}}),
+        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"health.min_connected_peers": 0}}}}),
         "is set by zBI",
+    ),
+    "a readiness threshold as an extra option": (
+        dict(zbi__instances={"testnet": {"node": {"extraOptions": {"health.ready_max_blocks_behind": 10000}}}}),
+        "tuned under node.readiness",
+    ),
+    "a readiness threshold that empties the RPC Service in block gaps": (
+        dict(zbi__instances={"testnet": {"node": {"readiness": {"readyMaxBlocksBehind": 2, "readyMaxTipAge": "15m"}}}}),
+        "greater than or equal to 10",
+    ),
+    "a readiness tip age below its bound": (
+        dict(zbi__instances={"testnet": {"node": {"readiness": {"readyMaxBlocksBehind": 12, "readyMaxTipAge": "5m"}}}}),
+        "outside 15m..2h",
     ),
     "an absurd number": (
         dict(zbi__instances={"testnet": {"node": {"extraOptions": {"sync.download_concurrency_limit": 10**30}}}}),

@@ -80,8 +80,15 @@ def server() -> Iterator[ArchiveServer]:
 
 
 def run(
-    server: ArchiveServer, data: Path, *, sha256: str | None = None, gzip: bool = False
+    server: ArchiveServer,
+    data: Path,
+    *,
+    sha256: str | None = None,
+    gzip: bool = False,
+    extracted_bytes: int = 1 << 20,
+    free_kib: int | None = None,
 ) -> subprocess.CompletedProcess:
+    """`free_kib`: what `df` reports free on the volume (a stand-in df on PATH); None: the real df of `data`."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.fail(f"the bootstrap test needs {', '.join(missing)} (Debian: apt-get install curl coreutils tar)")
@@ -92,10 +99,23 @@ def run(
         target_dir=str(data / "state"),
         strip_components=1,
         gzip=gzip,
+        archive_bytes=len(server.body),
+        extracted_bytes=extracted_bytes,
         attempts=3,
         retry_delay_seconds=0,
     )
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    env = None
+    if free_kib is not None:
+        shims = data.parent / "shims"
+        shims.mkdir(exist_ok=True)
+        df = shims / "df"
+        df.write_text(
+            "#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
+            f"echo '/dev/nvme1n1 1048576 1000000 {free_kib} 99% /var/lib/zebra'\n"
+        )
+        df.chmod(0o755)
+        env = {"PATH": f"{shims}:/usr/bin:/bin"}
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, env=env)
 
 
 def extracted(data: Path) -> set[str]:
@@ -158,3 +178,19 @@ def test_gzip_archives(server: ArchiveServer, tmp_path: Path) -> None:
     server.body = tarball(gzip=True)
     assert run(server, tmp_path, gzip=True).returncode == 0
     assert "state/state/v27/mainnet/000042.sst" in extracted(tmp_path)
+
+
+def test_a_volume_without_room_fails_clearly_and_never_downloads(server: ArchiveServer, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    # 1 MiB free; the archive and 10 MiB of extracted state are declared.
+    for _ in range(2):  # the kubelet restarts the init container: it stops at the same check, downloading nothing
+        result = run(server, data, extracted_bytes=10 << 20, free_kib=1024)
+        assert result.returncode == 1
+        last = result.stderr.strip().splitlines()[-1]
+        assert "lacks room" in last and "1 MiB free" in last and "raise node.storage.sizeGib" in last, last
+    assert server.requests == []
+    assert not (data / MARKER_DIR / "complete").exists()
+    # The volume expanded: the same script goes on and completes.
+    assert run(server, data, extracted_bytes=10 << 20).returncode == 0
+    assert (data / MARKER_DIR / "complete").exists()

@@ -33,7 +33,30 @@ def test_the_operator_is_the_pinned_chart_with_values_it_reads(dev: Plan) -> Non
     (release,) = [r.inputs for r in dev.of_type("kubernetes:helm.sh/v3:Release") if "operator" in r.inputs["chart"]]
     assert (release["chart"], release["version"]) == (CHART["repository"], CHART["version"]) == OPERATOR_CHART
     assert set(release["values"]) <= set(CHART["valueKeys"])
-    assert release["values"]["serviceMonitor"]["enabled"] is True  # its stacks_failing gauge feeds an alert
+    # The chart's ServiceMonitor exists only if the monitoring CRDs did at install; zBI's own replaces it.
+    assert release["values"]["serviceMonitor"]["enabled"] is False
+
+
+def test_the_operator_is_scraped_by_zbis_monitor_after_the_monitoring_crds(dev: Plan) -> None:
+    """StackReconcileFailing reads the operator's stacks_failing: a ServiceMonitor made after the CRDs (not the
+    chart's, which chart 2.9.0 renders only if they already exist) selects the chart's metrics Service."""
+    evidence = json.loads((UPSTREAM / "pulumi-kubernetes-operator" / "servicemonitor.json").read_text())
+    assert "Capabilities.APIVersions.Has" in evidence["created_only_if_crd_present_at_render"][1]
+    (monitor,) = [
+        r for r in dev.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor") if "control-plane" in r.name
+    ]
+    spec = monitor.inputs["spec"]
+    assert spec["namespaceSelector"] == {"matchNames": ["pulumi-kubernetes-operator"]}
+    (endpoint,) = spec["endpoints"]
+    assert endpoint["port"] == evidence["service_metrics_port"]["name"]
+    # The chart's selector labels for a release named as the chart (fullname = release name).
+    (release,) = [r.inputs for r in dev.of_type("kubernetes:helm.sh/v3:Release") if "operator" in r.inputs["chart"]]
+    assert spec["selector"]["matchLabels"] == {
+        "app.kubernetes.io/name": evidence["chart_name"],
+        "app.kubernetes.io/instance": release["name"],
+    }
+    stack_chart = next(r for r in dev.of_type("kubernetes:helm.sh/v3:Release") if "prometheus-stack" in r.name)
+    assert stack_chart.urn in monitor.depends_on
 
 
 def test_one_stack_per_reconciled_stack_converges_and_never_destroys(dev: Plan) -> None:

@@ -49,7 +49,9 @@ def test_every_manifest_validates_strictly(manifests: Path) -> None:
             without_schema.add(f"{obj['apiVersion']}/{obj['kind']}")
     # Custom resources: the Prometheus Operator's and the Pulumi Kubernetes Operator's are checked against their CRDs
     # below; the external-snapshotter's CRDs are not vendored.
-    monitoring = {f"monitoring.coreos.com/v1/{kind}" for kind in ("PodMonitor", "PrometheusRule", "Probe")}
+    monitoring = {
+        f"monitoring.coreos.com/v1/{kind}" for kind in ("PodMonitor", "PrometheusRule", "Probe", "ServiceMonitor")
+    }
     operator = {"pulumi.com/v1/Stack"}
     assert without_schema <= {"snapshot.storage.k8s.io/v1/VolumeSnapshotClass"} | monitoring | operator, without_schema
 

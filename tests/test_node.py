@@ -276,29 +276,46 @@ def test_config_change_rolls_the_pods(plan_stack: PlanStack, dev: Plan) -> None:
 
 
 def test_a_bootstrap_archive_fills_new_volumes_before_zebrad_starts(plan_stack: PlanStack) -> None:
-    archive = {"url": "https://snapshots.example.com/zebra-2026-06-03.tar", "sha256": "ab" * 32}
+    archive = {
+        "url": "https://snapshots.example.com/zebra-2026-06-03.tar",
+        "sha256": "ab" * 32,
+        "sizeGib": 260,
+        "extractedSizeGib": 230,
+    }
     plan = with_instance(plan_stack, "fresh", {"network": "testnet", "node": {"bootstrapArchive": archive}})
     pod = pod_spec(one(plan, "StatefulSet", "zebrad", "zbi-fresh"))
     (init,) = pod["initContainers"]
     assert init["name"] == "bootstrap" and init["command"][:2] == ["/bin/sh", "-c"]
     script = init["command"][2]
     assert archive["url"] in script and archive["sha256"] in script and "--strip-components=1" in script
+    # The room check counts both sizes; a failure's last log line is the pod's termination message.
+    assert f"{260 * 1024**3} - have + {230 * 1024**3}" in script
+    assert init["terminationMessagePolicy"] == "FallbackToLogsOnError"
     assert init["image"] == pod["containers"][0]["image"]  # the zebrad image brings curl, tar and sha256sum
     assert {"name": "data", "mountPath": "/var/lib/zebra"} in init["volumeMounts"]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+SIZES = {"sizeGib": 100, "extractedSizeGib": 100}
+
+
 @pytest.mark.parametrize(
     ("archive", "expected"),
     [
-        ({"url": "http://insecure.example.com/a.tar", "sha256": "ab" * 32}, "bootstrapArchive.url"),
-        ({"url": "https://x.example.com/a.tar", "sha256": "not-a-digest"}, "bootstrapArchive.sha256"),
-        ({"url": "https://x.example.com/a.tar"}, "bootstrapArchive.sha256: required"),
-        ({"url": "https://x.example.com/a'; rm -rf /'", "sha256": "ab" * 32}, "bootstrapArchive.url"),
+        ({"url": "http://insecure.example.com/a.tar", "sha256": "ab" * 32, **SIZES}, "bootstrapArchive.url"),
+        ({"url": "https://x.example.com/a.tar", "sha256": "not-a-digest", **SIZES}, "bootstrapArchive.sha256"),
+        ({"url": "https://x.example.com/a.tar", **SIZES}, "bootstrapArchive.sha256: required"),
+        ({"url": "https://x.example.com/a.tar", "sha256": "ab" * 32}, "bootstrapArchive.sizeGib: required"),
+        ({"url": "https://x.example.com/a'; rm -rf /'", "sha256": "ab" * 32, **SIZES}, "bootstrapArchive.url"),
+        # The default 500 GiB volume cannot hold a 300 GiB archive and its 260 GiB of state at once.
+        (
+            {"url": "https://x.example.com/a.tar", "sha256": "ab" * 32, "sizeGib": 300, "extractedSizeGib": 260},
+            "raise storage.sizeGib to at least 560",
+        ),
     ],
 )
 def test_a_bootstrap_archive_must_be_https_and_pinned(
-    plan_stack: PlanStack, archive: dict[str, str], expected: str
+    plan_stack: PlanStack, archive: dict[str, object], expected: str
 ) -> None:
     with pytest.raises(ConfigError, match=re.escape(expected)):
         with_instance(plan_stack, "fresh", {"network": "testnet", "node": {"bootstrapArchive": archive}})

@@ -244,6 +244,7 @@ def _run(args: argparse.Namespace) -> int:
 
         check_output_directory(args.out, flag="--out", children={"plan.json": False, "manifests": True})
     plan = evaluate(project.stack_file(args.stack), program=project.program(), project=project.name)
+    _check_capacity(project, args.stack, plan)
 
     if args.out:
         render.write(plan, args.out)
@@ -263,6 +264,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.policy:
         return _check_policies(plan)
     return 0
+
+
+def _check_capacity(project, stack: str, plan) -> None:
+    """Pods that cannot fit the node groups even at maxSize: exit 2 before anything is written (plan/capacity.py)."""
+    from zbi_infra.config import load_stack_config
+    from zbi_infra.plan.capacity import check_capacity
+
+    stack_file = project.stack_file(stack)
+    capacity = check_capacity(plan, load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys)))
+    if capacity.errors:
+        raise ConfigError(capacity.errors)
+    plan.warnings.extend(capacity.warnings)
 
 
 def _roles(args: argparse.Namespace, project) -> int:

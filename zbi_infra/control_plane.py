@@ -23,10 +23,17 @@ from zbi_infra.config.stack import StackConfig, StackRole, load_project_stack
 from zbi_infra.errors import ConfigError
 
 OPERATOR_NAMESPACE = "pulumi-kubernetes-operator"
+OPERATOR_RELEASE = "pulumi-kubernetes-operator"
 STACKS_NAMESPACE = "zbi-control-plane"
 # pulumi/pulumi-kubernetes-operator at tag pulumi-kubernetes-operator-2.9.0 (tests/fixtures/upstream/...).
 OPERATOR_CHART = ("oci://ghcr.io/pulumi/helm-charts/pulumi-kubernetes-operator", "2.9.0")
 ROLE_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+
+def operator_selector_labels() -> dict[str, str]:
+    """The chart's selector labels of its pods and metrics Service (templates/_helpers.tpl, chart 2.9.0), for the
+    release named as the chart."""
+    return {"app.kubernetes.io/name": OPERATOR_RELEASE, "app.kubernetes.io/instance": OPERATOR_RELEASE}
 
 
 def reconciler_service_account(stack: str) -> str:
@@ -66,14 +73,15 @@ class ZbiControlPlane(pulumi.ComponentResource):
         stacks_ns = namespace(f"{name}-stacks-namespace", STACKS_NAMESPACE)
         operator = k8s.helm.v3.Release(
             f"{name}-operator",
-            name="pulumi-kubernetes-operator",
+            name=OPERATOR_RELEASE,
             chart=OPERATOR_CHART[0],
             version=OPERATOR_CHART[1],
             namespace=OPERATOR_NAMESPACE,
             values={
                 # Plain HTTP metrics, scraped by the monitoring stack: stacks_failing is how a failed reconcile shows.
                 "controller": {"metricsSecure": False},
-                "serviceMonitor": {"enabled": True, "interval": "60s"},
+                # Its ServiceMonitor is zBI's (zbi_infra/monitoring/component.py): the chart's needs the CRDs first.
+                "serviceMonitor": {"enabled": False},
                 "podLabels": {"app.kubernetes.io/part-of": "zbi"},
                 **args.placement,
             },

@@ -19,6 +19,7 @@ from zbi_infra.config.prices import parse_prices, read_prices
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.config.stack import StackConfig, StackRole
 from zbi_infra.errors import ConfigError
+from zbi_infra.plan.capacity import nodes_at_minimum
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
 from zbi_infra.storage import DEFAULT_CLASS_ANNOTATION
@@ -180,12 +181,16 @@ def estimate(
     # EKS control plane.
     for _ in plan.of_type("eks:index:Cluster"):
         add(Line("EKS", "control plane", PLATFORM, hours * _price(prices, "eksClusterHour")))
-    # EC2: each managed node group at its desired size, priced as its first instance type.
+    # EC2: each managed node group at the nodes the workload needs at its minimum scale (never below minSize), where
+    # the Cluster Autoscaler settles whatever desiredSize says (zbi_infra/plan/capacity.py); its first instance type.
     ec2 = prices.get("ec2", {})
     disk_gib = 0.0
+    needed = nodes_at_minimum(plan, config)
     for group in plan.of_type("eks:index:ManagedNodeGroup"):
         types = group.inputs.get("instanceTypes") or []
         desired = int((group.inputs.get("scalingConfig") or {}).get("desiredSize", 0))
+        prefix = f"{config.cluster.name}-" if config.cluster else ""
+        desired = next((zones.pop(0) for g, zones in needed.items() if group.name.startswith(f"{prefix}{g}-")), desired)
         kind = types[0] if types else "?"
         if kind not in ec2:
             raise ConfigError(
@@ -196,7 +201,11 @@ def estimate(
             )
         on_demand = desired * hours * float(ec2[kind]["onDemand"])
         reserved = desired * hours * float(ec2[kind]["reserved1y"])
-        add(Line("EC2", f"{group.name}: {desired} x {kind}", PLATFORM, on_demand, reserved))
+        add(
+            Line(
+                "EC2", f"{group.name}: {desired} x {kind} (the workload at its minimum)", PLATFORM, on_demand, reserved
+            )
+        )
         # Node groups are named <cluster>-<group>-<zone id>; each node has its group's root volume.
         node_groups = config.cluster.node_groups if config.cluster else {}
         prefix = f"{config.cluster.name}-" if config.cluster else ""

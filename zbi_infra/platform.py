@@ -54,7 +54,7 @@ from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs
 from zbi_infra.priorities import priority_classes
 from zbi_infra.reconciler_access import reconciler_policy
 from zbi_infra.recovery import newest_snapshots, primary_short_name
-from zbi_infra.snapshots import EBS_CSI_DRIVER, STACK_TAG, policy_target_tags, volume_tags
+from zbi_infra.snapshots import EBS_CSI_DRIVER, INSTANCE_TAG, STACK_TAG, policy_target_tags, volume_tags
 from zbi_infra.storage import ebs_storage_class, ebs_volume_snapshot_class
 from zbi_infra.system_nodes import system_placement
 from zbi_infra.tls import ZbiCertificateAuthority
@@ -404,11 +404,20 @@ class ZbiPlatform(pulumi.ComponentResource):
                 tags=volume_tags(stack=self._stack, instance=name),
                 opts=self._moved(provider=cluster.provider),
             )
+            # Light-wallet caches: gp3's baseline (no provisioned IOPS, valid at any size), not snapshotted.
+            cache_class = ebs_storage_class(
+                f"zbi-{name}-cache",
+                storage=None,
+                kms_key_arn=cluster.ebs_kms_key_arn,
+                tags={INSTANCE_TAG: name, STACK_TAG: self._stack},
+                opts=self._moved(provider=cluster.provider),
+            )
             node = ZcashNode(
                 name,
                 ZcashNodeArgs(
                     config=instance,
                     storage_class_name=storage_class.metadata.apply(lambda m: str(m.name)),
+                    cache_storage_class_name=cache_class.metadata.apply(lambda m: str(m.name)),
                     certificate_authority=ca,
                     load_balancer_annotations=AWS_NLB_ANNOTATIONS,
                     restore_from=restore.get(name),

@@ -1,4 +1,4 @@
-"""Chain-data StorageClasses. The only cloud-specific piece a ZcashNode is handed."""
+"""Chain-data and cache StorageClasses. The only cloud-specific piece a ZcashNode is handed."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ DEFAULT_CLASS_ANNOTATION = "storageclass.kubernetes.io/is-default-class"
 def ebs_storage_class(
     name: str,
     *,
-    storage: StorageConfig,
+    storage: StorageConfig | None,
     kms_key_arn: pulumi.Input[str],
     tags: dict[str, str],
     class_name: str | None = None,
@@ -23,13 +23,17 @@ def ebs_storage_class(
     opts: pulumi.ResourceOptions | None = None,
 ) -> k8s.storage.v1.StorageClass:
     """gp3 on the EBS CSI driver: encrypted with our key, bound in the pod's zone, expandable, and retained when
-    the claim is deleted — a multi-day sync is never thrown away by a `pulumi destroy` or a deleted PVC."""
+    the claim is deleted — a multi-day sync is never thrown away by a `pulumi destroy` or a deleted PVC.
+
+    `storage` None: gp3's baseline (3,000 IOPS, 125 MiB/s, included in the price), which EBS gives a volume of any
+    size; provisioned IOPS above it are capped at 500 per GiB (tests/fixtures/upstream/aws/gp3-limits.json), so a
+    class with provisioned IOPS leaves a small claim Pending."""
+    provisioned = {"iops": str(storage.iops), "throughput": str(storage.throughput_mibps)} if storage else {}
     parameters: dict[str, pulumi.Input[str]] = {
         "type": "gp3",
         "encrypted": "true",
         "kmsKeyId": kms_key_arn,
-        "iops": str(storage.iops),
-        "throughput": str(storage.throughput_mibps),
+        **provisioned,
         "csi.storage.k8s.io/fstype": "ext4",
     }
     # aws-ebs-csi-driver docs/tagging.md: tagSpecification_N = "key=value".

@@ -7,6 +7,8 @@ certificate (`ca_cert_pem`); public deployments that want a browser-trusted chai
 
 from __future__ import annotations
 
+import hashlib
+
 import pulumi
 import pulumi_tls as tls
 
@@ -17,6 +19,13 @@ SERVER_VALIDITY_HOURS = 90 * 24
 # Renewed by the first `pulumi up` once less than this remains: the control plane's resync, a deploy, or the drift
 # workflow's reconcile (a certificate due for renewal shows as drift) has 30 days to run.
 SERVER_EARLY_RENEWAL_HOURS = 30 * 24
+# On the pod templates of the workloads that serve the certificate: lightwalletd, Zaino and nginx read it only at
+# start, and a renewed certificate changes only its Secret, so its checksum in the template rolls them.
+CERTIFICATE_CHECKSUM_ANNOTATION = "zbi.io/tls-checksum"
+
+
+def certificate_checksum(cert_pem: str) -> str:
+    return hashlib.sha256(cert_pem.encode()).hexdigest()[:16]
 
 
 class ZbiCertificateAuthority(pulumi.ComponentResource):
@@ -76,5 +85,6 @@ class ServerCertificate(pulumi.ComponentResource):
             opts=child,
         )
         self.cert_pem = cert.cert_pem
+        self.checksum = cert.cert_pem.apply(certificate_checksum)
         self.private_key_pem = pulumi.Output.secret(key.private_key_pem)
         self.register_outputs({"certPem": self.cert_pem})

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
+from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
 
@@ -179,7 +180,8 @@ ZEBRAD_MANAGED_KEYS = frozenset(
         "state.cache_dir",
         "health.listen_addr",
         "metrics.endpoint_addr",
-        # Readiness and liveness rest on these: loosening them would mark a lagging node ready.
+        # Readiness and liveness rest on these: loosening them would mark a lagging node ready. The two thresholds
+        # are tuned within bounds under node.readiness instead (zbi_infra/config/health.py).
         "health.enforce_on_test_networks",
         "health.min_connected_peers",
         "health.ready_max_blocks_behind",
@@ -267,6 +269,9 @@ class BootstrapArchiveConfig(StrictModel):
     # Leading path components of the archive to drop, so that its contents land in zebrad's state cache_dir.
     strip_components: StrictInt = Field(default=1, ge=0, le=8)
     compression: Literal["none", "gzip"] = "none"
+    # The archive and its extracted state sit on the chain volume together until extraction ends.
+    size_gib: StrictInt = Field(ge=1, le=16384)
+    extracted_size_gib: StrictInt = Field(ge=1, le=16384)
 
 
 class NodeConfig(StrictModel):
@@ -282,8 +287,22 @@ class NodeConfig(StrictModel):
     bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = None
     # Without a snapshot, a new replica may start from a published archive instead of syncing from genesis.
     bootstrap_archive: BootstrapArchiveConfig | None = None
+    # zebrad's /ready thresholds, within bounds; omitted, the network's defaults (zbi_infra/config/health.py).
+    readiness: ReadinessConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _room_for_the_archive(self) -> NodeConfig:
+        archive = self.bootstrap_archive
+        if archive is not None and self.storage.size_gib < archive.size_gib + archive.extracted_size_gib:
+            need = archive.size_gib + archive.extracted_size_gib
+            raise ValueError(
+                f"storage.sizeGib ({self.storage.size_gib}) cannot hold bootstrapArchive's archive ({archive.size_gib} "
+                f"GiB) and its extracted state ({archive.extracted_size_gib} GiB) at once. Fix: raise "
+                f"storage.sizeGib to at least {need}"
+            )
+        return self
 
     @field_validator("extra_options")
     @classmethod
@@ -305,6 +324,8 @@ class NodeConfig(StrictModel):
                     )
                 if section in ZEBRAD_UNSUPPORTED_SECTIONS:
                     raise ValueError(f"[{section}] needs binaries the zBI zebrad image does not ship. Fix: remove it")
+                if key in {"health.ready_max_blocks_behind", "health.ready_max_tip_age"}:
+                    raise ValueError(f"'{key}' is tuned under node.readiness, within bounds. Fix: move it there")
                 if key in ZEBRAD_MANAGED_KEYS:
                     raise ValueError(f"'{key}' is set by zBI (ports, paths, peers, probes). Fix: remove it")
                 if section not in schema or name not in schema[section]:

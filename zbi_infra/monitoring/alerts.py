@@ -18,6 +18,7 @@ from zbi_infra.monitoring.snapshot_freshness import (
     COPY_FAILED,
     DLM_NAMESPACE,
     FAILED,
+    SCRAPE_INTERVAL_MINUTES,
     SCRAPE_JOB,
     exported_name,
 )
@@ -40,6 +41,10 @@ GATEWAY_ERROR_SHARE = 0.05
 GATEWAY_REFUSAL_SHARE = 0.25
 FULL_NODES = "zebrad|zcashd"
 LIGHT_WALLETS = "lightwalletd|zaino"
+# The job of the blackbox exporter's Probes (zbi_infra.monitoring.component): the TCP and JSON-RPC probes share it.
+PROBE_JOB = "zbi-endpoints"
+# Series scraped every 5 minutes sit at the edge of Prometheus's 5-minute lookback: read over three intervals.
+CLOUDWATCH_WINDOW = f"{3 * SCRAPE_INTERVAL_MINUTES}m"
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,18 @@ def alert_rules(
             "{{ $labels.namespace }}.",
         ),
         Alert(
+            # zebrad sets its height gauge only when it commits a block (zebra-state write.rs, finalized_state.rs):
+            # a replica restarted and stuck before its first block, or one whose metrics are not scraped, has no
+            # height series at all, which ZcashTipNotAdvancing and ZcashReplicaBehind cannot see.
+            "ZcashHeightUnknown",
+            f'max by (namespace, pod) (kube_pod_status_phase{{{node}, pod=~"zebrad-[0-9]+", phase="Running"}}) == 1 '
+            f"unless on (namespace, pod) max by (namespace, pod) (zcash_chain_verified_block_height{{{node}}})",
+            "30m",
+            "warning",
+            "{{ $labels.pod }} in {{ $labels.namespace }} has run for 30 minutes without reporting a chain height: "
+            "stuck before its first block since it started, or its metrics are not scraped.",
+        ),
+        Alert(
             "ZcashPeersLow",
             f"max by (namespace, pod) (zcash_net_peers{{{node}}}) < {MIN_PEERS}",
             "15m",
@@ -152,8 +169,10 @@ def alert_rules(
         ),
         Alert(
             "LightWalletAtMaxReplicas",
-            f'kube_horizontalpodautoscaler_status_current_replicas{{namespace=~"{with_wallets}"}} '
-            f'>= kube_horizontalpodautoscaler_spec_max_replicas{{namespace=~"{with_wallets}"}}',
+            # The light-wallet tier's HPA only (named after its workload): the gateway's has its own maximum.
+            f'kube_horizontalpodautoscaler_status_current_replicas{{namespace=~"{with_wallets}", '
+            f'horizontalpodautoscaler=~"{LIGHT_WALLETS}"}} >= kube_horizontalpodautoscaler_spec_max_replicas'
+            f'{{namespace=~"{with_wallets}", horizontalpodautoscaler=~"{LIGHT_WALLETS}"}}',
             "30m",
             "warning",
             "{{ $labels.namespace }}'s light-wallet tier has run at its maximum replicas for 30 minutes: raise "
@@ -163,14 +182,26 @@ def alert_rules(
     slo: list[Alert] = [
         Alert(
             f"EndpointErrorBudgetBurn{long.upper()}",
-            f'(1 - avg_over_time(probe_success{{job="zbi-endpoints"}}[{long}])) > {rate} * {ERROR_BUDGET:.3f} '
-            f'and (1 - avg_over_time(probe_success{{job="zbi-endpoints"}}[{short}])) > {rate} * {ERROR_BUDGET:.3f}',
+            f'(1 - avg_over_time(probe_success{{job="{PROBE_JOB}"}}[{long}])) > {rate} * {ERROR_BUDGET:.3f} '
+            f'and (1 - avg_over_time(probe_success{{job="{PROBE_JOB}"}}[{short}])) > {rate} * {ERROR_BUDGET:.3f}',
             "2m",
             severity,
             f"{{{{ $labels.instance }}}} is burning its 99.9% error budget at {rate}x over {long} and {short}.",
         )
         for long, short, rate, severity in BURN_RATES
     ]
+    slo.append(
+        Alert(
+            # Without the prober, probe_success disappears and the burn-rate alerts above go silent: a failed scrape
+            # of a Probe target (the blackbox exporter down) leaves up == 0, a Probe Prometheus lost leaves nothing.
+            "EndpointProbesMissing",
+            f'(max by (instance) (up{{job="{PROBE_JOB}"}}) == 0) or on () absent(up{{job="{PROBE_JOB}"}})',
+            "10m",
+            "critical",
+            "Endpoint probes have not run for 10 minutes (the instance label names the target, if one is known): the "
+            "SLO alerts are blind. Check the blackbox exporter in namespace monitoring.",
+        )
+    )
     groups = [
         {"name": "zbi-chain", "rules": [a.rule() for a in chain]},
         {"name": "zbi-light-wallet", "rules": [a.rule() for a in wallets]},
@@ -246,7 +277,7 @@ def backup_alerts(interval_hours: int) -> list[Alert]:
         Alert(
             "ChainSnapshotStale",
             # The exporter keeps a completion series only while a snapshot completed within the window.
-            f"absent({exported_name(DLM_NAMESPACE, COMPLETED)}{job})",
+            f"absent_over_time({exported_name(DLM_NAMESPACE, COMPLETED)}{job}[{CLOUDWATCH_WINDOW}])",
             "30m",
             "warning",
             f"No chain snapshot has completed in {window} hours (twice the {interval_hours}h backup interval), or "
@@ -254,14 +285,14 @@ def backup_alerts(interval_hours: int) -> list[Alert]:
         ),
         Alert(
             "ChainSnapshotFailed",
-            f"max({exported_name(DLM_NAMESPACE, FAILED)}{job}) > 0",
+            f"max(max_over_time({exported_name(DLM_NAMESPACE, FAILED)}{job}[{CLOUDWATCH_WINDOW}])) > 0",
             "0m",
             "warning",
             f"Data Lifecycle Manager failed to create a chain snapshot in the last {window} hours.",
         ),
         Alert(
             "ChainSnapshotCopyFailed",
-            f"max({exported_name(DLM_NAMESPACE, COPY_FAILED)}{job}) > 0",
+            f"max(max_over_time({exported_name(DLM_NAMESPACE, COPY_FAILED)}{job}[{CLOUDWATCH_WINDOW}])) > 0",
             "0m",
             "warning",
             f"A chain snapshot's copy to the disaster-recovery region failed in the last {window} hours: the DR "
@@ -269,7 +300,7 @@ def backup_alerts(interval_hours: int) -> list[Alert]:
         ),
         Alert(
             "CloudWatchExporterFailing",
-            f"max(cloudwatch_exporter_scrape_error{job}) > 0",
+            f"max(max_over_time(cloudwatch_exporter_scrape_error{job}[{CLOUDWATCH_WINDOW}])) > 0",
             "30m",
             "warning",
             "The cloudwatch-exporter cannot read CloudWatch: snapshot alerts are blind (check its IRSA role).",

@@ -20,7 +20,8 @@ import pulumi_kubernetes as k8s
 from zbi_infra.config.access import PROBE_JSON_RPC, PROBE_USER
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind, NodeKind
 from zbi_infra.config.monitoring import MonitoringConfig
-from zbi_infra.monitoring.alerts import alert_rules
+from zbi_infra.control_plane import OPERATOR_NAMESPACE, operator_selector_labels
+from zbi_infra.monitoring.alerts import PROBE_JOB, alert_rules
 from zbi_infra.monitoring.dashboards import dashboards
 from zbi_infra.monitoring.hardening import hardened_values, monitoring_guards
 from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE, SERVICE_ACCOUNT_NAME, exporter_values
@@ -34,7 +35,6 @@ CHART_REPOSITORY = "https://prometheus-community.github.io/helm-charts"
 # prometheus-community/helm-charts at these tags (tests/fixtures/upstream/prometheus-community/charts.json).
 KUBE_PROMETHEUS_STACK = ("kube-prometheus-stack", "88.5.3")
 BLACKBOX_EXPORTER = ("prometheus-blackbox-exporter", "11.17.2")
-PROBE_JOB = "zbi-endpoints"
 # The chart's Prometheus runs as this service account (release "kube-prometheus-stack").
 PROMETHEUS_SERVICE_ACCOUNT = f"{NAMESPACE}:kube-prometheus-stack-prometheus"
 PROBE_MODULE = "tcp_tls"
@@ -303,6 +303,8 @@ class ZbiMonitoring(pulumi.ComponentResource):
         )
         if args.snapshots is not None:
             self._snapshot_exporter(name, args.snapshots, args, after_crds)
+        if args.control_plane:
+            _operator_monitor(f"{name}-control-plane-monitor", after_crds)
         after_blackbox = pulumi.ResourceOptions(parent=self, depends_on=[stack, blackbox])
         if args.public_endpoints:
             _probe_endpoints(f"{name}-endpoint-probe", PROBE_JOB, PROBE_MODULE, args.public_endpoints, after_blackbox)
@@ -367,6 +369,24 @@ def _probe_endpoints(
             "interval": "30s",
             "prober": {"url": "blackbox-exporter-prometheus-blackbox-exporter.monitoring.svc:9115"},
             "targets": {"staticConfig": {"static": targets}},
+        },
+        opts=opts,
+    )
+
+
+def _operator_monitor(resource_name: str, opts: pulumi.ResourceOptions) -> None:
+    """zBI's ServiceMonitor of the Pulumi Kubernetes Operator: the chart's own exists only if the monitoring CRDs did
+    when the chart was rendered (templates/servicemonitor.yaml of chart 2.9.0), which a first deploy cannot order.
+    Created here, after the CRDs, it makes StackReconcileFailing see `stacks_failing` from the first deploy."""
+    k8s.apiextensions.CustomResource(
+        resource_name,
+        api_version="monitoring.coreos.com/v1",
+        kind="ServiceMonitor",
+        metadata=k8s.meta.v1.ObjectMetaArgs(name="zbi-pulumi-kubernetes-operator", namespace=NAMESPACE),
+        spec={
+            "namespaceSelector": {"matchNames": [OPERATOR_NAMESPACE]},
+            "selector": {"matchLabels": operator_selector_labels()},
+            "endpoints": [{"port": "http-metrics", "interval": "60s"}],
         },
         opts=opts,
     )

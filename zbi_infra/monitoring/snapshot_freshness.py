@@ -28,6 +28,9 @@ WATCHED = (COMPLETED, FAILED, COPY_FAILED)
 # DLM's metrics are hourly counts: one period per hour, read 10 minutes late so CloudWatch has converged.
 PERIOD_SECONDS = 3600
 DELAY_SECONDS = 600
+# Each scrape costs CloudWatch API calls for hourly data, so it stays rare; the alerts read its series over three
+# intervals (zbi_infra.monitoring.alerts.CLOUDWATCH_WINDOW), as a 5-minute scrape equals Prometheus's lookback.
+SCRAPE_INTERVAL_MINUTES = 5
 
 
 def exported_name(namespace: str, metric: str, statistic: str = STATISTIC) -> str:
@@ -81,7 +84,7 @@ def exporter_values(
         },
         # IRSA's web-identity token comes through the pod identity webhook's projected volume, not the API token.
         "aws": {"stsRegional": {"enabled": True}},
-        "serviceMonitor": {"enabled": True, "interval": "5m", "timeout": "60s"},
+        "serviceMonitor": {"enabled": True, "interval": f"{SCRAPE_INTERVAL_MINUTES}m", "timeout": "60s"},
         "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "fsGroup": 65534},
         "containerSecurityContext": {
             "allowPrivilegeEscalation": False,

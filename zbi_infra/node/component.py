@@ -40,6 +40,8 @@ class ZcashNodeArgs:
     config: InstanceConfig
     # None: the cluster's default StorageClass (kind, k3s and minikube ship one).
     storage_class_name: pulumi.Input[str] | None = None
+    # The light-wallet caches' class (small volumes: no provisioned IOPS); None: `storage_class_name`.
+    cache_storage_class_name: pulumi.Input[str] | None = None
     # None: no TLS at the pod; only sensible where TLS terminates in front (ACM at the NLB) or for internal use.
     certificate_authority: ZbiCertificateAuthority | None = None
     # Platform-specific annotations for a public gRPC LoadBalancer (e.g. AWS NLB).
@@ -115,9 +117,9 @@ class ZcashNode(pulumi.ComponentResource):
         )
 
         light_wallet = config.lightwallet.kind is not LightwalletKind.NONE
-        self.tls_secret_name = None
+        self.tls_secret_name = tls_checksum = None
         if args.certificate_authority is not None and (light_wallet or args.access is not None):
-            self.tls_secret_name = _tls_secret(ctx, args.certificate_authority)
+            self.tls_secret_name, tls_checksum = _tls_secret(ctx, args.certificate_authority)
 
         restore_snapshot = _import_snapshot(ctx, args.restore_from) if args.restore_from else None
         services = build_full_node(ctx, rpc_secret, restore_snapshot)
@@ -135,6 +137,7 @@ class ZcashNode(pulumi.ComponentResource):
                 services["rpc"],
                 rpc_password=self.rpc_password,
                 tls_secret=self.tls_secret_name,
+                tls_checksum=tls_checksum,
                 behind_gateway=behind_gateway,
             )
             self.grpc_endpoint = endpoints.grpc_endpoint
@@ -155,6 +158,7 @@ class ZcashNode(pulumi.ComponentResource):
                 upstreams,
                 rpc_password=self.rpc_password,
                 tls_secret=self.tls_secret_name,
+                tls_checksum=tls_checksum,
                 depends_on=upstream_services,
             )
             self.gateway_endpoint = gateway.endpoint
@@ -176,7 +180,7 @@ class ZcashNode(pulumi.ComponentResource):
         )
 
 
-def _tls_secret(ctx: InstanceContext, ca: ZbiCertificateAuthority) -> str:
+def _tls_secret(ctx: InstanceContext, ca: ZbiCertificateAuthority) -> tuple[str, pulumi.Output[str]]:
     """The instance certificate: its public hostnames and the in-cluster names of the light-wallet tier and the
     gateway, whichever the instance has (one certificate; the gateway also verifies the light-wallet tier with it)."""
     services = [GATEWAY_NAME] if ctx.args.access is not None else []
@@ -193,7 +197,7 @@ def _tls_secret(ctx: InstanceContext, ca: ZbiCertificateAuthority) -> str:
         string_data={"tls.crt": certificate.cert_pem, "tls.key": certificate.private_key_pem, "ca.crt": ca.ca_cert_pem},
         opts=ctx.in_namespace,
     )
-    return "grpc-tls"
+    return "grpc-tls", certificate.checksum
 
 
 def _import_snapshot(ctx: InstanceContext, source: SnapshotSource) -> str:

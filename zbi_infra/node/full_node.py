@@ -27,7 +27,7 @@ from zbi_infra.node.context import (
 )
 from zbi_infra.releases import SOCAT
 from zbi_infra.render import zcashd, zebrad
-from zbi_infra.render.bootstrap import render_bootstrap_script
+from zbi_infra.render.bootstrap import GIB, render_bootstrap_script
 from zbi_infra.render.peering import PeerForward, regtest_forwards, socat_args
 from zbi_infra.render.startup import EXTERNAL_HOST_ENV, advertise_external_address_script
 from zbi_infra.zcash_ports import ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
@@ -73,6 +73,7 @@ def build_full_node(
             config.network,
             regtest_peers=[f.local_address for f in forwards] if forwards else None,
             extra_options=node.extra_options,
+            readiness=node.readiness,
         )
     else:
         file_name = "zcash.conf"
@@ -218,6 +219,7 @@ def _zebrad_container(
             period_seconds=period_seconds,
             timeout_seconds=5,
             failure_threshold=failures,
+            success_threshold=1,
         )
 
     # zebrad reads only its own config file here: no ZEBRA_* variable is set, so none overrides it.
@@ -238,7 +240,10 @@ def _zebrad_container(
             k8s.core.v1.ContainerPortArgs(name="metrics", container_port=ZEBRA_METRICS_PORT),
         ],
         env=env,
-        # /healthy: the node has peers. /ready: synced to within ready_max_blocks_behind of the network tip.
+        # /healthy: the node has peers. /ready: synced to within ready_max_blocks_behind of the network tip and a
+        # tip grown within ready_max_tip_age. The readiness probe's numbers feed tests/readiness_model.py: a lagging
+        # replica leaves within 5 s (zebrad's progress loop) + 3 x 15 s, and the thresholds, not the probe, absorb
+        # ordinary block gaps.
         startup_probe=http_probe("/healthy", 10, ZEBRAD_STARTUP_BUDGET_SECONDS // 10),
         readiness_probe=http_probe("/ready", 15, 3),
         # Five minutes without peers: restart. A restart also clears zebrad's in-memory banlist, the known cure
@@ -313,12 +318,16 @@ def _bootstrap_container(ctx: InstanceContext, uid: int, archive: BootstrapArchi
         target_dir=zebrad.STATE_DIR,
         strip_components=archive.strip_components,
         gzip=archive.compression == "gzip",
+        archive_bytes=archive.size_gib * GIB,
+        extracted_bytes=archive.extracted_size_gib * GIB,
     )
     return k8s.core.v1.ContainerArgs(
         name="bootstrap",
         image=ctx.image(NodeKind.ZEBRAD, ctx.config.node.image),
         image_pull_policy="IfNotPresent",
         command=["/bin/sh", "-c", script],
+        # A volume without room stops the script with the fix as its last line: `kubectl describe pod` shows it.
+        termination_message_policy="FallbackToLogsOnError",
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=zebrad.DATA_DIR),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),

@@ -40,6 +40,7 @@ from zbi_infra.render.gateway import (
     pod_files,
     users_json,
 )
+from zbi_infra.tls import CERTIFICATE_CHECKSUM_ANNOTATION
 
 GATEWAY_COMPONENT = "gateway"
 GATEWAY_NAME = "gateway"
@@ -78,6 +79,7 @@ def build_gateway(
     rpc_password: pulumi.Output[str],
     tls_secret: str,
     depends_on: list[pulumi.Resource],
+    tls_checksum: pulumi.Input[str] | None = None,
 ) -> GatewayEndpoints:
     config = ctx.config
     settings = config.gateway
@@ -192,6 +194,8 @@ def build_gateway(
                     labels=kube.labels(instance=ctx.name, component=GATEWAY_COMPONENT, name=GATEWAY_NAME),
                     annotations={
                         CONFIG_HASH_ANNOTATION: config_hash(files),
+                        # nginx reads its certificate only at start: a renewed one rolls the pods.
+                        **({CERTIFICATE_CHECKSUM_ANNOTATION: tls_checksum} if tls_checksum else {}),
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(gateway_metrics.METRICS_PORT),
                     },

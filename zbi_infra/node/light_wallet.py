@@ -23,6 +23,7 @@ from zbi_infra.node.context import (
 )
 from zbi_infra.render import lightwallet
 from zbi_infra.render.startup import wait_for_tcp_script
+from zbi_infra.tls import CERTIFICATE_CHECKSUM_ANNOTATION
 from zbi_infra.zcash_ports import LIGHTWALLETD_GRPC_PORT, LIGHTWALLETD_HTTP_PORT, ZAINO_GRPC_PORT
 
 LIGHTWALLET_STARTUP_BUDGET_SECONDS = 2 * 3600
@@ -52,6 +53,7 @@ def build_light_wallet(
     rpc_password: pulumi.Output[str],
     tls_secret: str | None,
     behind_gateway: bool,
+    tls_checksum: pulumi.Input[str] | None = None,
 ) -> LightWalletEndpoints:
     """`behind_gateway`: the instance's gateway is its public face, and this tier's Service stays in the cluster."""
     config, tier = ctx.config, ctx.config.lightwallet
@@ -167,7 +169,9 @@ def build_light_wallet(
             ),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(
-                    labels=kube.labels(instance=ctx.name, component=LIGHT_WALLET, name=name), annotations=scrape
+                    labels=kube.labels(instance=ctx.name, component=LIGHT_WALLET, name=name),
+                    # A renewed certificate rolls the pods: lightwalletd and Zaino read it only at start.
+                    annotations={**scrape, **({CERTIFICATE_CHECKSUM_ANNOTATION: tls_checksum} if tls_checksum else {})},
                 ),
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=SERVICE_ACCOUNT,
@@ -187,7 +191,7 @@ def build_light_wallet(
                     metadata=k8s.meta.v1.ObjectMetaArgs(name="cache", labels=match),
                     spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                         access_modes=["ReadWriteOnce"],
-                        storage_class_name=ctx.args.storage_class_name,
+                        storage_class_name=ctx.args.cache_storage_class_name or ctx.args.storage_class_name,
                         resources=k8s.core.v1.VolumeResourceRequirementsArgs(
                             requests={"storage": f"{tier.cache_size_gib}Gi"}
                         ),

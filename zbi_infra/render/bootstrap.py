@@ -14,7 +14,10 @@ init container that runs this script:
   mismatching download;
 - clears a half-finished extraction (only ever one it started itself) before extracting again.
 
-The volume must hold the archive and its extracted contents at once. POSIX sh, curl, tar, gzip and sha256sum:
+The volume must hold the archive and its extracted contents at once: the script checks the free space against the
+sizes the platform administrator declared before it downloads (and again before it extracts), and a volume that fills
+anyway (curl's write error, tar's) stops it with the fix in its last log line (the pod's termination message), never
+a retried download. POSIX sh, curl, tar, gzip, sha256sum, df, stat:
 all in the zfnd/zebra runtime image (Debian trixie-slim plus curl, see tests/fixtures/upstream/zebra/Dockerfile).
 """
 
@@ -24,6 +27,11 @@ import shlex
 
 MARKER_DIR = ".zbi-bootstrap"
 DEFAULT_ATTEMPTS = 10
+GIB = 1024**3
+ROOM_FIX = (
+    "Fix: raise node.storage.sizeGib (volumes expand online; the next restart resumes), or correct "
+    "node.bootstrapArchive.sizeGib / extractedSizeGib"
+)
 
 
 def render_bootstrap_script(
@@ -34,6 +42,8 @@ def render_bootstrap_script(
     target_dir: str,
     strip_components: int,
     gzip: bool,
+    archive_bytes: int,
+    extracted_bytes: int,
     attempts: int = DEFAULT_ATTEMPTS,
     retry_delay_seconds: int = 10,
 ) -> str:
@@ -45,6 +55,16 @@ data={q(data_dir)}
 target={q(target_dir)}
 marks={q(marks)}
 archive="$marks/archive"
+free_bytes() {{ echo $(( $(df -Pk "$data" | tail -n 1 | tr -s ' ' | cut -d ' ' -f 4) * 1024 )); }}
+no_room() {{
+  echo "bootstrap: $1: $(( $(free_bytes) / 1048576 )) MiB free on $data. {ROOM_FIX}" >&2
+  exit 1
+}}
+needs_room() {{
+  if [ "$(free_bytes)" -lt "$1" ]; then
+    no_room "the volume lacks room for $2 ($(( $1 / 1048576 )) MiB more)"
+  fi
+}}
 if [ -f "$marks/complete" ]; then
   echo "bootstrap: this volume was bootstrapped before; nothing to do"
   exit 0
@@ -61,9 +81,14 @@ if [ ! -f "$marks/in-progress" ]; then
   : > "$marks/in-progress"
 fi
 if [ ! -f "$marks/verified" ]; then
+  have=$(stat -c %s "$archive" 2>/dev/null || echo 0)
+  needs_room $(( {archive_bytes} - have + {extracted_bytes} )) "the rest of the archive and its extracted state"
   attempt=0
   until curl --fail --location --silent --show-error --continue-at - --output "$archive" {q(url)}; do
     status=$?
+    if [ "$status" -eq 23 ]; then
+      no_room "the volume filled while downloading (curl could not write)"
+    fi
     attempt=$((attempt + 1))
     if [ "$status" -eq 33 ]; then
       echo "bootstrap: the server cannot resume; starting the download over"
@@ -85,8 +110,15 @@ if [ ! -f "$marks/verified" ]; then
 fi
 echo "bootstrap: verified; extracting into $target"
 rm -rf "$target"
+needs_room {extracted_bytes} "the extracted state"
 mkdir -p "$target"
-tar {tar_flags} "$archive" -C "$target" --strip-components={strip_components}
+if ! tar {tar_flags} "$archive" -C "$target" --strip-components={strip_components}; then
+  if [ "$(free_bytes)" -lt 1048576 ]; then
+    no_room "the volume filled while extracting"
+  fi
+  echo "bootstrap: extraction failed; it is cleared and redone on the next start" >&2
+  exit 1
+fi
 rm -f "$archive" "$marks/verified"
 : > "$marks/complete"
 rm -f "$marks/in-progress"
