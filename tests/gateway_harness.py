@@ -28,11 +28,13 @@ import pytest
 
 from tests.conftest import UPSTREAM
 from tests.debian import debian_tool
+from tests.zcash_blocks import getblock_result
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
-from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
+from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
+from zbi_infra.render.gateway_nginx import nginx_conf
 
 NODE_CREDENTIALS = "zebra-rpc:node-only-password"
 KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench")}
@@ -85,10 +87,39 @@ class Node:
 
     server: ThreadingHTTPServer
     seen_auth: list[str] = field(default_factory=list)
+    # The bodies as they arrived, byte for byte.
+    received: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+
+def node_answer(body: Any) -> tuple[bytes, int]:
+    """The node's answer to a call or a batch: `getblock` of a vendored real block (an unknown one is a JSON-RPC
+    error, answered alone with HTTP 500 as zcashd does), `getinfo` with an `errors` log line as zebrad gives it;
+    `{"answered": method}` for anything else."""
+
+    def answer(call: dict[str, Any]) -> dict[str, Any]:
+        method, params = call.get("method"), call.get("params") or []
+        result: Any = {"answered": method}
+        if method == "getblock":
+            result = getblock_result(params)
+            if result is None:
+                return {"result": None, "error": {"code": -8, "message": "Block not found"}, "id": call.get("id")}
+        elif method == "getinfo":
+            result = {"version": 6030000, "blocks": TIP, "errors": "WARN: peer 203.0.113.7:8233 misbehaved",
+                      "errorstimestamp": 1764500000}  # fmt: skip
+        return {"result": result, "error": None, "id": call.get("id")}
+
+    if isinstance(body, list):
+        return json.dumps([answer(c) for c in body]).encode(), 200
+    single = answer(body)
+    # zcashd (Bitcoin Core's httprpc.cpp) answers a failing single call with HTTP 500, or 404 for an unknown method.
+    return json.dumps(single).encode(), 500 if single["error"] else 200
 
 
 def start_node() -> Node:
     seen: list[str] = []
+    received: list[bytes] = []
+    headers: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
         # Keep-alive, as zebrad and the gateway's upstream pool use it.
@@ -96,18 +127,17 @@ def start_node() -> Node:
 
         def do_POST(self) -> None:
             seen.append(self.headers.get("Authorization", ""))
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            headers.append(dict(self.headers))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode():
                 self.send_response(401)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-
-            def answer(call: dict[str, Any]) -> dict[str, Any]:
-                return {"result": {"answered": call["method"]}, "error": None, "id": call.get("id")}
-
-            data = json.dumps([answer(c) for c in body] if isinstance(body, list) else answer(body)).encode()
-            self.send_response(200)
+            received.append(raw)
+            body = json.loads(raw)
+            data, status = node_answer(body)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -122,7 +152,7 @@ def start_node() -> Node:
 
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Node(server, seen)
+    return Node(server, seen, received, headers)
 
 
 def free_port() -> int:

@@ -29,9 +29,9 @@ from zbi_infra.render.gateway import (
     POD_UPSTREAM_DIR,
     USERS_FILE,
     GatewayUpstreams,
-    pod_files,
     users_table,
 )
+from zbi_infra.render.gateway_nginx import pod_files
 
 NS = "zbi-testnet"
 

@@ -89,7 +89,7 @@ def test_a_batch_is_checked_element_by_element(gateway: Gateway) -> None:
     status, body = gateway.call(batch)
     assert status == 200 and [answer["id"] for answer in body] == [1, 2, 3, 4]
     assert body[0]["result"] == {"answered": "getblockcount"} and body[2]["result"] == {"answered": "getblockchaininfo"}
-    assert body[1]["error"]["code"] == -32601 and body[3]["error"]["code"] == -32601
+    assert body[1]["error"]["code"] == -32601 and body[3]["error"]["code"] == -32600  # no method: invalid
     assert len(gateway.node.seen_auth) == before + 1  # one forwarded batch, of the allowed calls only
     status, body = gateway.call([{"method": "stop", "id": 1}])
     assert status == 200 and body[0]["error"]["code"] == -32601
@@ -111,7 +111,9 @@ def test_bad_keys_get_401(gateway: Gateway, user: str, key: str | None) -> None:
 
 
 def test_anonymous_clients_get_the_anonymous_profile(gateway: Gateway) -> None:
-    assert gateway.call({"method": "getinfo", "id": 1}, user=None)[1]["result"] == {"answered": "getinfo"}
+    result = gateway.call({"method": "getinfo", "id": 1}, user=None)[1]["result"]
+    # zebrad's last WARN/ERROR log line stays at the gateway; the rest of the answer passes.
+    assert result["blocks"] == TIP and result["errors"] == "withheld by the gateway"
     status, body = gateway.call({"method": "getblockcount", "id": 1}, user=None)
     assert status == 200 and body["error"]["code"] == -32601
 
