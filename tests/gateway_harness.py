@@ -37,7 +37,7 @@ from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf
 
 NODE_CREDENTIALS = "zebra-rpc:node-only-password"
-KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench")}
+KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher")}
 JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 
 
@@ -65,6 +65,11 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
                     "name": "bench",
                     "keySha256": key_hash(keys["bench"]),
                     "rateLimit": {"requestsPerSecond": 100_000, "burst": 100_000},
+                },
+                {
+                    "name": "batcher",
+                    "keySha256": key_hash(keys["batcher"]),
+                    "rateLimit": {"requestsPerSecond": 1, "burst": 5},
                 },
                 {
                     "name": "slow",
@@ -218,7 +223,8 @@ def running_gateway(
     (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
     probe_hash = key_hash(probe_key) if probe_key else None
     (directory / USERS_FILE).write_text(json.dumps(users_table(access(), probe_key_sha256=probe_hash)))
-    (directory / "gateway.js").write_text(gateway_js(paths))
+    relay_port = free_port()
+    (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port))
     port = free_port()
     config = nginx_conf(
         access(),
@@ -230,6 +236,7 @@ def running_gateway(
         js_module_path=str(JS_MODULE),
         temp_dir=str(directory),
         metrics_syslog=metrics_syslog,
+        relay_port=relay_port,
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

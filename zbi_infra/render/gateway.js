@@ -12,7 +12,10 @@ import crypto from 'crypto';
 
 const TABLE = '__TABLE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
-const UPSTREAM = '/_zbi_rpc_upstream';
+// The node, for answers njs must read: through this nginx's loopback relay (ngx.fetch takes an address, not a
+// DNS name), whose answers above MAX_ANSWER fail the fetch here instead of closing the caller's connection.
+const RELAY = 'http://__RELAY__/';
+const MAX_ANSWER = __MAX_ANSWER__;
 const METER = '/_zbi_meter';
 const PROXY = '@zbi_rpc';
 // Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
@@ -311,10 +314,6 @@ async function charge(r, count) {
     return answers.every(function (a) { return a.status === 204; });
 }
 
-function unavailable(upstream) {
-    return upstream.status === 0 || upstream.status === 502 || upstream.status === 504;
-}
-
 async function jsonRpc(r) {
     const who = identify(r);
     if (r.method !== 'POST') {
@@ -385,8 +384,20 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
     let status = 200;
     if (forwarded.length > 0) {
         const parts = forwarded.map(function (i) { return text.slice(spans[i][0], spans[i][1]); });
-        const upstream = await r.subrequest(UPSTREAM, {method: 'POST', body: batch ? '[' + parts.join(',') + ']' : parts[0]});
-        const answer = upstream.responseText || '';
+        let upstream;
+        let answer;
+        try {
+            upstream = await ngx.fetch(RELAY, {
+                method: 'POST',
+                body: batch ? '[' + parts.join(',') + ']' : parts[0],
+                headers: {'Authorization': upstreamAuth(r), 'Content-Type': 'application/json'},
+                max_response_body_size: MAX_ANSWER,
+            });
+            answer = await upstream.text();
+        } catch (e) {
+            return refuseRequest(r, 502, -32603, 'the node\'s answers exceed ' + MAX_ANSWER + ' bytes or the node is ' +
+                'unavailable: send the refused calls apart, so the rest streams unbuffered, or split the batch');
+        }
         let valid = true;
         try {
             JSON.parse(answer);
@@ -394,7 +405,7 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
             valid = false;
         }
         if (!valid) {
-            if (unavailable(upstream)) {
+            if (upstream.status === 502 || upstream.status === 504) {
                 return refuseRequest(r, 502, -32603, 'the node is unavailable');
             }
             return refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');

@@ -138,7 +138,11 @@ class GatewayPaths:
     tls_key: str | None = None
 
 
-def gateway_js(paths: GatewayPaths) -> str:
+# The loopback relay through which njs reads the node's answers (nginx.conf's internal server).
+RELAY_PORT = 8444
+
+
+def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT) -> str:
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
     substitutions = {
         "__TABLE__": f"{paths.config_dir}/{USERS_FILE}",
@@ -146,6 +150,8 @@ def gateway_js(paths: GatewayPaths) -> str:
         "__NEVER__": json.dumps(sorted(NEVER_EXPOSED)),
         "__NEVER_PREFIXES__": json.dumps(list(NEVER_EXPOSED_PREFIXES)),
         "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
+        "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
+        "__RELAY__": f"127.0.0.1:{relay_port}",
         "__WITHHELD__": json.dumps(WITHHELD),
     }
     for placeholder, value in substitutions.items():

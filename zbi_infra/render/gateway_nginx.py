@@ -20,10 +20,10 @@ from zbi_infra.render.gateway import (
     MAX_ANONYMOUS_REQUESTS,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
-    MAX_SPLICED_ANSWER_BYTES,
     POD_LISTEN_PORT,
     POD_PATHS,
     POD_TLS_DIR,
+    RELAY_PORT,
     SYSLOG_TAG,
     USERS_FILE,
     GatewayPaths,
@@ -93,6 +93,7 @@ def nginx_conf(
     metrics_syslog: str | None = None,
     grpc_upstream_ca: str | None = None,
     grpc_upstream_name: str | None = None,
+    relay_port: int = RELAY_PORT,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
@@ -250,12 +251,6 @@ http {{
             proxy_pass http://zbi_rpc;
 {_proxy_to_node("            ")}            error_page 502 504 = @node_unavailable;
         }}
-        # A batch with refused calls: the allowed ones go here, and their answers are spliced in njs.
-        location = /_zbi_rpc_upstream {{
-            internal;
-            proxy_pass http://zbi_rpc/;
-{_proxy_to_node("            ")}            subrequest_output_buffer_size {MAX_SPLICED_ANSWER_BYTES};
-        }}
         # One more call charged to the caller's rate bucket (the meter server below applies the same zones).
         location = /_zbi_meter {{
             internal;
@@ -270,6 +265,21 @@ http {{
         }}
 
 {grpc}    }}
+
+    # The relay through which njs reads the node's answers (a batch with refused calls, spliced): the caller of
+    # this loopback port must hold the node's credentials, as with the node itself.
+    server {{
+        listen 127.0.0.1:{relay_port};
+        access_log off;
+        location / {{
+            rewrite ^ /? break;
+            proxy_pass http://zbi_rpc;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+        }}
+    }}
 
     # The rate meter: reachable only through this nginx's own socket.
     server {{
