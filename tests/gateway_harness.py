@@ -50,7 +50,7 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
             "anonymous": {
                 "jsonRpc": ["getinfo"],
                 "grpc": ["GetLightdInfo"],
-                "rateLimit": {"requestsPerSecond": 50, "burst": 100},
+                "rateLimit": {"requestsPerSecond": 5, "burst": 20},
             },
             "users": [
                 {"name": "exchange", "keySha256": key_hash(keys["exchange"]), "rateLimit": {"requestsPerSecond": 500}},
@@ -401,7 +401,7 @@ def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
 
     from concurrent import futures
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     rpc.add_CompactTxStreamerServicer_to_server(Streamer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()

@@ -40,13 +40,13 @@ UNSERVED_GRPC = (
     "grpc.reflection.v1.ServerReflection",
     "grpc.health.v1.Health",
 )
+
+METER_SOCKET = "zbi-meter.sock"
 UNAUTHENTICATED = json.dumps(
     {"result": None, "error": {"code": -32600, "message": "a valid key is required: basic auth, user name and key"},
      "id": None},
     separators=(",", ":"),
 )  # fmt: skip
-
-METER_SOCKET = "zbi-meter.sock"
 
 
 def _zones(buckets: dict[str, RateLimit]) -> str:
@@ -184,6 +184,7 @@ http {{
 {metrics_log}
     map $uri $zbi_api {{
         ~^/({grpc_api})/ grpc;
+        /_zbi_grpc_unauthenticated grpc;
         default json-rpc;
     }}
     # A gRPC call's outcome is its grpc-status (a header in trailers-only answers, else a trailer), not HTTP's.
@@ -209,11 +210,17 @@ http {{
         client_body_buffer_size {2 * max_body_bytes};
         # Refusals nginx itself makes (429 included, from a named location) still answer in JSON-RPC's shape.
         recursive_error_pages on;
-        error_page 401 = @unauthenticated;
         error_page 413 = @too_large;
         error_page 429 = @rate_limited;
-        location @unauthenticated {{
+        # Refused keys pass here to be counted per address (a rate limit runs after the rewrite phase, where
+        # the key is checked) and are refused without their body being read.
+        location = /_zbi_unauthenticated {{
+            internal;
             limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;
+            error_page 403 = @unauthenticated;
+            deny all;
+        }}
+        location @unauthenticated {{
             add_header WWW-Authenticate 'Basic realm="zbi"' always;
             default_type application/json;
             return 401 '{UNAUTHENTICATED}';
@@ -238,7 +245,7 @@ http {{
 
         location / {{
             # The key is checked before the body is read: a caller without one costs no buffer.
-            if ($zbi_json_rpc_verdict = unauthenticated) {{ return 401; }}
+            if ($zbi_json_rpc_verdict = unauthenticated) {{ rewrite ^ /_zbi_unauthenticated last; }}
 {concurrency}
 {limits}
             js_content gateway.jsonRpc;
@@ -300,10 +307,9 @@ def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | N
     error pages; allowed calls, server streams included, pass through unbuffered."""
     service, _ = light_wallet_service()
 
-    def status(name: str, code: int, message: str, http_status: int = 204, extra: str = "") -> str:
+    def status(name: str, code: int, message: str, http_status: int = 204) -> str:
         return (
             f"        location @{name} {{\n"
-            f"{extra}"
             "            default_type application/grpc;\n"
             f"            add_header grpc-status {code} always;\n"
             f'            add_header grpc-message "{message}" always;\n'
@@ -315,14 +321,13 @@ def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | N
     unserved = "|".join(re.escape(name) for name in UNSERVED_GRPC)
     return (
         f"        location /{service}/ {{\n"
-        "            error_page 401 = @grpc_unauthenticated;\n"
         "            error_page 403 = @grpc_denied;\n"
         "            error_page 405 = @grpc_not_grpc;\n"
         "            error_page 413 = @grpc_too_large;\n"
         "            error_page 429 = @grpc_rate_limited;\n"
         "            error_page 502 503 504 = @grpc_unavailable;\n"
         "            if ($request_method != POST) { return 405; }\n"
-        "            if ($zbi_grpc_verdict = unauthenticated) { return 401; }\n"
+        "            if ($zbi_grpc_verdict = unauthenticated) { rewrite ^ /_zbi_grpc_unauthenticated last; }\n"
         "            if ($zbi_grpc_verdict = denied) { return 403; }\n"
         f"{limits}\n"
         "            # The caller's key, cookies and proxy headers stay here.\n"
@@ -343,14 +348,14 @@ def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | N
         "            add_header grpc-status 12 always;\n"
         '            add_header grpc-message "not served by this gateway" always;\n'
         "            return 204;\n"
+        "        }\n" + "        location = /_zbi_grpc_unauthenticated {\n"
+        "            internal;\n"
+        f"            limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;\n"
+        "            error_page 403 = @grpc_unauthenticated;\n"
+        "            error_page 429 = @grpc_rate_limited;\n"
+        "            deny all;\n"
         "        }\n"
-        + status(
-            "grpc_unauthenticated",
-            16,
-            "a valid key is required: authorization: Bearer <key>",
-            extra=f"            limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;\n"
-            "            error_page 429 = @grpc_rate_limited;\n",
-        )
+        + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
         + status("grpc_denied", 7, "this method is not allowed for this key")
         + status("grpc_not_grpc", 12, "gRPC calls are POSTs", http_status=405)
         + status("grpc_too_large", 8, "request too large")
