@@ -209,6 +209,7 @@ def running_gateway(
     grpc_upstream: str | None = None,
     metrics_syslog: str | None = None,
     probe_key: str | None = None,
+    max_body_bytes: int = 16 * 1024,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
     binary = nginx()
@@ -232,7 +233,7 @@ def running_gateway(
         listen=f"127.0.0.1:{port}",
         rpc_upstream=rpc_upstream,
         grpc_upstream=grpc_upstream,
-        max_body_bytes=16 * 1024,
+        max_body_bytes=max_body_bytes,
         js_module_path=str(JS_MODULE),
         temp_dir=str(directory),
         metrics_syslog=metrics_syslog,

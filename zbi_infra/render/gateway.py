@@ -36,8 +36,13 @@ MAX_ANONYMOUS_REQUESTS = 256
 MAX_CALLS_PER_CALLER = 32
 # Refused keys, per client address: a key guesser gets 429s, and cannot make nginx hash keys at will.
 AUTH_FAILURE_RATE = RateLimit(requests_per_second=5, burst=20)
-# A slow body is abandoned after this long without progress (nginx's default is 60 s).
+# A slow body or header is abandoned after this long without progress (nginx's default is 60 s).
 BODY_TIMEOUT_SECONDS = 10
+# Workers and connections per replica. Every open TLS connection holds tens of KiB whatever it sends (measured by
+# benchmarks/gateway.py), so their number is what bounds a replica's memory; more load means more replicas (the
+# HPA), not more workers. nginx's `auto` would start one worker per core of the node, not of the pod.
+WORKER_PROCESSES = 2
+WORKER_CONNECTIONS = 1024
 # The largest node answer the gateway holds in memory: only batches with refused calls are rebuilt, and their
 # answers buffered (everything else streams through). The largest real block (~1.9 MB raw, Zebra's test vector
 # Testnet 141042) is ~3.9 MB as verbosity 0 or 2 JSON: two of them fit.

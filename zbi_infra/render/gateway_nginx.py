@@ -26,6 +26,8 @@ from zbi_infra.render.gateway import (
     RELAY_PORT,
     SYSLOG_TAG,
     USERS_FILE,
+    WORKER_CONNECTIONS,
+    WORKER_PROCESSES,
     GatewayPaths,
     GatewayUpstreams,
     gateway_js,
@@ -94,6 +96,7 @@ def nginx_conf(
     grpc_upstream_ca: str | None = None,
     grpc_upstream_name: str | None = None,
     relay_port: int = RELAY_PORT,
+    workers: int | str = WORKER_PROCESSES,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
@@ -140,10 +143,10 @@ def nginx_conf(
     return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
 load_module {js_module_path};
 {f"user {user};" if user else ""}
-worker_processes auto;
+worker_processes {workers};
 pid {temp_dir}/nginx.pid;
 error_log stderr warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections {WORKER_CONNECTIONS}; }}
 
 http {{
     client_body_temp_path {temp_dir}/body;
@@ -177,6 +180,9 @@ http {{
     limit_conn_zone $zbi_anonymous_caller zone=zbi_anonymous:1m;
     limit_conn_status 429;
     client_body_timeout {BODY_TIMEOUT_SECONDS}s;
+    client_header_timeout {BODY_TIMEOUT_SECONDS}s;
+    # A refused request's unread body is drained for 2 s at most before its connection closes.
+    lingering_timeout 2s;
 
     # The user's name, never the key: the Authorization header is not logged.
     log_format zbi escape=json '{log_format}';
@@ -219,6 +225,8 @@ http {{
             limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;
             error_page 403 = @unauthenticated;
             deny all;
+            # A refused key's connection is not kept for another try.
+            keepalive_timeout 0;
         }}
         location @unauthenticated {{
             add_header WWW-Authenticate 'Basic realm="zbi"' always;
@@ -230,6 +238,8 @@ http {{
             return 413 '{{"result":null,"error":{{"code":-32600,"message":"request body too large"}},"id":null}}';
         }}
         location @rate_limited {{
+            # Over its limits, a caller's connection is not kept open for more.
+            keepalive_timeout 0;
             default_type application/json;
             return 429 '{{"result":null,"error":{{"code":-32005,"message":"rate limit reached"}},"id":null}}';
         }}
