@@ -30,7 +30,12 @@ from tests.gateway_harness import (
 )
 from zbi_infra.config.access import parse_access
 from zbi_infra.errors import ConfigError
-from zbi_infra.render.gateway import MAX_CALLS_PER_CALLER, MAX_REQUESTS_PER_ADDRESS, USERS_FILE
+from zbi_infra.render.gateway import (
+    MAX_CALLS_PER_CALLER,
+    MAX_REQUESTS_PER_ADDRESS,
+    USERS_FILE,
+    anonymous_requests_cap,
+)
 
 
 @pytest.fixture(scope="module")
@@ -286,3 +291,24 @@ def test_anonymous_calls_are_limited_per_client_address(tmp_path: Path) -> None:
 def test_anonymous_is_a_reserved_user_name() -> None:
     with pytest.raises(ConfigError, match="anonymous names callers without a key"):
         parse_access({"users": [{"name": "anonymous", "keySha256": "0" * 64}]}, "access/x.yaml")
+
+
+def test_anonymous_requests_in_progress_are_capped_in_all_by_the_body_budget(tmp_path: Path) -> None:
+    """With 1 MiB bodies, 64 anonymous requests may read theirs at once (64 MiB), from whatever addresses: 12
+    addresses holding 8 slow bodies each get 64 in and 32 refused at once."""
+    max_body = 1024 * 1024
+    assert anonymous_requests_cap(max_body) == 64
+    node = start_node()
+    try:
+        with running_gateway(
+            tmp_path, f"127.0.0.1:{node.server.server_port}", node, max_body_bytes=max_body
+        ) as gateway:
+            connections = [held_open(gateway, f"127.0.1.{1 + a}", None) for a in range(12) for _ in range(8)]
+            try:
+                refused = sum(answered_within(c, 0.05).startswith(b"HTTP/1.1 429") for c in connections)
+                assert refused == 32
+            finally:
+                for connection in connections:
+                    connection.close()
+    finally:
+        node.server.shutdown()

@@ -32,6 +32,14 @@ DEFAULT_MAX_BATCH = 100
 # whose body is being read holds a buffer of up to client_max_body_size: these bound that memory (per replica).
 MAX_REQUESTS_PER_ADDRESS = 64
 MAX_ANONYMOUS_REQUESTS = 256
+# What anonymous bodies may hold at once, per replica: with a larger gateway.maxBodyKib, fewer anonymous requests
+# are admitted at once (the pod's memory limit is 256 MiB by default; see docs/gateway-limits.md).
+ANONYMOUS_BODY_BUDGET_BYTES = 64 * 1024 * 1024
+
+
+def anonymous_requests_cap(max_body_bytes: int) -> int:
+    """Anonymous requests in progress at once, per replica: MAX_ANONYMOUS_REQUESTS, fewer for large bodies."""
+    return max(8, min(MAX_ANONYMOUS_REQUESTS, ANONYMOUS_BODY_BUDGET_BYTES // max_body_bytes))
 # Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
 MAX_CALLS_PER_CALLER = 32
 # Refused keys, per client address: a key guesser gets 429s, and cannot make nginx hash keys at will.

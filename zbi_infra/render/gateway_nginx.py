@@ -17,7 +17,6 @@ from zbi_infra.render.gateway import (
     BODY_TIMEOUT_SECONDS,
     GRPC_BLANKED_HEADERS,
     JS_MODULE,
-    MAX_ANONYMOUS_REQUESTS,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
     POD_LISTEN_PORT,
@@ -30,6 +29,7 @@ from zbi_infra.render.gateway import (
     WORKER_PROCESSES,
     GatewayPaths,
     GatewayUpstreams,
+    anonymous_requests_cap,
     gateway_js,
     rate_buckets,
     users_json,
@@ -111,7 +111,7 @@ def nginx_conf(
     )
     concurrency = (
         f"            limit_conn zbi_address {MAX_REQUESTS_PER_ADDRESS};\n"
-        f"            limit_conn zbi_anonymous {MAX_ANONYMOUS_REQUESTS};\n"
+        f"            limit_conn zbi_anonymous {anonymous_requests_cap(max_body_bytes)};\n"
         f"            limit_conn zbi_caller {MAX_CALLS_PER_CALLER};"
     )
     tls_lines = (
