@@ -28,7 +28,7 @@ import pytest
 
 from tests.conftest import UPSTREAM
 from tests.debian import debian_tool
-from tests.zcash_blocks import getblock_result
+from tests.zcash_blocks import by_reference, getblock_result
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
@@ -398,7 +398,9 @@ def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
         def GetBlockRange(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
             seen.append(dict(context.invocation_metadata()))
             for height in range(request.start.height, request.end.height + 1):
-                yield compact.CompactBlock(height=height, hash=height.to_bytes(32, "little"))
+                yield real_compact_block(compact, height) or compact.CompactBlock(
+                    height=height, hash=height.to_bytes(32, "little")
+                )
 
     from concurrent import futures
 
@@ -410,6 +412,27 @@ def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
         yield LightWallet(port, types_namespace(pb=pb, rpc=rpc, compact=compact), seen)
     finally:
         server.stop(grace=1).wait(5)
+
+
+def real_compact_block(compact: Any, height: int) -> Any:
+    """The CompactBlock of a vendored real block at `height` (tests/zcash_blocks.py), or None."""
+    found = by_reference(str(height))
+    if found is None:
+        return None
+    fields = found.compact()
+    vtx = [
+        compact.CompactTx(
+            index=tx["index"],
+            txid=tx["txid"],
+            spends=[compact.CompactSaplingSpend(nf=nf) for nf in tx["spends"]],
+            outputs=[
+                compact.CompactSaplingOutput(cmu=cmu, ephemeralKey=key, ciphertext=text)
+                for cmu, key, text in tx["outputs"]
+            ],
+        )
+        for tx in fields["vtx"]
+    ]
+    return compact.CompactBlock(**{**fields, "vtx": vtx})
 
 
 def types_namespace(**modules: Any) -> Any:

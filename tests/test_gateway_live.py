@@ -241,6 +241,21 @@ def test_a_ten_thousand_block_stream_passes_through(gateway: Gateway, light_wall
     assert heights == list(range(start, TIP + 1))
 
 
+def test_real_compact_blocks_pass_through(gateway: Gateway, light_wallet: LightWallet) -> None:
+    """GetBlockRange over real Mainnet blocks (Sapling outputs at 419,201; spends and outputs at 1,046,401), their
+    compact form built from the vendored bytes: what the wallet receives is what the server sent."""
+    from tests.gateway_harness import real_compact_block
+
+    pb, compact = light_wallet.modules.pb, light_wallet.modules.compact
+    with wallet_stub(gateway, light_wallet) as stub:
+        for height in (419_201, 1_046_401):
+            request = pb.BlockRange(start=pb.BlockID(height=height), end=pb.BlockID(height=height))
+            (received,) = stub.GetBlockRange(request, metadata=bearer("exchange"), timeout=30)
+            expected = real_compact_block(compact, height)
+            assert received.SerializeToString() == expected.SerializeToString() and received.vtx, height
+    assert sum(len(tx.spends) for tx in expected.vtx) == 6
+
+
 def test_the_light_wallet_server_down_is_unavailable(tmp_path: Path, light_wallet: LightWallet) -> None:
     import grpc
 

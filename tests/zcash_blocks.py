@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import lzma
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
 
@@ -59,8 +59,18 @@ class Reader:
         self.take(self.compact())
 
 
-def transaction_end(reader: Reader) -> int:
-    """Reads one v1-v4 transaction (Zcash protocol spec §7.1) and returns where it ends."""
+@dataclass
+class Sapling:
+    """A transaction's Sapling parts, as compact blocks carry them: nullifiers; (cmu, ephemeral key, the first 52
+    bytes of the encrypted note) of each output."""
+
+    spends: list[bytes] = field(default_factory=list)
+    outputs: list[tuple[bytes, bytes, bytes]] = field(default_factory=list)
+
+
+def transaction_end(reader: Reader, sapling: Sapling | None = None) -> int:
+    """Reads one v1-v4 transaction (Zcash protocol spec §7.1) and returns where it ends (its Sapling parts into
+    `sapling` when given)."""
     header = reader.u32()
     overwintered, version = header >> 31, header & 0x7FFFFFFF
     if overwintered:
@@ -79,9 +89,15 @@ def transaction_end(reader: Reader) -> int:
     if overwintered and version >= 4:
         reader.take(8)  # Sapling value balance
         spends = reader.compact()
-        reader.take(384 * spends)
+        for _ in range(spends):  # cv, anchor, nullifier, rk, proof, signature
+            spend = reader.take(384)
+            if sapling is not None:
+                sapling.spends.append(spend[64:96])
         outputs = reader.compact()
-        reader.take(948 * outputs)
+        for _ in range(outputs):  # cv, cmu, ephemeral key, encrypted note (580), out ciphertext, proof
+            output = reader.take(948)
+            if sapling is not None:
+                sapling.outputs.append((output[32:64], output[64:96], output[96:148]))
     if version >= 2:
         joinsplits = reader.compact()
         # BCTV14 proofs before Sapling (1802 bytes a JoinSplit), Groth16 from v4 (1698 bytes).
@@ -147,6 +163,20 @@ class Block:
             "difficulty": 1.0,
             "previousblockhash": self.raw[4:36][::-1].hex(),
         }
+
+    def compact(self) -> dict[str, Any]:
+        """lightwalletd's CompactBlock fields (walletrpc/compact_formats.proto) from the real bytes: the transactions
+        with Sapling spends or outputs, each with its id (protocol order), nullifiers and outputs; the hashes in
+        protocol order. The protocol's message, not lightwalletd's own code, is the model."""
+        vtx = []
+        for index, tx in enumerate(self.transactions()):
+            sapling = Sapling()
+            transaction_end(Reader(tx), sapling)
+            if sapling.spends or sapling.outputs:
+                vtx.append({"index": index, "txid": sha256d(tx), "spends": sapling.spends, "outputs": sapling.outputs})
+        time, = struct.unpack("<I", self.raw[100:104])  # fmt: skip
+        return {"height": self.height, "hash": sha256d(self.raw[: self.header_end]), "prevHash": self.raw[4:36],
+                "time": time, "vtx": vtx}  # fmt: skip
 
     def verbose(self, verbosity: int) -> dict[str, Any]:
         transactions = self.transactions()
