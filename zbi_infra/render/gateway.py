@@ -40,6 +40,8 @@ ANONYMOUS_BODY_BUDGET_BYTES = 64 * 1024 * 1024
 def anonymous_requests_cap(max_body_bytes: int) -> int:
     """Anonymous requests in progress at once, per replica: MAX_ANONYMOUS_REQUESTS, fewer for large bodies."""
     return max(8, min(MAX_ANONYMOUS_REQUESTS, ANONYMOUS_BODY_BUDGET_BYTES // max_body_bytes))
+
+
 # Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
 MAX_CALLS_PER_CALLER = 32
 # Refused keys, per client address: a key guesser gets 429s, and cannot make nginx hash keys at will.
