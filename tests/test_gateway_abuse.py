@@ -169,6 +169,13 @@ def test_malformed_requests_get_client_errors_never_500(gateway: Gateway) -> Non
     assert status == 200 and json.loads(body)[0]["error"]["code"] == -32600
     status, _, body = request(gateway, b'{"method":"getblockcount","method":"stop","id":1}', headers=auth)
     assert status == 400 and "twice" in json.loads(body)["error"]["message"]
+    # The same member spelt with an escape is the same member; in a batch, refused in its place.
+    escaped = b'[{"method":"getblockcount","id":1}, {"method":"getblockcount","\\u006dethod":"stop","id":2}]'
+    status, _, body = request(gateway, escaped, headers=auth)
+    answers = json.loads(body)
+    assert status == 200 and answers[0]["result"] == {"answered": "getblockcount"}
+    assert answers[1]["id"] == 2 and "twice" in answers[1]["error"]["message"]
+    assert b"stop" not in gateway.node.received[-1]
     for body_text in (b"null", b"1", b'"x"', b"{not json"):
         assert request(gateway, body_text, headers=auth)[0] == 400, body_text
     assert request(gateway, None, method="GET", headers=auth)[0] == 405
