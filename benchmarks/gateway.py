@@ -4,7 +4,10 @@ server and a CompactTxStreamer server from lightwalletd's protos): JSON-RPC `get
 `GetLatestBlock` throughput at 32 concurrent clients, the p99 latency the gateway adds, `GetBlockRange` blocks per
 second, and the gateway's memory. Prints numbers; asserts nothing.
 
-    python3 -m uv run python benchmarks/gateway.py [--requests 3000] [--clients 32]
+    python3 -m uv run python benchmarks/gateway.py [--requests 3000] [--clients 32] [--load-only]
+
+First, benchmarks/gateway_load.py: wrk and h2load against fixed-body nginx upstreams, the gateway beside plain nginx
+proxying, large answers, batches and the slow-body attack's memory. Then the Python-client comparison below.
 
 The gateway speaks TLS (as in production); the direct calls are plaintext, so the ratios include TLS's cost. The
 clients are Python threads: on a small machine they, not the gateway, can be the bottleneck of both paths.
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc
 
+import benchmarks.gateway_load as gateway_load
 from tests.gateway_harness import (
     KEYS,
     NODE_CREDENTIALS,
@@ -118,7 +122,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--blocks", type=int, default=10_000)
+    parser.add_argument("--seconds", type=int, default=8, help="each wrk run")
+    parser.add_argument("--load-only", action="store_true", help="only the wrk/h2load part")
     args = parser.parse_args()
+    print("== wrk and h2load against fixed-body nginx upstreams: the gateway beside plain nginx proxying ==")
+    gateway_load.report(seconds=args.seconds)
+    if args.load_only:
+        return
+    print("== Python clients against the tests' Python upstreams (their own bottleneck on a small machine) ==")
     node = start_node()
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)

@@ -28,14 +28,16 @@ import pytest
 
 from tests.conftest import UPSTREAM
 from tests.debian import debian_tool
+from tests.zcash_blocks import by_reference, getblock_result
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
-from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, nginx_conf, users_table
+from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
+from zbi_infra.render.gateway_nginx import nginx_conf
 
 NODE_CREDENTIALS = "zebra-rpc:node-only-password"
-KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench")}
+KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher")}
 JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 
 
@@ -48,7 +50,7 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
             "anonymous": {
                 "jsonRpc": ["getinfo"],
                 "grpc": ["GetLightdInfo"],
-                "rateLimit": {"requestsPerSecond": 50, "burst": 100},
+                "rateLimit": {"requestsPerSecond": 5, "burst": 20},
             },
             "users": [
                 {"name": "exchange", "keySha256": key_hash(keys["exchange"]), "rateLimit": {"requestsPerSecond": 500}},
@@ -63,6 +65,11 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
                     "name": "bench",
                     "keySha256": key_hash(keys["bench"]),
                     "rateLimit": {"requestsPerSecond": 100_000, "burst": 100_000},
+                },
+                {
+                    "name": "batcher",
+                    "keySha256": key_hash(keys["batcher"]),
+                    "rateLimit": {"requestsPerSecond": 1, "burst": 5},
                 },
                 {
                     "name": "slow",
@@ -85,10 +92,39 @@ class Node:
 
     server: ThreadingHTTPServer
     seen_auth: list[str] = field(default_factory=list)
+    # The bodies as they arrived, byte for byte.
+    received: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
+
+
+def node_answer(body: Any) -> tuple[bytes, int]:
+    """The node's answer to a call or a batch: `getblock` of a vendored real block (an unknown one is a JSON-RPC
+    error, answered alone with HTTP 500 as zcashd does), `getinfo` with an `errors` log line as zebrad gives it;
+    `{"answered": method}` for anything else."""
+
+    def answer(call: dict[str, Any]) -> dict[str, Any]:
+        method, params = call.get("method"), call.get("params") or []
+        result: Any = {"answered": method}
+        if method == "getblock":
+            result = getblock_result(params)
+            if result is None:
+                return {"result": None, "error": {"code": -8, "message": "Block not found"}, "id": call.get("id")}
+        elif method == "getinfo":
+            result = {"version": 6030000, "blocks": TIP, "errors": "WARN: peer 203.0.113.7:8233 misbehaved",
+                      "errorstimestamp": 1764500000}  # fmt: skip
+        return {"result": result, "error": None, "id": call.get("id")}
+
+    if isinstance(body, list):
+        return json.dumps([answer(c) for c in body]).encode(), 200
+    single = answer(body)
+    # zcashd (Bitcoin Core's httprpc.cpp) answers a failing single call with HTTP 500, or 404 for an unknown method.
+    return json.dumps(single).encode(), 500 if single["error"] else 200
 
 
 def start_node() -> Node:
     seen: list[str] = []
+    received: list[bytes] = []
+    headers: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
         # Keep-alive, as zebrad and the gateway's upstream pool use it.
@@ -96,18 +132,17 @@ def start_node() -> Node:
 
         def do_POST(self) -> None:
             seen.append(self.headers.get("Authorization", ""))
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            headers.append(dict(self.headers))
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode():
                 self.send_response(401)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-
-            def answer(call: dict[str, Any]) -> dict[str, Any]:
-                return {"result": {"answered": call["method"]}, "error": None, "id": call.get("id")}
-
-            data = json.dumps([answer(c) for c in body] if isinstance(body, list) else answer(body)).encode()
-            self.send_response(200)
+            received.append(raw)
+            body = json.loads(raw)
+            data, status = node_answer(body)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
@@ -122,7 +157,7 @@ def start_node() -> Node:
 
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Node(server, seen)
+    return Node(server, seen, received, headers)
 
 
 def free_port() -> int:
@@ -174,6 +209,7 @@ def running_gateway(
     grpc_upstream: str | None = None,
     metrics_syslog: str | None = None,
     probe_key: str | None = None,
+    max_body_bytes: int = 16 * 1024,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
     binary = nginx()
@@ -188,7 +224,8 @@ def running_gateway(
     (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
     probe_hash = key_hash(probe_key) if probe_key else None
     (directory / USERS_FILE).write_text(json.dumps(users_table(access(), probe_key_sha256=probe_hash)))
-    (directory / "gateway.js").write_text(gateway_js(paths))
+    relay_port = free_port()
+    (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port))
     port = free_port()
     config = nginx_conf(
         access(),
@@ -196,10 +233,11 @@ def running_gateway(
         listen=f"127.0.0.1:{port}",
         rpc_upstream=rpc_upstream,
         grpc_upstream=grpc_upstream,
-        max_body_bytes=16 * 1024,
+        max_body_bytes=max_body_bytes,
         js_module_path=str(JS_MODULE),
         temp_dir=str(directory),
         metrics_syslog=metrics_syslog,
+        relay_port=relay_port,
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )
@@ -360,11 +398,13 @@ def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
         def GetBlockRange(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
             seen.append(dict(context.invocation_metadata()))
             for height in range(request.start.height, request.end.height + 1):
-                yield compact.CompactBlock(height=height, hash=height.to_bytes(32, "little"))
+                yield real_compact_block(compact, height) or compact.CompactBlock(
+                    height=height, hash=height.to_bytes(32, "little")
+                )
 
     from concurrent import futures
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
     rpc.add_CompactTxStreamerServicer_to_server(Streamer(), server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
@@ -372,6 +412,27 @@ def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
         yield LightWallet(port, types_namespace(pb=pb, rpc=rpc, compact=compact), seen)
     finally:
         server.stop(grace=1).wait(5)
+
+
+def real_compact_block(compact: Any, height: int) -> Any:
+    """The CompactBlock of a vendored real block at `height` (tests/zcash_blocks.py), or None."""
+    found = by_reference(str(height))
+    if found is None:
+        return None
+    fields = found.compact()
+    vtx = [
+        compact.CompactTx(
+            index=tx["index"],
+            txid=tx["txid"],
+            spends=[compact.CompactSaplingSpend(nf=nf) for nf in tx["spends"]],
+            outputs=[
+                compact.CompactSaplingOutput(cmu=cmu, ephemeralKey=key, ciphertext=text)
+                for cmu, key, text in tx["outputs"]
+            ],
+        )
+        for tx in fields["vtx"]
+    ]
+    return compact.CompactBlock(**{**fields, "vtx": vtx})
 
 
 def types_namespace(**modules: Any) -> Any:

@@ -29,9 +29,9 @@ from zbi_infra.render.gateway import (
     POD_UPSTREAM_DIR,
     USERS_FILE,
     GatewayUpstreams,
-    pod_files,
     users_table,
 )
+from zbi_infra.render.gateway_nginx import pod_files
 
 NS = "zbi-testnet"
 
@@ -207,7 +207,7 @@ def test_the_pod_configuration_passes_nginx_and_mtail(dev: Plan, tmp_path: Path)
     conf = data["nginx.conf"]
     conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", conf)
     if os.geteuid() == 0:
-        conf = conf.replace("worker_processes auto;", "user root;\nworker_processes auto;")
+        conf = conf.replace("worker_processes ", "user root;\nworker_processes ", 1)
     assert f"load_module {JS_MODULE};" in conf
     (tmp_path / "nginx.conf").write_text(conf)
     subprocess.run(

@@ -92,7 +92,8 @@ def zcash_conf_reference_keys() -> set[str]:
     text = (UPSTREAM / "zcash" / "zcash.conf.example").read_text()
     # The deprecation acknowledgement zcashd demands since 6.2.0 (src/bitcoind.cpp), not in the example file.
     awareness = json.loads((UPSTREAM / "zcash" / "deprecation.json").read_text())["awareness_option"]
-    return set(re.findall(r"^#?([a-z]+)=", text, flags=re.MULTILINE)) | {awareness}
+    wallet = json.loads((UPSTREAM / "zcash" / "wallet-options.json").read_text())["options"]
+    return set(re.findall(r"^#?([a-z]+)=", text, flags=re.MULTILINE)) | {awareness, *wallet}
 
 
 def parse_conf(text: str) -> list[tuple[str, str]]:
@@ -122,6 +123,10 @@ def test_zcash_conf_networks_and_no_credentials() -> None:
 def test_zcash_conf_extra_options() -> None:
     conf = parse_conf(render_zcash_conf(Network.MAINNET, extra_options={"maxconnections": 40, "txindex": True}))
     assert ("maxconnections", "40") in conf and ("txindex", "1") in conf
+    # The wallet is off unless the instance asks for it, and then set once.
+    assert ("disablewallet", "1") in conf
+    asked = parse_conf(render_zcash_conf(Network.MAINNET, extra_options={"disablewallet": False}))
+    assert [v for k, v in asked if k == "disablewallet"] == ["0"]
 
 
 def test_lightwalletd_args_keep_credentials_out_and_tls_in() -> None:

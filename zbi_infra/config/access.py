@@ -59,6 +59,8 @@ NEVER_EXPOSED_PREFIXES = ("z_",)
 # The monitoring stack's user on every gateway: one read-only call, to measure availability as users see it.
 PROBE_USER = "zbi-probe"
 PROBE_JSON_RPC = ("getblockchaininfo",)
+# How the gateway logs and counts callers without a key: no user may take the name.
+ANONYMOUS_USER = "anonymous"
 
 
 @cache
@@ -190,6 +192,9 @@ class RateLimit(StrictModel):
     requests_per_second: StrictInt = Field(default=10, ge=1, le=100_000)
     # Requests allowed at once above the steady rate; 0 means twice the rate.
     burst: StrictInt = Field(default=0, ge=0, le=1_000_000)
+    # Calls one JSON-RPC batch may carry (each counts against the rate); None: the gateway's default, 100. Never
+    # more than the burst. Like the rate, a limit of each gateway replica.
+    max_batch: StrictInt | None = Field(default=None, ge=1, le=10_000)
 
     def effective_burst(self) -> int:
         return self.burst or 2 * self.requests_per_second
@@ -235,6 +240,10 @@ class EndUser(StrictModel):
     def _not_reserved(cls, name: str) -> str:
         if name == PROBE_USER:
             raise ValueError(f"{PROBE_USER} is the monitoring probe's own user. Fix: choose another name")
+        if name == ANONYMOUS_USER:
+            raise ValueError(
+                f"{ANONYMOUS_USER} names callers without a key in logs and metrics. Fix: choose another name"
+            )
         return name
 
     def active_on(self, day: date) -> bool:

@@ -37,9 +37,9 @@ from zbi_infra.render.gateway import (
     UPSTREAM_AUTH_KEY,
     USERS_FILE,
     GatewayUpstreams,
-    pod_files,
     users_json,
 )
+from zbi_infra.render.gateway_nginx import pod_files
 from zbi_infra.tls import CERTIFICATE_CHECKSUM_ANNOTATION
 
 GATEWAY_COMPONENT = "gateway"

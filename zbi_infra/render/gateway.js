@@ -1,15 +1,30 @@
-// zBI access gateway, JSON-RPC side (njs 0.7+). Reads the user table and the node's credentials from files at
-// request time, so a new ConfigMap or Secret takes effect without restarting anything.
+// zBI access gateway, JSON-RPC side (njs 0.7.9 in the tests, 0.8.9 in the pod: ES5 plus let/const/async only).
+// Reads the user table and the node's credentials from files at request time, so a new ConfigMap or Secret takes
+// effect without restarting anything.
 // Identity: HTTP basic auth, the user's name and their key as the password; the table holds SHA-256 of keys only.
+//
+// What reaches the node is the caller's own bytes: a single call or a wholly allowed batch is handed to nginx's
+// proxy (internal redirect), which forwards the body as received and streams the node's answer, whatever its size
+// and status. Only a batch with refused calls is rebuilt, from the original text of its allowed elements, and its
+// answer spliced, element by element, from the node's text: numbers are never parsed and printed again.
 import fs from 'fs';
 import crypto from 'crypto';
 
 const TABLE = '__TABLE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
-const UPSTREAM = '/_zbi_rpc_upstream';
+// The node, for answers njs must read: through this nginx's loopback relay (ngx.fetch takes an address, not a
+// DNS name), whose answers above MAX_ANSWER fail the fetch here instead of closing the caller's connection.
+const RELAY = 'http://__RELAY__/';
+const MAX_ANSWER = __MAX_ANSWER__;
+const METER = '/_zbi_meter';
+const PROXY = '@zbi_rpc';
 // Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
 const NEVER = __NEVER__;
 const NEVER_PREFIXES = __NEVER_PREFIXES__;
+const MAX_BATCH = __MAX_BATCH__;
+// Answer fields withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim.
+const WITHHELD = __WITHHELD__;
+const WITHHELD_TEXT = '"withheld by the gateway"';
 
 function neverExposed(method) {
     return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
@@ -23,7 +38,7 @@ function today() {
     return new Date().toISOString().slice(0, 10);
 }
 
-const REFUSED = {user: '-', profile: null};
+const REFUSED = {user: '-', profile: null, anonymous: false};
 const REFUSED_LABEL = '(refused)';
 const BATCH_LABEL = '(batch)';
 
@@ -31,13 +46,13 @@ function sha256(text) {
     return crypto.createHash('sha256').update(text).digest('hex');
 }
 
-// {user, profile} for the request: profile null means refused (bad, revoked or expired key, or no anonymous access).
-// JSON-RPC clients send basic auth (user name, key as password); gRPC clients `authorization: Bearer <key>`.
+// {user, profile, anonymous} for the request: profile null means refused (bad, empty, revoked or expired key, or no
+// anonymous access). JSON-RPC clients send basic auth (user name, key as password); gRPC clients `Bearer <key>`.
 function lookup(r) {
     const users = table();
     const header = r.headersIn['Authorization'] || '';
     if (!header) {
-        return users.anonymous ? {user: 'anonymous', profile: users.anonymous} : REFUSED;
+        return users.anonymous ? {user: 'anonymous', profile: users.anonymous, anonymous: true} : REFUSED;
     }
     let key;
     let name = null;
@@ -62,7 +77,7 @@ function lookup(r) {
     if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
         return REFUSED;
     }
-    return {user: entry.name, profile: entry};
+    return {user: entry.name, profile: entry, anonymous: false};
 }
 
 // Several variables of one request ask who made it: the table is read and the key hashed once per request.
@@ -76,13 +91,29 @@ function identify(r) {
     return who;
 }
 
+// The rate meter (a loopback server of this nginx, reached by subrequests only) is told whom to count in headers.
+function metering(r) {
+    return r.variables.zbi_metering === '1';
+}
+
 // js_set: the rate-limit key and bucket of the request ("" when refused: nothing to count).
 function rateKey(r) {
+    if (metering(r)) {
+        return r.headersIn['X-Zbi-Rate-Key'] || '';
+    }
     const who = identify(r);
     if (!who.profile) {
         return '';
     }
-    return who.user === 'anonymous' ? 'anon:' + r.remoteAddress : 'user:' + who.user;
+    return who.anonymous ? 'anon:' + r.remoteAddress : 'user:' + who.user;
+}
+
+function rateBucket(r) {
+    if (metering(r)) {
+        return r.headersIn['X-Zbi-Bucket'] || '';
+    }
+    const who = identify(r);
+    return who.profile ? who.profile.bucket : '';
 }
 
 // js_set, read when the access log is written: who made the request, whatever its outcome.
@@ -90,9 +121,9 @@ function userName(r) {
     return identify(r).user;
 }
 
-function rateBucket(r) {
-    const who = identify(r);
-    return who.profile ? who.profile.bucket : '';
+// js_set for JSON-RPC, read before the body: "ok" or "unauthenticated".
+function jsonRpcVerdict(r) {
+    return identify(r).profile ? 'ok' : 'unauthenticated';
 }
 
 // js_set for gRPC calls: "ok", "unauthenticated" or "denied" (the method is the path's last segment).
@@ -111,87 +142,312 @@ function upstreamAuth(r) {
     return 'Basic ' + Buffer.from(fs.readFileSync(UPSTREAM_AUTH).toString().trim()).toString('base64');
 }
 
-function rpcError(id, code, message) {
-    return {result: null, error: {code: code, message: message}, id: id === undefined ? null : id};
+// --- JSON text, scanned without parsing numbers: spans [start, end) of values in a text already known valid ---
+
+function skipSpace(s, i) {
+    for (;;) {
+        const c = s.charCodeAt(i);
+        if (c !== 32 && c !== 9 && c !== 10 && c !== 13) {
+            return i;
+        }
+        i++;
+    }
 }
 
-function reply(r, status, value) {
+function stringEnd(s, i) {
+    let from = i + 1;
+    for (;;) {
+        const quote = s.indexOf('"', from);
+        let slashes = 0;
+        while (s.charCodeAt(quote - 1 - slashes) === 92) {
+            slashes++;
+        }
+        if (slashes % 2 === 0) {
+            return quote + 1;
+        }
+        from = quote + 1;
+    }
+}
+
+function valueEnd(s, i) {
+    let c = s.charCodeAt(i);
+    if (c === 34) {
+        return stringEnd(s, i);
+    }
+    if (c === 123 || c === 91) {
+        let depth = 0;
+        for (;;) {
+            c = s.charCodeAt(i);
+            if (c === 34) {
+                i = stringEnd(s, i);
+                continue;
+            }
+            if (c === 123 || c === 91) {
+                depth++;
+            } else if (c === 125 || c === 93) {
+                depth--;
+                if (depth === 0) {
+                    return i + 1;
+                }
+            }
+            i++;
+        }
+    }
+    while (i < s.length) {
+        c = s.charCodeAt(i);
+        if (c === 44 || c === 93 || c === 125 || c === 32 || c === 9 || c === 10 || c === 13) {
+            return i;
+        }
+        i++;
+    }
+    return i;
+}
+
+// The elements of the array whose text starts at `start`, as spans.
+function elements(s, start) {
+    const spans = [];
+    let i = skipSpace(s, start + 1);
+    if (s.charCodeAt(i) === 93) {
+        return spans;
+    }
+    for (;;) {
+        i = skipSpace(s, i);
+        const end = valueEnd(s, i);
+        spans.push([i, end]);
+        i = skipSpace(s, end);
+        if (s.charCodeAt(i) !== 44) {
+            return spans;
+        }
+        i++;
+    }
+}
+
+// The members of the object whose text starts at `start`: {names: {'$' + name: span}, duplicated}.
+function members(s, start) {
+    const names = {};
+    let duplicated = false;
+    let i = skipSpace(s, start + 1);
+    while (s.charCodeAt(i) !== 125) {
+        const keyEnd = stringEnd(s, i);
+        const name = '$' + JSON.parse(s.slice(i, keyEnd));
+        i = skipSpace(s, skipSpace(s, keyEnd) + 1);
+        const end = valueEnd(s, i);
+        duplicated = duplicated || names[name] !== undefined;
+        names[name] = [i, end];
+        i = skipSpace(s, end);
+        if (s.charCodeAt(i) === 44) {
+            i = skipSpace(s, i + 1);
+        }
+    }
+    return {names: names, duplicated: duplicated};
+}
+
+// --- Answers ---
+
+function errorText(rawId, code, message) {
+    return '{"result":null,"error":{"code":' + code + ',"message":' + JSON.stringify(message) + '},"id":' +
+        (rawId === null ? 'null' : rawId) + '}';
+}
+
+function replyText(r, status, text) {
     r.headersOut['Content-Type'] = 'application/json';
-    r.return(status, JSON.stringify(value));
+    r.return(status, text);
 }
 
-async function forward(r, body) {
-    const upstream = await r.subrequest(UPSTREAM, {method: 'POST', body: body});
-    return upstream;
+function refuseRequest(r, status, code, message) {
+    return replyText(r, status, errorText(null, code, message));
+}
+
+// A call, checked: {id: raw id text or null (a notification has none), method, refusal: error text or null}.
+function check(text, span, parsed, allowed) {
+    const call = {id: null, notification: true, method: null, refusal: null, invalid: true};
+    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+        call.notification = false;
+        call.refusal = errorText(null, -32600, 'Invalid Request: a call is an object');
+        return call;
+    }
+    const found = members(text, span[0]);
+    const id = found.names.$id;
+    if (id !== undefined) {
+        call.notification = false;
+        call.id = text.slice(id[0], id[1]);
+    }
+    const method = parsed.method;
+    if (found.duplicated) {
+        call.refusal = errorText(call.id, -32600, 'Invalid Request: a member is given twice');
+    } else if (typeof method !== 'string') {
+        call.refusal = errorText(call.id, -32600, 'Invalid Request: the method is not a string');
+    } else if (neverExposed(method) || allowed.indexOf(method) < 0) {
+        call.invalid = false;
+        call.refusal = errorText(call.id, -32601, 'method ' + method.slice(0, 64) + ' is not allowed for this key');
+    } else {
+        call.method = method;
+    }
+    return call;
+}
+
+// The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
+function withhold(text, method) {
+    const fields = WITHHELD[method];
+    const start = skipSpace(text, 0);
+    if (!fields || text.charCodeAt(start) !== 123) {
+        return text;
+    }
+    const result = members(text, start).names.$result;
+    if (!result || text.charCodeAt(result[0]) !== 123) {
+        return text;
+    }
+    const spans = members(text, result[0]).names;
+    const cuts = fields.map(function (f) { return spans['$' + f]; }).filter(function (s) { return s; });
+    cuts.sort(function (a, b) { return b[0] - a[0]; });
+    cuts.forEach(function (span) { text = text.slice(0, span[0]) + WITHHELD_TEXT + text.slice(span[1]); });
+    return text;
+}
+
+// Charges `count` more calls to the caller's rate bucket (nginx counted the HTTP request itself as one).
+async function charge(r, count) {
+    const charges = [];
+    for (let i = 0; i < count; i++) {
+        charges.push(r.subrequest(METER, {method: 'GET'}));
+    }
+    const answers = await Promise.all(charges);
+    return answers.every(function (a) { return a.status === 204; });
 }
 
 async function jsonRpc(r) {
     const who = identify(r);
-    if (!who.profile) {
-        r.headersOut['WWW-Authenticate'] = 'Basic realm="zbi"';
-        return reply(r, 401, rpcError(null, -32600, 'a valid key is required: basic auth, user name and key'));
-    }
     if (r.method !== 'POST') {
-        return reply(r, 405, rpcError(null, -32600, 'JSON-RPC requests are POSTs'));
+        return refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
+    }
+    // A body under client_max_body_size stays in memory; should nginx ever spill one, read the file it wrote.
+    let text = r.requestText;
+    if (text === undefined && r.variables.request_body_file) {
+        text = fs.readFileSync(r.variables.request_body_file).toString();
     }
     let request;
     try {
-        request = JSON.parse(r.requestText || '');
+        request = JSON.parse(text || '');
     } catch (e) {
-        return reply(r, 400, rpcError(null, -32700, 'Parse error'));
+        return refuseRequest(r, 400, -32700, 'Parse error');
     }
     const allowed = who.profile.jsonRpc;
-    const batch = Array.isArray(request);
-    const calls = batch ? request : [request];
-    if (calls.length === 0) {
-        return reply(r, 400, rpcError(null, -32600, 'empty batch'));
+    const maxBatch = who.profile.maxBatch || MAX_BATCH;
+    const start = skipSpace(text, 0);
+    if (!Array.isArray(request)) {
+        const call = check(text, [start, text.length], request, allowed);
+        const method = request !== null && typeof request === 'object' ? request.method : undefined;
+        r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
+        // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
+        r.variables.zbi_method = call.refusal ? REFUSED_LABEL : call.method;
+        if (call.refusal) {
+            return replyText(r, call.invalid ? 400 : 200, call.refusal);
+        }
+        if (WITHHELD[call.method]) {
+            return forwardAndSplice(r, text, [call], [[start, text.length]], false);
+        }
+        return r.internalRedirect(PROXY);
     }
-    const refused = calls.map(function (call) {
-        const method = call && typeof call === 'object' ? call.method : undefined;
-        return typeof method !== 'string' || neverExposed(method) || allowed.indexOf(method) < 0;
-    });
-    r.variables.zbi_methods = calls.map(function (c) { return c && c.method; }).join(',').slice(0, 200);
-    // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
-    r.variables.zbi_method = batch ? BATCH_LABEL : (refused[0] ? REFUSED_LABEL : request.method);
-    const refusal = function (call) {
-        const method = call && typeof call === 'object' ? String(call.method) : '';
-        return rpcError(call && call.id, -32601, 'method ' + method.slice(0, 64) + ' is not allowed for this key');
-    };
-    if (!batch && refused[0]) {
-        return reply(r, 200, refusal(request));
+    r.variables.zbi_method = BATCH_LABEL;
+    if (request.length === 0) {
+        return refuseRequest(r, 400, -32600, 'Invalid Request: an empty batch');
     }
-    const passed = calls.filter(function (c, i) { return !refused[i]; });
-    let answers = [];
-    if (passed.length > 0) {
-        const upstream = await forward(r, JSON.stringify(batch ? passed : request));
-        if (upstream.status >= 500 || upstream.status === 0) {
-            return reply(r, 502, rpcError(batch ? null : request.id, -32603, 'the node is unavailable'));
-        }
-        if (!batch) {
-            r.headersOut['Content-Type'] = 'application/json';
-            return r.return(upstream.status, upstream.responseText);
-        }
-        try {
-            answers = JSON.parse(upstream.responseText);
-        } catch (e) {
-            return reply(r, 502, rpcError(null, -32603, 'the node answered with invalid JSON'));
-        }
-        if (!Array.isArray(answers)) {
-            return reply(r, 502, rpcError(null, -32603, 'the node did not answer the batch'));
-        }
+    if (request.length > maxBatch) {
+        return refuseRequest(r, 400, -32600, 'Invalid Request: a batch holds at most ' + maxBatch + ' calls');
     }
-    // Answers in the order of the request: forwarded calls matched by id, refused ones answered here.
-    const byId = {};
-    answers.forEach(function (a) { byId[JSON.stringify(a.id)] = a; });
-    let next = 0;
-    const merged = calls.map(function (call, i) {
-        if (refused[i]) {
-            return refusal(call);
-        }
-        const match = byId[JSON.stringify(call.id)];
-        return match !== undefined ? match : answers[next++];
-    });
-    return reply(r, 200, merged);
+    r.variables.zbi_methods = request.map(function (c) {
+        return c && typeof c.method === 'string' ? c.method.slice(0, 64) : '?';
+    }).join(',').slice(0, 200);
+    const spans = elements(text, start);
+    const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed); });
+    // Every call counts against the rate limit, forwarded or refused.
+    if (!(await charge(r, calls.length - 1))) {
+        return refuseRequest(r, 429, -32005, 'rate limit reached');
+    }
+    const refused = calls.some(function (c) { return c.refusal; });
+    const withheld = calls.some(function (c) { return WITHHELD[c.method]; });
+    if (!refused && !withheld) {
+        return r.internalRedirect(PROXY);
+    }
+    return forwardAndSplice(r, text, calls, spans, true);
 }
 
-export default {jsonRpc, grpcVerdict, rateKey, rateBucket, upstreamAuth, userName};
+// Forwards the allowed calls (their own text) through a subrequest and answers with the node's answers, each in
+// its call's place, the refusals in theirs; a notification gets no answer.
+async function forwardAndSplice(r, text, calls, spans, batch) {
+    const forwarded = [];
+    calls.forEach(function (c, i) {
+        if (!c.refusal) {
+            forwarded.push(i);
+        }
+    });
+    const answers = {};
+    let status = 200;
+    if (forwarded.length > 0) {
+        const parts = forwarded.map(function (i) { return text.slice(spans[i][0], spans[i][1]); });
+        let upstream;
+        let answer;
+        try {
+            upstream = await ngx.fetch(RELAY, {
+                method: 'POST',
+                body: batch ? '[' + parts.join(',') + ']' : parts[0],
+                headers: {'Authorization': upstreamAuth(r), 'Content-Type': 'application/json'},
+                max_response_body_size: MAX_ANSWER,
+            });
+            answer = await upstream.text();
+        } catch (e) {
+            return refuseRequest(r, 502, -32603, 'the node\'s answers exceed ' + MAX_ANSWER + ' bytes or the node is ' +
+                'unavailable: send the refused calls apart, so the rest streams unbuffered, or split the batch');
+        }
+        let valid = true;
+        try {
+            JSON.parse(answer);
+        } catch (e) {
+            valid = false;
+        }
+        if (!valid) {
+            if (upstream.status === 502 || upstream.status === 504) {
+                return refuseRequest(r, 502, -32603, 'the node is unavailable');
+            }
+            return refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');
+        }
+        status = upstream.status;
+        const begin = skipSpace(answer, 0);
+        if (!batch) {
+            return replyText(r, status, withhold(answer, calls[0].method));
+        }
+        if (answer.charCodeAt(begin) !== 91) {
+            // The node refused the batch as a whole: its answer is the caller's.
+            return replyText(r, status, answer);
+        }
+        // By id, in the node's order: duplicate ids are answered in turn, as the node answered them.
+        elements(answer, begin).forEach(function (span) {
+            const id = members(answer, span[0]).names.$id;
+            const key = '$' + (id ? answer.slice(id[0], id[1]) : 'null');
+            (answers[key] = answers[key] || []).push(answer.slice(span[0], span[1]));
+        });
+    }
+    const out = [];
+    calls.forEach(function (c) {
+        if (c.notification) {
+            return;
+        }
+        if (c.refusal) {
+            out.push(c.refusal);
+            return;
+        }
+        const queue = answers['$' + c.id];
+        const answer = queue && queue.shift();
+        out.push(answer ? withhold(answer, c.method) : errorText(c.id, -32603, 'the node did not answer this call'));
+    });
+    if (out.length === 0) {
+        return r.return(204);
+    }
+    return replyText(r, status, '[' + out.join(',') + ']');
+}
+
+// js_content of the rate meter: reached only when the caller's buckets had room.
+function metered(r) {
+    r.return(204);
+}
+
+export default {jsonRpc, metered, jsonRpcVerdict, grpcVerdict, rateKey, rateBucket, upstreamAuth, userName};

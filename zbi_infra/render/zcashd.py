@@ -17,6 +17,10 @@ CONFIG_PATH = f"{CONFIG_DIR}/zcash.conf"
 # `getexperimentalfeatures` at start (lightwalletd cmd/root.go). The feature adds the address and block indexes
 # light-wallet servers read.
 LIGHT_WALLET_OPTIONS = [("experimentalfeatures", "1"), ("lightwalletd", "1")]
+# A node, not a wallet: without its wallet zcashd registers no wallet RPC, and getinfo/validateaddress show no
+# balance, key pool or `ismine` (src/init.cpp, src/wallet/wallet.cpp at v6.20.0). `extraOptions: {disablewallet:
+# false}` turns it back on.
+WALLET_OFF = ("disablewallet", "1")
 
 
 def zcashd_options(
@@ -44,6 +48,8 @@ def zcashd_options(
         ("rpcallowip", "0.0.0.0/0"),
         ("rpcclienttimeout", "30"),
     ]
+    if WALLET_OFF[0] not in (extra_options or {}):
+        options.append(WALLET_OFF)
     if serve_light_wallet:
         options += LIGHT_WALLET_OPTIONS
     # connect= (not addnode=) so a regtest node talks to its siblings and nothing else.

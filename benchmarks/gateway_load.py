@@ -1,0 +1,343 @@
+"""The gateway measured with load generators written for it, against upstreams that cannot be the bottleneck:
+Debian's `wrk` (JSON-RPC over HTTP/1.1 and TLS) and `h2load` (gRPC over HTTP/2 and TLS), each run against the
+rendered gateway and against plain nginx proxying to the same upstream, in the same run. The upstreams are nginx
+answering a fixed body (a `getblockcount` answer, a real 3.9 MB block, a batch answer, a gRPC `BlockID`).
+
+Figures: requests per second, requests per CPU-second of nginx (master and workers, from /proc: the fairer figure
+on a shared machine), their ratio to plain proxying, and the p99 latency each path adds; the memory nginx holds while
+streaming the largest real answer; and its memory under the slow-body attack, with the pod's limit beside it.
+Called by benchmarks/gateway.py; prints numbers, asserts nothing."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socket
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+
+from tests.debian import debian_tool
+from tests.gateway_harness import JS_MODULE, KEYS, Gateway, free_port, nginx, running_gateway, tls_files
+from tests.zcash_blocks import LARGEST, block
+from zbi_infra.config.instance import GatewayConfig
+from zbi_infra.render.gateway import MAX_ANONYMOUS_REQUESTS, MAX_CALLS_PER_CALLER
+
+SMALL = b'{"result":3000000,"error":null,"id":1}'
+BATCH_CALLS = 10
+TIP = 3_000_000
+SERVICE = "cash.z.wallet.sdk.rpc.CompactTxStreamer"
+
+
+def varint(value: int) -> bytes:
+    out = b""
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out += bytes([byte | (0x80 if value else 0)])
+        if not value:
+            return out
+
+
+def grpc_frame(message: bytes) -> bytes:
+    return b"\x00" + len(message).to_bytes(4, "big") + message
+
+
+@contextmanager
+def nginx_running(directory: Path, conf: str) -> Iterator[int]:
+    """nginx with `conf` (its http block's content) until the block ends; yields the master's pid."""
+    directory.mkdir(parents=True, exist_ok=True)
+    user = "user root;" if os.geteuid() == 0 else ""
+    (directory / "nginx.conf").write_text(
+        f"load_module {JS_MODULE};\n{user}\nworker_processes 2;\npid {directory}/nginx.pid;\n"
+        "error_log stderr error;\n"
+        f"events {{ worker_connections 8192; }}\nhttp {{\n access_log off;\n client_body_temp_path {directory}/body;\n"
+        f" proxy_temp_path {directory}/proxy;\n{conf}\n}}\n"
+    )
+    process = subprocess.Popen(
+        [nginx(), "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not (directory / "nginx.pid").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        yield int((directory / "nginx.pid").read_text())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def fixed_upstreams(directory: Path) -> tuple[str, dict[str, int]]:
+    """An nginx config answering fixed bodies: small JSON-RPC, the largest real block (verbosity 2), a batch answer,
+    and gRPC (a BlockID, trailers with grpc-status 0). POSTs reach static files through error_page 405 (nginx
+    serves files to GETs only, and turns the redirected request into a GET)."""
+    largest = block(LARGEST)
+    (directory / "block.json").write_bytes(json.dumps({"result": largest.verbose(2), "error": None, "id": 1}).encode())
+    answers = [{"result": TIP, "error": None, "id": i} for i in range(1, BATCH_CALLS + 1)]
+    (directory / "batch.json").write_bytes(json.dumps(answers).encode())
+    (directory / "reply.bin").write_bytes(grpc_frame(b"\x08" + varint(TIP)))
+    ports = {name: free_port() for name in ("small", "big", "batch", "grpc")}
+
+    def static(name: str, port: int, extra: str = "default_type application/json;", http2: str = "") -> str:
+        return (
+            f" server {{ listen 127.0.0.1:{port}{http2}; root {directory};\n"
+            f"  location / {{ {extra} error_page 405 =200 /{name}; try_files /{name} =404; }}\n"
+            f"  location = /{name} {{ {extra} }} }}\n"
+        )
+
+    conf = (
+        # Upstream connections stay open for the whole run (nginx closes them after 1,000 requests by default).
+        " keepalive_requests 1000000;\n"
+        f" server {{ listen 127.0.0.1:{ports['small']}; location / {{ default_type application/json;"
+        f" return 200 '{SMALL.decode()}'; }} }}\n"
+        + static("block.json", ports["big"])
+        + static("batch.json", ports["batch"])
+        + static("reply.bin", ports["grpc"], "default_type application/grpc; add_trailer grpc-status 0;", " http2")
+    )
+    return conf, ports
+
+
+def plain_proxy(directory: Path, ports: dict[str, int], upstream: str, port: int) -> str:
+    certificate, key = directory / "tls.crt", directory / "tls.key"
+    return (
+        f" upstream rpc_{upstream} {{ server 127.0.0.1:{ports[upstream]}; keepalive 32; }}\n"
+        f" upstream wallet_{upstream} {{ server 127.0.0.1:{ports['grpc']}; keepalive 32; }}\n"
+        f" server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {certificate}; ssl_certificate_key {key};\n"
+        f"  location / {{ proxy_pass http://rpc_{upstream}; proxy_http_version 1.1;"
+        " proxy_set_header Connection ''; }\n"
+        f"  location /{SERVICE}/ {{ grpc_pass grpc://wallet_{upstream}; }} }}\n"
+    )
+
+
+def cpu_seconds(master: int) -> float:
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry.name) == master or int(stat[1]) == master:
+                total += int(stat[11]) + int(stat[12])
+    return total / ticks
+
+
+def rss_mib(master: int) -> float:
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(entry.name) == master or int(stat[1]) == master:
+                    status = (entry / "status").read_text()
+                    total += int(re.search(r"VmRSS:\s+(\d+)", status).group(1))  # type: ignore[union-attr]
+            except (OSError, AttributeError):
+                continue
+    return total / 1024
+
+
+def milliseconds(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(
+    url: str, body: bytes, authorization: str, seconds: int, connections: int, directory: Path
+) -> tuple[float, float]:
+    """(requests/s, p99 ms) of wrk POSTing `body`; non-2xx answers are reported as a failure."""
+    script = directory / "post.lua"
+    script.write_text(
+        f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
+        f"wrk.headers['Content-Type'] = 'application/json'\nwrk.headers['Authorization'] = '{authorization}'\n"
+    )
+    binary = debian_tool("wrk", ["wrk"])
+    out = subprocess.run(
+        [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, timeout=seconds + 60,
+    ).stdout  # fmt: skip
+    if "Non-2xx" in out:
+        raise RuntimeError(f"wrk saw errors: {out}")
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p99 = milliseconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return rate, p99
+
+
+def h2load(url: str, authorization: str | None, requests: int, directory: Path) -> tuple[float, float]:
+    """(requests/s, p99 ms) of h2load making gRPC unary calls (HTTP/2 POSTs of a framed ChainSpec)."""
+    (directory / "call.bin").write_bytes(grpc_frame(b""))
+    log = directory / "h2load.log"
+    binary = debian_tool("h2load", ["nghttp2-client"])
+    headers = ["-H", "content-type: application/grpc", "-H", "te: trailers"]
+    if authorization:
+        headers += ["-H", f"authorization: {authorization}"]
+    out = subprocess.run(
+        [binary, f"-n{requests}", "-c8", "-m4", "-t1", "-d", str(directory / "call.bin"), *headers,
+         "--log-file", str(log), url],
+        capture_output=True, text=True, timeout=300,
+    ).stdout  # fmt: skip
+    ok = int(re.search(r"status codes: (\d+) 2xx", out).group(1))  # type: ignore[union-attr]
+    if ok < requests * 0.99:
+        raise RuntimeError(f"h2load saw errors: {out}")
+    if ok < requests:
+        print(f"  (h2load: {requests - ok} of {requests} calls not 2xx on {url})")
+    rate = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out).group(1))  # type: ignore[union-attr]
+    latencies = sorted(int(line.split()[2]) for line in log.read_text().splitlines() if line.strip())
+    return rate, latencies[int(len(latencies) * 0.99)] / 1000
+
+
+def measured(master: int, run) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(requests/s, requests per nginx CPU-second, p99 ms) of one run."""
+    before = cpu_seconds(master)
+    start = time.monotonic()
+    rate, p99 = run()
+    elapsed = time.monotonic() - start
+    cpu = cpu_seconds(master) - before
+    return rate, rate * elapsed / cpu if cpu else float("nan"), p99
+
+
+def slow_body_attack(
+    port: int, context: ssl.SSLContext, sources: int, per_source: int, body: int, auth: str | None
+) -> list[ssl.SSLSocket]:
+    """Connections each announcing a `body`-byte body and sending one byte, from `sources` loopback addresses."""
+    held = []
+    header = f"Authorization: {auth}\r\n" if auth else ""
+    for s in range(sources):
+        for _ in range(per_source):
+            try:
+                raw = socket.create_connection(
+                    ("127.0.0.1", port), timeout=5, source_address=(f"127.0.{1 + s // 250}.{1 + s % 250}", 0)
+                )
+                tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
+                tls.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {body}\r\n\r\n{{".encode())
+                held.append(tls)
+            except OSError:
+                break
+    return held
+
+
+COLUMNS = "path | req/s gateway, plain, ratio | req per nginx CPU-s gateway, plain, ratio | p99 gateway, plain, added"
+
+
+def row(label: str, gateway: tuple[float, float, float], plain: tuple[float, float, float]) -> str:
+    return (
+        f"{label} | {gateway[0]:.0f}, {plain[0]:.0f}, {gateway[0] / plain[0]:.2f} | {gateway[1]:.0f}, {plain[1]:.0f}, "
+        f"{gateway[1] / plain[1]:.2f} | {gateway[2]:.2f}, {plain[2]:.2f}, {gateway[2] - plain[2]:+.2f} ms"
+    )
+
+
+def report(seconds: int = 8, requests: int = 8_000) -> None:
+    """`requests` gRPC calls on 8 connections: nginx ends an HTTP/2 connection after 1,000 (keepalive_requests)."""
+    user = "Basic " + base64.b64encode(f"bench:{KEYS['bench']}".encode()).decode()
+    bearer = f"Bearer {KEYS['bench']}"
+    max_body = GatewayConfig().max_body_kib * 1024
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        (root / "up").mkdir()
+        conf, ports = fixed_upstreams(root / "up")
+        (root / "plain").mkdir()
+        tls_files(root / "plain")
+        plain_port = {name: free_port() for name in ("small", "big", "batch")}
+        plain_conf = "".join(plain_proxy(root / "plain", ports, name, port) for name, port in plain_port.items())
+        grpc_upstream = f"127.0.0.1:{ports['grpc']}"
+        with (
+            nginx_running(root / "up", conf),
+            nginx_running(root / "plain", plain_conf) as plain_master,
+            running_gateway(root / "gw", f"127.0.0.1:{ports['small']}", None, grpc_upstream=grpc_upstream,
+                            max_body_bytes=max_body) as small,
+            running_gateway(root / "gw-big", f"127.0.0.1:{ports['big']}", None, max_body_bytes=max_body) as big,
+            running_gateway(root / "gw-batch", f"127.0.0.1:{ports['batch']}", None, max_body_bytes=max_body) as batch,
+        ):  # fmt: skip
+            gateways = {"small": small, "big": big, "batch": batch}
+            masters = {name: int((g.config_dir / "nginx.pid").read_text()) for name, g in gateways.items()}
+            call = json.dumps({"jsonrpc": "1.0", "method": "getblockcount", "params": [], "id": 1}).encode()
+            getblock = json.dumps({"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}).encode()
+            calls = [{"method": "getblockcount", "id": i} for i in range(1, BATCH_CALLS + 1)]
+            spliced = json.dumps([*calls, {"method": "stop", "id": 99}]).encode()
+            cases = [
+                ("JSON-RPC getblockcount (wrk, 32 connections)", "small", call, 32),
+                ("JSON-RPC batch of 10, all allowed (streamed)", "batch", json.dumps(calls).encode(), 32),
+                ("JSON-RPC batch of 10 + 1 refused (spliced)", "batch", spliced, 32),
+                ("JSON-RPC getblock 3.9 MB (real block 141042, 4 connections)", "big", getblock, 4),
+            ]
+            print(f"machine: {os.cpu_count()} CPUs shared with other jobs (figures are noisy); TLS on both paths")
+            print(COLUMNS)
+            for label, name, body, connections in cases:
+                url = f"https://127.0.0.1:{plain_port[name]}/"
+                gateway_run = partial(wrk, gateways[name].url, body, user, seconds, connections, root)
+                plain_run = partial(wrk, url, body, user, seconds, connections, root)
+                print(row(label, measured(masters[name], gateway_run), measured(plain_master, plain_run)))
+            path = f"/{SERVICE}/GetLatestBlock"
+            gateway_run = partial(h2load, f"https://127.0.0.1:{small.port}{path}", bearer, requests, root)
+            plain_run = partial(h2load, f"https://127.0.0.1:{plain_port['small']}{path}", None, requests, root)
+            label = "gRPC GetLatestBlock (h2load, 8 connections x 4 streams)"
+            print(row(label, measured(masters["small"], gateway_run), measured(plain_master, plain_run)))
+            memory(big, masters["big"], getblock, user, root)
+    with tempfile.TemporaryDirectory() as temporary:
+        attacks(Path(temporary), user, max_body)
+
+
+def peak_rss_during(master: int, run) -> float:  # type: ignore[no-untyped-def]
+    peak = [rss_mib(master)]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak.append(rss_mib(master))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        run()
+    finally:
+        done.set()
+        sampler.join()
+    return max(peak)
+
+
+def memory(big: Gateway, big_master: int, getblock: bytes, user: str, root: Path) -> None:
+    idle = rss_mib(big_master)
+    streamed = peak_rss_during(big_master, lambda: wrk(big.url, getblock, user, 5, 8, root))
+    largest = len(json.dumps({"result": block(LARGEST).verbose(2), "error": None, "id": 1}))
+    print(f"largest answer passed: {largest:,} bytes (getblock verbosity 2 of the ~1.9 MB Testnet block 141042); "
+          f"gateway RSS idle {idle:.1f} MiB, peak while streaming it to 8 clients {streamed:.1f} MiB")  # fmt: skip
+    mixed = json.dumps(
+        [{"method": "stop", "id": 0}, {"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}]
+    ).encode()
+    spliced_peak = peak_rss_during(big_master, lambda: wrk(big.url, mixed, user, 5, 8, root))
+    what = "the same answer spliced (a batch with a refused call, buffered in njs)"
+    print(f"{what}, 8 clients: peak {spliced_peak:.1f} MiB")
+
+
+def attacks(root: Path, user: str, max_body: int) -> None:
+    """The slow-body attack (a body announced, one byte sent) on a fresh gateway each time: freed memory is not
+    always returned to the system, so one attack's figure would otherwise carry the last one's."""
+    limit = GatewayConfig().resources.memory_limit
+    upstream = f"127.0.0.1:{free_port()}"  # never reached: no body is ever complete
+    for label, sources, per_source, auth in (
+        ("no key, 30 addresses x 100", 30, 100, "Basic " + base64.b64encode(b"x:zbik_wrong").decode()),
+        (f"anonymous, 100 addresses x 8 (cap {MAX_ANONYMOUS_REQUESTS} in all)", 100, 8, None),
+        (f"one key, 10 addresses x 8 (cap {MAX_CALLS_PER_CALLER} per user)", 10, 8, user),
+        ("anonymous, 1 address x 1,500 (idle TLS connections)", 1, 1500, None),
+    ):
+        with running_gateway(
+            root / f"attack-{sources}-{per_source}", upstream, None, max_body_bytes=max_body
+        ) as target:
+            master = int((target.config_dir / "nginx.pid").read_text())
+            before = rss_mib(master)
+            held = slow_body_attack(target.port, target.context, sources, per_source, max_body, auth)
+            time.sleep(1.0)
+            during = rss_mib(master)
+            for connection in held:
+                connection.close()
+        print(f"slow-body attack, {label}, {len(held)} connections held, bodies of {max_body // 1024} KiB announced: "
+              f"RSS {before:.1f} -> {during:.1f} MiB (pod limit {limit})")  # fmt: skip

@@ -1,0 +1,180 @@
+"""The gateway at real payloads, live: real blocks (Zebra's test vectors, up to the ~1.9 MB Testnet block 141042)
+answered by the tests' node at every `getblock` verbosity and passed whole; what was checked forwarded byte for byte;
+batches answered call by call as JSON-RPC says; the node's own errors passed through; bodies near the limit read
+whatever their framing. Rendered nginx.conf and njs in Debian's nginx on loopback, as in test_gateway_live."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_harness import KEYS, Gateway, node_answer, running_gateway, start_node
+from tests.zcash_blocks import LARGEST, VECTORS, block
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    node = start_node()
+    try:
+        with running_gateway(
+            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node
+        ) as running:
+            yield running
+    finally:
+        node.server.shutdown()
+
+
+def post(gateway: Gateway, body: bytes, user: str | None = "exchange", chunks: int = 0) -> tuple[int, bytes]:
+    """The raw answer to a raw body (in `chunks` chunks of chunked transfer encoding when given)."""
+    connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=gateway.context, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if user is not None:
+        headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{KEYS[user]}".encode()).decode()
+    try:
+        if chunks:
+            size = -(-len(body) // chunks)
+            parts = iter([body[i : i + size] for i in range(0, len(body), size)])
+            connection.request("POST", "/", body=parts, headers=headers, encode_chunked=True)
+        else:
+            connection.request("POST", "/", body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("name", sorted(VECTORS))
+def test_real_blocks_pass_whole_at_every_verbosity(gateway: Gateway, name: str) -> None:
+    """Verbosity 0 is the block's hex (3.9 MB for the largest), 2 its transactions with their hex: what the node
+    sends is what the caller gets, byte for byte (the old gateway dropped any answer over 4 KiB)."""
+    real = block(name)
+    for verbosity in (0, 1, 2):
+        call = {"jsonrpc": "1.0", "method": "getblock", "params": [real.hash, verbosity], "id": verbosity}
+        status, answer = post(gateway, json.dumps(call).encode())
+        assert status == 200, answer[:300]
+        assert answer == node_answer(call)[0], (name, verbosity)
+    by_height = json.loads(
+        post(gateway, json.dumps({"method": "getblock", "params": [str(real.height), 0]}).encode())[1]
+    )
+    assert bytes.fromhex(by_height["result"]) == real.raw
+
+
+def test_a_batch_of_the_largest_blocks_streams_through(gateway: Gateway) -> None:
+    """Three copies of the largest block at verbosity 2 and one at 0: about 15.5 MB in one answer."""
+    largest = block(LARGEST)
+    batch = [{"method": "getblock", "params": [largest.hash, v], "id": i} for i, v in enumerate((2, 2, 2, 0))]
+    status, answer = post(gateway, json.dumps(batch).encode())
+    assert status == 200 and len(answer) > 15_000_000
+    assert answer == node_answer(batch)[0]
+
+
+def test_a_batch_with_a_refused_call_is_spliced_from_the_nodes_text(gateway: Gateway) -> None:
+    largest = block(LARGEST)
+    batch = [
+        {"method": "stop", "id": "refused"},
+        {"method": "getblock", "params": [largest.hash, 2], "id": "big"},
+        {"method": "getblockcount", "id": 7},
+    ]
+    status, answer = post(gateway, json.dumps(batch).encode())
+    assert status == 200
+    answers = json.loads(answer)
+    assert [a["id"] for a in answers] == ["refused", "big", 7]
+    assert answers[0]["error"]["code"] == -32601
+    assert answers[1] == json.loads(node_answer(batch[1])[0]) and answers[2]["result"] == {"answered": "getblockcount"}
+    # Beyond what the gateway holds in memory for a splice: one clean JSON-RPC error, never a closed connection.
+    too_big = [{"method": "stop", "id": 0}] + [
+        {"method": "getblock", "params": [largest.hash, 2], "id": i} for i in (1, 2, 3)
+    ]
+    status, answer = post(gateway, json.dumps(too_big).encode())
+    assert status == 502 and "send the refused calls apart" in json.loads(answer)["error"]["message"]
+
+
+def test_what_was_checked_is_forwarded_byte_for_byte(gateway: Gateway) -> None:
+    """Numbers beyond a double (2^53 + 1, a 20-digit id, 1e400) reach the node as sent, and the id comes back."""
+    raw = b'{"jsonrpc":"1.0","id":12345678901234567890,"method":"getblock","params":[9007199254740993, 1e400]}'
+    status, answer = post(gateway, raw)
+    assert gateway.node.received[-1] == raw
+    # An unknown block: the node's own error, its HTTP 500 included, reaches the caller (not "node unavailable").
+    assert status == 500 and json.loads(answer) == {
+        "result": None,
+        "error": {"code": -8, "message": "Block not found"},
+        "id": 12345678901234567890,
+    }
+    # In a batch the gateway rebuilds (a call refused), the allowed call's own text is what is forwarded.
+    element = b'{"method":"getblockcount","params":[9007199254740993,1e400, 0.1000000000000000055511151231257827],"id":12345678901234567890}'
+    status, answer = post(gateway, b'[{"method":"stop","id":1},' + element + b"]")
+    assert status == 200 and gateway.node.received[-1] == b"[" + element + b"]"
+    assert b'"id": 12345678901234567890' in answer and json.loads(answer)[1]["id"] == 12345678901234567890
+
+
+def test_batch_answers_are_matched_call_by_call(gateway: Gateway) -> None:
+    batch = [
+        {"method": "getblockcount", "id": 1},
+        {"method": "stop", "id": 2},
+        {"method": "getblockchaininfo", "id": 1},  # the same id twice: each call its own answer
+        {"method": "getblockcount"},  # a notification: no answer
+        {"method": "setban", "params": ["1.2.3.4"]},  # a refused notification: no answer either
+        {"method": "getinfo", "id": 3},
+    ]
+    status, answer = post(gateway, json.dumps(batch).encode())
+    answers = json.loads(answer)
+    assert status == 200
+    assert [a["id"] for a in answers] == [1, 2, 1, 3]
+    assert answers[0]["result"] == {"answered": "getblockcount"}
+    assert answers[1]["error"]["code"] == -32601
+    assert answers[2]["result"] == {"answered": "getblockchaininfo"}
+    assert answers[3]["result"]["errors"] == "withheld by the gateway"  # zebrad's last log line stays here
+    # Only notifications: nothing to answer.
+    status, answer = post(gateway, json.dumps([{"method": "getblockcount"}, {"method": "stop"}]).encode())
+    assert (status, answer) == (204, b"")
+
+
+def test_every_call_of_a_batch_counts_against_the_rate(gateway: Gateway) -> None:
+    """`batcher` may make 1 call a second with a burst of 5: a batch of 5 spends the burst, the next is refused."""
+    batch = json.dumps([{"method": "getblockcount", "id": i} for i in range(5)]).encode()
+    assert post(gateway, batch, user="batcher")[0] == 200
+    status, answer = post(gateway, batch, user="batcher")
+    assert status == 429 and json.loads(answer)["error"]["code"] == -32005
+    time.sleep(6.5)
+    # A batch larger than the burst could never pass: it is refused at once, with one error.
+    status, answer = post(
+        gateway, json.dumps([{"method": "getblockcount", "id": i} for i in range(6)]).encode(), user="batcher"
+    )
+    assert status == 400 and "at most 5 calls" in json.loads(answer)["error"]["message"]
+
+
+def test_an_oversized_or_malformed_batch_gets_one_error(gateway: Gateway) -> None:
+    before = len(gateway.node.received)
+    for body in (
+        b"[" + b",".join([b"1"] * 5000) + b"]",
+        json.dumps([{"method": "stop", "id": i} for i in range(101)]).encode(),
+    ):
+        status, answer = post(gateway, body, user=None)
+        assert status == 400 and len(answer) < 200 and json.loads(answer)["error"]["code"] == -32600
+    assert post(gateway, b"[]")[0] == 400
+    assert len(gateway.node.received) == before
+
+
+def test_a_chunked_body_near_the_limit_is_read(gateway: Gateway) -> None:
+    """The harness's limit is 16 KiB: a chunked body just under it is read (not spilled where njs cannot read it)."""
+    call = {"method": "getblockcount", "params": ["x" * (16 * 1024 - 100)], "id": 1}
+    body = json.dumps(call).encode()
+    assert len(body) < 16 * 1024
+    status, answer = post(gateway, body, chunks=7)
+    assert status == 200 and json.loads(answer)["result"] == {"answered": "getblockcount"}
+    assert gateway.node.received[-1] == body
+
+
+def test_the_node_down_is_still_502(tmp_path: Path) -> None:
+    from tests.gateway_harness import free_port
+
+    with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None) as down:
+        for body in (b'{"method":"getblockcount","id":1}', b'[{"method":"stop","id":1},{"method":"getinfo","id":2}]'):
+            status, answer = post(down, body)
+            assert status == 502 and json.loads(answer)["error"]["message"] == "the node is unavailable", answer

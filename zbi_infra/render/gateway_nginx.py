@@ -1,0 +1,401 @@
+"""The gateway's nginx.conf (and the pod's set of files): what nginx itself enforces before and around `gateway.js`.
+
+Before the body is read: the key (401, and refused keys rate-limited per address), the requests in progress per
+address, per caller and for anonymous callers in all (429), a body timeout. Then the rate buckets (429), the body
+size (413), and `gateway.js`, which hands checked calls to the proxy locations here. Every limit is per replica.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
+from zbi_infra.render.gateway import (
+    ACCESS_LOG_FIELDS,
+    AUTH_FAILURE_RATE,
+    BODY_TIMEOUT_SECONDS,
+    GRPC_BLANKED_HEADERS,
+    JS_MODULE,
+    MAX_CALLS_PER_CALLER,
+    MAX_REQUESTS_PER_ADDRESS,
+    POD_LISTEN_PORT,
+    POD_PATHS,
+    POD_TLS_DIR,
+    RELAY_PORT,
+    SYSLOG_TAG,
+    USERS_FILE,
+    WORKER_CONNECTIONS,
+    WORKER_PROCESSES,
+    GatewayPaths,
+    GatewayUpstreams,
+    anonymous_requests_cap,
+    gateway_js,
+    rate_buckets,
+    users_json,
+)
+
+# gRPC services every gRPC tool asks for that the light-wallet service is not: answered UNIMPLEMENTED here rather
+# than forwarded (a reflection answer would list the light-wallet server's services, allowed or not).
+UNSERVED_GRPC = (
+    "grpc.reflection.v1alpha.ServerReflection",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.health.v1.Health",
+)
+
+METER_SOCKET = "zbi-meter.sock"
+UNAUTHENTICATED = json.dumps(
+    {"result": None, "error": {"code": -32600, "message": "a valid key is required: basic auth, user name and key"},
+     "id": None},
+    separators=(",", ":"),
+)  # fmt: skip
+
+
+def _zones(buckets: dict[str, RateLimit]) -> str:
+    # A user table newer than this file (a rate change mid-rollout) may name a bucket unknown here: such a caller
+    # is counted in the strictest bucket, never in none, until the new nginx.conf arrives.
+    strictest = min(buckets, key=lambda name: (buckets[name].requests_per_second, buckets[name].effective_burst()))
+    lines = []
+    for name, limit in sorted(buckets.items()):
+        if name == strictest:
+            others = "".join(f' {other} "";' for other in sorted(buckets) if other != name)
+            entries = f'{name} $zbi_rate_key; "" "";{others} default $zbi_rate_key;'
+        else:
+            entries = f'{name} $zbi_rate_key; default "";'
+        lines.append(f"    map $zbi_bucket $zbi_rate_{name} {{ {entries} }}")
+        lines.append(f"    limit_req_zone $zbi_rate_{name} zone={name}:10m rate={limit.requests_per_second}r/s;")
+    return "\n".join(lines)
+
+
+def _proxy_to_node(indent: str) -> str:
+    """The node gets the checked body, its own credentials and no header of the caller's."""
+    return (
+        f"{indent}proxy_http_version 1.1;\n"
+        f"{indent}proxy_pass_request_headers off;\n"
+        f'{indent}proxy_set_header Connection "";\n'
+        f"{indent}proxy_set_header Authorization $zbi_upstream_auth;\n"
+        f"{indent}proxy_set_header Content-Type application/json;\n"
+        f"{indent}proxy_connect_timeout 2s;\n"
+        f"{indent}proxy_read_timeout 60s;\n"
+    )
+
+
+def nginx_conf(
+    access: AccessFile,
+    paths: GatewayPaths,
+    *,
+    listen: str,
+    rpc_upstream: str,
+    grpc_upstream: str | None = None,
+    grpc_upstream_tls: bool = False,
+    max_body_bytes: int = 64 * 1024,
+    js_module_path: str = "/usr/lib/nginx/modules/ngx_http_js_module.so",
+    temp_dir: str = "/tmp",
+    user: str | None = None,
+    metrics_syslog: str | None = None,
+    grpc_upstream_ca: str | None = None,
+    grpc_upstream_name: str | None = None,
+    relay_port: int = RELAY_PORT,
+    workers: int | str = WORKER_PROCESSES,
+) -> str:
+    """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
+    certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
+    verified against `grpc_upstream_ca` for `grpc_upstream_name` when both are given. `metrics_syslog` (`host:port`)
+    sends a copy of the access log to the metrics sidecar."""
+    service, _ = light_wallet_service()
+    buckets = rate_buckets(access)
+    tls = paths.tls_certificate is not None and paths.tls_key is not None
+    limits = "\n".join(
+        f"            limit_req zone={name} burst={limit.effective_burst()} nodelay;"
+        for name, limit in sorted(buckets.items())
+    )
+    concurrency = (
+        f"            limit_conn zbi_address {MAX_REQUESTS_PER_ADDRESS};\n"
+        f"            limit_conn zbi_anonymous {anonymous_requests_cap(max_body_bytes)};\n"
+        f"            limit_conn zbi_caller {MAX_CALLS_PER_CALLER};"
+    )
+    tls_lines = (
+        f"        ssl_certificate {paths.tls_certificate};\n"
+        f"        ssl_certificate_key {paths.tls_key};\n"
+        "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        if tls
+        else ""
+    )
+    verify = (grpc_upstream_ca, grpc_upstream_name) if grpc_upstream_ca and grpc_upstream_name else None
+    grpc = _grpc_locations(grpc_upstream_tls, f"{concurrency}\n{limits}", verify) if grpc_upstream else ""
+    # Kept-alive HTTP/2 connections to the light-wallet server: without them every call would open a connection
+    # (and, upstream TLS on, a handshake).
+    grpc_upstream_block = (
+        f"\n    upstream zbi_grpc {{\n        server {grpc_upstream};\n        keepalive 32;\n    }}\n"
+        if grpc_upstream
+        else ""
+    )
+    log_format = json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))
+    metrics_log = (
+        f"    # A copy for the metrics sidecar (mtail), over loopback UDP: nginx never blocks on it.\n"
+        # mtail reads datagrams as lines: each message ends with the newline syslog does not add.
+        f"    log_format zbi_metrics escape=json '{log_format}\\n';\n"
+        f"    access_log syslog:server={metrics_syslog},tag={SYSLOG_TAG},nohostname zbi_metrics;\n"
+        if metrics_syslog
+        else ""
+    )
+    grpc_api = "|".join(re.escape(name) for name in (service, *UNSERVED_GRPC))
+    return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
+load_module {js_module_path};
+{f"user {user};" if user else ""}
+worker_processes {workers};
+pid {temp_dir}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections {WORKER_CONNECTIONS}; }}
+
+http {{
+    client_body_temp_path {temp_dir}/body;
+    proxy_temp_path {temp_dir}/proxy;
+    fastcgi_temp_path {temp_dir}/fastcgi;
+    uwsgi_temp_path {temp_dir}/uwsgi;
+    scgi_temp_path {temp_dir}/scgi;
+    server_tokens off;
+
+    js_path {paths.config_dir};
+    js_import gateway from {JS_MODULE};
+    js_set $zbi_rate_key gateway.rateKey;
+    js_set $zbi_bucket gateway.rateBucket;
+    js_set $zbi_upstream_auth gateway.upstreamAuth;
+    js_set $zbi_json_rpc_verdict gateway.jsonRpcVerdict;
+    js_set $zbi_grpc_verdict gateway.grpcVerdict;
+    js_set $zbi_user gateway.userName;
+    js_var $zbi_methods "";
+    js_var $zbi_method "-";
+    js_var $zbi_identity;
+    js_var $zbi_metering "";
+
+    # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
+{_zones(buckets)}
+    limit_req_status 429;
+    limit_req_zone $binary_remote_addr zone=zbi_auth_failures:10m rate={AUTH_FAILURE_RATE.requests_per_second}r/s;
+    # Requests in progress (a body being read holds its buffer): per address, per caller, anonymous in all.
+    map $zbi_rate_key $zbi_anonymous_caller {{ ~^anon: anonymous; default ""; }}
+    limit_conn_zone $binary_remote_addr zone=zbi_address:10m;
+    limit_conn_zone $zbi_rate_key zone=zbi_caller:10m;
+    limit_conn_zone $zbi_anonymous_caller zone=zbi_anonymous:1m;
+    limit_conn_status 429;
+    client_body_timeout {BODY_TIMEOUT_SECONDS}s;
+    client_header_timeout {BODY_TIMEOUT_SECONDS}s;
+    # A refused request's unread body is drained for 2 s at most before its connection closes.
+    lingering_timeout 2s;
+
+    # The user's name, never the key: the Authorization header is not logged.
+    log_format zbi escape=json '{log_format}';
+    access_log /dev/stdout zbi;
+{metrics_log}
+    map $uri $zbi_api {{
+        ~^/({grpc_api})/ grpc;
+        /_zbi_grpc_unauthenticated grpc;
+        default json-rpc;
+    }}
+    # A gRPC call's outcome is its grpc-status (a header in trailers-only answers, else a trailer), not HTTP's.
+    map $zbi_api $zbi_code {{
+        grpc "$sent_http_grpc_status$upstream_trailer_grpc_status";
+        default $status;
+    }}
+
+    upstream zbi_rpc {{
+        server {rpc_upstream};
+        keepalive 32;
+    }}
+    upstream zbi_meter {{
+        server unix:{temp_dir}/{METER_SOCKET};
+        keepalive 8;
+    }}
+{grpc_upstream_block}
+    server {{
+        listen {listen}{" ssl http2" if tls else ""};
+{tls_lines}        # Bodies stay in memory, where njs reads them (a chunked body near the limit included), and are
+        # refused above the limit with 413.
+        client_max_body_size {max_body_bytes};
+        client_body_buffer_size {2 * max_body_bytes};
+        # Refusals nginx itself makes (429 included, from a named location) still answer in JSON-RPC's shape.
+        recursive_error_pages on;
+        error_page 413 = @too_large;
+        error_page 429 = @rate_limited;
+        # Refused keys pass here to be counted per address (a rate limit runs after the rewrite phase, where
+        # the key is checked) and are refused without their body being read.
+        location = /_zbi_unauthenticated {{
+            internal;
+            limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;
+            error_page 403 = @unauthenticated;
+            deny all;
+            # A refused key's connection is not kept for another try.
+            keepalive_timeout 0;
+        }}
+        location @unauthenticated {{
+            add_header WWW-Authenticate 'Basic realm="zbi"' always;
+            default_type application/json;
+            return 401 '{UNAUTHENTICATED}';
+        }}
+        location @too_large {{
+            default_type application/json;
+            return 413 '{{"result":null,"error":{{"code":-32600,"message":"request body too large"}},"id":null}}';
+        }}
+        location @rate_limited {{
+            # Over its limits, a caller's connection is not kept open for more.
+            keepalive_timeout 0;
+            default_type application/json;
+            return 429 '{{"result":null,"error":{{"code":-32005,"message":"rate limit reached"}},"id":null}}';
+        }}
+        location @node_unavailable {{
+            default_type application/json;
+            return 502 '{{"result":null,"error":{{"code":-32603,"message":"the node is unavailable"}},"id":null}}';
+        }}
+
+        location = /healthz {{
+            access_log off;
+            return 200 "ok\\n";
+        }}
+
+        location / {{
+            # The key is checked before the body is read: a caller without one costs no buffer.
+            if ($zbi_json_rpc_verdict = unauthenticated) {{ rewrite ^ /_zbi_unauthenticated last; }}
+{concurrency}
+{limits}
+            js_content gateway.jsonRpc;
+        }}
+
+        # Checked calls, as the caller sent them; the node's answer streams back unbuffered, its status and body
+        # as the node gave them (a JSON-RPC error with HTTP 500 included). nginx's 502/504 mean the node is down.
+        location @zbi_rpc {{
+            rewrite ^ /? break;
+            proxy_pass http://zbi_rpc;
+{_proxy_to_node("            ")}            error_page 502 504 = @node_unavailable;
+        }}
+        # One more call charged to the caller's rate bucket (the meter server below applies the same zones).
+        location = /_zbi_meter {{
+            internal;
+            proxy_pass http://zbi_meter/;
+            proxy_http_version 1.1;
+            proxy_pass_request_headers off;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header Connection "";
+            proxy_set_header X-Zbi-Rate-Key $zbi_rate_key;
+            proxy_set_header X-Zbi-Bucket $zbi_bucket;
+        }}
+
+{grpc}    }}
+
+    # The relay through which njs reads the node's answers (a batch with refused calls, spliced): the caller of
+    # this loopback port must hold the node's credentials, as with the node itself.
+    server {{
+        listen 127.0.0.1:{relay_port};
+        access_log off;
+        location / {{
+            rewrite ^ /? break;
+            proxy_pass http://zbi_rpc;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 2s;
+            proxy_read_timeout 60s;
+        }}
+    }}
+
+    # The rate meter: reachable only through this nginx's own socket.
+    server {{
+        listen unix:{temp_dir}/{METER_SOCKET};
+        access_log off;
+        location / {{
+            set $zbi_metering 1;
+{limits}
+            js_content gateway.metered;
+        }}
+    }}
+}}
+"""
+
+
+def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None) -> str:
+    """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
+    error pages; allowed calls, server streams included, pass through unbuffered."""
+    service, _ = light_wallet_service()
+
+    def status(name: str, code: int, message: str, http_status: int = 204) -> str:
+        return (
+            f"        location @{name} {{\n"
+            "            default_type application/grpc;\n"
+            f"            add_header grpc-status {code} always;\n"
+            f'            add_header grpc-message "{message}" always;\n'
+            f"            return {http_status};\n"
+            "        }\n"
+        )
+
+    blanked = "".join(f'            grpc_set_header {name} "";\n' for name in GRPC_BLANKED_HEADERS)
+    unserved = "|".join(re.escape(name) for name in UNSERVED_GRPC)
+    return (
+        f"        location /{service}/ {{\n"
+        "            error_page 403 = @grpc_denied;\n"
+        "            error_page 405 = @grpc_not_grpc;\n"
+        "            error_page 413 = @grpc_too_large;\n"
+        "            error_page 429 = @grpc_rate_limited;\n"
+        "            error_page 502 503 504 = @grpc_unavailable;\n"
+        "            if ($request_method != POST) { return 405; }\n"
+        "            if ($zbi_grpc_verdict = unauthenticated) { rewrite ^ /_zbi_grpc_unauthenticated last; }\n"
+        "            if ($zbi_grpc_verdict = denied) { return 403; }\n"
+        f"{limits}\n"
+        "            # The caller's key, cookies and proxy headers stay here.\n"
+        f"{blanked}"
+        "            grpc_read_timeout 1h;\n"
+        "            grpc_send_timeout 1h;\n"
+        + (
+            f"            grpc_ssl_trusted_certificate {verify[0]};\n"
+            f"            grpc_ssl_name {verify[1]};\n"
+            "            grpc_ssl_verify on;\n"
+            if verify and upstream_tls
+            else ""
+        )
+        + f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://zbi_grpc;\n"
+        "        }\n"
+        f"        location ~ ^/({unserved})/ {{\n"
+        "            default_type application/grpc;\n"
+        "            add_header grpc-status 12 always;\n"
+        '            add_header grpc-message "not served by this gateway" always;\n'
+        "            return 204;\n"
+        "        }\n" + "        location = /_zbi_grpc_unauthenticated {\n"
+        "            internal;\n"
+        f"            limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;\n"
+        "            error_page 403 = @grpc_unauthenticated;\n"
+        "            error_page 429 = @grpc_rate_limited;\n"
+        "            deny all;\n"
+        "        }\n"
+        + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
+        + status("grpc_denied", 7, "this method is not allowed for this key")
+        + status("grpc_not_grpc", 12, "gRPC calls are POSTs", http_status=405)
+        + status("grpc_too_large", 8, "request too large")
+        + status("grpc_rate_limited", 8, "rate limit reached")
+        + status("grpc_unavailable", 14, "the light-wallet server is unavailable")
+    )
+
+
+def pod_files(
+    access: AccessFile,
+    upstreams: GatewayUpstreams,
+    *,
+    max_body_bytes: int,
+    metrics_syslog: str,
+    probe_key_sha256: str | None = None,
+) -> dict[str, str]:
+    """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module)."""
+    return {
+        "nginx.conf": nginx_conf(
+            access,
+            POD_PATHS,
+            listen=f"0.0.0.0:{POD_LISTEN_PORT}",
+            rpc_upstream=upstreams.rpc,
+            grpc_upstream=upstreams.grpc,
+            grpc_upstream_tls=upstreams.grpc_tls_name is not None,
+            grpc_upstream_ca=f"{POD_TLS_DIR}/ca.crt",
+            grpc_upstream_name=upstreams.grpc_tls_name,
+            max_body_bytes=max_body_bytes,
+            metrics_syslog=metrics_syslog,
+        ),
+        JS_MODULE: gateway_js(POD_PATHS),
+        USERS_FILE: users_json(access, probe_key_sha256=probe_key_sha256),
+    }
