@@ -16,6 +16,7 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
+from zbi_infra.config.release import SuppliedReleaseConfig
 
 
 class Network(StrEnum):
@@ -267,6 +268,8 @@ class NodeConfig(StrictModel):
     bootstrap_snapshot_id: Annotated[str, StringConstraints(pattern=r"^snap-([0-9a-f]{8}|[0-9a-f]{17})$")] | None = None
     # Without a snapshot, a new replica may start from a published archive instead of syncing from genesis.
     bootstrap_archive: BootstrapArchiveConfig | None = None
+    # A release zBI's table does not hold yet: its height and date, read from its source (zbi_infra/release_check.py).
+    release: SuppliedReleaseConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
 
