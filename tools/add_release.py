@@ -43,6 +43,9 @@ class Upstream:
     binary: str
     # zebrad.toml / zakurad.toml section -> (file, struct) it deserializes into.
     sections: dict[str, tuple[str, str]]
+    # The workflow that publishes the release image, and the line in it that names the image tag.
+    docker_workflow: str
+    docker_tag_rule: str
 
 
 UPSTREAMS = {
@@ -67,6 +70,9 @@ UPSTREAMS = {
             "tracing": ("zebrad/src/components/tracing.rs", "InnerConfig"),
             "zcashd_compat": ("zebrad/src/components/zcashd_compat/config.rs", "Config"),
         },
+        # docker/metadata-action's {{version}} is the semver without the git tag's "v".
+        ".github/workflows/zfnd-build-docker-image.yml",
+        "type=semver,pattern={{version}}",
     ),
     "zakurad": Upstream(
         "zakura-core/zakura",
@@ -88,6 +94,8 @@ UPSTREAMS = {
             "tracing": ("crates/zakurad/src/components/tracing.rs", "InnerConfig"),
             "zcashd_compat": ("crates/zakurad/src/components/zcashd_compat/config.rs", "Config"),
         },
+        ".github/workflows/release-binaries.yml",
+        'image_version="${RELEASE_TAG#v}"',
     ),
 }
 CHECKLIST = ".github/PULL_REQUEST_TEMPLATE/release-checklist-legacy.md"
@@ -181,12 +189,16 @@ def add_release(kind: str, tag: str, git_dir: Path, root: Path = ROOT) -> dict[s
     if eos_source is None or dockerfile is None:
         raise SystemExit(f"{tag}: {upstream.end_of_support} or docker/Dockerfile is missing")
     version = tag.removeprefix("v")
+    workflow = show(git_dir, tag, upstream.docker_workflow) or ""
+    if upstream.docker_tag_rule not in workflow:
+        raise SystemExit(f"{upstream.docker_workflow} no longer says {upstream.docker_tag_rule!r}: read the image tag")
     release: dict[str, object] = {
         "tag": tag,
         "commit": git(git_dir, "rev-parse", f"{tag}^{{commit}}"),
         "released": tag_date(git_dir, tag),
         **end_of_support(eos_source),
         "image": dockerfile_facts(dockerfile, upstream.binary),
+        "docker_tag": {"tag": version, "rule": upstream.docker_tag_rule, "path": upstream.docker_workflow},
         "config_keys": config_keys(git_dir, tag, upstream),
     }
     data_file = root / "zbi_infra" / "data" / "releases.json"
@@ -208,8 +220,8 @@ def add_release(kind: str, tag: str, git_dir: Path, root: Path = ROOT) -> dict[s
         "commit": release["commit"],
         "path": ", ".join([upstream.end_of_support, "docker/Dockerfile", *(p for p, _ in upstream.sections.values())]),
         "licence": upstream.licence,
-        "how": "tools/add_release.py: end-of-support constants, tag date, Dockerfile user/UID/binary, "
-        "config struct field names",
+        "how": "tools/add_release.py: end-of-support constants, tag date, Dockerfile user/UID/binary, the image "
+        "tag its release workflow publishes, config struct field names",
     }
     _write_json(sources_file, dict(sorted(sources.items())), sort_keys=False)
     return release

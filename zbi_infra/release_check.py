@@ -37,8 +37,11 @@ class ReleaseProblems:
     warnings: list[str] = field(default_factory=list)
 
 
-def instance_release_problems(name: str, instance: InstanceConfig, today: date) -> ReleaseProblems:
-    """The errors (each naming its key and a fix) and warnings about instance `name`'s node release."""
+def instance_release_problems(
+    name: str, instance: InstanceConfig, today: date, *, key: str | None = None
+) -> ReleaseProblems:
+    """The errors (each naming its key and a fix) and warnings about instance `name`'s node release. `key` names
+    the node config in messages (the stack file's zbi:instances.<name>.node by default)."""
     from zbi_infra.config.instance import Network
 
     problems = ReleaseProblems()
@@ -46,7 +49,7 @@ def instance_release_problems(name: str, instance: InstanceConfig, today: date) 
     table = release_table().get(node.kind.value)
     if table is None:  # zcashd: regtest only, pinned to its last release (config/instance.py refuses the rest)
         return problems
-    key = f"zbi:instances.{name}.node"
+    key = key or f"zbi:instances.{name}.node"
     mainnet = instance.network is Network.MAINNET
     official = node.image.repository in (None, table.image)
     tag = node.image.tag or table.newest.version
@@ -133,7 +136,7 @@ def _how_to_add(table: NodeReleases) -> str:
     return (
         f"pin a newer release from https://github.com/{table.repository}/releases and either add it to zBI's table "
         f"(python tools/add_release.py --kind {table.kind} --tag vX.Y.Z --git-dir <a clone of {table.repository}>) "
-        f"or state it in the stack file under node.release: estimatedReleaseHeight (ESTIMATED_RELEASE_HEIGHT in "
+        f"or state it under node.release: estimatedReleaseHeight (ESTIMATED_RELEASE_HEIGHT in "
         f"{table.end_of_support_path} at that tag), released (the tag's date) and source (the URL you read them "
         "from); see docs/releases.md"
     )

@@ -81,7 +81,9 @@ class ZcashNode(pulumi.ComponentResource):
                 "certificate_authority, or no access file"
             )
         # The stack file's release rules, applied to the library's callers too, before anything is registered.
-        releases = instance_release_problems(name, args.config, args.today or plan_date())
+        releases = instance_release_problems(
+            name, args.config, args.today or plan_date(), key=f"ZcashNode {name}: InstanceConfig node"
+        )
         if releases.errors:
             raise ConfigError(releases.errors, what=f"ZcashNode {name}")
         super().__init__("zbi:node:ZcashNode", name, None, opts)
