@@ -162,3 +162,31 @@ def test_the_tool_refuses_a_rule_it_cannot_read(tmp_path: Path, breakage: str, e
     git(repo, "tag", "-a", "v6.5.0", "-m", "6.5.0", day="2026-12-01")
     with pytest.raises(SystemExit, match=expected):
         add_release.add_release("zebrad", "v6.5.0", git_dir, zbi_copy(tmp_path))
+
+
+def test_new_finds_only_the_release_tags_after_the_tables_newest(tmp_path: Path) -> None:
+    git_dir, _ = synthetic_repository(tmp_path, "zebrad")
+    repo = git_dir.parent
+    for tag, day in (("v6.4.0-rc.1", "2026-11-01"), ("v6.4.0", "2026-11-20"), ("zebra-chain-v13.0.0", "2026-11-20")):
+        git(repo, "commit", "-q", "--allow-empty", "-m", tag, day=day)
+        git(repo, "tag", "-a", tag, "-m", tag, day=day)
+    assert add_release.newer_tags("zebrad", git_dir) == ["v6.4.0"]
+    root = zbi_copy(tmp_path)
+    shutil.copy(DATA, root / "zbi_infra" / "data" / "releases.json")
+    assert add_release.main(["--kind", "zebrad", "--new", "--git-dir", str(git_dir), "--root", str(root)]) == 0
+    table = json.loads((root / "zbi_infra" / "data" / "releases.json").read_text())
+    assert table["kinds"]["zebrad"]["releases"]["6.4.0"]["released"] == "2026-11-20"
+    # The newest zebrad release becomes the date anchor.
+    assert table["anchor"]["date"] == "2026-11-20" and "v6.4.0" in table["anchor"]["source"]
+    assert add_release.newer_tags("zebrad", git_dir, root) == []
+
+
+def test_the_release_watch_workflow_runs_the_tool_for_every_kind_it_knows() -> None:
+    import yaml
+
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release-watch.yml").read_text())
+    assert workflow[True]["schedule"]  # PyYAML reads the `on:` key as True
+    steps = "\n".join(step.get("run", "") for step in workflow["jobs"]["new-releases"]["steps"])
+    for kind, upstream in add_release.UPSTREAMS.items():
+        assert f"tools/add_release.py --kind {kind} --new" in steps
+        assert f"https://github.com/{upstream.repository}.git" in steps

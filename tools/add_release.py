@@ -227,6 +227,15 @@ def add_release(kind: str, tag: str, git_dir: Path, root: Path = ROOT) -> dict[s
     return release
 
 
+def newer_tags(kind: str, git_dir: Path, root: Path = ROOT) -> list[str]:
+    """The repository's release tags (vX.Y.Z, no pre-releases) newer than the newest release the table holds."""
+    table = json.loads((root / "zbi_infra" / "data" / "releases.json").read_text())
+    known = table["kinds"].get(kind, {}).get("releases", {})
+    newest = max((_version_key(v) for v in known), default=(0,))
+    tags = [t for t in git(git_dir, "tag", "--list", "v*").split() if re.fullmatch(r"v[0-9]+\.[0-9]+\.[0-9]+", t)]
+    return sorted((t for t in tags if _version_key(t[1:]) > newest), key=lambda t: _version_key(t[1:]))
+
+
 def _anchor(table: dict) -> dict[str, object]:
     """The newest zebrad release's (estimated height, tag date): the most recent chain observation zBI holds."""
     zebrad = table["kinds"].get("zebrad", {}).get("releases", {})
@@ -257,11 +266,13 @@ def _write_json(path: Path, value: object, *, sort_keys: bool = True) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kind", choices=sorted(UPSTREAMS), required=True)
-    parser.add_argument("--tag", required=True, action="append", help="a release tag, e.g. v6.3.0 (repeatable)")
+    tags = parser.add_mutually_exclusive_group(required=True)
+    tags.add_argument("--tag", action="append", help="a release tag, e.g. v6.3.0 (repeatable)")
+    tags.add_argument("--new", action="store_true", help="every release tag newer than the table's newest")
     parser.add_argument("--git-dir", type=Path, required=True, help="a clone's .git, or a bare/fetched mirror")
     parser.add_argument("--root", type=Path, default=ROOT, help="the zBI checkout to update")
     args = parser.parse_args(argv)
-    for tag in args.tag:
+    for tag in args.tag or newer_tags(args.kind, args.git_dir, args.root):
         release = add_release(args.kind, tag, args.git_dir, args.root)
         print(f"{args.kind} {tag}: height {release['estimated_release_height']}, released {release['released']}")
     return 0
