@@ -85,6 +85,7 @@ def synthetic_repository(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
             "docker/Dockerfile": dockerfile(evidence["image"]),
             upstream.docker_workflow: f"          tags: |\n            {upstream.docker_tag_rule}\n",
         }
+        files["src/metrics.rs"] = "".join(f'    metrics::gauge!("{name}").set(1.0);\n' for name in evidence["metrics"])
         for section, (path, name) in upstream.sections.items():
             if section in evidence["config_keys"]:
                 files[path] = files.get(path, "") + struct(name, evidence["config_keys"][section])

@@ -174,6 +174,19 @@ def dockerfile_facts(dockerfile: str, binary: str) -> dict[str, object]:
     }
 
 
+METRIC = re.compile(r'(?:gauge|counter|histogram)!\(\s*"([a-z0-9_.]+)"')
+
+
+def metric_names(git_dir: Path, tag: str) -> list[str]:
+    """Every metric the node's Rust sources register at the tag, as Prometheus names (metrics-exporter-prometheus
+    writes "." as "_"): the names zBI's alert rules may read."""
+    found: set[str] = set()
+    for path in git(git_dir, "ls-tree", "-r", "--name-only", tag).split():
+        if path.endswith(".rs") and "/tests" not in path:
+            found.update(METRIC.findall(show(git_dir, tag, path) or ""))
+    return sorted({name.replace(".", "_") for name in found})
+
+
 def tag_date(git_dir: Path, tag: str) -> str:
     return git(git_dir, "for-each-ref", "--format=%(creatordate:short)", f"refs/tags/{tag}")
 
@@ -210,7 +223,7 @@ def add_release(kind: str, tag: str, git_dir: Path, root: Path = ROOT) -> dict[s
     _write_json(data_file, table)
 
     fixture = f"{upstream.fixtures}/releases/{tag}.json"
-    evidence = {k: release[k] for k in sorted(release) if k != "commit"}
+    evidence = {**{k: release[k] for k in sorted(release) if k != "commit"}, "metrics": metric_names(git_dir, tag)}
     _write_json(root / "tests" / "fixtures" / "upstream" / fixture, evidence)
     sources_file = root / "tests" / "fixtures" / "upstream" / "SOURCES.json"
     sources = json.loads(sources_file.read_text()) if sources_file.exists() else {}
@@ -221,7 +234,8 @@ def add_release(kind: str, tag: str, git_dir: Path, root: Path = ROOT) -> dict[s
         "path": ", ".join([upstream.end_of_support, "docker/Dockerfile", *(p for p, _ in upstream.sections.values())]),
         "licence": upstream.licence,
         "how": "tools/add_release.py: end-of-support constants, tag date, Dockerfile user/UID/binary, the image "
-        "tag its release workflow publishes, config struct field names",
+        "tag its release workflow publishes, config struct field names, metric names (*.rs gauge!/counter!/"
+        "histogram!)",
     }
     _write_json(sources_file, dict(sorted(sources.items())), sort_keys=False)
     return release
