@@ -85,6 +85,9 @@ def synthetic_repository(tmp_path: Path, kind: str) -> tuple[Path, list[str]]:
             "docker/Dockerfile": dockerfile(evidence["image"]),
             upstream.docker_workflow: f"          tags: |\n            {upstream.docker_tag_rule}\n",
         }
+        default_config = UPSTREAM / upstream.fixtures / "releases" / f"v{version}.toml"
+        if default_config.exists():
+            files[f"{upstream.default_configs}/v{version}.toml"] = default_config.read_text()
         files["src/metrics.rs"] = "".join(f'    metrics::gauge!("{name}").set(1.0);\n' for name in evidence["metrics"])
         for section, (path, name) in upstream.sections.items():
             if section in evidence["config_keys"]:
@@ -133,7 +136,7 @@ def test_the_tool_regenerates_the_table_and_evidence_identically(tmp_path: Path)
         assert add_release.main(argv) == 0
     regenerated = root / "zbi_infra" / "data" / "releases.json"
     assert without_commits(regenerated.read_text()) == without_commits(DATA.read_text())
-    for fixture in [*UPSTREAM.glob("zebra/releases/*.json"), *UPSTREAM.glob("zakura/releases/*.json")]:
+    for fixture in [*UPSTREAM.glob("zebra/releases/*"), *UPSTREAM.glob("zakura/releases/*")]:
         relative = fixture.relative_to(UPSTREAM)
         assert (root / "tests" / "fixtures" / "upstream" / relative).read_bytes() == fixture.read_bytes(), relative
     sources = (root / "tests" / "fixtures" / "upstream" / "SOURCES.json").read_text()

@@ -46,6 +46,8 @@ class Upstream:
     # The workflow that publishes the release image, and the line in it that names the image tag.
     docker_workflow: str
     docker_tag_rule: str
+    # Where the release keeps its generated default config (`<dir>/<tag>.toml`), vendored verbatim.
+    default_configs: str
 
 
 UPSTREAMS = {
@@ -73,6 +75,7 @@ UPSTREAMS = {
         # docker/metadata-action's {{version}} is the semver without the git tag's "v".
         ".github/workflows/zfnd-build-docker-image.yml",
         "type=semver,pattern={{version}}",
+        "zebrad/tests/common/configs",
     ),
     "zakurad": Upstream(
         "zakura-core/zakura",
@@ -96,6 +99,7 @@ UPSTREAMS = {
         },
         ".github/workflows/release-binaries.yml",
         'image_version="${RELEASE_TAG#v}"',
+        "crates/zakurad/tests/common/configs",
     ),
 }
 CHECKLIST = ".github/PULL_REQUEST_TEMPLATE/release-checklist-legacy.md"
@@ -227,6 +231,18 @@ def add_release(kind: str, tag: str, git_dir: Path, root: Path = ROOT) -> dict[s
     _write_json(root / "tests" / "fixtures" / "upstream" / fixture, evidence)
     sources_file = root / "tests" / "fixtures" / "upstream" / "SOURCES.json"
     sources = json.loads(sources_file.read_text()) if sources_file.exists() else {}
+    default_config = show(git_dir, tag, f"{upstream.default_configs}/{tag}.toml")
+    if default_config is not None:
+        copied = f"{upstream.fixtures}/releases/{tag}.toml"
+        (root / "tests" / "fixtures" / "upstream" / copied).write_text(default_config)
+        sources[copied] = {
+            "repository": upstream.repository,
+            "tag": tag,
+            "commit": release["commit"],
+            "path": f"{upstream.default_configs}/{tag}.toml",
+            "licence": upstream.licence,
+            "how": "copied verbatim (tools/add_release.py)",
+        }
     sources[fixture] = {
         "repository": upstream.repository,
         "tag": tag,
