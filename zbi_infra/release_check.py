@@ -190,7 +190,14 @@ def _config_key_errors(key: str, label: str, release: NodeRelease, instance: Ins
 
 def rendered_config_keys(instance: InstanceConfig) -> set[str]:
     """Every `section.key` zBI writes into the node's config file for this instance."""
+    from zbi_infra.config.instance import NodeKind
+    from zbi_infra.render.zakurad import zakurad_config
     from zbi_infra.render.zebrad import zebrad_config
 
-    config = zebrad_config(instance.network, regtest_peers=["127.0.0.1:1"], extra_options=instance.node.extra_options)
+    node = instance.node
+    if node.kind is NodeKind.ZAKURAD:
+        retention = node.pruning.tx_retention_blocks if node.pruning else None
+        config = zakurad_config(instance.network, extra_options=node.extra_options, prune_retention_blocks=retention)
+    else:
+        config = zebrad_config(instance.network, regtest_peers=["127.0.0.1:1"], extra_options=node.extra_options)
     return {f"{section}.{name}" for section, keys in config.items() for name in keys}

@@ -130,6 +130,8 @@ class Image:
 
 
 ZEBRAD = Image("zfnd/zebra", "6.3.0", "2026-08-10", "zebra", 10001, "/usr/local/bin/zebrad")
+# Zakura's newest stable release (v1.3.0-rc1 is a pre-release); its image runs as Zebra's user (docker/Dockerfile).
+ZAKURAD = Image("zakuracore/zakura", "1.2.0", "2026-08-14", "zebra", 10001, "/usr/local/bin/zakurad")
 # zcashd v6.20.0 is the last release; it passed its deprecation height (3,417,100) on Mainnet and cannot follow
 # NU6.3. zBI runs it only on regtest, for legacy RPC testing.
 ZCASHD = Image("electriccoinco/zcashd", "v6.20.0", "2026-06-03", "zcashd", 2001, "zcashd")

@@ -38,7 +38,7 @@ GATEWAY_SERVER_ERRORS = "5[0-9][0-9]|13|14"
 GATEWAY_AUTH_REFUSALS = "401|16"
 GATEWAY_ERROR_SHARE = 0.05
 GATEWAY_REFUSAL_SHARE = 0.25
-FULL_NODES = "zebrad|zcashd"
+FULL_NODES = "zebrad|zakurad|zcashd"
 LIGHT_WALLETS = "lightwalletd|zaino"
 
 
