@@ -32,6 +32,7 @@ VARIANTS = {
         "node": {"kind": "zakurad", "pruning": {"txRetentionBlocks": 20000}, "inboundP2p": True},
         "lightwallet": {"kind": "none"},
     },
+    "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
 }
 
 

@@ -193,3 +193,93 @@ def test_zakuras_40_day_window_on_mainnet() -> None:
         "zakuracore/zakura publishes its images without the git tag's 'v'"
         in (instance_release_problems("z", v_tag, date(2026, 9, 1)).errors[0])
     )
+
+
+# ---- zcashd-compatibility mode ------------------------------------------------------------------------------------
+
+COMPAT = json.loads((UPSTREAM / "zakura/zcashd-compat.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def compat(plan_stack: PlanStack) -> Plan:
+    return plan_stack(
+        "dev",
+        merge={
+            "zbi:instances": {
+                "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {}}},
+                "desk": {"network": "testnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
+            }
+        },
+    )
+
+
+def sidecar(plan: Plan, namespace: str) -> dict[str, Any]:
+    containers = pod_spec(one(plan, "StatefulSet", "zakurad", namespace))["containers"]
+    return next(c for c in containers if c["name"] == "zcashd")
+
+
+def test_the_sidecar_runs_with_the_arguments_zakuras_supervisor_passes(compat: Plan) -> None:
+    for namespace, network, p2p in (("zbi-compat", "Mainnet", 8233), ("zbi-desk", "Testnet", 18233)):
+        zcashd = sidecar(compat, namespace)
+        assert zcashd["image"] == COMPAT["image_tag"].replace("${image_version}", ZAKURAD.tag)
+        assert zcashd["command"] == [COMPAT["image_binary"]]
+        args = zcashd["args"]
+        # supervisor.rs: -datadir, the network flag, -printtoconsole, the extra arguments, -allowdeprecated…, then
+        # the peer pinning, last, because zcashd takes the last occurrence of a single-valued argument.
+        assert args[0].startswith("-datadir=/var/lib/zakura/")
+        assert args[1 : 1 + len(COMPAT["network_args"][network])] == COMPAT["network_args"][network]
+        assert COMPAT["always"][0] in args
+        pinning = [a.replace("<zakura p2p addr>", f"127.0.0.1:{p2p}") for a in COMPAT["pinning_args_after_extra"]]
+        assert args[-len(pinning) :] == pinning
+        assert not any(a.startswith(("-addnode", "-seednode", "-bind", "-whitebind")) for a in args)
+        # One pod: the sidecar reaches its own zakurad on loopback, and zakurad gossips blocks to that address.
+        toml = tomllib.loads(one(compat, "ConfigMap", "zakurad-config", namespace)["data"]["zakurad.toml"])
+        assert toml["zcashd_compat"] == {
+            "enabled": True,
+            "manage_zcashd": False,
+            "block_gossip_peer_ips": ["127.0.0.1"],
+        }
+        assert set(toml["zcashd_compat"]) <= set(COMPAT["config_keys"])
+        assert pod_spec(one(compat, "StatefulSet", "zakurad", namespace))["securityContext"]["runAsUser"] == ZAKURAD.uid
+
+
+def test_the_wallet_is_off_unless_a_private_instance_turns_it_on(compat: Plan) -> None:
+    off = sidecar(compat, "zbi-compat")["args"]
+    assert "-disablewallet=1" in off and "-allowdeprecated=none" in off
+    on = sidecar(compat, "zbi-desk")["args"]
+    assert "-disablewallet=1" not in on
+    assert [a.split("=", 1)[1] for a in on if a.startswith("-allowdeprecated=")] == COMPAT["wallet_deprecated_features"]
+    with pytest.raises(ValidationError, match="zBI allows it only on a private instance"):
+        InstanceConfig.model_validate(
+            {
+                "network": "mainnet",
+                "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}},
+                "endpoints": {"publicGrpc": True, "hostnames": ["lwd.example.org"]},
+            }
+        )
+
+
+def test_the_sidecars_rpc_is_reachable_from_inside_its_pod_only(compat: Plan) -> None:
+    from zbi_infra.render.zcashd_compat import RPC_PORT
+
+    args = sidecar(compat, "zbi-compat")["args"]
+    assert "-rpcallowip=127.0.0.1" in args and f"-rpcport={RPC_PORT}" in args
+    for obj in compat.kubernetes_objects():
+        if obj.inputs.get("metadata", {}).get("namespace") != "zbi-compat":
+            continue
+        if obj.type.endswith(":Service"):
+            assert RPC_PORT not in [p.get("port") for p in obj.inputs["spec"].get("ports", [])], obj.name
+        if obj.type.endswith(":NetworkPolicy"):
+            assert f"'port': {RPC_PORT}" not in str(obj.inputs["spec"]), obj.name
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ({"kind": "zakurad", "zcashdCompat": {}, "pruning": {}}, "a pruned zakurad cannot serve"),
+        ({"zcashdCompat": {}}, "node.zcashdCompat is Zakura's mode"),
+    ],
+)
+def test_compat_instances_that_cannot_work_are_refused(node: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValidationError, match=expected):
+        InstanceConfig.model_validate({"network": "mainnet", "node": node, "lightwallet": {"kind": "none"}})

@@ -197,7 +197,12 @@ def rendered_config_keys(instance: InstanceConfig) -> set[str]:
     node = instance.node
     if node.kind is NodeKind.ZAKURAD:
         retention = node.pruning.tx_retention_blocks if node.pruning else None
-        config = zakurad_config(instance.network, extra_options=node.extra_options, prune_retention_blocks=retention)
+        config = zakurad_config(
+            instance.network,
+            extra_options=node.extra_options,
+            prune_retention_blocks=retention,
+            zcashd_compat=node.zcashd_compat is not None,
+        )
     else:
         config = zebrad_config(instance.network, regtest_peers=["127.0.0.1:1"], extra_options=node.extra_options)
     return {f"{section}.{name}" for section, keys in config.items() for name in keys}

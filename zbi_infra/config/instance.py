@@ -21,6 +21,7 @@ from zbi_infra.config.zakura import (
     ZAKURAD_MANAGED_KEYS,
     ZAKURAD_UNSUPPORTED_SECTIONS,
     PruningConfig,
+    ZcashdCompatConfig,
     zakurad_config_keys,
     zakurad_problem,
 )
@@ -281,6 +282,7 @@ class NodeConfig(StrictModel):
     # zakurad only (config/zakura.py): prune old transactions, or promise full history to historical-data users.
     pruning: PruningConfig | None = None
     archive: StrictBool = False
+    zcashd_compat: ZcashdCompatConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from zbi_infra.config.base import StrictInt, StrictModel
+from zbi_infra.config.base import StrictBool, StrictInt, StrictModel
 
 if TYPE_CHECKING:
     from zbi_infra.config.instance import InstanceConfig
@@ -31,6 +31,15 @@ class PruningConfig(StrictModel):
     tx_retention_blocks: StrictInt = Field(default=10_000, ge=10_000, le=10_000_000)
 
 
+class ZcashdCompatConfig(StrictModel):
+    """Zakura's zcashd-compatibility mode (docs/zcashd-compat.md): a zcashd P2P sidecar, peer-pinned to its zakurad,
+    for integrations built on zcashd's RPC and wallet (zbi_infra/render/zcashd_compat.py)."""
+
+    # The zcashd wallet (keys on the chain volume, the legacy wallet RPCs). Off: zcashd runs -disablewallet.
+    # Only on a private instance: no public gRPC and no inbound P2P (config/zakura.py).
+    wallet: StrictBool = False
+
+
 @cache
 def zakurad_config_keys() -> dict[str, frozenset[str]]:
     """zakurad.toml's sections and keys at the default Zakura release (tools/add_release.py)."""
@@ -47,9 +56,10 @@ def zakurad_problem(instance: InstanceConfig) -> str | None:
 
     node = instance.node
     if node.kind is not NodeKind.ZAKURAD:
-        return (
-            "node.pruning: only Zakura prunes. Fix: set node.kind: zakurad, or remove pruning" if node.pruning else None
-        )
+        if node.zcashd_compat:
+            return "node.zcashdCompat is Zakura's mode. Fix: set node.kind: zakurad, or remove zcashdCompat"
+        only_zakura = "node.pruning: only Zakura prunes. Fix: set node.kind: zakurad, or remove pruning"
+        return only_zakura if node.pruning else None
     if instance.network is Network.REGTEST:
         return (
             "node.kind: zakurad is not offered on regtest (zBI's isolated regtest peering is built and tested for "
@@ -62,6 +72,19 @@ def zakurad_problem(instance: InstanceConfig) -> str | None:
             "node.pruning: a pruned zakurad cannot serve the block bodies below its retention window, which a "
             f"light-wallet server ({instance.lightwallet.kind.value}) reads to build its cache from Sapling "
             "activation. Fix: remove node.pruning (archive), or set lightwallet.kind: none"
+        )
+    compat = node.zcashd_compat
+    if compat and node.pruning:
+        # docs/zcashd-compat.md: "a pruned front ... cannot bootstrap a sidecar from genesis"; zBI's sidecar starts
+        # from an empty datadir.
+        return (
+            "node.zcashdCompat with node.pruning: the zcashd sidecar syncs from genesis through its zakurad, which a "
+            "pruned zakurad cannot serve. Fix: remove node.pruning"
+        )
+    if compat and compat.wallet and (instance.endpoints.public_grpc or node.inbound_p2p):
+        return (
+            "node.zcashdCompat.wallet: a zcashd wallet holds keys and spends funds; zBI allows it only on a private "
+            "instance. Fix: set endpoints.publicGrpc and node.inboundP2p to false, or wallet: false"
         )
     if node.pruning and node.archive:
         return (

@@ -25,6 +25,7 @@ from zbi_infra.node.context import (
     secret_env,
     tmp_volume,
 )
+from zbi_infra.node.zcashd_compat import zcashd_compat_container
 from zbi_infra.releases import SOCAT
 from zbi_infra.render import zakurad, zcashd, zebrad
 from zbi_infra.render.bootstrap import render_bootstrap_script
@@ -76,6 +77,7 @@ def build_full_node(
             config.network,
             extra_options=node.extra_options,
             prune_retention_blocks=pruning.tx_retention_blocks if pruning else None,
+            zcashd_compat=node.zcashd_compat is not None,
         )
     elif kind is NodeKind.ZEBRAD:
         file_name = "zebrad.toml"
@@ -118,6 +120,8 @@ def build_full_node(
     if node.bootstrap_archive is not None:
         init_containers.append(_bootstrap_container(ctx, uid, node.bootstrap_archive))
     sidecars = [_forwarder(forward) for forward in forwards] if kind is NodeKind.ZEBRAD else []
+    if node.zcashd_compat is not None:
+        sidecars.append(zcashd_compat_container(ctx, uid))
     skips = ctx.checkov_skips(
         *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
         *(FORWARDER_PROBE_SKIPS if sidecars else ()),

@@ -33,7 +33,11 @@ def zakurad_command() -> list[str]:
 
 
 def zakurad_config(
-    network: Network, *, extra_options: dict[str, Any] | None = None, prune_retention_blocks: int | None = None
+    network: Network,
+    *,
+    extra_options: dict[str, Any] | None = None,
+    prune_retention_blocks: int | None = None,
+    zcashd_compat: bool = False,
 ) -> dict[str, Any]:
     """The config as a mapping (section -> key -> value), before TOML encoding."""
     config = zebrad_config(network)
@@ -45,15 +49,17 @@ def zakurad_config(
     config["state"]["storage_mode"] = (
         {"pruned": {"tx_retention": prune_retention_blocks}} if prune_retention_blocks is not None else "archive"
     )
+    if zcashd_compat:
+        # The mode on, its zcashd run by zBI in the same pod (render/zcashd_compat.py), block inventory gossiped to
+        # that loopback peer ("If block_gossip_peer_ips is empty, Zakura defaults it to loopback addresses").
+        config["zcashd_compat"] = {"enabled": True, "manage_zcashd": False, "block_gossip_peer_ips": ["127.0.0.1"]}
     for dotted, value in (extra_options or {}).items():
         section, key = dotted.split(".")
         config.setdefault(section, {})[key] = value
     return config
 
 
-def render_zakurad_toml(
-    network: Network, *, extra_options: dict[str, Any] | None = None, prune_retention_blocks: int | None = None
-) -> str:
+def render_zakurad_toml(network: Network, **options: Any) -> str:
     header = "# Rendered by zBI (zbi_infra/render/zakurad.py). Edit the instance config, not this file.\n"
-    config = zakurad_config(network, extra_options=extra_options, prune_retention_blocks=prune_retention_blocks)
+    config = zakurad_config(network, **options)
     return header + tomli_w.dumps(config)
