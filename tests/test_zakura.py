@@ -283,3 +283,19 @@ def test_the_sidecars_rpc_is_reachable_from_inside_its_pod_only(compat: Plan) ->
 def test_compat_instances_that_cannot_work_are_refused(node: dict[str, Any], expected: str) -> None:
     with pytest.raises(ValidationError, match=expected):
         InstanceConfig.model_validate({"network": "mainnet", "node": node, "lightwallet": {"kind": "none"}})
+
+
+def test_zakura_follows_the_mainnet_upgrades_zebra_follows() -> None:
+    """Why Mainnet is allowed: Zakura v1.2.0 activates every Mainnet upgrade through NU6.3 (Ironwood) at Zebra
+    v6.3.0's heights with the same consensus branch id (each repository's zebra-chain/zakura-chain parameters)."""
+    zakura = json.loads((UPSTREAM / "zakura/network-upgrades.json").read_text())
+    zebra = json.loads((UPSTREAM / "zebra/network-upgrades.json").read_text())
+    assert zakura == zebra
+    assert zakura["mainnet_activation_heights"]["NU6_3"] == 3_428_143
+
+
+def test_zakurad_gets_no_environment_override_of_its_config(plan: Plan) -> None:
+    # The image's entrypoint translates ZAKURA_* variables into config; zBI runs zakurad directly and sets none.
+    for namespace in ("zbi-zakura", "zbi-pruned"):
+        env = {e["name"] for e in zakurad(plan, namespace).get("env", [])}
+        assert env == {"HOME"}, env
