@@ -17,7 +17,12 @@ from zbi_infra.config.stack import AS_OF_ENV, load_stack_config
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan, evaluate
 from zbi_infra.plan.project import StackFile, find_project
-from zbi_infra.release_check import _config_key_errors, instance_release_problems, rendered_config_keys
+from zbi_infra.release_check import (
+    SUPPLIED_HEIGHT_TOLERANCE_DAYS,
+    _config_key_errors,
+    instance_release_problems,
+    rendered_config_keys,
+)
 from zbi_infra.releases import BLOCKS_PER_DAY, ZEBRAD, chain_anchor, release_table
 
 SOURCES = json.loads((UPSTREAM / "SOURCES.json").read_text())
@@ -81,7 +86,9 @@ def test_the_chain_anchor_agrees_with_every_release_estimate() -> None:
     for table in release_table().values():
         for release in table.releases.values():
             drift_days = (release.estimated_release_height - anchor.height_on(release.released)) / BLOCKS_PER_DAY
-            assert abs(drift_days) < 4, (table.kind, release.version, drift_days)
+            # The tolerance zBI applies to supplied release data; hotfixes keep their release's height, so they drift
+            # by the days between the two tags (zakurad 1.1.1: 3.8 days).
+            assert abs(drift_days) <= SUPPLIED_HEIGHT_TOLERANCE_DAYS, (table.kind, release.version, drift_days)
 
 
 def test_the_end_of_support_date_is_when_a_75_second_chain_passes_the_halt_height() -> None:

@@ -299,3 +299,27 @@ def test_zakurad_gets_no_environment_override_of_its_config(plan: Plan) -> None:
     for namespace in ("zbi-zakura", "zbi-pruned"):
         env = {e["name"] for e in zakurad(plan, namespace).get("env", [])}
         assert env == {"HOME"}, env
+
+
+def test_supplied_release_data_for_zakura_uses_its_40_day_window() -> None:
+    """Real data: v1.3.0-rc1 (a pre-release, so not in the table) has ESTIMATED_RELEASE_HEIGHT 3,457,227 and was tagged
+    2026-08-21 (crates/zakurad/src/components/sync/end_of_support.rs at the tag)."""
+    config = InstanceConfig.model_validate(
+        {
+            "network": "mainnet",
+            "node": {
+                "kind": "zakurad",
+                "image": {"tag": "1.3.0-rc1"},
+                "release": {
+                    "estimatedReleaseHeight": 3_457_227,
+                    "released": "2026-08-21",
+                    "source": "https://github.com/zakura-core/zakura/blob/v1.3.0-rc1/crates/zakurad/src/components/"
+                    "sync/end_of_support.rs",
+                },
+            },
+        }
+    )
+    found = instance_release_problems("z", config, date(2026, 9, 1))
+    assert not found.errors
+    found = instance_release_problems("z", config, date(2026, 10, 1))
+    assert "zakurad 1.3.0-rc1 reached its Mainnet end of support on about 2026-09-30" in found.errors[0]
