@@ -96,7 +96,7 @@ class NodeArgs(TypedDict):
     """The full-node tier."""
 
     kind: NotRequired[str]
-    """zebrad (default) or zcashd (end of life: regtest only)."""
+    """zebrad (default), zakurad (Zakura, docs/zakura.md) or zcashd (end of life: regtest only)."""
     replicas: NotRequired[int]
     """Replicas, each a full node with its own volume (default 2)."""
     image: NotRequired[ImageArgs]
