@@ -81,11 +81,22 @@ class StorageArgs(TypedDict):
     """Provisioned gp3 throughput in MiB/s on EBS (default 250)."""
 
 
+class ReleaseArgs(TypedDict):
+    """A node release newer than zBI's release table (docs/releases.md): what Mainnet needs to know about the tag."""
+
+    estimated_release_height: int
+    """ESTIMATED_RELEASE_HEIGHT in the release's end_of_support.rs at the tag."""
+    released: str
+    """The tag's date, YYYY-MM-DD."""
+    source: str
+    """The https URL the height and date were read from."""
+
+
 class NodeArgs(TypedDict):
     """The full-node tier."""
 
     kind: NotRequired[str]
-    """zebrad (default) or zcashd (end of life: regtest only)."""
+    """zebrad (default), zakurad (Zakura, docs/zakura.md) or zcashd (end of life: regtest only)."""
     replicas: NotRequired[int]
     """Replicas, each a full node with its own volume (default 2)."""
     image: NotRequired[ImageArgs]
@@ -96,6 +107,8 @@ class NodeArgs(TypedDict):
     """Chain-data volume."""
     inbound_p2p: NotRequired[bool]
     """A load balancer for inbound P2P, with the address advertised to peers."""
+    release: NotRequired[ReleaseArgs]
+    """Release data for a tag zBI's table does not hold (Mainnet refuses unknown releases)."""
     extra_options: NotRequired[dict[str, Any]]
     """zebrad `section.key` (or zcashd option) to value; checked against the pinned release's keys."""
 

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pulumi
 
-from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, plan_date, stack_config_values
+from zbi_infra import StackRole, ZbiPlatform, ZbiPlatformArgs, load_stack_config, stack_config_values
 from zbi_infra.config.access import declared_instance_names, instance_access_files
 from zbi_infra.control_plane import reconciled_stack_configs
 from zbi_infra.recovery import primary_config
 
 config = load_stack_config(stack_config_values(), secret_keys=set(pulumi.runtime.get_config_secret_keys_env()))
-for warning in config.release_problems(plan_date())[1]:
-    pulumi.log.warn(warning)
+# Release warnings (end of support near, release facts not checked) come from each ZcashNode (release_check.py).
 
 project_dir = Path(__file__).resolve().parent.parent
 primary = dr_key = None

@@ -18,6 +18,7 @@ UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
 
 # Release support depends on the date (zebrad stops on Mainnet 105 days after its release): the suite evaluates
 # every plan as of one fixed day inside 6.3.0's support window, and tests of the date logic pass their own days.
+# tests/test_releases.py also plans at the real date (its `real_date` fixture drops this), as a user does.
 AS_OF = "2026-09-01"
 
 

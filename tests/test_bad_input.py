@@ -434,7 +434,7 @@ def test_a_zebrad_past_its_mainnet_end_of_support_is_refused_and_warned_before()
     config = load_stack_config(mainnet, today=date(2026, 11, 1))
     errors, warnings = config.release_problems(date(2026, 11, 1))
     assert not errors and warnings == [
-        "instance testnet: zebrad 6.3.0 stops on Mainnet around 2026-11-23 (22 days): plan the upgrade"
+        "instance testnet: zebrad 6.3.0 stops on Mainnet around 2026-11-23 (22 days): plan the upgrade (docs/releases.md)"
     ]
     assert load_stack_config(mainnet, today=date(2026, 9, 1)).release_problems(date(2026, 9, 1)) == ([], [])
     # Test networks never halt.

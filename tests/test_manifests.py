@@ -26,6 +26,13 @@ VARIANTS = {
     "public": {"network": "mainnet", "node": {"inboundP2p": True}},
     "zaino": {"network": "mainnet", "lightwallet": {"kind": "zaino"}},
     "solo": {"network": "testnet", "node": {"replicas": 1}, "lightwallet": {"minReplicas": 1}},
+    "zakura": {"network": "testnet", "node": {"kind": "zakurad"}, "lightwallet": {"kind": "zaino"}},
+    "pruned": {
+        "network": "mainnet",
+        "node": {"kind": "zakurad", "pruning": {"txRetentionBlocks": 20000}, "inboundP2p": True},
+        "lightwallet": {"kind": "none"},
+    },
+    "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
 }
 
 

@@ -139,7 +139,7 @@ def _instance_parser(commands: argparse._SubParsersAction) -> None:
 
     add = action("add", "add an instance", named=True)
     add.add_argument("--network", required=True, choices=["mainnet", "testnet", "regtest"])
-    add.add_argument("--node", choices=["zebrad", "zcashd"], help="full node (default zebrad)")
+    add.add_argument("--node", choices=["zebrad", "zakurad", "zcashd"], help="full node (default zebrad)")
     add.add_argument("--replicas", type=_positive, help="full-node replicas (default 2)")
     add.add_argument("--storage-gib", type=_positive, help="chain volume size per replica (default 500)")
     add.add_argument("--lightwallet", choices=["lightwalletd", "zaino", "none"], help="default lightwalletd")

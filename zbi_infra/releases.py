@@ -1,48 +1,119 @@
-"""The images zBI runs by default, and when each release stops being usable.
+"""The images zBI runs by default, and the release table that says when each node release stops being usable.
 
 Zebra halts on Mainnet once the chain passes its end-of-support height: `ESTIMATED_RELEASE_HEIGHT` plus
-`EOS_PANIC_AFTER` (105) days of blocks, warning 14 days before (zebrad/src/components/sync/end_of_support.rs). zBI
-turns that height into a date with Zebra's own estimate (the release height is reached on the release day, 1,152
-blocks a day after it), warns 30 days ahead and refuses a Mainnet instance past it: a platform that pins versions
-must upgrade before the chain outruns them. Test networks never halt. zcashd is end of life (see `ZCASHD`).
-
-Every fact here is backed by a file in tests/fixtures/upstream/ (SOURCES.json names its tag and path), and the
-tests compare them.
+`EOS_PANIC_AFTER` (105) days of blocks at 1,152 a day, warning 14 days before (zebrad/src/components/sync/
+end_of_support.rs); Zakura does the same with a 40-day window (crates/zakurad/src/components/sync/end_of_support.rs).
+The table (zbi_infra/data/releases.json, written by tools/add_release.py from the tagged sources, evidence in
+tests/fixtures/upstream/*/releases/) holds each release's height; zBI turns heights into dates from one chain anchor,
+a (height, day) pair the table cites, at the 75 s target spacing. zbi_infra/release_check.py applies it.
+zcashd is end of life (see `ZCASHD`).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
+from importlib import resources
+
+TARGET_SPACING_SECONDS = 75  # post-Blossom
+BLOCKS_PER_DAY = 24 * 60 * 60 // TARGET_SPACING_SECONDS
+WARN_DAYS_BEFORE_END_OF_SUPPORT = 30
 
 
 @dataclass(frozen=True)
-class ZebradRelease:
+class ChainAnchor:
+    """A Mainnet height and the day the chain was there: heights become dates by counting 75 s blocks from it."""
+
+    height: int
+    day: date
+    source: str
+
+    def date_of(self, height: int) -> date:
+        return self.day + timedelta(seconds=(height - self.height) * TARGET_SPACING_SECONDS)
+
+    def height_on(self, day: date) -> int:
+        return self.height + (day - self.day).days * BLOCKS_PER_DAY
+
+
+@dataclass(frozen=True)
+class NodeRelease:
+    kind: str
     version: str
     released: date
     estimated_release_height: int
-    eos_after_days: int = 105
+    eos_after_days: int
+    anchor: ChainAnchor
+    # The keys each config section accepts (deny_unknown_fields); None when zBI has not read this release's source.
+    config_keys: Mapping[str, frozenset[str]] | None
+    source: str
 
     @property
     def end_of_support_height(self) -> int:
+        """The last height the release runs at: it halts when the tip goes past it."""
         return self.estimated_release_height + self.eos_after_days * BLOCKS_PER_DAY
 
     @property
     def end_of_support(self) -> date:
-        return self.released + timedelta(days=self.eos_after_days)
+        return self.anchor.date_of(self.end_of_support_height)
 
 
-BLOCKS_PER_DAY = 24 * 60 * 60 // 75  # post-Blossom target spacing
-WARN_DAYS_BEFORE_END_OF_SUPPORT = 30
+@dataclass(frozen=True)
+class NodeReleases:
+    """One node kind's releases, newest first."""
 
-# Supported zebrad releases, newest first (tag dates and estimated heights from ZcashFoundation/zebra).
-ZEBRAD_RELEASES = {
-    r.version: r
-    for r in (
-        ZebradRelease("6.3.0", date(2026, 8, 10), 3_444_000),
-        ZebradRelease("6.2.3", date(2026, 7, 28), 3_425_000),
-    )
+    kind: str
+    repository: str  # the source repository on GitHub
+    image: str
+    end_of_support_path: str
+    releases: Mapping[str, NodeRelease]
+
+    @property
+    def newest(self) -> NodeRelease:
+        return next(iter(self.releases.values()))
+
+
+END_OF_SUPPORT_PATHS = {
+    "zebrad": "zebrad/src/components/sync/end_of_support.rs",
+    "zakurad": "crates/zakurad/src/components/sync/end_of_support.rs",
 }
+
+
+@cache
+def release_table() -> dict[str, NodeReleases]:
+    table = json.loads(resources.files("zbi_infra.data").joinpath("releases.json").read_text())
+    anchor = ChainAnchor(
+        table["anchor"]["height"], date.fromisoformat(table["anchor"]["date"]), table["anchor"]["source"]
+    )
+    kinds = {}
+    for kind, entry in table["kinds"].items():
+        releases = {
+            version: NodeRelease(
+                kind=kind,
+                version=version,
+                released=date.fromisoformat(data["released"]),
+                estimated_release_height=data["estimated_release_height"],
+                eos_after_days=data["eos_panic_after_days"],
+                anchor=anchor,
+                config_keys={section: frozenset(keys) for section, keys in data["config_keys"].items()},
+                source=f"{entry['repository']} {data['tag']} ({data['commit'][:12]})",
+            )
+            for version, data in sorted(
+                entry["releases"].items(), key=lambda item: tuple(map(int, item[0].split("."))), reverse=True
+            )
+        }
+        kinds[kind] = NodeReleases(kind, entry["repository"], entry["image"], END_OF_SUPPORT_PATHS[kind], releases)
+    return kinds
+
+
+def chain_anchor() -> ChainAnchor:
+    return release_table()["zebrad"].newest.anchor
+
+
+# Known zebrad releases, newest first (kept under this name for the image tests).
+ZEBRAD_RELEASES = release_table()["zebrad"].releases
 
 
 @dataclass(frozen=True)
@@ -59,6 +130,8 @@ class Image:
 
 
 ZEBRAD = Image("zfnd/zebra", "6.3.0", "2026-08-10", "zebra", 10001, "/usr/local/bin/zebrad")
+# Zakura's newest stable release (v1.3.0-rc1 is a pre-release); its image runs as Zebra's user (docker/Dockerfile).
+ZAKURAD = Image("zakuracore/zakura", "1.2.0", "2026-08-14", "zebra", 10001, "/usr/local/bin/zakurad")
 # zcashd v6.20.0 is the last release; it passed its deprecation height (3,417,100) on Mainnet and cannot follow
 # NU6.3. zBI runs it only on regtest, for legacy RPC testing.
 ZCASHD = Image("electriccoinco/zcashd", "v6.20.0", "2026-06-03", "zcashd", 2001, "zcashd")
@@ -84,40 +157,3 @@ GATEWAY = Image("nginxinc/nginx-unprivileged", "1.27.4", "2025-02-13", "nginx", 
 MTAIL = Image("ghcr.io/google/mtail", "3.0.9", "2024-08-09", "nobody", 65534, "/mtail")
 # Forwards a regtest node's localhost peer ports to its siblings (Zebra keeps only localhost peers on Regtest).
 SOCAT = Image("alpine/socat", "1.8.0.3", "not checked here (a Docker Hub tag)", "nobody", 65534, "/usr/bin/socat")
-
-
-@dataclass(frozen=True)
-class SupportStatus:
-    ok: bool
-    warning: str | None
-    error: str | None
-
-
-def zebrad_support(version: str, *, mainnet: bool, today: date) -> SupportStatus:
-    """Whether a pinned zebrad may run on the network today, and what to tell the platform administrator."""
-    release = ZEBRAD_RELEASES.get(version.removeprefix("v"))
-    if not mainnet:
-        return SupportStatus(True, None, None)
-    newest = max(ZEBRAD_RELEASES.values(), key=lambda r: r.released)
-    if release is None:
-        return SupportStatus(
-            True,
-            f"zebrad {version} is not in zBI's release table: its Mainnet end of support is not checked",
-            None,
-        )
-    end = release.end_of_support
-    if today > end:
-        return SupportStatus(
-            False,
-            None,
-            f"zebrad {release.version} reached its Mainnet end of support on about {end} (height "
-            f"{release.end_of_support_height}) and refuses to run past it. Fix: upgrade node.image.tag "
-            f"(newest known: {newest.version}; see README, 'Upgrading zebrad')",
-        )
-    if today >= end - timedelta(days=WARN_DAYS_BEFORE_END_OF_SUPPORT):
-        return SupportStatus(
-            True,
-            f"zebrad {release.version} stops on Mainnet around {end} ({(end - today).days} days): plan the upgrade",
-            None,
-        )
-    return SupportStatus(True, None, None)

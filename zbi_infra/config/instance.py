@@ -17,6 +17,15 @@ from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, 
 from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
+from zbi_infra.config.release import SuppliedReleaseConfig
+from zbi_infra.config.zakura import (
+    ZAKURAD_MANAGED_KEYS,
+    ZAKURAD_UNSUPPORTED_SECTIONS,
+    PruningConfig,
+    ZcashdCompatConfig,
+    zakurad_config_keys,
+    zakurad_problem,
+)
 
 
 class Network(StrEnum):
@@ -28,6 +37,7 @@ class Network(StrEnum):
 class NodeKind(StrEnum):
     ZEBRAD = "zebrad"
     ZCASHD = "zcashd"
+    ZAKURAD = "zakurad"
 
 
 class LightwalletKind(StrEnum):
@@ -289,6 +299,12 @@ class NodeConfig(StrictModel):
     bootstrap_archive: BootstrapArchiveConfig | None = None
     # zebrad's /ready thresholds, within bounds; omitted, the network's defaults (zbi_infra/config/health.py).
     readiness: ReadinessConfig | None = None
+    # A release zBI's table does not hold yet: its height and date, read from its source (zbi_infra/release_check.py).
+    release: SuppliedReleaseConfig | None = None
+    # zakurad only (config/zakura.py): prune old transactions, or promise full history to historical-data users.
+    pruning: PruningConfig | None = None
+    archive: StrictBool = False
+    zcashd_compat: ZcashdCompatConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
     extra_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -314,25 +330,28 @@ class NodeConfig(StrictModel):
             problem = _extra_value_problem(value)
             if problem:
                 raise ValueError(f"{key[:60]}: {problem}. Fix: write a number, true/false, a text or a list of them")
-            if kind is NodeKind.ZEBRAD:
-                schema = zebrad_config_keys()
+            if kind in (NodeKind.ZEBRAD, NodeKind.ZAKURAD):
+                zakura = kind is NodeKind.ZAKURAD
+                schema = zakurad_config_keys() if zakura else zebrad_config_keys()
                 section, _, name = key.partition(".")
-                if not re.match(r"^[a-z_]+\.[a-z_]+$", key):
+                if not re.match(r"^[a-z_]+\.[a-z0-9_]+$", key):
                     raise ValueError(
-                        f"{key[:60]!r} is not a zebrad.toml key. "
+                        f"{key[:60]!r} is not a {kind.value}.toml key. "
                         "Fix: write section.key (one dot), e.g. sync.download_concurrency_limit"
                     )
-                if section in ZEBRAD_UNSUPPORTED_SECTIONS:
-                    raise ValueError(f"[{section}] needs binaries the zBI zebrad image does not ship. Fix: remove it")
+                if section in ZEBRAD_UNSUPPORTED_SECTIONS | ZAKURAD_UNSUPPORTED_SECTIONS:
+                    raise ValueError(
+                        f"[{section}] needs binaries the zBI {kind.value} image does not ship. Fix: remove it"
+                    )
                 if key in {"health.ready_max_blocks_behind", "health.ready_max_tip_age"}:
                     raise ValueError(f"'{key}' is tuned under node.readiness, within bounds. Fix: move it there")
-                if key in ZEBRAD_MANAGED_KEYS:
+                if key in ZEBRAD_MANAGED_KEYS or (zakura and key in ZAKURAD_MANAGED_KEYS):
                     raise ValueError(f"'{key}' is set by zBI (ports, paths, peers, probes). Fix: remove it")
                 if section not in schema or name not in schema[section]:
                     known = ", ".join(sorted(schema.get(section, schema)))
                     close = difflib.get_close_matches(name if section in schema else section, known.split(", "), 1)
                     hint = f"did you mean {close[0]!r}?" if close else f"known: {known}"
-                    raise ValueError(f"zebrad rejects {key!r} at start (deny_unknown_fields). Fix: {hint}")
+                    raise ValueError(f"{kind.value} rejects {key!r} at start (deny_unknown_fields). Fix: {hint}")
             elif kind is NodeKind.ZCASHD:
                 if not re.match(r"^[a-z][a-z0-9]*$", key):
                     raise ValueError(f"'{key}' is not a zcash.conf option name. Fix: e.g. maxconnections")
@@ -436,6 +455,9 @@ class InstanceConfig(StrictModel):
                 f"last release (6.20.0) is past its deprecation height. It stays available on regtest only, for "
                 f"legacy RPC testing. Fix: use kind zebrad on {self.network.value}"
             )
+        zakura = zakurad_problem(self)
+        if zakura:
+            raise ValueError(zakura)
         if self.network is Network.REGTEST and self.node.replicas < 2:
             raise ValueError(
                 "node.replicas: a regtest instance is an isolated peer network of at least 2 nodes. "

@@ -16,7 +16,7 @@ from pydantic import Field, Strict, StringConstraints, ValidationError, model_va
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.errors import NAMESPACE, describe
-from zbi_infra.config.instance import InstanceConfig, InstanceName, Network, NodeKind
+from zbi_infra.config.instance import InstanceConfig, InstanceName
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig
@@ -24,7 +24,7 @@ from zbi_infra.config.recovery import BackupConfig, DnsConfig, DrConfig
 from zbi_infra.config.stack_file import read_stack_file
 from zbi_infra.errors import ConfigError
 from zbi_infra.regions import COMMERCIAL_REGIONS
-from zbi_infra.releases import ZEBRAD, zebrad_support
+from zbi_infra.release_check import instance_release_problems
 
 # `zbi plan --as-of DATE` evaluates release support as of another day (what will this plan do next month?).
 AS_OF_ENV = "ZBI_AS_OF"
@@ -202,22 +202,12 @@ class StackConfig(StrictModel):
             )
 
     def release_problems(self, today: date) -> tuple[list[str], list[str]]:
-        """(errors, warnings) about pinned node releases as of `today`."""
+        """(errors, warnings) about pinned node releases as of `today` (zbi_infra/release_check.py)."""
         errors, warnings = [], []
         for name, instance in self.instances.items():
-            node = instance.node
-            if node.kind is not NodeKind.ZEBRAD:
-                continue
-            custom = node.image.repository not in (None, ZEBRAD.repository)
-            version = node.image.tag or ZEBRAD.tag
-            if custom:
-                warnings.append(f"instance {name}: a custom zebrad image: its end of support is not checked")
-                continue
-            status = zebrad_support(version, mainnet=instance.network is Network.MAINNET, today=today)
-            if status.error:
-                errors.append(f"zbi:instances.{name}.node.image.tag: {status.error}")
-            if status.warning:
-                warnings.append(f"instance {name}: {status.warning}")
+            problems = instance_release_problems(name, instance, today)
+            errors += problems.errors
+            warnings += problems.warnings
         return errors, warnings
 
 

@@ -39,7 +39,7 @@ GATEWAY_SERVER_ERRORS = "5[0-9][0-9]|13|14"
 GATEWAY_AUTH_REFUSALS = "401|16"
 GATEWAY_ERROR_SHARE = 0.05
 GATEWAY_REFUSAL_SHARE = 0.25
-FULL_NODES = "zebrad|zcashd"
+FULL_NODES = "zebrad|zakurad|zcashd"
 LIGHT_WALLETS = "lightwalletd|zaino"
 # The job of the blackbox exporter's Probes (zbi_infra.monitoring.component): the TCP and JSON-RPC probes share it.
 PROBE_JOB = "zbi-endpoints"

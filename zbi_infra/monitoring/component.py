@@ -207,7 +207,7 @@ def scraped_workloads(
                 {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": GATEWAY_COMPONENT},
             )
         )
-    if instance.node.kind is NodeKind.ZEBRAD:
+    if instance.node.kind in (NodeKind.ZEBRAD, NodeKind.ZAKURAD):
         found.append(
             ("full-node", "metrics", {"app.kubernetes.io/instance": name, "app.kubernetes.io/component": FULL_NODE})
         )

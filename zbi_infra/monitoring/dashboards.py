@@ -45,7 +45,7 @@ def platform_dashboard(instances: dict[str, InstanceConfig]) -> dict[str, Any]:
                 "short",
                 (
                     f"sum by (namespace) (kube_statefulset_status_replicas_ready{{{selector}, "
-                    'statefulset=~"zebrad|zcashd"})',
+                    'statefulset=~"zebrad|zakurad|zcashd"})',
                     "{{namespace}}",
                 ),
             )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -16,12 +17,15 @@ import pulumi_random as random
 from zbi_infra import kube
 from zbi_infra.config.access import AccessFile
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind
+from zbi_infra.config.stack import plan_date
+from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
 from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.quota import build_quota
+from zbi_infra.release_check import instance_release_problems
 from zbi_infra.render.gateway import GatewayUpstreams
 from zbi_infra.tls import ServerCertificate, ZbiCertificateAuthority
 
@@ -56,6 +60,8 @@ class ZcashNodeArgs:
     access: AccessFile | None = None
     # SHA-256 of the monitoring probe's key (zbi_infra.config.access.PROBE_USER): the gateway admits that user.
     probe_key_sha256: pulumi.Input[str] | None = None
+    # The day release support is judged on (zbi_infra/release_check.py); None: today, or `ZBI_AS_OF`.
+    today: date | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):
@@ -76,7 +82,15 @@ class ZcashNode(pulumi.ComponentResource):
                 f"ZcashNode {name}: an access gateway terminates TLS with the instance's certificate. Fix: pass "
                 "certificate_authority, or no access file"
             )
+        # The stack file's release rules, applied to the library's callers too, before anything is registered.
+        releases = instance_release_problems(
+            name, args.config, args.today or plan_date(), key=f"ZcashNode {name}: InstanceConfig node"
+        )
+        if releases.errors:
+            raise ConfigError(releases.errors, what=f"ZcashNode {name}")
         super().__init__("zbi:node:ZcashNode", name, None, opts)
+        for warning in releases.warnings:
+            pulumi.log.warn(warning, resource=self)
         config = args.config
         child = pulumi.ResourceOptions(parent=self)
         namespace = k8s.core.v1.Namespace(

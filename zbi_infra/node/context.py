@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from zbi_infra import kube
 from zbi_infra.config.instance import ImageConfig, InstanceConfig, LightwalletKind, NodeKind
 from zbi_infra.node.quota import Footprint
-from zbi_infra.releases import LIGHTWALLETD, ZAINO, ZAINO_NO_TLS_TAG, ZCASHD, ZEBRAD, Image
+from zbi_infra.releases import LIGHTWALLETD, ZAINO, ZAINO_NO_TLS_TAG, ZAKURAD, ZCASHD, ZEBRAD, Image
 from zbi_infra.zcash_ports import PORTS, NetworkPorts
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ MONITORING_NAMESPACE_LABEL = "zbi.io/monitoring"
 GRPC_CLIENT_LABEL = "zbi.io/grpc-client"
 DEFAULT_IMAGES: dict[NodeKind | LightwalletKind, Image] = {
     NodeKind.ZEBRAD: ZEBRAD,
+    NodeKind.ZAKURAD: ZAKURAD,
     NodeKind.ZCASHD: ZCASHD,
     LightwalletKind.LIGHTWALLETD: LIGHTWALLETD,
     LightwalletKind.ZAINO: ZAINO,

@@ -25,13 +25,16 @@ from zbi_infra.node.context import (
     secret_env,
     tmp_volume,
 )
+from zbi_infra.node.zcashd_compat import zcashd_compat_container
 from zbi_infra.releases import SOCAT
-from zbi_infra.render import zcashd, zebrad
+from zbi_infra.render import zakurad, zcashd, zebrad
 from zbi_infra.render.bootstrap import GIB, render_bootstrap_script
 from zbi_infra.render.peering import PeerForward, regtest_forwards, socat_args
 from zbi_infra.render.startup import EXTERNAL_HOST_ENV, advertise_external_address_script
 from zbi_infra.zcash_ports import ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
 
+# Zebra and its fork Zakura: the same probes, ports and layout, each under its own paths (render/zebrad.py, zakurad.py).
+ZEBRA_FAMILY = {NodeKind.ZEBRAD: zebrad, NodeKind.ZAKURAD: zakurad}
 # Startup budgets: opening (and migrating) a large state database can take hours after an upgrade.
 ZEBRAD_STARTUP_BUDGET_SECONDS = 6 * 3600
 ZCASHD_STARTUP_BUDGET_SECONDS = 12 * 3600
@@ -67,7 +70,16 @@ def build_full_node(
         if config.network is Network.REGTEST
         else []
     )
-    if kind is NodeKind.ZEBRAD:
+    if kind is NodeKind.ZAKURAD:
+        file_name = "zakurad.toml"
+        pruning = node.pruning
+        content = zakurad.render_zakurad_toml(
+            config.network,
+            extra_options=node.extra_options,
+            prune_retention_blocks=pruning.tx_retention_blocks if pruning else None,
+            zcashd_compat=node.zcashd_compat is not None,
+        )
+    elif kind is NodeKind.ZEBRAD:
         file_name = "zebrad.toml"
         content = zebrad.render_zebrad_toml(
             config.network,
@@ -94,12 +106,12 @@ def build_full_node(
     match = kube.selector(instance=ctx.name, component=FULL_NODE)
     services = _services(ctx, name, headless, match)
     uid = DEFAULT_IMAGES[kind].uid
-    if kind is NodeKind.ZEBRAD:
+    if kind in ZEBRA_FAMILY:
         external_host = services["p2p"].status.apply(kube.load_balancer_address) if "p2p" in services else None
         container = _zebrad_container(ctx, uid, external_host)
     else:
         container = _zcashd_container(ctx, uid)
-    config_dir = zebrad.CONFIG_DIR if kind is NodeKind.ZEBRAD else zcashd.CONFIG_DIR
+    config_dir = ZEBRA_FAMILY[kind].CONFIG_DIR if kind in ZEBRA_FAMILY else zcashd.CONFIG_DIR
     container.volume_mounts = [
         k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=_data_dir(kind)),
         k8s.core.v1.VolumeMountArgs(name="config", mount_path=config_dir, read_only=True),
@@ -109,6 +121,8 @@ def build_full_node(
     if node.bootstrap_archive is not None:
         init_containers.append(_bootstrap_container(ctx, uid, node.bootstrap_archive))
     sidecars = [_forwarder(forward) for forward in forwards] if kind is NodeKind.ZEBRAD else []
+    if node.zcashd_compat is not None:
+        sidecars.append(zcashd_compat_container(ctx, uid))
     skips = ctx.checkov_skips(
         *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
         *(FORWARDER_PROBE_SKIPS if sidecars else ()),
@@ -150,7 +164,7 @@ def build_full_node(
                     priority_class_name=(ctx.args.priority_class_names or {}).get(FULL_NODE),
                     security_context=kube.pod_security(uid),
                     # zebrad flushes RocksDB and zcashd its LevelDB on SIGTERM; a kill mid-write costs a resync.
-                    termination_grace_period_seconds=300 if kind is NodeKind.ZEBRAD else 600,
+                    termination_grace_period_seconds=300 if kind in ZEBRA_FAMILY else 600,
                     init_containers=init_containers or None,
                     containers=[container, *sidecars],
                     volumes=[
@@ -195,11 +209,11 @@ def build_full_node(
 
 
 def _data_dir(kind: NodeKind) -> str:
-    return zebrad.DATA_DIR if kind is NodeKind.ZEBRAD else zcashd.DATA_DIR
+    return ZEBRA_FAMILY[kind].DATA_DIR if kind in ZEBRA_FAMILY else zcashd.DATA_DIR
 
 
 def _scrape_annotations(kind: NodeKind) -> dict[str, str]:
-    if kind is NodeKind.ZEBRAD:
+    if kind in ZEBRA_FAMILY:
         return {"prometheus.io/scrape": "true", "prometheus.io/port": str(ZEBRA_METRICS_PORT)}
     return {"prometheus.io/scrape": "false"}
 
@@ -224,13 +238,14 @@ def _zebrad_container(
 
     # zebrad reads only its own config file here: no ZEBRA_* variable is set, so none overrides it.
     env = [k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")]
-    command = zebrad_command()
+    kind = node.kind
+    command = zakurad.zakurad_command() if kind is NodeKind.ZAKURAD else zebrad_command()
     if external_host is not None:
         env.append(k8s.core.v1.EnvVarArgs(name=EXTERNAL_HOST_ENV, value=external_host))
         command = ["/bin/sh", "-c", advertise_external_address_script(p2p_port=ports.p2p, command=command)]
     return k8s.core.v1.ContainerArgs(
-        name="zebrad",
-        image=ctx.image(NodeKind.ZEBRAD, node.image),
+        name=kind.value,
+        image=ctx.image(kind, node.image),
         image_pull_policy="IfNotPresent",
         command=command,
         ports=[
@@ -311,11 +326,12 @@ def _forwarder(forward: PeerForward) -> k8s.core.v1.ContainerArgs:
 
 
 def _bootstrap_container(ctx: InstanceContext, uid: int, archive: BootstrapArchiveConfig) -> k8s.core.v1.ContainerArgs:
+    layout = ZEBRA_FAMILY[ctx.config.node.kind]
     script = render_bootstrap_script(
         url=archive.url,
         sha256=archive.sha256,
-        data_dir=zebrad.DATA_DIR,
-        target_dir=zebrad.STATE_DIR,
+        data_dir=layout.DATA_DIR,
+        target_dir=layout.STATE_DIR,
         strip_components=archive.strip_components,
         gzip=archive.compression == "gzip",
         archive_bytes=archive.size_gib * GIB,
@@ -323,13 +339,13 @@ def _bootstrap_container(ctx: InstanceContext, uid: int, archive: BootstrapArchi
     )
     return k8s.core.v1.ContainerArgs(
         name="bootstrap",
-        image=ctx.image(NodeKind.ZEBRAD, ctx.config.node.image),
+        image=ctx.image(ctx.config.node.kind, ctx.config.node.image),
         image_pull_policy="IfNotPresent",
         command=["/bin/sh", "-c", script],
         # A volume without room stops the script with the fix as its last line: `kubectl describe pod` shows it.
         termination_message_policy="FallbackToLogsOnError",
         volume_mounts=[
-            k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=zebrad.DATA_DIR),
+            k8s.core.v1.VolumeMountArgs(name=DATA_VOLUME, mount_path=layout.DATA_DIR),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
         ],
         resources=kube.resources(ctx.config.node.resources),

@@ -96,7 +96,7 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
         np.NetworkPolicyIngressRuleArgs(from_=siblings if regtest else anywhere, ports=tcp(ports.p2p)),
         np.NetworkPolicyIngressRuleArgs(from_=rpc_clients, ports=tcp(ports.rpc)),
     ]
-    if config.node.kind is NodeKind.ZEBRAD:
+    if config.node.kind in (NodeKind.ZEBRAD, NodeKind.ZAKURAD):  # their metrics endpoint
         full_node_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(ZEBRA_METRICS_PORT)))
     full_node_egress = (
         [np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.p2p))]
