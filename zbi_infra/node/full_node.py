@@ -78,6 +78,7 @@ def build_full_node(
             extra_options=node.extra_options,
             prune_retention_blocks=pruning.tx_retention_blocks if pruning else None,
             zcashd_compat=node.zcashd_compat is not None,
+            readiness=node.readiness,
         )
     elif kind is NodeKind.ZEBRAD:
         file_name = "zebrad.toml"

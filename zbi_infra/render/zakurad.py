@@ -17,6 +17,7 @@ from typing import Any
 
 import tomli_w
 
+from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.instance import Network
 from zbi_infra.render.zebrad import STATE_DIR as ZEBRA_STATE_DIR
 from zbi_infra.render.zebrad import zebrad_config
@@ -38,9 +39,11 @@ def zakurad_config(
     extra_options: dict[str, Any] | None = None,
     prune_retention_blocks: int | None = None,
     zcashd_compat: bool = False,
+    readiness: ReadinessConfig | None = None,
 ) -> dict[str, Any]:
     """The config as a mapping (section -> key -> value), before TOML encoding."""
-    config = zebrad_config(network)
+    # Zakura keeps Zebra's [health] section and /ready rule: the same thresholds, tuned the same way (node.readiness).
+    config = zebrad_config(network, readiness=readiness)
     config["network"]["cache_dir"] = f"{DATA_DIR}/network"
     config["network"]["identity_dir"] = f"{DATA_DIR}/identity"
     config["network"]["p2p_stack"] = "legacy"
