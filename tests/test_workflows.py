@@ -111,7 +111,7 @@ def test_pull_requests_preview_every_cloud_stack_and_plan_every_stack() -> None:
 
 def test_the_pull_request_runs_the_readmes_test_command() -> None:
     readme_test_command = (ROOT / "README.md").read_text().split("```sh\n", 1)[1].splitlines()[1]
-    assert readme_test_command == "python3 -m uv run pytest"
+    assert readme_test_command == "python3 uvw run pytest"  # uvw runs uv; the workflow's setup-uv provides it
     steps = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]["test"]["steps"]
     assert any(s.get("run") == "uv run pytest" for s in steps)
 
