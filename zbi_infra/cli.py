@@ -15,6 +15,7 @@ EXIT_CONFIG = 2
 EXIT_INTERNAL = 1
 EXIT_POLICY = 3
 EXIT_OVER_BUDGET = 4
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command SIGPIPE stopped (`yes | head`), without the traceback
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         help="apply zBI's guardrails (the policies of policy/) to the plan; exit 3 on a violation",
     )
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
-    commands.add_parser("stacks", help="list the project's stacks")
+    stacks = commands.add_parser("stacks", help="list the project's stacks")
+    stacks.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
     _access_parser(commands)
     _instance_parser(commands)
     cost = commands.add_parser(
@@ -108,9 +110,9 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
 INSTANCE_EXAMPLES = """Examples:
   zbi instance list dev
   zbi instance show dev testnet --json
-  zbi instance add dev mainnet-1 --network mainnet --replicas 3 --storage-gib 600 --public-grpc \\
-      --hostname mainnet.lwd.example.com --admin arn:aws:iam::123456789012:role/mainnet-ops --dry-run
-  zbi instance remove dev mainnet-1 --yes
+  zbi instance add dev testnet-2 --network testnet --replicas 3 --storage-gib 600 --public-grpc \\
+      --hostname testnet-2.lwd.example.com --admin arn:aws:iam::123456789012:role/testnet-2-ops --dry-run
+  zbi instance remove dev testnet-2 --yes
 Everything else an instance can set stays in the YAML (see the README's "An instance")."""
 
 
@@ -197,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`zbi cost dev | head`): nothing more to say. Point stdout at /dev/null so that the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if getattr(args, "debug", False):
             raise
@@ -232,7 +239,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = evaluate(project.stack_file(args.stack), program=project.main, project=project.name)
 
     if args.out:
-        render.write(plan, args.out)
+        written = render.write(plan, args.out)
     if args.json:
         print(json.dumps(render.plan_document(plan), indent=2, sort_keys=True))
     else:
@@ -244,8 +251,9 @@ def _run(args: argparse.Namespace) -> int:
             print("\nWarnings:")
             print("\n".join(f"  - {w}" for w in sorted(set(plan.warnings))))
         if args.out:
-            count = len(plan.kubernetes_objects())
-            print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")
+            releases = len(plan.kubernetes_objects()) - written
+            charts = f" (and {releases} Helm releases, rendered in the cluster, in plan.json only)" if releases else ""
+            print(f"\nwrote {args.out / 'plan.json'} and {written} manifests to {args.out / 'manifests'}{charts}")
     if args.policy:
         return _check_policies(plan)
     return 0
@@ -253,11 +261,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def _roles(args: argparse.Namespace, project) -> int:
     from zbi_infra.config import load_stack_config
-    from zbi_infra.roles import codeowners_block, with_block
+    from zbi_infra.roles import codeowners_block, owning_stack, with_block
 
     stack_file = project.stack_file(args.stack)
     config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
-    block = codeowners_block(args.stack, config)
+    owner, config = owning_stack(args.stack, config, project.root)
+    if owner != args.stack:
+        print(f"stack {args.stack} recovers {owner}: its owners are {owner}'s (Pulumi.{owner}.yaml)", file=sys.stderr)
+    block = codeowners_block(owner, config)
     if not args.write:
         print(block, end="")
         return 0
@@ -405,7 +416,8 @@ def _check_policies(plan) -> int:
     from zbi_infra.policies import GUARDRAILS, Resource, evaluate
 
     violations = evaluate(Resource(r.type, r.name, r.inputs, r.urn) for r in plan.resources)
-    print(f"\nPolicies ({len(GUARDRAILS)} guardrails, mandatory): {len(violations)} violations", file=sys.stderr)
+    found = f"{len(violations)} violation{'' if len(violations) == 1 else 's'}"
+    print(f"\nPolicies ({len(GUARDRAILS)} guardrails, mandatory): {found}", file=sys.stderr)
     for violation in violations:
         print(f"  - [{violation.policy}] {violation.resource}: {violation.message}", file=sys.stderr)
     return EXIT_POLICY if violations else 0
