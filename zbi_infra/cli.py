@@ -20,6 +20,7 @@ EXIT_BROKEN_PIPE = 141  # as a shell reports a command SIGPIPE stopped (`yes | h
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zbi", description="zBI: Zcash infrastructure on Kubernetes and AWS EKS")
+    parser.add_argument("--version", action="version", version=f"zbi {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser(
         "plan",
@@ -28,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     plan.add_argument("--out", type=Path, help="write DIR/plan.json and DIR/manifests/*.yaml")
-    plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the tree")
+    plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the summary")
+    plan.add_argument("--tree", action="store_true", help="after the summary, every resource as a tree, and counts")
     plan.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
     plan.add_argument(
         "--as-of",
@@ -159,6 +161,15 @@ def _instance_parser(commands: argparse._SubParsersAction) -> None:
     )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zbi-infra")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def _instance_name(text: str) -> str:
     import re
 
@@ -243,10 +254,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(render.plan_document(plan), indent=2, sort_keys=True))
     else:
-        print(f"Plan for stack '{plan.stack}' of project '{plan.project}' (offline, Pulumi mock runtime)\n")
-        print(render.tree(plan))
-        print()
-        print(render.counts(plan))
+        from zbi_infra.plan.summary import print_summary
+
+        print_summary(plan, project, tree=args.tree)
         if plan.warnings:
             print("\nWarnings:")
             print("\n".join(f"  - {w}" for w in sorted(set(plan.warnings))))
