@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     plan.add_argument("--out", type=Path, help="write DIR/plan.json and DIR/manifests/*.yaml")
     plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the summary")
     plan.add_argument("--tree", action="store_true", help="after the summary, every resource as a tree, and counts")
+    plan.add_argument("--diff", metavar="GIT_REF", help="what changes compared with the plan at another commit")
     plan.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
     plan.add_argument(
         "--as-of",
@@ -48,6 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     stacks.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
     _access_parser(commands)
     _instance_parser(commands)
+    from zbi_infra.commands import register
+
+    register(commands)  # init, endpoints (zbi_infra/commands/)
     cost = commands.add_parser(
         "cost",
         help="estimate the monthly cost of what a stack's plan creates, by service and by instance",
@@ -107,6 +111,7 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
     listing = action("list", "list the users and what each may call")
     listing.add_argument("--json", action="store_true", help="print JSON")
     action("check", "validate the file")
+    action("init", "write a commented access file for the instance (zbi_infra/commands/access_init.py)")
 
 
 INSTANCE_EXAMPLES = """Examples:
@@ -234,6 +239,8 @@ def _run(args: argparse.Namespace) -> int:
     from zbi_infra.plan.project import find_project
 
     project = find_project(args.project_dir)
+    if getattr(args, "handler", None):  # the commands of zbi_infra/commands/
+        return int(args.handler(args, project))
     if args.command == "access":
         return _access(args, project)
     if args.command == "roles":
@@ -249,6 +256,10 @@ def _run(args: argparse.Namespace) -> int:
         os.environ[AS_OF_ENV] = args.as_of.isoformat()
     plan = evaluate(project.stack_file(args.stack), program=project.main, project=project.name)
 
+    if args.diff:
+        from zbi_infra.commands import plan_diff
+
+        return plan_diff.run(args, project, plan)
     if args.out:
         written = render.write(plan, args.out)
     if args.json:
@@ -319,6 +330,10 @@ def _access(args: argparse.Namespace, project) -> int:
         revoke(path, args.user)
         print(f"revoked {args.user}: the gateway refuses the key once the new table is deployed", file=sys.stderr)
         return 0
+    if args.action == "init":
+        from zbi_infra.commands import access_init
+
+        return access_init.run(args, project, path)
     access = read_access_file(path)
     if args.action == "check":
         # Only `check` reads every stack file: the other actions touch the access file alone.

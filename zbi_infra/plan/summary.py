@@ -77,10 +77,10 @@ def _instance_lines(config: StackConfig, found: Facts) -> list[str]:
         wallet = instance.lightwallet
         tiers = [f"{node.replicas} x {node.kind.value} ({node.storage.size_gib} GiB chain each)"]
         if wallet.kind.value != "none":
-            tiers.append(
-                f"{wallet.min_replicas}-{wallet.max_replicas} x {wallet.kind.value} ({wallet.cache_size_gib} GiB "
-                "cache each)"
+            replicas = f"{wallet.min_replicas}" + (
+                f"-{wallet.max_replicas}" if wallet.max_replicas != wallet.min_replicas else ""
             )
+            tiers.append(f"{replicas} x {wallet.kind.value} ({wallet.cache_size_gib} GiB cache each)")
         lines.append(f"  {name}: {instance.network.value}, {', '.join(tiers)}")
         namespace = f"zbi-{name}"
         for endpoint in (e for e in found.endpoints if e.namespace == namespace):
