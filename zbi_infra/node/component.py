@@ -22,6 +22,7 @@ from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.quota import build_quota
+from zbi_infra.public_tls import acme_certificate
 from zbi_infra.render.gateway import GatewayUpstreams
 from zbi_infra.tls import ServerCertificate, ZbiCertificateAuthority
 
@@ -119,6 +120,10 @@ class ZcashNode(pulumi.ComponentResource):
         if args.certificate_authority is not None and (light_wallet or args.access is not None):
             self.tls_secret_name = _tls_secret(ctx, args.certificate_authority)
 
+        # With endpoints.publicTls.provider acme: the front door serves cert-manager's certificate instead.
+        public_secret = acme_certificate(
+            name, config, namespace=ctx.namespace, labels={"app.kubernetes.io/part-of": kube.PART_OF}, opts=ctx.child()
+        )
         restore_snapshot = _import_snapshot(ctx, args.restore_from) if args.restore_from else None
         services = build_full_node(ctx, rpc_secret, restore_snapshot)
         self.rpc_endpoint = pulumi.Output.from_input(
@@ -134,7 +139,7 @@ class ZcashNode(pulumi.ComponentResource):
                 ctx,
                 services["rpc"],
                 rpc_password=self.rpc_password,
-                tls_secret=self.tls_secret_name,
+                tls_secret=public_secret if public_secret and not behind_gateway else self.tls_secret_name,
                 behind_gateway=behind_gateway,
             )
             self.grpc_endpoint = endpoints.grpc_endpoint
@@ -156,6 +161,7 @@ class ZcashNode(pulumi.ComponentResource):
                 rpc_password=self.rpc_password,
                 tls_secret=self.tls_secret_name,
                 depends_on=upstream_services,
+                public_tls_secret=public_secret,
             )
             self.gateway_endpoint = gateway.endpoint
             self.grpc_load_balancer_hostname = gateway.load_balancer_hostname
