@@ -68,8 +68,8 @@ def check_endpoints(endpoints: Any) -> None:
     wildcards = [h for h in endpoints.hostnames if h.startswith("*.")]
     if tls.provider is PublicTlsProvider.ACME and wildcards:
         raise ValueError(
-            f"publicTls: {', '.join(wildcards)}: Let's Encrypt issues wildcards only through DNS-01, and zBI's ACME issuer "
-            "answers HTTP-01. Fix: list the exact hostnames"
+            f"publicTls: {', '.join(wildcards)}: Let's Encrypt issues wildcards only through DNS-01, and zBI's ACME "
+            "issuer answers HTTP-01. Fix: list the exact hostnames"
         )
 
 
