@@ -21,6 +21,7 @@ from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
+from zbi_infra.node.public_tls_renewal import build_renewal_roller
 from zbi_infra.node.quota import build_quota
 from zbi_infra.public_tls import acme_certificate
 from zbi_infra.render.gateway import GatewayUpstreams
@@ -167,6 +168,9 @@ class ZcashNode(pulumi.ComponentResource):
             self.grpc_load_balancer_hostname = gateway.load_balancer_hostname
             if light_wallet:
                 self.grpc_endpoint = gateway.endpoint
+        if public_secret:  # the front door reads its certificate at start: roll it onto renewals
+            front = ("deployment", GATEWAY_NAME) if behind_gateway else ("statefulset", config.lightwallet.kind.value)
+            build_renewal_roller(ctx, kind=front[0], workload=front[1])
         build_network_policies(ctx, gateway=behind_gateway)
         if config.quota.enabled:
             build_quota(ctx, ctx.footprint, config.quota.headroom_percent)
