@@ -41,3 +41,20 @@ def test_the_contents_list_names_every_section_and_every_link_resolves() -> None
     headings = [h for h in re.findall(r"^## (.+)$", readme, flags=re.MULTILINE) if h != "Contents"]
     assert links == [slug(h) for h in headings]
     assert readme.index("## Contents") < readme.index("## Architecture") < readme.index("## Layout")
+
+
+def test_the_dr_runbooks_way_to_kubectl_names_real_keys_and_the_dr_clusters_own_names(plan_stack: PlanStack) -> None:
+    import yaml
+
+    runbook = (ROOT / "docs" / "disaster-recovery.md").read_text()
+    section = runbook.split("## Reaching the DR cluster with kubectl", 1)[1].split("\n## ", 1)[0]
+    snippet = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    endpoint = yaml.safe_load(snippet.replace("<your egress range>/32", "8.8.4.0/24"))["zbi:cluster"]["endpoint"]
+    plan = plan_stack("dr", merge={"zbi:cluster": {"endpoint": endpoint, "nodeSsmAccess": True}})
+    (cluster,) = plan.of_type("eks:index:Cluster")
+    assert cluster.inputs["endpointPublicAccess"] is True and cluster.inputs["publicAccessCidrs"] == ["8.8.4.0/24"]
+    dr = yaml.safe_load((ROOT / "Pulumi.dr.yaml").read_text())["config"]
+    name, region = dr["zbi:cluster"]["name"], dr["zbi:platform"]["region"]
+    assert f"--name {name} --region {region}" in section
+    assert f"--role-arn {dr['zbi:cluster']['admins'][0]['principalArn']}" in section  # an admin of that cluster
+    assert 'pulumi.export("kubeconfig"' in (ROOT / "stacks" / "__main__.py").read_text()
