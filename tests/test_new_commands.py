@@ -162,3 +162,22 @@ def test_plan_diff_shows_what_a_stack_edit_adds_changes_and_costs(tmp_path: Path
         timeout=300,
     )
     assert bad.returncode == 2 and "not a commit" in bad.stderr
+
+
+def test_endpoints_with_a_publicly_trusted_certificate_need_no_ca(plan_stack, project) -> None:
+    from zbi_infra.commands.endpoints import endpoints
+    from zbi_infra.config import load_stack_config
+
+    merge = {"zbi:dns": {"hostedZoneId": "Z0123456789ABCDEFGHIJ"},
+             "zbi:instances": {"testnet": {"endpoints": {"publicTls": {"provider": "acm"}}}}}  # fmt: skip
+    values = {**project.stack_file("dev").config, **merge}
+    values["zbi:instances"] = {"testnet": {**project.stack_file("dev").config["zbi:instances"]["testnet"]}}
+    values["zbi:instances"]["testnet"]["endpoints"] = {
+        **values["zbi:instances"]["testnet"]["endpoints"],
+        "publicTls": {"provider": "acm"},
+    }
+    (testnet,) = endpoints(
+        plan_stack("dev", merge=merge), load_stack_config(values), stack="dev", access={"testnet": 1}
+    )
+    assert testnet.ca_file == "" and "publicly trusted" in testnet.ca
+    assert all("-cacert" not in c and "--cacert" not in c for c in testnet.commands.values())

@@ -85,6 +85,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
         else:
             address, server_name = f"localhost:{port}", in_cluster if in_cluster in names else (names or [""])[0]
         ca_file = f"zbi-{stack}-ca.pem"
+        publicly_trusted = public and instance.endpoints.public_tls is not None
         endpoint = Endpoint(
             instance=name,
             network=instance.network.value,
@@ -95,6 +96,10 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             ca=f"pulumi stack output caCertPem -s {stack} > {ca_file}",
             ca_file=ca_file,
         )
+        if publicly_trusted:
+            tls = instance.endpoints.public_tls
+            endpoint.ca = f"none to add: a publicly trusted certificate ({tls.provider.value}, endpoints.publicTls)"
+            endpoint.ca_file = ""
         if not public:
             endpoint.commands["port-forward"] = (
                 f"kubectl -n {namespace} port-forward svc/{service} {port}:{port}   # in another terminal"
@@ -113,7 +118,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
 
 
 def _client_commands(endpoint: Endpoint, *, gateway: bool) -> dict[str, str]:
-    tls = ["-cacert", endpoint.ca_file]
+    tls = ["-cacert", endpoint.ca_file] if endpoint.ca_file else []
     if endpoint.server_name and endpoint.server_name != endpoint.address.rsplit(":", 1)[0]:
         tls += ["-servername", endpoint.server_name]
     key = ["-H", f"authorization: Bearer {KEY}"] if gateway else []
@@ -124,7 +129,7 @@ def _client_commands(endpoint: Endpoint, *, gateway: bool) -> dict[str, str]:
     }
     if gateway:
         host, port = endpoint.address.rsplit(":", 1)
-        curl = ["curl", "-s", "--cacert", endpoint.ca_file, "--user", f"{USER}:{KEY}"]
+        curl = ["curl", "-s", *(["--cacert", endpoint.ca_file] if endpoint.ca_file else []), "--user", f"{USER}:{KEY}"]
         if endpoint.server_name != host:
             curl += ["--connect-to", f"{endpoint.server_name}:{port}:{host}:{port}"]
         body = json.dumps({"jsonrpc": "1.0", "id": 1, "method": "getblockchaininfo", "params": []})
@@ -141,7 +146,8 @@ def report(found: list[Endpoint]) -> str:
         where = "public" if endpoint.public else "private"
         lines.append(f"{endpoint.instance} ({endpoint.network}, {where}, served by {endpoint.front})")
         lines.append(f"  address:   {endpoint.address}  (certificate name {endpoint.server_name})")
-        lines.append(f"  trust:     the stack's CA: {endpoint.ca}")
+        trust = f"the stack's CA: {endpoint.ca}" if endpoint.ca_file else endpoint.ca
+        lines.append(f"  trust:     {trust}")
         lines += [f"  note:      {note}" for note in endpoint.notes]
         for label, command in endpoint.commands.items():
             lines.append(f"  {label + ':':<10} {command}")
