@@ -142,3 +142,12 @@ def test_drift_is_detected_hourly_in_every_cloud_stack_and_reconciled_only_by_ha
     assert reconcile["environment"] == "${{ inputs.reconcile }}" and "issues" not in reconcile["permissions"]
     up = next(s for s in reconcile["steps"] if s.get("uses", "").startswith("pulumi/actions"))["with"]
     assert up["command"] == "up" and up["refresh"] is True and up["policyPacks"] == "policy"
+
+
+def test_the_pull_request_shows_the_plan_difference_with_its_base_branch() -> None:
+    plan_job = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]["plan"]
+    checkout = next(s for s in plan_job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # git archive needs the base commit
+    (step,) = [s for s in plan_job["steps"] if "--diff" in s.get("run", "")]
+    assert step["env"]["BASE_REF"] == "${{ github.base_ref }}" and "${{" not in step["run"]  # no template injection
+    assert 'zbi plan "${STACK}" --diff "origin/${BASE_REF}"' in step["run"] and "GITHUB_STEP_SUMMARY" in step["run"]
