@@ -134,3 +134,20 @@ def test_uvw_pins_one_uv_release_for_the_common_platforms() -> None:
         path, sha256 = uvw.WHEELS[key]
         assert path.split("/")[-1].startswith(f"uv-{uvw.UV_VERSION}-") and len(sha256) == 64
     assert uvw.platform_key() in uvw.WHEELS  # this machine's
+
+
+def test_uvw_passes_over_a_uv_on_path_older_than_the_pinned_one(tmp_path: Path) -> None:
+    uvw = load_uvw()
+    old = tmp_path / "bin" / "uv"
+    old.parent.mkdir()
+    old.write_text("#!/bin/sh\necho 'uv 0.1.0'\n")
+    old.chmod(0o755)
+    assert uvw.version_of(str(old)) == (0, 1, 0)
+    cached = tmp_path / "cache" / "zbi-uvw" / uvw.UV_VERSION / "uv"
+    cached.parent.mkdir(parents=True)
+    cached.write_text("")  # as if downloaded earlier
+    env = {"PATH": str(old.parent), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    import unittest.mock
+
+    with unittest.mock.patch.dict(os.environ, env, clear=True):
+        assert uvw.find_uv() == str(cached)
