@@ -11,6 +11,7 @@ from zbi_infra import cost
 from zbi_infra.cli import main
 from zbi_infra.config import load_stack_config
 from zbi_infra.plan.summary import facts, monthly_cost, summary
+from zbi_infra.releases import LIGHTWALLETD, ZEBRAD
 
 
 def config_of(plan_stack, project, stack: str, merge: dict | None = None):
@@ -25,9 +26,8 @@ def test_the_dev_summary_states_instances_nodes_volumes_endpoints_and_cost(plan_
     plan, config = config_of(plan_stack, project, "dev")
     text = summary(plan, config, monthly_usd=monthly_cost(plan, config))
     testnet = config.instances["testnet"]
-    assert (
-        f"  testnet: testnet, {testnet.node.replicas} x zebrad ({testnet.node.storage.size_gib} GiB chain each)" in text
-    )
+    node = f"{testnet.node.replicas} x zebrad {ZEBRAD.tag} ({testnet.node.storage.size_gib} GiB chain each)"
+    assert f"  testnet: testnet, {node}, 2-6 x lightwalletd {LIGHTWALLETD.tag} (20 GiB cache each)" in text
     assert "public: testnet.lwd.zbi.example port 443" in text
     group = config.cluster.node_groups["general"]
     zones = len(plan.of_type("eks:index:ManagedNodeGroup"))
@@ -48,7 +48,7 @@ def test_the_summary_follows_the_stack(plan_stack, project) -> None:
     merge = {"zbi:instances": {"testnet": {"network": "testnet", "node": {"replicas": 3, "storage": {"sizeGib": 200}}}}}
     plan, config = config_of(plan_stack, project, "dev", merge)
     text = summary(plan, config, monthly_usd=None)
-    assert "testnet: testnet, 3 x zebrad (200 GiB chain each)" in text
+    assert f"testnet: testnet, 3 x zebrad {ZEBRAD.tag} (200 GiB chain each)" in text
     assert "3 x 200 GiB data (zbi-testnet/zebrad)" in text
     assert "Monthly cost" not in text
 

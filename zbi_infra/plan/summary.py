@@ -70,17 +70,24 @@ def facts(plan: Plan) -> Facts:
     return found
 
 
+def _tag(tier: Any) -> str:
+    """The image tag a tier will run: its override, else the release zBI pins."""
+    from zbi_infra.node.context import DEFAULT_IMAGES
+
+    return str(tier.image.tag or DEFAULT_IMAGES[tier.kind].tag)
+
+
 def _instance_lines(config: StackConfig, found: Facts) -> list[str]:
     lines = []
     for name, instance in sorted(config.instances.items()):
         node = instance.node
         wallet = instance.lightwallet
-        tiers = [f"{node.replicas} x {node.kind.value} ({node.storage.size_gib} GiB chain each)"]
+        tiers = [f"{node.replicas} x {node.kind.value} {_tag(node)} ({node.storage.size_gib} GiB chain each)"]
         if wallet.kind.value != "none":
             replicas = f"{wallet.min_replicas}" + (
                 f"-{wallet.max_replicas}" if wallet.max_replicas != wallet.min_replicas else ""
             )
-            tiers.append(f"{replicas} x {wallet.kind.value} ({wallet.cache_size_gib} GiB cache each)")
+            tiers.append(f"{replicas} x {wallet.kind.value} {_tag(wallet)} ({wallet.cache_size_gib} GiB cache each)")
         lines.append(f"  {name}: {instance.network.value}, {', '.join(tiers)}")
         namespace = f"zbi-{name}"
         for endpoint in (e for e in found.endpoints if e.namespace == namespace):
