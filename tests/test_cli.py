@@ -24,7 +24,7 @@ def zbi(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def dev_plan(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("plan-dev")
-    return zbi("plan", "dev", "--out", str(out)), out
+    return zbi("plan", "dev", "--tree", "--out", str(out)), out
 
 
 def test_plan_dev_succeeds_and_prints_a_tree(dev_plan) -> None:

@@ -72,3 +72,31 @@ def test_the_readme_local_example_needs_no_aws(tmp_path: Path) -> None:
     plan = run_readme_program(readme_programs()[2], tmp_path)
     types = {r.type for r in plan.resources}
     assert "zbi:node:ZcashNode" in types and not any(t.startswith(("aws:", "eks:")) for t in types)
+
+
+def test_the_example_installs_zbi_from_its_pyproject(tmp_path: Path) -> None:
+    """`pulumi up` in examples/existing-cluster runs `uv sync` there: its pyproject must bring zBI with it."""
+    import os
+    import shutil
+    import subprocess
+
+    from tests.test_first_commands import copy_of_the_repository
+
+    repo = copy_of_the_repository(tmp_path / "repo")
+    example = repo / "examples" / "existing-cluster"
+    uv = shutil.which("uv")
+    assert uv
+    env = {**os.environ, "UV_OFFLINE": "1", "UV_LINK_MODE": "copy", "UV_COMPILE_BYTECODE": "0"}
+    env.pop("VIRTUAL_ENV", None)
+    synced = subprocess.run([uv, "sync"], cwd=example, env=env, capture_output=True, text=True, timeout=300)
+    assert synced.returncode == 0, synced.stderr[-1500:]
+    imported = subprocess.run(
+        [str(example / ".venv" / "bin" / "python"), "-c", "import zbi_infra, sys; print(zbi_infra.__file__)"],
+        cwd=example,
+        env={k: v for k, v in env.items() if k != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr[-800:]
+    assert imported.stdout.strip().startswith(str(repo / "zbi_infra"))  # the repository's own library, by path

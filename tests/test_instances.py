@@ -125,4 +125,4 @@ def test_bad_arguments_exit_2(project: Path, capsys, args: list[str]) -> None:
 def test_help_has_examples(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["instance", "add", "--help"])
-    assert "zbi instance add dev mainnet-1" in capsys.readouterr().out
+    assert "zbi instance add dev testnet-2" in capsys.readouterr().out  # tests/test_first_hour.py runs it

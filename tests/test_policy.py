@@ -148,7 +148,7 @@ def test_zbi_plan_policy_exits_3_on_a_violation(tmp_path) -> None:
     (project / "Pulumi.nobackup.yaml").write_text(stack)
     result = zbi("plan", "nobackup", "--policy", cwd=project)
     assert result.returncode == 3, result.stderr
-    assert "[snapshots-copied-cross-region]" in result.stderr and "1 violations" in result.stderr
+    assert "[snapshots-copied-cross-region]" in result.stderr and ": 1 violation\n" in result.stderr
     clean = zbi("plan", "dev", "--policy", cwd=project)
     assert clean.returncode == 0 and "0 violations" in clean.stderr
 

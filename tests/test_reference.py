@@ -38,3 +38,25 @@ def test_every_key_of_every_stack_file_is_in_the_reference() -> None:
                 assert not missing, (stack_file.name, missing)
     # Lists of mappings are documented by their elements' keys.
     assert "zbi:cluster.admins[].principalArn" in documented
+
+
+def test_descriptions_come_from_the_models_code() -> None:
+    rows = {
+        key: description.strip()
+        for key, description in re.findall(r"^\| `([^`]+)` \|.*\| ([^|]*) \|$", render_reference(), flags=re.MULTILINE)
+    }
+    from zbi_infra.config.public_tls import PublicTlsConfig
+
+    # A field's description= ...
+    provider = PublicTlsConfig.model_fields["provider"].description
+    assert provider and rows["zbi:instances.<name>.endpoints.publicTls.provider"] == provider.replace("|", "\\|")
+    # ... else the comment above the field in the model's source ...
+    assert rows["zbi:instances.<name>.endpoints.allowedCidrs"].startswith("Networks allowed to reach a public endpoint")
+    # ... else its model's own docstring; never a docstring inherited from the base model.
+    assert rows["zbi:platform"].startswith("`zbi:platform`: ")
+    assert not any(text.startswith("Unknown keys are errors") for text in rows.values())
+    # The access file's keys are documented too.
+    assert "## Access files (`access/<instance>.yaml`)" in render_reference()
+    assert {"jsonRpc.methods", "grpc.methods", "users[].keySha256", "anonymous.rateLimit.requestsPerSecond"} <= set(
+        rows
+    )

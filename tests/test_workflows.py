@@ -111,7 +111,7 @@ def test_pull_requests_preview_every_cloud_stack_and_plan_every_stack() -> None:
 
 def test_the_pull_request_runs_the_readmes_test_command() -> None:
     readme_test_command = (ROOT / "README.md").read_text().split("```sh\n", 1)[1].splitlines()[1]
-    assert readme_test_command == "python3 -m uv run pytest"
+    assert readme_test_command == "python3 uvw run pytest"  # uvw runs uv; the workflow's setup-uv provides it
     steps = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]["test"]["steps"]
     assert any(s.get("run") == "uv run pytest" for s in steps)
 
@@ -237,3 +237,12 @@ def test_the_policy_packs_requirements_are_pinned_with_hashes_and_match_the_lock
     locked = {p["name"]: p["version"] for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
     pinned = dict(pin.split("==") for pin in pins)
     assert pinned["pulumi-policy"] == locked["pulumi-policy"] and pinned["pulumi"] == locked["pulumi"]
+
+
+def test_the_pull_request_shows_the_plan_difference_with_its_base_branch() -> None:
+    plan_job = yaml.safe_load((ROOT / ".github" / "workflows" / "pull-request.yml").read_text())["jobs"]["plan"]
+    checkout = next(s for s in plan_job["steps"] if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0  # git archive needs the base commit
+    (step,) = [s for s in plan_job["steps"] if "--diff" in s.get("run", "")]
+    assert step["env"]["BASE_REF"] == "${{ github.base_ref }}" and "${{" not in step["run"]  # no template injection
+    assert 'zbi plan "${STACK}" --diff "origin/${BASE_REF}"' in step["run"] and "GITHUB_STEP_SUMMARY" in step["run"]

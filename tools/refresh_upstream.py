@@ -65,6 +65,7 @@ UPSTREAMS = {
     ),
     # The monitoring stack's charts, and with them the Prometheus Operator's CRDs.
     "helm-charts": Upstream("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3", "Apache-2.0"),
+    "cert-manager": Upstream("cert-manager/cert-manager", "v1.21.1", "Apache-2.0"),
 }
 BLACKBOX_CHART_TAG = "prometheus-blackbox-exporter-11.17.2"
 CLOUDWATCH_CHART_TAG = "prometheus-cloudwatch-exporter-0.28.1"
@@ -393,6 +394,19 @@ def main() -> None:
             "charts/*/Chart.yaml, charts/*/values.yaml, charts/*/templates/*",
             "pinned chart versions; top-level values listed or read by templates",
         )
+
+    if "cert-manager" in checkouts:
+        # The schemas of the custom resources zBI creates for public TLS (zbi_infra/public_tls.py).
+        for plural in ("certificates", "issuers"):
+            path = f"deploy/crds/cert-manager.io_{plural}.yaml"
+            crd = yaml.safe_load(git_show(checkouts["cert-manager"], UPSTREAMS["cert-manager"].tag, path))
+            (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
+            write_json(
+                f"cert-manager/{plural}.schema.json",
+                {"group": crd["spec"]["group"], "version": version["name"], "kind": crd["spec"]["names"]["kind"],
+                 "schema": version["schema"]["openAPIV3Schema"]},
+            )  # fmt: skip
+            record(f"cert-manager/{plural}.schema.json", "cert-manager", path, "the served version's schema")
 
     if "pulumi-kubernetes-operator" in checkouts:
         checkout, tag = checkouts["pulumi-kubernetes-operator"], UPSTREAMS["pulumi-kubernetes-operator"].tag

@@ -84,6 +84,10 @@ def access_command(args: argparse.Namespace, project: Project) -> int:
         revoke(path, args.user)
         print(f"revoked {args.user}: the gateway refuses the key once the new table is deployed", file=sys.stderr)
         return 0
+    if args.action == "init":
+        from zbi_infra.commands import access_init
+
+        return access_init.run(args, project, path)
     access = read_access_file(path)
     if args.action == "check":
         # `check` and `create-key` read every stack file: the instance must be declared, and its config fits the file.

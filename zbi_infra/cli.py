@@ -15,10 +15,12 @@ EXIT_CONFIG = 2
 EXIT_INTERNAL = 1
 EXIT_POLICY = 3
 EXIT_OVER_BUDGET = 4
+EXIT_BROKEN_PIPE = 141  # as a shell reports a command SIGPIPE stopped (`yes | head`), without the traceback
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="zbi", description="zBI: Zcash infrastructure on Kubernetes and AWS EKS")
+    parser.add_argument("--version", action="version", version=f"zbi {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     plan = commands.add_parser(
         "plan",
@@ -27,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
     plan.add_argument("--out", type=Path, help="write DIR/plan.json and DIR/manifests/*.yaml")
-    plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the tree")
+    plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the summary")
+    plan.add_argument("--tree", action="store_true", help="after the summary, every resource as a tree, and counts")
+    plan.add_argument("--diff", metavar="GIT_REF", help="what changes compared with the plan at another commit")
     plan.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
     plan.add_argument(
         "--as-of",
@@ -41,9 +45,13 @@ def _parser() -> argparse.ArgumentParser:
         help="apply zBI's guardrails (the policies of policy/) to the plan; exit 3 on a violation",
     )
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
-    commands.add_parser("stacks", help="list the project's stacks")
+    stacks = commands.add_parser("stacks", help="list the project's stacks")
+    stacks.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
     _access_parser(commands)
     _instance_parser(commands)
+    from zbi_infra.commands import register
+
+    register(commands)  # init, endpoints (zbi_infra/commands/)
     cost = commands.add_parser(
         "cost",
         help="estimate the monthly cost of what a stack's plan creates, by service and by instance",
@@ -103,14 +111,15 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
     listing = action("list", "list the users and what each may call")
     listing.add_argument("--json", action="store_true", help="print JSON")
     action("check", "validate the file")
+    action("init", "write a commented access file for the instance (zbi_infra/commands/access_init.py)")
 
 
 INSTANCE_EXAMPLES = """Examples:
   zbi instance list dev
   zbi instance show dev testnet --json
-  zbi instance add dev mainnet-1 --network mainnet --replicas 3 --storage-gib 600 --public-grpc \\
-      --hostname mainnet.lwd.example.com --admin arn:aws:iam::123456789012:role/mainnet-ops --dry-run
-  zbi instance remove dev mainnet-1 --yes
+  zbi instance add dev testnet-2 --network testnet --replicas 3 --storage-gib 600 --public-grpc \\
+      --hostname testnet-2.lwd.example.com --admin arn:aws:iam::123456789012:role/testnet-2-ops --dry-run
+  zbi instance remove dev testnet-2 --yes
 Everything else an instance can set stays in the YAML (see the README's "An instance")."""
 
 
@@ -155,6 +164,15 @@ def _instance_parser(commands: argparse._SubParsersAction) -> None:
     action("show", "show an instance with every default", named=True).add_argument(
         "--json", action="store_true", help="print JSON"
     )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("zbi-infra")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
 
 
 def _instance_name(text: str) -> str:
@@ -205,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader left (`zbi cost dev | head`): nothing more to say. Point stdout at /dev/null so that the
+        # interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:
         if getattr(args, "debug", False):
             raise
@@ -224,6 +247,8 @@ def _run(args: argparse.Namespace) -> int:
     from zbi_infra.plan.project import find_project
 
     project = find_project(args.project_dir)
+    if getattr(args, "handler", None):  # the commands of zbi_infra/commands/
+        return int(args.handler(args, project))
     if args.command == "access":
         from zbi_infra.access_command import access_command
 
@@ -246,21 +271,25 @@ def _run(args: argparse.Namespace) -> int:
     plan = evaluate(project.stack_file(args.stack), program=project.program(), project=project.name)
     _check_capacity(project, args.stack, plan)
 
+    if args.diff:
+        from zbi_infra.commands import plan_diff
+
+        return plan_diff.run(args, project, plan)
     if args.out:
-        render.write(plan, args.out)
+        written = render.write(plan, args.out)
     if args.json:
         print(json.dumps(render.plan_document(plan), indent=2, sort_keys=True))
     else:
-        print(f"Plan for stack '{plan.stack}' of project '{plan.project}' (offline, Pulumi mock runtime)\n")
-        print(render.tree(plan))
-        print()
-        print(render.counts(plan))
+        from zbi_infra.plan.summary import print_summary
+
+        print_summary(plan, project, tree=args.tree)
         if plan.warnings:
             print("\nWarnings:")
             print("\n".join(f"  - {w}" for w in sorted(set(plan.warnings))))
         if args.out:
-            count = len(plan.kubernetes_objects())
-            print(f"\nwrote {args.out / 'plan.json'} and {count} manifests to {args.out / 'manifests'}")
+            releases = len(plan.kubernetes_objects()) - written
+            charts = f" (and {releases} Helm releases, rendered in the cluster, in plan.json only)" if releases else ""
+            print(f"\nwrote {args.out / 'plan.json'} and {written} manifests to {args.out / 'manifests'}{charts}")
     if args.policy:
         return _check_policies(plan)
     return 0
@@ -280,11 +309,14 @@ def _check_capacity(project, stack: str, plan) -> None:
 
 def _roles(args: argparse.Namespace, project) -> int:
     from zbi_infra.config import load_stack_config
-    from zbi_infra.roles import codeowners_block, with_block
+    from zbi_infra.roles import codeowners_block, owning_stack, with_block
 
     stack_file = project.stack_file(args.stack)
     config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
-    block = codeowners_block(args.stack, config)
+    owner, config = owning_stack(args.stack, config, project.root)
+    if owner != args.stack:
+        print(f"stack {args.stack} recovers {owner}: its owners are {owner}'s (Pulumi.{owner}.yaml)", file=sys.stderr)
+    block = codeowners_block(owner, config)
     if not args.write:
         print(block, end="")
         return 0
@@ -390,7 +422,8 @@ def _check_policies(plan) -> int:
     from zbi_infra.policies import GUARDRAILS, Resource, evaluate
 
     violations = evaluate(Resource(r.type, r.name, r.inputs, r.urn) for r in plan.resources)
-    print(f"\nPolicies ({len(GUARDRAILS)} guardrails, mandatory): {len(violations)} violations", file=sys.stderr)
+    found = f"{len(violations)} violation{'' if len(violations) == 1 else 's'}"
+    print(f"\nPolicies ({len(GUARDRAILS)} guardrails, mandatory): {found}", file=sys.stderr)
     for violation in violations:
         print(f"  - [{violation.policy}] {violation.resource}: {violation.message}", file=sys.stderr)
     return EXIT_POLICY if violations else 0

@@ -200,8 +200,22 @@ def instance_rows(config: StackConfig) -> list[dict[str, Any]]:
 
 
 def show(config: StackConfig, name: str, path: Path) -> dict[str, Any]:
-    """The instance as zBI reads it: every setting, defaults included."""
-    return declared(config, name, path).model_dump(mode="json", by_alias=True)
+    """The instance as zBI reads it: every setting, defaults included, and the images that will run (an unset
+    repository or tag shows the release zBI pins, not null)."""
+    from zbi_infra.node.context import DEFAULT_IMAGES
+    from zbi_infra.releases import GATEWAY
+
+    instance = declared(config, name, path)
+    shown = instance.model_dump(mode="json", by_alias=True)
+    tiers = [("node", DEFAULT_IMAGES[instance.node.kind], instance.node.image)]
+    if instance.lightwallet.kind.value != "none":
+        tiers.append(("lightwallet", DEFAULT_IMAGES[instance.lightwallet.kind], instance.lightwallet.image))
+    tiers.append(("gateway", GATEWAY, instance.gateway.image))
+    for tier, default, override in tiers:
+        image = shown[tier]["image"]
+        image["repository"] = override.repository or default.repository
+        image["tag"] = override.tag or default.tag
+    return shown
 
 
 def declared(config: StackConfig, name: str, path: Path) -> InstanceConfig:

@@ -23,6 +23,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
+from zbi_infra import public_tls
 from zbi_infra.access_keys import key_hash
 from zbi_infra.admission import admission_policies
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
@@ -419,7 +420,9 @@ class ZbiPlatform(pulumi.ComponentResource):
                     storage_class_name=storage_class.metadata.apply(lambda m: str(m.name)),
                     cache_storage_class_name=cache_class.metadata.apply(lambda m: str(m.name)),
                     certificate_authority=ca,
-                    load_balancer_annotations=AWS_NLB_ANNOTATIONS,
+                    load_balancer_annotations=public_tls.load_balancer_annotations(
+                        name, instance, AWS_NLB_ANNOTATIONS, self._config.dns, opts=self._moved(provider=provider)
+                    ),
                     restore_from=restore.get(name),
                     priority_class_names=priorities,
                     access=self._access.get(name),

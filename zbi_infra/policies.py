@@ -200,6 +200,11 @@ def public_endpoints_use_tls(resources: list[Resource]) -> list[tuple[str | None
         (_get(r.props, "metadata", "namespace"), _get(r.props, "metadata", "name"))
         for r in resources
         if r.type == "kubernetes:core/v1:Secret" and r.props.get("type") == "kubernetes.io/tls"
+    } | {
+        # cert-manager writes a Certificate's key pair into its spec.secretName.
+        (_get(r.props, "metadata", "namespace"), _get(r.props, "spec", "secretName"))
+        for r in resources
+        if r.type == "kubernetes:cert-manager.io/v1:Certificate"
     }
     workloads = [r for r in resources if r.type in WORKLOAD_TYPES]
     problems: list[tuple[str | None, str]] = []
@@ -226,11 +231,15 @@ def public_endpoints_use_tls(resources: list[Resource]) -> list[tuple[str | None
 
 def _serves_tls(workload: Resource, namespace: Any, tls_secrets: set[tuple[Any, Any]]) -> bool:
     pod = _get(workload.props, "spec", "template", "spec") or {}
-    mounted = {
-        _get(volume, "secret", "secretName")
+    secrets = [
+        name
         for volume in pod.get("volumes") or []
-        if (namespace, _get(volume, "secret", "secretName")) in tls_secrets
-    }
+        for name in [
+            _get(volume, "secret", "secretName"),
+            *(_get(s, "secret", "name") for s in _get(volume, "projected", "sources", default=[]) or []),
+        ]
+    ]
+    mounted = {name for name in secrets if (namespace, name) in tls_secrets}
     insecure = any(
         "--no-tls-very-insecure" in [*(c.get("command") or []), *(c.get("args") or [])]
         for c in pod.get("containers") or []

@@ -17,6 +17,7 @@ from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, 
 from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.platform import PrincipalArn
+from zbi_infra.config.public_tls import PublicTlsConfig, check_endpoints
 from zbi_infra.config.release import SuppliedReleaseConfig
 from zbi_infra.config.zakura import (
     ZAKURAD_MANAGED_KEYS,
@@ -401,6 +402,13 @@ class EndpointsConfig(StrictModel):
     hostnames: list[Hostname] = Field(default_factory=list)
     # Networks allowed to reach a public endpoint (NLB source ranges and NetworkPolicy ipBlocks).
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
+    # A publicly trusted certificate (ACM or Let's Encrypt) instead of the stack CA's (zbi_infra/config/public_tls.py).
+    public_tls: PublicTlsConfig | None = None
+
+    @model_validator(mode="after")
+    def _public_tls_fits(self) -> EndpointsConfig:
+        check_endpoints(self)
+        return self
 
     @field_validator("hostnames")
     @classmethod

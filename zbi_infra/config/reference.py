@@ -1,4 +1,8 @@
-"""The stack-file reference, generated from the config models: every `zbi:` key, its type, default and limits.
+"""The stack-file reference, generated from the config models: every `zbi:` key, its type, default, limits and
+description, and the same for access files (`access/<instance>.yaml`).
+
+A key's description is its field's `description=`, else the comment written above the field in the model's source,
+else the first sentence of its model's docstring: the reference says what the code says, in the code's words.
 
 `python -m zbi_infra.config.reference > docs/configuration.md` writes it; a test fails when the committed file and the
 models disagree, so the reference cannot drift from what `zbi plan` accepts.
@@ -7,7 +11,10 @@ models disagree, so the reference cannot drift from what `zbi plan` accepts.
 from __future__ import annotations
 
 import enum
+import functools
+import inspect
 import json
+import re
 import types
 import typing
 from typing import Any
@@ -16,6 +23,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from zbi_infra.config.access import AccessFile
 from zbi_infra.config.stack import StackConfig
 
 
@@ -98,16 +106,51 @@ def _models(annotation: Any) -> list[type[BaseModel]]:
     return [m for arg in typing.get_args(annotation) for m in _models(arg)]
 
 
+@functools.cache
+def _comments(model: type[BaseModel]) -> dict[str, str]:
+    """Field name -> the comment lines right above its declaration in the model's class body."""
+    try:
+        source = inspect.getsource(model)
+    except (OSError, TypeError):
+        return {}
+    found: dict[str, str] = {}
+    pending: list[str] = []
+    for line in source.splitlines()[1:]:
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            pending.append(stripped.lstrip("#").strip())
+            continue
+        match = re.match(r"^    ([a-z_][a-z0-9_]*)\s*:", line)
+        if match and pending:
+            found[match.group(1)] = " ".join(pending)
+        pending = []
+    return found
+
+
+def _description(model: type[BaseModel], name: str, field: FieldInfo) -> str:
+    text = field.description or _comments(model).get(name, "")
+    if not text:
+        nested = _models(field.annotation)
+        doc = inspect.cleandoc(nested[0].__dict__.get("__doc__") or "") if nested else ""  # its own, not inherited
+        if doc:
+            text = doc.split("\n\n")[0].replace("\n", " ")
+            text = text.split(". ")[0].rstrip(".")
+    return text.replace("|", "\\|")
+
+
 def _rows(model: type[BaseModel], prefix: str, rows: list[str]) -> None:
     for name, field in model.model_fields.items():
         key = field.alias or name
         path = f"{prefix}{key}"
-        rows.append(f"| `{path}` | {_type_name(field.annotation)} | {_default(field)} | {_limits(field)} |")
+        rows.append(
+            f"| `{path}` | {_type_name(field.annotation)} | {_default(field)} | {_limits(field)} | "
+            f"{_description(model, name, field)} |"
+        )
         for nested in _models(field.annotation):
             container = typing.get_origin(_unwrap(field.annotation)[0])
             inner = f"{path}.<name>." if container is dict else f"{path}[]." if container is list else f"{path}."
             if container is dict:
-                rows.append(f"| `{path}.<name>` | mapping (one per name) | | |")
+                rows.append(f"| `{path}.<name>` | mapping (one per name) | | | |")
             _rows(nested, inner, rows)
 
 
@@ -121,10 +164,22 @@ def render_reference() -> str:
         "sits under `config:` in a `Pulumi.<stack>.yaml`; unknown keys are errors, numbers and switches are never "
         "coerced, and `zbi plan <stack>` validates a file before anything is created.",
         "",
-        "| key | type | default | limits |",
-        "| --- | --- | --- | --- |",
+        "| key | type | default | limits | description |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    return "\n".join(header + rows) + "\n"
+    access: list[str] = []
+    _rows(AccessFile, "", access)
+    access_header = [
+        "",
+        "## Access files (`access/<instance>.yaml`)",
+        "",
+        "The instance administrator's file: the methods the instance's gateway exposes and who may call them "
+        "(`zbi access init <instance>` writes a commented one). Validated by `zbi access check` and by every plan.",
+        "",
+        "| key | type | default | limits | description |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    return "\n".join(header + rows + access_header + access) + "\n"
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from zbi_infra.config.instance import InstanceConfig, InstanceName
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig
+from zbi_infra.config.public_tls import check_stack as check_public_tls
 from zbi_infra.config.recovery import BackupConfig, DnsConfig, DrConfig
 from zbi_infra.config.stack_file import read_stack_file
 from zbi_infra.errors import ConfigError
@@ -123,6 +124,7 @@ class StackConfig(StrictModel):
                 "Fix: choose another region, e.g. us-west-2"
             )
         self._instances_do_not_collide()
+        check_public_tls(self)
         self._names_fit_aws()
         if self.role is StackRole.LOCAL:
             self._nothing_aws_only_on_local()

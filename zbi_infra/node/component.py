@@ -24,7 +24,9 @@ from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
+from zbi_infra.node.public_tls_renewal import build_renewal_roller
 from zbi_infra.node.quota import build_quota
+from zbi_infra.public_tls import acme_certificate
 from zbi_infra.release_check import instance_release_problems
 from zbi_infra.render.gateway import GatewayUpstreams
 from zbi_infra.tls import ServerCertificate, ZbiCertificateAuthority
@@ -135,6 +137,10 @@ class ZcashNode(pulumi.ComponentResource):
         if args.certificate_authority is not None and (light_wallet or args.access is not None):
             self.tls_secret_name, tls_checksum = _tls_secret(ctx, args.certificate_authority)
 
+        # With endpoints.publicTls.provider acme: the front door serves cert-manager's certificate instead.
+        public_secret = acme_certificate(
+            name, config, namespace=ctx.namespace, labels={"app.kubernetes.io/part-of": kube.PART_OF}, opts=ctx.child()
+        )
         restore_snapshot = _import_snapshot(ctx, args.restore_from) if args.restore_from else None
         services = build_full_node(ctx, rpc_secret, restore_snapshot)
         self.rpc_endpoint = pulumi.Output.from_input(
@@ -150,8 +156,9 @@ class ZcashNode(pulumi.ComponentResource):
                 ctx,
                 services["rpc"],
                 rpc_password=self.rpc_password,
-                tls_secret=self.tls_secret_name,
-                tls_checksum=tls_checksum,
+                tls_secret=public_secret if public_secret and not behind_gateway else self.tls_secret_name,
+                # cert-manager's certificate rolls through its renewal roller; the private one through its checksum.
+                tls_checksum=None if public_secret and not behind_gateway else tls_checksum,
                 behind_gateway=behind_gateway,
             )
             self.grpc_endpoint = endpoints.grpc_endpoint
@@ -174,11 +181,15 @@ class ZcashNode(pulumi.ComponentResource):
                 tls_secret=self.tls_secret_name,
                 tls_checksum=tls_checksum,
                 depends_on=upstream_services,
+                public_tls_secret=public_secret,
             )
             self.gateway_endpoint = gateway.endpoint
             self.grpc_load_balancer_hostname = gateway.load_balancer_hostname
             if light_wallet:
                 self.grpc_endpoint = gateway.endpoint
+        if public_secret:  # the front door reads its certificate at start: roll it onto renewals
+            front = ("deployment", GATEWAY_NAME) if behind_gateway else ("statefulset", config.lightwallet.kind.value)
+            build_renewal_roller(ctx, kind=front[0], workload=front[1])
         build_network_policies(ctx, gateway=behind_gateway)
         if config.quota.enabled:
             build_quota(ctx, ctx.footprint, config.quota.headroom_percent)

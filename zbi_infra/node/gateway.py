@@ -27,6 +27,7 @@ from zbi_infra.node.context import (
     front_door_service,
     tmp_volume,
 )
+from zbi_infra.public_tls import tls_volume
 from zbi_infra.releases import GATEWAY, MTAIL
 from zbi_infra.render import gateway_metrics
 from zbi_infra.render.gateway import (
@@ -80,6 +81,7 @@ def build_gateway(
     tls_secret: str,
     depends_on: list[pulumi.Resource],
     tls_checksum: pulumi.Input[str] | None = None,
+    public_tls_secret: str | None = None,
 ) -> GatewayEndpoints:
     config = ctx.config
     settings = config.gateway
@@ -215,9 +217,7 @@ def build_gateway(
                         k8s.core.v1.VolumeArgs(
                             name="upstream", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=UPSTREAM_SECRET)
                         ),
-                        k8s.core.v1.VolumeArgs(
-                            name="tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=tls_secret)
-                        ),
+                        tls_volume(tls_secret, public_tls_secret),  # zbi_infra/public_tls.py
                         tmp_volume(),
                     ],
                     topology_spread_constraints=kube.zone_spread(match, strict=False),

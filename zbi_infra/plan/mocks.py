@@ -229,6 +229,23 @@ class PlanMocks(pulumi.runtime.Mocks):
             outputs["arn"] = f"arn:aws:dlm:{region}:{ACCOUNT_ID}:policy/{resource_id}"
         elif typ == "aws:route53/healthCheck:HealthCheck":
             outputs["id"] = resource_id
+        elif typ == "aws:acm/certificate:Certificate":
+            # ACM's DNS validation: one CNAME per name, `_<hash>.<name>.` -> `_<hash>.<token>.acm-validations.aws.`
+            names = [inputs["domainName"], *(inputs.get("subjectAlternativeNames") or [])]
+            outputs["domainValidationOptions"] = [
+                {
+                    "domainName": name,
+                    "resourceRecordName": f"_{_digest(name, length=32)}.{name}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": f"_{_digest(name, 'v', length=32)}.{_digest(name, length=10)}"
+                    ".acm-validations.aws.",
+                }
+                for name in names
+            ]
+        elif typ == "aws:route53/record:Record":
+            outputs["fqdn"] = str(inputs.get("name", "")).rstrip(".")
+        elif typ == "aws:acm/certificateValidation:CertificateValidation":
+            outputs["certificateArn"] = inputs.get("certificateArn")
         elif typ == "eks:index:Cluster":
             outputs.update(self._eks_cluster_outputs(inputs, region))
         elif typ == "kubernetes:core/v1:Service":

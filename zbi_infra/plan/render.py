@@ -80,7 +80,9 @@ def _file_name(obj: dict[str, Any]) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", "__".join(str(p) for p in parts)) + ".yaml"
 
 
-def write(plan: Plan, out: Path) -> None:
+def write(plan: Plan, out: Path) -> int:
+    """plan.json and one manifest per Kubernetes object; returns how many manifests were written (Helm releases
+    have no manifest of their own: their charts render in the cluster)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan.json").write_text(json.dumps(plan_document(plan), indent=2, sort_keys=True) + "\n")
     manifests = out / "manifests"
@@ -92,3 +94,4 @@ def write(plan: Plan, out: Path) -> None:
         if "kind" not in obj:
             continue
         (manifests / _file_name(obj)).write_text(yaml.safe_dump(obj, sort_keys=False))
+    return sum(1 for _ in manifests.glob("*.yaml"))  # the files there: a name written twice counts once

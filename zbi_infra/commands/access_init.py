@@ -1,0 +1,100 @@
+"""`zbi access init <instance>`: the instance administrator's first access file, commented, validated before it is
+written. The instance must be declared in a stack (a misspelling gets "did you mean"); an existing file is kept."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zbi_infra.errors import ConfigError
+
+# Read-only chain queries (methods that change the node are never exposable, whatever a file says).
+JSON_RPC = [
+    "getblockchaininfo",
+    "getblockcount",
+    "getbestblockhash",
+    "getblock",
+    "getblockhash",
+    "getblockheader",
+    "getrawtransaction",
+    "sendrawtransaction",
+]
+
+TEMPLATE = """\
+# Access to instance `{instance}` (stack {stacks}): which methods the instance exposes through its access gateway,
+# and who may call them. Owned by the instance's administrators (`zbi roles <stack> --write` gives them this file).
+# It holds no secret: users are listed with the SHA-256 of their key.
+#   zbi access create-key {instance} <user>      make a key (printed once) and add the user
+#   zbi access revoke {instance} <user>          take it away
+#   zbi access check {instance}                  validate this file
+# With this file, the instance gets a gateway in front (keys checked, per-user methods and rate limits).
+
+jsonRpc:
+  # zebrad JSON-RPC methods callers may use (`POST /`, basic auth <user>:<key>). Add or remove; unknown names and
+  # methods that change the node are refused with the reason.
+  methods: {json_rpc}
+
+grpc:
+  # lightwalletd's {service} methods (HTTP/2, `authorization: Bearer <key>`).
+  methods: {grpc}
+
+# Wallets without a key (a public light-wallet server): uncomment to let anyone call these, within a rate limit.
+# anonymous:
+#   grpc: [GetLightdInfo, GetLatestBlock, GetBlockRange, GetTreeState, SendTransaction]
+#   rateLimit: {{requestsPerSecond: 5, burst: 20}}
+
+users: []
+"""
+
+
+def declared_instances(project: Any) -> dict[str, list[str]]:
+    """Instance name -> the stacks whose zbi:instances declare it."""
+    declared: dict[str, list[str]] = {}
+    for stack in project.stack_names():
+        instances = project.stack_file(stack).config.get("zbi:instances")
+        for name in instances if isinstance(instances, dict) else {}:
+            declared.setdefault(str(name), []).append(stack)
+    return declared
+
+
+def access_file_text(instance: str, stacks: list[str]) -> str:
+    from zbi_infra.config.access import light_wallet_service, parse_access
+
+    service, methods = light_wallet_service()
+    text = TEMPLATE.format(
+        instance=instance,
+        stacks=", ".join(stacks),
+        service=service,
+        json_rpc="[" + ", ".join(JSON_RPC) + "]",
+        grpc="[" + ", ".join(methods) + "]",
+    )
+    parse_access(yaml.safe_load(text), f"access/{instance}.yaml")  # what is written is valid
+    return text
+
+
+def run(args: argparse.Namespace, project: Any, path: Path) -> int:
+    from zbi_infra.yaml_roundtrip import replace_file
+
+    declared = declared_instances(project)
+    if args.instance not in declared:
+        close = difflib.get_close_matches(args.instance, sorted(declared), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"declared: {', '.join(sorted(declared)) or 'none'}"
+        raise ConfigError(
+            [f"instance {args.instance!r} is declared in no stack's zbi:instances ({hint}). Fix: name a declared "
+             "instance, or add it first (zbi instance add)"],
+            what="access init request",
+        )  # fmt: skip
+    if path.exists():
+        raise ConfigError(
+            [f"{path} exists (nothing was written). Fix: edit it, or remove it to start again"],
+            what="access init request",
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    replace_file(path, access_file_text(args.instance, declared[args.instance]))
+    print(f"wrote {path}: next, `zbi access create-key {args.instance} <user>`", file=sys.stderr)
+    return 0

@@ -1,0 +1,118 @@
+"""Rolling the front door onto a renewed public certificate (`publicTls.provider: acme`).
+
+cert-manager renews a Let's Encrypt certificate a third of its lifetime before expiry (day 60 of 90) by rewriting
+its Secret; the kubelet refreshes the mounted files, but nginx (the gateway) and lightwalletd/Zaino read their
+certificate once, at start. A weekly CronJob therefore runs `kubectl rollout restart` on the front door — one
+replica at a time, under its PodDisruptionBudget — so a renewed certificate is served within 7 days, with 3 weeks to
+spare. Its account may patch that one workload and nothing else.
+"""
+
+from __future__ import annotations
+
+import pulumi_kubernetes as k8s
+
+from zbi_infra import kube
+from zbi_infra.node.context import InstanceContext, tmp_volume
+from zbi_infra.releases import Image
+
+ROLLER = "public-tls-roller"
+# registry.k8s.io's kubectl image: kubectl alone (no shell); within one minor version of the clusters zBI accepts.
+KUBECTL = Image("registry.k8s.io/kubectl", "v1.34.0", "2025-08-27", "nobody", 65534, "/bin/kubectl")
+SCHEDULE = "17 4 * * 1"  # Mondays 04:17 UTC
+# Egress to the API server: 443 (EKS), 6443 (kind, k3s, kubeadm), after the Service's address is translated.
+API_PORTS = (443, 6443)
+
+
+def build_renewal_roller(ctx: InstanceContext, *, kind: str, workload: str) -> k8s.batch.v1.CronJob:
+    """`kind` "deployment" or "statefulset", `workload` its name in the instance's namespace."""
+    labels = kube.labels(instance=ctx.name, component=ROLLER, name=ROLLER)
+    account = k8s.core.v1.ServiceAccount(
+        f"{ctx.name}-{ROLLER}", metadata=ctx.meta(ROLLER), automount_service_account_token=False, opts=ctx.in_namespace
+    )
+    role = k8s.rbac.v1.Role(
+        f"{ctx.name}-{ROLLER}",
+        metadata=ctx.meta(ROLLER),
+        rules=[
+            k8s.rbac.v1.PolicyRuleArgs(
+                api_groups=["apps"], resources=[f"{kind}s"], resource_names=[workload], verbs=["get", "patch"]
+            )
+        ],
+        opts=ctx.in_namespace,
+    )
+    k8s.rbac.v1.RoleBinding(
+        f"{ctx.name}-{ROLLER}",
+        metadata=ctx.meta(ROLLER),
+        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=ROLLER),
+        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=ROLLER, namespace=ctx.namespace)],
+        opts=ctx.child(depends_on=[role, account]),
+    )
+    k8s.networking.v1.NetworkPolicy(
+        f"{ctx.name}-{ROLLER}",
+        metadata=ctx.meta(ROLLER),
+        spec=k8s.networking.v1.NetworkPolicySpecArgs(
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector(instance=ctx.name, component=ROLLER)),
+            policy_types=["Egress"],
+            egress=[
+                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                    to=[
+                        k8s.networking.v1.NetworkPolicyPeerArgs(
+                            ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"])
+                        )
+                    ],
+                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in API_PORTS],
+                )
+            ],
+        ),
+        opts=ctx.in_namespace,
+    )
+    resources = k8s.core.v1.ResourceRequirementsArgs(
+        requests={"cpu": "10m", "memory": "32Mi"}, limits={"cpu": "100m", "memory": "64Mi"}
+    )
+    container = k8s.core.v1.ContainerArgs(
+        name="kubectl",
+        image=f"{KUBECTL.repository}:{KUBECTL.tag}",
+        image_pull_policy="IfNotPresent",
+        command=[KUBECTL.binary, "rollout", "restart", f"{kind}/{workload}"],
+        env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # kubectl's cache, on the writable volume
+        resources=resources,
+        security_context=kube.container_security(KUBECTL.uid),
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+    )
+    ctx.footprint.add_pods(1, [container])
+    skips = ctx.checkov_skips(
+        "CKV_K8S_38=kubectl needs its token to restart the front door; the Role allows that one workload only",
+        "CKV_K8S_8=a run-to-completion job: no liveness probe",
+        "CKV_K8S_9=a run-to-completion job: no readiness probe",
+        digest=None,
+    )
+    return k8s.batch.v1.CronJob(
+        f"{ctx.name}-{ROLLER}",
+        metadata=ctx.meta(ROLLER, component=ROLLER, app=ROLLER, annotations=skips),
+        spec=k8s.batch.v1.CronJobSpecArgs(
+            schedule=SCHEDULE,
+            time_zone="Etc/UTC",
+            concurrency_policy="Forbid",
+            successful_jobs_history_limit=1,
+            failed_jobs_history_limit=3,
+            job_template=k8s.batch.v1.JobTemplateSpecArgs(
+                spec=k8s.batch.v1.JobSpecArgs(
+                    backoff_limit=3,
+                    active_deadline_seconds=600,
+                    ttl_seconds_after_finished=86400,
+                    template=k8s.core.v1.PodTemplateSpecArgs(
+                        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=skips),
+                        spec=k8s.core.v1.PodSpecArgs(
+                            service_account_name=ROLLER,
+                            automount_service_account_token=True,
+                            restart_policy="OnFailure",
+                            security_context=kube.pod_security(KUBECTL.uid),
+                            containers=[container],
+                            volumes=[tmp_volume()],
+                            enable_service_links=False,
+                        ),
+                    ),
+                )
+            ),
+        ),
+        opts=ctx.child(depends_on=[account]),
+    )
