@@ -32,7 +32,8 @@ from zbi_infra.config.access import (
     zebrad_rpc_methods,
 )
 from zbi_infra.errors import ConfigError
-from zbi_infra.render.gateway import POD_PATHS, nginx_conf, users_json
+from zbi_infra.render.gateway import POD_PATHS, users_json
+from zbi_infra.render.gateway_nginx import nginx_conf
 
 SOURCE = "access/testnet.yaml"
 JSON_RPC = sorted(zebrad_rpc_methods())
