@@ -366,7 +366,10 @@ REJECTED = {
     ),
     "an instance in the control plane's namespace": (
         dict(
-            zbi__controlPlane={"repository": "https://example.com/zbi.git"},
+            zbi__controlPlane={
+                "repository": "https://example.com/zbi.git",
+                "workspaceImage": "pulumi/pulumi@sha256:" + "0" * 64,
+            },
             zbi__instances={"control-plane": {"network": "testnet"}},
         ),
         "its namespace zbi-control-plane is the control plane's",

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -72,7 +72,8 @@ def _access_checks(args: argparse.Namespace, project: Project) -> tuple[list[str
 
 def access_command(args: argparse.Namespace, project: Project) -> int:
     path = args.file or project.root / ACCESS_DIR / f"{args.instance}.yaml"
-    today = date.today()
+    # The gateway's day is UTC (gateway.js: toISOString): a key expiring today is refused by both on the same day.
+    today = datetime.now(UTC).date()
     if args.action == "create-key":
         grant = UserGrant(expires=args.expires, json_rpc=args.json_rpc, grpc=args.grpc, rate_limit=_rate_limit(args))
         _, check = _access_checks(args, project)
