@@ -26,7 +26,12 @@ VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
     "legacy": {"network": "regtest", "node": {"kind": "zcashd"}},
     "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}},
-    "public": {"network": "mainnet", "node": {"inboundP2p": True}},
+    "public": {
+        "network": "mainnet",
+        "node": {"inboundP2p": True},
+        # A light-wallet server on its own public load balancer (no gateway): TLS must end at its pods.
+        "endpoints": {"publicGrpc": True, "allowedCidrs": ["34.192.0.0/12"]},
+    },
 }
 
 
@@ -64,6 +69,19 @@ def container(inputs: dict[str, Any], index: int = 0) -> dict[str, Any]:
     return inputs["spec"]["template"]["spec"]["containers"][index]
 
 
+def init_container(inputs: dict[str, Any]) -> dict[str, Any]:
+    return inputs["spec"]["template"]["spec"]["initContainers"][0]
+
+
+def full_node_ingress_block(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The P2P rule's ipBlock of the full node's policy (0.0.0.0/0 but the metadata address)."""
+    return inputs["spec"]["ingress"][0]["from"][0]["ipBlock"]
+
+
+def copy_rule(inputs: dict[str, Any]) -> dict[str, Any]:
+    return inputs["policyDetails"]["schedules"][0]["crossRegionCopyRules"][0]
+
+
 BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "an unencrypted chain StorageClass": (
         "zbi-testnet-chain",
@@ -85,6 +103,44 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
         lambda i: i["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
     ),
     "a KMS key that never rotates": ("zbi-dev-ebs-key", lambda i: i.update(enableKeyRotation=False)),
+    # A container's own securityContext overrides its pod's: false under a pod's true runs as root if the image does.
+    "a container that turns runAsNonRoot off under a pod that has it on": (
+        "testnet-zebrad",
+        lambda i: container(i)["securityContext"].update(runAsNonRoot=False),
+    ),
+    "a privileged init container": (
+        "testnet-lightwalletd",
+        lambda i: init_container(i)["securityContext"].update(privileged=True),
+    ),
+    "a root init container": (
+        "testnet-lightwalletd",
+        lambda i: init_container(i)["securityContext"].update(runAsUser=0),
+    ),
+    "an init container that may escalate": (
+        "testnet-lightwalletd",
+        lambda i: init_container(i)["securityContext"].pop("allowPrivilegeEscalation"),
+    ),
+    "a public light-wallet server with --no-tls-very-insecure in its command": (
+        "public-lightwalletd",
+        lambda i: container(i)["command"].append("--no-tls-very-insecure"),
+    ),
+    "a public light-wallet server with --no-tls-very-insecure in its args": (
+        "public-lightwalletd",
+        lambda i: container(i).update(args=["--no-tls-very-insecure"]),
+    ),
+    "an unencrypted cross-region copy rule": ("dev-backups-snapshots", lambda i: copy_rule(i).update(encrypted=False)),
+    "a cross-region copy rule that does not say it encrypts": (
+        "dev-backups-snapshots",
+        lambda i: copy_rule(i).pop("encrypted"),
+    ),
+    "an ipBlock except outside its block": (
+        "testnet-netpol-full-node",
+        lambda i: full_node_ingress_block(i).update(cidr="203.0.113.0/24"),
+    ),
+    "an ipBlock except that is its whole block": (
+        "testnet-netpol-full-node",
+        lambda i: full_node_ingress_block(i).update(**{"except": ["0.0.0.0/0"]}),
+    ),
     "a public endpoint without TLS": (
         "testnet-gateway",
         lambda i: i["spec"]["template"]["spec"].update(
@@ -102,6 +158,16 @@ EXPECTED = {
     "a container that may run as root": {"no-root-or-privileged-containers"},
     "privilege escalation": {"no-root-or-privileged-containers"},
     "a KMS key that never rotates": {"kms-key-rotation"},
+    "a container that turns runAsNonRoot off under a pod that has it on": {"no-root-or-privileged-containers"},
+    "a privileged init container": {"no-root-or-privileged-containers"},
+    "a root init container": {"no-root-or-privileged-containers"},
+    "an init container that may escalate": {"no-root-or-privileged-containers"},
+    "a public light-wallet server with --no-tls-very-insecure in its command": {"public-endpoints-use-tls"},
+    "a public light-wallet server with --no-tls-very-insecure in its args": {"public-endpoints-use-tls"},
+    "an unencrypted cross-region copy rule": {"snapshots-copied-cross-region"},
+    "a cross-region copy rule that does not say it encrypts": {"snapshots-copied-cross-region"},
+    "an ipBlock except outside its block": {"network-policy-blocks-valid"},
+    "an ipBlock except that is its whole block": {"network-policy-blocks-valid"},
     "a public endpoint without TLS": {"public-endpoints-use-tls"},
 }
 
@@ -124,7 +190,7 @@ def test_config_that_breaks_a_guardrail_is_caught(plan_stack: PlanStack) -> None
 
 
 def test_every_guardrail_has_a_description_and_a_remediation_and_is_exercised() -> None:
-    assert len({g.name for g in GUARDRAILS}) == len(GUARDRAILS) == 7
+    assert len({g.name for g in GUARDRAILS}) == len(GUARDRAILS) == 8
     for guardrail in GUARDRAILS:
         assert len(guardrail.description) > 40 and len(guardrail.remediation) > 20
     exercised = set().union(*EXPECTED.values()) | {
