@@ -3,14 +3,18 @@ here fails on that bug, applied by hand and reverted (see README, "Mutation test
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from tests.conftest import ROOT, PlanStack
+from tests.k8s_objects import one, pod_spec
 from zbi_infra.cli import main
 from zbi_infra.config import load_stack_config
 from zbi_infra.config.stack_file import read_stack_file
 from zbi_infra.cost import Assumptions, estimate, load_prices
+
+README = ROOT / "README.md"
 
 # ---- zbi cost --check: the budget is for reserved capacity --------------------------------------------------------
 
@@ -32,3 +36,24 @@ def test_the_budget_check_compares_the_reserved_total(plan_stack: PlanStack, tmp
     for budget, exit_code in ((round((reserved + on_demand) / 2), 0), (int(reserved) - 1, 4)):
         stack.write_text(original.replace("monthlyUsd: 2500\n", f"monthlyUsd: {budget}\n"))
         assert main(["cost", "dev", "--check", "--project-dir", str(tmp_path)]) == exit_code, budget
+
+
+# ---- the gateway's termination: pre-stop pause, then the drain the README promises --------------------------------
+
+
+def test_the_gateways_grace_period_covers_the_pre_stop_pause_and_the_whole_drain(plan_stack: PlanStack) -> None:
+    """The kubelet's clock: the grace period starts when the pre-stop hook starts (the hook's time counts against
+    it), the stop signal (SIGQUIT, nginx's graceful stop) follows the hook, SIGKILL ends the grace period. So nginx
+    drains for `grace - pause` seconds: exactly the drain the README promises, after exactly its pause."""
+    promise = re.search(r"a (\d+) s pre-stop pause .*? up to (\d+) s\)", " ".join(README.read_text().split()))
+    assert promise, "the README's gateway section no longer states its pause and drain"
+    pause_promised, drain_promised = int(promise[1]), int(promise[2])
+    deployment = one(plan_stack("dev"), "Deployment", "gateway", "zbi-testnet")
+    pod = pod_spec(deployment)
+    (nginx,) = [c for c in pod["containers"] if c["name"] == "gateway"]
+    hook = nginx["lifecycle"]["preStop"]["exec"]["command"]
+    assert hook[0] == "sleep"
+    pause = int(hook[1])
+    stop_signal_at, kill_at = pause, pod["terminationGracePeriodSeconds"]
+    assert pause == pause_promised
+    assert kill_at - stop_signal_at == drain_promised
