@@ -7,12 +7,17 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ROOT, PlanStack
-from tests.k8s_objects import one, pod_spec
+from tests.k8s_objects import objects, one, pod_spec
+from tests.netpol_model import Pod, reachable
 from zbi_infra.cli import main
 from zbi_infra.config import load_stack_config
 from zbi_infra.config.stack_file import read_stack_file
 from zbi_infra.cost import Assumptions, estimate, load_prices
+from zbi_infra.plan import engine
+from zbi_infra.plan.engine import Plan
 
 README = ROOT / "README.md"
 
@@ -57,3 +62,61 @@ def test_the_gateways_grace_period_covers_the_pre_stop_pause_and_the_whole_drain
     stop_signal_at, kill_at = pause, pod["terminationGracePeriodSeconds"]
     assert pause == pause_promised
     assert kill_at - stop_signal_at == drain_promised
+
+
+# ---- zcashd-only paths: a zcashd + lightwalletd instance behind a gateway ----------------------------------------
+
+ZCASHD = {
+    "testnet": {"network": "regtest", "node": {"kind": "zcashd", "replicas": 2}, "endpoints": {"publicGrpc": False}}
+}
+
+
+@pytest.fixture(scope="module")
+def zcashd_plan(plan_stack: PlanStack) -> Plan:
+    """The dev stack's testnet instance (it has an access file, so a gateway) as regtest zcashd, with the plan's
+    secret values left in (the engine masks them; the test needs to compare them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engine, "_mask_all", lambda value: value)
+        return plan_stack("dev", merge={"zbi:instances": ZCASHD})
+
+
+def test_every_path_to_zcashds_rpc_uses_its_rpc_port(zcashd_plan: Plan) -> None:
+    namespace = "zbi-testnet"
+    conf = one(zcashd_plan, "ConfigMap", "zcashd-config", namespace)["data"]["zcash.conf"]
+    settings = dict(line.split("=", 1) for line in conf.splitlines() if "=" in line and not line.startswith("#"))
+    port = int(settings["rpcport"])
+    assert port == 18232  # regtest's RPC port (zcashd chainparamsbase.cpp), written out
+    zcashd = one(zcashd_plan, "StatefulSet", "zcashd", namespace)
+    (node,) = [c for c in pod_spec(zcashd)["containers"] if c["name"] == "zcashd"]
+    assert {p["name"]: p["containerPort"] for p in node["ports"]}["rpc"] == port
+    (service_port,) = one(zcashd_plan, "Service", "zcashd-rpc", namespace)["spec"]["ports"]
+    assert (service_port["port"], service_port["targetPort"]) == (port, "rpc")
+    wallet = one(zcashd_plan, "StatefulSet", "lightwalletd", namespace)
+    (server,) = pod_spec(wallet)["containers"]
+    assert f"--rpcport={port}" in server["command"]
+    assert any(f"{port}" in " ".join(init["command"]) for init in pod_spec(wallet)["initContainers"])
+    gateway_conf = one(zcashd_plan, "ConfigMap", "gateway-config", namespace)["data"]["nginx.conf"]
+    assert re.search(rf"server zcashd-rpc\.{namespace}\.svc\.cluster\.local:{port}\b", gateway_conf), gateway_conf
+    # ... and the NetworkPolicies let the light-wallet tier and the gateway through on that port, nobody else.
+    target = Pod(namespace, zcashd["spec"]["template"]["metadata"]["labels"], ports={"rpc": port})
+    policies = objects(zcashd_plan, "NetworkPolicy")
+    for kind, name in (("StatefulSet", "lightwalletd"), ("Deployment", "gateway")):
+        workload = one(zcashd_plan, kind, name, namespace)
+        source = Pod(namespace, workload["spec"]["template"]["metadata"]["labels"], address="10.20.1.1")
+        assert reachable(policies, source, target, port), name
+    assert not reachable(policies, Pod("other", {}, address="10.20.1.2"), target, port)
+
+
+def test_the_gateway_presents_the_nodes_credentials_as_user_then_password(zcashd_plan: Plan) -> None:
+    """The gateway sends its upstream-auth file as HTTP basic credentials (the live tests prove it); zcashd checks
+    them against -rpcuser/-rpcpassword, which come from the same Secret: the file must read `user:password`."""
+    namespace = "zbi-testnet"
+    credentials = one(zcashd_plan, "Secret", "rpc-credentials", namespace)["stringData"]
+    assert credentials["username"] and credentials["password"] and credentials["username"] != credentials["password"]
+    upstream = one(zcashd_plan, "Secret", "gateway-upstream", namespace)["stringData"]["upstream-auth"]
+    assert upstream == f"{credentials['username']}:{credentials['password']}"
+    (node,) = [c for c in pod_spec(one(zcashd_plan, "StatefulSet", "zcashd", namespace))["containers"]]
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in node["env"] if "valueFrom" in e}
+    assert "-rpcuser=$(RPC_USER)" in node["command"] and "-rpcpassword=$(RPC_PASSWORD)" in node["command"]
+    assert env["RPC_USER"] == {"key": "username", "name": "rpc-credentials"}
+    assert env["RPC_PASSWORD"] == {"key": "password", "name": "rpc-credentials"}
