@@ -14,7 +14,7 @@ from tests.k8s_objects import objects, one, pod_spec
 from tests.netpol_model import Pod, reachable
 from zbi_infra.cli import main
 from zbi_infra.config import load_stack_config
-from zbi_infra.config.stack_file import read_stack_file
+from zbi_infra.config.stack_file import StackFileError, read_stack_file
 from zbi_infra.cost import Assumptions, estimate, load_prices
 from zbi_infra.plan import engine
 from zbi_infra.plan.engine import Plan
@@ -120,3 +120,60 @@ def test_the_gateway_presents_the_nodes_credentials_as_user_then_password(zcashd
     assert "-rpcuser=$(RPC_USER)" in node["command"] and "-rpcpassword=$(RPC_PASSWORD)" in node["command"]
     assert env["RPC_USER"] == {"key": "username", "name": "rpc-credentials"}
     assert env["RPC_PASSWORD"] == {"key": "password", "name": "rpc-credentials"}
+
+
+# ---- signed leading-zero integers in stack files ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("written", ["010", "+010", "-010", "-007"])
+def test_a_signed_leading_zero_integer_is_refused(tmp_path: Path, written: str) -> None:
+    """yaml.v3 (Pulumi's reader) resolves a plain integer with Go's strconv.ParseInt(plain, 0, 64), whose base comes
+    from the prefix *after the sign*: `+010` is 8 to `pulumi up`, 10 to a YAML 1.2 reader. Refused either way."""
+    path = tmp_path / "Pulumi.bad.yaml"
+    path.write_text(f"config:\n  aws:x: {{n: {written}}}\n")
+    with pytest.raises(StackFileError) as caught:
+        read_stack_file("bad", path)
+    (problem,) = caught.value.problems
+    assert "has a leading zero" in problem and "Fix:" in problem, problem
+
+
+@pytest.mark.parametrize(("written", "value"), [("+10", 10), ("-10", -10), ("0", 0), ("-0", 0), ("+0", 0), ("0o10", 8)])
+def test_signed_integers_without_a_leading_zero_read_as_pulumi_reads_them(
+    tmp_path: Path, written: str, value: int
+) -> None:
+    path = tmp_path / "Pulumi.ok.yaml"
+    path.write_text(f"config:\n  aws:x: {{n: {written}}}\n")
+    assert read_stack_file("ok", path).config["aws:x"] == {"n": value}
+
+
+# ---- gateway.minReplicas: two at least, refused at the edge ------------------------------------------------------
+
+
+def test_a_single_gateway_replica_is_refused_by_zbi_plan(tmp_path: Path) -> None:
+    """One gateway replica is one zone's outage away from no access at all (and its PodDisruptionBudget would block
+    every node drain): `zbi plan` refuses it with exit 2, naming the key and the fix, before evaluating anything."""
+    from tests.test_bad_input import project_copy, zbi
+
+    project = project_copy(tmp_path)
+    shutil.copytree(ROOT / "access", project / "access")
+    original = (project / "Pulumi.dev.yaml").read_text()
+    anchor = "    testnet:\n      network: testnet\n"
+    assert anchor in original
+    for replicas, exit_code in ((1, 2), (0, 2)):
+        (project / "Pulumi.dev.yaml").write_text(
+            original.replace(anchor, f"{anchor}      gateway: {{minReplicas: {replicas}}}\n")
+        )
+        result = zbi("plan", "dev", cwd=project, timeout=180)
+        assert result.returncode == exit_code, (replicas, result.stderr[-2000:])
+        if exit_code:
+            assert (
+                "zbi:instances.testnet.gateway.minReplicas" in result.stderr
+                and "Fix: use a value at least 2" in result.stderr
+            )
+            assert "Traceback" not in result.stderr
+
+
+def test_the_gateways_minimum_reaches_its_autoscaler(plan_stack: PlanStack) -> None:
+    plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"minReplicas": 3, "maxReplicas": 5}}}})
+    hpa = one(plan, "HorizontalPodAutoscaler", "gateway", "zbi-testnet")
+    assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (3, 5)
