@@ -19,6 +19,14 @@ VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
     "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}, "quota": {"headroomPercent": 0}},
     "private": {"network": "testnet", "endpoints": {"publicGrpc": False}},
+    # A light-wallet server smaller than its wait-for-node init container, and no headroom: the quota must count the
+    # init container (a pod's effective request is the larger of its containers' sum and its largest init container).
+    "tiny": {
+        "network": "testnet",
+        "lightwallet": {"resources": {"cpu": "5m", "memory": "8Mi"}},
+        "endpoints": {"publicGrpc": False},
+        "quota": {"headroomPercent": 0},
+    },
     "public": {
         "network": "mainnet",
         "node": {"inboundP2p": True},
