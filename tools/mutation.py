@@ -19,6 +19,7 @@ known survivors were applied by hand (see the README).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -86,7 +87,7 @@ def run(name: str, target: Target, *, sample: int, seed: int, timeout: float) ->
             f'module-path = "{target.path}"\n'
             f"timeout = {timeout}\n"
             "excluded-modules = []\n"
-            f"test-command = '''{command}'''\n\n"
+            f"test-command = {json.dumps(command)}\n\n"  # a TOML basic string is a JSON string
             "[cosmic-ray.distributor]\n"
             'name = "local"\n'
         )
