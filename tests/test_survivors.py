@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, PlanStack
+from tests.conftest import ROOT, UPSTREAM, PlanStack
 from tests.k8s_objects import objects, one, pod_spec
 from tests.netpol_model import Pod, reachable
 from zbi_infra.cli import main
@@ -125,10 +125,13 @@ def test_the_gateway_presents_the_nodes_credentials_as_user_then_password(zcashd
 # ---- signed leading-zero integers in stack files ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("written", ["010", "+010", "-010", "-007"])
+@pytest.mark.parametrize("written", ["010", "+010", "-010", "-007", "0_10", "+0_10"])
 def test_a_signed_leading_zero_integer_is_refused(tmp_path: Path, written: str) -> None:
     """yaml.v3 (Pulumi's reader) resolves a plain integer with Go's strconv.ParseInt(plain, 0, 64), whose base comes
     from the prefix *after the sign*: `+010` is 8 to `pulumi up`, 10 to a YAML 1.2 reader. Refused either way."""
+    resolve = (UPSTREAM / "go-yaml" / "resolve.go.txt").read_text()
+    assert 'plain := strings.Replace(in, "_", "", -1)' in resolve
+    assert "strconv.ParseInt(plain, 0, 64)" in resolve
     path = tmp_path / "Pulumi.bad.yaml"
     path.write_text(f"config:\n  aws:x: {{n: {written}}}\n")
     with pytest.raises(StackFileError) as caught:
@@ -137,7 +140,25 @@ def test_a_signed_leading_zero_integer_is_refused(tmp_path: Path, written: str) 
     assert "has a leading zero" in problem and "Fix:" in problem, problem
 
 
-@pytest.mark.parametrize(("written", "value"), [("+10", 10), ("-10", -10), ("0", 0), ("-0", 0), ("+0", 0), ("0o10", 8)])
+@pytest.mark.parametrize(
+    ("written", "value"),
+    # yaml.v3 (resolve.go at v3.0.1) strips underscores before strconv.ParseInt(plain, 0, 64): `1_000` is 1000, and a
+    # sign may precede a base prefix.
+    [
+        ("+10", 10),
+        ("-10", -10),
+        ("0", 0),
+        ("-0", 0),
+        ("+0", 0),
+        ("0o10", 8),
+        ("1_000", 1000),
+        ("0b101", 5),
+        ("-0b1", -1),
+        ("+0x10", 16),
+        ("0X1f", 31),
+        ("-0o7", -7),
+    ],
+)
 def test_signed_integers_without_a_leading_zero_read_as_pulumi_reads_them(
     tmp_path: Path, written: str, value: int
 ) -> None:
