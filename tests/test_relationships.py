@@ -14,6 +14,7 @@ from tests.k8s_objects import objects
 from tests.netpol_model import Pod, outside, reachable, selects
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import zones_of
+from zbi_infra.policies import Resource, network_policy_blocks_are_valid
 
 VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
@@ -27,6 +28,7 @@ VARIANTS = {
         "endpoints": {"publicGrpc": False},
         "quota": {"headroomPercent": 0},
     },
+    "legacy": {"network": "regtest", "node": {"kind": "zcashd"}, "endpoints": {"publicGrpc": False}},
     "public": {
         "network": "mainnet",
         "node": {"inboundP2p": True},
@@ -240,6 +242,35 @@ def test_no_rule_of_any_policy_admits_every_source_or_destination(plan: Plan) ->
                 assert rule.get(peers), (policy["metadata"]["name"], direction, rule)
 
 
+@pytest.mark.parametrize("instance", ALL)
+def test_every_port_a_policy_opens_is_a_port_its_pods_listen_on(plan: Plan, instance: str) -> None:
+    """An ingress rule's port that no selected pod listens on opens nothing today and whatever listens there
+    tomorrow (zcashd serves no metrics port: its pods get no metrics rule)."""
+    namespace = f"zbi-{instance}"
+    for policy in objects(plan, "NetworkPolicy", namespace):
+        selected = [p for p in pods(plan, namespace) if selects(policy["spec"]["podSelector"], p.labels)]
+        for rule in policy["spec"].get("ingress") or []:
+            for entry in rule.get("ports") or []:
+                for p in selected:
+                    assert port_number(p, entry["port"]), (policy["metadata"]["name"], p.name, entry)
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_public_networks_reach_the_nodes_p2p_and_a_regtest_network_never(plan: Plan, instance: str) -> None:
+    namespace = f"zbi-{instance}"
+    node = next(p for p in pods(plan, namespace) if p.labels.get("app.kubernetes.io/component") == "full-node")
+    regtest = (VARIANTS.get(instance) or {}).get("network") == "regtest"
+    assert allowed(plan, INTERNET, node, "p2p") is not regtest
+    assert not allowed(plan, outside("169.254.169.254"), node, "p2p")
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_every_ip_block_is_one_the_api_server_accepts(plan: Plan, instance: str) -> None:
+    for policy in objects(plan, "NetworkPolicy", f"zbi-{instance}"):
+        resource = Resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", policy["metadata"]["name"], policy)
+        assert network_policy_blocks_are_valid(resource) == [], policy["metadata"]["name"]
+
+
 def test_reachability_of_an_instance(plan: Plan) -> None:
     node, wallet = pod(plan, "testnet", "zebrad"), pod(plan, "testnet", "lightwalletd")
     assert allowed(plan, inside(wallet), node, "rpc")  # the light-wallet tier reaches the node's RPC
@@ -285,6 +316,8 @@ def test_a_public_grpc_endpoint_admits_exactly_its_allowed_cidrs(plan: Plan) -> 
 def test_behind_a_gateway_the_gateway_is_the_only_way_in(plan: Plan) -> None:
     gateway, wallet, node = (pod(plan, "testnet", w) for w in ("gateway", "lightwalletd", "zebrad"))
     assert allowed(plan, INTERNET, gateway, "https")
+    # Its allowlist is the default 0.0.0.0/0, the instance metadata address carved out.
+    assert not allowed(plan, outside("169.254.169.254"), gateway, "https")
     assert not allowed(plan, INTERNET, wallet, "grpc")
     assert not allowed(plan, GRPC_CLIENT, wallet, "grpc") and not allowed(plan, ELSEWHERE, wallet, "grpc")
     assert allowed(plan, inside(gateway), wallet, "grpc")  # the gateway forwards gRPC ...
