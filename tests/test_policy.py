@@ -17,7 +17,7 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 from tests.conftest import ROOT, PlanStack
 from tests.plugin_server import plugin_channel
 from zbi_infra.plan.engine import Plan, PlannedResource
-from zbi_infra.policies import GUARDRAILS, Resource, evaluate
+from zbi_infra.policies import GUARDRAILS, Resource, evaluate, public_endpoints_use_tls
 
 PRIMARY_OUTPUTS = {
     "dev": {"disasterRecovery": {"drKmsKeyArn": "arn:aws:kms:us-west-2:123456789012:key/x", "instances": ["testnet"]}}
@@ -268,3 +268,36 @@ def test_the_pack_passes_a_plan_and_catches_each_broken_variant(
             p for r in broken if r.name == name for p in analyze(analyzer, r)
         }
         assert found == EXPECTED[case], case
+
+
+def _tls_stack(*, secret_type: str, stranger_namespace: str) -> list[Resource]:
+    """A public load balancer in namespace `b` whose pods mount a Secret of `secret_type`, and a workload of another
+    namespace with the same labels and no TLS at all."""
+
+    def workload(namespace: str, volumes: list[dict[str, Any]]) -> Resource:
+        template = {
+            "metadata": {"labels": {"app": "wallet"}},
+            "spec": {"containers": [{"name": "c"}], "volumes": volumes},
+        }
+        props = {"metadata": {"namespace": namespace, "name": "wallet"}, "spec": {"template": template}}
+        return Resource("kubernetes:apps/v1:Deployment", f"{namespace}-wallet", props, f"urn:{namespace}")
+
+    service = {"metadata": {"namespace": "b"}, "spec": {"type": "LoadBalancer", "selector": {"app": "wallet"},
+                                                       "ports": [{"name": "grpc", "port": 443}]}}  # fmt: skip
+    secret = {"metadata": {"namespace": "b", "name": "tls"}, "type": secret_type}
+    return [
+        Resource("kubernetes:core/v1:Service", "b-wallet", service, "urn:service"),
+        Resource("kubernetes:core/v1:Secret", "b-tls", secret, "urn:secret"),
+        workload("b", [{"name": "tls", "secret": {"secretName": "tls"}}]),
+        workload(stranger_namespace, []),
+    ]
+
+
+def test_tls_at_the_pods_means_a_tls_secret_of_the_services_own_namespace() -> None:
+    assert public_endpoints_use_tls(_tls_stack(secret_type="kubernetes.io/tls", stranger_namespace="a")) == []
+    assert public_endpoints_use_tls(_tls_stack(secret_type="kubernetes.io/tls", stranger_namespace="c")) == []
+    # A Secret of another type is no certificate, whatever its name (custom types sort anywhere).
+    for other in ("Opaque", "zbi.io/certificate"):
+        assert public_endpoints_use_tls(_tls_stack(secret_type=other, stranger_namespace="a")) == [
+            ("urn:service", "public Service b-wallet does not end in TLS")
+        ]
