@@ -19,6 +19,7 @@ known survivors were applied by hand (see the README).
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import random
@@ -68,6 +69,27 @@ def scratch_copy(destination: Path) -> None:
             shutil.copy2(source, destination / name)
 
 
+def annotation_spans(module: Path) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Where the module's type annotations are, as (line, column) spans. With `from __future__ import annotations`
+    they are never evaluated, so a mutant inside one (`str | None` -> `str - None`) is equivalent by construction."""
+    tree = ast.parse(module.read_text())
+    future = {a.name for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "__future__"
+              for a in node.names}  # fmt: skip
+    postponed = "annotations" in future
+    if not postponed:
+        return []
+    annotations = [
+        annotation
+        for node in ast.walk(tree)
+        for annotation in (
+            [node.annotation] if isinstance(node, ast.arg | ast.AnnAssign) else
+            [node.returns] if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) else []
+        )
+        if annotation is not None
+    ]  # fmt: skip
+    return [((a.lineno, a.col_offset), (a.end_lineno or a.lineno, a.end_col_offset or 0)) for a in annotations]
+
+
 def cosmic_ray(*args: str, cwd: Path) -> None:
     subprocess.run(["nice", "-n", "19", sys.executable, "-m", "cosmic_ray.cli", *args], cwd=cwd, check=True)
 
@@ -105,7 +127,11 @@ def run(name: str, target: Target, *, sample: int, seed: int, timeout: float) ->
             raise SystemExit(f"{name}: the tests fail without any mutation: {command}")
         session = scratch / "session.sqlite"
         cosmic_ray("init", "mutation.toml", str(session), cwd=scratch)
+        spans = annotation_spans(scratch / target.path)
         with use_db(str(session), WorkDB.Mode.open) as db:
+            for item in list(db.pending_work_items):
+                if all(any(start <= m.start_pos and m.end_pos <= end for start, end in spans) for m in item.mutations):
+                    db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="annotation"))
             pending = list(db.pending_work_items)
             if sample and len(pending) > sample:
                 # Sampling, not secrecy: a seeded generator makes a run repeatable.
@@ -113,7 +139,8 @@ def run(name: str, target: Target, *, sample: int, seed: int, timeout: float) ->
                 for item in pending:
                     if item.job_id not in keep:
                         db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="sampled"))
-        print(f"{name}: {min(sample or len(pending), len(pending))} of {len(pending)} mutants", flush=True)
+        total = len(pending)
+        print(f"{name}: {min(sample or total, total)} of {total} mutants outside type annotations", flush=True)
         cosmic_ray("exec", "mutation.toml", str(session), cwd=scratch)
         killed = survived = other = 0
         survivors = []
