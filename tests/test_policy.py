@@ -17,7 +17,7 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 from tests.conftest import ROOT, PlanStack
 from tests.plugin_server import plugin_channel
 from zbi_infra.plan.engine import Plan, PlannedResource
-from zbi_infra.policies import GUARDRAILS, Resource, evaluate, public_endpoints_use_tls
+from zbi_infra.policies import GUARDRAILS, Resource, evaluate, no_public_node_rpc, public_endpoints_use_tls
 
 PRIMARY_OUTPUTS = {
     "dev": {"disasterRecovery": {"drKmsKeyArn": "arn:aws:kms:us-west-2:123456789012:key/x", "instances": ["testnet"]}}
@@ -301,3 +301,37 @@ def test_tls_at_the_pods_means_a_tls_secret_of_the_services_own_namespace() -> N
         assert public_endpoints_use_tls(_tls_stack(secret_type=other, stranger_namespace="a")) == [
             ("urn:service", "public Service b-wallet does not end in TLS")
         ]
+
+
+@pytest.mark.parametrize(("encrypted", "violations"), [(True, 0), (False, 1), (None, 1)])
+def test_a_raw_ebs_volume_must_say_it_is_encrypted(encrypted: bool | None, violations: int) -> None:
+    props = {"availabilityZone": "us-east-1a", "size": 100} | ({} if encrypted is None else {"encrypted": encrypted})
+    found = evaluate([Resource("aws:ebs/volume:Volume", "chain", props, "urn:volume")])
+    assert [v.policy for v in found] == ["chain-storage-encrypted-and-retained"] * violations
+
+
+@pytest.mark.parametrize(
+    "port",
+    [
+        {"name": "rpc", "port": 443, "targetPort": 443},  # named rpc
+        {"name": "api", "port": 443, "targetPort": "rpc"},  # aimed at the pods' rpc port
+        {"name": "api", "port": 8232, "targetPort": "api"},  # mainnet's RPC port number, whatever the names
+        {"name": "api", "port": 443, "targetPort": 18232},  # testnet's, as a target
+    ],
+)
+def test_node_rpc_is_recognised_by_name_or_by_number(port: dict[str, Any]) -> None:
+    for kind in ("LoadBalancer", "NodePort"):
+        service = Resource("kubernetes:core/v1:Service", "s", {"spec": {"type": kind, "ports": [port]}})
+        assert no_public_node_rpc(service), (kind, port)
+    internal = Resource("kubernetes:core/v1:Service", "s", {"spec": {"type": "ClusterIP", "ports": [port]}})
+    assert no_public_node_rpc(internal) == []
+    assert (
+        no_public_node_rpc(
+            Resource(
+                "kubernetes:core/v1:Service",
+                "s",
+                {"spec": {"type": "LoadBalancer", "ports": [{"name": "grpc", "port": 443, "targetPort": "grpc"}]}},
+            )
+        )
+        == []
+    )
