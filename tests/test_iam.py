@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 
 from tests.conftest import PlanStack
+from tests.test_policy import PRIMARY_OUTPUTS
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import ACCOUNT_ID
 
@@ -77,3 +79,55 @@ def test_the_ebs_csi_driver_trusts_only_its_controller_service_account(plan_stac
     assert policy_attachments(plan, "zbi-dev-ebs-csi-role") == {
         "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
     }
+
+
+# ---- every permission policy, not only trust policies -----------------------------------------------------------
+
+PERMISSION_POLICIES = {"aws:iam/rolePolicy:RolePolicy": "policy", "aws:iam/policy:Policy": "policy"}
+GRANT_ACTIONS = ("kms:CreateGrant", "kms:ListGrants", "kms:RevokeGrant")
+
+
+def statements(plan: Plan) -> list[tuple[str, dict]]:
+    found = []
+    for type_, key in PERMISSION_POLICIES.items():
+        for resource in plan.of_type(type_):
+            document = resource.inputs[key]
+            document = json.loads(document) if isinstance(document, str) else document
+            listed = document["Statement"]
+            found += [(resource.name, s) for s in (listed if isinstance(listed, list) else [listed])]
+    return found
+
+
+def allows(statement: dict, action: str) -> bool:
+    """Does an Allow statement's Action (IAM wildcards, case-insensitive) cover `action`?"""
+    if statement.get("Effect") != "Allow":
+        return False
+    if "NotAction" in statement:
+        return True  # everything but a list: assume it covers the action (a NotAction list is never this narrow)
+    actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+    return any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions)
+
+
+def test_kms_grants_are_only_for_aws_resources_in_every_permission_policy(plan_stack: PlanStack) -> None:
+    """A role that may CreateGrant on a key without `kms:GrantIsForAWSResource` can hand the key's use to any
+    principal: the DLM and EBS CSI roles need grants only for the AWS services that attach volumes and copy
+    snapshots (AWS KMS developer guide, "kms:GrantIsForAWSResource")."""
+    plans = [plan_stack("dev"), plan_stack("dr", stack_outputs=PRIMARY_OUTPUTS)]
+    granting: set[str] = set()
+    for plan in plans:
+        for name, statement in statements(plan):
+            if any(allows(statement, action) for action in GRANT_ACTIONS):
+                granting.add(name)
+                condition = statement.get("Condition", {})
+                assert condition.get("Bool", {}).get("kms:GrantIsForAWSResource") == "true", (name, statement)
+    # The check looked at the roles that do need grants.
+    assert {"dev-backups-dlm-kms", "zbi-dev-ebs-csi-kms"} <= granting, granting
+
+
+def test_the_grant_check_catches_a_grant_without_its_condition() -> None:
+    unconditioned = {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}
+    assert allows(unconditioned, "kms:CreateGrant") and not unconditioned.get("Condition")
+    assert allows({"Effect": "Allow", "Action": ["KMS:createGrant"]}, "kms:CreateGrant")
+    assert allows({"Effect": "Allow", "NotAction": ["s3:*"]}, "kms:CreateGrant")
+    assert not allows({"Effect": "Allow", "Action": ["kms:Decrypt"]}, "kms:CreateGrant")
+    assert not allows({"Effect": "Deny", "Action": ["kms:*"]}, "kms:CreateGrant")

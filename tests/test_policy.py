@@ -17,7 +17,7 @@ from pulumi.runtime.proto import analyzer_pb2_grpc
 from tests.conftest import ROOT, PlanStack
 from tests.plugin_server import plugin_channel
 from zbi_infra.plan.engine import Plan, PlannedResource
-from zbi_infra.policies import GUARDRAILS, Resource, evaluate
+from zbi_infra.policies import GUARDRAILS, Resource, evaluate, no_public_node_rpc, public_endpoints_use_tls
 
 PRIMARY_OUTPUTS = {
     "dev": {"disasterRecovery": {"drKmsKeyArn": "arn:aws:kms:us-west-2:123456789012:key/x", "instances": ["testnet"]}}
@@ -26,7 +26,12 @@ VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
     "legacy": {"network": "regtest", "node": {"kind": "zcashd"}},
     "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}},
-    "public": {"network": "mainnet", "node": {"inboundP2p": True}},
+    "public": {
+        "network": "mainnet",
+        "node": {"inboundP2p": True},
+        # A light-wallet server on its own public load balancer (no gateway): TLS must end at its pods.
+        "endpoints": {"publicGrpc": True, "allowedCidrs": ["34.192.0.0/12"]},
+    },
 }
 
 
@@ -64,6 +69,19 @@ def container(inputs: dict[str, Any], index: int = 0) -> dict[str, Any]:
     return inputs["spec"]["template"]["spec"]["containers"][index]
 
 
+def init_container(inputs: dict[str, Any]) -> dict[str, Any]:
+    return inputs["spec"]["template"]["spec"]["initContainers"][0]
+
+
+def full_node_ingress_block(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The P2P rule's ipBlock of the full node's policy (0.0.0.0/0 but the metadata address)."""
+    return inputs["spec"]["ingress"][0]["from"][0]["ipBlock"]
+
+
+def copy_rule(inputs: dict[str, Any]) -> dict[str, Any]:
+    return inputs["policyDetails"]["schedules"][0]["crossRegionCopyRules"][0]
+
+
 BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
     "an unencrypted chain StorageClass": (
         "zbi-testnet-chain",
@@ -85,6 +103,44 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
         lambda i: i["spec"]["template"]["spec"]["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
     ),
     "a KMS key that never rotates": ("zbi-dev-ebs-key", lambda i: i.update(enableKeyRotation=False)),
+    # A container's own securityContext overrides its pod's: false under a pod's true runs as root if the image does.
+    "a container that turns runAsNonRoot off under a pod that has it on": (
+        "testnet-zebrad",
+        lambda i: container(i)["securityContext"].update(runAsNonRoot=False),
+    ),
+    "a privileged init container": (
+        "testnet-lightwalletd",
+        lambda i: init_container(i)["securityContext"].update(privileged=True),
+    ),
+    "a root init container": (
+        "testnet-lightwalletd",
+        lambda i: init_container(i)["securityContext"].update(runAsUser=0),
+    ),
+    "an init container that may escalate": (
+        "testnet-lightwalletd",
+        lambda i: init_container(i)["securityContext"].pop("allowPrivilegeEscalation"),
+    ),
+    "a public light-wallet server with --no-tls-very-insecure in its command": (
+        "public-lightwalletd",
+        lambda i: container(i)["command"].append("--no-tls-very-insecure"),
+    ),
+    "a public light-wallet server with --no-tls-very-insecure in its args": (
+        "public-lightwalletd",
+        lambda i: container(i).update(args=["--no-tls-very-insecure"]),
+    ),
+    "an unencrypted cross-region copy rule": ("dev-backups-snapshots", lambda i: copy_rule(i).update(encrypted=False)),
+    "a cross-region copy rule that does not say it encrypts": (
+        "dev-backups-snapshots",
+        lambda i: copy_rule(i).pop("encrypted"),
+    ),
+    "an ipBlock except outside its block": (
+        "testnet-netpol-full-node",
+        lambda i: full_node_ingress_block(i).update(cidr="203.0.113.0/24"),
+    ),
+    "an ipBlock except that is its whole block": (
+        "testnet-netpol-full-node",
+        lambda i: full_node_ingress_block(i).update(**{"except": ["0.0.0.0/0"]}),
+    ),
     "a public endpoint without TLS": (
         "testnet-gateway",
         lambda i: i["spec"]["template"]["spec"].update(
@@ -103,6 +159,16 @@ EXPECTED = {
     "a container that may run as root": {"no-root-or-privileged-containers"},
     "privilege escalation": {"no-root-or-privileged-containers"},
     "a KMS key that never rotates": {"kms-key-rotation"},
+    "a container that turns runAsNonRoot off under a pod that has it on": {"no-root-or-privileged-containers"},
+    "a privileged init container": {"no-root-or-privileged-containers"},
+    "a root init container": {"no-root-or-privileged-containers"},
+    "an init container that may escalate": {"no-root-or-privileged-containers"},
+    "a public light-wallet server with --no-tls-very-insecure in its command": {"public-endpoints-use-tls"},
+    "a public light-wallet server with --no-tls-very-insecure in its args": {"public-endpoints-use-tls"},
+    "an unencrypted cross-region copy rule": {"snapshots-copied-cross-region"},
+    "a cross-region copy rule that does not say it encrypts": {"snapshots-copied-cross-region"},
+    "an ipBlock except outside its block": {"network-policy-blocks-valid"},
+    "an ipBlock except that is its whole block": {"network-policy-blocks-valid"},
     "a public endpoint without TLS": {"public-endpoints-use-tls"},
     "NetworkPolicies the cluster does not enforce": {"network-policies-enforced"},
 }
@@ -204,3 +270,70 @@ def test_the_pack_passes_a_plan_and_catches_each_broken_variant(
             p for r in broken if r.name == name for p in analyze(analyzer, r)
         }
         assert found == EXPECTED[case], case
+
+
+def _tls_stack(*, secret_type: str, stranger_namespace: str) -> list[Resource]:
+    """A public load balancer in namespace `b` whose pods mount a Secret of `secret_type`, and a workload of another
+    namespace with the same labels and no TLS at all."""
+
+    def workload(namespace: str, volumes: list[dict[str, Any]]) -> Resource:
+        template = {
+            "metadata": {"labels": {"app": "wallet"}},
+            "spec": {"containers": [{"name": "c"}], "volumes": volumes},
+        }
+        props = {"metadata": {"namespace": namespace, "name": "wallet"}, "spec": {"template": template}}
+        return Resource("kubernetes:apps/v1:Deployment", f"{namespace}-wallet", props, f"urn:{namespace}")
+
+    service = {"metadata": {"namespace": "b"}, "spec": {"type": "LoadBalancer", "selector": {"app": "wallet"},
+                                                       "ports": [{"name": "grpc", "port": 443}]}}  # fmt: skip
+    secret = {"metadata": {"namespace": "b", "name": "tls"}, "type": secret_type}
+    return [
+        Resource("kubernetes:core/v1:Service", "b-wallet", service, "urn:service"),
+        Resource("kubernetes:core/v1:Secret", "b-tls", secret, "urn:secret"),
+        workload("b", [{"name": "tls", "secret": {"secretName": "tls"}}]),
+        workload(stranger_namespace, []),
+    ]
+
+
+def test_tls_at_the_pods_means_a_tls_secret_of_the_services_own_namespace() -> None:
+    assert public_endpoints_use_tls(_tls_stack(secret_type="kubernetes.io/tls", stranger_namespace="a")) == []
+    assert public_endpoints_use_tls(_tls_stack(secret_type="kubernetes.io/tls", stranger_namespace="c")) == []
+    # A Secret of another type is no certificate, whatever its name (custom types sort anywhere).
+    for other in ("Opaque", "zbi.io/certificate"):
+        assert public_endpoints_use_tls(_tls_stack(secret_type=other, stranger_namespace="a")) == [
+            ("urn:service", "public Service b-wallet does not end in TLS")
+        ]
+
+
+@pytest.mark.parametrize(("encrypted", "violations"), [(True, 0), (False, 1), (None, 1)])
+def test_a_raw_ebs_volume_must_say_it_is_encrypted(encrypted: bool | None, violations: int) -> None:
+    props = {"availabilityZone": "us-east-1a", "size": 100} | ({} if encrypted is None else {"encrypted": encrypted})
+    found = evaluate([Resource("aws:ebs/volume:Volume", "chain", props, "urn:volume")])
+    assert [v.policy for v in found] == ["chain-storage-encrypted-and-retained"] * violations
+
+
+@pytest.mark.parametrize(
+    "port",
+    [
+        {"name": "rpc", "port": 443, "targetPort": 443},  # named rpc
+        {"name": "api", "port": 443, "targetPort": "rpc"},  # aimed at the pods' rpc port
+        {"name": "api", "port": 8232, "targetPort": "api"},  # mainnet's RPC port number, whatever the names
+        {"name": "api", "port": 443, "targetPort": 18232},  # testnet's, as a target
+    ],
+)
+def test_node_rpc_is_recognised_by_name_or_by_number(port: dict[str, Any]) -> None:
+    for kind in ("LoadBalancer", "NodePort"):
+        service = Resource("kubernetes:core/v1:Service", "s", {"spec": {"type": kind, "ports": [port]}})
+        assert no_public_node_rpc(service), (kind, port)
+    internal = Resource("kubernetes:core/v1:Service", "s", {"spec": {"type": "ClusterIP", "ports": [port]}})
+    assert no_public_node_rpc(internal) == []
+    assert (
+        no_public_node_rpc(
+            Resource(
+                "kubernetes:core/v1:Service",
+                "s",
+                {"spec": {"type": "LoadBalancer", "ports": [{"name": "grpc", "port": 443, "targetPort": "grpc"}]}},
+            )
+        )
+        == []
+    )

@@ -4,20 +4,31 @@ flows through, and every per-zone AWS resource belongs to the zone its name says
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pytest
 
 from tests.conftest import PlanStack
 from tests.k8s_objects import objects
+from tests.netpol_model import Pod, outside, reachable, selects
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import zones_of
+from zbi_infra.policies import Resource, network_policy_blocks_are_valid
 
 VARIANTS = {
     "regnet": {"network": "regtest", "node": {"replicas": 3}, "lightwallet": {"kind": "none"}},
     "zaino": {"network": "testnet", "lightwallet": {"kind": "zaino"}, "quota": {"headroomPercent": 0}},
     "private": {"network": "testnet", "endpoints": {"publicGrpc": False}},
+    # A light-wallet server smaller than its wait-for-node init container, and no headroom: the quota must count the
+    # init container (a pod's effective request is the larger of its containers' sum and its largest init container).
+    "tiny": {
+        "network": "testnet",
+        "lightwallet": {"resources": {"cpu": "5m", "memory": "8Mi"}},
+        "endpoints": {"publicGrpc": False},
+        "quota": {"headroomPercent": 0},
+    },
+    "legacy": {"network": "regtest", "node": {"kind": "zcashd"}, "endpoints": {"publicGrpc": False}},
     "public": {
         "network": "mainnet",
         "node": {"inboundP2p": True},
@@ -32,35 +43,17 @@ def plan(plan_stack: PlanStack) -> Plan:
     return plan_stack("dev", merge={"zbi:instances": VARIANTS})
 
 
-@dataclass
-class Pod:
-    workload: str
-    namespace: str
-    labels: dict[str, str]
-    ports: dict[str, int] = field(default_factory=dict)
+@dataclass(frozen=True)
+class WorkloadPod(Pod):
+    """A pod of the plan, named by its workload (tests/test_monitoring.py reads `.workload`)."""
+
+    @property
+    def workload(self) -> str:
+        return self.name
 
 
-def selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """Kubernetes label-selector semantics (matchLabels and matchExpressions)."""
-    if selector is None:
-        return False
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expression in selector.get("matchExpressions") or []:
-        present, values = expression["key"] in labels, expression.get("values", [])
-        operator = expression["operator"]
-        if (
-            (operator == "In" and labels.get(expression["key"]) not in values)
-            or (operator == "NotIn" and labels.get(expression["key"]) in values)
-            or (operator == "Exists" and not present)
-            or (operator == "DoesNotExist" and present)
-        ):
-            return False
-    return True
-
-
-def pods(plan: Plan, namespace: str) -> list[Pod]:
+def pods(plan: Plan, namespace: str) -> list[WorkloadPod]:
+    """One model pod per workload: its template's labels and named container ports."""
     found = []
     for workload in objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace):
         template = workload["spec"]["template"]
@@ -69,7 +62,9 @@ def pods(plan: Plan, namespace: str) -> list[Pod]:
             for c in template["spec"]["containers"]
             for p in c.get("ports", [])
         }
-        found.append(Pod(workload["metadata"]["name"], namespace, template["metadata"]["labels"], ports))
+        found.append(
+            WorkloadPod(namespace, template["metadata"]["labels"], ports=ports, name=workload["metadata"]["name"])
+        )
     return found
 
 
@@ -89,7 +84,7 @@ def test_every_selector_resolves_to_its_own_pods_and_ports(plan: Plan, instance:
         own = template["metadata"]["labels"]
         assert selects(workload["spec"]["selector"], own)
         # ... and no other workload's pods: a shared selector would make two controllers fight over pods.
-        assert [p.workload for p in here if selects(workload["spec"]["selector"], p.labels)] == [
+        assert [p.name for p in here if selects(workload["spec"]["selector"], p.labels)] == [
             workload["metadata"]["name"]
         ]
         for spread in template["spec"].get("topologySpreadConstraints", []):
@@ -100,7 +95,7 @@ def test_every_selector_resolves_to_its_own_pods_and_ports(plan: Plan, instance:
             assert selects(term["labelSelector"], own)
     for service in objects(plan, "Service", namespace):
         targets = [p for p in here if selects({"matchLabels": service["spec"]["selector"]}, p.labels)]
-        assert len(targets) == 1, (service["metadata"]["name"], [p.workload for p in targets])
+        assert len(targets) == 1, (service["metadata"]["name"], [p.name for p in targets])
         for port in service["spec"]["ports"]:
             assert port_number(targets[0], port["targetPort"]), (service["metadata"]["name"], port)
     for hpa in objects(plan, "HorizontalPodAutoscaler", namespace):
@@ -123,14 +118,14 @@ def test_disruption_budgets_protect_one_workload_and_never_block_a_drain(plan: P
         if "maxUnavailable" in spec:
             assert isinstance(spec["maxUnavailable"], int) and spec["maxUnavailable"] >= 1
         else:
-            assert spec["minAvailable"] < replicas[protected[0].workload]
+            assert spec["minAvailable"] < replicas[protected[0].name]
         # Only with two or more replicas: one replica behind a budget would block every node drain.
-        assert replicas[protected[0].workload] >= 2
+        assert replicas[protected[0].name] >= 2
     for workload, count in replicas.items():
         budgets = [
             b
             for b in objects(plan, "PodDisruptionBudget", namespace)
-            if any(selects(b["spec"]["selector"], p.labels) for p in pods(plan, namespace) if p.workload == workload)
+            if any(selects(b["spec"]["selector"], p.labels) for p in pods(plan, namespace) if p.name == workload)
         ]
         assert len(budgets) == (1 if count >= 2 else 0), workload
 
@@ -190,81 +185,90 @@ def test_the_quota_admits_every_pod_of_the_instance_at_its_largest(plan: Plan, i
         assert value * headroom <= limit + 1e-9 < value * headroom + rounding.get(key.split(".")[-1], 1), (key, value)
 
 
-# ---- NetworkPolicies: who may reach what ------------------------------------------------------------------------
+# ---- NetworkPolicies: who may reach what (tests/netpol_model.py follows the API's semantics) ----------------------
+
+ELSEWHERE = Pod("other", {}, address="10.20.40.7", name="a pod of another namespace")
+MONITORING = Pod("monitoring", {}, {"zbi.io/monitoring": "true"}, address="10.20.41.8", name="monitoring")
+GRPC_CLIENT = Pod("apps", {"zbi.io/grpc-client": "true"}, address="10.20.42.9", name="a labelled gRPC client")
+INTERNET = outside("203.0.113.7")
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where a connection comes from: a pod (namespace labels + pod labels), or an address outside the cluster."""
-
-    namespace_labels: dict[str, str] | None = None
-    pod_labels: dict[str, str] | None = None
-    namespace: str | None = None
-    address: str | None = None
+def policies(plan: Plan) -> list[dict[str, Any]]:
+    return objects(plan, "NetworkPolicy")
 
 
-def peer_matches(peer: dict[str, Any], source: Source, policy_namespace: str) -> bool:
-    if "ipBlock" in peer:
-        if source.address is None:
-            return False  # ipBlocks are for traffic from outside the cluster
-        import ipaddress
-
-        address = ipaddress.ip_address(source.address)
-        block = peer["ipBlock"]
-        return address in ipaddress.ip_network(block["cidr"]) and not any(
-            address in ipaddress.ip_network(e) for e in block.get("except", [])
-        )
-    if source.pod_labels is None:
-        return False
-    if "namespaceSelector" in peer:
-        if not selects(peer["namespaceSelector"], source.namespace_labels or {}):
-            return False
-    elif source.namespace != policy_namespace:
-        return False
-    return "podSelector" not in peer or selects(peer["podSelector"], source.pod_labels)
-
-
-def allowed(plan: Plan, source: Source, target: Pod, port_name: str) -> bool:
-    """Ingress to `target` on its named port (egress of an in-namespace source checked too)."""
-    number = target.ports[port_name]
-    policies = objects(plan, "NetworkPolicy", target.namespace)
-
-    def rule_admits(rule: dict[str, Any], peers_key: str, peer_source: Source, ports_of: Pod) -> bool:
-        ports_ok = not rule.get("ports") or any(port_number(ports_of, p["port"]) == number for p in rule["ports"])
-        peers = rule.get(peers_key)
-        return ports_ok and (peers is None or any(peer_matches(p, peer_source, target.namespace) for p in peers))
-
-    ingress = [
-        rule
-        for p in policies
-        if selects(p["spec"]["podSelector"], target.labels) and "Ingress" in p["spec"]["policyTypes"]
-        for rule in p["spec"].get("ingress", [])
-    ]
-    if not any(rule_admits(rule, "from", source, target) for rule in ingress):
-        return False
-    if source.namespace == target.namespace and source.pod_labels is not None:
-        destination = Source(namespace=target.namespace, pod_labels=target.labels, namespace_labels={})
-        egress = [
-            rule
-            for p in policies
-            if selects(p["spec"]["podSelector"], source.pod_labels) and "Egress" in p["spec"]["policyTypes"]
-            for rule in p["spec"].get("egress", [])
-        ]
-        return any(rule_admits(rule, "to", destination, target) for rule in egress)
-    return True
+def allowed(plan: Plan, source: Pod, target: Pod, port: str) -> bool:
+    return reachable(policies(plan), source, target, port)
 
 
 def pod(plan: Plan, instance: str, workload: str) -> Pod:
-    return next(p for p in pods(plan, f"zbi-{instance}") if p.workload == workload)
+    (found,) = [p for p in pods(plan, f"zbi-{instance}") if p.name == workload]
+    return found
 
 
-def inside(p: Pod) -> Source:
-    return Source(namespace=p.namespace, pod_labels=p.labels, namespace_labels={})
+def inside(p: Pod) -> Pod:
+    """A pod of the plan as a source, with an address inside the VPC (ipBlocks are matched against pod IPs too)."""
+    return replace(p, address="10.20.43.10")
 
 
-ELSEWHERE = Source(namespace="other", namespace_labels={"kubernetes.io/metadata.name": "other"}, pod_labels={})
-MONITORING = Source(namespace="monitoring", namespace_labels={"zbi.io/monitoring": "true"}, pod_labels={})
-GRPC_CLIENT = Source(namespace="apps", namespace_labels={}, pod_labels={"zbi.io/grpc-client": "true"})
+def every_pod(plan: Plan) -> list[Pod]:
+    return [inside(p) for instance in ALL for p in pods(plan, f"zbi-{instance}")]
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_only_the_instances_own_rpc_clients_reach_its_node_rpc(plan: Plan, instance: str) -> None:
+    """The light-wallet tier and the gateway of the same instance, nobody else: no pod of another instance, of
+    another namespace, of monitoring, and no address outside the cluster. An instance with neither (regnet: no
+    light-wallet tier, no access file) has no RPC client at all."""
+    namespace = f"zbi-{instance}"
+    node = next(p for p in pods(plan, namespace) if p.labels.get("app.kubernetes.io/component") == "full-node")
+    expected = {
+        f"{namespace}/{p.name}"
+        for p in pods(plan, namespace)
+        if p.labels.get("app.kubernetes.io/component") in {"light-wallet", "gateway"}
+    }
+    sources = [*every_pod(plan), ELSEWHERE, MONITORING, GRPC_CLIENT, INTERNET, outside("10.20.0.5")]
+    reaching = {f"{s.namespace}/{s.name}" for s in sources if allowed(plan, s, node, "rpc")}
+    assert reaching == expected, instance
+    assert expected or instance == "regnet"
+
+
+def test_no_rule_of_any_policy_admits_every_source_or_destination(plan: Plan) -> None:
+    """A rule whose `from`/`to` is missing or empty admits everyone (the API's words); zBI always names its peers."""
+    for policy in policies(plan):
+        spec = policy["spec"]
+        for direction, peers in (("ingress", "from"), ("egress", "to")):
+            for rule in spec.get(direction) or []:
+                assert rule.get(peers), (policy["metadata"]["name"], direction, rule)
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_every_port_a_policy_opens_is_a_port_its_pods_listen_on(plan: Plan, instance: str) -> None:
+    """An ingress rule's port that no selected pod listens on opens nothing today and whatever listens there
+    tomorrow (zcashd serves no metrics port: its pods get no metrics rule)."""
+    namespace = f"zbi-{instance}"
+    for policy in objects(plan, "NetworkPolicy", namespace):
+        selected = [p for p in pods(plan, namespace) if selects(policy["spec"]["podSelector"], p.labels)]
+        for rule in policy["spec"].get("ingress") or []:
+            for entry in rule.get("ports") or []:
+                for p in selected:
+                    assert port_number(p, entry["port"]), (policy["metadata"]["name"], p.name, entry)
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_public_networks_reach_the_nodes_p2p_and_a_regtest_network_never(plan: Plan, instance: str) -> None:
+    namespace = f"zbi-{instance}"
+    node = next(p for p in pods(plan, namespace) if p.labels.get("app.kubernetes.io/component") == "full-node")
+    regtest = (VARIANTS.get(instance) or {}).get("network") == "regtest"
+    assert allowed(plan, INTERNET, node, "p2p") is not regtest
+    assert not allowed(plan, outside("169.254.169.254"), node, "p2p")
+
+
+@pytest.mark.parametrize("instance", ALL)
+def test_every_ip_block_is_one_the_api_server_accepts(plan: Plan, instance: str) -> None:
+    for policy in objects(plan, "NetworkPolicy", f"zbi-{instance}"):
+        resource = Resource("kubernetes:networking.k8s.io/v1:NetworkPolicy", policy["metadata"]["name"], policy)
+        assert network_policy_blocks_are_valid(resource) == [], policy["metadata"]["name"]
 
 
 def test_reachability_of_an_instance(plan: Plan) -> None:
@@ -274,8 +278,9 @@ def test_reachability_of_an_instance(plan: Plan) -> None:
     assert not allowed(plan, MONITORING, node, "rpc")
     assert allowed(plan, MONITORING, node, "metrics") and not allowed(plan, ELSEWHERE, node, "metrics")
     assert allowed(plan, MONITORING, wallet, "metrics") and not allowed(plan, ELSEWHERE, wallet, "metrics")
-    assert allowed(plan, Source(address="203.0.113.7"), node, "p2p")  # public P2P
-    assert not allowed(plan, Source(address="169.254.169.254"), node, "rpc")
+    assert allowed(plan, INTERNET, node, "p2p")  # public P2P
+    assert not allowed(plan, outside("169.254.169.254"), node, "p2p")
+    assert not allowed(plan, outside("169.254.169.254"), node, "rpc")
 
 
 def test_zaino_reaches_its_node_and_nothing_else_does(plan: Plan) -> None:
@@ -289,14 +294,15 @@ def test_a_private_grpc_endpoint_admits_the_namespace_and_labelled_clients_only(
     wallet = pod(plan, "private", "lightwalletd")
     assert allowed(plan, GRPC_CLIENT, wallet, "grpc")
     assert not allowed(plan, ELSEWHERE, wallet, "grpc")
-    assert not allowed(plan, Source(address="52.94.1.1"), wallet, "grpc")
+    assert not allowed(plan, outside("52.94.1.1"), wallet, "grpc")
 
 
 def test_a_public_grpc_endpoint_admits_exactly_its_allowed_cidrs(plan: Plan) -> None:
     wallet = pod(plan, "public", "lightwalletd")
-    assert allowed(plan, Source(address="34.200.1.9"), wallet, "grpc")
-    assert allowed(plan, Source(address="52.94.2.1"), wallet, "grpc")
-    assert not allowed(plan, Source(address="8.8.8.8"), wallet, "grpc")
+    assert allowed(plan, outside("34.200.1.9"), wallet, "grpc")
+    assert allowed(plan, outside("52.94.2.1"), wallet, "grpc")
+    assert not allowed(plan, outside("8.8.8.8"), wallet, "grpc")
+    assert not allowed(plan, ELSEWHERE, wallet, "grpc")
     (service,) = [
         s
         for s in objects(plan, "Service", "zbi-public")
@@ -309,9 +315,10 @@ def test_a_public_grpc_endpoint_admits_exactly_its_allowed_cidrs(plan: Plan) -> 
 
 def test_behind_a_gateway_the_gateway_is_the_only_way_in(plan: Plan) -> None:
     gateway, wallet, node = (pod(plan, "testnet", w) for w in ("gateway", "lightwalletd", "zebrad"))
-    internet = Source(address="203.0.113.7")
-    assert allowed(plan, internet, gateway, "https")
-    assert not allowed(plan, internet, wallet, "grpc")
+    assert allowed(plan, INTERNET, gateway, "https")
+    # Its allowlist is the default 0.0.0.0/0, the instance metadata address carved out.
+    assert not allowed(plan, outside("169.254.169.254"), gateway, "https")
+    assert not allowed(plan, INTERNET, wallet, "grpc")
     assert not allowed(plan, GRPC_CLIENT, wallet, "grpc") and not allowed(plan, ELSEWHERE, wallet, "grpc")
     assert allowed(plan, inside(gateway), wallet, "grpc")  # the gateway forwards gRPC ...
     assert allowed(plan, inside(gateway), node, "rpc")  # ... and JSON-RPC, with the node's credentials
@@ -325,8 +332,11 @@ def test_behind_a_gateway_the_gateway_is_the_only_way_in(plan: Plan) -> None:
 def test_a_regtest_network_talks_to_itself_only(plan: Plan) -> None:
     node = pod(plan, "regnet", "zebrad")
     assert allowed(plan, inside(node), node, "p2p")
-    assert not allowed(plan, Source(address="203.0.113.7"), node, "p2p")
+    assert not allowed(plan, INTERNET, node, "p2p")
     assert not allowed(plan, inside(pod(plan, "testnet", "zebrad")), node, "p2p")
+    # No light-wallet tier, no gateway: nobody at all calls its RPC (`from: []` would have meant everybody).
+    assert not allowed(plan, ELSEWHERE, node, "rpc") and not allowed(plan, INTERNET, node, "rpc")
+    assert not allowed(plan, inside(pod(plan, "testnet", "lightwalletd")), node, "rpc")
 
 
 # ---- per-zone identity ------------------------------------------------------------------------------------------

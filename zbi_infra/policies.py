@@ -8,6 +8,7 @@ policy pack needs only pulumi-policy.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -139,6 +140,30 @@ def kms_keys_rotate(resource: Resource) -> list[str]:
     if symmetric == "SYMMETRIC_DEFAULT" and resource.props.get("enableKeyRotation") is not True:
         return ["the KMS key does not rotate (enableKeyRotation is not true)"]
     return []
+
+
+def network_policy_blocks_are_valid(resource: Resource) -> list[str]:
+    """Every ipBlock `except` is a strict subset of its `cidr`: the API server rejects the policy otherwise
+    (kubernetes pkg/apis/networking/validation ValidateIPBlock), so it fails at deploy time, not at plan time."""
+    if resource.type != "kubernetes:networking.k8s.io/v1:NetworkPolicy":
+        return []
+    spec = resource.props.get("spec") or {}
+    blocks = [
+        peer["ipBlock"]
+        for direction, peers in (("ingress", "from"), ("egress", "to"))
+        for rule in spec.get(direction) or []
+        for peer in rule.get(peers) or []
+        if isinstance(peer, Mapping) and isinstance(peer.get("ipBlock"), Mapping)
+    ]
+    problems = []
+    for block in blocks:
+        cidr = ipaddress.ip_network(block["cidr"], strict=False)
+        for entry in block.get("except") or []:
+            excluded = ipaddress.ip_network(entry, strict=False)
+            inside = excluded.version == cidr.version and excluded.network_address in cidr
+            if not inside or excluded.prefixlen <= cidr.prefixlen:
+                problems.append(f"ipBlock except {entry} is not a strict subset of its cidr {block['cidr']}")
+    return problems
 
 
 # ---- the whole stack --------------------------------------------------------------------------------------------
@@ -292,6 +317,14 @@ GUARDRAILS = [
         "Every symmetric KMS key rotates its key material yearly.",
         "Set enableKeyRotation: true on the key.",
         check_resource=kms_keys_rotate,
+    ),
+    Guardrail(
+        "network-policy-blocks-valid",
+        "Every NetworkPolicy ipBlock except lies strictly inside its cidr; the API server rejects the policy "
+        "otherwise, and the instance would deploy without it.",
+        "Carve out only addresses inside the block (and never the whole block); drop the except when the block does "
+        "not contain the address.",
+        check_resource=network_policy_blocks_are_valid,
     ),
     Guardrail(
         "snapshots-copied-cross-region",

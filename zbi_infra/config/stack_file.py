@@ -11,7 +11,9 @@ YAML 1.2 core schema, and refuses, with the file, line and a fix:
 - tags other than YAML's core ones (`!Ref`, `!!python/object`, `!!binary`, `!!timestamp`): never constructed;
 - keys that are not text (`1:`, `null:`, `? [a, b]`), a key defined twice, more than one document, nesting deeper
   than 32 levels, a document that is not a mapping;
-- integers with a leading zero (`010`): yaml.v3 reads them as octal, YAML 1.2 as decimal; write what you mean.
+- integers with a leading zero (`010`, `+010`, `0_10`): yaml.v3 reads them as octal, YAML 1.2 as decimal; write what
+  you mean. Integers are otherwise read as yaml.v3 reads them: underscores dropped (`1_000`), a sign before a
+  0b/0o/0x prefix.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ Yaml12Resolver.yaml_implicit_resolvers = {}
 for _tag, _pattern, _first in (
     (_BOOL, r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
     (_NULL, r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    (_INT, r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    # yaml.v3 drops underscores, then reads the sign and a 0b/0o/0x prefix as Go's strconv.ParseInt(s, 0, 64) does.
+    (_INT, r"^[-+]?(?:[0-9][0-9_]*|0[bB][01_]+|0[oO][0-7_]+|0[xX][0-9a-fA-F_]+)$", "-+0123456789"),
     (
         _FLOAT,
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
@@ -89,7 +92,7 @@ class _Constructor(SafeConstructor):
                 f"write {int(value, 10)} for the decimal number, {value[: len(value) - len(digits)]}0o"
                 f"{digits.lstrip('0') or '0'} for octal, or quote it",
             )
-        return int(value, 0) if digits.startswith(("0o", "0x")) else int(value, 10)
+        return int(value, 0) if digits[:2].lower() in ("0b", "0o", "0x") else int(value, 10)
 
     def construct_yaml_float(self, node: ScalarNode) -> float:
         value = str(self.construct_scalar(node)).lower()

@@ -94,8 +94,10 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
     full_node_ingress = [
         # P2P: the public network for mainnet/testnet; only the instance's own nodes for regtest.
         np.NetworkPolicyIngressRuleArgs(from_=siblings if regtest else anywhere, ports=tcp(ports.p2p)),
-        np.NetworkPolicyIngressRuleArgs(from_=rpc_clients, ports=tcp(ports.rpc)),
     ]
+    if rpc_clients:
+        # Only with callers: a rule with no peers (`from: []`, as with a missing `from`) admits every source.
+        full_node_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=rpc_clients, ports=tcp(ports.rpc)))
     if config.node.kind in (NodeKind.ZEBRAD, NodeKind.ZAKURAD):  # their metrics endpoint
         full_node_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(ZEBRA_METRICS_PORT)))
     full_node_egress = (
@@ -143,8 +145,10 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
 
 
 def _metadata_except(cidr: str) -> list[str] | None:
-    """The instance metadata address, carved out of any block that contains it."""
+    """The instance metadata address, carved out of any larger block that contains it (the API server rejects an
+    `except` that is not a strict subset of its `cidr`, so a /32 of the address itself is left as it is)."""
     import ipaddress
 
     network = ipaddress.ip_network(cidr)
-    return ["169.254.169.254/32"] if ipaddress.ip_address("169.254.169.254") in network else None
+    metadata = ipaddress.ip_address("169.254.169.254")
+    return ["169.254.169.254/32"] if metadata in network and network.prefixlen < 32 else None
