@@ -112,12 +112,11 @@ def test_a_key_expiring_today_is_refused_today_by_the_gateway_and_listed_as_expi
 
 @pytest.mark.parametrize(
     ("flags", "rate", "burst"),
-    [(["--burst", "7"], 10, 7), (["--rate", "3"], 3, 6), (["--rate", "3", "--burst", "4"], 3, 4)],
-    ids=["burst-alone", "rate-alone", "both"],
+    [(["--rate", "3"], 3, 6), (["--rate", "3", "--burst", "4"], 3, 4)],
+    ids=["rate-alone", "both"],
 )
 def test_create_key_rate_flags(tmp_path: Path, flags: list[str], rate: int, burst: int) -> None:
-    """`--burst` without `--rate` keeps the burst, at the documented default rate (10/s); `--rate` alone bursts at
-    twice the rate, as the access file's own default does."""
+    """`--rate` alone bursts at twice the rate, as the access file's own default does; both flags are kept."""
     path = tmp_path / "testnet.yaml"
     shutil.copy(ROOT / "access" / "testnet.yaml", path)
     assert (
@@ -125,3 +124,16 @@ def test_create_key_rate_flags(tmp_path: Path, flags: list[str], rate: int, burs
     )
     limit = read_access_file(path).user("rated").rate_limit
     assert (limit.requests_per_second, limit.effective_burst()) == (rate, burst)
+
+
+def test_create_key_refuses_a_burst_without_a_rate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A burst is allowed above a rate: alone it would silently take a default rate the caller never chose."""
+    path = tmp_path / "testnet.yaml"
+    shutil.copy(ROOT / "access" / "testnet.yaml", path)
+    before = path.read_bytes()
+    code = main(
+        ["access", "create-key", "testnet", "rated", "--burst", "7", "--file", str(path), "--project-dir", str(ROOT)]
+    )
+    assert code == 2
+    assert "--burst needs --rate" in capsys.readouterr().err
+    assert path.read_bytes() == before
