@@ -323,3 +323,19 @@ def test_supplied_release_data_for_zakura_uses_its_40_day_window() -> None:
     assert not found.errors
     found = instance_release_problems("z", config, date(2026, 10, 1))
     assert "zakurad 1.3.0-rc1 reached its Mainnet end of support on about 2026-09-30" in found.errors[0]
+
+
+def test_zakurad_gets_the_readiness_thresholds_zebrad_gets() -> None:
+    """Zakura keeps Zebra's [health] section: the mainnet defaults sized by the readiness model, and an operator's
+    node.readiness, reach zakurad.toml exactly as they reach zebrad.toml (a fork left on zebrad's old 2-block default
+    would empty the RPC Service in every long block gap)."""
+    from zbi_infra.config.health import ReadinessConfig
+    from zbi_infra.render.zebrad import render_zebrad_toml
+
+    for readiness in (None, ReadinessConfig(ready_max_blocks_behind=30, ready_max_tip_age="40m")):
+        zakura = tomllib.loads(render_zakurad_toml(Network.MAINNET, readiness=readiness))["health"]
+        zebra = tomllib.loads(render_zebrad_toml(Network.MAINNET, readiness=readiness))["health"]
+        for key in ("ready_max_blocks_behind", "ready_max_tip_age"):
+            assert zakura[key] == zebra[key]
+    assert zakura["ready_max_blocks_behind"] == 30 and zakura["ready_max_tip_age"] == "40m"
+    assert tomllib.loads(render_zakurad_toml(Network.MAINNET))["health"]["ready_max_blocks_behind"] >= 10
