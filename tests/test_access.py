@@ -241,3 +241,15 @@ def test_every_access_file_in_the_repository_is_valid_and_names_a_declared_insta
     shutil.copy(files[0], orphan)
     assert main(["access", "check", "orphan", "--file", str(orphan), "--project-dir", str(ROOT)]) == 2
     assert "'orphan' is declared in no stack's zbi:instances" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("action", [["check"], ["create-key"], ["init"]])
+def test_a_misspelt_instance_gets_did_you_mean_and_nothing_is_written(
+    action: list[str], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    target = tmp_path / "tesnet.yaml"
+    extra = ["alice"] if action == ["create-key"] else []
+    args = ["access", *action, "tesnet", *extra, "--file", str(target), "--project-dir", str(ROOT)]
+    assert main(args) == 2
+    assert "did you mean 'testnet'?" in capsys.readouterr().err
+    assert not target.exists()

@@ -17,16 +17,6 @@ from zbi_infra.errors import ConfigError
 from zbi_infra.plan.project import Project
 
 
-def _declared_instances(project: Project) -> dict[str, list[str]]:
-    """Instance name -> the stacks whose zbi:instances declare it."""
-    declared: dict[str, list[str]] = {}
-    for stack in project.stack_names():
-        instances = project.stack_file(stack).config.get("zbi:instances")
-        for name in instances if isinstance(instances, dict) else {}:
-            declared.setdefault(str(name), []).append(stack)
-    return declared
-
-
 def _rate_limit(args: argparse.Namespace) -> RateLimit | None:
     """--rate/--burst as the model reads them; out-of-bounds values name the flag."""
     if args.rate is None and args.burst is None:
@@ -49,16 +39,9 @@ def _rate_limit(args: argparse.Namespace) -> RateLimit | None:
 def _access_checks(args: argparse.Namespace, project: Project) -> tuple[list[str], Callable[[AccessFile, str], None]]:
     """The stacks declaring the instance, and a check of an access file against each one's instance config (gRPC
     needs a light-wallet server). An instance no stack declares has no access file to write or check."""
-    declared = _declared_instances(project)
-    if args.instance not in declared:
-        known = ", ".join(sorted(declared)) or "none"
-        raise ConfigError(
-            [f"instance {args.instance!r} is declared in no stack's zbi:instances (declared: {known}). Fix: "
-             "declare it in a Pulumi.<stack>.yaml first, or name a declared instance"],
-            what="access file",
-        )  # fmt: skip
+    stacks = project.stacks_declaring(args.instance, what="access file")
     instances = []
-    for stack in declared[args.instance]:
+    for stack in stacks:
         stack_file = project.stack_file(stack)
         config = load_stack_config(stack_file.config, secret_keys=set(stack_file.secret_keys))
         instances.append(config.instances[args.instance])
@@ -67,7 +50,7 @@ def _access_checks(args: argparse.Namespace, project: Project) -> tuple[list[str
         for instance in instances:
             check_for_instance(access, args.instance, instance, source)
 
-    return declared[args.instance], check
+    return stacks, check
 
 
 def access_command(args: argparse.Namespace, project: Project) -> int:
@@ -89,15 +72,16 @@ def access_command(args: argparse.Namespace, project: Project) -> int:
         from zbi_infra.commands import access_init
 
         return access_init.run(args, project, path)
-    access = read_access_file(path)
     if args.action == "check":
-        # `check` and `create-key` read every stack file: the instance must be declared, and its config fits the file.
+        # `check` and `create-key` read every stack file: the instance must be declared (named before the file is
+        # read, so a misspelt instance gets "did you mean"), and its config fits the file.
         declared, check = _access_checks(args, project)
+        access = read_access_file(path)
         check(access, str(path))
         stacks = ", ".join(declared)
         print(f"{path}: valid ({len(access.users)} users; instance of stack {stacks})")
         return 0
-    rows = describe_users(access, today=today)
+    rows = describe_users(read_access_file(path), today=today)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0

@@ -4,7 +4,6 @@ written. The instance must be declared in a stack (a misspelling gets "did you m
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 from typing import Any
@@ -52,16 +51,6 @@ users: []
 """
 
 
-def declared_instances(project: Any) -> dict[str, list[str]]:
-    """Instance name -> the stacks whose zbi:instances declare it."""
-    declared: dict[str, list[str]] = {}
-    for stack in project.stack_names():
-        instances = project.stack_file(stack).config.get("zbi:instances")
-        for name in instances if isinstance(instances, dict) else {}:
-            declared.setdefault(str(name), []).append(stack)
-    return declared
-
-
 def access_file_text(instance: str, stacks: list[str]) -> str:
     from zbi_infra.config.access import light_wallet_service, parse_access
 
@@ -80,21 +69,13 @@ def access_file_text(instance: str, stacks: list[str]) -> str:
 def run(args: argparse.Namespace, project: Any, path: Path) -> int:
     from zbi_infra.yaml_roundtrip import replace_file
 
-    declared = declared_instances(project)
-    if args.instance not in declared:
-        close = difflib.get_close_matches(args.instance, sorted(declared), n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"declared: {', '.join(sorted(declared)) or 'none'}"
-        raise ConfigError(
-            [f"instance {args.instance!r} is declared in no stack's zbi:instances ({hint}). Fix: name a declared "
-             "instance, or add it first (zbi instance add)"],
-            what="access init request",
-        )  # fmt: skip
+    stacks = project.stacks_declaring(args.instance, what="access init request")
     if path.exists():
         raise ConfigError(
             [f"{path} exists (nothing was written). Fix: edit it, or remove it to start again"],
             what="access init request",
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    replace_file(path, access_file_text(args.instance, declared[args.instance]))
+    replace_file(path, access_file_text(args.instance, stacks))
     print(f"wrote {path}: next, `zbi access create-key {args.instance} <user>`", file=sys.stderr)
     return 0

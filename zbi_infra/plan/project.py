@@ -36,6 +36,25 @@ class Project:
     def stack_names(self) -> list[str]:
         return sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in self.root.glob("Pulumi.*.yaml"))
 
+    def stacks_declaring(self, instance: str, *, what: str) -> list[str]:
+        """The stacks whose zbi:instances declare `instance`; none is a ConfigError with "did you mean"."""
+        import difflib
+
+        declared: dict[str, list[str]] = {}
+        for stack in self.stack_names():
+            instances = self.stack_file(stack).config.get("zbi:instances")
+            for name in instances if isinstance(instances, dict) else {}:
+                declared.setdefault(str(name), []).append(stack)
+        if instance in declared:
+            return declared[instance]
+        close = difflib.get_close_matches(instance, sorted(declared), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"declared: {', '.join(sorted(declared)) or 'none'}"
+        raise ConfigError(
+            [f"instance {instance[:80]!r} is declared in no stack's zbi:instances ({hint}). Fix: name a declared "
+             "instance, or add it first (zbi instance add)"],
+            what=what,
+        )  # fmt: skip
+
     def stack_file(self, stack: str) -> StackFile:
         import re
 
