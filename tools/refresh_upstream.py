@@ -23,6 +23,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import add_release  # tools/ is the script's own directory, first on sys.path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,22 +99,9 @@ COPIES = [
     ("mtail", ".goreleaser.yml", "mtail/goreleaser.yml"),
 ]
 
-# zebrad.toml sections: the file and struct each section deserializes into (all `deny_unknown_fields`). The network
-# and tracing sections are read through `DConfig` and `InnerConfig`, whose fields are the keys a file may use.
-ZEBRAD_SECTIONS = {
-    "consensus": ("zebra-consensus/src/config.rs", "Config"),
-    "health": ("zebrad/src/components/health/config.rs", "Config"),
-    "mempool": ("zebrad/src/components/mempool/config.rs", "Config"),
-    "metrics": ("zebrad/src/components/metrics.rs", "Config"),
-    "mining": ("zebra-rpc/src/config/mining.rs", "Config"),
-    "network": ("zebra-network/src/config.rs", "DConfig"),
-    "notify": ("zebrad/src/components/notify.rs", "Config"),
-    "rpc": ("zebra-rpc/src/config/rpc.rs", "Config"),
-    "state": ("zebra-state/src/config.rs", "Config"),
-    "sync": ("zebrad/src/components/sync.rs", "Config"),
-    "tracing": ("zebrad/src/components/tracing.rs", "InnerConfig"),
-    "zcashd_compat": ("zebrad/src/components/zcashd_compat/config.rs", "Config"),
-}
+# zebrad.toml sections: the file and struct each section deserializes into (all `deny_unknown_fields`), as the
+# release tool reads them for every release (one table: tools/add_release.py).
+ZEBRAD_SECTIONS = add_release.UPSTREAMS["zebrad"].sections
 
 
 def git_show(checkout: Path, tag: str, path: str) -> str:
