@@ -167,7 +167,8 @@ def test_checkov_passes_the_public_tls_manifests(public_tls_manifests: Path, tmp
     ("stack", "merge", "message"),
     [
         ("local", wallets({**PUBLIC, "publicTls": {"provider": "acm"}}), "acm needs AWS"),
-        ("dev", {"zbi:instances": {"testnet": {"endpoints": {"publicTls": {"provider": "acm"}}}}}, "zbi:dns is not set"),
+        ("dev", {"zbi:dns": None, "zbi:instances": {"testnet": {"endpoints": {"publicTls": {"provider": "acm"}}}}},
+         "zbi:dns is not set"),
         ("local", wallets({"publicTls": ACME}), "set publicGrpc: true"),
         ("local", wallets({**PUBLIC, "hostnames": ["*.example.com"], "publicTls": ACME}), "only through DNS-01"),
         ("local", wallets({**PUBLIC, "publicTls": {"provider": "acme"}}), "needs acme.email"),

@@ -8,7 +8,7 @@ import json
 import pulumi
 import pytest
 
-from tests.conftest import PlanStack
+from tests.conftest import ROOT, PlanStack
 from tests.k8s_objects import objects, one
 from zbi_infra.dns import published_address
 from zbi_infra.errors import ConfigError
@@ -263,8 +263,8 @@ def test_failover_records_pair_primary_and_secondary(plan_stack: PlanStack, acti
     assert ".elb.us-east-1." in p["records"][0] and ".elb.us-west-2." in s["records"][0]
 
 
-def test_no_dns_records_without_a_hosted_zone(dev: Plan) -> None:
-    assert not dev.of_type("aws:route53/record:Record")
+def test_no_dns_records_without_a_hosted_zone(plan_stack: PlanStack) -> None:
+    assert not plan_stack("dev", merge={"zbi:dns": None}).of_type("aws:route53/record:Record")
 
 
 def test_local_stack_has_no_aws_resources(plan_stack: PlanStack) -> None:
@@ -311,3 +311,31 @@ def test_a_dns_record_never_points_at_a_placeholder(plan_stack: PlanStack) -> No
         ".elb.us-east-1.amazonaws.com"
     )
     assert service.inputs["spec"]["type"] == "LoadBalancer"
+
+
+def test_the_dev_stack_publishes_its_public_hostnames_and_activated_dr_answers_for_them(plan_stack: PlanStack) -> None:
+    """Pulumi.dev.yaml's zbi:dns: each public hostname gets a health-checked PRIMARY record in that zone, and the DR
+    stack, which sets no zone of its own, writes the SECONDARY records into the same zone when activated."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]
+    zone = config["zbi:dns"]["hostedZoneId"]
+    assert "EXAMPLE" in zone  # an example id, and the stack file says to replace it
+    hostnames = {
+        hostname
+        for instance in config["zbi:instances"].values()
+        if instance.get("endpoints", {}).get("publicGrpc")
+        for hostname in instance["endpoints"]["hostnames"]
+    }
+    assert hostnames
+    dev = plan_stack("dev")
+    records = dev.of_type("aws:route53/record:Record")
+    assert {r.inputs["name"] for r in records} == hostnames
+    assert {r.inputs["zoneId"] for r in records} == {zone}
+    checks = {c.id for c in dev.of_type("aws:route53/healthCheck:HealthCheck")}
+    assert all(r.inputs["failoverRoutingPolicies"] == [{"type": "PRIMARY"}] for r in records)
+    assert {r.inputs["healthCheckId"] for r in records} == checks and len(checks) == len(records)
+    dr = plan_stack("dr", merge={"zbi:dr": {"activate": True}}, stack_outputs=PRIMARY_OUTPUTS)
+    secondary = dr.of_type("aws:route53/record:Record")
+    assert {r.inputs["name"] for r in secondary} == hostnames and {r.inputs["zoneId"] for r in secondary} == {zone}
+    assert all(r.inputs["failoverRoutingPolicies"] == [{"type": "SECONDARY"}] for r in secondary)

@@ -60,3 +60,15 @@ def test_descriptions_come_from_the_models_code() -> None:
     assert {"jsonRpc.methods", "grpc.methods", "users[].keySha256", "anonymous.rateLimit.requestsPerSecond"} <= set(
         rows
     )
+
+
+def test_every_key_in_the_reference_has_a_description() -> None:
+    """Stack-file and access-file keys alike: a key added without a description= or a comment above it fails here."""
+    rows = re.findall(r"^\| `([^`]+)` \|.*\|([^|]*)\|$", render_reference(), flags=re.MULTILINE)
+    assert len(rows) > 150
+    assert not [key for key, description in rows if not description.strip()]
+    described = dict((key, description.strip()) for key, description in rows)
+    # A field declared in a base model is described by the comment there (MethodSet.methods).
+    assert described["jsonRpc.methods"] == described["grpc.methods"] != ""
+    # A map's entry row says what each entry is.
+    assert described["zbi:instances.<name>"].startswith("One instance: a full node")

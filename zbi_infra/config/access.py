@@ -189,6 +189,7 @@ IsoDate = Annotated[date, BeforeValidator(_iso_date)]
 
 
 class RateLimit(StrictModel):
+    # The steady rate allowed, per gateway replica.
     requests_per_second: StrictInt = Field(default=10, ge=1, le=100_000)
     # Requests allowed at once above the steady rate; 0 means twice the rate.
     burst: StrictInt = Field(default=0, ge=0, le=1_000_000)
@@ -201,6 +202,7 @@ class RateLimit(StrictModel):
 
 
 class MethodSet(StrictModel):
+    # Method names, each checked against the upstream service's own list (a misspelling gets "did you mean").
     methods: list[str] = Field(default_factory=list)
 
 
@@ -221,18 +223,26 @@ class GrpcMethods(MethodSet):
 class AnonymousProfile(StrictModel):
     """What clients without a key may call: a public light-wallet server's wallets."""
 
+    # JSON-RPC methods callers without a key may call.
     json_rpc: list[str] = Field(default_factory=list)
+    # gRPC methods callers without a key may call.
     grpc: list[str] = Field(default_factory=list)
+    # The rate limit for callers without a key (default 5/s).
     rate_limit: RateLimit = Field(default_factory=lambda: RateLimit(requests_per_second=5))
 
 
 class EndUser(StrictModel):
+    # The user's name, in logs and metrics.
     name: UserName
+    # The SHA-256 of the user's key (`zbi access create-key` writes it; the key itself is never stored).
     key_sha256: KeyHash
+    # The day the key expires (UTC dates, as the gateway counts them); omitted, it does not expire.
     expires: IsoDate | None = None
     # None: every method the instance exposes.
     json_rpc: list[str] | None = None
+    # None: every gRPC method the instance exposes; else a narrower list.
     grpc: list[str] | None = None
+    # The user's rate limit (default 10/s, burst twice the rate).
     rate_limit: RateLimit = Field(default_factory=RateLimit)
 
     @field_validator("name")
@@ -251,9 +261,12 @@ class EndUser(StrictModel):
 
 
 class AccessFile(StrictModel):
+    # The full node's JSON-RPC methods the gateway exposes.
     json_rpc: JsonRpcMethods = Field(default_factory=JsonRpcMethods)
+    # The light-wallet server's gRPC methods (CompactTxStreamer) the gateway exposes.
     grpc: GrpcMethods = Field(default_factory=GrpcMethods)
     anonymous: AnonymousProfile | None = None
+    # The end users with a key: each a name, the key's SHA-256, methods and a rate limit.
     users: list[EndUser] = Field(default_factory=list)
 
     @model_validator(mode="after")

@@ -16,9 +16,11 @@ DIGEST_PINNED_IMAGE = r"^[a-z0-9]([a-z0-9._:/-]{0,254})?(:[A-Za-z0-9_][A-Za-z0-9
 
 
 class ControlPlaneConfig(StrictModel):
+    # false: no control plane is deployed.
     enabled: StrictBool = True
     # The repository the operator checks out (HTTPS; a private one needs gitAuth, see the README).
     repository: Annotated[str, StringConstraints(pattern=r"^https://[^\s'\"\\]+$", max_length=2048)]
+    # The branch the operator deploys from.
     branch: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._/-]{1,200}$")] = "main"
     # Where Pulumi.yaml sits in the repository.
     project_path: Annotated[str, StringConstraints(pattern=r"^(\.|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$")] = "."
@@ -30,9 +32,11 @@ class ControlPlaneConfig(StrictModel):
     # operator's default, pulumi/pulumi:latest-nonroot, floats). `docker buildx imagetools inspect IMAGE:TAG` shows
     # the digest of the tag you reviewed.
     workspace_image: Annotated[str, StringConstraints(max_length=512)]
+    # Minutes between the operator's reconciliations (drift corrected at least this often).
     resync_minutes: StrictInt = Field(default=10, ge=1, le=1440)
     # Self-managed state (s3://bucket/path); None: Pulumi Cloud, with PULUMI_ACCESS_TOKEN from `credentialsSecret`.
     backend: Annotated[str, StringConstraints(pattern=r"^(s3|https)://[^\s'\"\\]+$", max_length=2048)] | None = None
+    # awskms://... key that encrypts the stacks' secrets; None: the backend's default provider.
     secrets_provider: Annotated[str, StringConstraints(pattern=r"^awskms://[^\s'\"\\]+$", max_length=2048)] | None = (
         None
     )

@@ -36,7 +36,9 @@ def duration_seconds(text: str) -> int:
 class ReadinessConfig(StrictModel):
     """Tunable within bounds; omitted, the network's defaults apply (`default_readiness`)."""
 
+    # zebrad's /ready fails when its estimated lag is more blocks than this.
     ready_max_blocks_behind: StrictInt = Field(ge=MIN_BLOCKS_BEHIND, le=MAX_BLOCKS_BEHIND)
+    # zebrad's /ready fails when its tip has not grown for this long (e.g. 15m).
     ready_max_tip_age: Annotated[str, StringConstraints(max_length=8)]
 
     @field_validator("ready_max_tip_age")

@@ -72,9 +72,13 @@ def max_not_below_min(maximum: int, info: ValidationInfo) -> int:
 class ResourcesConfig(StrictModel):
     """Requests are what the scheduler reserves; limits cap a runaway process (memory limit = OOM kill)."""
 
+    # CPU request (Kubernetes quantity, e.g. 2 or 250m): what the scheduler reserves.
     cpu: Cpu
+    # Memory request (Kubernetes quantity, e.g. 8Gi).
     memory: Memory
+    # CPU limit, not below the request; omitted, four times the request.
     cpu_limit: Cpu | None = None
+    # Memory limit, not below the request (above it the container is OOM-killed); omitted, twice the request.
     memory_limit: Memory | None = None
 
     @field_validator("cpu", "cpu_limit")
@@ -122,7 +126,9 @@ class ImageConfig(StrictModel):
     repository: (
         Annotated[str, StringConstraints(pattern=r"^([a-z0-9.-]+(:[0-9]{1,5})?/)?[a-z0-9]+([._/-][a-z0-9]+)*$")] | None
     ) = None
+    # The image tag (no `v`, never `latest`); omitted, the release zBI pins.
     tag: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")] | None = None
+    # Pin the image by digest (sha256:...), so a retagged image is never pulled.
     digest: Annotated[str, StringConstraints(pattern=r"^sha256:[a-f0-9]{64}$")] | None = None
 
     @field_validator("repository", mode="before")
@@ -153,7 +159,9 @@ class StorageConfig(StrictModel):
     # EBS user guide, "General Purpose SSD volumes": gp3 is 1 GiB-16 TiB, 3,000-16,000 IOPS at most 500 per GiB,
     # 125-1,000 MiB/s at most 0.25 MiB/s per IOPS.
     size_gib: StrictInt = Field(default=500, ge=10, le=16384)
+    # Provisioned gp3 IOPS per volume.
     iops: StrictInt = Field(default=6000, ge=3000, le=16000)
+    # Provisioned gp3 throughput per volume, MiB/s.
     throughput_mibps: StrictInt = Field(default=250, ge=125, le=1000)
 
     @field_validator("throughput_mibps")
@@ -275,22 +283,29 @@ class BootstrapArchiveConfig(StrictModel):
 
     Resumable and checksum-verified; a volume that already holds data is adopted, never wiped."""
 
+    # HTTPS URL of the archive.
     url: Annotated[str, StringConstraints(pattern=r"^https://[^\s'\"\\]+$", max_length=2048)]
+    # The archive's SHA-256: it is verified before a single file is extracted.
     sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     # Leading path components of the archive to drop, so that its contents land in zebrad's state cache_dir.
     strip_components: StrictInt = Field(default=1, ge=0, le=8)
+    # none (a plain tar) or gzip.
     compression: Literal["none", "gzip"] = "none"
     # The archive and its extracted state sit on the chain volume together until extraction ends.
     size_gib: StrictInt = Field(ge=1, le=16384)
+    # Size of the extracted state, GiB.
     extracted_size_gib: StrictInt = Field(ge=1, le=16384)
 
 
 class NodeConfig(StrictModel):
+    # The full node implementation: zebrad, zakurad (docs/zakura.md) or zcashd (end of life: regtest only).
     kind: NodeKind = NodeKind.ZEBRAD
+    # Full node replicas, spread over zones; 2 or more for HA (1 gets a warning and no PDB).
     replicas: StrictInt = Field(default=2, ge=1, le=10)
     image: ImageConfig = Field(default_factory=ImageConfig)
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="2", memory="8Gi"))
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    # true: a LoadBalancer for peer-to-peer traffic (8233 on Mainnet, 18233 on Testnet), so peers can connect in.
     inbound_p2p: StrictBool = Field(default=False, alias="inboundP2p")
     # Fast bootstrap: new replicas' volumes are created from this EBS snapshot (e.g. the newest DLM snapshot of
     # another instance on the same network) and catch up from there instead of syncing from genesis.
@@ -304,6 +319,7 @@ class NodeConfig(StrictModel):
     release: SuppliedReleaseConfig | None = None
     # zakurad only (config/zakura.py): prune old transactions, or promise full history to historical-data users.
     pruning: PruningConfig | None = None
+    # zakurad: keep every historical transaction for historical-data users (refuses node.pruning).
     archive: StrictBool = False
     zcashd_compat: ZcashdCompatConfig | None = None
     # zebrad: "section.key" -> value (zebrad.toml); zcashd: "option" -> value (zcash.conf).
@@ -362,12 +378,17 @@ class NodeConfig(StrictModel):
 
 
 class LightwalletConfig(StrictModel):
+    # lightwalletd, zaino, or none (no light-wallet tier).
     kind: LightwalletKind = LightwalletKind.LIGHTWALLETD
+    # Fewest replicas the HPA keeps.
     min_replicas: StrictInt = Field(default=2, ge=1, le=50)
+    # Most replicas the HPA scales to.
     max_replicas: StrictInt = Field(default=6, ge=1, le=100)
+    # Average CPU (percent of the request) the HPA scales to hold.
     target_cpu_percent: StrictInt = Field(default=70, ge=10, le=95)
     image: ImageConfig = Field(default_factory=ImageConfig)
     resources: ResourcesConfig = Field(default_factory=lambda: ResourcesConfig(cpu="250m", memory="512Mi"))
+    # Each replica's own compact-block cache volume, GiB.
     cache_size_gib: StrictInt = Field(default=40, ge=1, le=4096)
 
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
@@ -378,7 +399,9 @@ class GatewayConfig(StrictModel):
 
     # Two at least: one replica per zone survives a zone or a node going away.
     min_replicas: StrictInt = Field(default=2, ge=2, le=50)
+    # Most gateway replicas the HPA scales to.
     max_replicas: StrictInt = Field(default=6, ge=2, le=100)
+    # Average CPU (percent of the request) the gateway's HPA scales to hold.
     target_cpu_percent: StrictInt = Field(default=70, ge=10, le=95)
     image: ImageConfig = Field(default_factory=ImageConfig)
     resources: ResourcesConfig = Field(
@@ -398,7 +421,9 @@ Hostname = Annotated[
 class EndpointsConfig(StrictModel):
     """What the outside world may reach. The full node's RPC is never public; it serves the light-wallet tier."""
 
+    # Expose the light-wallet gRPC endpoint through a load balancer on 443.
     public_grpc: StrictBool = False
+    # Public hostnames: SANs of the server certificate, and Route 53 records when zbi:dns is set.
     hostnames: list[Hostname] = Field(default_factory=list)
     # Networks allowed to reach a public endpoint (NLB source ranges and NetworkPolicy ipBlocks).
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
@@ -432,17 +457,25 @@ class QuotaConfig(StrictModel):
     """The instance namespace's ResourceQuota: its own pods at their largest (HPA maximums, rollout surge), grown by
     the headroom, so that one tenant cannot starve the others and zBI's own pods are always admitted."""
 
+    # Give the instance's namespace a ResourceQuota.
     enabled: StrictBool = True
+    # Room above the instance's own largest footprint, percent.
     headroom_percent: StrictInt = Field(default=25, ge=0, le=400)
 
 
 class InstanceConfig(StrictModel):
+    """One instance: a full node, its light-wallet server, and the endpoints, gateway and quota around them."""
+
+    # The Zcash network the instance follows: mainnet, testnet or regtest.
     network: Network
+    # The full node: implementation, replicas, image, resources and chain volume.
     node: NodeConfig = Field(default_factory=NodeConfig)
+    # The light-wallet server in front of the full node (lightwalletd or Zaino), or none.
     lightwallet: LightwalletConfig = Field(default_factory=LightwalletConfig)
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
+    # IAM principals who get the zbi-instance-admin Role in this instance's namespace only.
     admins: list[PrincipalArn] = Field(default_factory=list)
     # The instance administrators on GitHub: they own the instance's access file in CODEOWNERS (`zbi roles`).
     owners: list[GitHubOwner] = Field(default_factory=list)

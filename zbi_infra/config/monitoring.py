@@ -16,9 +16,11 @@ AMP_REMOTE_WRITE = (
 
 
 class MonitoringConfig(StrictModel):
+    # Deploy Prometheus and Alertmanager with zBI's alert rules.
     enabled: StrictBool = True
     # Prometheus keeps this many days of samples on its own retained, encrypted volume.
     retention_days: StrictInt = Field(default=15, ge=1, le=365)
+    # Prometheus's volume, GiB.
     storage_gib: StrictInt = Field(default=50, ge=5, le=16384)
     # Amazon Managed Service for Prometheus: the workspace's remote-write URL (Prometheus signs with SigV4 through an
     # IRSA role that may write to that workspace only).

@@ -31,19 +31,28 @@ class NatStrategy(StrEnum):
 
 
 class FlowLogsConfig(StrictModel):
+    # Record the VPC's flow logs.
     enabled: StrictBool = True
+    # Days CloudWatch Logs keeps them (a value CloudWatch accepts).
     retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653] = 30
 
 
 class PlatformConfig(StrictModel):
     """`zbi:platform`: where the platform lives and how its network is laid out."""
 
+    # The AWS region every resource of the stack is created in (aws:region must agree).
     region: AwsRegion = "us-east-1"
+    # Zones the VPC, node groups and replicas spread over.
     availability_zone_count: StrictInt = Field(default=5, ge=2, le=6)
+    # 2 to 6 zone IDs (e.g. use1-az1) to use instead of availabilityZoneCount (not both).
     zone_ids: list[str] | None = None
+    # The VPC's IPv4 range, split into a public and a private subnet per zone.
     vpc_cidr: str = "10.20.0.0/16"
+    # per-az: a NAT gateway in each zone (a zone outage leaves the others egress); single: one, cheaper.
     nat_strategy: NatStrategy = NatStrategy.PER_AZ
+    # VPC flow logs to CloudWatch Logs.
     flow_logs: FlowLogsConfig = Field(default_factory=FlowLogsConfig)
+    # AWS tags added to the platform's resources.
     tags: Tags
 
     @field_validator("zone_ids")
@@ -98,7 +107,9 @@ RFC_1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 class EndpointConfig(StrictModel):
     """`zbi:cluster.endpoint`: the private endpoint is always on; the public one is opt-in and allowlisted."""
 
+    # Also open the cluster's API endpoint to the internet, for the CIDRs below only.
     public_access: StrictBool = False
+    # Networks allowed to reach the public API endpoint (required when publicAccess is true, refused otherwise).
     public_access_cidrs: list[str] = Field(default_factory=list)
 
     @field_validator("public_access_cidrs")
@@ -151,11 +162,15 @@ PrincipalArn = Annotated[str, BeforeValidator(_principal_arn)]
 class AdminConfig(StrictModel):
     """One EKS access entry."""
 
+    # A name for the access entry.
     name: DnsLabel
+    # The IAM role or user given access to the cluster.
     principal_arn: PrincipalArn
     # The same person or team on GitHub: owns the platform's files in CODEOWNERS (`zbi roles`).
     github: GitHubOwner | None = None
+    # The EKS access policy granted: cluster-admin, admin, edit or view.
     policy: Literal["cluster-admin", "admin", "edit", "view"] = "cluster-admin"
+    # Limit the policy to these namespaces (not with cluster-admin); empty: the whole cluster.
     namespaces: list[DnsLabel] = Field(default_factory=list)
 
     @field_validator("namespaces")
@@ -180,8 +195,11 @@ LABEL_VALUE_PATTERN = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9]
 class TaintConfig(StrictModel):
     """EKS API reference, Taint: key 1-63 characters, value 0-63; both follow Kubernetes label syntax."""
 
+    # The taint's key.
     key: Annotated[str, StringConstraints(min_length=1, max_length=63)]
+    # The taint's value.
     value: Annotated[str, StringConstraints(max_length=63)] = ""
+    # What the taint does to pods that do not tolerate it.
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 
     @field_validator("key")
@@ -213,15 +231,23 @@ def instance_architecture(instance_type: str) -> str:
 class NodeGroupConfig(StrictModel):
     """`zbi:cluster.nodeGroups.<name>`: one managed node group *per zone*; sizes are per zone."""
 
+    # EC2 instance types the group may launch, in order of preference.
     instance_types: Annotated[
         list[Annotated[str, StringConstraints(pattern=INSTANCE_TYPE_PATTERN)]], Field(min_length=1, max_length=20)
     ] = Field(default_factory=lambda: ["m7i.large"])
+    # The EKS-optimized AMI family of the nodes.
     ami_type: AmiType = AmiType.AL2023_X86_64
+    # ON_DEMAND, or SPOT (cheaper; nodes can be taken back with two minutes' notice).
     capacity_type: Literal["ON_DEMAND", "SPOT"] = "ON_DEMAND"
+    # Fewest nodes per zone.
     min_size: StrictInt = Field(default=1, ge=0, le=100)
+    # Nodes per zone at creation (the cluster autoscaler moves it later).
     desired_size: StrictInt = Field(default=1, ge=0, le=100)
+    # Most nodes per zone.
     max_size: StrictInt = Field(default=3, ge=1, le=100)
+    # Each node's root volume (images and logs; chain data has its own volumes).
     disk_size_gib: StrictInt = Field(default=50, ge=20, le=16384)
+    # Kubernetes labels on the group's nodes.
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[TaintConfig] = Field(default_factory=list)
 
@@ -295,11 +321,15 @@ class ClusterConfig(StrictModel):
 
     # EKS CreateCluster: ^[0-9A-Za-z][A-Za-z0-9\-_]*$; shorter still so derived IAM role names fit (names.py).
     name: Annotated[str, StringConstraints(pattern=r"^[a-zA-Z][-a-zA-Z0-9]{0,62}$")]
+    # The EKS Kubernetes version.
     version: str = "1.33"
     endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
     admins: list[AdminConfig] = Field(default_factory=list)
+    # The identity that creates the cluster keeps cluster-admin (pulumi-eks 4.x always grants it; false is refused).
     bootstrap_creator_admin: StrictBool = True
+    # Days CloudWatch Logs keeps the control plane's logs.
     log_retention_days: Literal[7, 14, 30, 60, 90, 180, 365] = 90
+    # IMDSv2 hop limit on the nodes: 1 keeps pods from reading the node role's credentials.
     imds_hop_limit: StrictInt = Field(default=1, ge=1, le=2)
     # Session Manager access to every node (AmazonSSMManagedInstanceCore on the node role): off unless asked for.
     node_ssm_access: StrictBool = False

@@ -12,11 +12,14 @@ from zbi_infra.config.base import AwsRegion, StrictBool, StrictInt, StrictModel
 class BackupConfig(StrictModel):
     """`zbi:backup` (primary): scheduled EBS snapshots of chain data, copied to the DR region."""
 
+    # Take scheduled EBS snapshots of every instance's chain data (off: a warning, no copy anywhere).
     enabled: StrictBool = True
     interval_hours: StrictInt = Field(default=12, description="hours between snapshots")
     # DLM: at most 1,000 snapshots retained per schedule.
     retain_count: StrictInt = Field(default=14, ge=1, le=1000)
+    # The region snapshots are copied to, where the DR stack restores from.
     dr_region: AwsRegion = "us-west-2"
+    # Days each copy is kept in the DR region.
     dr_retain_days: StrictInt = Field(default=7, ge=1, le=365)
 
     @field_validator("interval_hours")
@@ -32,8 +35,11 @@ class BackupConfig(StrictModel):
 class DnsConfig(StrictModel):
     """`zbi:dns`: a Route 53 hosted zone holding the instances' public names; enables failover records."""
 
+    # The Route 53 hosted zone (Z...) that holds the instances' hostnames.
     hosted_zone_id: Annotated[str, StringConstraints(pattern=r"^Z[A-Z0-9]{1,31}$")]
+    # TTL of the failover records, seconds: how long resolvers keep the answer after a failover.
     record_ttl: StrictInt = Field(default=60, ge=10, le=3600)
+    # Seconds between Route 53 health checks of the primary endpoint: 10 or 30.
     health_check_interval: StrictInt = Field(default=30)
 
     @field_validator("health_check_interval")
@@ -49,6 +55,7 @@ class DrConfig(StrictModel):
 
     # A stack name, optionally qualified as project/stack or org/project/stack (never a file path).
     primary_stack: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+){0,2}$")]
+    # true: restore every primary instance in this region from its newest snapshot copy and serve.
     activate: StrictBool = False
     # Restore from the newest copied snapshot; without one, an activated instance syncs from genesis.
     require_snapshot: StrictBool = False

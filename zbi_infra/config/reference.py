@@ -127,14 +127,19 @@ def _comments(model: type[BaseModel]) -> dict[str, str]:
     return found
 
 
+def _summary(model: type[BaseModel]) -> str:
+    """The first sentence of the model's own docstring (never one inherited from the base model)."""
+    doc = inspect.cleandoc(model.__dict__.get("__doc__") or "")
+    return doc.split("\n\n")[0].replace("\n", " ").split(". ")[0].rstrip(".")
+
+
 def _description(model: type[BaseModel], name: str, field: FieldInfo) -> str:
-    text = field.description or _comments(model).get(name, "")
+    # A field declared in a base model (MethodSet.methods) has its comment there.
+    declared_in = [m for m in model.__mro__ if m.__module__.startswith("zbi_infra.config")]
+    text = field.description or next((c for m in declared_in if (c := _comments(m).get(name))), "")
     if not text:
         nested = _models(field.annotation)
-        doc = inspect.cleandoc(nested[0].__dict__.get("__doc__") or "") if nested else ""  # its own, not inherited
-        if doc:
-            text = doc.split("\n\n")[0].replace("\n", " ")
-            text = text.split(". ")[0].rstrip(".")
+        text = _summary(nested[0]) if nested else ""
     return text.replace("|", "\\|")
 
 
@@ -150,7 +155,8 @@ def _rows(model: type[BaseModel], prefix: str, rows: list[str]) -> None:
             container = typing.get_origin(_unwrap(field.annotation)[0])
             inner = f"{path}.<name>." if container is dict else f"{path}[]." if container is list else f"{path}."
             if container is dict:
-                rows.append(f"| `{path}.<name>` | mapping (one per name) | | | |")
+                summary = _summary(nested).replace("|", "\\|") or "one entry per name"
+                rows.append(f"| `{path}.<name>` | mapping (one per name) | | | {summary} |")
             _rows(nested, inner, rows)
 
 

@@ -18,7 +18,9 @@ class SuppliedReleaseConfig(StrictModel):
     and the day the tag was published. zBI checks the height against the chain anchor it holds, so a typo is
     refused rather than silently moving the end of support by months."""
 
+    # ESTIMATED_RELEASE_HEIGHT in zebrad's end_of_support.rs at the tag.
     estimated_release_height: StrictInt = Field(ge=1_000_000, le=100_000_000)
+    # The day the tag was published (not after today).
     released: date
     # Where the height and date were read: the end_of_support.rs at the tag, or its release page.
     source: Annotated[str, StringConstraints(pattern=r"^https://[^\s'\"\\]+$", max_length=2048)]

@@ -42,6 +42,7 @@ class StackRole(StrEnum):
 class LocalConfig(StrictModel):
     """`zbi:local`: run on a Kubernetes cluster you already have (kind, k3s, minikube), no AWS."""
 
+    # The kubeconfig context of the cluster to deploy to; None: the current context.
     kubeconfig_context: Annotated[str, StringConstraints(min_length=1, max_length=253)] | None = None
     # A Kubernetes object name (DNS subdomain, at most 253 characters).
     storage_class: (
@@ -58,25 +59,34 @@ class LocalConfig(StrictModel):
 class BudgetConfig(StrictModel):
     """`zbi:budget`: the stack's monthly budget in US dollars, against `zbi cost`'s reserved-instance estimate."""
 
+    # US dollars a month; `zbi cost <stack> --check` fails when the estimate is above it.
     monthly_usd: Annotated[float, Strict()] = Field(gt=0, le=10_000_000)
 
 
 class StackConfig(StrictModel):
+    # primary: a platform with its own VPC and EKS cluster; dr: the pilot light in another region (zbi:dr); local: a
+    # cluster you already have, no AWS (zbi:local).
     role: StackRole = StackRole.PRIMARY
     platform: PlatformConfig | None = None
     cluster: ClusterConfig | None = None
     local: LocalConfig | None = None
+    # The Zcash instances of this stack, by name: each a full node, optionally a light-wallet server, and their
+    # endpoints.
     instances: dict[InstanceName, InstanceConfig] = Field(default_factory=dict)
     backup: BackupConfig | None = None
     dns: DnsConfig | None = None
     dr: DrConfig | None = None
+    # Prometheus, Alertmanager and the alert rules, in the stack's cluster.
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
     # Alertmanager webhooks by severity, as Pulumi secrets (`pulumi config set --secret zbi:alertWebhookCritical`).
     alert_webhook_critical: str | None = None
+    # The Alertmanager webhook for warning alerts, a Pulumi secret like alertWebhookCritical.
     alert_webhook_warning: str | None = None
+    # AWS tags added to every resource of the stack.
     tags: Tags
     # What the platform may cost a month: `zbi cost --check` fails above it.
     budget: BudgetConfig | None = None
+    # An in-cluster Pulumi Kubernetes Operator that keeps the listed stacks converged on the repository's branch.
     control_plane: ControlPlaneConfig | None = None
 
     @model_validator(mode="after")
