@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import UPSTREAM, PlanStack
 from tests.k8s_objects import all_containers, one, pod_spec
-from zbi_infra.config.instance import Network, zebrad_config_keys
+from zbi_infra.config.instance import Network
+from zbi_infra.config.node_options import zebrad_config_keys
 from zbi_infra.plan.engine import Plan
 from zbi_infra.releases import (
     GATEWAY,

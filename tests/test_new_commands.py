@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 from tests.test_first_commands import copy_of_the_repository
 from zbi_infra.cli import main
 from zbi_infra.config.access import light_wallet_service, read_access_file
-from zbi_infra.config.instance import cpu_millis, memory_mib
+from zbi_infra.config.resources import cpu_millis, memory_mib
 
 
 def project_with(tmp_path: Path, *stacks: str) -> Path:

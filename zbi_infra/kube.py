@@ -7,7 +7,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as k8s
 
-from zbi_infra.config.instance import ResourcesConfig
+from zbi_infra.config.resources import ResourcesConfig
 
 PART_OF = "zbi"
 

@@ -110,7 +110,7 @@ def stack_text(stack: str, *, aws: bool, context: str, region: str, footprint: s
 def footprint(plan: Any) -> str:
     """What the instances' workloads (namespaces zbi-*) request at their starting replica counts, and their
     volumes; the platform's own add-ons (monitoring, autoscaler) are not counted."""
-    from zbi_infra.config.instance import cpu_millis, memory_mib
+    from zbi_infra.config.resources import cpu_millis, memory_mib
 
     millis = mib = 0
     volumes = 0.0

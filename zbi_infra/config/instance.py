@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import re
 from enum import StrEnum
-from functools import cache
-from importlib import resources
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
@@ -16,9 +13,18 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
 from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
+from zbi_infra.config.node_options import (
+    MAX_EXTRA_OPTIONS,
+    ZCASHD_MANAGED_KEYS,
+    ZEBRAD_MANAGED_KEYS,
+    ZEBRAD_UNSUPPORTED_SECTIONS,
+    extra_value_problem,
+    zebrad_config_keys,
+)
 from zbi_infra.config.platform import PrincipalArn
 from zbi_infra.config.public_tls import PublicTlsConfig, check_endpoints
 from zbi_infra.config.release import SuppliedReleaseConfig
+from zbi_infra.config.resources import ResourcesConfig
 from zbi_infra.config.zakura import (
     ZAKURAD_MANAGED_KEYS,
     ZAKURAD_UNSUPPORTED_SECTIONS,
@@ -47,76 +53,12 @@ class LightwalletKind(StrEnum):
     NONE = "none"
 
 
-CPU_PATTERN = r"^([0-9]+m|[0-9]+(\.[0-9]+)?)$"
-MEMORY_PATTERN = r"^[0-9]+(Mi|Gi)$"
-Cpu = Annotated[str, StringConstraints(pattern=CPU_PATTERN)]
-Memory = Annotated[str, StringConstraints(pattern=MEMORY_PATTERN)]
-
-
-def cpu_millis(value: str) -> int:
-    return int(value[:-1]) if value.endswith("m") else int(float(value) * 1000)
-
-
-def memory_mib(value: str) -> int:
-    return int(value[:-2]) * (1024 if value.endswith("Gi") else 1)
-
-
 def max_not_below_min(maximum: int, info: ValidationInfo) -> int:
     """An autoscaled tier's maxReplicas, checked against its minReplicas."""
     minimum = info.data.get("min_replicas")
     if minimum is not None and maximum < minimum:
         raise ValueError(f"maxReplicas ({maximum}) is below minReplicas ({minimum}). Fix: raise maxReplicas")
     return maximum
-
-
-class ResourcesConfig(StrictModel):
-    """Requests are what the scheduler reserves; limits cap a runaway process (memory limit = OOM kill)."""
-
-    # CPU request (Kubernetes quantity, e.g. 2 or 250m): what the scheduler reserves.
-    cpu: Cpu
-    # Memory request (Kubernetes quantity, e.g. 8Gi).
-    memory: Memory
-    # CPU limit, not below the request; omitted, four times the request.
-    cpu_limit: Cpu | None = None
-    # Memory limit, not below the request (above it the container is OOM-killed); omitted, twice the request.
-    memory_limit: Memory | None = None
-
-    @field_validator("cpu", "cpu_limit")
-    @classmethod
-    def _some_cpu(cls, value: str | None) -> str | None:
-        # "0" would let the scheduler pack the pod anywhere and the limit (4x the request) throttle it to nothing.
-        if value is not None and cpu_millis(value) < 1:
-            raise ValueError(f"{value} is no CPU at all. Fix: request at least 1m (a thousandth of a core)")
-        return value
-
-    @field_validator("memory", "memory_limit")
-    @classmethod
-    def _some_memory(cls, value: str | None) -> str | None:
-        if value is not None and memory_mib(value) < 1:
-            raise ValueError(f"{value} is no memory at all; the container could not start. Fix: give at least 1Mi")
-        return value
-
-    @field_validator("cpu_limit")
-    @classmethod
-    def _cpu_limit_not_below_request(cls, limit: str | None, info: ValidationInfo) -> str | None:
-        request = info.data.get("cpu")
-        if limit and request and cpu_millis(limit) < cpu_millis(request):
-            raise ValueError(f"cpuLimit {limit} is below cpu {request}. Fix: raise cpuLimit or lower cpu")
-        return limit
-
-    @field_validator("memory_limit")
-    @classmethod
-    def _memory_limit_not_below_request(cls, limit: str | None, info: ValidationInfo) -> str | None:
-        request = info.data.get("memory")
-        if limit and request and memory_mib(limit) < memory_mib(request):
-            raise ValueError(f"memoryLimit {limit} is below memory {request}. Fix: raise memoryLimit or lower memory")
-        return limit
-
-    def limits(self) -> dict[str, str]:
-        # Without an explicit limit, CPU may burst to 4x the request; memory is capped at 2x.
-        cpu = self.cpu_limit or f"{cpu_millis(self.cpu) * 4}m"
-        memory = self.memory_limit or f"{memory_mib(self.memory) * 2}Mi"
-        return {"cpu": cpu, "memory": memory}
 
 
 class ImageConfig(StrictModel):
@@ -185,99 +127,6 @@ class StorageConfig(StrictModel):
         return None
 
 
-# Keys zBI itself sets; overriding them would break probes, services or the peer network.
-ZEBRAD_MANAGED_KEYS = frozenset(
-    {
-        "network.network",
-        "network.listen_addr",
-        "network.initial_mainnet_peers",
-        "network.initial_testnet_peers",
-        "network.cache_dir",
-        "rpc.listen_addr",
-        "rpc.enable_cookie_auth",
-        "rpc.cookie_dir",
-        "state.cache_dir",
-        "health.listen_addr",
-        "metrics.endpoint_addr",
-        # Readiness and liveness rest on these: loosening them would mark a lagging node ready. The two thresholds
-        # are tuned within bounds under node.readiness instead (zbi_infra/config/health.py).
-        "health.enforce_on_test_networks",
-        "health.min_connected_peers",
-        "health.ready_max_blocks_behind",
-        "health.ready_max_tip_age",
-        "network.external_addr",
-        "network.testnet_parameters",
-        # An ephemeral state throws the chain away on every restart; a stop height halts the node.
-        "state.ephemeral",
-        "state.debug_stop_at_height",
-        # Files and ports outside the pod's volumes and NetworkPolicies.
-        "tracing.log_file",
-        "tracing.flamegraph",
-        "tracing.endpoint_addr",
-        "rpc.indexer_listen_addr",
-    }
-)
-# The sidecar zcashd of zebrad's compatibility mode is not in the zfnd/zebra runtime image.
-ZEBRAD_UNSUPPORTED_SECTIONS = frozenset({"zcashd_compat"})
-ZCASHD_MANAGED_KEYS = frozenset(
-    {
-        "testnet",
-        "regtest",
-        "datadir",
-        "conf",
-        "port",
-        "rpcport",
-        "rpcbind",
-        "rpcallowip",
-        "rpcuser",
-        "rpcpassword",
-        "rpcauth",
-        "server",
-        "listen",
-        "connect",
-        "addnode",
-        "printtoconsole",
-        "bind",
-        # Backgrounding would end the container's main process; a pid file needs a writable root filesystem.
-        "daemon",
-        "pid",
-        "experimentalfeatures",
-        "lightwalletd",
-    }
-)
-ExtraValue = str | int | float | bool | list[str] | list[int]
-MAX_EXTRA_OPTIONS = 64
-MAX_EXTRA_TEXT = 1024
-INT64 = (-(2**63), 2**63 - 1)
-
-
-@cache
-def zebrad_config_keys() -> dict[str, frozenset[str]]:
-    """zebrad.toml's sections and keys at the pinned release (tests/fixtures/upstream/zebra, SOURCES.json)."""
-    text = resources.files("zbi_infra.data").joinpath("zebrad-config-keys.json").read_text()
-    return {section: frozenset(keys) for section, keys in json.loads(text).items()}
-
-
-def _extra_value_problem(value: object) -> str | None:
-    items = value if isinstance(value, list) else [value]
-    if isinstance(value, list) and len(value) > 100:
-        return "a list of more than 100 values"
-    for item in items:
-        if isinstance(item, bool):
-            continue
-        if isinstance(item, int) and not INT64[0] <= item <= INT64[1]:
-            return f"{str(item)[:30]}… is outside the 64-bit range zebrad and zcashd read"
-        if isinstance(item, float) and not math.isfinite(item):
-            return f"{item} is not a finite number"
-        if isinstance(item, str) and len(item) > MAX_EXTRA_TEXT:
-            return f"a text of {len(item)} characters (at most {MAX_EXTRA_TEXT})"
-        if isinstance(item, str) and ("\n" in item or "\r" in item):
-            return "a line break"
-        if not isinstance(item, str | int | float):
-            return f"a {type(item).__name__}"
-    return None
-
-
 class BootstrapArchiveConfig(StrictModel):
     """A published chain-state archive that a new replica's empty volume is filled from (zbi_infra/render/bootstrap.py).
 
@@ -344,7 +193,7 @@ class NodeConfig(StrictModel):
         if len(options) > MAX_EXTRA_OPTIONS:
             raise ValueError(f"{len(options)} options. Fix: keep at most {MAX_EXTRA_OPTIONS}")
         for key, value in options.items():
-            problem = _extra_value_problem(value)
+            problem = extra_value_problem(value)
             if problem:
                 raise ValueError(f"{key[:60]}: {problem}. Fix: write a number, true/false, a text or a list of them")
             if kind in (NodeKind.ZEBRAD, NodeKind.ZAKURAD):

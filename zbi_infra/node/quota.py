@@ -14,7 +14,7 @@ from typing import Any
 
 import pulumi_kubernetes as k8s
 
-from zbi_infra.config.instance import cpu_millis, memory_mib
+from zbi_infra.config.resources import cpu_millis, memory_mib
 
 QUOTA_NAME = "instance-quota"
 LIMITS_NAME = "instance-limits"
