@@ -60,8 +60,21 @@ MAX_SPLICED_ANSWER_BYTES = 8 * 1024 * 1024
 # Answer members withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim
 # (zebra-rpc/src/methods.rs at v6.3.0: `errors: last_error_log`).
 WITHHELD = {"getinfo": ["errors"]}
-# The node receives only the headers the gateway sets. nginx's gRPC proxy cannot forward an allowlist (it has no
-# grpc_pass_request_headers): these caller headers are blanked, and other custom gRPC metadata still passes.
+# The node receives only the headers the gateway sets. nginx's gRPC proxy cannot forward an allowlist (nginx 1.22
+# has no grpc_pass_request_headers; its gRPC module always passes the caller's headers): so the caller's headers are
+# held to an allowlist instead. These are what gRPC itself sends (the HTTP/2 transport's, plus compression and the
+# deadline), passed through; the blanked ones below are accepted but removed; any other metadata is refused
+# (INVALID_ARGUMENT) before it could reach the light-wallet server.
+GRPC_FORWARDED_HEADERS = (
+    "host",
+    "content-type",
+    "content-length",
+    "te",
+    "user-agent",
+    "grpc-timeout",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+)
 GRPC_BLANKED_HEADERS = (
     "authorization",
     "proxy-authorization",
@@ -168,6 +181,7 @@ def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT) -> str:
         "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
         "__RELAY__": f"127.0.0.1:{relay_port}",
         "__WITHHELD__": json.dumps(WITHHELD),
+        "__GRPC_HEADERS__": json.dumps(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)

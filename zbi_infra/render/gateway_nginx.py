@@ -339,8 +339,10 @@ def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | N
         "            if ($request_method != POST) { return 405; }\n"
         "            if ($zbi_grpc_verdict = unauthenticated) { rewrite ^ /_zbi_grpc_unauthenticated last; }\n"
         "            if ($zbi_grpc_verdict = denied) { return 403; }\n"
+        "            error_page 400 = @grpc_metadata;\n"
+        "            if ($zbi_grpc_verdict = metadata) { return 400; }\n"
         f"{limits}\n"
-        "            # The caller's key, cookies and proxy headers stay here.\n"
+        "            # The caller's key, cookies and proxy headers stay here; other metadata is refused above.\n"
         f"{blanked}"
         "            grpc_read_timeout 1h;\n"
         "            grpc_send_timeout 1h;\n"
@@ -367,6 +369,7 @@ def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | N
         "        }\n"
         + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
         + status("grpc_denied", 7, "this method is not allowed for this key")
+        + status("grpc_metadata", 3, "metadata outside the gateway's allowlist (custom headers are not forwarded)")
         + status("grpc_not_grpc", 12, "gRPC calls are POSTs", http_status=405)
         + status("grpc_too_large", 8, "request too large")
         + status("grpc_rate_limited", 8, "rate limit reached")
