@@ -394,7 +394,8 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
         let upstream;
         let answer;
         try {
-            upstream = await ngx.fetch(RELAY, {
+            // A batch's answer is held whole: the relay's /batch admits only so many at once per replica.
+            upstream = await ngx.fetch(batch ? RELAY + 'batch' : RELAY, {
                 method: 'POST',
                 body: batch ? '[' + parts.join(',') + ']' : parts[0],
                 headers: {'Authorization': upstreamAuth(r), 'Content-Type': 'application/json'},
