@@ -95,6 +95,8 @@ class Node:
     # The bodies as they arrived, byte for byte.
     received: list[bytes] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
+    # Seconds the node waits before answering (a node busy with a large answer), set by a test.
+    delay: list[float] = field(default_factory=lambda: [0.0])
 
 
 def node_answer(body: Any) -> tuple[bytes, int]:
@@ -125,6 +127,7 @@ def start_node() -> Node:
     seen: list[str] = []
     received: list[bytes] = []
     headers: list[dict[str, str]] = []
+    delay = [0.0]
 
     class Handler(BaseHTTPRequestHandler):
         # Keep-alive, as zebrad and the gateway's upstream pool use it.
@@ -140,6 +143,7 @@ def start_node() -> Node:
                 self.end_headers()
                 return
             received.append(raw)
+            time.sleep(delay[0])
             body = json.loads(raw)
             data, status = node_answer(body)
             self.send_response(status)
@@ -157,7 +161,7 @@ def start_node() -> Node:
 
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return Node(server, seen, received, headers)
+    return Node(server, seen, received, headers, delay)
 
 
 def free_port() -> int:

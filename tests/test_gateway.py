@@ -18,6 +18,7 @@ from tests.gateway_harness import JS_MODULE, mtail, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
+from zbi_infra.config.instance import memory_mib
 from zbi_infra.errors import ConfigError
 from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION, config_hash
 from zbi_infra.plan.engine import Plan
@@ -29,6 +30,7 @@ from zbi_infra.render.gateway import (
     POD_UPSTREAM_DIR,
     USERS_FILE,
     GatewayUpstreams,
+    spliced_batches_cap,
     users_table,
 )
 from zbi_infra.render.gateway_nginx import pod_files
@@ -253,3 +255,11 @@ def test_the_gateway_starts_after_the_services_nginx_resolves(dev: Plan) -> None
     deployment = dev.named("testnet-gateway")
     services = {r.urn: r.inputs["metadata"]["name"] for r in dev.of_type("kubernetes:core/v1:Service")}
     assert {"zebrad-rpc", "lightwalletd-grpc"} <= {services[u] for u in deployment.depends_on if u in services}
+
+
+def test_the_splice_cap_in_the_plan_is_the_gateway_containers_memory_limit(dev: Plan) -> None:
+    """The ConfigMap's nginx.conf admits as many spliced batches at once as the nginx container's own memory limit
+    (in the same plan) allows: the limit is the one source of truth."""
+    conf = one(dev, "ConfigMap", "gateway-config", NS)["data"]["nginx.conf"]
+    limit = memory_mib(containers(dev)["gateway"]["resources"]["limits"]["memory"])
+    assert re.findall(r"limit_conn zbi_spliced (\d+);", conf) == [str(spliced_batches_cap(limit))]

@@ -31,6 +31,7 @@ from tests.gateway_harness import (
 from zbi_infra.config.access import parse_access
 from zbi_infra.errors import ConfigError
 from zbi_infra.render.gateway import (
+    GRPC_FORWARDED_HEADERS,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
     USERS_FILE,
@@ -233,6 +234,39 @@ def test_only_the_gateways_headers_reach_the_node_and_the_light_wallet_server(
         stub.GetLatestBlock(pb.ChainSpec(), metadata=metadata, timeout=10)
     seen = light_wallet.seen_metadata[-1]
     assert not {"authorization", "cookie", "x-forwarded-for"} & set(seen)
+
+
+def test_only_allowlisted_grpc_metadata_reaches_the_light_wallet_server(
+    gateway: Gateway, light_wallet: LightWallet
+) -> None:
+    """nginx's gRPC proxy forwards every caller header; the gateway holds them to an allowlist: blanked headers are
+    removed, unknown metadata refuses the call before it is forwarded, and calls with gRPC's own headers still pass,
+    unary and streaming."""
+    import grpc
+
+    pb = light_wallet.modules.pb
+    request_range = pb.BlockRange(start=pb.BlockID(height=1), end=pb.BlockID(height=3))
+    with wallet_stub(gateway, light_wallet) as stub:
+        cookie = [*bearer("exchange"), ("cookie", "session=abc"), ("grpc-accept-encoding", "identity")]
+        before = len(light_wallet.seen_metadata)
+        assert stub.GetLatestBlock(pb.ChainSpec(), metadata=cookie, timeout=10).height > 0
+        assert [block.height for block in stub.GetBlockRange(request_range, metadata=cookie, timeout=10)] == [1, 2, 3]
+        seen = light_wallet.seen_metadata[before:]
+        assert len(seen) == 2
+        for received in seen:
+            assert set(received) <= set(GRPC_FORWARDED_HEADERS), set(received) - set(GRPC_FORWARDED_HEADERS)
+        for extra in [("x-evil", "1"), ("x-evil-bin", b"\x00\x01"), ("grpc-trace-bin", b"\x01")]:
+            before = len(light_wallet.seen_metadata)
+            metadata = [*bearer("exchange"), extra]
+            calls = [
+                lambda: stub.GetLatestBlock(pb.ChainSpec(), metadata=metadata, timeout=10),  # noqa: B023 (called here)
+                lambda: list(stub.GetBlockRange(request_range, metadata=metadata, timeout=10)),  # noqa: B023
+            ]
+            for call in calls:
+                with pytest.raises(grpc.RpcError) as raised:
+                    call()
+                assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT, extra[0]
+            assert len(light_wallet.seen_metadata) == before, f"{extra[0]} reached the light-wallet server"
 
 
 def tampered(gateway: Gateway, change: Any) -> Iterator[None]:

@@ -8,14 +8,25 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import re
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.gateway_harness import KEYS, Gateway, node_answer, running_gateway, start_node
 from tests.zcash_blocks import LARGEST, VECTORS, block
+from zbi_infra.config.access import parse_access
+from zbi_infra.config.instance import GatewayConfig, ResourcesConfig, memory_mib
+from zbi_infra.render.gateway import (
+    DEFAULT_MEMORY_LIMIT_MIB,
+    SPLICED_ANSWER_COST_BYTES,
+    GatewayUpstreams,
+    spliced_batches_cap,
+)
+from zbi_infra.render.gateway_nginx import pod_files
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +189,39 @@ def test_the_node_down_is_still_502(tmp_path: Path) -> None:
         for body in (b'{"method":"getblockcount","id":1}', b'[{"method":"stop","id":1},{"method":"getinfo","id":2}]'):
             status, answer = post(down, body)
             assert status == 502 and json.loads(answer)["error"]["message"] == "the node is unavailable", answer
+
+
+def test_batches_with_refused_calls_are_spliced_only_so_many_at_once(gateway: Gateway) -> None:
+    """Their answers are held in memory: past the replica's cap (from the pod's memory limit), a batch gets one
+    JSON-RPC error (429), the others their answers; once they are done, the next passes again."""
+    cap = spliced_batches_cap(DEFAULT_MEMORY_LIMIT_MIB)
+    batch = json.dumps([{"method": "stop", "id": 1}, {"method": "getblockcount", "id": 2}]).encode()
+    gateway.node.delay[0] = 1.5
+    try:
+        with ThreadPoolExecutor(cap + 4) as pool:
+            outcomes = list(pool.map(lambda _: post(gateway, batch, user="bench"), range(cap + 4)))
+    finally:
+        gateway.node.delay[0] = 0.0
+    spliced = [json.loads(answer) for status, answer in outcomes if status == 200]
+    busy = [json.loads(answer) for status, answer in outcomes if status == 429]
+    assert len(spliced) == cap and len(busy) == 4, [status for status, _ in outcomes]
+    assert all(answers[1]["result"] == {"answered": "getblockcount"} for answers in spliced)
+    assert all(answer["error"]["code"] == -32005 and "refused calls apart" in answer["error"]["message"]
+               for answer in busy)  # fmt: skip
+    status, answer = post(gateway, batch, user="bench")
+    assert status == 200 and json.loads(answer)[1]["result"] == {"answered": "getblockcount"}
+
+
+def test_the_splice_cap_follows_the_pods_memory_limit() -> None:
+    """One source of truth: the gateway's memory limit in the instance's configuration sizes the cap nginx.conf
+    enforces; twice the memory, twice the batches, and N x cost stays within a quarter of the limit."""
+    caps = {}
+    for limit in ("128Mi", "256Mi", "512Mi", "1Gi"):
+        resources = ResourcesConfig(cpu="100m", memory="128Mi", memory_limit=limit)
+        mib = memory_mib(resources.limits()["memory"])
+        conf = pod_files(parse_access({"users": []}, "a.yaml"), GatewayUpstreams(rpc="node:8232"),
+                         max_body_bytes=256 * 1024, metrics_syslog="127.0.0.1:514", memory_limit_mib=mib)["nginx.conf"]  # fmt: skip
+        (caps[limit],) = (int(n) for n in re.findall(r"limit_conn zbi_spliced (\d+);", conf))
+        assert caps[limit] * SPLICED_ANSWER_COST_BYTES <= mib * 1024 * 1024 // 4
+    assert caps == {"128Mi": 2, "256Mi": 4, "512Mi": 8, "1Gi": 16}
+    assert DEFAULT_MEMORY_LIMIT_MIB == memory_mib(GatewayConfig().resources.limits()["memory"]) == 256

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
 from zbi_infra.config.access import AccessFile
+from zbi_infra.config.instance import memory_mib
 from zbi_infra.node.context import (
     RPC_USER,
     SERVICE_ACCOUNT,
@@ -93,6 +94,7 @@ def build_gateway(
             upstreams,
             max_body_bytes=settings.max_body_kib * 1024,
             metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+            memory_limit_mib=memory_mib(settings.resources.limits()["memory"]),
         ),
         gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
     }

@@ -25,6 +25,9 @@ const MAX_BATCH = __MAX_BATCH__;
 // Answer fields withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim.
 const WITHHELD = __WITHHELD__;
 const WITHHELD_TEXT = '"withheld by the gateway"';
+// The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
+// name refuses the call, since nginx's gRPC proxy would pass it on.
+const GRPC_HEADERS = __GRPC_HEADERS__;
 
 function neverExposed(method) {
     return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
@@ -135,7 +138,11 @@ function grpcVerdict(r) {
     const method = r.uri.split('/')[2] || '';
     const allowed = who.profile.grpc.indexOf(method) >= 0;
     r.variables.zbi_method = allowed ? method : REFUSED_LABEL;
-    return allowed ? 'ok' : 'denied';
+    if (!allowed) {
+        return 'denied';
+    }
+    const unlisted = r.rawHeadersIn.some(function (h) { return GRPC_HEADERS.indexOf(h[0].toLowerCase()) < 0; });
+    return unlisted ? 'metadata' : 'ok';
 }
 
 function upstreamAuth(r) {
@@ -387,7 +394,8 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
         let upstream;
         let answer;
         try {
-            upstream = await ngx.fetch(RELAY, {
+            // A batch's answer is held whole: the relay's /batch admits only so many at once per replica.
+            upstream = await ngx.fetch(batch ? RELAY + 'batch' : RELAY, {
                 method: 'POST',
                 body: batch ? '[' + parts.join(',') + ']' : parts[0],
                 headers: {'Authorization': upstreamAuth(r), 'Content-Type': 'application/json'},

@@ -22,6 +22,7 @@ from zbi_infra.config.access import (
     AccessFile,
     RateLimit,
 )
+from zbi_infra.config.instance import GatewayConfig, memory_mib
 
 # The probe calls every 30 s per Prometheus replica: one a second with a burst covers them.
 PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
@@ -57,11 +58,40 @@ WORKER_CONNECTIONS = 1024
 # answers buffered (everything else streams through). The largest real block (~1.9 MB raw, Zebra's test vector
 # Testnet 141042) is ~3.9 MB as verbosity 0 or 2 JSON: two of them fit.
 MAX_SPLICED_ANSWER_BYTES = 8 * 1024 * 1024
+# The gateway container's memory limit when the instance says nothing: the configuration's own default.
+DEFAULT_MEMORY_LIMIT_MIB = memory_mib(GatewayConfig().resources.limits()["memory"])
+# A spliced batch holds the node's answer twice (the fetched body and njs's string of it): up to this much.
+SPLICED_ANSWER_COST_BYTES = 2 * MAX_SPLICED_ANSWER_BYTES
+# The share of the container's memory limit spliced answers may take at once; the rest is for bodies being read
+# (ANONYMOUS_BODY_BUDGET_BYTES and per-caller caps), connections and nginx itself.
+SPLICED_ANSWERS_SHARE = 4
+
+
+def spliced_batches_cap(memory_limit_mib: int) -> int:
+    """Batches with refused calls whose answers a replica reads at once (4 with the default 256 MiB limit): a
+    quarter of the memory limit, at SPLICED_ANSWER_COST_BYTES each; at least one."""
+    budget = memory_limit_mib * 1024 * 1024 // SPLICED_ANSWERS_SHARE
+    return max(1, budget // SPLICED_ANSWER_COST_BYTES)
+
+
 # Answer members withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim
 # (zebra-rpc/src/methods.rs at v6.3.0: `errors: last_error_log`).
 WITHHELD = {"getinfo": ["errors"]}
-# The node receives only the headers the gateway sets. nginx's gRPC proxy cannot forward an allowlist (it has no
-# grpc_pass_request_headers): these caller headers are blanked, and other custom gRPC metadata still passes.
+# The node receives only the headers the gateway sets. nginx's gRPC proxy cannot forward an allowlist (nginx 1.22
+# has no grpc_pass_request_headers; its gRPC module always passes the caller's headers): so the caller's headers are
+# held to an allowlist instead. These are what gRPC itself sends (the HTTP/2 transport's, plus compression and the
+# deadline), passed through; the blanked ones below are accepted but removed; any other metadata is refused
+# (INVALID_ARGUMENT) before it could reach the light-wallet server.
+GRPC_FORWARDED_HEADERS = (
+    "host",
+    "content-type",
+    "content-length",
+    "te",
+    "user-agent",
+    "grpc-timeout",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+)
 GRPC_BLANKED_HEADERS = (
     "authorization",
     "proxy-authorization",
@@ -168,6 +198,7 @@ def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT) -> str:
         "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
         "__RELAY__": f"127.0.0.1:{relay_port}",
         "__WITHHELD__": json.dumps(WITHHELD),
+        "__GRPC_HEADERS__": json.dumps(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)

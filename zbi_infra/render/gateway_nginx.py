@@ -15,7 +15,7 @@ from zbi_infra.render.gateway import (
     ACCESS_LOG_FIELDS,
     AUTH_FAILURE_RATE,
     BODY_TIMEOUT_SECONDS,
-    GRPC_BLANKED_HEADERS,
+    DEFAULT_MEMORY_LIMIT_MIB,
     JS_MODULE,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
@@ -32,18 +32,16 @@ from zbi_infra.render.gateway import (
     anonymous_requests_cap,
     gateway_js,
     rate_buckets,
+    spliced_batches_cap,
     users_json,
 )
-
-# gRPC services every gRPC tool asks for that the light-wallet service is not: answered UNIMPLEMENTED here rather
-# than forwarded (a reflection answer would list the light-wallet server's services, allowed or not).
-UNSERVED_GRPC = (
-    "grpc.reflection.v1alpha.ServerReflection",
-    "grpc.reflection.v1.ServerReflection",
-    "grpc.health.v1.Health",
-)
+from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 
 METER_SOCKET = "zbi-meter.sock"
+SPLICE_BUSY = (
+    '{"result":null,"error":{"code":-32005,"message":"too many batches with refused calls in progress on this '
+    'gateway: retry later, or send the refused calls apart"},"id":null}'
+)
 UNAUTHENTICATED = json.dumps(
     {"result": None, "error": {"code": -32600, "message": "a valid key is required: basic auth, user name and key"},
      "id": None},
@@ -80,6 +78,17 @@ def _proxy_to_node(indent: str) -> str:
     )
 
 
+def _relay(indent: str) -> str:
+    return (
+        f"{indent}rewrite ^ /? break;\n"
+        f"{indent}proxy_pass http://zbi_rpc;\n"
+        f"{indent}proxy_http_version 1.1;\n"
+        f'{indent}proxy_set_header Connection "";\n'
+        f"{indent}proxy_connect_timeout 2s;\n"
+        f"{indent}proxy_read_timeout 60s;\n"
+    )
+
+
 def nginx_conf(
     access: AccessFile,
     paths: GatewayPaths,
@@ -97,11 +106,13 @@ def nginx_conf(
     grpc_upstream_name: str | None = None,
     relay_port: int = RELAY_PORT,
     workers: int | str = WORKER_PROCESSES,
+    memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
     verified against `grpc_upstream_ca` for `grpc_upstream_name` when both are given. `metrics_syslog` (`host:port`)
-    sends a copy of the access log to the metrics sidecar."""
+    sends a copy of the access log to the metrics sidecar. `memory_limit_mib`, the container's memory limit, sizes
+    how many batches with refused calls the replica splices at once."""
     service, _ = light_wallet_service()
     buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
@@ -122,7 +133,7 @@ def nginx_conf(
         else ""
     )
     verify = (grpc_upstream_ca, grpc_upstream_name) if grpc_upstream_ca and grpc_upstream_name else None
-    grpc = _grpc_locations(grpc_upstream_tls, f"{concurrency}\n{limits}", verify) if grpc_upstream else ""
+    grpc = grpc_locations(grpc_upstream_tls, f"{concurrency}\n{limits}", verify) if grpc_upstream else ""
     # Kept-alive HTTP/2 connections to the light-wallet server: without them every call would open a connection
     # (and, upstream TLS on, a handshake).
     grpc_upstream_block = (
@@ -283,19 +294,25 @@ http {{
 
 {grpc}    }}
 
-    # The relay through which njs reads the node's answers (a batch with refused calls, spliced): the caller of
-    # this loopback port must hold the node's credentials, as with the node itself.
+    # The relay through which njs reads the node's answers (a batch it splices, a single call whose answer has
+    # members withheld): the caller of this loopback port must hold the node's credentials, as with the node itself.
+    # A batch's answer is held in memory (up to MAX_SPLICED_ANSWER_BYTES), so the replica reads only so many at once
+    # (from its memory limit); the others get a JSON-RPC error, which njs passes on. A single call's answer (getinfo)
+    # is small: not counted.
+    limit_conn_zone $server_port zone=zbi_spliced:1m;
     server {{
         listen 127.0.0.1:{relay_port};
         access_log off;
-        location / {{
-            rewrite ^ /? break;
-            proxy_pass http://zbi_rpc;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_connect_timeout 2s;
-            proxy_read_timeout 60s;
+        error_page 429 = @busy;
+        location @busy {{
+            default_type application/json;
+            return 429 '{SPLICE_BUSY}';
         }}
+        location / {{
+{_relay("            ")}        }}
+        location = /batch {{
+            limit_conn zbi_spliced {spliced_batches_cap(memory_limit_mib)};
+{_relay("            ")}        }}
     }}
 
     # The rate meter: reachable only through this nginx's own socket.
@@ -312,68 +329,6 @@ http {{
 """
 
 
-def _grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None) -> str:
-    """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
-    error pages; allowed calls, server streams included, pass through unbuffered."""
-    service, _ = light_wallet_service()
-
-    def status(name: str, code: int, message: str, http_status: int = 204) -> str:
-        return (
-            f"        location @{name} {{\n"
-            "            default_type application/grpc;\n"
-            f"            add_header grpc-status {code} always;\n"
-            f'            add_header grpc-message "{message}" always;\n'
-            f"            return {http_status};\n"
-            "        }\n"
-        )
-
-    blanked = "".join(f'            grpc_set_header {name} "";\n' for name in GRPC_BLANKED_HEADERS)
-    unserved = "|".join(re.escape(name) for name in UNSERVED_GRPC)
-    return (
-        f"        location /{service}/ {{\n"
-        "            error_page 403 = @grpc_denied;\n"
-        "            error_page 405 = @grpc_not_grpc;\n"
-        "            error_page 413 = @grpc_too_large;\n"
-        "            error_page 429 = @grpc_rate_limited;\n"
-        "            error_page 502 503 504 = @grpc_unavailable;\n"
-        "            if ($request_method != POST) { return 405; }\n"
-        "            if ($zbi_grpc_verdict = unauthenticated) { rewrite ^ /_zbi_grpc_unauthenticated last; }\n"
-        "            if ($zbi_grpc_verdict = denied) { return 403; }\n"
-        f"{limits}\n"
-        "            # The caller's key, cookies and proxy headers stay here.\n"
-        f"{blanked}"
-        "            grpc_read_timeout 1h;\n"
-        "            grpc_send_timeout 1h;\n"
-        + (
-            f"            grpc_ssl_trusted_certificate {verify[0]};\n"
-            f"            grpc_ssl_name {verify[1]};\n"
-            "            grpc_ssl_verify on;\n"
-            if verify and upstream_tls
-            else ""
-        )
-        + f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://zbi_grpc;\n"
-        "        }\n"
-        f"        location ~ ^/({unserved})/ {{\n"
-        "            default_type application/grpc;\n"
-        "            add_header grpc-status 12 always;\n"
-        '            add_header grpc-message "not served by this gateway" always;\n'
-        "            return 204;\n"
-        "        }\n" + "        location = /_zbi_grpc_unauthenticated {\n"
-        "            internal;\n"
-        f"            limit_req zone=zbi_auth_failures burst={AUTH_FAILURE_RATE.effective_burst()} nodelay;\n"
-        "            error_page 403 = @grpc_unauthenticated;\n"
-        "            error_page 429 = @grpc_rate_limited;\n"
-        "            deny all;\n"
-        "        }\n"
-        + status("grpc_unauthenticated", 16, "a valid key is required: authorization: Bearer <key>")
-        + status("grpc_denied", 7, "this method is not allowed for this key")
-        + status("grpc_not_grpc", 12, "gRPC calls are POSTs", http_status=405)
-        + status("grpc_too_large", 8, "request too large")
-        + status("grpc_rate_limited", 8, "rate limit reached")
-        + status("grpc_unavailable", 14, "the light-wallet server is unavailable")
-    )
-
-
 def pod_files(
     access: AccessFile,
     upstreams: GatewayUpstreams,
@@ -381,6 +336,7 @@ def pod_files(
     max_body_bytes: int,
     metrics_syslog: str,
     probe_key_sha256: str | None = None,
+    memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
 ) -> dict[str, str]:
     """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module)."""
     return {
@@ -395,6 +351,7 @@ def pod_files(
             grpc_upstream_name=upstreams.grpc_tls_name,
             max_body_bytes=max_body_bytes,
             metrics_syslog=metrics_syslog,
+            memory_limit_mib=memory_limit_mib,
         ),
         JS_MODULE: gateway_js(POD_PATHS),
         USERS_FILE: users_json(access, probe_key_sha256=probe_key_sha256),
