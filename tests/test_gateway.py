@@ -18,7 +18,7 @@ from tests.gateway_harness import JS_MODULE, mtail, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
-from zbi_infra.config.instance import memory_mib
+from zbi_infra.config.resources import memory_mib
 from zbi_infra.errors import ConfigError
 from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION, config_hash
 from zbi_infra.plan.engine import Plan

@@ -19,7 +19,8 @@ import pytest
 from tests.gateway_harness import KEYS, Gateway, node_answer, running_gateway, start_node
 from tests.zcash_blocks import LARGEST, VECTORS, block
 from zbi_infra.config.access import parse_access
-from zbi_infra.config.instance import GatewayConfig, ResourcesConfig, memory_mib
+from zbi_infra.config.instance import GatewayConfig
+from zbi_infra.config.resources import ResourcesConfig, memory_mib
 from zbi_infra.render.gateway import (
     DEFAULT_MEMORY_LIMIT_MIB,
     SPLICED_ANSWER_COST_BYTES,

@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
 from zbi_infra.config.access import AccessFile
-from zbi_infra.config.instance import memory_mib
+from zbi_infra.config.resources import memory_mib
 from zbi_infra.node.context import (
     RPC_USER,
     SERVICE_ACCOUNT,

@@ -22,7 +22,8 @@ from zbi_infra.config.access import (
     AccessFile,
     RateLimit,
 )
-from zbi_infra.config.instance import GatewayConfig, memory_mib
+from zbi_infra.config.instance import GatewayConfig
+from zbi_infra.config.resources import memory_mib
 
 # The probe calls every 30 s per Prometheus replica: one a second with a burst covers them.
 PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
@@ -91,6 +92,11 @@ GRPC_FORWARDED_HEADERS = (
     "grpc-timeout",
     "grpc-encoding",
     "grpc-accept-encoding",
+    # gRPC libraries add these themselves: a retry attempt carries its count (the retry design, gRFC A6), and
+    # OpenCensus-instrumented clients their trace and tags; refusing them would fail a wallet's retried call.
+    "grpc-previous-rpc-attempts",
+    "grpc-trace-bin",
+    "grpc-tags-bin",
 )
 GRPC_BLANKED_HEADERS = (
     "authorization",
