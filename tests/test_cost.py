@@ -152,3 +152,9 @@ def test_prices_are_overridable_and_a_missing_price_is_named(tmp_path: Path, pla
 def test_a_local_stack_costs_nothing_on_aws(plan_stack: PlanStack) -> None:
     result = estimate(plan_stack("local"), config_of("local"), prices=P, assumptions=Assumptions())
     assert result.lines == [] and result.warnings == ["a local stack creates nothing billed by AWS"]
+    # For people: the warning right under the zero totals, no empty tables, assumptions or price sources.
+    from zbi_infra.cost import report
+
+    text = report(result, P).splitlines()
+    assert text[-1] == "warning: a local stack creates nothing billed by AWS" and len(text) == 4
+    assert not any(line.startswith(("By service", "Assumptions", "Prices")) for line in text)

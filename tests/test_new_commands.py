@@ -61,6 +61,8 @@ def test_init_writes_a_stack_that_plans_with_the_footprint_it_states(tmp_path: P
     planned = json.loads(capsys.readouterr().out)
     types = {r["type"] for r in planned["resources"]}
     assert ("eks:index:Cluster" in types) is aws
+    # What the header describes and nothing more: the repository's access files name other instances, no gateway.
+    assert not any(r["name"].endswith("-gateway") for r in planned["resources"] if "Deployment" in r["type"])
     cpu, memory, volumes = pod_requests(planned)
     assert f"request {cpu:g} CPU, {memory:.2f} GiB of memory and {volumes:g} GiB of volumes" in text
     if aws:
@@ -162,6 +164,17 @@ def test_plan_diff_shows_what_a_stack_edit_adds_changes_and_costs(tmp_path: Path
         timeout=300,
     )
     assert bad.returncode == 2 and "not a commit" in bad.stderr
+    empty = main(["plan", "dev", "--diff", "", "--project-dir", str(repo)])
+    assert empty == 2  # an empty ref is not "no diff"
+
+
+def test_plan_diff_says_when_the_stack_is_new_at_the_other_commit() -> None:
+    from zbi_infra.commands.plan_diff import report
+
+    changes = {"added": [{"type": "kubernetes:core/v1:Namespace", "name": "x"}], "changed": [], "removed": []}
+    assert "does not exist at main: the whole stack is new" in report("lab", "main", "abc", changes, (None, 1.0),
+                                                                       new_stack=True)  # fmt: skip
+    assert "whole stack is new" not in report("lab", "main", "abc", changes, (None, 1.0))
 
 
 def test_endpoints_with_a_publicly_trusted_certificate_need_no_ca(plan_stack, project) -> None:

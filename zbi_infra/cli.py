@@ -111,7 +111,7 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
     listing = action("list", "list the users and what each may call")
     listing.add_argument("--json", action="store_true", help="print JSON")
     action("check", "validate the file")
-    action("init", "write a commented access file for the instance (zbi_infra/commands/access_init.py)")
+    action("init", "write a commented access file for the instance")
 
 
 INSTANCE_EXAMPLES = """Examples:
@@ -271,7 +271,7 @@ def _run(args: argparse.Namespace) -> int:
     plan = evaluate(project.stack_file(args.stack), program=project.program(), project=project.name)
     _check_capacity(project, args.stack, plan)
 
-    if args.diff:
+    if args.diff is not None:
         from zbi_infra.commands import plan_diff
 
         return plan_diff.run(args, project, plan)

@@ -351,6 +351,8 @@ def report(estimate: Estimate, prices: dict[str, Any]) -> str:
         margin = estimate.margin() or 0.0
         word = "under" if margin >= 0 else "OVER"
         out.append(f"  budget:              ${estimate.budget_usd:>12,.2f}   {word} by ${abs(margin):,.2f}")
+    if not estimate.lines:  # a local stack: nothing priced, so no empty tables, assumptions or price sources
+        return "\n".join([*out, *(f"warning: {w}" for w in estimate.warnings)])
     out += ["", "By service (reserved):"]
     out += [f"  {name:<16} ${value:>11,.2f}" for name, value in estimate.by("service").items()]
     out += ["", "By instance (reserved; shared capacity under 'platform'):"]

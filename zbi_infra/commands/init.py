@@ -54,8 +54,10 @@ config:
   zbi:instances:
 {instance}"""
 
+# Named apart from the example stacks' instances: an access file of the same name (access/<instance>.yaml) would put
+# a gateway in front of it that the header does not describe.
 INSTANCE = """\
-    testnet:
+    starter:
       network: testnet
       node:
         kind: zebrad
@@ -96,7 +98,10 @@ def _stack_name(text: str) -> str:
     import re
 
     if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?", text):
-        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a stack name: lowercase letters, digits and -")
+        raise argparse.ArgumentTypeError(
+            f"{text[:40]!r}{'…' if len(text) > 40 else ''} ({len(text)} characters) is not a stack name: at most 40 "
+            "lowercase letters, digits and -, starting and ending with a letter or digit"
+        )
     return text
 
 

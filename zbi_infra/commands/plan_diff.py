@@ -95,12 +95,22 @@ def diff(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, list
     }
 
 
-def report(stack: str, ref: str, commit: str, changes: dict[str, list[dict[str, Any]]], costs: tuple) -> str:
+def report(
+    stack: str,
+    ref: str,
+    commit: str,
+    changes: dict[str, list[dict[str, Any]]],
+    costs: tuple,
+    *,
+    new_stack: bool = False,
+) -> str:
     added, changed, removed = changes["added"], changes["changed"], changes["removed"]
     lines = [
         f"Plan of {stack} here compared with {ref} ({commit}): {len(added)} to add, {len(changed)} to change, "
         f"{len(removed)} to remove"
     ]
+    if new_stack:
+        lines.append(f"  (Pulumi.{stack}.yaml does not exist at {ref}: the whole stack is new)")
     lines += [f"  + {r['type']}  {r['name']}" for r in added]
     lines += [f"  ~ {r['type']}  {r['name']}  ({', '.join(r['paths'][:6])})" for r in changed]
     lines += [f"  - {r['type']}  {r['name']}" for r in removed]
@@ -116,6 +126,10 @@ def run(args: Any, project: Any, plan: Any) -> int:
     from zbi_infra.plan import render
     from zbi_infra.plan.summary import monthly_cost
 
+    if not args.diff.strip():
+        raise ConfigError(
+            ["--diff: an empty git ref. Fix: name a commit, branch or tag, e.g. --diff main"], what="flag"
+        )
     with tempfile.TemporaryDirectory(prefix="zbi-diff-") as tmp:
         tree = Path(tmp)
         commit = export_commit(project.root, args.diff, tree)
@@ -129,5 +143,6 @@ def run(args: Any, project: Any, plan: Any) -> int:
     if args.json:
         print(json.dumps({"ref": args.diff, "commit": commit, **changes}, indent=2))
     else:
-        print(report(args.stack, args.diff, commit, changes, (before_cost, cost[0] if cost else None)))
+        costs = (before_cost, cost[0] if cost else None)
+        print(report(args.stack, args.diff, commit, changes, costs, new_stack=before is None))
     return 0
