@@ -11,6 +11,7 @@ import socket
 import subprocess
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,10 +19,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import PlanStack
 from tests.debian import debian_tool
 from tests.gateway_harness import free_port
+from tests.k8s_objects import one, pod_spec
 from tests.zcash_blocks import by_reference, getblock_result
-from zbi_infra.render.rpc_guard import UNAUTHORIZED_BODY, authorization_include, rpc_guard_nginx_conf
+from zbi_infra.plan.engine import Plan
+from zbi_infra.releases import GATEWAY
+from zbi_infra.render.rpc_guard import (
+    NODE_LOOPBACK_RPC_PORT,
+    UNAUTHORIZED_BODY,
+    authorization_include,
+    rpc_guard_nginx_conf,
+)
 
 USER, PASSWORD = "zbi", "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8S9t0"
 TESTNET_BLOCK = "141042"  # the largest vendored block (tests/fixtures/upstream/zebra/blocks)
@@ -221,3 +231,69 @@ def test_the_credential_file_cannot_break_out_of_its_string() -> None:
     assert base64.b64decode(token.removeprefix("Basic ")).decode() == 'zbi:p"; return 200; #'
     with pytest.raises(ValueError):
         authorization_include("z:bi", "x")
+
+
+# --- The guard as the plan renders it -------------------------------------------------------------------------------
+
+PLANNED = {
+    "zakura": {"network": "mainnet", "node": {"kind": "zakurad"}, "lightwallet": {"kind": "zaino"}},
+    "legacy": {"network": "regtest", "node": {"kind": "zcashd", "replicas": 2}, "lightwallet": {"kind": "none"}},
+}
+
+
+@pytest.fixture(scope="module")
+def plan(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev", merge={"zbi:instances": PLANNED})
+
+
+@pytest.mark.parametrize(("namespace", "kind", "config_file"), [("zbi-testnet", "zebrad", "zebrad.toml"),
+                                                                  ("zbi-zakura", "zakurad", "zakurad.toml")])  # fmt: skip
+def test_the_node_rpc_is_reachable_only_through_the_guard(
+    plan: Plan, namespace: str, kind: str, config_file: str
+) -> None:
+    statefulset = one(plan, "StatefulSet", kind, namespace)
+    pod = pod_spec(statefulset)
+    containers = {c["name"]: c for c in pod["containers"]}
+    node, guard = containers[kind], containers["rpc-guard"]
+    node_config = tomllib.loads(one(plan, "ConfigMap", f"{kind}-config", namespace)["data"][config_file])
+    # The node's RPC: loopback only, never 0.0.0.0, and no container port for it.
+    listen = node_config["rpc"]["listen_addr"]
+    assert listen == f"127.0.0.1:{NODE_LOOPBACK_RPC_PORT}"
+    assert "rpc" not in {p["name"] for p in node["ports"]}
+    # The Service's RPC port targets a named port that only the guard has, and the guard forwards to that loopback.
+    (service_port,) = one(plan, "Service", f"{kind}-rpc", namespace)["spec"]["ports"]
+    owners = [
+        c["name"] for c in pod["containers"] for p in c.get("ports", []) if p["name"] == service_port["targetPort"]
+    ]
+    assert owners == ["rpc-guard"]
+    (guard_port,) = guard["ports"]
+    assert guard_port["containerPort"] == service_port["port"]
+    guard_conf = one(plan, "ConfigMap", f"{kind}-rpc-guard", namespace)["data"]["nginx.conf"]
+    assert f"server {listen};" in guard_conf
+    assert f"listen 0.0.0.0:{guard_port['containerPort']};" in guard_conf
+    # The credential reaches the guard from the Secret (one key, read-only), never from the ConfigMap.
+    assert "Basic " not in guard_conf
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    credential = volumes["rpc-guard-credential"]["secret"]
+    assert credential["secretName"] == "rpc-credentials"
+    assert credential["items"] == [{"key": "rpc-guard-authorization.conf", "path": "rpc-guard-authorization.conf"}]
+    mounts = {m["name"]: m for m in guard["volumeMounts"]}
+    assert f"include {mounts['rpc-guard-credential']['mountPath']}/rpc-guard-authorization.conf;" in guard_conf
+    assert all(m.get("readOnly") for name, m in mounts.items() if name != "rpc-guard-tmp")
+    # Hardened like every container, with probes, resources, and the gateway's pinned image as its own user.
+    assert guard["image"] == f"{GATEWAY.repository}:{GATEWAY.tag}"
+    assert guard["securityContext"]["runAsUser"] == GATEWAY.uid
+    assert guard["securityContext"]["readOnlyRootFilesystem"] is True
+    assert guard["securityContext"]["allowPrivilegeEscalation"] is False
+    assert guard["readinessProbe"]["tcpSocket"]["port"] == "rpc" and guard["livenessProbe"]
+    assert guard["resources"]["requests"] and guard["resources"]["limits"]
+    # The node's own readiness (its health port) still decides whether the pod serves RPC.
+    assert node["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "health"}
+    assert "zbi.io/rpc-guard-checksum" in statefulset["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_zcashd_authenticates_itself_and_has_no_guard(plan: Plan) -> None:
+    pod = pod_spec(one(plan, "StatefulSet", "zcashd", "zbi-legacy"))
+    (zcashd,) = pod["containers"]
+    assert {p["name"]: p["containerPort"] for p in zcashd["ports"]}["rpc"] == 18232
+    assert "-rpcpassword=$(RPC_PASSWORD)" in zcashd["command"]

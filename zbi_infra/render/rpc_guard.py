@@ -32,7 +32,10 @@ UNAUTHORIZED_BODY = json.dumps(
     {
         "jsonrpc": "2.0",
         "id": None,
-        "error": {"code": -32600, "message": "unauthorized: this node RPC requires the instance RPC credential (HTTP Basic)"},
+        "error": {
+            "code": -32600,
+            "message": "unauthorized: this node RPC requires the instance RPC credential (HTTP Basic)",
+        },
     },
     separators=(",", ":"),
 )
