@@ -158,7 +158,8 @@ def test_regtest_peering_rests_on_zebras_localhost_rule(plan: Plan) -> None:
     config = tomllib.loads(one(plan, "ConfigMap", "zebrad-config", "zbi-regnet")["data"]["zebrad.toml"])
     peers = config["network"]["initial_testnet_peers"]
     assert peers and all(peer.rsplit(":", 1)[0] in rule["localhost_addresses"] for peer in peers)
-    forwarders = [c for c in pod_spec(one(plan, "StatefulSet", "zebrad", "zbi-regnet"))["containers"][1:]]
+    containers = pod_spec(one(plan, "StatefulSet", "zebrad", "zbi-regnet"))["containers"]
+    forwarders = [c for c in containers if c["name"].startswith("peer-")]
     listening = {c["args"][0].split(",")[0].removeprefix("TCP-LISTEN:") for c in forwarders}
     assert listening == {peer.rsplit(":", 1)[1] for peer in peers}
     for forwarder in forwarders:

@@ -50,13 +50,14 @@ def test_full_node_statefulset(dev: Plan) -> None:
 
 
 def test_zebrad_probes_reflect_sync_state(dev: Plan) -> None:
-    (container,) = pod_spec(one(dev, "StatefulSet", "zebrad", NS))["containers"]
+    container, _guard = pod_spec(one(dev, "StatefulSet", "zebrad", NS))["containers"]
     assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "health"}
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthy"
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 6 * 3600
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"p2p": 18233, "rpc": 18232, "health": 8080, "metrics": 9999}
+    # No RPC port: zebrad's RPC is on loopback, behind the RPC guard (tests/test_rpc_guard.py).
+    assert ports == {"p2p": 18233, "health": 8080, "metrics": 9999}
     config = zebrad_config(dev, NS)
     assert config["health"]["listen_addr"].endswith(":8080")
 
@@ -94,7 +95,11 @@ def test_storage_class_is_encrypted_retained_and_tagged(dev: Plan) -> None:
 
 def test_rpc_credentials_are_generated_secrets(dev: Plan) -> None:
     secret = one(dev, "Secret", "rpc-credentials", NS)
-    assert secret["stringData"] == {"username": "[secret]", "password": "[secret]"}
+    assert secret["stringData"] == {
+        "username": "[secret]",
+        "password": "[secret]",
+        "rpc-guard-authorization.conf": "[secret]",
+    }
     passwords = {p.name: p for p in dev.of_type("random:index/randomPassword:RandomPassword")}
     # The node's RPC password, the monitoring probe's key for the gateways, and Grafana's admin password.
     assert set(passwords) == {"testnet-rpc-password", "dev-probe-key", "dev-monitoring-grafana-admin-password"}
@@ -175,7 +180,8 @@ def test_regtest_is_an_isolated_peer_network(plan_stack: PlanStack) -> None:
     # Zebra keeps only localhost initial peers on Regtest: each sibling is a loopback forwarder in the pod.
     assert config["network"]["initial_testnet_peers"] == [f"127.0.0.1:{28344 + i}" for i in range(3)]
     domain = "zebrad-headless.zbi-regnet.svc.cluster.local"
-    forwarders = [c for c in pod_spec(one(plan, "StatefulSet", "zebrad", ns))["containers"] if c["name"] != "zebrad"]
+    containers = pod_spec(one(plan, "StatefulSet", "zebrad", ns))["containers"]
+    forwarders = [c for c in containers if c["name"].startswith("peer-")]
     assert [(c["name"], c["args"]) for c in forwarders] == [
         (
             f"peer-{i}",

@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import UPSTREAM
 from zbi_infra.config.instance import Network
 from zbi_infra.render.lightwallet import lightwalletd_args, render_zaino_toml
+from zbi_infra.render.rpc_guard import NODE_LOOPBACK_RPC_PORT
 from zbi_infra.render.zcashd import render_zcash_conf
 from zbi_infra.render.zebrad import render_zebrad_toml
 
@@ -56,7 +57,8 @@ def test_zebrad_network_and_ports(network: Network, name: str, p2p: int, rpc: in
     config = tomllib.loads(render_zebrad_toml(network))
     assert config["network"]["network"] == name
     assert config["network"]["listen_addr"].endswith(f":{p2p}")
-    assert config["rpc"]["listen_addr"].endswith(f":{rpc}")
+    # The network's RPC port belongs to the RPC guard in the same pod; zebrad listens on loopback only.
+    assert config["rpc"]["listen_addr"] == f"127.0.0.1:{NODE_LOOPBACK_RPC_PORT}" != f"127.0.0.1:{rpc}"
     assert config["health"]["listen_addr"] == "0.0.0.0:8080"
     assert config["metrics"]["endpoint_addr"] == "0.0.0.0:9999"
     assert config["rpc"]["enable_cookie_auth"] is False

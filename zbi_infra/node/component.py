@@ -26,6 +26,7 @@ from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.public_tls_renewal import build_renewal_roller
 from zbi_infra.node.quota import build_quota
+from zbi_infra.node.rpc_guard import credential_secret_data
 from zbi_infra.public_tls import acme_certificate
 from zbi_infra.release_check import instance_release_problems
 from zbi_infra.render.gateway import GatewayUpstreams
@@ -128,7 +129,12 @@ class ZcashNode(pulumi.ComponentResource):
             f"{name}-rpc-credentials",
             metadata=ctx.meta(RPC_SECRET),
             type="Opaque",
-            string_data={"username": RPC_USER, "password": self.rpc_password},
+            string_data={
+                "username": RPC_USER,
+                "password": self.rpc_password,
+                # The RPC guard in front of zebrad compares callers' Authorization with this (node/rpc_guard.py).
+                **credential_secret_data(RPC_USER, self.rpc_password),
+            },
             opts=ctx.in_namespace,
         )
 

@@ -25,6 +25,7 @@ from zbi_infra.node.context import (
     secret_env,
     tmp_volume,
 )
+from zbi_infra.node.rpc_guard import GUARD_UID_SKIP, rpc_guard_config_map, rpc_guard_container, rpc_guard_volumes
 from zbi_infra.node.zcashd_compat import zcashd_compat_container
 from zbi_infra.releases import SOCAT
 from zbi_infra.render import zakurad, zcashd, zebrad
@@ -119,14 +120,18 @@ def build_full_node(
         k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
     ]
     init_containers = []
+    guarded = kind in ZEBRA_FAMILY
+    guard_config, guard_checksum = rpc_guard_config_map(ctx, name) if guarded else (None, None)
     if node.bootstrap_archive is not None:
         init_containers.append(_bootstrap_container(ctx, uid, node.bootstrap_archive))
-    sidecars = [_forwarder(forward) for forward in forwards] if kind is NodeKind.ZEBRAD else []
+    sidecars = [rpc_guard_container(ctx)] if guarded else []
+    sidecars += [_forwarder(forward) for forward in forwards] if kind is NodeKind.ZEBRAD else []
     if node.zcashd_compat is not None:
         sidecars.append(zcashd_compat_container(ctx, uid))
     skips = ctx.checkov_skips(
         *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
-        *(FORWARDER_PROBE_SKIPS if sidecars else ()),
+        *(FORWARDER_PROBE_SKIPS if forwards and kind is NodeKind.ZEBRAD else ()),
+        *([GUARD_UID_SKIP] if guarded else []),
         digest=node.image.digest,
         image=DEFAULT_IMAGES[kind],
     )
@@ -153,6 +158,7 @@ def build_full_node(
                     annotations={
                         # A config change rolls the pods; Kubernetes does not restart on ConfigMap edits.
                         "zbi.io/config-checksum": hashlib.sha256(content.encode()).hexdigest()[:16],
+                        **({"zbi.io/rpc-guard-checksum": guard_checksum} if guard_checksum else {}),
                         # The Cluster Autoscaler never drains a node for a full node: restarting one costs minutes
                         # to hours of reopening state, scale-down saves cents.
                         SAFE_TO_EVICT: "false",
@@ -173,6 +179,7 @@ def build_full_node(
                             name="config", config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=f"{name}-config")
                         ),
                         tmp_volume(),
+                        *(rpc_guard_volumes(name) if guarded else []),
                     ],
                     topology_spread_constraints=kube.zone_spread(match, strict=True),
                     affinity=kube.host_anti_affinity(match),
@@ -197,7 +204,7 @@ def build_full_node(
                 )
             ],
         ),
-        opts=ctx.child(depends_on=[config_map, rpc_secret]),
+        opts=ctx.child(depends_on=[config_map, rpc_secret, *([guard_config] if guard_config else [])]),
     )
     kube.disruption_budget(ctx, name, FULL_NODE, match, replicas=node.replicas)
     if node.replicas == 1:
@@ -250,8 +257,8 @@ def _zebrad_container(
         image_pull_policy="IfNotPresent",
         command=command,
         ports=[
+            # No RPC port: zebrad's RPC listens on 127.0.0.1 only, behind the RPC guard (node/rpc_guard.py).
             k8s.core.v1.ContainerPortArgs(name="p2p", container_port=ports.p2p),
-            k8s.core.v1.ContainerPortArgs(name="rpc", container_port=ports.rpc),
             k8s.core.v1.ContainerPortArgs(name="health", container_port=ZEBRA_HEALTH_PORT),
             k8s.core.v1.ContainerPortArgs(name="metrics", container_port=ZEBRA_METRICS_PORT),
         ],

@@ -8,6 +8,7 @@ import tomli_w
 
 from zbi_infra.config.health import ReadinessConfig, default_readiness
 from zbi_infra.config.instance import Network
+from zbi_infra.render.rpc_guard import NODE_LOOPBACK_RPC_PORT
 from zbi_infra.zcash_ports import PORTS, ZEBRA_HEALTH_PORT, ZEBRA_METRICS_PORT
 
 DATA_DIR = "/var/lib/zebra"
@@ -36,9 +37,11 @@ def zebrad_config(
         },
         "state": {"cache_dir": STATE_DIR},
         "rpc": {
-            "listen_addr": f"0.0.0.0:{ports.rpc}",
-            # The cookie is written inside the node's pod, where the light-wallet tier cannot read it. The RPC port
-            # is instead reachable only from the instance's light-wallet pods (NetworkPolicy) through a ClusterIP.
+            # Inside the pod only: the RPC guard in the same pod (render/rpc_guard.py) holds the network's RPC port
+            # and forwards only calls carrying the instance's credential.
+            "listen_addr": f"127.0.0.1:{NODE_LOOPBACK_RPC_PORT}",
+            # The cookie is written inside the node's pod, where callers cannot read it; the guard authenticates
+            # them instead, with the instance's RPC user and password.
             "enable_cookie_auth": False,
         },
         "health": {
