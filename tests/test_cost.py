@@ -158,3 +158,14 @@ def test_a_local_stack_costs_nothing_on_aws(plan_stack: PlanStack) -> None:
     text = report(result, P).splitlines()
     assert text[-1] == "warning: a local stack creates nothing billed by AWS" and len(text) == 4
     assert not any(line.startswith(("By service", "Assumptions", "Prices")) for line in text)
+
+
+def test_each_public_load_balancer_pays_a_public_ipv4_address_per_zone(plan_stack: PlanStack) -> None:
+    """AWS bills every public IPv4 address by the hour: an internet-facing NLB holds one per zone it spans."""
+    result = estimate(plan_stack("dev"), config_of("dev"), prices=P, assumptions=Assumptions())
+    lines = [line for line in result.lines if line.service == "VPC" and line.item.startswith("NLB ")]
+    assert lines
+    for line in lines:
+        zones = int(line.item.split(": ")[1].split(" ")[0])
+        assert zones >= 2
+        assert line.monthly_usd == pytest.approx(zones * H * P["publicIpv4Hour"])

@@ -46,8 +46,15 @@ TARGETS = {
     ),
     "policies": Target("zbi_infra/policies.py", "tests/test_policy.py tests/test_netpol_model.py -k 'not pack'"),
     "iam": Target("zbi_infra/iam.py", "tests/test_iam.py"),
-    "access": Target("zbi_infra/config/access.py", "tests/test_access.py tests/test_access_semantics.py"),
-    "gateway_render": Target("zbi_infra/render/gateway.py", "tests/test_gateway.py tests/test_gateway_live.py"),
+    "access": Target(
+        "zbi_infra/config/access.py",
+        "tests/test_access.py tests/test_access_semantics.py tests/test_access_input.py"
+        " tests/test_access_properties.py",
+    ),
+    "gateway_render": Target(
+        "zbi_infra/render/gateway.py",
+        "tests/test_gateway.py tests/test_gateway_live.py tests/test_gateway_payloads.py tests/test_gateway_abuse.py",
+    ),
     "cost": Target("zbi_infra/cost.py", "tests/test_cost.py tests/test_survivors.py -k 'cost or budget'"),
     "quota": Target("zbi_infra/node/quota.py", "tests/test_relationships.py -k quota"),
 }
