@@ -263,3 +263,15 @@ def test_the_splice_cap_in_the_plan_is_the_gateway_containers_memory_limit(dev: 
     conf = one(dev, "ConfigMap", "gateway-config", NS)["data"]["nginx.conf"]
     limit = memory_mib(containers(dev)["gateway"]["resources"]["limits"]["memory"])
     assert re.findall(r"limit_conn zbi_spliced (\d+);", conf) == [str(spliced_batches_cap(limit))]
+
+
+def test_every_socket_the_pods_nginx_listens_on_is_its_own(dev: Plan) -> None:
+    """nginx binds each `listen` at start: two servers on one port fail the pod (nginx -t does not bind, so the
+    pod-config test cannot see it), and the container port must be the public server's."""
+    conf = one(dev, "ConfigMap", "gateway-config", NS)["data"]["nginx.conf"]
+    listens = re.findall(r"^\s*listen ([^\s;]+)", conf, flags=re.MULTILINE)
+    ports = [address.rsplit(":", 1)[1] for address in listens if not address.startswith("unix:")]
+    assert len(ports) >= 2 and len(set(ports)) == len(ports), listens
+    (deployment,) = [d for d in objects(dev, "Deployment", NS) if d["metadata"]["name"] == "gateway"]
+    (nginx,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
+    assert [str(p["containerPort"]) for p in nginx["ports"]] == [ports[0]]
