@@ -246,6 +246,14 @@ def running_gateway(
         user="root" if os.geteuid() == 0 else None,
     )
     (directory / "nginx.conf").write_text(config)
+    context = ssl.create_default_context(cafile=str(certificate))
+    with running_nginx(binary, directory, port) as log:
+        yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
+
+
+@contextmanager
+def running_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
+    """`directory/nginx.conf` in the foreground until the block ends, once it accepts on `port`; yields its log."""
     log = directory / "nginx.log"
     with log.open("w") as output:
         process = subprocess.Popen(
@@ -253,7 +261,6 @@ def running_gateway(
             stdout=output,
             stderr=subprocess.STDOUT,
         )
-    context = ssl.create_default_context(cafile=str(certificate))
     try:
         deadline = time.monotonic() + 15
         while True:
@@ -264,7 +271,7 @@ def running_gateway(
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
-        yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
+        yield log
     finally:
         process.terminate()
         process.wait(timeout=10)

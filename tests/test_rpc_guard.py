@@ -7,10 +7,8 @@ import base64
 import http.client
 import json
 import os
-import socket
 import subprocess
 import threading
-import time
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +19,7 @@ import pytest
 
 from tests.conftest import PlanStack
 from tests.debian import debian_tool
-from tests.gateway_harness import free_port
+from tests.gateway_harness import free_port, running_nginx
 from tests.k8s_objects import one, pod_spec
 from tests.zcash_blocks import by_reference, getblock_result
 from zbi_infra.plan.engine import Plan
@@ -97,27 +95,8 @@ def running_guard(directory: Path, upstream: Upstream) -> Iterator[int]:
         user="root" if os.geteuid() == 0 else None,
     )
     (directory / "nginx.conf").write_text(config)
-    log = directory / "nginx.log"
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            [binary, "-e", "stderr", "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.1)
+    with running_nginx(binary, directory, port):
         yield port
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
         upstream.server.shutdown()
 
 
