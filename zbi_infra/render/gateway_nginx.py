@@ -36,6 +36,7 @@ from zbi_infra.render.gateway import (
     users_json,
 )
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
+from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
 METER_SOCKET = "zbi-meter.sock"
 SPLICE_BUSY = (
@@ -153,19 +154,10 @@ def nginx_conf(
     grpc_api = "|".join(re.escape(name) for name in (service, *UNSERVED_GRPC))
     return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
 load_module {js_module_path};
-{f"user {user};" if user else ""}
-worker_processes {workers};
-pid {temp_dir}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections {WORKER_CONNECTIONS}; }}
+{main_context(user=user, workers=workers, worker_connections=WORKER_CONNECTIONS, temp_dir=temp_dir)}
 
 http {{
-    client_body_temp_path {temp_dir}/body;
-    proxy_temp_path {temp_dir}/proxy;
-    fastcgi_temp_path {temp_dir}/fastcgi;
-    uwsgi_temp_path {temp_dir}/uwsgi;
-    scgi_temp_path {temp_dir}/scgi;
-    server_tokens off;
+{http_writable_paths(temp_dir)}
 
     js_path {paths.config_dir};
     js_import gateway from {JS_MODULE};

@@ -18,6 +18,8 @@ from __future__ import annotations
 import base64
 import json
 
+from zbi_infra.render.nginx_process import http_writable_paths, main_context
+
 # zebrad's RPC inside the pod: loopback only, away from the health (8080), metrics (9999), zcashd-compat RPC (8252)
 # and regtest forwarder (28344+) ports.
 NODE_LOOPBACK_RPC_PORT = 28232
@@ -64,19 +66,10 @@ def rpc_guard_nginx_conf(
     """nginx.conf for the guard: `listen` is where callers connect (the pod's RPC port), `upstream` zebrad's
     loopback address, `authorization_file` the Secret's include."""
     return f"""# Rendered by zbi_infra.render.rpc_guard: do not edit.
-{f"user {user};" if user else ""}
-worker_processes 1;
-pid {temp_dir}/nginx.pid;
-error_log stderr warn;
-events {{ worker_connections 1024; }}
+{main_context(user=user, workers=1, worker_connections=1024, temp_dir=temp_dir)}
 
 http {{
-    client_body_temp_path {temp_dir}/body;
-    proxy_temp_path {temp_dir}/proxy;
-    fastcgi_temp_path {temp_dir}/fastcgi;
-    uwsgi_temp_path {temp_dir}/uwsgi;
-    scgi_temp_path {temp_dir}/scgi;
-    server_tokens off;
+{http_writable_paths(temp_dir)}
     # Requests carry the credential: none is logged. Errors still go to stderr.
     access_log off;
     default_type application/json;
