@@ -12,6 +12,7 @@ from pydantic import Field, StringConstraints, ValidationInfo, field_validator, 
 
 from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
 from zbi_infra.config.health import ReadinessConfig
+from zbi_infra.config.history import HistoryConfig
 from zbi_infra.config.names import MAX_LOAD_BALANCER_SOURCE_RANGES, check_cidrs
 from zbi_infra.config.node_options import (
     MAX_EXTRA_OPTIONS,
@@ -324,6 +325,8 @@ class InstanceConfig(StrictModel):
     endpoints: EndpointsConfig = Field(default_factory=EndpointsConfig)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     quota: QuotaConfig = Field(default_factory=QuotaConfig)
+    # Historical chain data (exchanges, analytics): a cache of final answers, elastic replicas, a Parquet export.
+    history: HistoryConfig | None = None
     # IAM principals who get the zbi-instance-admin Role in this instance's namespace only.
     admins: list[PrincipalArn] = Field(default_factory=list)
     # The instance administrators on GitHub: they own the instance's access file in CODEOWNERS (`zbi roles`).
@@ -361,6 +364,14 @@ class InstanceConfig(StrictModel):
             raise ValueError("node.bootstrapArchive: a regtest chain starts empty. Fix: remove it")
         if self.endpoints.public_grpc and self.lightwallet.kind is LightwalletKind.NONE:
             raise ValueError("endpoints.publicGrpc needs a light-wallet server. Fix: set lightwallet.kind")
+        if self.history is not None:
+            if self.network is Network.REGTEST:
+                raise ValueError("history: a regtest chain is a throwaway test network. Fix: remove history")
+            if self.node.pruning is not None:
+                raise ValueError(
+                    "history serves the whole chain, and node.pruning deletes old transactions. "
+                    "Fix: remove node.pruning (and set node.archive: true on zakurad)"
+                )
         return self
 
 
