@@ -166,6 +166,28 @@ def test_zbi_plan_refuses_access_files_it_cannot_use(arrange, expected: str, tmp
     assert result.returncode == 2 and expected in result.stderr and "Traceback" not in result.stderr, result.stderr
 
 
+def test_files_in_the_access_directory_that_name_no_declared_instance_are_refused_in_process(tmp_path: Path) -> None:
+    # The same rule as the plan's, called directly (the mutation run of config/access.py does not run `zbi plan`).
+    access = tmp_path / "access"
+    access.mkdir()
+    shutil.copy(ROOT / "access" / "testnet.yaml", access / "testnet.yaml")
+    (access / "README.md").write_text("notes\n")  # not an access file: ignored
+    (access / ".testnet.yaml.lock").write_text("")  # a lock file: ignored
+    assert set(instance_access_files(tmp_path, ["testnet"], declared={"testnet"})) == {"testnet"}
+    (access / "tesnet.yaml").write_text("users: []\n")
+    (access / "mainnet.yml").write_text("users: []\n")
+    (access / "stray.yaml").write_text("users: []\n")
+    with pytest.raises(ConfigError) as refused:
+        instance_access_files(tmp_path, ["testnet"], declared={"testnet", "mainnet"})
+    problems = refused.value.problems
+    assert len(problems) == 3, problems
+    assert any("access/mainnet.yml" in p and "rename it mainnet.yaml" in p for p in problems)
+    assert any("access/tesnet.yaml" in p and "rename it testnet.yaml if it is testnet's" in p for p in problems)
+    assert any("access/stray.yaml" in p and "declare its instance" in p for p in problems)
+    # Without `declared` nothing is looked for beyond the instances' own files.
+    assert set(instance_access_files(tmp_path, ["testnet"])) == {"testnet"}
+
+
 def test_grpc_methods_for_an_instance_without_a_light_wallet_server_are_refused(tmp_path: Path) -> None:
     project = project_copy(tmp_path)
     stack = project / "Pulumi.dev.yaml"
