@@ -14,9 +14,10 @@ from zbi_infra.config.history_cache import HistoryCacheConfig
 from zbi_infra.config.history_export import HistoryExportConfig
 from zbi_infra.config.history_scaling import HistoryScalingConfig
 
-# Zebra treats a block more than 99 below its tip as final (zebra-state's MAX_BLOCK_REORG_HEIGHT); nothing zBI serves
-# from a cache or exports may be shallower than this.
-FINAL_DEPTH = 100
+# zebrad 6.3.0 keeps the last 1,000 blocks in its non-finalized state and may still roll them back
+# (zebra-chain/src/parameters/constants.rs: MAX_BLOCK_REORG_HEIGHT = 1000; it was 99 before v5.2.0): a block is final
+# only deeper than that. Nothing zBI serves from a cache or exports may be shallower.
+FINAL_DEPTH = 1000
 
 
 class HistoryConfig(StrictModel):
