@@ -1,0 +1,261 @@
+"""The zcashd sidecar's JSON-RPC behind the access gateway (Zakura's zcashd-compatibility mode): zcashd's method
+table at v6.20.0 classified (never, wallet, read), the access file's rules, and the rendered gateway in Debian's
+nginx routing /zcashd to a fake zcashd and every other path to the node, each with its own method lists."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import UPSTREAM
+from tests.gateway_harness import KEYS, Gateway, Node, running_gateway, start_node
+from zbi_infra.access_keys import key_hash
+from zbi_infra.config.access import NEVER_EXPOSED, AccessFile, check_for_instance, parse_access
+from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.config.zcashd_methods import ZcashdMethodClass, zcashd_method_class, zcashd_methods, zcashd_rpc_commands
+from zbi_infra.errors import ConfigError
+from zbi_infra.render.gateway import USERS_FILE, GatewayUpstreams
+from zbi_infra.render.gateway_nginx import pod_files
+
+TABLE = json.loads((UPSTREAM / "zcash/rpc-commands.json").read_text())
+READ = ["getblockcount", "getrawtransaction", "z_gettreestate", "getinfo"]
+
+
+def zcashd_access(*, wallet_user: list[str] | None = None) -> AccessFile:
+    users: list[dict[str, Any]] = [
+        {"name": "exchange", "keySha256": key_hash(KEYS["exchange"])},
+        {"name": "analytics", "keySha256": key_hash(KEYS["analytics"]), "zcashdRpc": ["getblockcount"]},
+    ]
+    if wallet_user is not None:
+        users.append({"name": "batcher", "keySha256": key_hash(KEYS["batcher"]), "zcashdRpc": wallet_user})
+    instance_methods = READ + sorted({m for m in wallet_user or [] if m not in READ})
+    return parse_access(
+        {
+            "jsonRpc": {"methods": ["getblockcount", "getinfo"]},
+            "zcashdRpc": {"methods": instance_methods},
+            "anonymous": {"zcashdRpc": ["getblockcount"]},
+            "users": users,
+        },
+        "access/compat.yaml",
+    )
+
+
+# ---- the method table and its classes ----------------------------------------------------------------------------
+
+
+def test_the_package_table_is_zcashds_own_at_the_pinned_tag() -> None:
+    packaged = {name: row["category"] for name, row in TABLE["commands"].items()}
+    assert zcashd_rpc_commands() == packaged
+    assert TABLE["release"] == "6.20.0" and len(packaged) > 100
+    # Spot checks against the source rows (src/rpc/blockchain.cpp, src/wallet/rpcwallet.cpp at v6.20.0).
+    assert packaged["z_gettreestate"] == "blockchain" and packaged["z_sendmany"] == "wallet"
+
+
+def test_every_method_has_one_class_and_wallet_rows_are_never_read() -> None:
+    classes = {kind: zcashd_methods(kind) for kind in ZcashdMethodClass}
+    assert set().union(*classes.values()) == set(zcashd_rpc_commands())
+    assert sum(len(c) for c in classes.values()) == len(zcashd_rpc_commands())
+    for name, category in zcashd_rpc_commands().items():
+        if category in ("wallet", "disclosure", "hidden", "generating"):
+            assert zcashd_method_class(name) is not ZcashdMethodClass.READ, name
+    # What no node exposes stays refused on zcashd too; zcashd's own z_ read methods are readable there.
+    assert NEVER_EXPOSED & set(zcashd_rpc_commands()) <= classes[ZcashdMethodClass.NEVER]
+    assert {"z_gettreestate", "z_getsubtreesbyindex", "z_validateaddress"} <= classes[ZcashdMethodClass.READ]
+    assert {"backupwallet", "z_importwallet", "verifychain", "stop"} <= classes[ZcashdMethodClass.NEVER]
+    assert zcashd_method_class("getblockchain") is None
+
+
+# ---- the access file ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({"zcashdRpc": {"methods": ["getblokcount"]}}, "did you mean 'getblockcount'"),
+        ({"zcashdRpc": {"methods": ["backupwallet"]}}, "'backupwallet' is never exposed"),
+        ({"zcashdRpc": {"methods": ["stop"]}}, "'stop' is never exposed"),
+        (
+            {"zcashdRpc": {"methods": ["z_sendmany"]}, "anonymous": {"zcashdRpc": ["z_sendmany"]}},
+            "callers without a key never get",
+        ),
+        ({"zcashdRpc": {"methods": ["getblockcount"]}, "anonymous": {"zcashdRpc": ["getinfo"]}}, "not in zcashdRpc"),
+    ],
+)
+def test_bad_zcashd_lists_are_refused_with_the_fix(document: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        parse_access(document, "access/compat.yaml")
+
+
+def instance(compat: dict[str, Any] | None, *, lightwallet: str = "none") -> InstanceConfig:
+    node: dict[str, Any] = {"kind": "zakurad"}
+    if compat is not None:
+        node["zcashdCompat"] = compat
+    return InstanceConfig.model_validate({"network": "testnet", "node": node, "lightwallet": {"kind": lightwallet}})
+
+
+def test_zcashd_lists_need_a_sidecar_and_wallet_methods_its_wallet() -> None:
+    read_only = zcashd_access()
+    with pytest.raises(ConfigError, match="has no zcashd sidecar"):
+        check_for_instance(read_only, "compat", instance(None), "access/compat.yaml")
+    check_for_instance(read_only, "compat", instance({}), "access/compat.yaml")
+    spender = zcashd_access(wallet_user=["getblockcount", "z_sendmany"])
+    with pytest.raises(ConfigError, match=r"runs its zcashd without a wallet, so z_sendmany cannot.*wallet: true"):
+        check_for_instance(spender, "compat", instance({}), "access/compat.yaml")
+    check_for_instance(spender, "compat", instance({"wallet": True}), "access/compat.yaml")
+
+
+def test_wallet_methods_go_only_to_users_who_name_them() -> None:
+    file = zcashd_access(wallet_user=["getblockcount", "z_sendmany"])
+    assert "z_sendmany" in file.zcashd_rpc.methods
+    # `exchange` has no list of its own: every method the instance exposes, except wallet methods.
+    assert file.allowed_zcashd(file.user("exchange")) == READ
+    assert file.allowed_zcashd(file.user("batcher")) == ["getblockcount", "z_sendmany"]
+    assert file.allowed_zcashd(None) == ["getblockcount"]
+
+
+def test_the_pod_serves_zcashd_only_when_the_instance_has_one() -> None:
+    file = zcashd_access()
+    without = pod_files(file, GatewayUpstreams(rpc="node:8232"), max_body_bytes=65536, metrics_syslog="127.0.0.1:1")
+    assert "zbi_zcashd" not in without["nginx.conf"] and "this instance has no zcashd" in without["nginx.conf"]
+    served = pod_files(
+        file, GatewayUpstreams(rpc="node:8232", zcashd="node:8252"), max_body_bytes=65536, metrics_syslog="127.0.0.1:1"
+    )
+    assert "server node:8252;" in served["nginx.conf"]
+    # The module's own refusals: wallet methods while the wallet is off, not when it is on.
+    assert '"z_sendmany"' in served["gateway.js"]
+    wallet = pod_files(
+        file,
+        GatewayUpstreams(rpc="node:8232", zcashd="node:8252", zcashd_wallet=True),
+        max_body_bytes=65536,
+        metrics_syslog="127.0.0.1:1",
+    )
+    assert '"z_sendmany"' not in wallet["gateway.js"] and '"backupwallet"' in wallet["gateway.js"]
+
+
+# ---- live: Debian's nginx, a fake node and a fake zcashd ----------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Pair:
+    node_rpc: Gateway
+    zcashd_rpc: Gateway
+    node: Node
+    zcashd: Node
+
+
+@contextmanager
+def serving(directory: Path, file: AccessFile, *, zcashd: bool = True, wallet: bool = False) -> Iterator[Pair]:
+    node, sidecar = start_node(), start_node()
+    try:
+        with running_gateway(
+            directory,
+            f"127.0.0.1:{node.server.server_port}",
+            node,
+            zcashd_upstream=f"127.0.0.1:{sidecar.server.server_port}" if zcashd else None,
+            zcashd_wallet=wallet,
+            access_file=file,
+        ) as gateway:
+            yield Pair(gateway, dataclasses.replace(gateway, url=gateway.url + "zcashd"), node, sidecar)
+    finally:
+        node.server.shutdown()
+        sidecar.server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    with serving(tmp_path_factory.mktemp("zcashd-gateway"), zcashd_access()) as pair:
+        yield pair
+
+
+def answered(body: Any) -> Any:
+    return body.get("result", {}).get("answered") if isinstance(body, dict) and body.get("result") else None
+
+
+def test_zcashd_calls_reach_the_sidecar_and_node_calls_the_node(read_only: Pair) -> None:
+    node_before, zcashd_before = len(read_only.node.received), len(read_only.zcashd.received)
+    assert answered(read_only.zcashd_rpc.call({"method": "getrawtransaction", "params": ["00"], "id": 1})[1]) == (
+        "getrawtransaction"
+    )
+    assert len(read_only.zcashd.received) == zcashd_before + 1 and len(read_only.node.received) == node_before
+    assert json.loads(read_only.zcashd.received[-1])["method"] == "getrawtransaction"
+    # With the node's credentials, never the caller's key (the fake zcashd answers 401 to anything else).
+    assert KEYS["exchange"] not in " ".join(read_only.zcashd.seen_auth)
+    # getrawtransaction is in the zcashd list only: the node's path refuses it.
+    status, body = read_only.node_rpc.call({"method": "getrawtransaction", "params": ["00"], "id": 1})
+    assert status == 200 and body["error"]["code"] == -32601
+    assert len(read_only.node.received) == node_before
+
+
+def test_each_path_applies_its_own_lists(read_only: Pair) -> None:
+    # zcashd's read-only z_ methods pass on /zcashd; the node's path refuses every z_ method.
+    assert answered(read_only.zcashd_rpc.call({"method": "z_gettreestate", "params": ["1"], "id": 2})[1])
+    assert read_only.node_rpc.call({"method": "z_gettreestate", "id": 2})[1]["error"]["code"] == -32601
+    # A narrower user, and callers without a key.
+    assert read_only.zcashd_rpc.call({"method": "getinfo", "id": 3}, user="analytics")[1]["error"]["code"] == -32601
+    assert answered(read_only.zcashd_rpc.call({"method": "getblockcount", "id": 3}, user="analytics")[1])
+    assert answered(read_only.zcashd_rpc.call({"method": "getblockcount", "id": 4}, user=None)[1])
+    assert read_only.zcashd_rpc.call({"method": "getinfo", "id": 4}, user=None)[1]["error"]["code"] == -32601
+    assert read_only.zcashd_rpc.call({"method": "getblockcount", "id": 5}, user="analytics", key="wrong")[0] == 401
+
+
+def test_a_mixed_batch_is_spliced_through_the_sidecars_relay(read_only: Pair) -> None:
+    before = len(read_only.zcashd.received)
+    batch = [
+        {"method": "getblockcount", "id": 1},
+        {"method": "z_sendmany", "params": [], "id": 2},
+        {"method": "getinfo", "id": 3},
+    ]
+    status, body = read_only.zcashd_rpc.call(batch)
+    assert status == 200 and [answer["id"] for answer in body] == [1, 2, 3]
+    assert answered(body[0]) == "getblockcount" and body[1]["error"]["code"] == -32601
+    # getinfo's `errors` (a log line) is withheld on zcashd's path too.
+    assert body[2]["result"]["errors"] == "withheld by the gateway"
+    assert [c["method"] for c in json.loads(read_only.zcashd.received[before])] == ["getblockcount", "getinfo"]
+
+
+def test_wallet_and_never_methods_are_refused_whatever_the_table_says(read_only: Pair) -> None:
+    table = read_only.node_rpc.config_dir / USERS_FILE
+    original = table.read_text()
+    tampered = json.loads(original)
+    for entry in tampered["users"].values():
+        entry["zcashdRpc"] += ["z_sendmany", "dumpprivkey", "backupwallet", "stop", "addnode"]
+    before = len(read_only.zcashd.received)
+    try:
+        table.write_text(json.dumps(tampered))
+        for method in ("z_sendmany", "dumpprivkey", "backupwallet", "stop", "addnode"):
+            status, body = read_only.zcashd_rpc.call({"method": method, "id": 1})
+            assert status == 200 and body["error"]["code"] == -32601, method
+        assert len(read_only.zcashd.received) == before
+    finally:
+        table.write_text(original)
+
+
+def test_with_the_wallet_on_only_a_user_who_names_a_wallet_method_calls_it(tmp_path: Path) -> None:
+    file = zcashd_access(wallet_user=["getblockcount", "z_sendmany"])
+    with serving(tmp_path, file, wallet=True) as pair:
+        status, body = pair.zcashd_rpc.call({"method": "z_sendmany", "params": [], "id": 9}, user="batcher")
+        assert (status, answered(body)) == (200, "z_sendmany")
+        # The instance lists it, but `exchange` has no list of its own: no wallet method by default.
+        assert pair.zcashd_rpc.call({"method": "z_sendmany", "id": 9})[1]["error"]["code"] == -32601
+        # The never class stays refused with the wallet on, whatever the table says.
+        table = pair.node_rpc.config_dir / USERS_FILE
+        tampered = json.loads(table.read_text())
+        for entry in tampered["users"].values():
+            entry["zcashdRpc"] += ["backupwallet", "z_exportwallet"]
+        table.write_text(json.dumps(tampered))
+        for method in ("backupwallet", "z_exportwallet"):
+            assert pair.zcashd_rpc.call({"method": method, "id": 1}, user="batcher")[1]["error"]["code"] == -32601
+        assert [json.loads(raw)["method"] for raw in pair.zcashd.received] == ["z_sendmany"]
+
+
+def test_without_a_sidecar_the_zcashd_path_is_not_the_nodes(tmp_path: Path) -> None:
+    with serving(tmp_path, zcashd_access(), zcashd=False) as pair:
+        status, body = pair.zcashd_rpc.call({"method": "getblockcount", "id": 1})
+        assert status == 404 and "no zcashd" in body["error"]["message"]
+        assert pair.node.received == []
