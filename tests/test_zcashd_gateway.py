@@ -13,15 +13,21 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import UPSTREAM
+from tests.conftest import UPSTREAM, PlanStack
 from tests.gateway_harness import KEYS, Gateway, Node, running_gateway, start_node
+from tests.k8s_objects import objects, one, pod_spec
+from tests.netpol_model import Pod, outside, reachable
 from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import NEVER_EXPOSED, AccessFile, check_for_instance, parse_access
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.config.zcashd_methods import ZcashdMethodClass, zcashd_method_class, zcashd_methods, zcashd_rpc_commands
 from zbi_infra.errors import ConfigError
+from zbi_infra.node.context import RPC_SECRET
+from zbi_infra.node.zcashd_compat import ZCASHD_RPC_PORT_NAME
+from zbi_infra.plan.engine import Plan
 from zbi_infra.render.gateway import USERS_FILE, GatewayUpstreams
 from zbi_infra.render.gateway_nginx import pod_files
+from zbi_infra.render.zcashd_compat import CREDENTIAL_ENV, RPC_PORT
 
 TABLE = json.loads((UPSTREAM / "zcash/rpc-commands.json").read_text())
 READ = ["getblockcount", "getrawtransaction", "z_gettreestate", "getinfo"]
@@ -259,3 +265,57 @@ def test_without_a_sidecar_the_zcashd_path_is_not_the_nodes(tmp_path: Path) -> N
         status, body = pair.zcashd_rpc.call({"method": "getblockcount", "id": 1})
         assert status == 404 and "no zcashd" in body["error"]["message"]
         assert pair.node.received == []
+
+
+# ---- the plan: the sidecar reachable from its gateway only ---------------------------------------------------------
+
+NAMESPACE = "zbi-testnet"
+
+
+@pytest.fixture(scope="module")
+def compat_plan(plan_stack: PlanStack) -> Plan:
+    # The dev stack's `testnet` instance (it has an access file, so a gateway) as a Zakura instance with the sidecar.
+    merge = {"zbi:instances": {"testnet": {"node": {"kind": "zakurad", "zcashdCompat": {}}}}}
+    return plan_stack("dev", merge=merge)
+
+
+def model_pod(workload: dict[str, Any], address: str) -> Pod:
+    template = workload["spec"]["template"]
+    ports = {p["name"]: p["containerPort"] for c in template["spec"]["containers"] for p in c.get("ports", [])}
+    return Pod(
+        NAMESPACE, template["metadata"]["labels"], address=address, ports=ports, name=workload["metadata"]["name"]
+    )
+
+
+def test_the_gateway_reaches_the_sidecars_rpc_and_nothing_else_does(compat_plan: Plan) -> None:
+    node = model_pod(one(compat_plan, "StatefulSet", "zakurad", NAMESPACE), "10.20.43.10")
+    gateway = model_pod(one(compat_plan, "Deployment", "gateway", NAMESPACE), "10.20.43.11")
+    wallet = model_pod(one(compat_plan, "StatefulSet", "lightwalletd", NAMESPACE), "10.20.43.12")
+    policies = objects(compat_plan, "NetworkPolicy")
+    assert node.ports[ZCASHD_RPC_PORT_NAME] == RPC_PORT
+    assert reachable(policies, gateway, node, ZCASHD_RPC_PORT_NAME)
+    for stranger in (wallet, Pod("other", {}, address="10.20.40.7"), outside("203.0.113.7"), outside("10.20.0.5")):
+        assert not reachable(policies, stranger, node, ZCASHD_RPC_PORT_NAME), stranger
+    # The node's RPC Service carries the port the gateway's nginx.conf names.
+    service = one(compat_plan, "Service", "zakurad-rpc", NAMESPACE)
+    assert {"name": ZCASHD_RPC_PORT_NAME, "port": RPC_PORT, "targetPort": ZCASHD_RPC_PORT_NAME} in service["spec"][
+        "ports"
+    ]
+    conf = next(
+        c["data"]["nginx.conf"] for c in objects(compat_plan, "ConfigMap", NAMESPACE) if "nginx.conf" in c["data"]
+    )
+    assert f"server zakurad-rpc.{NAMESPACE}.svc.cluster.local:{RPC_PORT};" in conf
+
+
+def test_the_sidecar_admits_the_gateway_with_the_nodes_credentials(compat_plan: Plan) -> None:
+    containers = pod_spec(one(compat_plan, "StatefulSet", "zakurad", NAMESPACE))["containers"]
+    zcashd = next(c for c in containers if c["name"] == "zcashd")
+    args = zcashd["args"]
+    assert "-rpcallowip=0.0.0.0/0" in args
+    # Credentials from the instance's Secret, expanded by the kubelet: never a value in the pod spec.
+    env = {e["name"]: e for e in zcashd["env"]}
+    for name in CREDENTIAL_ENV.values():
+        assert f"$({name})" in " ".join(args)
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == RPC_SECRET and "value" not in env[name]
+    # The pinning stays last (zcashd takes the last occurrence of a single-valued argument).
+    assert args[-1] == "-discover=0"
