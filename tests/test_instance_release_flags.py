@@ -97,3 +97,18 @@ def test_malformed_release_flags_are_argument_errors(project: Path, capsys, flag
     with pytest.raises(SystemExit) as exited:
         add(project, *flags)
     assert exited.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_the_help_example_runs_today(project: Path, capsys, monkeypatch) -> None:
+    """The help's release-flags example: a test network (no end of support), so it holds on the real date too."""
+    import shlex
+
+    from zbi_infra.cli import INSTANCE_EXAMPLES
+
+    monkeypatch.delenv(AS_OF_ENV, raising=False)
+    text = INSTANCE_EXAMPLES.replace("\\\n", "")
+    (example,) = [line.strip() for line in text.splitlines() if "--release-height" in line]
+    assert main([*shlex.split(example)[1:], "--project-dir", str(project)]) == 0
+    out = capsys.readouterr()
+    assert "release:" in out.out and "estimatedReleaseHeight: 3457227" in out.out
+    assert "has not read its config schema" in out.err

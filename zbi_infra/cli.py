@@ -119,8 +119,9 @@ INSTANCE_EXAMPLES = """Examples:
   zbi instance show dev testnet --json
   zbi instance add dev testnet-2 --network testnet --replicas 3 --storage-gib 600 --public-grpc \\
       --hostname testnet-2.lwd.example.com --admin arn:aws:iam::123456789012:role/testnet-2-ops --dry-run
-  zbi instance add dev zk --network mainnet --node zakurad --image-tag 1.3.0-rc1 --release-height 3457227 \\
-      --release-date 2026-08-21 --release-source <URL of end_of_support.rs at the tag> --dry-run
+  zbi instance add dev zk --network testnet --node zakurad --image-tag 1.3.0-rc1 --release-height 3457227 \\
+      --release-date 2026-08-21 --lightwallet none --dry-run --release-source \\
+      https://github.com/zakura-core/zakura/blob/v1.3.0-rc1/crates/zakurad/src/components/sync/end_of_support.rs
   zbi instance remove dev testnet-2 --yes
 Everything else an instance can set stays in the YAML (see the README's "An instance")."""
 
