@@ -319,3 +319,31 @@ def test_the_sidecar_admits_the_gateway_with_the_nodes_credentials(compat_plan: 
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == RPC_SECRET and "value" not in env[name]
     # The pinning stays last (zcashd takes the last occurrence of a single-valued argument).
     assert args[-1] == "-discover=0"
+
+
+def test_the_compat_instance_behind_its_gateway_passes_checkov(compat_plan: Plan, tmp_path: Path) -> None:
+    """The sidecar's credentials as Secret-backed environment (kubelet-expanded arguments) carry checkov's skip with
+    its reason; every other check of the instance's manifests passes."""
+    import subprocess
+
+    from tests.test_manifests import checkov
+    from zbi_infra.plan import render
+
+    render.write(compat_plan, tmp_path / "out")
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    for manifest in (tmp_path / "out" / "manifests").rglob("*.yaml"):
+        if f"namespace: {NAMESPACE}" in manifest.read_text():
+            (instance / manifest.name).write_text(manifest.read_text())
+    result = subprocess.run(
+        [*checkov(), "-d", str(instance), "--framework", "kubernetes", "--skip-download", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    report = json.loads(result.stdout)
+    assert report["summary"]["failed"] == 0, [
+        (c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]
+    ]
+    assert report["summary"]["passed"] > 20
