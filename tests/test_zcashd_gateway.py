@@ -347,3 +347,40 @@ def test_the_compat_instance_behind_its_gateway_passes_checkov(compat_plan: Plan
         (c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]
     ]
     assert report["summary"]["passed"] > 20
+
+
+# ---- `zbi access` with zcashd lists ------------------------------------------------------------------------------
+
+
+def test_access_commands_grant_and_list_zcashd_methods(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    from tests.conftest import ROOT
+    from zbi_infra.cli import main
+
+    for name in ["Pulumi.yaml", *(p.name for p in ROOT.glob("Pulumi.*.yaml"))]:
+        shutil.copy(ROOT / name, tmp_path / name)
+    shutil.copytree(ROOT / "access", tmp_path / "access")
+    stack = tmp_path / "Pulumi.dev.yaml"
+    text = stack.read_text()
+    assert text.count("        kind: zebrad\n") == 1
+    stack.write_text(text.replace("        kind: zebrad\n", "        kind: zakurad\n        zcashdCompat: {}\n"))
+    access = tmp_path / "access/testnet.yaml"
+    access.write_text(access.read_text() + "\nzcashdRpc:\n  methods: [getblockcount, getrawtransaction]\n")
+
+    def zbi(*args: str) -> int:
+        return main([*args, "--project-dir", str(tmp_path)])
+
+    assert zbi("access", "create-key", "testnet", "explorer", "--zcashd-rpc", "getblockcount") == 0
+    capsys.readouterr()
+    assert zbi("access", "list", "testnet", "--json") == 0
+    rows = {row["user"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["explorer"]["zcashdRpc"] == ["getblockcount"] and rows["(anonymous)"]["zcashdRpc"] == []
+    before = access.read_text()
+    # Not exposed by the instance (and a wallet method on a zcashd without a wallet): refused, nothing written.
+    assert zbi("access", "create-key", "testnet", "spender", "--zcashd-rpc", "z_sendmany") == 2
+    assert "zcashdRpc: z_sendmany not in zcashdRpc.methods" in capsys.readouterr().err
+    assert access.read_text() == before
+    access.write_text(before.replace("[getblockcount, getrawtransaction]", "[getblockcount, z_sendmany]"))
+    assert zbi("access", "check", "testnet") == 2
+    assert "runs its zcashd without a wallet, so z_sendmany cannot be exposed" in capsys.readouterr().err

@@ -105,6 +105,12 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--expires", type=_iso_date, metavar="YYYY-MM-DD", help="the key stops working that day")
     create.add_argument("--json-rpc", type=_method_list, metavar="M1,M2", help="narrower JSON-RPC methods")
     create.add_argument("--grpc", type=_method_list, metavar="M1,M2", help="narrower gRPC methods")
+    create.add_argument(
+        "--zcashd-rpc",
+        type=_method_list,
+        metavar="M1,M2",
+        help="the zcashd sidecar's methods (/zcashd); wallet methods only when named here (docs/zakura.md)",
+    )
     create.add_argument("--rate", type=_positive, metavar="N", help="requests per second (default 10)")
     create.add_argument("--burst", type=_positive, metavar="N", help="requests at once above the rate")
     action("revoke", "remove a user and their key", user=True)
