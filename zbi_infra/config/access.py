@@ -131,12 +131,6 @@ def _grpc_methods(methods: list[str]) -> list[str]:
     return _listed_once(methods)
 
 
-def _zcashd_methods(methods: list[str]) -> list[str]:
-    from zbi_infra.config.zcashd_methods import checked_zcashd_methods
-
-    return _listed_once(checked_zcashd_methods(methods))
-
-
 USER_NAME_PATTERN = re.compile(r"[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?")
 # The SHA-256 of no key at all: a gateway that hashed an empty password would match it.
 EMPTY_KEY_SHA256 = hashlib.sha256(b"").hexdigest()
@@ -223,7 +217,9 @@ class ZcashdRpcMethods(MethodSet):
     @field_validator("methods")
     @classmethod
     def _known_and_exposable(cls, methods: list[str]) -> list[str]:
-        return _zcashd_methods(methods)
+        from zbi_infra.config.zcashd_methods import checked_zcashd_methods
+
+        return _listed_once(checked_zcashd_methods(methods))
 
 
 class GrpcMethods(MethodSet):
@@ -303,13 +299,9 @@ class AccessFile(StrictModel):
             for key, listed in lists:
                 _narrower_list(where, key, listed, exposed[key])
         if self.anonymous is not None:
-            from zbi_infra.config.zcashd_methods import wallet_methods_in
+            from zbi_infra.config.zcashd_methods import refuse_anonymous_wallet
 
-            if wallet := wallet_methods_in(self.anonymous.zcashd_rpc):
-                raise ValueError(
-                    f"anonymous.zcashdRpc: {', '.join(wallet)} are zcashd wallet methods, which callers without a "
-                    "key never get. Fix: remove them, and list them for a named user instead"
-                )
+            refuse_anonymous_wallet(self.anonymous.zcashd_rpc)
         if twice := listed_twice([user.name for user in self.users]):
             raise ValueError(f"users: {', '.join(twice)} listed twice. Fix: one entry per user")
         if listed_twice([user.key_sha256 for user in self.users]):
@@ -329,15 +321,10 @@ class AccessFile(StrictModel):
         return list(json_rpc), list(grpc)
 
     def allowed_zcashd(self, user: EndUser | None) -> list[str]:
-        """The zcashd methods a user may call: wallet methods only when the user's own list names them."""
-        from zbi_infra.config.zcashd_methods import wallet_methods_in
+        """The zcashd methods a user may call (`None`: anonymous): wallet methods only if the user's list names them."""
+        from zbi_infra.config.zcashd_methods import allowed_zcashd
 
-        if user is None:
-            return list(self.anonymous.zcashd_rpc) if self.anonymous else []
-        if user.zcashd_rpc is not None:
-            return list(user.zcashd_rpc)
-        wallet = set(wallet_methods_in(self.zcashd_rpc.methods))
-        return [method for method in self.zcashd_rpc.methods if method not in wallet]
+        return allowed_zcashd(self, user)
 
 
 def parse_access(document: object, source: str) -> AccessFile:

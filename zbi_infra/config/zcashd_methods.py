@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from zbi_infra.config.access import NEVER_EXPOSED
 
 if TYPE_CHECKING:
-    from zbi_infra.config.access import AccessFile
+    from zbi_infra.config.access import AccessFile, EndUser
     from zbi_infra.config.instance import InstanceConfig
 
 
@@ -135,3 +135,21 @@ def zcashd_access_problem(access: AccessFile, instance: InstanceConfig) -> str |
             "them, or (a private instance only) set node.zcashdCompat.wallet: true"
         )
     return None
+
+
+def refuse_anonymous_wallet(methods: list[str]) -> None:
+    if wallet := wallet_methods_in(methods):
+        raise ValueError(
+            f"anonymous.zcashdRpc: {', '.join(wallet)} are zcashd wallet methods, which callers without a key never "
+            "get. Fix: remove them, and list them for a named user instead"
+        )
+
+
+def allowed_zcashd(access: AccessFile, user: EndUser | None) -> list[str]:
+    """A user's zcashd methods: their own list, or (none) the instance's minus wallet methods; `None`: anonymous."""
+    if user is None:
+        return list(access.anonymous.zcashd_rpc) if access.anonymous else []
+    if user.zcashd_rpc is not None:
+        return list(user.zcashd_rpc)
+    wallet = set(wallet_methods_in(access.zcashd_rpc.methods))
+    return [method for method in access.zcashd_rpc.methods if method not in wallet]
