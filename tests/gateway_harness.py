@@ -214,8 +214,13 @@ def running_gateway(
     metrics_syslog: str | None = None,
     probe_key: str | None = None,
     max_body_bytes: int = 16 * 1024,
+    zcashd_upstream: str | None = None,
+    zcashd_wallet: bool = False,
+    access_file: AccessFile | None = None,
 ) -> Iterator[Gateway]:
-    """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
+    """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`);
+    with `zcashd_upstream`, a zcashd sidecar's JSON-RPC at /zcashd; `access_file` instead of the harness's own."""
+    file = access_file or access()
     binary = nginx()
     directory.mkdir(parents=True, exist_ok=True)
     certificate, key = tls_files(directory)
@@ -227,12 +232,12 @@ def running_gateway(
     )
     (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
     probe_hash = key_hash(probe_key) if probe_key else None
-    (directory / USERS_FILE).write_text(json.dumps(users_table(access(), probe_key_sha256=probe_hash)))
+    (directory / USERS_FILE).write_text(json.dumps(users_table(file, probe_key_sha256=probe_hash)))
     relay_port = free_port()
-    (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port))
+    (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet))
     port = free_port()
     config = nginx_conf(
-        access(),
+        file,
         paths,
         listen=f"127.0.0.1:{port}",
         rpc_upstream=rpc_upstream,
@@ -242,6 +247,7 @@ def running_gateway(
         temp_dir=str(directory),
         metrics_syslog=metrics_syslog,
         relay_port=relay_port,
+        zcashd_upstream=zcashd_upstream,
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

@@ -458,6 +458,19 @@ def main() -> None:
             },
         )
         record("zcash/deprecation.json", "zcash", "src/deprecation.h, src/bitcoind.cpp", "deprecation constants")
+        # zcashd's JSON-RPC table: every `static const CRPCCommand commands[]` row (category, name), per file. The
+        # gateway classifies these methods for Zakura's zcashd sidecar (zbi_infra/config/zcashd_methods.py).
+        rpc_files = [
+            "src/rpc/blockchain.cpp", "src/rpc/mining.cpp", "src/rpc/misc.cpp", "src/rpc/net.cpp",
+            "src/rpc/rawtransaction.cpp", "src/rpc/server.cpp", "src/wallet/rpcwallet.cpp",
+        ]  # fmt: skip
+        commands = {}
+        for path in rpc_files:
+            rows = re.findall(r'^\s*\{\s*"([a-z]+)",\s*"(\w+)",\s*&', git_show(checkouts["zcash"], tag, path), re.M)
+            commands.update({name: {"category": category, "file": path} for category, name in rows})
+        write_json("zcash/rpc-commands.json", {"release": tag.removeprefix("v"), "commands": commands})
+        (PACKAGE_DATA / "zcashd-rpc-methods.json").write_text((FIXTURES / "zcash/rpc-commands.json").read_text())
+        record("zcash/rpc-commands.json", "zcash", ", ".join(rpc_files), "JSON-RPC table rows (CRPCCommand)")
 
     sources_file.write_text(json.dumps(dict(sorted(sources.items())), indent=2) + "\n")
 

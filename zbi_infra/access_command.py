@@ -58,7 +58,13 @@ def access_command(args: argparse.Namespace, project: Project) -> int:
     # The gateway's day is UTC (gateway.js: toISOString): a key expiring today is refused by both on the same day.
     today = datetime.now(UTC).date()
     if args.action == "create-key":
-        grant = UserGrant(expires=args.expires, json_rpc=args.json_rpc, grpc=args.grpc, rate_limit=_rate_limit(args))
+        grant = UserGrant(
+            expires=args.expires,
+            json_rpc=args.json_rpc,
+            grpc=args.grpc,
+            rate_limit=_rate_limit(args),
+            zcashd_rpc=args.zcashd_rpc,
+        )
         _, check = _access_checks(args, project)
         key = create_key(path, args.user, grant, today=today, check=lambda access: check(access, str(path)))
         print(f"key for {args.user} on {args.instance} (shown once; {path} holds only its SHA-256):", file=sys.stderr)
@@ -90,4 +96,6 @@ def access_command(args: argparse.Namespace, project: Project) -> int:
         print(f"{row['user']} ({row['status']}{expires}; {row['rate']})")
         print(f"  JSON-RPC: {', '.join(row['jsonRpc']) or '-'}")
         print(f"  gRPC:     {', '.join(row['grpc']) or '-'}")
+        if "zcashdRpc" in row:
+            print(f"  zcashd:   {', '.join(row['zcashdRpc']) or '-'}")
     return 0

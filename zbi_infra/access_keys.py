@@ -23,6 +23,7 @@ from zbi_infra.access_splice import splice_user
 from zbi_infra.config.access import (
     ACCESS_FILE,
     AccessFile,
+    EndUser,
     RateLimit,
     parse_access,
     parse_access_text,
@@ -54,6 +55,8 @@ class UserGrant:
     json_rpc: list[str] | None = None
     grpc: list[str] | None = None
     rate_limit: RateLimit | None = None
+    # The zcashd sidecar's methods (node.zcashdCompat); wallet methods reach a user only when listed here.
+    zcashd_rpc: list[str] | None = None
 
 
 def _load(path: Path) -> tuple[str, CommentedMap]:
@@ -133,6 +136,8 @@ def create_key(path: Path, user: str, grant: UserGrant, *, today: date, check: C
             entry["jsonRpc"] = flow_list(grant.json_rpc)
         if grant.grpc is not None:
             entry["grpc"] = flow_list(grant.grpc)
+        if grant.zcashd_rpc is not None:
+            entry["zcashdRpc"] = flow_list(grant.zcashd_rpc)
         if grant.rate_limit is not None:
             limit = CommentedMap(requestsPerSecond=grant.rate_limit.requests_per_second)
             if grant.rate_limit.burst:
@@ -189,4 +194,8 @@ def describe_users(access: AccessFile, *, today: date) -> list[dict[str, Any]]:
                 "rate": f"{user.rate_limit.requests_per_second}/s burst {user.rate_limit.effective_burst()}",
             }
         )
+    if access.zcashd_rpc.methods:  # the zcashd sidecar's lists, for files that expose it
+        profiles: list[EndUser | None] = [None] if access.anonymous is not None else []
+        for row, profile in zip(rows, [*profiles, *access.users], strict=True):
+            row["zcashdRpc"] = access.allowed_zcashd(profile)
     return rows

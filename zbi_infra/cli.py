@@ -105,6 +105,12 @@ def _access_parser(commands: argparse._SubParsersAction) -> None:
     create.add_argument("--expires", type=_iso_date, metavar="YYYY-MM-DD", help="the key stops working that day")
     create.add_argument("--json-rpc", type=_method_list, metavar="M1,M2", help="narrower JSON-RPC methods")
     create.add_argument("--grpc", type=_method_list, metavar="M1,M2", help="narrower gRPC methods")
+    create.add_argument(
+        "--zcashd-rpc",
+        type=_method_list,
+        metavar="M1,M2",
+        help="the zcashd sidecar's methods (/zcashd); wallet methods only when named here (docs/zakura.md)",
+    )
     create.add_argument("--rate", type=_positive, metavar="N", help="requests per second (default 10)")
     create.add_argument("--burst", type=_positive, metavar="N", help="requests at once above the rate")
     action("revoke", "remove a user and their key", user=True)
@@ -119,6 +125,9 @@ INSTANCE_EXAMPLES = """Examples:
   zbi instance show dev testnet --json
   zbi instance add dev testnet-2 --network testnet --replicas 3 --storage-gib 600 --public-grpc \\
       --hostname testnet-2.lwd.example.com --admin arn:aws:iam::123456789012:role/testnet-2-ops --dry-run
+  zbi instance add dev zk --network testnet --node zakurad --image-tag 1.3.0-rc1 --release-height 3457227 \\
+      --release-date 2026-08-21 --lightwallet none --dry-run --release-source \\
+      https://github.com/zakura-core/zakura/blob/v1.3.0-rc1/crates/zakurad/src/components/sync/end_of_support.rs
   zbi instance remove dev testnet-2 --yes
 Everything else an instance can set stays in the YAML (see the README's "An instance")."""
 
@@ -156,6 +165,11 @@ def _instance_parser(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--hostname", action="append", default=[], help="a public hostname (repeatable)")
     add.add_argument("--admin", action="append", default=[], help="an administrator's IAM principal ARN")
     add.add_argument("--owner", action="append", default=[], help="a GitHub owner, @user or @org/team")
+    add.add_argument("--image-tag", help="node.image.tag: the full node's release (no 'v'); default zBI's pinned one")
+    release = "for a release zBI's table does not hold yet (docs/releases.md), with --image-tag: "
+    add.add_argument("--release-height", type=_positive, help=release + "ESTIMATED_RELEASE_HEIGHT at the tag")
+    add.add_argument("--release-date", type=_iso_date, help=release + "the tag's date, YYYY-MM-DD")
+    add.add_argument("--release-source", help=release + "the URL the height and date were read from")
     add.add_argument("--dry-run", action="store_true", help="print the diff; write nothing")
     remove = action("remove", "remove an instance (its volumes and snapshots are retained)", named=True)
     remove.add_argument("--yes", action="store_true", help="confirm: without it, nothing is written")
@@ -376,8 +390,14 @@ def _edit_instance(args: argparse.Namespace, path: Path) -> int:
             hostnames=args.hostname,
             admins=args.admin,
             owners=args.owner,
+            image_tag=args.image_tag,
+            release_height=args.release_height,
+            release_date=args.release_date,
+            release_source=args.release_source,
         )
         edit = instances.add_instance(args.stack, path, args.name, flags)
+        for note in edit.notes:
+            print(f"warning: {note}", file=sys.stderr)
     else:
         edit = instances.remove_instance(args.stack, path, args.name)
         for note in edit.notes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,18 @@ class InstanceFlags:
     hostnames: list[str] = field(default_factory=list)
     admins: list[str] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
+    # node.image.tag, and node.release for a release zBI's table does not hold yet (docs/releases.md).
+    image_tag: str | None = None
+    release_height: int | None = None
+    release_date: date | None = None
+    release_source: str | None = None
+
+    def release_flags(self) -> dict[str, object]:
+        return {
+            "--release-height": self.release_height,
+            "--release-date": self.release_date,
+            "--release-source": self.release_source,
+        }
 
     def document(self) -> CommentedMap:
         """The instance's mapping, with only what a flag set (the stack file stays as short as the user's intent)."""
@@ -53,6 +66,14 @@ class InstanceFlags:
             node["replicas"] = self.replicas
         if self.storage_gib is not None:
             node["storage"] = CommentedMap(sizeGib=self.storage_gib)
+        if self.image_tag is not None:
+            node["image"] = CommentedMap(tag=self.image_tag)
+        if any(value is not None for value in self.release_flags().values()):
+            node["release"] = CommentedMap(
+                estimatedReleaseHeight=self.release_height,
+                released=self.release_date.isoformat() if self.release_date else None,
+                source=self.release_source,
+            )
         if node:
             instance["node"] = node
         if self.lightwallet:
@@ -111,7 +132,7 @@ def _own_instances(stack: str, path: Path, config: StackConfig) -> None:
         )  # fmt: skip
 
 
-def add_instance(stack: str, path: Path, name: str, flags: InstanceFlags) -> Edit:
+def add_instance(stack: str, path: Path, name: str, flags: InstanceFlags, *, today: date | None = None) -> Edit:
     before, document = _load(path)
     _own_instances(stack, path, validated(stack, path, before))
     config = document["config"]
@@ -124,11 +145,64 @@ def add_instance(stack: str, path: Path, name: str, flags: InstanceFlags) -> Edi
         raise ConfigError(
             [f"{INSTANCES_KEY}.{name} already exists in {path.name}. Fix: choose another name, or edit it in YAML"]
         )
+    _release_flags_together(flags)
     instances[name] = flags.document()
     after = dump(document, width=STACK_FILE_WIDTH)
-    validated(stack, path, after)
+    try:
+        config = validated(stack, path, after)
+    except ConfigError as exc:
+        raise ConfigError([_as_flags(problem, name) for problem in exc.problems]) from None
+    warnings = _release_check(config, name, today)
     spliced = add_entry(before, instances, name, instances[name], width=STACK_FILE_WIDTH)
-    return Edit(path, before, _least_change(stack, path, after, spliced))
+    return Edit(path, before, _least_change(stack, path, after, spliced), notes=warnings)
+
+
+# Stack-file keys of the release data `zbi instance add` takes from flags, and the flag of each (longest first).
+RELEASE_KEY_FLAGS = (
+    ("node.release.estimatedReleaseHeight", "--release-height"),
+    ("node.release.released", "--release-date"),
+    ("node.release.source", "--release-source"),
+    ("node.release", "--release-height/--release-date/--release-source"),
+    ("set node.image.tag: ", "set --image-tag "),
+    ("node.image.tag", "--image-tag"),
+)
+
+
+def _as_flags(problem: str, name: str, *, own: bool = False) -> str:
+    """A stack-file message naming the flags that set the new instance's keys; `own`: the message is about the new
+    instance alone (a release check's), so its fix's bare keys are the flags too."""
+    for key, flag in RELEASE_KEY_FLAGS:
+        problem = problem.replace(f"{INSTANCES_KEY}.{name}.{key}", flag)
+        problem = problem.replace(key, flag) if own else problem
+    return problem
+
+
+def _release_flags_together(flags: InstanceFlags) -> None:
+    given = flags.release_flags()
+    missing = [flag for flag, value in given.items() if value is None]
+    if len(missing) not in (0, len(given)):
+        raise ConfigError(
+            [f"{', '.join(missing)} missing: a release's data is its height, its date and where they were read. "
+             "Fix: give --release-height (ESTIMATED_RELEASE_HEIGHT in end_of_support.rs at the tag), --release-date "
+             "(the tag's date) and --release-source (the URL you read them from) together"]
+        )  # fmt: skip
+    if not missing and flags.image_tag is None:
+        raise ConfigError(
+            ["--release-height/--release-date/--release-source describe the release --image-tag names, and no "
+             "--image-tag was given. Fix: add --image-tag <version> (no 'v', e.g. 6.4.0)"]
+        )  # fmt: skip
+
+
+def _release_check(config: StackConfig, name: str, today: date | None) -> list[str]:
+    """What `zbi plan` would say of the new instance's release as of `today` (None: the plan's day): its errors
+    refuse the edit, naming the flags; its warnings are returned."""
+    from zbi_infra.config.stack import plan_date
+    from zbi_infra.release_check import instance_release_problems
+
+    problems = instance_release_problems(name, config.instances[name], today or plan_date())
+    if problems.errors:
+        raise ConfigError([_as_flags(error, name, own=True) for error in problems.errors])
+    return [_as_flags(warning, name, own=True) for warning in problems.warnings]
 
 
 def remove_instance(stack: str, path: Path, name: str) -> Edit:

@@ -213,6 +213,15 @@ class JsonRpcMethods(MethodSet):
         return _json_rpc_methods(methods)
 
 
+class ZcashdRpcMethods(MethodSet):
+    @field_validator("methods")
+    @classmethod
+    def _known_and_exposable(cls, methods: list[str]) -> list[str]:
+        from zbi_infra.config.zcashd_methods import checked_zcashd_methods
+
+        return _listed_once(checked_zcashd_methods(methods))
+
+
 class GrpcMethods(MethodSet):
     @field_validator("methods")
     @classmethod
@@ -227,6 +236,8 @@ class AnonymousProfile(StrictModel):
     json_rpc: list[str] = Field(default_factory=list)
     # gRPC methods callers without a key may call.
     grpc: list[str] = Field(default_factory=list)
+    # The zcashd sidecar's JSON-RPC methods (path /zcashd) callers without a key may call; never wallet methods.
+    zcashd_rpc: list[str] = Field(default_factory=list)
     # The rate limit for callers without a key (default 5/s).
     rate_limit: RateLimit = Field(default_factory=lambda: RateLimit(requests_per_second=5))
 
@@ -242,6 +253,9 @@ class EndUser(StrictModel):
     json_rpc: list[str] | None = None
     # None: every gRPC method the instance exposes; else a narrower list.
     grpc: list[str] | None = None
+    # None: every zcashd method the instance exposes except wallet methods, which a user gets only when this list
+    # names them.
+    zcashd_rpc: list[str] | None = None
     # The user's rate limit (default 10/s, burst twice the rate).
     rate_limit: RateLimit = Field(default_factory=RateLimit)
 
@@ -265,18 +279,29 @@ class AccessFile(StrictModel):
     json_rpc: JsonRpcMethods = Field(default_factory=JsonRpcMethods)
     # The light-wallet server's gRPC methods (CompactTxStreamer) the gateway exposes.
     grpc: GrpcMethods = Field(default_factory=GrpcMethods)
+    # The zcashd sidecar's JSON-RPC methods (node.zcashdCompat) the gateway exposes at /zcashd (docs/zakura.md).
+    zcashd_rpc: ZcashdRpcMethods = Field(default_factory=ZcashdRpcMethods)
     anonymous: AnonymousProfile | None = None
     # The end users with a key: each a name, the key's SHA-256, methods and a rate limit.
     users: list[EndUser] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _narrower_than_the_instance(self) -> AccessFile:
-        exposed = {"jsonRpc": set(self.json_rpc.methods), "grpc": set(self.grpc.methods)}
+        exposed = {
+            "jsonRpc": set(self.json_rpc.methods),
+            "grpc": set(self.grpc.methods),
+            "zcashdRpc": set(self.zcashd_rpc.methods),
+        }
         profiles: list[tuple[str, Any]] = [("anonymous", self.anonymous)] if self.anonymous else []
         profiles += [(f"users[{i}]", user) for i, user in enumerate(self.users)]
         for where, profile in profiles:
-            for key, listed in (("jsonRpc", profile.json_rpc), ("grpc", profile.grpc)):
+            lists = (("jsonRpc", profile.json_rpc), ("grpc", profile.grpc), ("zcashdRpc", profile.zcashd_rpc))
+            for key, listed in lists:
                 _narrower_list(where, key, listed, exposed[key])
+        if self.anonymous is not None:
+            from zbi_infra.config.zcashd_methods import refuse_anonymous_wallet
+
+            refuse_anonymous_wallet(self.anonymous.zcashd_rpc)
         if twice := listed_twice([user.name for user in self.users]):
             raise ValueError(f"users: {', '.join(twice)} listed twice. Fix: one entry per user")
         if listed_twice([user.key_sha256 for user in self.users]):
@@ -294,6 +319,12 @@ class AccessFile(StrictModel):
         json_rpc = self.json_rpc.methods if user.json_rpc is None else user.json_rpc
         grpc = self.grpc.methods if user.grpc is None else user.grpc
         return list(json_rpc), list(grpc)
+
+    def allowed_zcashd(self, user: EndUser | None) -> list[str]:
+        """The zcashd methods a user may call (`None`: anonymous): wallet methods only if the user's list names them."""
+        from zbi_infra.config.zcashd_methods import allowed_zcashd
+
+        return allowed_zcashd(self, user)
 
 
 def parse_access(document: object, source: str) -> AccessFile:
@@ -343,9 +374,13 @@ def parse_access_text(data: bytes, source: str) -> object:
 
 
 def check_for_instance(access: AccessFile, name: str, instance: InstanceConfig, source: str) -> None:
-    """What the file asks of its instance, checked against the instance: gRPC needs a light-wallet server."""
+    """What the file asks of its instance, checked against the instance: gRPC needs a light-wallet server, zcashd
+    methods a zcashd sidecar, its wallet methods the sidecar's wallet."""
     from zbi_infra.config.instance import LightwalletKind
+    from zbi_infra.config.zcashd_methods import zcashd_access_problem
 
+    if problem := zcashd_access_problem(access, instance):
+        raise ConfigError([f"{source}: zcashdRpc: instance {name} {problem}"], what=ACCESS_FILE)
     if instance.lightwallet.kind is not LightwalletKind.NONE:
         return
     profiles = [access.grpc.methods, access.anonymous.grpc if access.anonymous else []]

@@ -27,6 +27,7 @@ from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.public_tls_renewal import build_renewal_roller
 from zbi_infra.node.quota import build_quota
 from zbi_infra.node.rpc_guard import credential_secret_data
+from zbi_infra.node.zcashd_compat import zcashd_upstream
 from zbi_infra.public_tls import acme_certificate
 from zbi_infra.release_check import instance_release_problems
 from zbi_infra.render.gateway import GatewayUpstreams
@@ -178,6 +179,8 @@ class ZcashNode(pulumi.ComponentResource):
                 rpc=f"{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}",
                 grpc=f"{grpc_service}:{grpc_port(config.lightwallet.kind)}" if grpc_service else None,
                 grpc_tls_name=grpc_tls_name,
+                zcashd=zcashd_upstream(ctx)[0],
+                zcashd_wallet=zcashd_upstream(ctx)[1],
             )
             gateway = build_gateway(
                 ctx,

@@ -26,9 +26,9 @@ from zbi_infra.node.context import (
     tmp_volume,
 )
 from zbi_infra.node.rpc_guard import GUARD_UID_SKIP, rpc_guard_config_map, rpc_guard_container, rpc_guard_volumes
-from zbi_infra.node.zcashd_compat import zcashd_compat_container
+from zbi_infra.node.zcashd_compat import ZCASHD_RPC_PORT_NAME, behind_gateway, zcashd_compat_container
 from zbi_infra.releases import SOCAT
-from zbi_infra.render import zakurad, zcashd, zebrad
+from zbi_infra.render import zakurad, zcashd, zcashd_compat, zebrad
 from zbi_infra.render.bootstrap import GIB, render_bootstrap_script
 from zbi_infra.render.peering import PeerForward, regtest_forwards, socat_args
 from zbi_infra.render.startup import EXTERNAL_HOST_ENV, advertise_external_address_script
@@ -129,7 +129,7 @@ def build_full_node(
     if node.zcashd_compat is not None:
         sidecars.append(zcashd_compat_container(ctx, uid))
     skips = ctx.checkov_skips(
-        *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD else []),
+        *([ZCASHD_SECRET_ENV_SKIP] if kind is NodeKind.ZCASHD or behind_gateway(ctx) else []),
         *(FORWARDER_PROBE_SKIPS if forwards and kind is NodeKind.ZEBRAD else ()),
         *([GUARD_UID_SKIP] if guarded else []),
         digest=node.image.digest,
@@ -383,7 +383,19 @@ def _services(ctx: InstanceContext, name: str, headless: str, match: dict[str, s
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 selector=match,
-                ports=[k8s.core.v1.ServicePortArgs(name="rpc", port=ports.rpc, target_port="rpc")],
+                ports=[
+                    k8s.core.v1.ServicePortArgs(name="rpc", port=ports.rpc, target_port="rpc"),
+                    # The zcashd sidecar's RPC, for the gateway only (NetworkPolicies), when it serves it.
+                    *(
+                        [
+                            k8s.core.v1.ServicePortArgs(
+                                name=ZCASHD_RPC_PORT_NAME, port=zcashd_compat.RPC_PORT, target_port=ZCASHD_RPC_PORT_NAME
+                            )
+                        ]
+                        if behind_gateway(ctx)
+                        else []
+                    ),
+                ],
             ),
             opts=ctx.in_namespace,
         ),

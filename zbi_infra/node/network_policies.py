@@ -14,7 +14,9 @@ from zbi_infra.node.context import (
     InstanceContext,
 )
 from zbi_infra.node.gateway import GATEWAY_COMPONENT
+from zbi_infra.node.zcashd_compat import behind_gateway
 from zbi_infra.render.gateway_metrics import METRICS_PORT
+from zbi_infra.render.zcashd_compat import RPC_PORT as ZCASHD_RPC_PORT
 from zbi_infra.zcash_ports import LIGHTWALLETD_HTTP_PORT, ZEBRA_METRICS_PORT
 
 
@@ -98,6 +100,11 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
     if rpc_clients:
         # Only with callers: a rule with no peers (`from: []`, as with a missing `from`) admits every source.
         full_node_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=rpc_clients, ports=tcp(ports.rpc)))
+    zcashd_served = gateway and behind_gateway(ctx)
+    if zcashd_served:  # the zcashd sidecar's RPC: the gateway only
+        full_node_ingress.append(
+            np.NetworkPolicyIngressRuleArgs(from_=[pods(gateway_pods)], ports=tcp(ZCASHD_RPC_PORT))
+        )
     if config.node.kind in (NodeKind.ZEBRAD, NodeKind.ZAKURAD):  # their metrics endpoint
         full_node_ingress.append(np.NetworkPolicyIngressRuleArgs(from_=monitoring, ports=tcp(ZEBRA_METRICS_PORT)))
     full_node_egress = (
@@ -125,7 +132,11 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
         ]
     )
     if gateway:
-        gateway_egress = [np.NetworkPolicyEgressRuleArgs(to=siblings, ports=tcp(ports.rpc))]
+        gateway_egress = [
+            np.NetworkPolicyEgressRuleArgs(
+                to=siblings, ports=tcp(ports.rpc, *([ZCASHD_RPC_PORT] if zcashd_served else []))
+            )
+        ]
         if has_light_wallet:
             gateway_egress.append(np.NetworkPolicyEgressRuleArgs(to=[pods(light_wallet)], ports=tcp("grpc")))
         gateway_ingress = [

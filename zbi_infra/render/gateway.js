@@ -33,6 +33,24 @@ function neverExposed(method) {
     return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
 }
 
+// The zcashd sidecar's JSON-RPC (Zakura's zcashd-compatibility mode) at its own path: its own method lists in the
+// user table, its own never-forwarded list (zbi_infra.config.zcashd_methods: the never class, and the wallet class
+// unless the instance's wallet is on), its own upstream. Everything else (keys, rates, batches) is shared.
+const ZCASHD_NEVER = __ZCASHD_NEVER__;
+const ROUTES = {
+    node: {methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY},
+    zcashd: {
+        methods: 'zcashdRpc',
+        never: function (method) { return ZCASHD_NEVER.indexOf(method) >= 0; },
+        proxy: '@zbi_zcashd',
+        relay: RELAY + 'zcashd/',
+    },
+};
+
+function route(r) {
+    return r.uri === '__ZCASHD_PATH__' ? ROUTES.zcashd : ROUTES.node;
+}
+
 function table() {
     return JSON.parse(fs.readFileSync(TABLE));
 }
@@ -266,7 +284,7 @@ function refuseRequest(r, status, code, message) {
 }
 
 // A call, checked: {id: raw id text or null (a notification has none), method, refusal: error text or null}.
-function check(text, span, parsed, allowed) {
+function check(text, span, parsed, allowed, never) {
     const call = {id: null, notification: true, method: null, refusal: null, invalid: true};
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
         call.notification = false;
@@ -284,7 +302,7 @@ function check(text, span, parsed, allowed) {
         call.refusal = errorText(call.id, -32600, 'Invalid Request: a member is given twice');
     } else if (typeof method !== 'string') {
         call.refusal = errorText(call.id, -32600, 'Invalid Request: the method is not a string');
-    } else if (neverExposed(method) || allowed.indexOf(method) < 0) {
+    } else if (never(method) || allowed.indexOf(method) < 0) {
         call.invalid = false;
         call.refusal = errorText(call.id, -32601, 'method ' + method.slice(0, 64) + ' is not allowed for this key');
     } else {
@@ -337,11 +355,12 @@ async function jsonRpc(r) {
     } catch (e) {
         return refuseRequest(r, 400, -32700, 'Parse error');
     }
-    const allowed = who.profile.jsonRpc;
+    const api = route(r);
+    const allowed = who.profile[api.methods] || [];
     const maxBatch = who.profile.maxBatch || MAX_BATCH;
     const start = skipSpace(text, 0);
     if (!Array.isArray(request)) {
-        const call = check(text, [start, text.length], request, allowed);
+        const call = check(text, [start, text.length], request, allowed, api.never);
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
         r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
@@ -352,7 +371,7 @@ async function jsonRpc(r) {
         if (WITHHELD[call.method]) {
             return forwardAndSplice(r, text, [call], [[start, text.length]], false);
         }
-        return r.internalRedirect(PROXY);
+        return r.internalRedirect(api.proxy);
     }
     r.variables.zbi_method = BATCH_LABEL;
     if (request.length === 0) {
@@ -365,7 +384,7 @@ async function jsonRpc(r) {
         return c && typeof c.method === 'string' ? c.method.slice(0, 64) : '?';
     }).join(',').slice(0, 200);
     const spans = elements(text, start);
-    const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed); });
+    const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed, api.never); });
     // Every call counts against the rate limit, forwarded or refused.
     if (!(await charge(r, calls.length - 1))) {
         return refuseRequest(r, 429, -32005, 'rate limit reached');
@@ -373,7 +392,7 @@ async function jsonRpc(r) {
     const refused = calls.some(function (c) { return c.refusal; });
     const withheld = calls.some(function (c) { return WITHHELD[c.method]; });
     if (!refused && !withheld) {
-        return r.internalRedirect(PROXY);
+        return r.internalRedirect(api.proxy);
     }
     return forwardAndSplice(r, text, calls, spans, true);
 }
@@ -395,7 +414,8 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
         let answer;
         try {
             // A batch's answer is held whole: the relay's /batch admits only so many at once per replica.
-            upstream = await ngx.fetch(batch ? RELAY + 'batch' : RELAY, {
+            const relay = route(r).relay;
+            upstream = await ngx.fetch(batch ? relay + 'batch' : relay, {
                 method: 'POST',
                 body: batch ? '[' + parts.join(',') + ']' : parts[0],
                 headers: {'Authorization': upstreamAuth(r), 'Content-Type': 'application/json'},

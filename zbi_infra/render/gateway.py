@@ -24,6 +24,7 @@ from zbi_infra.config.access import (
 )
 from zbi_infra.config.instance import GatewayConfig
 from zbi_infra.config.resources import memory_mib
+from zbi_infra.config.zcashd_methods import gateway_refused
 
 # The probe calls every 30 s per Prometheus replica: one a second with a burst covers them.
 PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
@@ -146,6 +147,7 @@ def users_table(access: AccessFile, *, probe_key_sha256: str | None = None) -> d
             "expires": None,
             "jsonRpc": list(PROBE_JSON_RPC),
             "grpc": [],
+            "zcashdRpc": [],
             "bucket": bucket_name(PROBE_RATE),
             "maxBatch": 1,
         }
@@ -156,6 +158,7 @@ def users_table(access: AccessFile, *, probe_key_sha256: str | None = None) -> d
             "expires": user.expires.isoformat() if user.expires else None,
             "jsonRpc": json_rpc,
             "grpc": grpc,
+            "zcashdRpc": access.allowed_zcashd(user),
             "bucket": bucket_name(user.rate_limit),
             "maxBatch": max_batch(user.rate_limit),
         }
@@ -163,7 +166,13 @@ def users_table(access: AccessFile, *, probe_key_sha256: str | None = None) -> d
     if access.anonymous is not None:
         json_rpc, grpc = access.allowed(None)
         limit = access.anonymous.rate_limit
-        anonymous = {"jsonRpc": json_rpc, "grpc": grpc, "bucket": bucket_name(limit), "maxBatch": max_batch(limit)}
+        anonymous = {
+            "jsonRpc": json_rpc,
+            "grpc": grpc,
+            "zcashdRpc": access.allowed_zcashd(None),
+            "bucket": bucket_name(limit),
+            "maxBatch": max_batch(limit),
+        }
     return {"users": users, "anonymous": anonymous}
 
 
@@ -193,7 +202,13 @@ class GatewayPaths:
 RELAY_PORT = 8444
 
 
-def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT) -> str:
+# Where the gateway serves the zcashd sidecar's JSON-RPC (node.zcashdCompat); the node's is at every other path.
+ZCASHD_PATH = "/zcashd"
+
+
+def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT, zcashd_wallet: bool = False) -> str:
+    """The njs module. `zcashd_wallet`: the instance's zcashd runs its wallet, so its wallet methods may pass (to the
+    users whose own list names them); otherwise the module refuses them whatever the user table says."""
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
     substitutions = {
         "__TABLE__": f"{paths.config_dir}/{USERS_FILE}",
@@ -205,6 +220,8 @@ def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT) -> str:
         "__RELAY__": f"127.0.0.1:{relay_port}",
         "__WITHHELD__": json.dumps(WITHHELD),
         "__GRPC_HEADERS__": json.dumps(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
+        "__ZCASHD_NEVER__": json.dumps(gateway_refused(zcashd_wallet)),
+        "__ZCASHD_PATH__": ZCASHD_PATH,
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)
@@ -219,6 +236,9 @@ class GatewayUpstreams:
     grpc: str | None = None
     # The light-wallet server's TLS name (a DNS name of its certificate) when it serves TLS; verified with the CA.
     grpc_tls_name: str | None = None
+    # The zcashd sidecar's JSON-RPC (`host:port`), served at ZCASHD_PATH, and whether it runs its wallet.
+    zcashd: str | None = None
+    zcashd_wallet: bool = False
 
 
 # In the pod: the ConfigMap, the node-credentials Secret and the TLS Secret, each mounted read-only.

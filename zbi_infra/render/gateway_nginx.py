@@ -11,6 +11,7 @@ import json
 import re
 
 from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
+from zbi_infra.render import gateway_zcashd
 from zbi_infra.render.gateway import (
     ACCESS_LOG_FIELDS,
     AUTH_FAILURE_RATE,
@@ -108,12 +109,14 @@ def nginx_conf(
     relay_port: int = RELAY_PORT,
     workers: int | str = WORKER_PROCESSES,
     memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
+    zcashd_upstream: str | None = None,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
     verified against `grpc_upstream_ca` for `grpc_upstream_name` when both are given. `metrics_syslog` (`host:port`)
     sends a copy of the access log to the metrics sidecar. `memory_limit_mib`, the container's memory limit, sizes
-    how many batches with refused calls the replica splices at once."""
+    how many batches with refused calls the replica splices at once. `zcashd_upstream` (`host:port`): the zcashd
+    sidecar's JSON-RPC, served at /zcashd (render/gateway_zcashd.py)."""
     service, _ = light_wallet_service()
     buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
@@ -152,6 +155,12 @@ def nginx_conf(
         else ""
     )
     grpc_api = "|".join(re.escape(name) for name in (service, *UNSERVED_GRPC))
+    key_check = "            if ($zbi_json_rpc_verdict = unauthenticated) { rewrite ^ /_zbi_unauthenticated last; }"
+    zcashd = gateway_zcashd.locations(
+        zcashd_upstream, checks=f"{key_check}\n{concurrency}\n{limits}", proxy_to_node=_proxy_to_node(" " * 12)
+    )
+    spliced_cap = spliced_batches_cap(memory_limit_mib)
+    zcashd_relay = gateway_zcashd.relay_locations(zcashd_upstream, relay=_relay(" " * 12), spliced_cap=spliced_cap)
     return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
 load_module {js_module_path};
 {main_context(user=user, workers=workers, worker_connections=WORKER_CONNECTIONS, temp_dir=temp_dir)}
@@ -194,6 +203,7 @@ http {{
     map $uri $zbi_api {{
         ~^/({grpc_api})/ grpc;
         /_zbi_grpc_unauthenticated grpc;
+        {gateway_zcashd.ZCASHD_PATH} zcashd-rpc;
         default json-rpc;
     }}
     # A gRPC call's outcome is its grpc-status (a header in trailers-only answers, else a trailer), not HTTP's.
@@ -210,7 +220,7 @@ http {{
         server unix:{temp_dir}/{METER_SOCKET};
         keepalive 8;
     }}
-{grpc_upstream_block}
+{grpc_upstream_block}{gateway_zcashd.upstream_block(zcashd_upstream)}
     server {{
         listen {listen}{" ssl http2" if tls else ""};
 {tls_lines}        # Bodies stay in memory, where njs reads them (a chunked body near the limit included), and are
@@ -284,7 +294,7 @@ http {{
             proxy_set_header X-Zbi-Bucket $zbi_bucket;
         }}
 
-{grpc}    }}
+{zcashd}{grpc}    }}
 
     # The relay through which njs reads the node's answers (a batch it splices, a single call whose answer has
     # members withheld): the caller of this loopback port must hold the node's credentials, as with the node itself.
@@ -303,9 +313,9 @@ http {{
         location / {{
 {_relay("            ")}        }}
         location = /batch {{
-            limit_conn zbi_spliced {spliced_batches_cap(memory_limit_mib)};
+            limit_conn zbi_spliced {spliced_cap};
 {_relay("            ")}        }}
-    }}
+{zcashd_relay}    }}
 
     # The rate meter: reachable only through this nginx's own socket.
     server {{
@@ -344,7 +354,8 @@ def pod_files(
             max_body_bytes=max_body_bytes,
             metrics_syslog=metrics_syslog,
             memory_limit_mib=memory_limit_mib,
+            zcashd_upstream=upstreams.zcashd,
         ),
-        JS_MODULE: gateway_js(POD_PATHS),
+        JS_MODULE: gateway_js(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet),
         USERS_FILE: users_json(access, probe_key_sha256=probe_key_sha256),
     }

@@ -10,7 +10,10 @@ arguments Zakura's own supervisor would pass (crates/zakurad/src/components/zcas
 valargroup/zcashd sidecar build pinned by SHA-256 in crates/zakurad/zcashd-compat-manifest.json).
 
 zBI's choices: the sidecar's JSON-RPC binds inside the pod only (`-rpcallowip=127.0.0.1`, no Service, no
-NetworkPolicy port): nothing outside the pod can call it. Its wallet is off (`-disablewallet`,
+NetworkPolicy port): nothing outside the pod can call it, unless the instance has an access gateway, which then
+serves it at /zcashd with zcashd's method classes (zbi_infra/config/zcashd_methods.py): zcashd then admits any
+address that holds the node's credentials (`-rpcuser`/`-rpcpassword`), and the NetworkPolicies admit the gateway's
+pods only. Its wallet is off (`-disablewallet`,
 `-allowdeprecated=none`) unless the instance administrator of a private instance turns it on
 (`node.zcashdCompat.wallet`), which keeps Zakura's default set of legacy wallet features.
 """
@@ -45,14 +48,24 @@ def image_tag(zakura_tag: str) -> str:
     return f"zcashd-compat-{zakura_tag}"
 
 
-def sidecar_args(network: Network, *, p2p_port: int, wallet: bool) -> list[str]:
-    """zcashd's command line, in the order Zakura's supervisor builds it."""
+# The node's credentials, as the sidecar's environment names them (expanded by the kubelet, never in the spec).
+CREDENTIAL_ENV = {"username": "ZCASHD_RPC_USER", "password": "ZCASHD_RPC_PASSWORD"}
+
+
+def sidecar_args(network: Network, *, p2p_port: int, wallet: bool, behind_gateway: bool = False) -> list[str]:
+    """zcashd's command line, in the order Zakura's supervisor builds it. `behind_gateway`: the access gateway
+    forwards checked calls to it from its own pods, with the node's credentials."""
     args = [f"-datadir={ZCASHD_DATADIR}"]
     if network is Network.TESTNET:
         args.append("-testnet")
     args.append("-printtoconsole")
     # Extra arguments: RPC inside the pod only (bound on all addresses so the kubelet's TCP probe reaches it).
     args += ["-rpcbind=0.0.0.0", "-rpcallowip=127.0.0.1", f"-rpcport={RPC_PORT}"]
+    if behind_gateway:
+        # The gateway's pod addresses are not known in advance: the NetworkPolicy is the address rule, the
+        # credentials the caller's.
+        user, password = CREDENTIAL_ENV["username"], CREDENTIAL_ENV["password"]
+        args += ["-rpcallowip=0.0.0.0/0", f"-rpcuser=$({user})", f"-rpcpassword=$({password})"]
     if wallet:
         args += [f"-allowdeprecated={feature}" for feature in WALLET_DEPRECATED_FEATURES]
     else:
