@@ -160,7 +160,6 @@ class Transaction:
         )
 
 
-
 @dataclass
 class Block:
     raw: bytes

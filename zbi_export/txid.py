@@ -39,9 +39,7 @@ def _header_digest(tx: Transaction) -> bytes:
 def _transparent_digest(tx: Transaction) -> bytes:
     if not tx.inputs and not tx.outputs:
         return _blake(b"ZTxIdTranspaHash")
-    prevouts = _blake(
-        b"ZTxIdPrevoutHash", *(i.previous_txid + struct.pack("<I", i.previous_index) for i in tx.inputs)
-    )
+    prevouts = _blake(b"ZTxIdPrevoutHash", *(i.previous_txid + struct.pack("<I", i.previous_index) for i in tx.inputs))
     sequences = _blake(b"ZTxIdSequencHash", *(struct.pack("<I", i.sequence) for i in tx.inputs))
     outputs = _blake(
         b"ZTxIdOutputsHash",
