@@ -43,16 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args = parser().parse_args(argv)
     try:
-        _bounded("partition-blocks", args.partition_blocks, 100, 1_000_000)
+        _bounded("partition-blocks", args.partition_blocks, 1, 1_000_000)
         _bounded("batch-blocks", args.batch_blocks, 1, 100_000)
         _bounded("max-blocks", args.max_blocks, 1, 100_000_000)
         _bounded("start-height", args.start_height, 0, 2**31 - 1)
         _bounded("concurrency", args.concurrency, 1, 64)
-        if args.start_height % args.partition_blocks:
-            raise ValueError(
-                f"--start-height {args.start_height}: must start a partition (a multiple of --partition-blocks "
-                f"{args.partition_blocks})"
-            )
         bucket, prefix = parse_destination(args.destination)
         credentials = None
         if args.rpc_cookie_file is not None:
