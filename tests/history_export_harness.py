@@ -5,6 +5,7 @@ tests/fixtures/upstream/zebra/blocks/, SOURCES.json), a JSON-RPC server on loopb
 from __future__ import annotations
 
 import json
+import logging
 import lzma
 import os
 import threading
@@ -101,6 +102,7 @@ def moto_s3() -> Iterator[str]:
     """moto's S3 server on an ephemeral loopback port; the AWS environment credentials it accepts."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     saved = {key: os.environ.get(key) for key in S3_ENV}
     os.environ.update(S3_ENV)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
