@@ -6,6 +6,7 @@ DuckDB reads copies of the objects (its S3 reader is an extension it would downl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ import pyarrow.fs as pafs
 import pytest
 
 from tests import zcash_blocks
+from tests.conftest import UPSTREAM
 from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
 from zbi_export import cli
 from zbi_export.block_format import display_hex, read_block
-from zbi_export.export import ChainMismatchError, Settings, run
+from zbi_export.export import MIN_FINALITY_DEPTH, ChainMismatchError, Settings, run
 from zbi_export.rpc import NodeRpc
 from zbi_export.schema import TABLES, glue_tables
 from zbi_export.store import Store, s3_filesystem
@@ -37,7 +39,8 @@ def s3() -> Iterator[str]:
 def export(endpoint: str, prefix: str, blocks: dict[int, bytes], tip: int, **settings: Any) -> tuple[Store, Any]:
     node = FakeZebra(blocks, tip)
     store = Store(s3_filesystem(endpoint, "us-east-1"), BUCKET, prefix)
-    options = {"network": "mainnet", "partition_blocks": 2, "start_height": min(blocks)} | settings
+    options = {"network": "mainnet", "partition_blocks": 2, "start_height": min(blocks), "finality_depth": 100}
+    options |= settings
     stop = options.pop("stop_after_batches", None)
     with serve_rpc(node) as url:
         report = run(NodeRpc(url, attempts=1), store, Settings(**options), stop_after_batches=stop)
@@ -195,21 +198,52 @@ def test_a_run_stopped_after_writing_files_but_before_its_state_redoes_the_batch
 
     crashed.write_state = die_on_second_state  # type: ignore[method-assign]
     with serve_rpc(FakeZebra(blocks, max(blocks) + 100)) as url, pytest.raises(KeyboardInterrupt):
-        run(NodeRpc(url, attempts=1), crashed, Settings("mainnet", 2, batch_blocks=1, start_height=1_687_106))
+        settings = Settings("mainnet", 2, batch_blocks=1, start_height=1_687_106, finality_depth=100)
+        run(NodeRpc(url, attempts=1), crashed, settings)
     assert crashed.read_state().next_height == 1_687_107  # type: ignore[union-attr]
     # The second block's rows are in the partition file already; the resumed run must not duplicate them.
     resumed, _ = export(s3, "crash", blocks, tip=max(blocks) + 100, batch_blocks=1)
     assert objects(resumed) == objects(reference)
 
 
-@pytest.mark.parametrize("behind", [98, 99, 100])
-def test_no_block_within_99_of_the_tip_is_exported(s3: str, behind: int) -> None:
+@pytest.mark.parametrize(
+    ("depth", "behind"), [(100, 98), (100, 99), (100, 100), (1000, 998), (1000, 999), (1000, 1000)]
+)
+def test_no_block_zebrad_could_still_roll_back_is_exported(s3: str, depth: int, behind: int) -> None:
+    # zebrad 6.3.0 finalizes a block once its best non-finalized chain is longer than 1000 blocks (the default depth);
+    # before 5.2.0, longer than 99 (the smallest depth the job accepts).
     blocks = segment("nu5")
     last = max(blocks)
-    store, report = export(s3, f"final-{behind}", blocks, tip=last + behind)
-    # A block is final when it is more than 99 below the tip.
-    assert report.last_height == last - (100 - behind)
+    store, report = export(s3, f"final-{depth}-{behind}", blocks, tip=last + behind, finality_depth=depth)
+    assert report.last_height == last - (depth - behind)
     assert store.read_state().next_height == report.last_height + 1  # type: ignore[union-attr]
+
+
+def zebrad_finalized_tip(tip: int, window: int) -> int:
+    """zebrad's rule (zebra-state/src/service/write.rs, v6.3.0, vendored as state-finality.json): after each block is
+    committed to the best non-finalized chain, finalize its oldest block while the chain is longer than the window."""
+    finalized, chain = -1, 0
+    for _ in range(tip + 1):
+        chain += 1
+        while chain > window:
+            finalized, chain = finalized + 1, chain - 1
+    return finalized
+
+
+def test_the_default_depth_is_zebrads_finalized_tip_and_a_shallower_one_is_refused(s3: str) -> None:
+    facts = json.loads((UPSTREAM / "zebra" / "state-finality.json").read_text())
+    assert facts["finalize_while"] == "best_chain_len > MAX_BLOCK_REORG_HEIGHT"
+    window = facts["MAX_BLOCK_REORG_HEIGHT"]
+    default = Settings("mainnet", 2).finality_depth
+    for tip in (window - 1, window, window + 1, 5 * window + 17):
+        # The default exports exactly what zebrad 6.3.0 has finalized, and nothing above it.
+        assert max(tip - default, -1) == zebrad_finalized_tip(tip, window)
+    # The older rule ("more than 99 below the tip"), the smallest depth accepted, is zebrad < 5.2.0's.
+    old = facts["MAX_BLOCK_REORG_HEIGHT_before_v5.2.0"]
+    assert zebrad_finalized_tip(5000, old) >= 5000 - MIN_FINALITY_DEPTH
+    blocks = segment("nu5")
+    with pytest.raises(ValueError, match="finality depth 99"):
+        export(s3, "too-shallow", blocks, tip=max(blocks) + 99, finality_depth=99)
 
 
 def test_a_block_that_does_not_link_to_the_exported_chain_stops_the_run(s3: str) -> None:
@@ -229,11 +263,12 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
     blocks = segment("genesis")
     with serve_rpc(FakeZebra(blocks, tip=102)) as url:
         base = ["--rpc-url", url, "--network", "mainnet", "--s3-endpoint", s3, "--region", "us-east-1"]
-        base += ["--start-height", "1"]
+        base += ["--start-height", "1", "--finality-depth", "100"]
         bad = [
             (["--destination", "gs://x/y"], "--destination"),
             (["--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "0"], "--partition-blocks"),
             (["--destination", f"s3://{BUCKET}/cli", "--start-height", "-1"], "--start-height"),
+            (["--destination", f"s3://{BUCKET}/cli", "--finality-depth", "99"], "--finality-depth"),
             (["--destination", f"s3://{BUCKET}/cli", "--rpc-cookie-file", str(tmp_path / "none")], "--rpc-cookie"),
         ]
         for flags, named in bad:

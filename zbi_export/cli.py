@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from zbi_export.export import ChainMismatchError, Settings, run
+from zbi_export.export import FINALITY_DEPTH, MIN_FINALITY_DEPTH, ChainMismatchError, Settings, run
 from zbi_export.rpc import NodeRpc, RpcError
 from zbi_export.scripts import PREFIXES
 from zbi_export.store import Store, parse_destination, s3_filesystem
@@ -28,6 +28,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-blocks", type=int, default=1_000, help="blocks held in memory before a write")
     p.add_argument("--max-blocks", type=int, help="stop after this many blocks (a bounded run)")
     p.add_argument("--start-height", type=int, default=0, help="first height of a new export")
+    p.add_argument(
+        "--finality-depth",
+        type=int,
+        default=FINALITY_DEPTH,
+        help=f"export heights up to tip minus this (default {FINALITY_DEPTH}: zebrad 5.2+ finalizes blocks 1000 below "
+        f"the tip; at least {MIN_FINALITY_DEPTH})",
+    )
     p.add_argument("--concurrency", type=int, default=4, help="blocks fetched in parallel")
     p.add_argument("--s3-endpoint", help="an S3-compatible endpoint, e.g. http://127.0.0.1:9000 (default: AWS)")
     p.add_argument("--region", default=os.environ.get("AWS_REGION"), help="the bucket's region (default $AWS_REGION)")
@@ -48,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         _bounded("max-blocks", args.max_blocks, 1, 100_000_000)
         _bounded("start-height", args.start_height, 0, 2**31 - 1)
         _bounded("concurrency", args.concurrency, 1, 64)
+        _bounded("finality-depth", args.finality_depth, MIN_FINALITY_DEPTH, 100_000)
         bucket, prefix = parse_destination(args.destination)
         credentials = None
         if args.rpc_cookie_file is not None:
@@ -64,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         max_blocks=args.max_blocks,
         start_height=args.start_height,
         concurrency=args.concurrency,
+        finality_depth=args.finality_depth,
     )
     store = Store(s3_filesystem(args.s3_endpoint, args.region), bucket, prefix)
     try:

@@ -1,10 +1,15 @@
 """One export run: from the recorded next height to the last final block, partition by partition.
 
-Finality: zebrad treats a block more than 99 blocks below the tip as final (it cannot be reorganised away; the
-non-finalized state holds at most the last 100 blocks, Zebra v6.3.0 zebra-state MAX_BLOCK_REORG_HEIGHT = 99), so the
-last exported height is `tip - 100`. Every block's parent hash must equal the previous block's hash, and its Merkle
-root must equal the root of the transaction ids computed here (or, for v6 transactions, given by the node): a block
-that fails either check stops the run before anything of its batch is written.
+Finality: zebrad commits a block to its finalized state, where no reorganisation can reach it, once its best
+non-finalized chain is longer than MAX_BLOCK_REORG_HEIGHT blocks (zebra-state/src/service/write.rs). That constant was
+99 up to Zebra v5.1.1 ("more than 99 below the tip is final") and is 1000 from v5.2.0 (zebra-chain/src/parameters/
+constants.rs, "fix(state): increase reorg window to 1000 blocks", #10650) through v6.3.0, the release zBI pins. So the
+default is `tip - 1000`: the last height zebrad 6.3.0 has finalized. `--finality-depth` lowers it to no less than 100,
+the older rule, for fresher data at the risk of exporting a block zebrad could still roll back.
+
+Every block's parent hash must equal the previous block's hash, and its Merkle root must equal the root of the
+transaction ids computed here (or, for v6 transactions, given by the node): a block that fails either check stops the
+run before anything of its batch is written.
 """
 
 from __future__ import annotations
@@ -24,7 +29,10 @@ from zbi_export.store import ExportState, Store
 from zbi_export.tables import ExportedBlock, arrow_schema, arrow_tables
 from zbi_export.txid import txid
 
-FINALITY_DEPTH = 100  # tip - 100 is the highest final height ("more than 99 below the tip")
+# zebrad >= 5.2.0 keeps the last 1000 blocks non-finalized: tip - 1000 is its highest finalized height.
+FINALITY_DEPTH = 1000
+# The floor: Zebra before 5.2.0 finalized blocks more than 99 below the tip.
+MIN_FINALITY_DEPTH = 100
 log = logging.getLogger("zbi_export")
 
 
@@ -40,6 +48,7 @@ class Settings:
     max_blocks: int | None = None
     start_height: int = 0
     concurrency: int = 4
+    finality_depth: int = FINALITY_DEPTH
 
 
 @dataclass
@@ -100,7 +109,11 @@ def run(
             f"this run asks for {settings.network} with {settings.partition_blocks}. Fix: use the recorded "
             "settings or another --destination"
         )
-    final = rpc.tip_height() - FINALITY_DEPTH
+    if settings.finality_depth < MIN_FINALITY_DEPTH:
+        raise ValueError(
+            f"finality depth {settings.finality_depth}: below {MIN_FINALITY_DEPTH}, a block could be reorganised"
+        )
+    final = rpc.tip_height() - settings.finality_depth
     last = final if settings.max_blocks is None else min(final, state.next_height + settings.max_blocks - 1)
     if last < state.next_height:
         log.info("nothing to export: next height %d, last final height %d", state.next_height, final)
