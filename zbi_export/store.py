@@ -5,9 +5,9 @@ Layout under `s3://<bucket>/<prefix>/`:
 - `_export/state.json`: the next height to export, the hash of the last exported block, and the settings the files
   were written with. Written after the Parquet files of a batch, so a run stopped midway redoes that batch.
 
-Credentials: pyarrow's S3 filesystem (the AWS SDK for C++) and its default chain: environment variables, web identity
-(AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, which EKS injects for IRSA), the shared files, then the instance
-metadata service.
+Credentials: pyarrow's S3 filesystem given no keys uses the AWS SDK for C++'s DefaultAWSCredentialsProviderChain:
+environment variables, the shared files, a credential process, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
+which EKS injects for IRSA), SSO, the container endpoint, then the instance metadata service (docs/history-export.md).
 """
 
 from __future__ import annotations
