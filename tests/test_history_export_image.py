@@ -79,3 +79,13 @@ def test_the_release_workflow_builds_this_dockerfile_on_version_tags() -> None:
     assert 'tags: ["v*"]' in workflow
     for test in re.findall(r"tests/\S+\.py", workflow):
         assert (ROOT / test).exists(), test
+
+
+def test_the_docs_list_every_table_and_column_the_schema_has() -> None:
+    from zbi_export.schema import TABLES
+
+    docs = (ROOT / "docs" / "history-export.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in docs.splitlines() if line.startswith("| `")}
+    for table, (_, columns) in TABLES.items():
+        listed = re.findall(r"`(\w+)`", rows[table].split("|")[3])
+        assert listed == [c.name for c in columns], table
