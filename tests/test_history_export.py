@@ -6,6 +6,7 @@ DuckDB reads copies of the objects (its S3 reader is an extension it would downl
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,13 +18,14 @@ import pytest
 
 from tests import zcash_blocks
 from tests.conftest import UPSTREAM
-from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
+from tests.history_export_harness import FakeZebra, moto_s3, raw_block, segment, serve_rpc
 from zbi_export import cli
-from zbi_export.block_format import display_hex, read_block
+from zbi_export.block_format import display_hex, merkle_root, read_block
 from zbi_export.export import MIN_FINALITY_DEPTH, ChainMismatchError, Settings, run
 from zbi_export.rpc import NodeRpc
 from zbi_export.schema import TABLES, glue_tables
 from zbi_export.store import Store, s3_filesystem
+from zbi_export.txid import txid
 
 BUCKET = "history"
 
@@ -287,3 +289,56 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
     assert con.execute(
         "select value, script_type, address from transparent_outputs where height = 1 order by output_index"
     ).fetchall() == [(50_000, "p2pk", None), (12_500, "p2sh", "t3Vz22vK5z2LcKEdg16Yv4FFneEL1zg9ojd")]
+
+
+def v6_block() -> tuple[bytes, list[bytes]]:
+    """A v6 (NU6.3) block derived from real Mainnet block 1,687,107 — no real v6 vector exists: its Orchard
+    transaction turned into v6 (header, version group id 0xD884B698 from Zebra v6.3.0
+    zebra-chain/src/parameters/transaction.rs) with a copy of its Orchard bundle as the Ironwood bundle, which v6
+    appends in the same layout (zebra-chain/src/transaction/serialize.rs); the header's Merkle root recomputed over
+    ids where the v6 one is the node's word. Returns the block and the ids a node would list (internal order)."""
+    raw = raw_block("block-main-1-687-107.bin.xz")
+    block = read_block(raw)
+    index, tx = next((i, t) for i, t in enumerate(block.transactions) if t.orchard.actions)
+    bundle_start = tx.raw.index(tx.orchard.actions[0].body) - 1  # nActionsOrchard: one byte for two actions
+    v6 = (6 | 1 << 31).to_bytes(4, "little") + (0xD884B698).to_bytes(4, "little") + tx.raw[8:] + tx.raw[bundle_start:]
+    body = raw[block.header_end :].replace(tx.raw, v6)
+    ids = [txid(t) or b"" for t in block.transactions]
+    ids[index] = hashlib.sha256(b"the node's id for the v6 transaction").digest()
+    header = raw[:36] + merkle_root(ids) + raw[68 : block.header_end]
+    return header + body, ids
+
+
+def test_a_v6_block_exports_ironwood_and_takes_checked_ids_from_the_node(s3: str, tmp_path: Path) -> None:
+    raw, ids = v6_block()
+    parsed = read_block(raw)
+    (v6,) = [t for t in parsed.transactions if t.version == 6]
+    assert v6.ironwood.actions == v6.orchard.actions and v6.ironwood.value_balance == v6.orchard.value_balance
+    node = FakeZebra({5: raw}, tip=105, txids={5: [i[::-1].hex() for i in ids]})
+    store = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "v6")
+    with serve_rpc(node) as url:
+        run(NodeRpc(url, attempts=1), store, Settings("mainnet", 100, start_height=5, finality_depth=100))
+    assert ("getblock", ["5", 1]) in node.requests
+    con = duck(store, tmp_path)
+    # Two Ironwood actions, each joined to its transaction, which carries the bundle's value balance.
+    assert con.execute("select count(*), min(ironwood_value_balance) from ironwood_actions a join transactions t "
+                       "using (height, txid)").fetchone() == (2, v6.orchard.value_balance)  # fmt: skip
+    assert con.execute("select count(*) from orchard_actions").fetchone() == (2,)
+    # The v6 transaction's id is the node's.
+    v6_index = parsed.transactions.index(v6)
+    assert con.execute("select txid from transactions where version = 6").fetchone() == (ids[v6_index][::-1].hex(),)
+    assert con.execute("select ironwood_action_count, ironwood_value_balance from blocks").fetchone() == (
+        2,
+        v6.orchard.value_balance,
+    )
+    # A node whose ids do not hash to the header's root, or disagree with a computed id, is not believed.
+    for wrong, reason in ((v6_index, "Merkle root"), (0, "differ from the computed")):
+        bad = [i[::-1].hex() for i in ids]
+        bad[wrong] = "00" * 32
+        node = FakeZebra({5: raw}, tip=105, txids={5: bad})
+        with serve_rpc(node) as url, pytest.raises(ChainMismatchError, match=reason):
+            run(
+                NodeRpc(url, attempts=1),
+                Store(store.fs, BUCKET, f"v6-bad-{wrong}"),
+                Settings("mainnet", 100, start_height=5, finality_depth=100),
+            )
