@@ -280,6 +280,10 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
         assert objects(store) == {}
         assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "100"]) == 0
         assert "exported 2 blocks (1-2)" in capsys.readouterr().out
+        # A node on another network than --network is refused, nothing written.
+        assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli-testnet", "--network", "testnet"]) == 2
+        assert "chain 'main'" in capsys.readouterr().err
+        assert objects(Store(store.fs, BUCKET, "cli-testnet")) == {}
         # The recorded settings are the export's: another partition width is refused, nothing written.
         before = objects(store)
         assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "200"]) == 2
@@ -342,3 +346,25 @@ def test_a_v6_block_exports_ironwood_and_takes_checked_ids_from_the_node(s3: str
                 Store(store.fs, BUCKET, f"v6-bad-{wrong}"),
                 Settings("mainnet", 100, start_height=5, finality_depth=100),
             )
+
+
+def test_the_largest_testnet_block_exports_with_testnet_addresses(s3: str, tmp_path: Path) -> None:
+    raw = raw_block("block-test-0-141-042.bin.xz")  # 1.9 MB, v1 and v2 transactions, 20 Sprout JoinSplits
+    parsed = read_block(raw)
+    node = FakeZebra({141_042: raw}, tip=141_142, network="testnet")
+    store = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "testnet")
+    with serve_rpc(node) as url:
+        run(NodeRpc(url, attempts=1), store, Settings("testnet", 10_000, start_height=141_042, finality_depth=100))
+    con = duck(store, tmp_path)
+    assert con.execute(
+        "select size, transaction_count, joinsplit_count, sprout_value_balance from blocks"
+    ).fetchone() == (
+        len(raw),
+        len(parsed.transactions),
+        20,
+        sum(t.sprout_value_balance for t in parsed.transactions),
+    )
+    addresses = [
+        r[0] for r in con.execute("select address from transparent_outputs where address is not null").fetchall()
+    ]
+    assert addresses and all(a.startswith(("tm", "t2")) for a in addresses)

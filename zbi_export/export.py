@@ -33,6 +33,8 @@ from zbi_export.txid import txid
 FINALITY_DEPTH = 1000
 # The floor: Zebra before 5.2.0 finalized blocks more than 99 below the tip.
 MIN_FINALITY_DEPTH = 100
+# `getblockchaininfo`'s `chain` for each --network (zebra-chain Network::bip70_network_name, v6.3.0).
+CHAIN_NAMES = {"mainnet": "main", "testnet": "test", "regtest": "test"}
 log = logging.getLogger("zbi_export")
 
 
@@ -113,7 +115,13 @@ def run(
         raise ValueError(
             f"finality depth {settings.finality_depth}: below {MIN_FINALITY_DEPTH}, a block could be reorganised"
         )
-    final = rpc.tip_height() - settings.finality_depth
+    chain, tip = rpc.chain_and_tip()
+    if chain != CHAIN_NAMES[settings.network]:
+        raise ValueError(
+            f"--network {settings.network}, but the node is on chain {chain!r}. Fix: point --rpc-url at a "
+            f"{settings.network} node or set --network to the node's"
+        )
+    final = tip - settings.finality_depth
     last = final if settings.max_blocks is None else min(final, state.next_height + settings.max_blocks - 1)
     if last < state.next_height:
         log.info("nothing to export: next height %d, last final height %d", state.next_height, final)
