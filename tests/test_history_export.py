@@ -2,12 +2,13 @@
 Zebra's Mainnet vectors, at their real heights), moto's S3 server, and DuckDB reading the Parquet back.
 
 DuckDB reads copies of the objects (its S3 reader is an extension it would download); the copies keep the Hive layout
-`<table>/height_range=<first>-<last>/part.parquet`."""
+`<table>/height_range=<first>-<last>/part-<first height of the file>.parquet`."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,9 @@ def export(endpoint: str, prefix: str, blocks: dict[int, bytes], tip: int, **set
     store = Store(s3_filesystem(endpoint, "us-east-1"), BUCKET, prefix)
     options = {"network": "mainnet", "partition_blocks": 2, "start_height": min(blocks), "finality_depth": 100}
     options |= settings
-    stop = options.pop("stop_after_batches", None)
+    stop = options.pop("stop_after_files", None)
     with serve_rpc(node) as url:
-        report = run(NodeRpc(url, attempts=1), store, Settings(**options), stop_after_batches=stop)
+        report = run(NodeRpc(url, attempts=1), store, Settings(**options), stop_after_files=stop)
     return store, report
 
 
@@ -171,41 +172,60 @@ def test_sapling_activation_segment_has_sprout_and_overwinter_transactions(s3: s
 
 def test_an_interrupted_export_resumes_to_the_same_bytes_and_reruns_are_identical(s3: str) -> None:
     blocks = segment("sapling")
-    whole, _ = export(s3, "whole", blocks, tip=max(blocks) + 100, batch_blocks=1)
-    # Stopped after each single-block batch, then resumed: same objects, byte for byte.
+    tip = max(blocks) + 100
+    whole, _ = export(s3, "whole", blocks, tip=tip, partition_blocks=100, file_blocks=4)
+    assert {key.rsplit("/", 1)[1] for key in objects(whole) if key.startswith("blocks/")} == {
+        "part-0000419196.parquet",  # 419,199 (file 419,196-419,199)
+        "part-0000419200.parquet",  # 419,200-419,202 (file 419,200-419,203)
+    }
+    # A bounded run (--max-blocks 1, as a CronJob might) four times: files are read back and extended; same bytes.
     for _ in range(len(blocks)):
-        stepped, report = export(s3, "stepped", blocks, tip=max(blocks) + 100, batch_blocks=1, stop_after_batches=1)
+        _, report = export(s3, "stepped", blocks, tip=tip, partition_blocks=100, file_blocks=4, max_blocks=1)
         assert report.blocks == 1
+    stepped = Store(whole.fs, BUCKET, "stepped")
     assert objects(stepped) == objects(whole)
-    # One batch per partition: same files again.
-    batched, _ = export(s3, "batched", blocks, tip=max(blocks) + 100, batch_blocks=100)
-    assert objects(batched) == objects(whole)
+    # Fetched and converted one block at a time (less memory): same bytes.
+    small, _ = export(s3, "small-batches", blocks, tip=tip, partition_blocks=100, file_blocks=4, batch_blocks=1)
+    assert objects(small) == objects(whole)
     # Nothing left: a further run writes nothing.
-    again, report = export(s3, "whole", blocks, tip=max(blocks) + 100)
+    again, report = export(s3, "whole", blocks, tip=tip, partition_blocks=100, file_blocks=4)
     assert report.blocks == 0 and objects(again) == objects(whole)
+    # Another file width than the recorded one is refused.
+    with pytest.raises(ValueError, match="4 per file"):
+        export(s3, "whole", blocks, tip=tip + 1, partition_blocks=100, file_blocks=2)
 
 
 def test_a_run_stopped_after_writing_files_but_before_its_state_redoes_the_batch(s3: str) -> None:
     blocks = segment("nu5")
-    reference, _ = export(s3, "crash-reference", blocks, tip=max(blocks) + 100)
-    crashed = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "crash")
+    tip = max(blocks) + 100
+    reference, _ = export(s3, "crash-reference", blocks, tip=tip)
+    # A first bounded run leaves the first file (1,687,106-1,687,107) holding 1,687,106 only.
+    crashed, _ = export(s3, "crash", blocks, tip=tip, max_blocks=1)
     original = crashed.write_state
-    writes: list[int] = []
 
-    def die_on_second_state(state: Any) -> None:
-        writes.append(state.next_height)
-        if len(writes) == 2:
-            raise KeyboardInterrupt("the pod was stopped")
-        original(state)
+    def die_before_recording(state: Any) -> None:
+        raise KeyboardInterrupt("the pod was stopped")
 
-    crashed.write_state = die_on_second_state  # type: ignore[method-assign]
-    with serve_rpc(FakeZebra(blocks, max(blocks) + 100)) as url, pytest.raises(KeyboardInterrupt):
-        settings = Settings("mainnet", 2, batch_blocks=1, start_height=1_687_106, finality_depth=100)
-        run(NodeRpc(url, attempts=1), crashed, settings)
+    # The next run rewrites that file with 1,687,107 added, then stops before recording it.
+    crashed.write_state = die_before_recording  # type: ignore[method-assign]
+    with serve_rpc(FakeZebra(blocks, tip)) as url, pytest.raises(KeyboardInterrupt):
+        run(NodeRpc(url, attempts=1), crashed, Settings("mainnet", 2, start_height=1_687_106, finality_depth=100))
+    crashed.write_state = original  # type: ignore[method-assign]
     assert crashed.read_state().next_height == 1_687_107  # type: ignore[union-attr]
-    # The second block's rows are in the partition file already; the resumed run must not duplicate them.
-    resumed, _ = export(s3, "crash", blocks, tip=max(blocks) + 100, batch_blocks=1)
+    blocks_file = "blocks/height_range=0001687106-0001687107/part-0001687106.parquet"
+    assert len(objects(crashed)[blocks_file]) > 0
+    con = duckdb.connect()
+    rows = con.execute("select height from read_parquet(?)", [_local(crashed, blocks_file)]).fetchall()
+    assert rows == [(1_687_106,), (1_687_107,)]  # 1,687,107 is in the file, not in the state
+    # The resumed run must not duplicate 1,687,107's rows: the same objects as an uninterrupted export.
+    resumed, _ = export(s3, "crash", blocks, tip=tip, batch_blocks=1)
     assert objects(resumed) == objects(reference)
+
+
+def _local(store: Store, key: str) -> str:
+    path = Path(tempfile.mkdtemp()) / "file.parquet"
+    path.write_bytes(objects(store)[key])
+    return str(path)
 
 
 @pytest.mark.parametrize(
@@ -244,7 +264,7 @@ def test_the_default_depth_is_zebrads_finalized_tip_and_a_shallower_one_is_refus
     old = facts["MAX_BLOCK_REORG_HEIGHT_before_v5.2.0"]
     assert zebrad_finalized_tip(5000, old) >= 5000 - MIN_FINALITY_DEPTH
     blocks = segment("nu5")
-    with pytest.raises(ValueError, match="finality depth 99"):
+    with pytest.raises(ValueError, match="--finality-depth 99"):
         export(s3, "too-shallow", blocks, tip=max(blocks) + 99, finality_depth=99)
 
 
@@ -271,6 +291,10 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
             (["--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "0"], "--partition-blocks"),
             (["--destination", f"s3://{BUCKET}/cli", "--start-height", "-1"], "--start-height"),
             (["--destination", f"s3://{BUCKET}/cli", "--finality-depth", "99"], "--finality-depth"),
+            (
+                ["--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "100", "--file-blocks", "30"],
+                "--file-blocks",
+            ),
             (["--destination", f"s3://{BUCKET}/cli", "--rpc-cookie-file", str(tmp_path / "none")], "--rpc-cookie"),
         ]
         for flags, named in bad:

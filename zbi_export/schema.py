@@ -15,7 +15,7 @@ Conventions (each a claim, docs/history-export.md):
   columns.
 - Every row carries `height`, so any table joins to `blocks` on it and to `transactions` on (`height`, `txid`).
 - Partition: `height_range=<first>-<last>` (each zero-padded to 10 digits, so text order is height order), a fixed
-  width of blocks per partition; one `part.parquet` per table and partition.
+  width of blocks per partition; in it, one `part-<first height>.parquet` per table and fixed run of heights.
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def partition_values(partition_blocks: int, up_to_height: int) -> list[str]:
 def glue_tables() -> dict[str, dict[str, object]]:
     """Per table: its description, Glue/Hive columns (name, type, comment) in file order, partition keys, location
     under the export's prefix, and Parquet SerDe and formats. The objects live at
-    `<prefix>/<table>/height_range=<first>-<last>/part.parquet`."""
+    `<prefix>/<table>/height_range=<first>-<last>/part-<first height of the file>.parquet`."""
     return {
         name: {
             "description": description,
