@@ -44,9 +44,8 @@ def export(endpoint: str, prefix: str, blocks: dict[int, bytes], tip: int, **set
     store = Store(s3_filesystem(endpoint, "us-east-1"), BUCKET, prefix)
     options = {"network": "mainnet", "partition_blocks": 2, "start_height": min(blocks), "finality_depth": 100}
     options |= settings
-    stop = options.pop("stop_after_files", None)
     with serve_rpc(node) as url:
-        report = run(NodeRpc(url, attempts=1), store, Settings(**options), stop_after_files=stop)
+        report = run(NodeRpc(url, attempts=1), store, Settings(**options))
     return store, report
 
 

@@ -118,7 +118,7 @@ def _state_for(settings: Settings, next_height: int, last_hash: str | None) -> E
     return ExportState(next_height, last_hash, settings.network, settings.partition_blocks, settings.blocks_per_file)
 
 
-def run(rpc: NodeRpc, store: Store, settings: Settings, stop_after_files: int | None = None) -> RunReport:
+def run(rpc: NodeRpc, store: Store, settings: Settings) -> RunReport:
     began = time.monotonic()
     report = RunReport()
     problems = settings.problems()
@@ -147,9 +147,7 @@ def run(rpc: NodeRpc, store: Store, settings: Settings, stop_after_files: int | 
         report.seconds = time.monotonic() - began
         return report
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-        for done, (start, end) in enumerate(_files(state.next_height, last, settings.blocks_per_file)):
-            if stop_after_files is not None and done >= stop_after_files:
-                break
+        for start, end in _files(state.next_height, last, settings.blocks_per_file):
             parts: list[dict[str, pa.Table]] = []
             previous = state.last_hash
             for first in range(start, end + 1, settings.batch_blocks):

@@ -1,10 +1,10 @@
-"""Where the tables go: Parquet objects in S3, one per table and height range, and the export's state object.
+"""Where the tables go: Parquet objects in S3, one per table and run of heights, and the export's state object.
 
 Layout under `s3://<bucket>/<prefix>/`:
 - `<table>/height_range=<first>-<last>/part-<file first height>.parquet` (Hive partitions, zbi_export/schema.py; one
   file per `file_blocks` heights, so a run rewrites at most one file's rows)
 - `_export/state.json`: the next height to export, the hash of the last exported block, and the settings the files
-  were written with. Written after the Parquet files of a batch, so a run stopped midway redoes that batch.
+  were written with. Written after a run of heights' Parquet files, so a run stopped midway redoes those files.
 
 Credentials: pyarrow's S3 filesystem given no keys uses the AWS SDK for C++'s DefaultAWSCredentialsProviderChain:
 environment variables, the shared files, a credential process, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
