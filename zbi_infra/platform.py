@@ -23,7 +23,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from zbi_infra import public_tls
+from zbi_infra import load_balancer_controller, public_tls
 from zbi_infra.access_keys import key_hash
 from zbi_infra.admission import admission_policies
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
@@ -397,6 +397,7 @@ class ZbiPlatform(pulumi.ComponentResource):
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        controller = self._load_balancer_controller(instances)
         for name, instance in instances.items():
             storage_class = ebs_storage_class(
                 f"zbi-{name}-chain",
@@ -420,9 +421,11 @@ class ZbiPlatform(pulumi.ComponentResource):
                     storage_class_name=storage_class.metadata.apply(lambda m: str(m.name)),
                     cache_storage_class_name=cache_class.metadata.apply(lambda m: str(m.name)),
                     certificate_authority=ca,
-                    load_balancer_annotations=public_tls.load_balancer_annotations(
+                    load_balancer_annotations=AWS_NLB_ANNOTATIONS,
+                    front_door_annotations=public_tls.front_door_annotations(
                         name, instance, AWS_NLB_ANNOTATIONS, self._config.dns, opts=self._moved(provider=provider)
                     ),
+                    load_balancer_controller=controller,
                     restore_from=restore.get(name),
                     priority_class_names=priorities,
                     access=self._access.get(name),
@@ -446,6 +449,16 @@ class ZbiPlatform(pulumi.ComponentResource):
                         role=role,
                         opts=pulumi.ResourceOptions(parent=node, provider=provider),
                     )
+
+    def _load_balancer_controller(self, instances: dict[str, InstanceConfig]) -> k8s.helm.v3.Release | None:
+        """The AWS Load Balancer Controller, when an instance's front door terminates ACM TLS (docs/public-tls.md)."""
+        if not any(public_tls.uses_acm(i) for i in instances.values()):
+            return None
+        assert self.cluster is not None and self.vpc is not None and self._config.cluster is not None
+        return load_balancer_controller.install(
+            self._stack, self.cluster, cluster_name=self._config.cluster.name, region=self.region,
+            vpc_id=self.vpc.vpc_id, placement=system_placement(self._config.cluster), opts=pulumi.ResourceOptions(parent=self),
+        )  # fmt: skip
 
     def _backups(self, provider: aws.Provider) -> ZbiBackups | None:
         config = self._config
