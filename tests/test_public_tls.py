@@ -207,3 +207,25 @@ def test_a_renewed_acme_certificate_is_rolled_onto_the_front_door_weekly(plan_st
         if q.inputs["metadata"]["namespace"] == cron.inputs["metadata"]["namespace"]
     ]
     assert int(quota.inputs["spec"]["hard"]["pods"]) >= 1
+
+
+def test_the_roller_runs_the_kubectl_image_public_manifests_pin(plan_stack: PlanStack) -> None:
+    """registry.k8s.io/kubectl at a tag and digest independent public manifests agree on, run as its Dockerfile
+    builds it (kubectl at /bin/kubectl; no USER, so zBI's non-root uid applies)."""
+    evidence = json.loads((UPSTREAM / "kubernetes" / "kubectl-image.json").read_text())
+    reference = f"{evidence['image']}:{evidence['tag']}@{evidence['digest']}"
+    pins = evidence["public_pins"]["pins"]
+    agreeing = [p for p in pins if evidence["digest"].removeprefix("sha256:") in p["line"]]
+    assert len({p["id"] for p in agreeing}) >= 4 and sum(reference in p["line"] for p in pins) >= 3
+    plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"endpoints": {"publicTls": ACME}}}})
+    (cron,) = plan.of_type("kubernetes:batch/v1:CronJob")
+    pod = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == reference
+    dockerfile = evidence["dockerfile"]["quotes"]
+    assert f'ENTRYPOINT ["{container["command"][0]}"]' in dockerfile and "COPY ${BINARY} /bin/" in dockerfile
+    assert not any(q.startswith("USER") for q in dockerfile)
+    assert pod["securityContext"]["runAsUser"] == 65534 and pod["securityContext"]["runAsNonRoot"] is True
+    # Pinned by digest: checkov's digest check is no longer skipped for it.
+    skips = cron.inputs["metadata"]["annotations"].values()
+    assert not any(s.startswith("CKV_K8S_43") for s in skips)

@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_kubernetes as k8s
 
+from zbi_infra.system_nodes import system_placement
+
 if TYPE_CHECKING:
     from zbi_infra.cluster import ZbiCluster
+    from zbi_infra.config.platform import ClusterConfig
 
 CHART = "aws-load-balancer-controller"
 CHART_VERSION = "3.5.0"
@@ -194,4 +197,23 @@ def install(
             )
         ),
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(provider=cluster.provider)),
+    )
+
+
+def for_acm_front_doors(
+    name: str,
+    uses_acm: list[bool],
+    cluster: ZbiCluster,
+    config: ClusterConfig,
+    *,
+    region: str,
+    vpc_id: pulumi.Output[str],
+    opts: pulumi.ResourceOptions,
+) -> k8s.helm.v3.Release | None:
+    """The controller when any instance (one flag each) terminates ACM TLS at its NLB; else nothing."""
+    if not any(uses_acm):
+        return None
+    placement = system_placement(config)
+    return install(
+        name, cluster, cluster_name=config.name, region=region, vpc_id=vpc_id, placement=placement, opts=opts
     )

@@ -397,7 +397,12 @@ class ZbiPlatform(pulumi.ComponentResource):
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
-        controller = self._load_balancer_controller(instances)
+        assert self.vpc is not None and self._config.cluster is not None
+        # With an ACM front door, the AWS Load Balancer Controller that gives it ALPN h2 (docs/public-tls.md).
+        controller = load_balancer_controller.for_acm_front_doors(
+            self._stack, [public_tls.uses_acm(i) for i in instances.values()], cluster, self._config.cluster,
+            region=self.region, vpc_id=self.vpc.vpc_id, opts=pulumi.ResourceOptions(parent=self),
+        )  # fmt: skip
         for name, instance in instances.items():
             storage_class = ebs_storage_class(
                 f"zbi-{name}-chain",
@@ -449,16 +454,6 @@ class ZbiPlatform(pulumi.ComponentResource):
                         role=role,
                         opts=pulumi.ResourceOptions(parent=node, provider=provider),
                     )
-
-    def _load_balancer_controller(self, instances: dict[str, InstanceConfig]) -> k8s.helm.v3.Release | None:
-        """The AWS Load Balancer Controller, when an instance's front door terminates ACM TLS (docs/public-tls.md)."""
-        if not any(public_tls.uses_acm(i) for i in instances.values()):
-            return None
-        assert self.cluster is not None and self.vpc is not None and self._config.cluster is not None
-        return load_balancer_controller.install(
-            self._stack, self.cluster, cluster_name=self._config.cluster.name, region=self.region,
-            vpc_id=self.vpc.vpc_id, placement=system_placement(self._config.cluster), opts=pulumi.ResourceOptions(parent=self),
-        )  # fmt: skip
 
     def _backups(self, provider: aws.Provider) -> ZbiBackups | None:
         config = self._config

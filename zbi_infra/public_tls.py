@@ -2,7 +2,8 @@
 
 - **acm** (AWS stacks): an ACM certificate for the instance's hostnames, validated by DNS records in the stack's
   Route 53 zone (`zbi:dns.hostedZoneId`), and terminated at an NLB of the AWS Load Balancer Controller
-  (zbi_infra/load_balancer_controller.py; a TLS listener on 443 offering ALPN h2). The NLB opens TLS again to the pods, which keep the stack CA's certificate (the NLB does not verify targets). ACM renews a DNS-validated
+  (zbi_infra/load_balancer_controller.py): a TLS listener on 443 that offers ALPN h2. The NLB opens TLS again to
+  the pods, which keep the stack CA's certificate (the NLB does not verify targets). ACM renews a DNS-validated
   certificate by itself while the validation records exist, and the NLB serves the renewed one: nothing rolls.
 - **acme** (any cluster with cert-manager): an Issuer in the instance's namespace with Let's Encrypt's ACME
   directory, answering HTTP-01 through an ingress controller, and a Certificate whose Secret the instance's front

@@ -144,7 +144,9 @@ def front_door_service(
     ctx.footprint.add_service("LoadBalancer" if public else "ClusterIP", len(ports))
     return k8s.core.v1.Service(
         resource_name,
-        metadata=ctx.meta(name, component=component, app=app, annotations=_front_door_annotations(ctx) if public else None),
+        metadata=ctx.meta(
+            name, component=component, app=app, annotations=_front_door_annotations(ctx) if public else None
+        ),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="LoadBalancer" if public else "ClusterIP",
             # Local: no kube-proxy SNAT, so pods see client addresses: the NetworkPolicy enforces allowedCidrs and
