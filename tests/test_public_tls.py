@@ -275,3 +275,26 @@ def test_a_private_gateway_is_port_forwarded_from_a_port_a_user_may_bind(plan_st
     assert curl[curl.index("--connect-to") + 1] == "gateway.zbi-testnet.svc:8443:localhost:8443"
     grpc = shlex.split(testnet.commands["grpc"])
     assert grpc[grpc.index("-servername") + 1] == "gateway.zbi-testnet.svc" and "localhost:8443" in grpc
+
+
+@pytest.mark.parametrize(("tls", "expected"), [
+    (None, "the stack CA"),
+    ({"provider": "acm"}, "ACM, at an NLB of the AWS Load Balancer Controller"),
+    (ACME, "Let's Encrypt via cert-manager (HTTP-01 through IngressClass nginx)"),
+    ({"provider": "acme", "acme": {"email": "ops@example.com", "server": "letsencrypt-staging"}}, "untrusted"),
+])  # fmt: skip
+def test_the_plan_summary_says_who_signs_the_front_doors_certificate(plan_stack, project, tls, expected) -> None:
+    from tests.test_plan_summary import config_of
+    from zbi_infra.plan.summary import summary
+
+    merge = {
+        "zbi:dns": ZONE,
+        "zbi:instances": {"testnet": {"endpoints": {"publicTls": tls}, "node": {"inboundP2p": True}}},
+    }
+    plan, config = config_of(plan_stack, project, "dev", merge)
+    lines = summary(plan, config, monthly_usd=None).splitlines()
+    front = lines.index(next(line for line in lines if "(Service gateway;" in line))
+    assert lines[front + 1].startswith("      certificate: ") and expected in lines[front + 1]
+    # The P2P load balancer is plain TCP: no certificate line under it.
+    p2p = lines.index(next(line for line in lines if "(Service zebrad-p2p;" in line))
+    assert not lines[p2p + 1].strip().startswith("certificate:")
