@@ -282,3 +282,11 @@ def test_the_acm_front_door_is_deleted_before_the_controller(acm: Plan) -> None:
     assert controller in gateway.depends_on
     p2p = [r for r in acm.of_type("kubernetes:core/v1:Service") if r.name.endswith("p2p")]
     assert p2p and all(controller not in r.depends_on for r in p2p)
+
+
+def test_the_capacity_check_counts_both_controller_pods(acm: Plan) -> None:
+    from zbi_infra.plan.capacity import planned_pods
+
+    name = release(acm).inputs["name"]
+    pods = [p for p in planned_pods(acm) if p.name.startswith(f"{name}#")]
+    assert [(p.count, p.millicpu, p.mib) for p in pods] == [(1, 50, 128), (1, 50, 128)]
