@@ -42,7 +42,14 @@ def plans(plan_stack: PlanStack) -> dict[str, Plan]:
         "dev": plan_stack("dev"),
         "dr": plan_stack("dr", merge={"zbi:dr": {"activate": True}, "zbi:dns": DNS}, stack_outputs=PRIMARY_OUTPUTS),
         "full": plan_stack(
-            "dev", merge={"zbi:controlPlane": CONTROL, "zbi:monitoring": {"remoteWriteUrl": AMP}, "zbi:dns": DNS}
+            "dev",
+            merge={
+                "zbi:controlPlane": CONTROL,
+                "zbi:monitoring": {"remoteWriteUrl": AMP},
+                "zbi:dns": DNS,
+                # ACM at the NLB brings the AWS Load Balancer Controller and its role.
+                "zbi:instances": {"testnet": {"endpoints": {"publicTls": {"provider": "acm"}}}},
+            },
         ),
     }
 
@@ -52,6 +59,7 @@ def every_policy(plans: dict[str, Plan]) -> list[tuple[str, RenderedPolicy]]:
     assert {p.where for _, p in found} >= {
         "dev-dev-reconciler-policy.policy",
         "dev-prometheus-remote-write-policy.policy",
+        "dev-load-balancer-controller-policy.policy",
     }
     return found
 

@@ -4,15 +4,18 @@ zBI's guardrails."""
 
 from __future__ import annotations
 
+import copy
 import json
+import shlex
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
 import pytest
 
-from tests.conftest import UPSTREAM, PlanStack
+from tests.conftest import ROOT, UPSTREAM, PlanStack, deep_merge
 from tests.test_manifests import KUBERNETES_VERSION, checkov, unknown_fields
 from zbi_infra.config.public_tls import ACME_SERVERS
 from zbi_infra.errors import ConfigError
@@ -207,3 +210,91 @@ def test_a_renewed_acme_certificate_is_rolled_onto_the_front_door_weekly(plan_st
         if q.inputs["metadata"]["namespace"] == cron.inputs["metadata"]["namespace"]
     ]
     assert int(quota.inputs["spec"]["hard"]["pods"]) >= 1
+
+
+def test_the_roller_runs_the_kubectl_image_public_manifests_pin(plan_stack: PlanStack) -> None:
+    """registry.k8s.io/kubectl at a tag and digest independent public manifests agree on, run as its Dockerfile
+    builds it (kubectl at /bin/kubectl; no USER, so zBI's non-root uid applies)."""
+    evidence = json.loads((UPSTREAM / "kubernetes" / "kubectl-image.json").read_text())
+    reference = f"{evidence['image']}:{evidence['tag']}@{evidence['digest']}"
+    pins = evidence["public_pins"]["pins"]
+    agreeing = [p for p in pins if evidence["digest"].removeprefix("sha256:") in p["line"]]
+    assert len({p["id"] for p in agreeing}) >= 4 and sum(reference in p["line"] for p in pins) >= 3
+    plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"endpoints": {"publicTls": ACME}}}})
+    (cron,) = plan.of_type("kubernetes:batch/v1:CronJob")
+    pod = cron.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == reference
+    dockerfile = evidence["dockerfile"]["quotes"]
+    assert f'ENTRYPOINT ["{container["command"][0]}"]' in dockerfile and "COPY ${BINARY} /bin/" in dockerfile
+    assert not any(q.startswith("USER") for q in dockerfile)
+    assert pod["securityContext"]["runAsUser"] == 65534 and pod["securityContext"]["runAsNonRoot"] is True
+    # Pinned by digest: checkov's digest check is no longer skipped for it.
+    skips = cron.inputs["metadata"]["annotations"].values()
+    assert not any(s.startswith("CKV_K8S_43") for s in skips)
+
+
+def endpoints_of(plan_stack: PlanStack, stack: str, merge: dict, access: dict[str, Any]) -> list:
+    """`zbi endpoints`' view of `stack` with `merge` applied, as the command builds it."""
+    from zbi_infra.commands.endpoints import endpoints
+    from zbi_infra.config import load_stack_config
+    from zbi_infra.plan.project import find_project
+
+    stack_file = find_project(ROOT).stack_file(stack)
+    config = copy.deepcopy(stack_file.config)
+    for key, patch in merge.items():
+        config[key] = deep_merge(config[key], patch) if isinstance(config.get(key), dict) else patch
+    return endpoints(plan_stack(stack, merge=merge), load_stack_config(config), stack=stack, access=access)
+
+
+def test_endpoints_of_a_staging_certificate_skip_verification_and_say_why(plan_stack: PlanStack) -> None:
+    """Let's Encrypt staging chains to a root no client holds: `zbi endpoints` must not promise a trusted
+    certificate, and its commands must run anyway (grpcurl -insecure, curl -k); production issues trusted ones."""
+
+    def endpoint_for(server: str):
+        acme = {"provider": "acme", "acme": {"email": "ops@example.com", "server": server}}
+        (endpoint,) = [e for e in endpoints_of(plan_stack, "local", wallets({**PUBLIC, "publicTls": acme}), {})
+                       if e.instance == "wallets"]  # fmt: skip
+        return endpoint
+
+    staging, trusted = endpoint_for("letsencrypt-staging"), endpoint_for("letsencrypt")
+    assert "untrusted test root" in staging.ca and staging.ca_file == ""
+    assert "-insecure" in shlex.split(staging.commands["grpc"])
+    assert trusted.ca.startswith("none to add") and "-insecure" not in shlex.split(trusted.commands["grpc"])
+    assert "-cacert" not in shlex.split(trusted.commands["grpc"])
+
+
+def test_a_private_gateway_is_port_forwarded_from_a_port_a_user_may_bind(plan_stack: PlanStack) -> None:
+    """`kubectl port-forward 443:443` fails without root: the gateway's 443 comes to localhost:8443, and the
+    commands dial it there while checking the in-cluster name."""
+    merge = {"zbi:instances": {"testnet": {"endpoints": {"publicGrpc": False, "hostnames": []}}}}
+    (testnet,) = endpoints_of(plan_stack, "dev", merge, {"testnet": True})
+    assert testnet.front == "gateway" and testnet.address == "localhost:8443"
+    assert testnet.commands["port-forward"].startswith("kubectl -n zbi-testnet port-forward svc/gateway 8443:443")
+    curl = shlex.split(testnet.commands["json-rpc"])
+    assert curl[curl.index("--connect-to") + 1] == "gateway.zbi-testnet.svc:8443:localhost:8443"
+    grpc = shlex.split(testnet.commands["grpc"])
+    assert grpc[grpc.index("-servername") + 1] == "gateway.zbi-testnet.svc" and "localhost:8443" in grpc
+
+
+@pytest.mark.parametrize(("tls", "expected"), [
+    (None, "the stack CA"),
+    ({"provider": "acm"}, "ACM, at an NLB of the AWS Load Balancer Controller"),
+    (ACME, "Let's Encrypt via cert-manager (HTTP-01 through IngressClass nginx)"),
+    ({"provider": "acme", "acme": {"email": "ops@example.com", "server": "letsencrypt-staging"}}, "untrusted"),
+])  # fmt: skip
+def test_the_plan_summary_says_who_signs_the_front_doors_certificate(plan_stack, project, tls, expected) -> None:
+    from tests.test_plan_summary import config_of
+    from zbi_infra.plan.summary import summary
+
+    merge = {
+        "zbi:dns": ZONE,
+        "zbi:instances": {"testnet": {"endpoints": {"publicTls": tls}, "node": {"inboundP2p": True}}},
+    }
+    plan, config = config_of(plan_stack, project, "dev", merge)
+    lines = summary(plan, config, monthly_usd=None).splitlines()
+    front = lines.index(next(line for line in lines if "(Service gateway;" in line))
+    assert lines[front + 1].startswith("      certificate: ") and expected in lines[front + 1]
+    # The P2P load balancer is plain TCP: no certificate line under it.
+    p2p = lines.index(next(line for line in lines if "(Service zebrad-p2p;" in line))
+    assert not lines[p2p + 1].strip().startswith("certificate:")

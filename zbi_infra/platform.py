@@ -23,7 +23,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from zbi_infra import public_tls
+from zbi_infra import load_balancer_controller, public_tls
 from zbi_infra.access_keys import key_hash
 from zbi_infra.admission import admission_policies
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
@@ -397,6 +397,12 @@ class ZbiPlatform(pulumi.ComponentResource):
         ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
         self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
+        assert self.vpc is not None and self._config.cluster is not None
+        # With an ACM front door, the AWS Load Balancer Controller that gives it ALPN h2 (docs/public-tls.md).
+        controller = load_balancer_controller.for_acm_front_doors(
+            self._stack, [public_tls.uses_acm(i) for i in instances.values()], cluster, self._config.cluster,
+            region=self.region, vpc_id=self.vpc.vpc_id, opts=pulumi.ResourceOptions(parent=self),
+        )  # fmt: skip
         for name, instance in instances.items():
             storage_class = ebs_storage_class(
                 f"zbi-{name}-chain",
@@ -420,9 +426,11 @@ class ZbiPlatform(pulumi.ComponentResource):
                     storage_class_name=storage_class.metadata.apply(lambda m: str(m.name)),
                     cache_storage_class_name=cache_class.metadata.apply(lambda m: str(m.name)),
                     certificate_authority=ca,
-                    load_balancer_annotations=public_tls.load_balancer_annotations(
+                    load_balancer_annotations=AWS_NLB_ANNOTATIONS,
+                    front_door_annotations=public_tls.front_door_annotations(
                         name, instance, AWS_NLB_ANNOTATIONS, self._config.dns, opts=self._moved(provider=provider)
                     ),
+                    load_balancer_controller=controller,
                     restore_from=restore.get(name),
                     priority_class_names=priorities,
                     access=self._access.get(name),

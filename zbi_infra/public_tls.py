@@ -1,8 +1,9 @@
 """Publicly trusted certificates for public instances (`endpoints.publicTls`), which wallets accept as they are.
 
 - **acm** (AWS stacks): an ACM certificate for the instance's hostnames, validated by DNS records in the stack's
-  Route 53 zone (`zbi:dns.hostedZoneId`), and terminated at the NLB (a TLS listener on 443). The NLB opens TLS again
-  to the pods, which keep the stack CA's certificate (the NLB does not verify targets). ACM renews a DNS-validated
+  Route 53 zone (`zbi:dns.hostedZoneId`), and terminated at an NLB of the AWS Load Balancer Controller
+  (zbi_infra/load_balancer_controller.py): a TLS listener on 443 that offers ALPN h2. The NLB opens TLS again to
+  the pods, which keep the stack CA's certificate (the NLB does not verify targets). ACM renews a DNS-validated
   certificate by itself while the validation records exist, and the NLB serves the renewed one: nothing rolls.
 - **acme** (any cluster with cert-manager): an Issuer in the instance's namespace with Let's Encrypt's ACME
   directory, answering HTTP-01 through an ingress controller, and a Certificate whose Secret the instance's front
@@ -75,7 +76,33 @@ def _option_for(hostname: str) -> Any:
     return pick
 
 
-def load_balancer_annotations(
+# The Service annotations of an ACM front door, each documented for the AWS Load Balancer Controller v3.5.0
+# (docs/guide/service/annotations.md, vendored; tests/test_load_balancer_controller.py checks names and values).
+CONTROLLER_ANNOTATIONS = {
+    # The controller's, not the cloud provider's: the cloud provider ignores a Service of type external.
+    "service.beta.kubernetes.io/aws-load-balancer-type": "external",
+    # instance targets with externalTrafficPolicy Local, as the cloud provider's NLB had: client addresses reach
+    # the pods (the allowlist NetworkPolicy and per-address rate limits rely on them) and the NLB health-checks
+    # each node's kube-proxy (spec.healthCheckNodePort), which answers only where a ready pod runs.
+    "service.beta.kubernetes.io/aws-load-balancer-nlb-target-type": "instance",
+    # The controller's default is internal.
+    "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
+    "service.beta.kubernetes.io/aws-load-balancer-attributes": "load_balancing.cross_zone.enabled=true",
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "443",
+    # TLS onwards to the pods, which keep serving the stack CA's certificate (the NLB does not verify it).
+    "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "ssl",
+    "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+    # gRPC clients that insist on ALPN h2 (grpc-go since 1.67): the listener offers h2 first.
+    "service.beta.kubernetes.io/aws-load-balancer-alpn-policy": "HTTP2Preferred",
+}
+
+
+def uses_acm(instance: InstanceConfig) -> bool:
+    tls = instance.endpoints.public_tls
+    return tls is not None and tls.provider is PublicTlsProvider.ACM
+
+
+def front_door_annotations(
     name: str,
     instance: InstanceConfig,
     base: Mapping[str, str],
@@ -83,24 +110,14 @@ def load_balancer_annotations(
     *,
     opts: pulumi.ResourceOptions,
 ) -> dict[str, Any]:
-    """`base` (the platform's NLB annotations), plus a TLS listener with the ACM certificate when the instance asks
-    for one. Only port 443 gets TLS: a P2P load balancer of the same instance stays plain TCP."""
-    tls = instance.endpoints.public_tls
-    if tls is None or tls.provider is not PublicTlsProvider.ACM:
+    """The annotations of the instance's public front door: `base` (the cloud provider's NLB), or with ACM an NLB
+    of the AWS Load Balancer Controller with a TLS listener on 443 holding the ACM certificate. A P2P load balancer
+    of the same instance keeps `base`: plain TCP, from the cloud provider."""
+    if not uses_acm(instance):
         return dict(base)
     assert dns is not None  # config.public_tls.check_stack
     arn = acm_certificate(name, list(instance.endpoints.hostnames), dns, opts=opts)
-    return {
-        **base,
-        ACM_CERTIFICATE_ANNOTATION: arn,
-        "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "443",
-        # TLS onwards to the pods, which keep serving the stack CA's certificate.
-        "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "ssl",
-        "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-        # gRPC clients that insist on ALPN h2 (grpc-go since 1.67) need the listener to offer it. The AWS Load
-        # Balancer Controller applies this; the in-tree/cloud-provider NLB ignores it (README: "Public TLS").
-        "service.beta.kubernetes.io/aws-load-balancer-alpn-policy": "HTTP2Preferred",
-    }
+    return {**CONTROLLER_ANNOTATIONS, ACM_CERTIFICATE_ANNOTATION: arn}
 
 
 def acme_certificate(

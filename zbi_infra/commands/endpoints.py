@@ -17,6 +17,8 @@ PROTO_FILE = "service.proto"
 SERVICE = "cash.z.wallet.sdk.rpc.CompactTxStreamer"
 KEY = "<KEY>"
 USER = "<USER>"
+PRIVILEGED_PORTS = 1024
+STAGING = "letsencrypt-staging"
 
 
 @dataclass
@@ -31,6 +33,8 @@ class Endpoint:
     ca_file: str
     commands: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Let's Encrypt staging: the certificate chains to a test root no client trusts.
+    insecure: bool = False
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -83,7 +87,9 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             host = instance.endpoints.hostnames[0] if instance.endpoints.hostnames else "<load balancer DNS name>"
             address, server_name = f"{host}:{port}", host
         else:
-            address, server_name = f"localhost:{port}", in_cluster if in_cluster in names else (names or [""])[0]
+            # A local port below 1024 needs root: the gateway's 443 is forwarded from 8443.
+            local_port = port if port >= PRIVILEGED_PORTS else port + 8000
+            address, server_name = f"localhost:{local_port}", in_cluster if in_cluster in names else (names or [""])[0]
         ca_file = f"zbi-{stack}-ca.pem"
         publicly_trusted = public and instance.endpoints.public_tls is not None
         endpoint = Endpoint(
@@ -100,9 +106,16 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             tls = instance.endpoints.public_tls
             endpoint.ca = f"none to add: a publicly trusted certificate ({tls.provider.value}, endpoints.publicTls)"
             endpoint.ca_file = ""
+            if tls.acme is not None and tls.acme.server == STAGING:
+                endpoint.ca = (
+                    "none that clients hold: Let's Encrypt staging signs with an untrusted test root, so the commands "
+                    "skip verification (-insecure, -k); set acme.server: letsencrypt for a trusted certificate"
+                )
+                endpoint.insecure = True
         if not public:
             endpoint.commands["port-forward"] = (
-                f"kubectl -n {namespace} port-forward svc/{service} {port}:{port}   # in another terminal"
+                f"kubectl -n {namespace} port-forward svc/{service} {address.rsplit(':', 1)[1]}:{port}"
+                "   # in another terminal"
             )
             endpoint.notes.append(
                 f"private: only inside the cluster ({in_cluster}:{port}); from a laptop, port-forward as below"
@@ -118,7 +131,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
 
 
 def _client_commands(endpoint: Endpoint, *, gateway: bool) -> dict[str, str]:
-    tls = ["-cacert", endpoint.ca_file] if endpoint.ca_file else []
+    tls = ["-cacert", endpoint.ca_file] if endpoint.ca_file else ["-insecure"] if endpoint.insecure else []
     if endpoint.server_name and endpoint.server_name != endpoint.address.rsplit(":", 1)[0]:
         tls += ["-servername", endpoint.server_name]
     key = ["-H", f"authorization: Bearer {KEY}"] if gateway else []
@@ -129,7 +142,8 @@ def _client_commands(endpoint: Endpoint, *, gateway: bool) -> dict[str, str]:
     }
     if gateway:
         host, port = endpoint.address.rsplit(":", 1)
-        curl = ["curl", "-s", *(["--cacert", endpoint.ca_file] if endpoint.ca_file else []), "--user", f"{USER}:{KEY}"]
+        trust = ["--cacert", endpoint.ca_file] if endpoint.ca_file else ["-k"] if endpoint.insecure else []
+        curl = ["curl", "-s", *trust, "--user", f"{USER}:{KEY}"]
         if endpoint.server_name != host:
             curl += ["--connect-to", f"{endpoint.server_name}:{port}:{host}:{port}"]
         body = json.dumps({"jsonrpc": "1.0", "id": 1, "method": "getblockchaininfo", "params": []})
@@ -152,8 +166,9 @@ def report(found: list[Endpoint]) -> str:
         for label, command in endpoint.commands.items():
             lines.append(f"  {label + ':':<10} {command}")
         lines.append("")
-    lines.append(f"grpcurl reads lightwalletd's protos from {PROTO_DIR}/ (run from the repository's root);")
-    lines.append(f"replace {USER} and {KEY} with a user and the key `zbi access create-key` printed.")
+    lines.append(f"grpcurl reads lightwalletd's protos from {PROTO_DIR}/ (run from the repository's root).")
+    if any(e.front == "gateway" for e in found):
+        lines.append(f"Replace {USER} and {KEY} with a user and the key `zbi access create-key` printed.")
     return "\n".join(lines)
 
 

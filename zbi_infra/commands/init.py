@@ -19,7 +19,7 @@ LOCAL = """\
 # Footprint (from its plan): its Zcash pods request {footprint}.
 # One replica each, so no high availability (zbi plan warns): raise node.replicas to 2 for it.
 #   zbi plan {stack}                          what it creates, offline
-#   pulumi stack init {stack} && pulumi up -s {stack}
+#   pulumi login --local && pulumi stack init {stack} && pulumi up -s {stack}   (state on this machine)
 config:
   zbi:role: local
   zbi:local:

@@ -89,3 +89,15 @@ def check_stack(config: Any) -> None:
                 f"zbi:instances.{name}.endpoints.publicTls.provider: acm validates the certificate through a Route 53 "
                 "zone, and zbi:dns is not set. Fix: set zbi:dns.hostedZoneId to the zone holding the hostnames"
             )
+
+
+def certificate_summary(tls: PublicTlsConfig | None) -> str:
+    """Who signs a public front door's certificate, in a few words (`zbi plan`'s summary)."""
+    if tls is None:
+        return "the stack CA (clients add it: `zbi endpoints`)"
+    if tls.provider is PublicTlsProvider.ACM:
+        return "ACM, at an NLB of the AWS Load Balancer Controller (ALPN h2)"
+    assert tls.acme is not None
+    if tls.acme.server == "letsencrypt-staging":
+        return "Let's Encrypt staging via cert-manager (untrusted: for trials)"
+    return f"Let's Encrypt via cert-manager (HTTP-01 through IngressClass {tls.acme.http01_ingress_class})"

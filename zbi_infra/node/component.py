@@ -54,6 +54,11 @@ class ZcashNodeArgs:
     certificate_authority: ZbiCertificateAuthority | None = None
     # Platform-specific annotations for a public gRPC LoadBalancer (e.g. AWS NLB).
     load_balancer_annotations: dict[str, str] = field(default_factory=dict)
+    # The public front door's own annotations (zbi_infra/public_tls.py: ACM); None: `load_balancer_annotations`.
+    front_door_annotations: Mapping[str, pulumi.Input[str]] | None = None
+    # The controller that reconciles the front door's load balancer (the AWS Load Balancer Controller): the Service
+    # depends on it, so it is deleted first, while the controller can still remove its finalizer and the NLB.
+    load_balancer_controller: pulumi.Resource | None = None
     cluster_domain: str = "cluster.local"
     # Start new replicas from this snapshot instead of syncing from genesis (fast bootstrap, DR restore).
     restore_from: SnapshotSource | None = None

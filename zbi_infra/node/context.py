@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -145,7 +145,7 @@ def front_door_service(
     return k8s.core.v1.Service(
         resource_name,
         metadata=ctx.meta(
-            name, component=component, app=app, annotations=ctx.args.load_balancer_annotations if public else None
+            name, component=component, app=app, annotations=_front_door_annotations(ctx) if public else None
         ),
         spec=k8s.core.v1.ServiceSpecArgs(
             type="LoadBalancer" if public else "ClusterIP",
@@ -157,8 +157,15 @@ def front_door_service(
             load_balancer_source_ranges=ctx.config.endpoints.allowed_cidrs if public else None,
             ports=ports,
         ),
-        opts=ctx.in_namespace,
+        opts=pulumi.ResourceOptions.merge(ctx.in_namespace, pulumi.ResourceOptions(depends_on=[controller]))
+        if (controller := ctx.args.load_balancer_controller) is not None and public
+        else ctx.in_namespace,
     )
+
+
+def _front_door_annotations(ctx: InstanceContext) -> Any:
+    own = ctx.args.front_door_annotations
+    return dict(own) if own is not None else ctx.args.load_balancer_annotations
 
 
 def cpu_autoscaler(

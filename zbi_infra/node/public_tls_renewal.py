@@ -16,8 +16,11 @@ from zbi_infra.node.context import InstanceContext, tmp_volume
 from zbi_infra.releases import Image
 
 ROLLER = "public-tls-roller"
-# registry.k8s.io's kubectl image: kubectl alone (no shell); within one minor version of the clusters zBI accepts.
-KUBECTL = Image("registry.k8s.io/kubectl", "v1.34.0", "2025-08-27", "nobody", 65534, "/bin/kubectl")
+# Kubernetes' own kubectl image (build/server-image/kubectl/Dockerfile: debian-base with bash and coreutils, kubectl
+# at /bin/kubectl, no USER: zBI runs it as nobody). Within one minor version of the clusters zBI accepts. Pinned by
+# the digest independent public manifests pin this tag to (tests/fixtures/upstream/kubernetes/kubectl-image.json).
+KUBECTL = Image("registry.k8s.io/kubectl", "v1.34.1", "after 2025-08-27 (v1.34.0)", "nobody", 65534, "/bin/kubectl")
+KUBECTL_DIGEST = "sha256:59bafa07ff3a6d4b417e7633ddb9d79a9606ca98bf64bac080b3e65748669250"
 SCHEDULE = "17 4 * * 1"  # Mondays 04:17 UTC
 # Egress to the API server: 443 (EKS), 6443 (kind, k3s, kubeadm), after the Service's address is translated.
 API_PORTS = (443, 6443)
@@ -70,7 +73,7 @@ def build_renewal_roller(ctx: InstanceContext, *, kind: str, workload: str) -> k
     )
     container = k8s.core.v1.ContainerArgs(
         name="kubectl",
-        image=f"{KUBECTL.repository}:{KUBECTL.tag}",
+        image=f"{KUBECTL.repository}:{KUBECTL.tag}@{KUBECTL_DIGEST}",
         image_pull_policy="IfNotPresent",
         command=[KUBECTL.binary, "rollout", "restart", f"{kind}/{workload}"],
         env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # kubectl's cache, on the writable volume
@@ -83,7 +86,7 @@ def build_renewal_roller(ctx: InstanceContext, *, kind: str, workload: str) -> k
         "CKV_K8S_38=kubectl needs its token to restart the front door; the Role allows that one workload only",
         "CKV_K8S_8=a run-to-completion job: no liveness probe",
         "CKV_K8S_9=a run-to-completion job: no readiness probe",
-        digest=None,
+        digest=KUBECTL_DIGEST,
     )
     return k8s.batch.v1.CronJob(
         f"{ctx.name}-{ROLLER}",

@@ -142,13 +142,15 @@ def planned_pods(plan: Plan, *, at_minimum: bool = False) -> list[Pods]:
 
 
 def _declared_requests(values: Any) -> Iterator[tuple[int, int]]:
-    """Requests a chart's values declare (`resources.requests`), one pod each; charts' unset requests count 0, as
-    the scheduler counts them."""
+    """Requests a chart's values declare (`resources.requests`), one pod each — or `replicaCount` pods, the Helm
+    convention, when set beside them; charts' unset requests count 0, as the scheduler counts them."""
     if isinstance(values, dict):
         declared = values.get("resources")
         requests = declared.get("requests") if isinstance(declared, dict) else None
         if isinstance(requests, dict) and {"cpu", "memory"} & set(requests):
-            yield _millicpu(str(requests.get("cpu", "0"))), _mib(str(requests.get("memory", "0")))
+            replicas = values.get("replicaCount")
+            for _ in range(replicas if isinstance(replicas, int) and replicas > 0 else 1):
+                yield _millicpu(str(requests.get("cpu", "0"))), _mib(str(requests.get("memory", "0")))
         for key, value in values.items():
             if key != "resources":
                 yield from _declared_requests(value)

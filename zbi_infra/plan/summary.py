@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zbi_infra.config import StackConfig, StackRole
+from zbi_infra.config.public_tls import certificate_summary
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.engine import Plan
 
@@ -95,6 +96,8 @@ def _instance_lines(config: StackConfig, found: Facts) -> list[str]:
             ports = ", ".join(str(p) for p in endpoint.ports)
             allowed = ", ".join(endpoint.allowed)
             lines.append(f"      public: {hosts} port {ports} (Service {endpoint.service}; from {allowed})")
+            if not endpoint.service.endswith("-p2p"):
+                lines.append(f"      certificate: {certificate_summary(instance.endpoints.public_tls)}")
         if not any(e.namespace == namespace for e in found.endpoints):
             lines.append(f"      private: reachable inside the cluster only (namespace {namespace})")
     return lines or ["  (none: add one with `zbi instance add` or `zbi init`)"]
@@ -161,6 +164,8 @@ def _next_steps(stack: str, config: StackConfig) -> list[str]:
     steps = [f"  zbi plan {stack} --tree      every resource, as `pulumi preview` lists them"]
     steps.append(f"  zbi endpoints {stack}        how clients connect (grpcurl and curl commands)")
     if config.role is StackRole.LOCAL:
+        # A stack needs a backend and its own state before `pulumi up` (README: "On your own Kubernetes").
+        steps.append(f"  pulumi login --local && pulumi stack init {stack}   once: state on this machine")
         steps.append(f"  pulumi up -s {stack}         create it on your cluster (needs the Pulumi CLI and the context)")
     else:
         steps.append(f"  pulumi preview -s {stack}    the same against AWS (needs credentials), then `pulumi up`")
