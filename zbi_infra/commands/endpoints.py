@@ -84,7 +84,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             address, server_name = f"{host}:{port}", host
         else:
             address, server_name = f"localhost:{port}", in_cluster if in_cluster in names else (names or [""])[0]
-        ca_file = f"zbi-{stack}-ca.pem"
+        ca_file = f"zbi-{stack}-{name}-ca.pem"
         publicly_trusted = public and instance.endpoints.public_tls is not None
         endpoint = Endpoint(
             instance=name,
@@ -93,7 +93,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             address=address,
             server_name=server_name,
             front="gateway" if gateway else instance.lightwallet.kind.value,
-            ca=f"pulumi stack output caCertPem -s {stack} > {ca_file}",
+            ca=f"pulumi stack output caCertPems -s {stack} --json | jq -r '.\"{name}\"' > {ca_file}",
             ca_file=ca_file,
         )
         if publicly_trusted:
