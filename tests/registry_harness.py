@@ -114,6 +114,16 @@ class Registry:
         }).encode()  # fmt: skip
         return manifest, self.push_manifest(name, tag, manifest, OCI_MANIFEST)
 
+    def push_chart(self, name: str, version: str, archive: bytes, chart_yaml: dict[str, str]) -> str:
+        """A Helm chart as `helm push` stores it: its Chart.yaml as the config, its archive as the one layer."""
+        config = json.dumps(chart_yaml).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.cncf.helm.config.v1+json", "digest": self.push_blob(name, config), "size": len(config)},
+            "layers": [{"mediaType": "application/vnd.cncf.helm.chart.content.v1.tar+gzip", "digest": self.push_blob(name, archive), "size": len(archive)}],
+        }).encode()  # fmt: skip
+        return self.push_manifest(name, version, manifest, OCI_MANIFEST)
+
     def push_index(self, name: str, tag: str, platforms: dict[str, tuple[bytes, str]]) -> tuple[bytes, str]:
         index = json.dumps({
             "schemaVersion": 2, "mediaType": OCI_INDEX,

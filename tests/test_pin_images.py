@@ -122,6 +122,87 @@ def test_a_digest_header_that_is_not_the_bytes_is_refused(lying_registry: str) -
         pin_images.resolve(f"{lying_registry}/zbi/node:6.3.0", timeout=10)
 
 
+def chart_archive(name: str, version: str) -> bytes:
+    """A chart archive as `helm package` lays it out: <name>/Chart.yaml, gzipped."""
+    chart_yaml = f"apiVersion: v2\nname: {name}\nversion: {version}\n".encode()
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        info = tarfile.TarInfo(f"{name}/Chart.yaml")
+        info.size = len(chart_yaml)
+        tar.addfile(info, io.BytesIO(chart_yaml))
+    return out.getvalue()
+
+
+def test_an_oci_chart_resolves_to_its_manifest(live: Registry) -> None:
+    pushed = live.push_chart("charts/operator", "2.9.0", chart_archive("operator", "2.9.0"),
+                             {"apiVersion": "v2", "name": "operator", "version": "2.9.0"})  # fmt: skip
+    assert pin_images.resolve_chart(f"oci://{live.host}/charts/operator:2.9.0", timeout=10).digest == pushed
+
+
+@pytest.fixture
+def chart_repository() -> Iterator[tuple[str, dict[str, bytes]]]:
+    """A classic chart repository: index.yaml and archives, served on loopback from a dict the test may change."""
+    files: dict[str, bytes] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = files.get(self.path.lstrip("/"))
+            self.send_response(200 if body is not None else 404)
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", files
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_classic_chart_is_the_archive_its_index_lists(chart_repository: tuple[str, dict[str, bytes]],
+                                                         tmp_path: Path) -> None:  # fmt: skip
+    url, files = chart_repository
+    archive = chart_archive("kube-prometheus-stack", "88.5.3")
+    listed = hashlib.sha256(archive).hexdigest()
+    files["charts/kube-prometheus-stack-88.5.3.tgz"] = archive
+    files["index.yaml"] = (
+        "apiVersion: v1\nentries:\n  kube-prometheus-stack:\n"
+        f"  - name: kube-prometheus-stack\n    version: 88.5.3\n    digest: {listed}\n"
+        "    urls: [charts/kube-prometheus-stack-88.5.3.tgz]\n"
+    ).encode()
+    chart = f"{url}/kube-prometheus-stack:88.5.3"
+    table = tmp_path / "digests.json"
+    assert pin_images.main(["--chart", chart, "--table", str(table)]) == 0
+    assert json.loads(table.read_text())["charts"][chart]["digest"] == f"sha256:{listed}"
+    # The archive is swapped under the same index entry: refused, and --check says so.
+    files["charts/kube-prometheus-stack-88.5.3.tgz"] = chart_archive("kube-prometheus-stack", "88.5.4")
+    with pytest.raises(pin_images.RegistryError, match=r"index\.yaml lists"):
+        pin_images.resolve_chart(chart, timeout=10)
+    assert pin_images.main(["--chart", chart, "--table", str(table), "--check"]) == 1
+    with pytest.raises(pin_images.RegistryError, match=r"no version 1\.0\.0"):
+        pin_images.resolve_chart(f"{url}/kube-prometheus-stack:1.0.0", timeout=10)
+
+
+def test_the_tool_walks_every_image_and_chart_zbi_renders(plan_stack: PlanStack) -> None:
+    """A new image or chart that is not in the tool's lists fails here, before it renders unpinned."""
+    from tests.test_iam_analysers import WORKSPACE_IMAGE
+
+    control = {"repository": "https://github.com/zbi-example/zbi", "workspaceImage": WORKSPACE_IMAGE}
+    plan = plan_stack("dev", merge={"zbi:instances": VARIANTS, "zbi:controlPlane": control})
+    assert {image.split("@")[0] for image in rendered_images(plan)} <= set(image_digests.default_images())
+    installed = set()
+    for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
+        chart, version = release.inputs["chart"], release.inputs["version"]
+        repository = (release.inputs.get("repositoryOpts") or {}).get("repo")
+        installed.add(f"{repository}/{chart}:{version}" if repository else f"{chart}:{version}")
+    assert installed == set(image_digests.default_charts())
+
+
 @pytest.mark.parametrize(
     ("image", "expected"),
     [

@@ -4,6 +4,7 @@
     python tools/pin_images.py            # resolve every default image, rewrite zbi_infra/data/image-digests.json
     python tools/pin_images.py --check    # exit 1 if a recorded tag now resolves to another digest (it moved)
     python tools/pin_images.py --image 127.0.0.1:5000/zbi/x:1.0 --table /tmp/t.json   # any image, any table
+    python tools/pin_images.py --chart https://prometheus-community.github.io/helm-charts/kube-prometheus-stack:88.5.3
 
 For each `repository:tag` it speaks the registry HTTP API v2 (the OCI distribution spec) as `docker pull` does:
 `GET /v2/<name>/manifests/<tag>` accepting an OCI image index, a Docker manifest list and both single manifests (so
@@ -13,8 +14,10 @@ Public) and retries with the anonymous pull token. The digest is the SHA-256 of 
 `Docker-Content-Digest` header that disagrees with them is refused, so a proxy or registry cannot substitute
 another manifest. Loopback registries are spoken to over HTTP (as Docker does), every other over HTTPS.
 
-Rendering reads the table (zbi_infra/image_digests.py); the table holds only what this tool read. Standard
-library only.
+Charts: an OCI chart (`oci://…`) resolves like an image; a classic repository's chart is the SHA-256 its
+`index.yaml` lists for the version, checked against the archive it points to. Rendering reads the images' digests
+(zbi_infra/image_digests.py); chart digests are recorded and `--check`ed (docs/supply-chain.md says why they are not
+enforced at install). The table holds only what this tool read. Standard library, and PyYAML for index.yaml.
 """
 
 from __future__ import annotations
@@ -46,6 +49,9 @@ LOOPBACK = {"localhost", "127.0.0.1", "[::1]"}
 # Manifests are small (an index of a dozen platforms is a few KiB); anything larger is not one.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+# A chart archive (kube-prometheus-stack's is under 1 MiB); a classic repository's index.yaml lists every version.
+MAX_CHART_BYTES = 64 * 1024 * 1024
+CHART_ARCHIVE = "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
 
 
 class RegistryError(Exception):
@@ -86,7 +92,9 @@ class Resolved:
     media_type: str
 
 
-def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _get(
+    url: str, headers: dict[str, str], timeout: float, limit: int = MAX_MANIFEST_BYTES
+) -> tuple[int, dict[str, str], bytes]:
     # A token realm comes from the registry's answer: never let it name a file or another scheme.
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise RegistryError(f"{url}: not an http(s) URL")
@@ -96,10 +104,10 @@ def _get(url: str, headers: dict[str, str], timeout: float) -> tuple[int, dict[s
             return (
                 response.status,
                 {k.lower(): v for k, v in response.headers.items()},
-                response.read(MAX_MANIFEST_BYTES + 1),
+                response.read(limit + 1),
             )
     except urllib.error.HTTPError as error:
-        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read(MAX_MANIFEST_BYTES + 1)
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read(limit + 1)
 
 
 def _bearer_token(challenge: str, image: str, timeout: float) -> str:
@@ -145,44 +153,77 @@ def resolve(image: str, *, timeout: float = 30.0) -> Resolved:
     return Resolved(digest, media_type)
 
 
+def resolve_chart(chart: str, *, timeout: float = 30.0) -> Resolved:
+    """`oci://registry/path/name:version`: the chart's OCI manifest, as for an image. `https://repo/name:version`: the
+    archive's SHA-256 the repository's index.yaml lists for that version, checked against the archive itself."""
+    location, _, version = chart.rpartition(":")
+    if not location or "/" in version:
+        raise RegistryError(f"{chart}: no version. Fix: give LOCATION:VERSION")
+    if location.startswith("oci://"):
+        return resolve(f"{location.removeprefix('oci://')}:{version}", timeout=timeout)
+    repository, _, name = location.rpartition("/")
+    split = urllib.parse.urlsplit(repository)
+    if split.scheme != "https" and not (split.scheme == "http" and split.hostname in {"localhost", "127.0.0.1", "::1"}):
+        raise RegistryError(f"{chart}: a chart repository is read over https (http on loopback only)")
+    status, _, body = _get(f"{repository}/index.yaml", {}, timeout, MAX_CHART_BYTES)
+    if status != 200:
+        raise RegistryError(f"{chart}: the chart repository answered {status} for index.yaml")
+    import yaml  # PyYAML, a dependency of zBI (classic chart repositories only)
+
+    entries = (yaml.safe_load(body) or {}).get("entries", {}).get(name, [])
+    entry = next((e for e in entries if str(e.get("version")) == version), None)
+    if entry is None:
+        raise RegistryError(f"{chart}: index.yaml lists no version {version} of {name}")
+    listed = f"sha256:{entry.get('digest', '')}"
+    status, _, archive = _get(urllib.parse.urljoin(f"{repository}/", entry["urls"][0]), {}, timeout, MAX_CHART_BYTES)
+    if status != 200:
+        raise RegistryError(f"{chart}: the archive answered {status}")
+    digest = "sha256:" + hashlib.sha256(archive).hexdigest()
+    if digest != listed:
+        raise RegistryError(f"{chart}: index.yaml lists {listed}, the archive served is {digest}")
+    return Resolved(digest, CHART_ARCHIVE)
+
+
 def read_table(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.exists() else {"images": {}}
+    table = json.loads(path.read_text()) if path.exists() else {}
+    return {"images": table.get("images", {}), "charts": table.get("charts", {})}
 
 
 def write_table(path: Path, table: dict[str, Any]) -> None:
-    table["images"] = dict(sorted(table["images"].items()))
-    path.write_text(json.dumps(table, indent=2) + "\n")
+    path.write_text(json.dumps({k: dict(sorted(v.items())) for k, v in table.items()}, indent=2) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", action="append", help="repository:tag (repeatable); default: zBI's default images")
+    parser.add_argument("--image", action="append", help="repository:tag (repeatable)")
+    parser.add_argument("--chart", action="append", help="oci://…/name:version or https://repo/name:version")
     parser.add_argument("--table", type=Path, default=TABLE, help="the digest table to update")
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a recorded tag moved")
     parser.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
-    if args.image:
-        images = args.image
-    else:
+    if args.image or args.chart:
+        wanted = {"images": args.image or [], "charts": args.chart or []}
+    else:  # everything zBI renders by default
         sys.path.insert(0, str(ROOT))
-        from zbi_infra.image_digests import default_images
+        from zbi_infra.image_digests import default_charts, default_images
 
-        images = default_images()
+        wanted = {"images": default_images(), "charts": default_charts()}
     table = read_table(args.table)
     moved, failed = [], []
     today = datetime.date.today().isoformat()
-    for image in images:
-        try:
-            resolved = resolve(image, timeout=args.timeout)
-        except (RegistryError, OSError, ValueError) as error:
-            failed.append(f"{image}: {error}")
-            continue
-        recorded = table["images"].get(image, {}).get("digest")
-        if recorded and recorded != resolved.digest:
-            moved.append(f"{image}: {recorded} -> {resolved.digest}")
-        if recorded != resolved.digest:
-            table["images"][image] = {"digest": resolved.digest, "mediaType": resolved.media_type, "resolved": today}
-        print(f"{image}@{resolved.digest}  ({resolved.media_type})")
+    for section, resolver in (("images", resolve), ("charts", resolve_chart)):
+        for item in wanted[section]:
+            try:
+                resolved = resolver(item, timeout=args.timeout)
+            except (RegistryError, OSError, ValueError) as error:
+                failed.append(f"{item}: {error}")
+                continue
+            recorded = table[section].get(item, {}).get("digest")
+            if recorded and recorded != resolved.digest:
+                moved.append(f"{item}: {recorded} -> {resolved.digest}")
+            if recorded != resolved.digest:
+                table[section][item] = {"digest": resolved.digest, "mediaType": resolved.media_type, "resolved": today}
+            print(f"{item}@{resolved.digest}  ({resolved.media_type})")
     for line in moved:
         print(f"moved: {line}", file=sys.stderr)
     for line in failed:

@@ -45,3 +45,21 @@ def recorded_digests() -> dict[str, str]:
 
 def recorded_digest(repository: str, tag: str) -> str | None:
     return recorded_digests().get(f"{repository}:{tag}")
+
+
+def default_charts() -> list[str]:
+    """Every chart zBI installs, as `oci://registry/path/name:version` or `https://repository/name:version`."""
+    from zbi_infra import autoscaler
+    from zbi_infra.control_plane import OPERATOR_CHART
+    from zbi_infra.monitoring.component import BLACKBOX_EXPORTER, CHART_REPOSITORY, KUBE_PROMETHEUS_STACK
+    from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER
+
+    monitoring = [f"{CHART_REPOSITORY}/{name}:{version}"
+                  for name, version in (KUBE_PROMETHEUS_STACK, BLACKBOX_EXPORTER, CLOUDWATCH_EXPORTER)]  # fmt: skip
+    return sorted(
+        [
+            *monitoring,
+            f"{autoscaler.CHART_REPOSITORY}/{autoscaler.CHART}:{autoscaler.CHART_VERSION}",
+            ":".join(OPERATOR_CHART),
+        ]
+    )
