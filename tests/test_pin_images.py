@@ -301,3 +301,20 @@ def test_with_every_digest_recorded_the_strict_instance_passes(plan_stack: PlanS
     strict = plan_stack("dev", merge={"zbi:instances": {"testnet": {"requireImageDigests": True}, **VARIANTS}})
     assert not violations(strict)
     assert all(PINNED.search(image) for image in rendered_images(strict))
+
+
+def test_every_committed_digest_was_read_from_a_registry_or_from_cited_evidence() -> None:
+    """zBI invents no digest: an entry is the tool's (a media type and a date) or a public pin vendored with its source
+    (tests/fixtures/upstream/zcash-stack/image-pins.json), digit for digit."""
+    table = json.loads(image_digests.DIGESTS_FILE.read_text())
+    evidence = json.loads((UPSTREAM / "zcash-stack" / "image-pins.json").read_text())
+    for section in ("images", "charts"):
+        for reference, entry in table[section].items():
+            if "mediaType" in entry:
+                assert entry["resolved"] and entry["mediaType"] in (
+                    *pin_images.MANIFEST_TYPES,
+                    pin_images.CHART_ARCHIVE,
+                )
+            else:
+                assert evidence["commit"][:8] in entry["source"], reference
+                assert evidence["pins"][reference]["digest"] == entry["digest"], reference
