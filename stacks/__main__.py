@@ -61,7 +61,8 @@ if config.dr is not None:
     pulumi.export("primaryStack", config.dr.primary_stack)
     pulumi.export("restoredFrom", platform.restored_from)
 if platform.nodes:
-    pulumi.export("caCertPem", platform.ca_cert_pem)
+    # Instance -> its CA certificate: `pulumi stack output caCertPems --json | jq -r .<instance>`.
+    pulumi.export("caCertPems", platform.ca_cert_pems)
     pulumi.export(
         "instances",
         {

@@ -16,6 +16,7 @@ from tests.conftest import ROOT
 from zbi_infra.cli import EXIT_BROKEN_PIPE, INSTANCE_EXAMPLES, _check_policies, main
 from zbi_infra.config import load_stack_config
 from zbi_infra.errors import ConfigError
+from zbi_infra.kube import image_ref
 from zbi_infra.releases import GATEWAY, LIGHTWALLETD, ZEBRAD
 
 
@@ -74,8 +75,9 @@ def test_instance_show_names_the_images_that_will_run(plan_stack, capsys) -> Non
         if r.inputs["metadata"]["namespace"] == "zbi-testnet"
         for c in r.inputs["spec"]["template"]["spec"]["containers"]
     }
-    assert f"{node['repository']}:{node['tag']}" in images
-    assert f"{lightwallet['repository']}:{lightwallet['tag']}" in images
+    assert image_ref(node["repository"], node["tag"], node["digest"]) in images
+    assert image_ref(lightwallet["repository"], lightwallet["tag"], lightwallet["digest"]) in images
+    assert node["digest"] and gateway["digest"] is None  # zebra's is in the digest table, nginx's not yet
 
 
 def test_roles_of_a_dr_stack_are_its_primarys(capsys) -> None:

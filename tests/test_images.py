@@ -14,6 +14,7 @@ from tests.conftest import UPSTREAM, PlanStack
 from tests.k8s_objects import all_containers, one, pod_spec
 from zbi_infra.config.instance import Network
 from zbi_infra.config.node_options import zebrad_config_keys
+from zbi_infra.kube import image_ref
 from zbi_infra.plan.engine import Plan
 from zbi_infra.releases import (
     GATEWAY,
@@ -101,7 +102,7 @@ def test_zebrad_runs_its_binary_as_the_images_user(plan: Plan) -> None:
     assert main["command"] == ["zebrad", "-c", "/etc/zebra/zebrad.toml", "start"]
     assert "zebrad -c myconfig.toml start" in text("zebra/zebrad-default-config.toml")
     assert pod_uid(plan, "zbi-zaino", "zebrad") == ZEBRAD.uid
-    assert main["image"] == f"{ZEBRAD.repository}:{ZEBRAD.tag}"
+    assert main["image"] == image_ref(ZEBRAD.repository, ZEBRAD.tag, None)  # with the digest table's pin
 
 
 def test_zebrad_gets_no_environment_override_of_its_config(plan: Plan) -> None:
@@ -163,7 +164,7 @@ def test_regtest_peering_rests_on_zebras_localhost_rule(plan: Plan) -> None:
     listening = {c["args"][0].split(",")[0].removeprefix("TCP-LISTEN:") for c in forwarders}
     assert listening == {peer.rsplit(":", 1)[1] for peer in peers}
     for forwarder in forwarders:
-        assert forwarder["image"] == f"{SOCAT.repository}:{SOCAT.tag}"
+        assert forwarder["image"] == image_ref(SOCAT.repository, SOCAT.tag, None)
         assert forwarder["command"] == [SOCAT.binary]
         assert forwarder["securityContext"]["runAsUser"] == SOCAT.uid
 
@@ -185,7 +186,7 @@ def test_lightwalletd_runs_its_entrypoint_as_its_user_with_known_flags(plan: Pla
     assert flags["env_binding"] == {"automatic_env": True, "prefix": None, "replacer": True}
     env = {e["name"] for e in main["env"]}
     assert {name.lower().replace("_", "-") for name in env} <= set(flags["flags"])
-    assert main["image"] == f"{LIGHTWALLETD.repository}:{LIGHTWALLETD.tag}"
+    assert main["image"] == image_ref(LIGHTWALLETD.repository, LIGHTWALLETD.tag, None)
 
 
 def test_lightwalletd_writes_only_to_its_volumes(plan: Plan) -> None:
@@ -254,7 +255,8 @@ def test_zaino_runs_start_with_a_config_of_known_keys(plan: Plan) -> None:
 
 def test_every_default_image_is_pinned_and_from_the_release_table(plan: Plan) -> None:
     images = (ZEBRAD, ZCASHD, LIGHTWALLETD, ZAINO, SOCAT, GATEWAY, MTAIL)
-    expected = {f"{image.repository}:{image.tag}" for image in images} | {f"{ZAINO.repository}:0.8.0-no-tls"}
+    expected = {image_ref(image.repository, image.tag, None) for image in images}
+    expected |= {image_ref(ZAINO.repository, "0.8.0-no-tls", None)}
     used = {
         c["image"]
         for workload in (r for r in plan.kubernetes_objects() if r.type.endswith(("StatefulSet", "Deployment")))

@@ -56,6 +56,31 @@ def test_platform_pods_go_to_the_system_group(dev: Plan) -> None:
         assert {k: part[k] for k in PLACED} == PLACED
 
 
+def lands_on(pod: dict, group: dict) -> bool:
+    """The scheduler's two checks: the pod's nodeSelector matches the group's node labels, and it tolerates every
+    NoSchedule/NoExecute taint of the group (EKS spells the effect NO_SCHEDULE)."""
+    taints = [{**t, "effect": "".join(w.title() for w in t["effect"].split("_"))} for t in group.get("taints", [])]
+    selector = pod.get("nodeSelector") or {}
+    return all(group["labels"].get(k) == v for k, v in selector.items()) and all(tolerates(pod, t) for t in taints)
+
+
+def test_every_platform_chart_lands_on_the_system_group_only(dev: Plan) -> None:
+    """Every Helm release zBI installs is a platform component: a chart added without placement fails here. The
+    kube-prometheus-stack places its parts one by one (above); its node-exporter runs on every node by design."""
+    groups = [g.inputs for g in dev.of_type("eks:index:ManagedNodeGroup")]
+    system = [g for g in groups if g["labels"].get("zbi.io/node-group") == "system"]
+    assert system and len(system) < len(groups)
+    releases = {
+        r.inputs["chart"].rsplit("/", 1)[-1]: r.inputs["values"] for r in dev.of_type("kubernetes:helm.sh/v3:Release")
+    }
+    assert {"prometheus-cloudwatch-exporter", "cluster-autoscaler", "prometheus-blackbox-exporter"} <= set(releases)
+    for chart, values in releases.items():
+        if chart == "kube-prometheus-stack":
+            continue
+        assert all(lands_on(values, g) for g in system), chart
+        assert not any(lands_on(values, g) for g in groups if g not in system), chart
+
+
 def test_tenant_pods_cannot_land_there(dev: Plan) -> None:
     tenant_pods = [
         w["spec"]["template"]["spec"]

@@ -21,6 +21,17 @@ REMOVED = {
         "testnet-admin-0-edit"
         for stack in ("dev", "dr")
     ),
+    # The stack's one CA gives way to a CA per instance (issue 19): deleting it is the point, not a move. Server
+    # certificates keep their URNs and are re-issued under their instance's CA (docs/security.md, "TLS").
+    *(
+        f"urn:pulumi:{stack}::zbi::zbi:tls:ZbiCertificateAuthority{child}::{stack}-ca{suffix}"
+        for stack in ("dev", "dr", "local")
+        for child, suffix in (
+            ("", ""),
+            ("$tls:index/privateKey:PrivateKey", "-key"),
+            ("$tls:index/selfSignedCert:SelfSignedCert", "-cert"),
+        )
+    ),
 }
 
 

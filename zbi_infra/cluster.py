@@ -16,6 +16,7 @@ from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfi
 from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy, service_trust_policy
 from zbi_infra.snapshots import STACK_TAG
 from zbi_infra.storage import ebs_storage_class
+from zbi_infra.system_nodes import system_placement
 from zbi_infra.vpc_cni import ADDON_NAME as VPC_CNI_ADDON
 from zbi_infra.vpc_cni import vpc_cni_configuration
 from zbi_infra.zones import AvailabilityZone
@@ -306,9 +307,13 @@ class ZbiCluster(pulumi.ComponentResource):
             namespace=autoscaler.NAMESPACE,
             repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=autoscaler.CHART_REPOSITORY),
             values=role.arn.apply(
-                lambda arn: autoscaler.autoscaler_values(
-                    cluster_name=config.name, region=region, kubernetes_version=config.version, role_arn=arn
-                )
+                lambda arn: {
+                    **autoscaler.autoscaler_values(
+                        cluster_name=config.name, region=region, kubernetes_version=config.version, role_arn=arn
+                    ),
+                    # Its IRSA role resizes node groups: keep its token off the nodes tenants run on.
+                    **system_placement(config),
+                }
             ),
             opts=pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=node_groups),
         )

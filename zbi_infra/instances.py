@@ -276,6 +276,7 @@ def instance_rows(config: StackConfig) -> list[dict[str, Any]]:
 def show(config: StackConfig, name: str, path: Path) -> dict[str, Any]:
     """The instance as zBI reads it: every setting, defaults included, and the images that will run (an unset
     repository or tag shows the release zBI pins, not null)."""
+    from zbi_infra.image_digests import recorded_digest
     from zbi_infra.node.context import DEFAULT_IMAGES
     from zbi_infra.releases import GATEWAY
 
@@ -289,6 +290,8 @@ def show(config: StackConfig, name: str, path: Path) -> dict[str, Any]:
         image = shown[tier]["image"]
         image["repository"] = override.repository or default.repository
         image["tag"] = override.tag or default.tag
+        # The digest the pods pull by: the instance's own, else the table tools/pin_images.py writes (or none).
+        image["digest"] = override.digest or recorded_digest(image["repository"], image["tag"])
     return shown
 
 

@@ -8,6 +8,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from zbi_infra.config.resources import ResourcesConfig
+from zbi_infra.image_digests import recorded_digest
 
 PART_OF = "zbi"
 
@@ -119,6 +120,8 @@ def load_balancer_address(status: Any) -> str:
 
 
 def image_ref(repository: str, tag: str, digest: str | None) -> str:
+    """`repository:tag@digest`: the given digest, else the one tools/pin_images.py recorded for the tag, if any."""
+    digest = digest or recorded_digest(repository, tag)
     return f"{repository}:{tag}@{digest}" if digest else f"{repository}:{tag}"
 
 

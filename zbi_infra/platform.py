@@ -89,7 +89,8 @@ class ZbiPlatform(pulumi.ComponentResource):
     vpc: ZbiVpc | None
     nodes: dict[str, ZcashNode]
     backups: ZbiBackups | None
-    ca_cert_pem: pulumi.Output[str]
+    # Instance -> its CA's certificate (zbi_infra/tls.py): what that instance's clients trust, and nothing else.
+    ca_cert_pems: dict[str, pulumi.Output[str]]
     restored_from: dict[str, str | None]
     # role primary with backups: what the DR stack reads through its StackReference.
     disaster_recovery: dict[str, object] | None
@@ -103,6 +104,7 @@ class ZbiPlatform(pulumi.ComponentResource):
         self._access = dict(args.access)
         self.cluster = self.vpc = self.backups = None
         self.nodes = {}
+        self.ca_cert_pems = {}
         self.restored_from = {}
         self.disaster_recovery = None
         self._instance_configs: dict[str, InstanceConfig] = {}
@@ -121,7 +123,7 @@ class ZbiPlatform(pulumi.ComponentResource):
         if config.control_plane is not None and config.control_plane.enabled and self.cluster is not None:
             self.control_plane = self._control_plane(config.control_plane, args.reconciled_stacks)
         self.monitoring = self._monitoring() if config.monitoring.enabled else None
-        self.register_outputs({"caCertPem": self.ca_cert_pem})
+        self.register_outputs({"caCertPems": self.ca_cert_pems})
 
     # ---- control plane -----------------------------------------------------------------------------------------
 
@@ -262,6 +264,16 @@ class ZbiPlatform(pulumi.ComponentResource):
             f"{self._stack}-prometheus-remote-write", PROMETHEUS_SERVICE_ACCOUNT, policy
         ).arn
 
+    def _instance_ca(self, instance: str) -> ZbiCertificateAuthority:
+        """The instance's own CA (no longer one per stack: docs/security.md, "TLS")."""
+        ca = ZbiCertificateAuthority(
+            f"{instance}-tls-ca",
+            common_name=f"zBI {self._stack}/{instance} CA",
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        self.ca_cert_pems[instance] = ca.ca_cert_pem
+        return ca
+
     # ---- local -------------------------------------------------------------------------------------------------
 
     def _local(self) -> None:
@@ -272,10 +284,9 @@ class ZbiPlatform(pulumi.ComponentResource):
         )
         self._kubernetes = provider
         self._instance_configs = dict(self._config.instances)
-        ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
-        self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=provider))
         for name, instance in self._config.instances.items():
+            ca = self._instance_ca(name)
             self.nodes[name] = ZcashNode(
                 name,
                 ZcashNodeArgs(
@@ -355,7 +366,6 @@ class ZbiPlatform(pulumi.ComponentResource):
             return
         assert config.dr is not None and args.primary is not None
         if not config.dr.activate:
-            self.ca_cert_pem = pulumi.Output.from_input("")
             return
         self.restored_from = newest_snapshots(primary_short_name(config), sorted(args.primary.instances), provider)
         missing = sorted(name for name, snapshot in self.restored_from.items() if snapshot is None)
@@ -394,8 +404,6 @@ class ZbiPlatform(pulumi.ComponentResource):
         assert self.cluster is not None
         cluster = self.cluster
         self._instance_configs = dict(instances)
-        ca = ZbiCertificateAuthority(f"{self._stack}-ca", opts=self._moved())
-        self.ca_cert_pem = ca.ca_cert_pem
         priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
         assert self.vpc is not None and self._config.cluster is not None
         # With an ACM front door, the AWS Load Balancer Controller that gives it ALPN h2 (docs/public-tls.md).
@@ -404,6 +412,7 @@ class ZbiPlatform(pulumi.ComponentResource):
             region=self.region, vpc_id=self.vpc.vpc_id, opts=pulumi.ResourceOptions(parent=self),
         )  # fmt: skip
         for name, instance in instances.items():
+            ca = self._instance_ca(name)
             storage_class = ebs_storage_class(
                 f"zbi-{name}-chain",
                 storage=instance.node.storage,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from zbi_infra.digest_guardrail import unpinned_images
 from zbi_infra.vpc_cni import ADDON_NAME, enforces_network_policies
 
 EBS_CSI = "ebs.csi.aws.com"
@@ -346,6 +347,13 @@ GUARDRAILS = [
         "front of node RPC rest on them.",
         'Install the vpc-cni add-on with configurationValues {"enableNetworkPolicy": "true"} (ZbiCluster does).',
         check_stack=network_policies_enforced,
+    ),
+    Guardrail(
+        "images-pinned-by-digest",
+        "An instance with requireImageDigests pulls no image by tag alone: a retagged image never reaches it.",
+        "Run tools/pin_images.py where the registries are reachable (it records every default image's digest in "
+        "zbi_infra/data/image-digests.json), or set image.digest on the instance's overridden image.",
+        check_stack=unpinned_images,
     ),
 ]
 

@@ -1,8 +1,11 @@
-"""TLS with pulumi-tls: a platform CA and per-instance server certificates.
+"""TLS with pulumi-tls: one CA per instance, and the instance's server certificate.
 
-The CA key lives only in Pulumi state (encrypted as a secret). Clients that should trust zBI endpoints get the CA
-certificate (`ca_cert_pem`); public deployments that want a browser-trusted chain use ACM at the NLB instead
-(see README, "TLS").
+Each instance has a CA of its own, so the trust anchor a tenant's clients hold has signed nothing but that instance's
+certificate: a certificate of another instance does not verify under it (tests/test_instance_cas.py). pulumi-tls
+cannot write the X.509 name-constraints extension, which is what would have made one shared root safe to trust for
+one tenant's names only (docs/security.md, "TLS"). CA keys live only in Pulumi state (encrypted as secrets). Clients
+get their instance's CA certificate (the `caCertPems` stack output); public deployments that want a browser-trusted
+chain use ACM or ACME at the front door instead (README, "TLS").
 """
 
 from __future__ import annotations
@@ -12,8 +15,11 @@ import hashlib
 import pulumi
 import pulumi_tls as tls
 
-# The root never leaves Pulumi state; replacing it means every client re-trusts a new root (docs/security.md, "TLS").
-CA_VALIDITY_HOURS = 10 * 365 * 24
+# An instance CA's certificate: two years, re-issued with the same key by the first `pulumi up` in its last year. The
+# re-issued certificate has the same subject and key, so clients still holding the previous one verify the new server
+# certificates: they have a year to fetch it. Replacing the key is a rotation (docs/security.md, "TLS").
+CA_VALIDITY_HOURS = 2 * 365 * 24
+CA_EARLY_RENEWAL_HOURS = 365 * 24
 # Server keys sit in the instance's namespace: a key that leaks stays usable for at most 90 days.
 SERVER_VALIDITY_HOURS = 90 * 24
 # Renewed by the first `pulumi up` once less than this remains: the control plane's resync, a deploy, or the drift
@@ -32,7 +38,14 @@ class ZbiCertificateAuthority(pulumi.ComponentResource):
     ca_cert_pem: pulumi.Output[str]
     ca_private_key_pem: pulumi.Output[str]
 
-    def __init__(self, name: str, *, organization: str = "zBI", opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self,
+        name: str,
+        *,
+        organization: str = "zBI",
+        common_name: str | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ):
         super().__init__("zbi:tls:ZbiCertificateAuthority", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         key = tls.PrivateKey(f"{name}-key", algorithm="ECDSA", ecdsa_curve="P384", opts=child)
@@ -41,7 +54,10 @@ class ZbiCertificateAuthority(pulumi.ComponentResource):
             private_key_pem=key.private_key_pem,
             is_ca_certificate=True,
             validity_period_hours=CA_VALIDITY_HOURS,
-            subject=tls.SelfSignedCertSubjectArgs(common_name=f"{organization} {name} CA", organization=organization),
+            early_renewal_hours=CA_EARLY_RENEWAL_HOURS,
+            subject=tls.SelfSignedCertSubjectArgs(
+                common_name=common_name or f"{organization} {name} CA", organization=organization
+            ),
             allowed_uses=["cert_signing", "crl_signing", "digital_signature"],
             opts=child,
         )
@@ -51,7 +67,7 @@ class ZbiCertificateAuthority(pulumi.ComponentResource):
 
 
 class ServerCertificate(pulumi.ComponentResource):
-    """A server certificate signed by the platform CA, for the given DNS names."""
+    """A server certificate signed by its instance's CA, for the given DNS names."""
 
     cert_pem: pulumi.Output[str]
     private_key_pem: pulumi.Output[str]

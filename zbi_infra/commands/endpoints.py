@@ -90,7 +90,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             # A local port below 1024 needs root: the gateway's 443 is forwarded from 8443.
             local_port = port if port >= PRIVILEGED_PORTS else port + 8000
             address, server_name = f"localhost:{local_port}", in_cluster if in_cluster in names else (names or [""])[0]
-        ca_file = f"zbi-{stack}-ca.pem"
+        ca_file = f"zbi-{stack}-{name}-ca.pem"
         publicly_trusted = public and instance.endpoints.public_tls is not None
         endpoint = Endpoint(
             instance=name,
@@ -99,7 +99,7 @@ def endpoints(plan: Any, config: Any, *, stack: str, access: dict[str, Any]) -> 
             address=address,
             server_name=server_name,
             front="gateway" if gateway else instance.lightwallet.kind.value,
-            ca=f"pulumi stack output caCertPem -s {stack} > {ca_file}",
+            ca=f"pulumi stack output caCertPems -s {stack} --json | jq -r '.\"{name}\"' > {ca_file}",
             ca_file=ca_file,
         )
         if publicly_trusted:

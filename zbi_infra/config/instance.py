@@ -331,6 +331,9 @@ class InstanceConfig(StrictModel):
     admins: list[PrincipalArn] = Field(default_factory=list)
     # The instance administrators on GitHub: they own the instance's access file in CODEOWNERS (`zbi roles`).
     owners: list[GitHubOwner] = Field(default_factory=list)
+    # Every image of the instance must carry a digest (its image.digest, or the table tools/pin_images.py writes):
+    # the `images-pinned-by-digest` guardrail refuses the plan and the deploy otherwise. Recommended on mainnet.
+    require_image_digests: StrictBool = False
 
     @field_validator("admins")
     @classmethod

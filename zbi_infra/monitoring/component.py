@@ -346,9 +346,10 @@ class ZbiMonitoring(pulumi.ComponentResource):
         region, interval = args.region, watch.interval_hours
         inputs = pulumi.Output.all(pulumi.Output.from_input(watch.policy_id), pulumi.Output.from_input(watch.role_arn))
         values = inputs.apply(
-            lambda v: exporter_values(
-                region, v[0], interval, role_arn=v[1], priority_class_name=args.priority_class_name
-            )
+            lambda v: {
+                **exporter_values(region, v[0], interval, role_arn=v[1], priority_class_name=args.priority_class_name),
+                **args.placement,  # a platform pod: on the system node group when there is one
+            }
         )
         # Its ServiceMonitor needs the operator's CRDs: `opts` waits for them.
         _chart(f"{name}-cloudwatch-exporter", RELEASE, CLOUDWATCH_EXPORTER, values, opts)

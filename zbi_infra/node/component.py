@@ -18,6 +18,7 @@ from zbi_infra import kube
 from zbi_infra.config.access import AccessFile
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind
 from zbi_infra.config.stack import plan_date
+from zbi_infra.digest_guardrail import REQUIRE_DIGESTS_LABEL
 from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
 from zbi_infra.node.full_node import build_full_node
@@ -111,6 +112,7 @@ class ZcashNode(pulumi.ComponentResource):
                     "app.kubernetes.io/instance": name,
                     "pod-security.kubernetes.io/enforce": "restricted",
                     "pod-security.kubernetes.io/enforce-version": "latest",
+                    **({REQUIRE_DIGESTS_LABEL: "true"} if config.require_image_digests else {}),
                 },
             ),
             opts=child,

@@ -33,7 +33,10 @@ DEFAULT_IMAGES: dict[NodeKind | LightwalletKind, Image] = {
     LightwalletKind.LIGHTWALLETD: LIGHTWALLETD,
     LightwalletKind.ZAINO: ZAINO,
 }
-DIGEST_SKIP = "CKV_K8S_43=images are pinned by version tag; set image.digest in the instance config to pin by digest"
+DIGEST_SKIP = (
+    "CKV_K8S_43=an image of this pod has no digest in zbi_infra/data/image-digests.json (tools/pin_images.py) "
+    "and runs by version tag; set image.digest in the instance config to pin it"
+)
 PULL_POLICY_SKIP = (
     "CKV_K8S_15=IfNotPresent: pinned tags never move, and a registry outage must not stop a node restarting"
 )

@@ -324,7 +324,7 @@ def _zcashd_container(ctx: InstanceContext, uid: int) -> k8s.core.v1.ContainerAr
 def _forwarder(forward: PeerForward) -> k8s.core.v1.ContainerArgs:
     return k8s.core.v1.ContainerArgs(
         name=f"peer-{forward.replica}",
-        image=f"{SOCAT.repository}:{SOCAT.tag}",
+        image=kube.image_ref(SOCAT.repository, SOCAT.tag, None),
         image_pull_policy="IfNotPresent",
         command=[SOCAT.binary],
         args=socat_args(forward),

@@ -73,7 +73,7 @@ def build_renewal_roller(ctx: InstanceContext, *, kind: str, workload: str) -> k
     )
     container = k8s.core.v1.ContainerArgs(
         name="kubectl",
-        image=f"{KUBECTL.repository}:{KUBECTL.tag}@{KUBECTL_DIGEST}",
+        image=kube.image_ref(KUBECTL.repository, KUBECTL.tag, KUBECTL_DIGEST),
         image_pull_policy="IfNotPresent",
         command=[KUBECTL.binary, "rollout", "restart", f"{kind}/{workload}"],
         env=[k8s.core.v1.EnvVarArgs(name="HOME", value="/tmp")],  # kubectl's cache, on the writable volume
