@@ -33,6 +33,8 @@ from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
 from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
+from zbi_infra.render import gateway_cache
+from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf
 
@@ -214,6 +216,8 @@ def running_gateway(
     metrics_syslog: str | None = None,
     probe_key: str | None = None,
     max_body_bytes: int = 16 * 1024,
+    history_cache: bool = False,
+    access_file: AccessFile | None = None,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
     binary = nginx()
@@ -227,12 +231,15 @@ def running_gateway(
     )
     (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
     probe_hash = key_hash(probe_key) if probe_key else None
-    (directory / USERS_FILE).write_text(json.dumps(users_table(access(), probe_key_sha256=probe_hash)))
+    access_file = access_file or access()
+    (directory / USERS_FILE).write_text(json.dumps(users_table(access_file, probe_key_sha256=probe_hash)))
     relay_port = free_port()
     (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port))
+    cache = GatewayCache(1, 1, 1, cache_dir=str(directory / "cache"), fill_port=free_port()) if history_cache else None
+    (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache))
     port = free_port()
     config = nginx_conf(
-        access(),
+        access_file,
         paths,
         listen=f"127.0.0.1:{port}",
         rpc_upstream=rpc_upstream,
@@ -242,6 +249,7 @@ def running_gateway(
         temp_dir=str(directory),
         metrics_syslog=metrics_syslog,
         relay_port=relay_port,
+        history_cache=cache,
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

@@ -14,9 +14,11 @@ from zbi_infra.config.history_cache import HistoryCacheConfig
 from zbi_infra.config.history_export import HistoryExportConfig
 from zbi_infra.config.history_scaling import HistoryScalingConfig
 
-# Zebra treats a block more than 99 below its tip as final (zebra-state's MAX_BLOCK_REORG_HEIGHT); nothing zBI serves
+# Zebra finalizes a block once it is MAX_BLOCK_REORG_HEIGHT = 1000 below its tip (zebra-chain constants.rs and
+# zebra-state write.rs at v6.3.0, vendored in tests/fixtures/upstream/zebra/rpc-immutable-fields.json; the issue's
+# "99" is older Zebra's window); nothing zBI serves
 # from a cache or exports may be shallower than this.
-FINAL_DEPTH = 100
+FINAL_DEPTH = 1000
 
 
 class HistoryConfig(StrictModel):
