@@ -32,8 +32,8 @@ from tests.zcash_blocks import by_reference, getblock_result
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
-from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
 from zbi_infra.render import gateway_cache
+from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
 from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf

@@ -10,7 +10,6 @@ answered; the tests compare the gateway's answer with this node's answer to the 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import threading
 import time
@@ -168,4 +167,3 @@ def start_history_node(tip: int) -> HistoryNode:
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return HistoryNode(server, tips, delay, calls)
-

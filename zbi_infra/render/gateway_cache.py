@@ -81,8 +81,8 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
         return variables
     return (
         variables + f"    js_import history from {JS_MODULE};\n"
-        "    # Answers about final blocks, on the cache volume; entries unused for `inactive` go first, then the least\n"
-        "    # recently used when the volume's share is full. One megabyte of keys zone holds about 8,000 keys.\n"
+        "    # Answers about final blocks, on the cache volume; entries unused for `inactive` go first, then the\n"
+        "    # least recently used when the volume's share is full. A megabyte of keys zone holds ~8,000 keys.\n"
         f"    proxy_cache_path {cache.cache_dir} levels=1:2 keys_zone=zbi_history:{cache.keys_zone_mib}m "
         f"max_size={cache.max_size_mib}m inactive={cache.inactive_days}d use_temp_path=off;\n"
         "    # The tip the gateway last learned, for one second.\n"
@@ -111,10 +111,8 @@ def server_locations(cache: GatewayCache | None) -> str:
     if cache is None:
         return ""
     return (
-        "        location = /_zbi_tip {\n"
-        + _to_node("            ")
-        + "            proxy_method POST;\n"
-        '            proxy_pass_request_body off;\n'
+        "        location = /_zbi_tip {\n" + _to_node("            ") + "            proxy_method POST;\n"
+        "            proxy_pass_request_body off;\n"
         """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
         "            proxy_cache zbi_tip;\n"
         "            proxy_cache_key tip;\n"
@@ -168,11 +166,13 @@ def mtail_stanza() -> str:
     """Cache outcomes by user and method (hits labelled as such), and the bytes misses stored, from the access log's
     last two fields (gateway.py puts LOG_FIELDS last)."""
     outcomes = "|".join(OUTCOMES)
+    who = r'"user":"(?P<user>[^"\\]*)","api":"json-rpc","method":"(?P<method>[^"\\]*)"'
+    what = rf'"cache":"(?P<outcome>{outcomes})","cache_bytes":"(?P<bytes>\d+)"'
     return f"""
 counter {REQUESTS} by user, method, outcome
 counter {STORED_BYTES}
 
-/"user":"(?P<user>[^"\\\\]*)","api":"json-rpc","method":"(?P<method>[^"\\\\]*)".*"cache":"(?P<outcome>{outcomes})","cache_bytes":"(?P<bytes>\\d+)"}}/ {{
+/{who}.*{what}/ {{
   {REQUESTS}[$user][$method][$outcome]++
   {STORED_BYTES} += $bytes
 }}

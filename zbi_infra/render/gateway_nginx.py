@@ -11,6 +11,7 @@ import json
 import re
 
 from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
+from zbi_infra.render import gateway_cache
 from zbi_infra.render.gateway import (
     ACCESS_LOG_FIELDS,
     AUTH_FAILURE_RATE,
@@ -35,7 +36,6 @@ from zbi_infra.render.gateway import (
     spliced_batches_cap,
     users_json,
 )
-from zbi_infra.render import gateway_cache
 from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
