@@ -33,6 +33,8 @@ def history_access() -> AccessFile:
             "users": [
                 {"name": "exchange", "keySha256": key_hash(KEYS["exchange"]), "rateLimit": {"requestsPerSecond": 1000}},
                 {"name": "analytics", "keySha256": key_hash(KEYS["analytics"]), "jsonRpc": ["getblockcount"]},
+                {"name": "bench", "keySha256": key_hash(KEYS["bench"]),
+                 "rateLimit": {"requestsPerSecond": 100_000, "burst": 100_000}},
                 {"name": "slow", "keySha256": key_hash(KEYS["slow"]),
                  "rateLimit": {"requestsPerSecond": 1, "burst": 1}},
             ],
