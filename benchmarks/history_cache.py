@@ -5,9 +5,10 @@ after a realistic node latency.
 
 Uncached: the same rendered gateway with history.cache off (every call goes to the node, as any read near the tip
 does with the cache on). Cached: the gateway with the cache on, the node's tip 5,000 blocks above the highest block
-so that every call is final; the cache is warmed with one call each, then measured. Both gateways run side by side
-with the same node; the runs alternate (uncached, cached) so that neither has the machine to itself. Prints requests per second of each, their ratio, and
-the hit ratio the gateway logged during the cached run. Asserts nothing.
+so that every call is final;
+the cache is warmed with one call each. Both gateways run side by side with the same node; the uncached run comes
+first, then the cached one. Prints requests per second of each, their ratio, and the hit ratio the gateway logged
+during the cached run. Asserts nothing.
 
     python3 -m uv run python benchmarks/history_cache.py [--latency-ms 40] [--seconds 8] [--connections 16]
 """
@@ -27,13 +28,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.debian import debian_tool  # noqa: E402
-from tests.gateway_harness import KEYS, running_gateway  # noqa: E402
-from tests.history_node import start_history_node  # noqa: E402
-from tests.test_gateway_payloads import post  # noqa: E402
-from tests.test_history_cache_live import history_access  # noqa: E402
-from tests.zcash_blocks import VECTORS  # noqa: E402
-from zbi_infra.render.gateway_cache import TIP_SECONDS  # noqa: E402
+from tests.debian import debian_tool
+from tests.gateway_harness import KEYS, running_gateway
+from tests.history_node import start_history_node
+from tests.test_gateway_payloads import post
+from tests.test_history_cache_live import history_access
+from tests.zcash_blocks import VECTORS
+from zbi_infra.render.gateway_cache import TIP_SECONDS
 
 HEIGHTS = sorted(VECTORS.values())
 
