@@ -64,12 +64,13 @@ def find_block(reference: str) -> Block | None:
     return next((b for b in blocks() if reference in (b.hash, str(b.height))), None)
 
 
+@cache
+def transactions_by_id() -> dict[str, tuple[Block, bytes]]:
+    return {sha256d(tx)[::-1].hex(): (b, tx) for b in blocks() for tx in b.transactions()}
+
+
 def find_transaction(txid: str) -> tuple[Block, bytes] | None:
-    for candidate in blocks():
-        for tx in candidate.transactions():
-            if sha256d(tx)[::-1].hex() == txid:
-                return candidate, tx
-    return None
+    return transactions_by_id().get(txid)
 
 
 def _height_of(reference: Any, tip: int) -> int | None:
