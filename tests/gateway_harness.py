@@ -217,6 +217,7 @@ def running_gateway(
     probe_key: str | None = None,
     max_body_bytes: int = 16 * 1024,
     history_cache: bool = False,
+    cache_max_answer_bytes: int = gateway_cache.MAX_CACHED_ANSWER_BYTES,
     access_file: AccessFile | None = None,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`)."""
@@ -235,7 +236,9 @@ def running_gateway(
     (directory / USERS_FILE).write_text(json.dumps(users_table(access_file, probe_key_sha256=probe_hash)))
     relay_port = free_port()
     (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port))
-    cache = GatewayCache(1, 1, 1, cache_dir=str(directory / "cache"), fill_port=free_port()) if history_cache else None
+    cache = (
+        GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes) if history_cache else None
+    )
     (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache))
     port = free_port()
     config = nginx_conf(

@@ -6,17 +6,22 @@ apply to hits; hits are labelled in the mtail metrics."""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.gateway_harness import KEYS, Gateway, Metrics, running_gateway, running_mtail
+from tests.gateway_harness import KEYS, NODE_CREDENTIALS, Gateway, Metrics, running_gateway, running_mtail
 from tests.history_node import FINAL_DEPTH, HistoryNode, answer_text, start_history_node
 from tests.test_gateway_payloads import post
-from tests.zcash_blocks import VECTORS, block, sha256d
+from tests.zcash_blocks import LARGEST, VECTORS, block, sha256d
 from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.config.history import FINAL_DEPTH as CONFIGURED_FINAL_DEPTH
@@ -249,3 +254,44 @@ def test_hits_are_labelled_in_the_metrics(setup: tuple[Gateway, HistoryNode, Met
     assert sample("pass", "getblockhash") - before["pass"] == 1
     # The miss stored the header's hex, in its envelope.
     assert stored() - stored_before > 2 * real.header_end
+
+
+def test_answers_above_the_cached_size_pass_whole(tmp_path: Path) -> None:
+    """With a 64 KiB ceiling: the largest real block's hex (3.9 MB) is answered whole, every time by the node; a
+    small block's is cached."""
+    node = start_history_node(TIP)
+    try:
+        with running_gateway(tmp_path, node.address, None, history_cache=True, cache_max_answer_bytes=64 * 1024,
+                             access_file=history_access()) as gateway:  # fmt: skip
+            large = {"jsonrpc": "2.0", "method": "getblock", "params": [block(LARGEST).hash, 0], "id": 1}
+            small = {"jsonrpc": "2.0", "method": "getblock", "params": [block("block-main-0-000-002.bin.xz").hash, 0],
+                     "id": 2}  # fmt: skip
+            for _ in range(2):
+                for call in (large, small):
+                    status, answer = ask(gateway, call)
+                    assert status == 200 and answer == answer_text(call, TIP)
+            # The large one: asked by the filler and again by the proxy each time; the small one once.
+            assert node.calls["getblock"] == 2 * 2 + 1
+    finally:
+        node.stop()
+
+
+def test_the_filler_answers_only_the_nodes_credentials(setup: tuple[Gateway, HistoryNode, Metrics]) -> None:
+    """The loopback server behind the cache asks the node with the node's credentials: like the relay, it
+    refuses a caller that does not hold them."""
+    gateway, _, _ = setup
+    conf = (gateway.config_dir / "nginx.conf").read_text()
+    (port,) = re.findall(
+        r"listen 127\.0\.0\.1:(\d+);\n        access_log off;\n        location / \{\n            #", conf
+    )
+    path = f"http://127.0.0.1:{port}/2.0/getblockhash/2?tip={TIP}&fill=x"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(path, timeout=5)
+    assert refused.value.code == 403
+    request = urllib.request.Request(path, headers={"Authorization": "Basic " + base64.b64encode(b"a:b").decode()})
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(request, timeout=5)
+    assert wrong.value.code == 403
+    good = "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
+    with urllib.request.urlopen(urllib.request.Request(path, headers={"Authorization": good}), timeout=5) as answer:
+        assert answer.status == 200 and answer.headers["X-Zbi-Stored"] == "1"

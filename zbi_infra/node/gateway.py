@@ -28,7 +28,7 @@ from zbi_infra.node.context import (
     front_door_service,
     tmp_volume,
 )
-from zbi_infra.node.gateway_cache_volume import cache_volume, history_cache
+from zbi_infra.node.gateway_cache_volume import cache_volume, history_cache, nginx_resources
 from zbi_infra.public_tls import tls_volume
 from zbi_infra.releases import GATEWAY, MTAIL
 from zbi_infra.render import gateway_metrics
@@ -146,7 +146,7 @@ def build_gateway(
                 exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(PRE_STOP_SECONDS)])
             )
         ),
-        resources=kube.resources(settings.resources),
+        resources=nginx_resources(settings.resources, cache),
         security_context=kube.container_security(GATEWAY.uid),
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=POD_CONFIG_DIR, read_only=True),

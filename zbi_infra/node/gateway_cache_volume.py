@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pulumi_kubernetes as k8s
 
+from zbi_infra.config.resources import ResourcesConfig, memory_mib
 from zbi_infra.node.context import InstanceContext
 from zbi_infra.render.gateway_cache import POD_CACHE_DIR, GatewayCache
 
@@ -47,3 +48,15 @@ def cache_volume(
         ),
     )
     return volume, k8s.core.v1.VolumeMountArgs(name=VOLUME, mount_path=POD_CACHE_DIR)
+
+
+def nginx_resources(config: ResourcesConfig, cache: GatewayCache | None) -> k8s.core.v1.ResourceRequirementsArgs:
+    """The nginx container's resources: the configured ones, plus the cache's keys zone (shared memory nginx
+    allocates at start, charged to the container) on both request and limit, so the memory the configuration
+    budgets for connections, bodies and spliced batches stays theirs."""
+    requests = {"cpu": config.cpu, "memory": config.memory}
+    limits = dict(config.limits())
+    if cache is not None:
+        requests["memory"] = f"{memory_mib(config.memory) + cache.keys_zone_mib}Mi"
+        limits["memory"] = f"{memory_mib(limits['memory']) + cache.keys_zone_mib}Mi"
+    return k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits)

@@ -51,6 +51,7 @@ class GatewayCache:
     inactive_days: int
     cache_dir: str = POD_CACHE_DIR
     fill_port: int = FILL_PORT
+    max_answer_bytes: int = MAX_CACHED_ANSWER_BYTES
 
     @classmethod
     def of(cls, config: HistoryCacheConfig, **where: str | int) -> GatewayCache:
@@ -67,7 +68,7 @@ def cache_js(cache: GatewayCache | None) -> str:
     substitutions = {
         "__ENABLED__": json.dumps(cache is not None),
         "__FINAL_DEPTH__": str(FINAL_DEPTH),
-        "__MAX_ANSWER__": str(MAX_CACHED_ANSWER_BYTES),
+        "__MAX_ANSWER__": str(cache.max_answer_bytes if cache else MAX_CACHED_ANSWER_BYTES),
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)
@@ -125,6 +126,7 @@ def server_locations(cache: GatewayCache | None) -> str:
         "            proxy_http_version 1.1;\n"
         "            proxy_pass_request_headers off;\n"
         "            proxy_pass_request_body off;\n"
+        "            proxy_set_header Authorization $zbi_upstream_auth;\n"
         "            # A subrequest inherits the caller's Content-Length: the filler must not wait for that body.\n"
         '            proxy_set_header Content-Length "";\n'
         "            proxy_cache zbi_history;\n"
@@ -137,7 +139,7 @@ def server_locations(cache: GatewayCache | None) -> str:
         "            proxy_read_timeout 65s;\n"
         "            proxy_buffer_size 64k;\n"
         "            proxy_buffers 16 64k;\n"
-        f"            subrequest_output_buffer_size {MAX_CACHED_ANSWER_BYTES + 64 * 1024};\n"
+        f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
         "        }\n"
     )
 
@@ -152,11 +154,13 @@ def fill_server(cache: GatewayCache | None) -> str:
         f"        listen 127.0.0.1:{cache.fill_port};\n"
         "        access_log off;\n"
         "        location / {\n"
+        "            # As with the relay: who calls this loopback port must hold the node's credentials.\n"
+        "            if ($http_authorization != $zbi_upstream_auth) { return 403; }\n"
         "            js_content history.fill;\n"
         "        }\n"
         "        location = /_zbi_fill_node {\n"
         + _to_node("            ")
-        + f"            subrequest_output_buffer_size {MAX_CACHED_ANSWER_BYTES + 64 * 1024};\n"
+        + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
         "        }\n"
         "    }\n"
     )
