@@ -318,12 +318,16 @@ async function fillFrom(r) {
     if (okay && shape.verbose) {
         final = finalByConfirmations(result) && (shape.height === null || result.height === shape.height);
         height = final ? result.height : null;
+    }
+    // The spans of the tip-dependent fields, in an answer already known to be a final block's (or transaction's)
+    // object: its `confirmations`, and each transaction object's in a verbosity-2 block.
+    if (okay && shape.verbose && final) {
         const resultSpan = member(text, start, 'result');
         conf.push(member(text, resultSpan[0], 'confirmations'));
         const txs = method === 'getblock' && shape.args[1] === 2 ? member(text, resultSpan[0], 'tx') : null;
         if (txs) {
             items(text, txs[0]).forEach(function (span) {
-                const found = member(text, span[0], 'confirmations');
+                const found = text.charCodeAt(span[0]) === 123 ? member(text, span[0], 'confirmations') : null;
                 if (found) {
                     conf.push(found);
                 }
