@@ -15,9 +15,8 @@ from zbi_infra.config.history_export import HistoryExportConfig
 from zbi_infra.config.history_scaling import HistoryScalingConfig
 
 # Zebra finalizes a block once it is MAX_BLOCK_REORG_HEIGHT = 1000 below its tip (zebra-chain constants.rs and
-# zebra-state write.rs at v6.3.0, vendored in tests/fixtures/upstream/zebra/rpc-immutable-fields.json; the issue's
-# "99" is older Zebra's window); nothing zBI serves
-# from a cache or exports may be shallower than this.
+# zebra-state write.rs at v6.3.0, vendored in tests/fixtures/upstream/zebra/rpc-immutable-fields.json; "more than 99"
+# was older Zebra's window). Nothing zBI serves from a cache or exports may be shallower than this.
 FINAL_DEPTH = 1000
 
 
