@@ -2,7 +2,7 @@
 // gateway.js hands it single calls the caller may make; it answers them from nginx's proxy cache (a volume) when
 // the answer can never change, and otherwise says "not mine" so gateway.js forwards the call as usual.
 //
-// Zebra (zebra-rpc v6.3.0) treats a block more than 99 below its tip as final. An answer is stored only when it
+// Zebra v6.3.0 finalizes a block FINAL_DEPTH (1000) below its tip (zebra-state). An answer is stored only when it
 // is about final data, was a success, and came from a call in canonical form; the fields that change with the tip
 // (`confirmations`, of the block and of each transaction in it) are stored as a placeholder and computed again at
 // serving time from the tip the gateway learned at most TIP_SECONDS ago (tests/fixtures/upstream/zebra/
