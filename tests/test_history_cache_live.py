@@ -248,7 +248,7 @@ def test_hits_are_labelled_in_the_metrics(setup: tuple[Gateway, HistoryNode, Met
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(
         sample(o, m) - before[o] < expected[o]
-        for o, m in (("hit", "getblockheader"), ("miss", "getblockheader"), ("pass", "getblockhash"))  # fmt: skip
+        for o, m in (("hit", "getblockheader"), ("miss", "getblockheader"), ("pass", "getblockhash"))
     ):
         time.sleep(0.2)
     assert sample("miss", "getblockheader") - before["miss"] == 1
