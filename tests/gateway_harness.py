@@ -32,7 +32,9 @@ from tests.zcash_blocks import by_reference, getblock_result
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
+from zbi_infra.render import gateway_cache
 from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
+from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf
 
@@ -216,6 +218,8 @@ def running_gateway(
     max_body_bytes: int = 16 * 1024,
     zcashd_upstream: str | None = None,
     zcashd_wallet: bool = False,
+    history_cache: bool = False,
+    cache_max_answer_bytes: int = gateway_cache.MAX_CACHED_ANSWER_BYTES,
     access_file: AccessFile | None = None,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`);
@@ -235,6 +239,10 @@ def running_gateway(
     (directory / USERS_FILE).write_text(json.dumps(users_table(file, probe_key_sha256=probe_hash)))
     relay_port = free_port()
     (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet))
+    cache = (
+        GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes) if history_cache else None
+    )
+    (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache))
     port = free_port()
     config = nginx_conf(
         file,
@@ -248,6 +256,7 @@ def running_gateway(
         metrics_syslog=metrics_syslog,
         relay_port=relay_port,
         zcashd_upstream=zcashd_upstream,
+        history_cache=cache,
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

@@ -33,6 +33,8 @@ VARIANTS = {
         "lightwallet": {"kind": "none"},
     },
     "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
+    # The dev stack's testnet (which has a gateway) with the history cache: its volume per gateway replica.
+    "testnet": {"history": {"cache": {"sizeGib": 10}}},
 }
 
 

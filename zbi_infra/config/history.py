@@ -14,9 +14,9 @@ from zbi_infra.config.history_cache import HistoryCacheConfig
 from zbi_infra.config.history_export import HistoryExportConfig
 from zbi_infra.config.history_scaling import HistoryScalingConfig
 
-# zebrad 6.3.0 keeps the last 1,000 blocks in its non-finalized state and may still roll them back
-# (zebra-chain/src/parameters/constants.rs: MAX_BLOCK_REORG_HEIGHT = 1000; it was 99 before v5.2.0): a block is final
-# only deeper than that. Nothing zBI serves from a cache or exports may be shallower.
+# Zebra finalizes a block once it is MAX_BLOCK_REORG_HEIGHT = 1000 below its tip (zebra-chain constants.rs and
+# zebra-state write.rs at v6.3.0, vendored in tests/fixtures/upstream/zebra/rpc-immutable-fields.json; "more than 99"
+# was older Zebra's window). Nothing zBI serves from a cache or exports may be shallower than this.
 FINAL_DEPTH = 1000
 
 

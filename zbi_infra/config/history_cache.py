@@ -13,4 +13,10 @@ class HistoryCacheConfig(StrictModel):
     # Serve final-block answers from the gateway's cache.
     enabled: StrictBool = True
     # Size of each gateway replica's cache volume, GiB.
+    # nginx may fill 85% of it (its cache manager evicts after the fact, and fills write temporary files there).
     size_gib: StrictInt = Field(default=20, ge=1, le=1024)
+    # Shared memory for the cache's keys, MiB, added to the nginx container's memory request and limit: one MiB holds
+    # about 8,000 entries (nginx's proxy_cache_path); when it is full the least recently used entries go.
+    keys_zone_mib: StrictInt = Field(default=32, ge=1, le=256)
+    # Entries nobody asked for in this many days are removed, however much room is left.
+    inactive_days: StrictInt = Field(default=30, ge=1, le=365)

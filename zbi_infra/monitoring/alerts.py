@@ -212,6 +212,10 @@ def alert_rules(
         groups.append({"name": "zbi-backups", "rules": [a.rule() for a in backup_alerts(snapshot_interval_hours)]})
     if gateways:
         groups.append({"name": "zbi-gateway", "rules": [a.rule() for a in gateway_alerts(gateways)]})
+        from zbi_infra.monitoring.history_cache import cache_alerts, caching  # imports Alert from here
+
+        if cached := caching(instances, gateways):
+            groups.append({"name": "zbi-gateway-cache", "rules": [a.rule() for a in cache_alerts(cached)]})
     if control_plane:
         reconcile = Alert(
             "StackReconcileFailing",

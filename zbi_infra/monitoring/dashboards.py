@@ -207,6 +207,11 @@ def instance_dashboard(name: str, instance: InstanceConfig, *, gateway: bool = F
                 )
             )
         )
+        if instance.history is not None and instance.history.cache.enabled:
+            from zbi_infra.monitoring.history_cache import cache_panels
+
+            for title, unit, queries in cache_panels(selector):
+                builder = builder.with_panel(_panel(title, unit, *queries))
     return _build(builder)
 
 

@@ -28,6 +28,7 @@ from zbi_infra.node.context import (
     front_door_service,
     tmp_volume,
 )
+from zbi_infra.node.gateway_cache_volume import cache_volume, history_cache, nginx_resources
 from zbi_infra.public_tls import tls_volume
 from zbi_infra.releases import GATEWAY, MTAIL
 from zbi_infra.render import gateway_metrics
@@ -87,6 +88,8 @@ def build_gateway(
     config = ctx.config
     settings = config.gateway
     match = kube.selector(instance=ctx.name, component=GATEWAY_COMPONENT)
+    cache = history_cache(ctx)
+    cache_storage = [cache_volume(ctx, cache)] if cache else []
 
     files = {
         **pod_files(
@@ -95,6 +98,7 @@ def build_gateway(
             max_body_bytes=settings.max_body_kib * 1024,
             metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
             memory_limit_mib=memory_mib(settings.resources.limits()["memory"]),
+            history_cache=cache,
         ),
         gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
     }
@@ -142,13 +146,14 @@ def build_gateway(
                 exec_=k8s.core.v1.ExecActionArgs(command=["sleep", str(PRE_STOP_SECONDS)])
             )
         ),
-        resources=kube.resources(settings.resources),
+        resources=nginx_resources(settings.resources, cache),
         security_context=kube.container_security(GATEWAY.uid),
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=POD_CONFIG_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="upstream", mount_path=POD_UPSTREAM_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="tls", mount_path=POD_TLS_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+            *(mount for _, mount in cache_storage),
         ],
     )
     metrics_probe = k8s.core.v1.ProbeArgs(
@@ -221,6 +226,7 @@ def build_gateway(
                         ),
                         tls_volume(tls_secret, public_tls_secret),  # zbi_infra/public_tls.py
                         tmp_volume(),
+                        *(volume for volume, _ in cache_storage),
                     ],
                     topology_spread_constraints=kube.zone_spread(match, strict=False),
                     enable_service_links=False,

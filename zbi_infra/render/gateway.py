@@ -25,6 +25,7 @@ from zbi_infra.config.access import (
 from zbi_infra.config.instance import GatewayConfig
 from zbi_infra.config.resources import memory_mib
 from zbi_infra.config.zcashd_methods import gateway_refused
+from zbi_infra.render.gateway_cache import LOG_FIELDS as CACHE_LOG_FIELDS
 
 # The probe calls every 30 s per Prometheus replica: one a second with a burst covers them.
 PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
@@ -126,6 +127,8 @@ ACCESS_LOG_FIELDS = {
     "methods": "$zbi_methods",
     "path": "$uri",
     "client": "$remote_addr",
+    # Last: what the history cache did (zbi_infra.render.gateway_cache).
+    **CACHE_LOG_FIELDS,
 }
 
 

@@ -7,6 +7,7 @@ nginx has no Prometheus endpoint of its own (its stub_status counts connections,
 
 from __future__ import annotations
 
+from zbi_infra.render import gateway_cache
 from zbi_infra.render.gateway import ACCESS_LOG_FIELDS
 
 PROGRAM_FILE = "gateway.mtail"
@@ -29,8 +30,9 @@ _ANY = r'[^"\\]*'
 
 
 def metric_names() -> set[str]:
-    """What the program exports, as Prometheus sees it (histograms add their series suffixes)."""
-    return {REQUESTS, *(f"{DURATION}{suffix}" for suffix in ("_bucket", "_sum", "_count"))}
+    """What the program exports from its start, as Prometheus sees it (histograms add their series suffixes);
+    gateway_cache.REQUESTS, being labelled, appears at the first cached method's call."""
+    return {REQUESTS, *(f"{DURATION}{suffix}" for suffix in ("_bucket", "_sum", "_count")), gateway_cache.STORED_BYTES}
 
 
 def mtail_program() -> str:
@@ -47,4 +49,4 @@ histogram {DURATION} by api buckets {buckets}
   {REQUESTS}[$user][$api][$method][$code]++
   {DURATION}[$api] = $seconds
 }}
-"""
+{gateway_cache.mtail_stanza()}"""

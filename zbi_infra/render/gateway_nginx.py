@@ -11,7 +11,7 @@ import json
 import re
 
 from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
-from zbi_infra.render import gateway_zcashd
+from zbi_infra.render import gateway_cache, gateway_zcashd
 from zbi_infra.render.gateway import (
     ACCESS_LOG_FIELDS,
     AUTH_FAILURE_RATE,
@@ -36,6 +36,7 @@ from zbi_infra.render.gateway import (
     spliced_batches_cap,
     users_json,
 )
+from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
@@ -110,6 +111,7 @@ def nginx_conf(
     workers: int | str = WORKER_PROCESSES,
     memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
     zcashd_upstream: str | None = None,
+    history_cache: GatewayCache | None = None,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
@@ -180,7 +182,7 @@ http {{
     js_var $zbi_method "-";
     js_var $zbi_identity;
     js_var $zbi_metering "";
-
+{gateway_cache.http_directives(history_cache, temp_dir)}
     # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
 {_zones(buckets)}
     limit_req_status 429;
@@ -294,8 +296,8 @@ http {{
             proxy_set_header X-Zbi-Bucket $zbi_bucket;
         }}
 
-{zcashd}{grpc}    }}
-
+{zcashd}{gateway_cache.server_locations(history_cache)}{grpc}    }}
+{gateway_cache.fill_server(history_cache)}
     # The relay through which njs reads the node's answers (a batch it splices, a single call whose answer has
     # members withheld): the caller of this loopback port must hold the node's credentials, as with the node itself.
     # A batch's answer is held in memory (up to MAX_SPLICED_ANSWER_BYTES), so the replica reads only so many at once
@@ -339,6 +341,7 @@ def pod_files(
     metrics_syslog: str,
     probe_key_sha256: str | None = None,
     memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
+    history_cache: GatewayCache | None = None,
 ) -> dict[str, str]:
     """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module)."""
     return {
@@ -355,7 +358,9 @@ def pod_files(
             metrics_syslog=metrics_syslog,
             memory_limit_mib=memory_limit_mib,
             zcashd_upstream=upstreams.zcashd,
+            history_cache=history_cache,
         ),
         JS_MODULE: gateway_js(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet),
+        gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache),
         USERS_FILE: users_json(access, probe_key_sha256=probe_key_sha256),
     }

@@ -1,0 +1,105 @@
+"""The history cache as zBI deploys it: each gateway replica's cache volume (a generic ephemeral claim of
+history.cache.sizeGib), counted in the instance's quota, the keys zone added to nginx's memory, the rendered nginx.conf
+sized from the configuration and accepted by the real nginx, the pack's guardrails passed. Off without `history:`."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PlanStack
+from tests.gateway_harness import nginx
+from tests.k8s_objects import objects, one, pod_spec
+from tests.test_policy import evaluate, resources
+from zbi_infra.config.resources import memory_mib
+from zbi_infra.plan.engine import Plan
+from zbi_infra.render.gateway import POD_CONFIG_DIR, POD_TLS_DIR, POD_UPSTREAM_DIR
+from zbi_infra.render.gateway_cache import POD_CACHE_DIR
+
+NS = "zbi-testnet"
+SIZE_GIB = 12
+
+
+@pytest.fixture(scope="module")
+def history(plan_stack: PlanStack) -> Plan:
+    cache = {"sizeGib": SIZE_GIB, "keysZoneMib": 48}
+    return plan_stack("dev", merge={"zbi:instances": {"testnet": {"history": {"cache": cache}}}})
+
+
+@pytest.fixture(scope="module")
+def plain(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev")
+
+
+def gateway_pod(plan: Plan) -> dict[str, Any]:
+    return pod_spec(one(plan, "Deployment", "gateway", NS))
+
+
+def test_each_replica_has_its_own_cache_volume(history: Plan, plain: Plan) -> None:
+    spec = gateway_pod(history)
+    (volume,) = [v for v in spec["volumes"] if "ephemeral" in v]
+    claim = volume["ephemeral"]["volumeClaimTemplate"]["spec"]
+    assert claim["resources"]["requests"]["storage"] == f"{SIZE_GIB}Gi" and claim["accessModes"] == ["ReadWriteOnce"]
+    (nginx_container,) = [c for c in spec["containers"] if c["name"] == "gateway"]
+    assert {"name": volume["name"], "mountPath": POD_CACHE_DIR} in nginx_container["volumeMounts"]
+    # Without history: no volume, no cache in nginx.conf, the njs module shipped disabled.
+    assert not [v for v in gateway_pod(plain)["volumes"] if "ephemeral" in v]
+    data = one(plain, "ConfigMap", "gateway-config", NS)["data"]
+    assert "proxy_cache" not in data["nginx.conf"] and "const ENABLED = false;" in data["gateway_cache.js"]
+
+
+def test_the_quota_and_memory_account_for_the_cache(history: Plan, plain: Plan) -> None:
+    def hard(plan: Plan) -> dict[str, str]:
+        return one(plan, "ResourceQuota", "instance-quota", NS)["spec"]["hard"]
+
+    replicas = one(history, "HorizontalPodAutoscaler", "gateway", NS)["spec"]["maxReplicas"] + 1
+    grown = int(hard(history)["requests.storage"].rstrip("Gi")) - int(hard(plain)["requests.storage"].rstrip("Gi"))
+    claims = int(hard(history)["persistentvolumeclaims"]) - int(hard(plain)["persistentvolumeclaims"])
+    # The quota's headroom grows both by its percentage: at least the claims themselves.
+    assert grown >= replicas * SIZE_GIB and claims >= replicas
+
+    def memory(plan: Plan, kind: str) -> int:
+        (container,) = [c for c in gateway_pod(plan)["containers"] if c["name"] == "gateway"]
+        return memory_mib(container["resources"][kind]["memory"])
+
+    assert memory(history, "limits") - memory(plain, "limits") == 48
+    assert memory(history, "requests") - memory(plain, "requests") == 48
+
+
+def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(history: Plan, tmp_path: Path) -> None:
+    data = dict(one(history, "ConfigMap", "gateway-config", NS)["data"])
+    conf = data["nginx.conf"]
+    assert f"keys_zone=zbi_history:48m max_size={int(SIZE_GIB * 1024 * 0.85)}m" in conf
+    assert "const ENABLED = true;" in data["gateway_cache.js"]
+    moved = {POD_CONFIG_DIR: str(tmp_path), POD_UPSTREAM_DIR: str(tmp_path), POD_TLS_DIR: str(tmp_path),
+             POD_CACHE_DIR: str(tmp_path / "cache"), ".zbi-testnet.svc.cluster.local": ""}  # fmt: skip
+    data["nginx.conf"] = re.sub(r" /tmp/", f" {tmp_path}/", data["nginx.conf"])
+    for name in data:
+        for old, new in moved.items():
+            data[name] = data[name].replace(old, new)
+        (tmp_path / name).write_text(data[name])
+    conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", data["nginx.conf"])
+    if os.geteuid() == 0:
+        conf = conf.replace("worker_processes ", "user root;\nworker_processes ", 1)
+    (tmp_path / "nginx.conf").write_text(conf)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
+         "-subj", "/CN=t", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    (tmp_path / "ca.crt").write_bytes((tmp_path / "tls.crt").read_bytes())
+    checked = subprocess.run(
+        [nginx(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_the_history_plan_passes_every_guardrail(history: Plan) -> None:
+    assert evaluate(resources(history)) == []
+    assert objects(history, "Deployment", NS)
