@@ -23,10 +23,12 @@ from tests.gateway_harness import (
     Gateway,
     LightWallet,
     bearer,
+    read_user_table,
     running_gateway,
     serving_light_wallet,
     start_node,
     wallet_stub,
+    write_user_table,
 )
 from zbi_infra.config.access import parse_access
 from zbi_infra.errors import ConfigError
@@ -34,7 +36,6 @@ from zbi_infra.render.gateway import (
     GRPC_FORWARDED_HEADERS,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
-    USERS_FILE,
     anonymous_requests_cap,
 )
 
@@ -275,15 +276,14 @@ def test_only_allowlisted_grpc_metadata_reaches_the_light_wallet_server(
 
 
 def tampered(gateway: Gateway, change: Any) -> Iterator[None]:
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    data = json.loads(original)
+    original = read_user_table(gateway.config_dir)
+    data = json.loads(json.dumps(original))
     change(data)
-    table.write_text(json.dumps(data))
+    write_user_table(gateway.config_dir, data)
     try:
         yield
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_an_empty_key_is_refused_whatever_the_table_says(gateway: Gateway) -> None:

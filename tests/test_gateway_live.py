@@ -26,17 +26,19 @@ from tests.gateway_harness import (
     access,
     bearer,
     free_port,
+    read_user_table,
     running_blackbox,
     running_gateway,
     running_mtail,
     serving_light_wallet,
     start_node,
     wallet_stub,
+    write_user_table,
 )
 from zbi_infra.access_keys import new_key
 from zbi_infra.config.access import PROBE_USER, light_wallet_service
 from zbi_infra.monitoring.component import JSON_RPC_MODULE
-from zbi_infra.render.gateway import USERS_FILE, users_table
+from zbi_infra.render.gateway import users_table
 from zbi_infra.render.gateway_metrics import metric_names
 
 
@@ -146,43 +148,40 @@ def test_concurrent_clients(gateway: Gateway) -> None:
 
 
 def test_keys_rotate_and_revoke_without_a_restart(gateway: Gateway) -> None:
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
+    original = read_user_table(gateway.config_dir)
     rotated = dict(KEYS, exchange=new_key())
     try:
-        table.write_text(json.dumps(users_table(access(rotated))))
+        write_user_table(gateway.config_dir, users_table(access(rotated)))
         assert gateway.call({"method": "getblockcount", "id": 1})[0] == 401
         assert gateway.call({"method": "getblockcount", "id": 1}, key=rotated["exchange"])[0] == 200
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
     assert gateway.call({"method": "getblockcount", "id": 1})[0] == 200
 
 
 def test_never_exposed_methods_are_refused_whatever_the_table_says(gateway: Gateway) -> None:
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    tampered = json.loads(original)
+    original = read_user_table(gateway.config_dir)
+    tampered = json.loads(json.dumps(original))
     for entry in tampered["users"].values():
         entry["jsonRpc"] += ["stop", "z_sendmany", "setban"]
     try:
-        table.write_text(json.dumps(tampered))
+        write_user_table(gateway.config_dir, tampered)
         for method in ("stop", "z_sendmany", "setban"):
             status, body = gateway.call({"method": method, "id": 1})
             assert status == 200 and body["error"]["code"] == -32601, method
         assert gateway.call({"method": "getblockcount", "id": 1})[1]["result"] == {"answered": "getblockcount"}
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_an_empty_key_never_authenticates_whatever_the_table_says(gateway: Gateway) -> None:
     """The model refuses the SHA-256 of "" (test_access_input); the gateway refuses an empty key before hashing it,
     so a table that slipped such an entry through still lets no one in without a key."""
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    tampered = json.loads(original)
+    original = read_user_table(gateway.config_dir)
+    tampered = json.loads(json.dumps(original))
     tampered["users"][hashlib.sha256(b"").hexdigest()] = next(iter(tampered["users"].values()))
     try:
-        table.write_text(json.dumps(tampered))
+        write_user_table(gateway.config_dir, tampered)
         for user in ("exchange", "analytics"):
             status, body = gateway.call({"method": "getblockcount", "id": 1}, user=user, key="")
             assert status == 401 and body["error"]["code"] == -32600, user
@@ -193,7 +192,7 @@ def test_an_empty_key_never_authenticates_whatever_the_table_says(gateway: Gatew
         assert refused.value.code == 401
         assert gateway.call({"method": "getblockcount", "id": 1})[0] == 200
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_the_node_down_is_a_clean_502(tmp_path: Path) -> None:
@@ -352,7 +351,7 @@ def test_the_rendered_module_has_no_placeholder_left() -> None:
 
     text = gateway_js(GatewayPaths(config_dir="/etc/zbi-gateway", upstream_auth_file="/run/secrets/node-rpc"))
     assert "__" not in text.replace("__proto__", "")
-    assert '"/etc/zbi-gateway/users.json"' not in text and "'/etc/zbi-gateway/users.json'" in text
+    assert "'/etc/zbi-gateway/'" in text and "'key-'" in text and "'anonymous.json'" in text
     assert '"stop"' in text and '"z_"' in text
 
 

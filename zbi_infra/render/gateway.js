@@ -1,6 +1,7 @@
-// zBI access gateway, JSON-RPC side (njs 0.7.9 in the tests, 0.8.9 in the pod: ES5 plus let/const/async only).
-// Reads the user table and the node's credentials from files at request time, so a new ConfigMap or Secret takes
-// effect without restarting anything.
+// zBI access gateway (njs 0.7.9 in the tests, 0.8.9 in the pod: ES5 plus let/const/async only).
+// Reads the caller's entry of the user table from its file at request time, so a new ConfigMap takes effect without
+// restarting anything: one small file per key, named by the key's SHA-256, so a request reads and parses only its
+// own entry, whatever the number of users (njs keeps nothing across requests to cache a whole table in).
 // Identity: HTTP basic auth, the user's name and their key as the password; the table holds SHA-256 of keys only.
 //
 // What reaches the node is the caller's own bytes: a single call or a wholly allowed batch is handed to nginx's
@@ -10,7 +11,10 @@
 import fs from 'fs';
 import crypto from 'crypto';
 
-const TABLE = '__TABLE__';
+// The user table's directory: `<KEY_FILE_PREFIX><sha256 of the key>.json` per key, ANONYMOUS_FILE for callers without.
+const TABLE_DIR = '__TABLE_DIR__/';
+const KEY_FILE_PREFIX = '__KEY_FILE_PREFIX__';
+const ANONYMOUS_FILE = '__ANONYMOUS_FILE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
 // The node, for answers njs must read: through this nginx's loopback relay (ngx.fetch takes an address, not a
 // DNS name), whose answers above MAX_ANSWER fail the fetch here instead of closing the caller's connection.
@@ -28,13 +32,22 @@ const WITHHELD_TEXT = '"withheld by the gateway"';
 // The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
 // name refuses the call, since nginx's gRPC proxy would pass it on.
 const GRPC_HEADERS = __GRPC_HEADERS__;
+// gRPC calls' paths start with the light-wallet service's name.
+const GRPC_PREFIX = '/__GRPC_SERVICE__/';
 
 function neverExposed(method) {
     return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
 }
 
-function table() {
-    return JSON.parse(fs.readFileSync(TABLE));
+// The entry in `name` of the table's directory, or null when there is none (an unknown key, no anonymous access).
+function entryIn(name) {
+    let text;
+    try {
+        text = fs.readFileSync(TABLE_DIR + name);
+    } catch (e) {
+        return null;
+    }
+    return JSON.parse(text);
 }
 
 function today() {
@@ -52,10 +65,10 @@ function sha256(text) {
 // {user, profile, anonymous} for the request: profile null means refused (bad, empty, revoked or expired key, or no
 // anonymous access). JSON-RPC clients send basic auth (user name, key as password); gRPC clients `Bearer <key>`.
 function lookup(r) {
-    const users = table();
     const header = r.headersIn['Authorization'] || '';
     if (!header) {
-        return users.anonymous ? {user: 'anonymous', profile: users.anonymous, anonymous: true} : REFUSED;
+        const anonymous = entryIn(ANONYMOUS_FILE);
+        return anonymous ? {user: 'anonymous', profile: anonymous, anonymous: true} : REFUSED;
     }
     let key;
     let name = null;
@@ -76,65 +89,27 @@ function lookup(r) {
     if (!key) {
         return REFUSED;
     }
-    const entry = users.users[sha256(key)];
+    // The name is hex digits only: no path can be made of a key.
+    const entry = entryIn(KEY_FILE_PREFIX + sha256(key) + '.json');
     if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
         return REFUSED;
     }
     return {user: entry.name, profile: entry, anonymous: false};
 }
 
-// Several variables of one request ask who made it: the table is read and the key hashed once per request.
+// The VM (and so this module's state) lives for one request: the table is read and the key hashed once per request,
+// by the js_set below, and jsonRpc, in the same VM, reuses the answer.
+let caller = null;
+
 function identify(r) {
-    const known = r.variables.zbi_identity;
-    if (known) {
-        return JSON.parse(known);
+    if (caller === null) {
+        caller = lookup(r);
     }
-    const who = lookup(r);
-    r.variables.zbi_identity = JSON.stringify(who);
-    return who;
+    return caller;
 }
 
-// The rate meter (a loopback server of this nginx, reached by subrequests only) is told whom to count in headers.
-function metering(r) {
-    return r.variables.zbi_metering === '1';
-}
-
-// js_set: the rate-limit key and bucket of the request ("" when refused: nothing to count).
-function rateKey(r) {
-    if (metering(r)) {
-        return r.headersIn['X-Zbi-Rate-Key'] || '';
-    }
-    const who = identify(r);
-    if (!who.profile) {
-        return '';
-    }
-    return who.anonymous ? 'anon:' + r.remoteAddress : 'user:' + who.user;
-}
-
-function rateBucket(r) {
-    if (metering(r)) {
-        return r.headersIn['X-Zbi-Bucket'] || '';
-    }
-    const who = identify(r);
-    return who.profile ? who.profile.bucket : '';
-}
-
-// js_set, read when the access log is written: who made the request, whatever its outcome.
-function userName(r) {
-    return identify(r).user;
-}
-
-// js_set for JSON-RPC, read before the body: "ok" or "unauthenticated".
-function jsonRpcVerdict(r) {
-    return identify(r).profile ? 'ok' : 'unauthenticated';
-}
-
-// js_set for gRPC calls: "ok", "unauthenticated" or "denied" (the method is the path's last segment).
-function grpcVerdict(r) {
-    const who = identify(r);
-    if (!who.profile) {
-        return 'unauthenticated';
-    }
+// The gRPC verdict of an identified caller: "ok", "denied" or "metadata" (the method is the path's last segment).
+function grpcVerdict(r, who) {
     const method = r.uri.split('/')[2] || '';
     const allowed = who.profile.grpc.indexOf(method) >= 0;
     r.variables.zbi_method = allowed ? method : REFUSED_LABEL;
@@ -145,6 +120,21 @@ function grpcVerdict(r) {
     return unlisted ? 'metadata' : 'ok';
 }
 
+// js_set $zbi_who, the one njs call of a request before its body: "<verdict> <rate key> <bucket> <user>", which
+// nginx's maps split into the variables its rate limits, caps and log read. The verdict is "ok" or
+// "unauthenticated", and for gRPC calls "denied" or "metadata" too; a refused caller has no rate key ("-").
+// User names are [a-z0-9._-] (zbi_infra.config.access), so a space never occurs inside a field.
+function who(r) {
+    const id = identify(r);
+    if (!id.profile) {
+        return 'unauthenticated - - -';
+    }
+    const verdict = r.uri.startsWith(GRPC_PREFIX) ? grpcVerdict(r, id) : 'ok';
+    const rateKey = id.anonymous ? 'anon:' + r.remoteAddress : 'user:' + id.user;
+    return verdict + ' ' + rateKey + ' ' + id.profile.bucket + ' ' + id.user;
+}
+
+// The node's credentials for ngx.fetch (the spliced path only).
 function upstreamAuth(r) {
     return 'Basic ' + Buffer.from(fs.readFileSync(UPSTREAM_AUTH).toString().trim()).toString('base64');
 }
@@ -352,7 +342,7 @@ async function jsonRpc(r) {
         if (WITHHELD[call.method]) {
             return forwardAndSplice(r, text, [call], [[start, text.length]], false);
         }
-        return r.internalRedirect(PROXY);
+        return toNode(r);
     }
     r.variables.zbi_method = BATCH_LABEL;
     if (request.length === 0) {
@@ -373,9 +363,15 @@ async function jsonRpc(r) {
     const refused = calls.some(function (c) { return c.refusal; });
     const withheld = calls.some(function (c) { return WITHHELD[c.method]; });
     if (!refused && !withheld) {
-        return r.internalRedirect(PROXY);
+        return toNode(r);
     }
     return forwardAndSplice(r, text, calls, spans, true);
+}
+
+// Hands the request, as received, to nginx's proxy, which adds the node's credentials itself (nginx.conf includes
+// them from the Secret): nothing more runs in njs for it.
+function toNode(r) {
+    return r.internalRedirect(PROXY);
 }
 
 // Forwards the allowed calls (their own text) through a subrequest and answers with the node's answers, each in
@@ -453,9 +449,4 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
     return replyText(r, status, '[' + out.join(',') + ']');
 }
 
-// js_content of the rate meter: reached only when the caller's buckets had room.
-function metered(r) {
-    r.return(204);
-}
-
-export default {jsonRpc, metered, jsonRpcVerdict, grpcVerdict, rateKey, rateBucket, upstreamAuth, userName};
+export default {jsonRpc, who};
