@@ -156,9 +156,17 @@ def milliseconds(text: str) -> float:
 
 
 def wrk(
-    url: str, body: bytes, authorization: str, seconds: int, connections: int, directory: Path
+    url: str,
+    body: bytes,
+    authorization: str,
+    seconds: int,
+    connections: int,
+    directory: Path,
+    *,
+    refusals_allowed: bool = False,
 ) -> tuple[float, float]:
-    """(requests/s, p99 ms) of wrk POSTing `body`; non-2xx answers are reported as a failure."""
+    """(requests/s, p99 ms) of wrk POSTing `body`; non-2xx answers are reported as a failure, or, with
+    `refusals_allowed` (a capped path), counted and printed."""
     script = directory / "post.lua"
     script.write_text(
         f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
@@ -169,8 +177,14 @@ def wrk(
         [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
-    if "Non-2xx" in out:
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if refused and not refusals_allowed:
         raise RuntimeError(f"wrk saw errors: {out}")
+    if refused:
+        print(
+            f"  ({refused.group(1)} answers refused on {url}: the splice cap, a connection's next batch arriving "
+            "before the relay released the last one's slot)"
+        )
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p99 = milliseconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     return rate, p99
@@ -279,7 +293,10 @@ def report(seconds: int = 8, requests: int = 8_000) -> None:
             print(COLUMNS)
             for label, name, body, connections in cases:
                 url = f"https://127.0.0.1:{plain_port[name]}/"
-                gateway_run = partial(wrk, gateways[name].url, body, user, seconds, connections, root)
+                capped = body == spliced
+                gateway_run = partial(
+                    wrk, gateways[name].url, body, user, seconds, connections, root, refusals_allowed=capped
+                )
                 plain_run = partial(wrk, url, body, user, seconds, connections, root)
                 print(row(label, measured(masters[name], gateway_run), measured(plain_master, plain_run)))
             path = f"/{SERVICE}/GetLatestBlock"
@@ -320,7 +337,7 @@ def memory(big: Gateway, big_master: int, getblock: bytes, user: str, root: Path
     mixed = json.dumps(
         [{"method": "stop", "id": 0}, {"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}]
     ).encode()
-    spliced_peak = peak_rss_during(big_master, lambda: wrk(big.url, mixed, user, 5, 8, root))
+    spliced_peak = peak_rss_during(big_master, lambda: wrk(big.url, mixed, user, 5, 8, root, refusals_allowed=True))
     what = "the same answer spliced (a batch with a refused call, buffered in njs)"
     print(f"{what}, 8 clients: peak {spliced_peak:.1f} MiB")
 
