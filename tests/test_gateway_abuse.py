@@ -171,6 +171,14 @@ def test_malformed_requests_get_client_errors_never_500(gateway: Gateway) -> Non
     assert status == 200 and json.loads(body)[0]["error"]["code"] == -32600
     status, _, body = request(gateway, b'{"method":"getblockcount","method":"stop","id":1}', headers=auth)
     assert status == 400 and "twice" in json.loads(body)["error"]["message"]
+    # An allowed method last (JSON.parse keeps the last, the node the first), or another member twice: refused too,
+    # though each parses to an allowed call.
+    for twice in (b'{"method":"stop","method":"getblockcount","id":1}', b'{"id":1,"method":"getblockcount","id":2}'):
+        status, _, body = request(gateway, twice, headers=auth)
+        assert status == 400 and "twice" in json.loads(body)["error"]["message"], twice
+    # A member's name also written as a value is no duplicate: the call passes, as sent.
+    named = b'{"method":"getblockcount","params":["method","id"],"id":1}'
+    assert request(gateway, named, headers=auth)[0] == 200 and gateway.node.received[-1] == named
     # The same member spelt with an escape is the same member; in a batch, refused in its place.
     escaped = b'[{"method":"getblockcount","id":1}, {"method":"getblockcount","\\u006dethod":"stop","id":2}]'
     status, _, body = request(gateway, escaped, headers=auth)

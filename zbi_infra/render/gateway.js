@@ -283,6 +283,26 @@ function check(text, span, parsed, allowed) {
     return call;
 }
 
+// A single call that passes, found without scanning its text: an object whose method is allowed and whose every
+// member name occurs once in the text. Without a backslash in the text each name is written as "name" verbatim, so
+// a name given twice would occur twice; anything else (an escape, a name also found elsewhere, a refusal) is left to
+// check(), which scans. The id's text is not needed: the call goes to the node as it is.
+function allowedAsIs(text, parsed, allowed) {
+    if (parsed === null || typeof parsed !== 'object' || typeof parsed.method !== 'string' ||
+        text.indexOf('\\') >= 0 || neverExposed(parsed.method) || allowed.indexOf(parsed.method) < 0) {
+        return null;
+    }
+    const names = Object.keys(parsed);
+    for (let i = 0; i < names.length; i++) {
+        const quoted = '"' + names[i] + '"';
+        const first = text.indexOf(quoted);
+        if (first < 0 || text.indexOf(quoted, first + 1) >= 0) {
+            return null;
+        }
+    }
+    return {id: null, notification: false, method: parsed.method, refusal: null, invalid: false};
+}
+
 // The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
 function withhold(text, method) {
     const fields = WITHHELD[method];
@@ -331,7 +351,7 @@ async function jsonRpc(r) {
     const maxBatch = who.profile.maxBatch || MAX_BATCH;
     const start = skipSpace(text, 0);
     if (!Array.isArray(request)) {
-        const call = check(text, [start, text.length], request, allowed);
+        const call = allowedAsIs(text, request, allowed) || check(text, [start, text.length], request, allowed);
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
         r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
