@@ -306,7 +306,7 @@ def test_an_empty_key_is_refused_whatever_the_table_says(gateway: Gateway) -> No
 
 
 def test_a_rate_bucket_unknown_to_this_nginx_conf_still_limits(gateway: Gateway) -> None:
-    """Mid-rollout, an old replica reads a new users.json (a rate change) before its nginx.conf changes: the caller
+    """Mid-rollout, an old replica reads a new user table (a rate change) before its nginx.conf changes: the caller
     is counted in the strictest bucket it knows (the harness's 1/s, burst 1), never in none."""
 
     def new_rate(data: dict[str, Any]) -> None:
