@@ -187,7 +187,8 @@ def wrk(
             "before the relay released the last one's slot)"
         )
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = milliseconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # The distribution's own line: "99.99%" also ends a column of the thread statistics above it.
+    p99 = milliseconds(re.search(r"^\s+99%\s+(\S+)", out, flags=re.MULTILINE).group(1))  # type: ignore[union-attr]
     return rate, p99
 
 
