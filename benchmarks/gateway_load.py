@@ -182,10 +182,7 @@ def wrk(
     if refused and not refusals_allowed:
         raise RuntimeError(f"wrk saw errors: {out}")
     if refused:
-        print(
-            f"  ({refused.group(1)} answers refused on {url}: the splice cap, a connection's next batch arriving "
-            "before the relay released the last one's slot)"
-        )
+        print(f"  ({refused.group(1)} answers refused on {url}: a cap's slot not yet released by the last request)")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     # The distribution's own line: "99.99%" also ends a column of the thread statistics above it.
     p99 = milliseconds(re.search(r"^\s+99%\s+(\S+)", out, flags=re.MULTILINE).group(1))  # type: ignore[union-attr]
@@ -295,9 +292,10 @@ def report(seconds: int = 8, requests: int = 8_000) -> None:
             print(COLUMNS)
             for label, name, body, connections in cases:
                 url = f"https://127.0.0.1:{plain_port[name]}/"
-                capped = body == spliced
+                # The gateway's caps (32 calls in progress per user, 4 spliced batches) race a connection's next
+                # request against the release of its last one's slot: its rare refusals are counted, not fatal.
                 gateway_run = partial(
-                    wrk, gateways[name].url, body, user, seconds, connections, root, refusals_allowed=capped
+                    wrk, gateways[name].url, body, user, seconds, connections, root, refusals_allowed=True
                 )
                 plain_run = partial(wrk, url, body, user, seconds, connections, root)
                 print(row(label, measured(masters[name], gateway_run), measured(plain_master, plain_run)))

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -111,6 +112,32 @@ def test_a_batch_is_checked_element_by_element(gateway: Gateway) -> None:
 def test_bad_keys_get_401(gateway: Gateway, user: str, key: str | None) -> None:
     status, body = gateway.call({"method": "getblockcount", "id": 1}, user=user, key=key)
     assert status == 401 and body["error"]["code"] == -32600
+
+
+def test_each_request_on_a_kept_alive_connection_is_identified_anew(gateway: Gateway) -> None:
+    """gateway.js keeps the caller in module state, which njs gives each request afresh: on one connection, callers
+    with different allowlists take turns, and each gets their own verdict, never the previous request's."""
+    import http.client
+
+    connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=gateway.context, timeout=10)
+
+    def call(user: str | None, method: str) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if user is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{KEYS[user]}".encode()).decode()
+        connection.request("POST", "/", body=json.dumps({"method": method, "id": 1}), headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Connection") != "close"
+        return json.loads(response.read())
+
+    try:
+        for _ in range(3):
+            assert call("exchange", "getblockchaininfo")["result"] == {"answered": "getblockchaininfo"}
+            assert call("analytics", "getblockchaininfo")["error"]["code"] == -32601  # not in analytics' set
+            assert call(None, "getblockcount")["error"]["code"] == -32601  # anonymous: getinfo only
+            assert call("exchange", "getblockcount")["result"] == {"answered": "getblockcount"}
+    finally:
+        connection.close()
 
 
 def test_anonymous_clients_get_the_anonymous_profile(gateway: Gateway) -> None:
