@@ -151,14 +151,23 @@ def rss_mib(master: int) -> float:
 
 
 def milliseconds(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """wrk's latency text (its units: us, ms, s, m, h) in milliseconds."""
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
 
 
 def wrk(
-    url: str, body: bytes, authorization: str, seconds: int, connections: int, directory: Path
+    url: str,
+    body: bytes,
+    authorization: str,
+    seconds: int,
+    connections: int,
+    directory: Path,
+    *,
+    refusals_allowed: bool = False,
 ) -> tuple[float, float]:
-    """(requests/s, p99 ms) of wrk POSTing `body`; non-2xx answers are reported as a failure."""
+    """(requests/s, p99 ms) of wrk POSTing `body`; non-2xx answers are reported as a failure, or, with
+    `refusals_allowed` (a capped path), counted and printed."""
     script = directory / "post.lua"
     script.write_text(
         f"wrk.method = 'POST'\nwrk.body = {json.dumps(body.decode())}\n"
@@ -169,10 +178,14 @@ def wrk(
         [binary, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
-    if "Non-2xx" in out:
+    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if refused and not refusals_allowed:
         raise RuntimeError(f"wrk saw errors: {out}")
+    if refused:
+        print(f"  ({refused.group(1)} answers refused on {url}: a cap's slot not yet released by the last request)")
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = milliseconds(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    # The distribution's own line: "99.99%" also ends a column of the thread statistics above it.
+    p99 = milliseconds(re.search(r"^\s+99%\s+(\S+)", out, flags=re.MULTILINE).group(1))  # type: ignore[union-attr]
     return rate, p99
 
 
@@ -279,7 +292,11 @@ def report(seconds: int = 8, requests: int = 8_000) -> None:
             print(COLUMNS)
             for label, name, body, connections in cases:
                 url = f"https://127.0.0.1:{plain_port[name]}/"
-                gateway_run = partial(wrk, gateways[name].url, body, user, seconds, connections, root)
+                # The gateway's caps (32 calls in progress per user, 4 spliced batches) race a connection's next
+                # request against the release of its last one's slot: its rare refusals are counted, not fatal.
+                gateway_run = partial(
+                    wrk, gateways[name].url, body, user, seconds, connections, root, refusals_allowed=True
+                )
                 plain_run = partial(wrk, url, body, user, seconds, connections, root)
                 print(row(label, measured(masters[name], gateway_run), measured(plain_master, plain_run)))
             path = f"/{SERVICE}/GetLatestBlock"
@@ -320,7 +337,7 @@ def memory(big: Gateway, big_master: int, getblock: bytes, user: str, root: Path
     mixed = json.dumps(
         [{"method": "stop", "id": 0}, {"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}]
     ).encode()
-    spliced_peak = peak_rss_during(big_master, lambda: wrk(big.url, mixed, user, 5, 8, root))
+    spliced_peak = peak_rss_during(big_master, lambda: wrk(big.url, mixed, user, 5, 8, root, refusals_allowed=True))
     what = "the same answer spliced (a batch with a refused call, buffered in njs)"
     print(f"{what}, 8 clients: peak {spliced_peak:.1f} MiB")
 

@@ -33,7 +33,16 @@ from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
 from zbi_infra.render import gateway_cache
-from zbi_infra.render.gateway import USERS_FILE, GatewayPaths, gateway_js, users_table
+from zbi_infra.render.gateway import (
+    ANONYMOUS_FILE,
+    KEY_FILE_PREFIX,
+    GatewayPaths,
+    gateway_js,
+    is_user_file,
+    upstream_auth_directive,
+    user_files,
+    users_table,
+)
 from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf
@@ -235,14 +244,15 @@ def running_gateway(
         tls_key=str(key),
     )
     (directory / "upstream-auth").write_text(NODE_CREDENTIALS + "\n")
+    Path(paths.upstream_auth_include).write_text(upstream_auth_directive(NODE_CREDENTIALS))
     probe_hash = key_hash(probe_key) if probe_key else None
-    (directory / USERS_FILE).write_text(json.dumps(users_table(file, probe_key_sha256=probe_hash)))
+    write_user_table(directory, users_table(file, probe_key_sha256=probe_hash))
     relay_port = free_port()
     (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet))
     cache = (
         GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes) if history_cache else None
     )
-    (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache))
+    (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache, paths.upstream_auth_file))
     port = free_port()
     config = nginx_conf(
         file,
@@ -264,6 +274,26 @@ def running_gateway(
     context = ssl.create_default_context(cafile=str(certificate))
     with running_nginx(binary, directory, port) as log:
         yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
+
+
+def write_user_table(directory: Path, table: dict[str, Any]) -> None:
+    """The user table (`users_table`) as the gateway's files in `directory`, replacing the previous table whole,
+    as the kubelet swaps a ConfigMap's files."""
+    for old in directory.iterdir():
+        if is_user_file(old.name):
+            old.unlink()
+    for name, text in user_files(table).items():
+        (directory / name).write_text(text)
+
+
+def read_user_table(directory: Path) -> dict[str, Any]:
+    """The user table the gateway's files in `directory` hold."""
+    users = {
+        path.name[len(KEY_FILE_PREFIX) : -len(".json")]: json.loads(path.read_text())
+        for path in directory.glob(f"{KEY_FILE_PREFIX}*.json")
+    }
+    anonymous = directory / ANONYMOUS_FILE
+    return {"users": users, "anonymous": json.loads(anonymous.read_text()) if anonymous.exists() else None}
 
 
 @contextmanager

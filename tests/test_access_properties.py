@@ -32,7 +32,7 @@ from zbi_infra.config.access import (
     zebrad_rpc_methods,
 )
 from zbi_infra.errors import ConfigError
-from zbi_infra.render.gateway import POD_PATHS, users_json
+from zbi_infra.render.gateway import ANONYMOUS_FILE, KEY_FILE_PREFIX, POD_PATHS, is_user_file, users_files
 from zbi_infra.render.gateway_nginx import nginx_conf
 
 SOURCE = "access/testnet.yaml"
@@ -95,10 +95,11 @@ def assert_explained(error: ConfigError, source: str) -> None:
 def assert_usable(access: AccessFile) -> None:
     """What the plan does with a valid file: the gateway's users table and nginx.conf render, and hold no way in
     without a key."""
-    table = json.loads(users_json(access))
-    assert EMPTY_KEY_SHA256 not in table["users"]
+    files = users_files(access)
+    assert f"{KEY_FILE_PREFIX}{EMPTY_KEY_SHA256}.json" not in files
     assert all(USER_NAME_PATTERN.fullmatch(user.name) for user in access.users)
-    assert {entry["name"] for entry in table["users"].values()} == {user.name for user in access.users}
+    names = [json.loads(text)["name"] for name, text in files.items() if name != ANONYMOUS_FILE]
+    assert sorted(names) == sorted(user.name for user in access.users)
     nginx_conf(access, POD_PATHS, listen="0.0.0.0:8443", rpc_upstream="zebrad:8232", grpc_upstream="lwd:9067")
 
 
@@ -243,8 +244,9 @@ def test_a_file_the_commands_wrote_plans(names: list[str], project: Path) -> Non
     assert written  # the first four names are valid
     found = find_project(project)
     plan = evaluate(found.stack_file("dev"), program=found.program(), project=found.name)
-    table = json.loads(one(plan, "ConfigMap", "gateway-config", "zbi-testnet")["data"]["users.json"])
-    assert sorted(entry["name"] for entry in table["users"].values() if entry["name"] != "zbi-probe") == sorted(written)
+    data = one(plan, "ConfigMap", "gateway-config", "zbi-testnet")["data"]
+    entries = [json.loads(text) for name, text in data.items() if is_user_file(name) and name != ANONYMOUS_FILE]
+    assert sorted(entry["name"] for entry in entries if entry["name"] != "zbi-probe") == sorted(written)
 
 
 # ---- zbi instance add: generated names and flags -------------------------------------------------------------------

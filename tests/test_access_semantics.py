@@ -4,7 +4,6 @@ expires today is refused today."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.gateway_harness import KEYS, Gateway, running_gateway, start_node
+from tests.gateway_harness import KEYS, Gateway, read_user_table, running_gateway, start_node, write_user_table
 from zbi_infra.access_keys import describe_users, key_hash, new_key
 from zbi_infra.cli import main
 from zbi_infra.config.access import AccessFile, parse_access, read_access_file
-from zbi_infra.render.gateway import USERS_FILE, users_table
+from zbi_infra.render.gateway import users_table
 
 JSON_RPC = ["getblockcount", "getblock", "getblockchaininfo", "getinfo"]
 GRPC = ["GetLightdInfo", "GetLatestBlock", "GetBlockRange"]
@@ -64,13 +63,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 @contextmanager
 def serving(gateway: Gateway, access: AccessFile) -> Iterator[None]:
     """The gateway reads its user table at each request: swap ours in for the block."""
-    table: Path = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    table.write_text(json.dumps(users_table(access)))
+    original = read_user_table(gateway.config_dir)
+    write_user_table(gateway.config_dir, users_table(access))
     try:
         yield
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_an_empty_json_rpc_list_grants_no_json_rpc_method(gateway: Gateway) -> None:

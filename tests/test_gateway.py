@@ -25,12 +25,15 @@ from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import _digest
 from zbi_infra.render import gateway_metrics
 from zbi_infra.render.gateway import (
+    ANONYMOUS_FILE,
     POD_CONFIG_DIR,
+    POD_PATHS,
     POD_TLS_DIR,
     POD_UPSTREAM_DIR,
-    USERS_FILE,
     GatewayUpstreams,
+    is_user_file,
     spliced_batches_cap,
+    upstream_auth_directive,
     users_table,
 )
 from zbi_infra.render.gateway_nginx import pod_files
@@ -62,9 +65,10 @@ def test_the_config_map_holds_what_the_renderers_make_from_the_access_file(dev: 
         probe_key_sha256=key_hash(_digest("dev-probe-key", "password", length=32)),  # the mocks' random key
     )
     assert data == {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
-    table = json.loads(data[USERS_FILE])
-    assert table["anonymous"] == users_table(access)["anonymous"]
-    (probe,) = [u for u in table["users"].values() if u["name"] == PROBE_USER]
+    assert json.loads(data[ANONYMOUS_FILE]) == users_table(access)["anonymous"]
+    entries = [json.loads(text) for name, text in data.items() if is_user_file(name) and name != ANONYMOUS_FILE]
+    assert len(entries) == len(access.users) + 1
+    (probe,) = [u for u in entries if u["name"] == PROBE_USER]
     # The monitoring probe may make its one read-only call, and nothing else.
     assert (probe["jsonRpc"], probe["grpc"], probe["expires"]) == (["getblockchaininfo"], [], None)
 
@@ -106,9 +110,14 @@ def test_every_file_nginx_and_mtail_read_is_mounted_from_its_source(dev: Plan) -
     nginx_container, metrics = containers(dev)["gateway"], containers(dev)["metrics"]
     conf = data["nginx.conf"]
     read = re.findall(r"(?:ssl_certificate|ssl_certificate_key|grpc_ssl_trusted_certificate) (/\S+);", conf)
-    read += [f"{POD_CONFIG_DIR}/{name}" for name in ("nginx.conf", "gateway.js", USERS_FILE)]
+    read += [f"{POD_CONFIG_DIR}/{name}" for name in ("nginx.conf", "gateway.js")]
     read += re.findall(r"'(/var/run/zbi-gateway/[^']+)'", data["gateway.js"])
-    assert len(read) == 7, read
+    read += re.findall(r"include (/\S+);", conf)
+    # The user table: gateway.js reads its files by name from one directory.
+    table_dir = re.search(r"const TABLE_DIR = '([^']+)';", data["gateway.js"])
+    assert table_dir
+    read += [f"{table_dir.group(1)}{name}" for name in data if is_user_file(name)]
+    assert len(read) == 7 + len([name for name in data if is_user_file(name)]), read
     for path in read:
         kind, key = source(path, nginx_container)
         if kind == "ConfigMap:gateway-config":
@@ -134,7 +143,7 @@ def test_every_file_nginx_and_mtail_read_is_mounted_from_its_source(dev: Plan) -
 
 def test_the_node_credentials_reach_the_gateway_as_a_secret_only(dev: Plan) -> None:
     secret = one(dev, "Secret", "gateway-upstream", NS)
-    assert set(secret["stringData"]) == {"upstream-auth"}
+    assert set(secret["stringData"]) == {"upstream-auth", "upstream-auth.conf"}
     # Masked in the plan: the value is a Pulumi secret.
     assert secret["stringData"]["upstream-auth"] != "" and "zbi:" not in secret["stringData"]["upstream-auth"]
     env = [e for c in containers(dev).values() for e in c.get("env", [])]
@@ -178,7 +187,7 @@ def test_a_new_user_rolls_nothing_and_a_new_limit_rolls_the_gateway() -> None:
         return config_hash(files)
 
     more_users = {**base, "users": [*base["users"], {"name": "b", "keySha256": key_hash(new_key())}]}
-    # A new key is read by nginx from users.json on the next request: no rollout.
+    # A new key is read by nginx from its own file on the next request: no rollout.
     assert hash_of(more_users) == hash_of(base)
     faster = {**base, "users": [{**base["users"][0], "rateLimit": {"requestsPerSecond": 99}}]}
     # A new rate-limit bucket is nginx.conf: the pods roll, one at a time.
@@ -218,6 +227,9 @@ def test_the_pod_configuration_passes_nginx_and_mtail(dev: Plan, tmp_path: Path)
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     (tmp_path / "ca.crt").write_bytes((tmp_path / "tls.crt").read_bytes())
+    # The Secret's credentials are masked in the plan: the include gets a directive of the same shape.
+    include = Path(POD_PATHS.upstream_auth_include.replace(POD_UPSTREAM_DIR, str(tmp_path)))
+    include.write_text(upstream_auth_directive("zebra-rpc:password"))
     checked = subprocess.run(
         [nginx(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
         capture_output=True,

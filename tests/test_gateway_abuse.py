@@ -23,10 +23,12 @@ from tests.gateway_harness import (
     Gateway,
     LightWallet,
     bearer,
+    read_user_table,
     running_gateway,
     serving_light_wallet,
     start_node,
     wallet_stub,
+    write_user_table,
 )
 from zbi_infra.config.access import parse_access
 from zbi_infra.errors import ConfigError
@@ -34,7 +36,6 @@ from zbi_infra.render.gateway import (
     GRPC_FORWARDED_HEADERS,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
-    USERS_FILE,
     anonymous_requests_cap,
 )
 
@@ -170,6 +171,14 @@ def test_malformed_requests_get_client_errors_never_500(gateway: Gateway) -> Non
     assert status == 200 and json.loads(body)[0]["error"]["code"] == -32600
     status, _, body = request(gateway, b'{"method":"getblockcount","method":"stop","id":1}', headers=auth)
     assert status == 400 and "twice" in json.loads(body)["error"]["message"]
+    # An allowed method last (JSON.parse keeps the last, the node the first), or another member twice: refused too,
+    # though each parses to an allowed call.
+    for twice in (b'{"method":"stop","method":"getblockcount","id":1}', b'{"id":1,"method":"getblockcount","id":2}'):
+        status, _, body = request(gateway, twice, headers=auth)
+        assert status == 400 and "twice" in json.loads(body)["error"]["message"], twice
+    # A member's name also written as a value is no duplicate: the call passes, as sent.
+    named = b'{"method":"getblockcount","params":["method","id"],"id":1}'
+    assert request(gateway, named, headers=auth)[0] == 200 and gateway.node.received[-1] == named
     # The same member spelt with an escape is the same member; in a batch, refused in its place.
     escaped = b'[{"method":"getblockcount","id":1}, {"method":"getblockcount","\\u006dethod":"stop","id":2}]'
     status, _, body = request(gateway, escaped, headers=auth)
@@ -275,15 +284,14 @@ def test_only_allowlisted_grpc_metadata_reaches_the_light_wallet_server(
 
 
 def tampered(gateway: Gateway, change: Any) -> Iterator[None]:
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    data = json.loads(original)
+    original = read_user_table(gateway.config_dir)
+    data = json.loads(json.dumps(original))
     change(data)
-    table.write_text(json.dumps(data))
+    write_user_table(gateway.config_dir, data)
     try:
         yield
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_an_empty_key_is_refused_whatever_the_table_says(gateway: Gateway) -> None:
@@ -298,7 +306,7 @@ def test_an_empty_key_is_refused_whatever_the_table_says(gateway: Gateway) -> No
 
 
 def test_a_rate_bucket_unknown_to_this_nginx_conf_still_limits(gateway: Gateway) -> None:
-    """Mid-rollout, an old replica reads a new users.json (a rate change) before its nginx.conf changes: the caller
+    """Mid-rollout, an old replica reads a new user table (a rate change) before its nginx.conf changes: the caller
     is counted in the strictest bucket it knows (the harness's 1/s, burst 1), never in none."""
 
     def new_rate(data: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,17 +27,19 @@ from tests.gateway_harness import (
     access,
     bearer,
     free_port,
+    read_user_table,
     running_blackbox,
     running_gateway,
     running_mtail,
     serving_light_wallet,
     start_node,
     wallet_stub,
+    write_user_table,
 )
 from zbi_infra.access_keys import new_key
 from zbi_infra.config.access import PROBE_USER, light_wallet_service
 from zbi_infra.monitoring.component import JSON_RPC_MODULE
-from zbi_infra.render.gateway import USERS_FILE, users_table
+from zbi_infra.render.gateway import users_table
 from zbi_infra.render.gateway_metrics import metric_names
 
 
@@ -111,6 +114,32 @@ def test_bad_keys_get_401(gateway: Gateway, user: str, key: str | None) -> None:
     assert status == 401 and body["error"]["code"] == -32600
 
 
+def test_each_request_on_a_kept_alive_connection_is_identified_anew(gateway: Gateway) -> None:
+    """gateway.js keeps the caller in module state, which njs gives each request afresh: on one connection, callers
+    with different allowlists take turns, and each gets their own verdict, never the previous request's."""
+    import http.client
+
+    connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=gateway.context, timeout=10)
+
+    def call(user: str | None, method: str) -> Any:
+        headers = {"Content-Type": "application/json"}
+        if user is not None:
+            headers["Authorization"] = "Basic " + base64.b64encode(f"{user}:{KEYS[user]}".encode()).decode()
+        connection.request("POST", "/", body=json.dumps({"method": method, "id": 1}), headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Connection") != "close"
+        return json.loads(response.read())
+
+    try:
+        for _ in range(3):
+            assert call("exchange", "getblockchaininfo")["result"] == {"answered": "getblockchaininfo"}
+            assert call("analytics", "getblockchaininfo")["error"]["code"] == -32601  # not in analytics' set
+            assert call(None, "getblockcount")["error"]["code"] == -32601  # anonymous: getinfo only
+            assert call("exchange", "getblockcount")["result"] == {"answered": "getblockcount"}
+    finally:
+        connection.close()
+
+
 def test_anonymous_clients_get_the_anonymous_profile(gateway: Gateway) -> None:
     result = gateway.call({"method": "getinfo", "id": 1}, user=None)[1]["result"]
     # zebrad's last WARN/ERROR log line stays at the gateway; the rest of the answer passes.
@@ -146,43 +175,40 @@ def test_concurrent_clients(gateway: Gateway) -> None:
 
 
 def test_keys_rotate_and_revoke_without_a_restart(gateway: Gateway) -> None:
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
+    original = read_user_table(gateway.config_dir)
     rotated = dict(KEYS, exchange=new_key())
     try:
-        table.write_text(json.dumps(users_table(access(rotated))))
+        write_user_table(gateway.config_dir, users_table(access(rotated)))
         assert gateway.call({"method": "getblockcount", "id": 1})[0] == 401
         assert gateway.call({"method": "getblockcount", "id": 1}, key=rotated["exchange"])[0] == 200
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
     assert gateway.call({"method": "getblockcount", "id": 1})[0] == 200
 
 
 def test_never_exposed_methods_are_refused_whatever_the_table_says(gateway: Gateway) -> None:
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    tampered = json.loads(original)
+    original = read_user_table(gateway.config_dir)
+    tampered = json.loads(json.dumps(original))
     for entry in tampered["users"].values():
         entry["jsonRpc"] += ["stop", "z_sendmany", "setban"]
     try:
-        table.write_text(json.dumps(tampered))
+        write_user_table(gateway.config_dir, tampered)
         for method in ("stop", "z_sendmany", "setban"):
             status, body = gateway.call({"method": method, "id": 1})
             assert status == 200 and body["error"]["code"] == -32601, method
         assert gateway.call({"method": "getblockcount", "id": 1})[1]["result"] == {"answered": "getblockcount"}
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_an_empty_key_never_authenticates_whatever_the_table_says(gateway: Gateway) -> None:
     """The model refuses the SHA-256 of "" (test_access_input); the gateway refuses an empty key before hashing it,
     so a table that slipped such an entry through still lets no one in without a key."""
-    table = gateway.config_dir / USERS_FILE
-    original = table.read_text()
-    tampered = json.loads(original)
+    original = read_user_table(gateway.config_dir)
+    tampered = json.loads(json.dumps(original))
     tampered["users"][hashlib.sha256(b"").hexdigest()] = next(iter(tampered["users"].values()))
     try:
-        table.write_text(json.dumps(tampered))
+        write_user_table(gateway.config_dir, tampered)
         for user in ("exchange", "analytics"):
             status, body = gateway.call({"method": "getblockcount", "id": 1}, user=user, key="")
             assert status == 401 and body["error"]["code"] == -32600, user
@@ -193,7 +219,7 @@ def test_an_empty_key_never_authenticates_whatever_the_table_says(gateway: Gatew
         assert refused.value.code == 401
         assert gateway.call({"method": "getblockcount", "id": 1})[0] == 200
     finally:
-        table.write_text(original)
+        write_user_table(gateway.config_dir, original)
 
 
 def test_the_node_down_is_a_clean_502(tmp_path: Path) -> None:
@@ -352,7 +378,7 @@ def test_the_rendered_module_has_no_placeholder_left() -> None:
 
     text = gateway_js(GatewayPaths(config_dir="/etc/zbi-gateway", upstream_auth_file="/run/secrets/node-rpc"))
     assert "__" not in text.replace("__proto__", "")
-    assert '"/etc/zbi-gateway/users.json"' not in text and "'/etc/zbi-gateway/users.json'" in text
+    assert "'/etc/zbi-gateway/'" in text and "'key-'" in text and "'anonymous.json'" in text
     assert '"stop"' in text and '"z_"' in text
 
 

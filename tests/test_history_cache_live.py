@@ -245,15 +245,15 @@ def test_hits_are_labelled_in_the_metrics(setup: tuple[Gateway, HistoryNode, Met
         ask(gateway, call)
     ask(gateway, {"jsonrpc": "2.0", "method": "getblockhash", "params": [node.tip[0] - 1], "id": 2})
     expected = {"hit": 3, "miss": 1, "pass": 1}
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # mtail reads the log by syslog: slow on a loaded machine
     while time.monotonic() < deadline and any(
         sample(o, m) - before[o] < expected[o]
         for o, m in (("hit", "getblockheader"), ("miss", "getblockheader"), ("pass", "getblockhash"))
     ):
         time.sleep(0.2)
-    assert sample("miss", "getblockheader") - before["miss"] == 1
-    assert sample("hit", "getblockheader") - before["hit"] == 3
-    assert sample("pass", "getblockhash") - before["pass"] == 1
+    seen = {o: sample(o, m) - before[o] for o, m in (("hit", "getblockheader"), ("miss", "getblockheader"),
+                                                      ("pass", "getblockhash"))}  # fmt: skip
+    assert seen == expected
     # The miss stored the header's hex, in its envelope.
     assert stored() - stored_before > 2 * real.header_end
 

@@ -18,7 +18,14 @@ from tests.k8s_objects import objects, one, pod_spec
 from tests.test_policy import evaluate, resources
 from zbi_infra.config.resources import memory_mib
 from zbi_infra.plan.engine import Plan
-from zbi_infra.render.gateway import POD_CONFIG_DIR, POD_TLS_DIR, POD_UPSTREAM_DIR
+from zbi_infra.render.gateway import (
+    POD_CONFIG_DIR,
+    POD_TLS_DIR,
+    POD_UPSTREAM_DIR,
+    UPSTREAM_AUTH_INCLUDE_SUFFIX,
+    UPSTREAM_AUTH_KEY,
+    upstream_auth_directive,
+)
 from zbi_infra.render.gateway_cache import POD_CACHE_DIR
 
 NS = "zbi-testnet"
@@ -93,6 +100,11 @@ def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(histor
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     (tmp_path / "ca.crt").write_bytes((tmp_path / "tls.crt").read_bytes())
+    # The node's credentials, as the gateway's Secret mounts them (the proxy's header, included at start).
+    (tmp_path / UPSTREAM_AUTH_KEY).write_text("zbi:password\n")
+    (tmp_path / f"{UPSTREAM_AUTH_KEY}{UPSTREAM_AUTH_INCLUDE_SUFFIX}").write_text(
+        upstream_auth_directive("zbi:password")
+    )
     checked = subprocess.run(
         [nginx(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
         capture_output=True, text=True, timeout=30,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import UPSTREAM, PlanStack
-from tests.gateway_harness import KEYS, Gateway, Node, running_gateway, start_node
+from tests.gateway_harness import KEYS, Gateway, Node, read_user_table, running_gateway, start_node, write_user_table
 from tests.k8s_objects import objects, one, pod_spec
 from tests.netpol_model import Pod, outside, reachable
 from zbi_infra.access_keys import key_hash
@@ -25,7 +25,7 @@ from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import RPC_SECRET
 from zbi_infra.node.zcashd_compat import ZCASHD_RPC_PORT_NAME
 from zbi_infra.plan.engine import Plan
-from zbi_infra.render.gateway import USERS_FILE, GatewayUpstreams
+from zbi_infra.render.gateway import GatewayUpstreams
 from zbi_infra.render.gateway_nginx import pod_files
 from zbi_infra.render.zcashd_compat import CREDENTIAL_ENV, RPC_PORT
 
@@ -226,20 +226,20 @@ def test_a_mixed_batch_is_spliced_through_the_sidecars_relay(read_only: Pair) ->
 
 
 def test_wallet_and_never_methods_are_refused_whatever_the_table_says(read_only: Pair) -> None:
-    table = read_only.node_rpc.config_dir / USERS_FILE
-    original = table.read_text()
-    tampered = json.loads(original)
+    directory = read_only.node_rpc.config_dir
+    original = read_user_table(directory)
+    tampered = json.loads(json.dumps(original))
     for entry in tampered["users"].values():
         entry["zcashdRpc"] += ["z_sendmany", "dumpprivkey", "backupwallet", "stop", "addnode"]
     before = len(read_only.zcashd.received)
     try:
-        table.write_text(json.dumps(tampered))
+        write_user_table(directory, tampered)
         for method in ("z_sendmany", "dumpprivkey", "backupwallet", "stop", "addnode"):
             status, body = read_only.zcashd_rpc.call({"method": method, "id": 1})
             assert status == 200 and body["error"]["code"] == -32601, method
         assert len(read_only.zcashd.received) == before
     finally:
-        table.write_text(original)
+        write_user_table(directory, original)
 
 
 def test_with_the_wallet_on_only_a_user_who_names_a_wallet_method_calls_it(tmp_path: Path) -> None:
@@ -250,11 +250,10 @@ def test_with_the_wallet_on_only_a_user_who_names_a_wallet_method_calls_it(tmp_p
         # The instance lists it, but `exchange` has no list of its own: no wallet method by default.
         assert pair.zcashd_rpc.call({"method": "z_sendmany", "id": 9})[1]["error"]["code"] == -32601
         # The never class stays refused with the wallet on, whatever the table says.
-        table = pair.node_rpc.config_dir / USERS_FILE
-        tampered = json.loads(table.read_text())
+        tampered = read_user_table(pair.node_rpc.config_dir)
         for entry in tampered["users"].values():
             entry["zcashdRpc"] += ["backupwallet", "z_exportwallet"]
-        table.write_text(json.dumps(tampered))
+        write_user_table(pair.node_rpc.config_dir, tampered)
         for method in ("backupwallet", "z_exportwallet"):
             assert pair.zcashd_rpc.call({"method": method, "id": 1}, user="batcher")[1]["error"]["code"] == -32601
         assert [json.loads(raw)["method"] for raw in pair.zcashd.received] == ["z_sendmany"]

@@ -2,8 +2,9 @@
 server's gRPC, per-user keys, method allowlists and rate limits from the instance's access file, and an mtail
 sidecar that turns its access log into Prometheus metrics.
 
-Configuration lives in a ConfigMap: nginx re-reads `users.json` on every request, so a new key or a revocation takes
-effect once the kubelet refreshes the mounted file (about a minute), without a restart. A change to `nginx.conf`,
+Configuration lives in a ConfigMap: nginx reads the caller's entry of the user table (a file per key) on every
+request, so a new key or a revocation takes effect once the kubelet refreshes the mounted files (about a minute),
+without a restart. A change to `nginx.conf`,
 `gateway.js` or the metrics program changes the pod template's hash annotation and rolls the Deployment; nginx
 drains on the image's stop signal (SIGQUIT), finishing what it accepted.
 """
@@ -37,10 +38,12 @@ from zbi_infra.render.gateway import (
     POD_LISTEN_PORT,
     POD_TLS_DIR,
     POD_UPSTREAM_DIR,
+    UPSTREAM_AUTH_INCLUDE_SUFFIX,
     UPSTREAM_AUTH_KEY,
-    USERS_FILE,
     GatewayUpstreams,
-    users_json,
+    is_user_file,
+    upstream_auth_directive,
+    users_files,
 )
 from zbi_infra.render.gateway_nginx import pod_files
 from zbi_infra.tls import CERTIFICATE_CHECKSUM_ANNOTATION
@@ -69,7 +72,7 @@ def config_hash(files: dict[str, str]) -> str:
     """Of everything nginx and mtail read only at start: the user table is re-read per request and left out."""
     digest = hashlib.sha256()
     for name in sorted(files):
-        if name != USERS_FILE:
+        if not is_user_file(name):
             digest.update(name.encode() + b"\0" + files[name].encode() + b"\0")
     return digest.hexdigest()
 
@@ -102,12 +105,13 @@ def build_gateway(
         ),
         gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
     }
-    data: dict[str, pulumi.Input[str]] = dict(files)
+    data: pulumi.Input[dict[str, str]] = dict(files)
     probe_hash = ctx.args.probe_key_sha256
     if probe_hash is not None:
-        # The hash of a random 256-bit key is no secret: the ConfigMap stays readable in every diff.
-        data[USERS_FILE] = pulumi.Output.unsecret(pulumi.Output.from_input(probe_hash)).apply(
-            lambda digest: users_json(access, probe_key_sha256=digest)
+        # The hash of a random 256-bit key is no secret: the ConfigMap stays readable in every diff. It names the
+        # probe's file, so the whole of the data waits for it.
+        data = pulumi.Output.unsecret(pulumi.Output.from_input(probe_hash)).apply(
+            lambda digest: {**files, **users_files(access, probe_key_sha256=digest)}
         )
     config_map = k8s.core.v1.ConfigMap(
         f"{ctx.name}-gateway-config",
@@ -121,7 +125,15 @@ def build_gateway(
         type="Opaque",
         # The node's own credentials: the gateway replaces the caller's with these, never passing a user's key on.
         # rpc_password is a Pulumi secret, and so is what is derived from it.
-        string_data={UPSTREAM_AUTH_KEY: rpc_password.apply(lambda p: f"{RPC_USER}:{p}")},
+        # The second key is the same, as the nginx directive nginx.conf includes at start (no per-request read); the
+        # password is generated once per stack, and a new one replaces the node's pods and, by this Secret, needs
+        # the gateways restarted (docs/gateway-limits.md).
+        string_data={
+            UPSTREAM_AUTH_KEY: rpc_password.apply(lambda p: f"{RPC_USER}:{p}"),
+            UPSTREAM_AUTH_KEY + UPSTREAM_AUTH_INCLUDE_SUFFIX: rpc_password.apply(
+                lambda p: upstream_auth_directive(f"{RPC_USER}:{p}")
+            ),
+        },
         opts=ctx.in_namespace,
     )
 

@@ -1,6 +1,7 @@
-// zBI access gateway, JSON-RPC side (njs 0.7.9 in the tests, 0.8.9 in the pod: ES5 plus let/const/async only).
-// Reads the user table and the node's credentials from files at request time, so a new ConfigMap or Secret takes
-// effect without restarting anything.
+// zBI access gateway (njs 0.7.9 in the tests, 0.8.9 in the pod: ES5 plus let/const/async only).
+// Reads the caller's entry of the user table from its file at request time, so a new ConfigMap takes effect without
+// restarting anything: one small file per key, named by the key's SHA-256, so a request reads and parses only its
+// own entry, whatever the number of users (njs keeps nothing across requests to cache a whole table in).
 // Identity: HTTP basic auth, the user's name and their key as the password; the table holds SHA-256 of keys only.
 //
 // What reaches the node is the caller's own bytes: a single call or a wholly allowed batch is handed to nginx's
@@ -12,7 +13,10 @@ import crypto from 'crypto';
 // Answers about final blocks, from the gateway's cache (history.cache; disabled, it serves nothing).
 import history from 'gateway_cache.js';
 
-const TABLE = '__TABLE__';
+// The user table's directory: `<KEY_FILE_PREFIX><sha256 of the key>.json` per key, ANONYMOUS_FILE for callers without.
+const TABLE_DIR = '__TABLE_DIR__/';
+const KEY_FILE_PREFIX = '__KEY_FILE_PREFIX__';
+const ANONYMOUS_FILE = '__ANONYMOUS_FILE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
 // The node, for answers njs must read: through this nginx's loopback relay (ngx.fetch takes an address, not a
 // DNS name), whose answers above MAX_ANSWER fail the fetch here instead of closing the caller's connection.
@@ -30,6 +34,8 @@ const WITHHELD_TEXT = '"withheld by the gateway"';
 // The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
 // name refuses the call, since nginx's gRPC proxy would pass it on.
 const GRPC_HEADERS = __GRPC_HEADERS__;
+// gRPC calls' paths start with the light-wallet service's name.
+const GRPC_PREFIX = '/__GRPC_SERVICE__/';
 
 function neverExposed(method) {
     return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
@@ -53,8 +59,14 @@ function route(r) {
     return r.uri === '__ZCASHD_PATH__' ? ROUTES.zcashd : ROUTES.node;
 }
 
-function table() {
-    return JSON.parse(fs.readFileSync(TABLE));
+// The entry in `name` of the table's directory, or null when there is none (an unknown key, no anonymous access).
+// Looked for without an exception: njs holds a thrown error's memory (tens of KiB) until the request ends, and a
+// refused request lingers up to lingering_timeout, so a key guesser would cost a replica twice the memory.
+function entryIn(name) {
+    if (!fs.statSync(TABLE_DIR + name, {throwIfNoEntry: false})) {
+        return null;
+    }
+    return JSON.parse(fs.readFileSync(TABLE_DIR + name));
 }
 
 function today() {
@@ -72,10 +84,10 @@ function sha256(text) {
 // {user, profile, anonymous} for the request: profile null means refused (bad, empty, revoked or expired key, or no
 // anonymous access). JSON-RPC clients send basic auth (user name, key as password); gRPC clients `Bearer <key>`.
 function lookup(r) {
-    const users = table();
     const header = r.headersIn['Authorization'] || '';
     if (!header) {
-        return users.anonymous ? {user: 'anonymous', profile: users.anonymous, anonymous: true} : REFUSED;
+        const anonymous = entryIn(ANONYMOUS_FILE);
+        return anonymous ? {user: 'anonymous', profile: anonymous, anonymous: true} : REFUSED;
     }
     let key;
     let name = null;
@@ -96,65 +108,27 @@ function lookup(r) {
     if (!key) {
         return REFUSED;
     }
-    const entry = users.users[sha256(key)];
+    // The name is hex digits only: no path can be made of a key.
+    const entry = entryIn(KEY_FILE_PREFIX + sha256(key) + '.json');
     if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
         return REFUSED;
     }
     return {user: entry.name, profile: entry, anonymous: false};
 }
 
-// Several variables of one request ask who made it: the table is read and the key hashed once per request.
+// The VM (and so this module's state) lives for one request: the table is read and the key hashed once per request,
+// by the js_set below, and jsonRpc, in the same VM, reuses the answer.
+let caller = null;
+
 function identify(r) {
-    const known = r.variables.zbi_identity;
-    if (known) {
-        return JSON.parse(known);
+    if (caller === null) {
+        caller = lookup(r);
     }
-    const who = lookup(r);
-    r.variables.zbi_identity = JSON.stringify(who);
-    return who;
+    return caller;
 }
 
-// The rate meter (a loopback server of this nginx, reached by subrequests only) is told whom to count in headers.
-function metering(r) {
-    return r.variables.zbi_metering === '1';
-}
-
-// js_set: the rate-limit key and bucket of the request ("" when refused: nothing to count).
-function rateKey(r) {
-    if (metering(r)) {
-        return r.headersIn['X-Zbi-Rate-Key'] || '';
-    }
-    const who = identify(r);
-    if (!who.profile) {
-        return '';
-    }
-    return who.anonymous ? 'anon:' + r.remoteAddress : 'user:' + who.user;
-}
-
-function rateBucket(r) {
-    if (metering(r)) {
-        return r.headersIn['X-Zbi-Bucket'] || '';
-    }
-    const who = identify(r);
-    return who.profile ? who.profile.bucket : '';
-}
-
-// js_set, read when the access log is written: who made the request, whatever its outcome.
-function userName(r) {
-    return identify(r).user;
-}
-
-// js_set for JSON-RPC, read before the body: "ok" or "unauthenticated".
-function jsonRpcVerdict(r) {
-    return identify(r).profile ? 'ok' : 'unauthenticated';
-}
-
-// js_set for gRPC calls: "ok", "unauthenticated" or "denied" (the method is the path's last segment).
-function grpcVerdict(r) {
-    const who = identify(r);
-    if (!who.profile) {
-        return 'unauthenticated';
-    }
+// The gRPC verdict of an identified caller: "ok", "denied" or "metadata" (the method is the path's last segment).
+function grpcVerdict(r, who) {
     const method = r.uri.split('/')[2] || '';
     const allowed = who.profile.grpc.indexOf(method) >= 0;
     r.variables.zbi_method = allowed ? method : REFUSED_LABEL;
@@ -165,6 +139,21 @@ function grpcVerdict(r) {
     return unlisted ? 'metadata' : 'ok';
 }
 
+// js_set $zbi_who, the one njs call of a request before its body: "<verdict> <rate key> <bucket> <user>", which
+// nginx's maps split into the variables its rate limits, caps and log read. The verdict is "ok" or
+// "unauthenticated", and for gRPC calls "denied" or "metadata" too; a refused caller has no rate key ("-").
+// User names are [a-z0-9._-] (zbi_infra.config.access), so a space never occurs inside a field.
+function who(r) {
+    const id = identify(r);
+    if (!id.profile) {
+        return 'unauthenticated - - -';
+    }
+    const verdict = r.uri.startsWith(GRPC_PREFIX) ? grpcVerdict(r, id) : 'ok';
+    const rateKey = id.anonymous ? 'anon:' + r.remoteAddress : 'user:' + id.user;
+    return verdict + ' ' + rateKey + ' ' + id.profile.bucket + ' ' + id.user;
+}
+
+// The node's credentials for ngx.fetch (the spliced path only).
 function upstreamAuth(r) {
     return 'Basic ' + Buffer.from(fs.readFileSync(UPSTREAM_AUTH).toString().trim()).toString('base64');
 }
@@ -313,6 +302,26 @@ function check(text, span, parsed, allowed, never) {
     return call;
 }
 
+// A single call that passes, found without scanning its text: an object whose method is allowed and whose every
+// member name occurs once in the text. Without a backslash in the text each name is written as "name" verbatim, so
+// a name given twice would occur twice; anything else (an escape, a name also found elsewhere, a refusal) is left to
+// check(), which scans. The id's text is not needed: the call goes to the node as it is.
+function allowedAsIs(text, parsed, allowed, never) {
+    if (parsed === null || typeof parsed !== 'object' || typeof parsed.method !== 'string' ||
+        text.indexOf('\\') >= 0 || never(parsed.method) || allowed.indexOf(parsed.method) < 0) {
+        return null;
+    }
+    const names = Object.keys(parsed);
+    for (let i = 0; i < names.length; i++) {
+        const quoted = '"' + names[i] + '"';
+        const first = text.indexOf(quoted);
+        if (first < 0 || text.indexOf(quoted, first + 1) >= 0) {
+            return null;
+        }
+    }
+    return {id: null, notification: false, method: parsed.method, refusal: null, invalid: false};
+}
+
 // The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
 function withhold(text, method) {
     const fields = WITHHELD[method];
@@ -362,7 +371,10 @@ async function jsonRpc(r) {
     const maxBatch = who.profile.maxBatch || MAX_BATCH;
     const start = skipSpace(text, 0);
     if (!Array.isArray(request)) {
-        const call = check(text, [start, text.length], request, allowed, api.never);
+        const method0 = api === ROUTES.node && request !== null && typeof request === 'object' ? request.method : null;
+        // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
+        const quick = history.serves(method0) ? null : allowedAsIs(text, request, allowed, api.never);
+        const call = quick || check(text, [start, text.length], request, allowed, api.never);
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
         r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
@@ -370,13 +382,14 @@ async function jsonRpc(r) {
         if (call.refusal) {
             return replyText(r, call.invalid ? 400 : 200, call.refusal);
         }
-        if (history.serves(call.method) && await history.serve(r, request, call.id)) {
+        // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
+        if (api === ROUTES.node && history.serves(call.method) && await history.serve(r, request, call.id)) {
             return;
         }
         if (WITHHELD[call.method]) {
             return forwardAndSplice(r, text, [call], [[start, text.length]], false);
         }
-        return r.internalRedirect(api.proxy);
+        return toNode(r, api);
     }
     r.variables.zbi_method = BATCH_LABEL;
     if (request.length === 0) {
@@ -397,9 +410,15 @@ async function jsonRpc(r) {
     const refused = calls.some(function (c) { return c.refusal; });
     const withheld = calls.some(function (c) { return WITHHELD[c.method]; });
     if (!refused && !withheld) {
-        return r.internalRedirect(api.proxy);
+        return toNode(r, api);
     }
     return forwardAndSplice(r, text, calls, spans, true);
+}
+
+// Hands the request, as received, to nginx's proxy, which adds the node's credentials itself (nginx.conf includes
+// them from the Secret): nothing more runs in njs for it.
+function toNode(r, api) {
+    return r.internalRedirect(api.proxy);
 }
 
 // Forwards the allowed calls (their own text) through a subrequest and answers with the node's answers, each in
@@ -478,9 +497,4 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
     return replyText(r, status, '[' + out.join(',') + ']');
 }
 
-// js_content of the rate meter: reached only when the caller's buckets had room.
-function metered(r) {
-    r.return(204);
-}
-
-export default {jsonRpc, metered, jsonRpcVerdict, grpcVerdict, rateKey, rateBucket, upstreamAuth, userName};
+export default {jsonRpc, who};

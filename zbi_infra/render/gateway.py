@@ -9,6 +9,7 @@ call), and forwards the rest to the node with the node's own credentials, never 
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +22,7 @@ from zbi_infra.config.access import (
     PROBE_USER,
     AccessFile,
     RateLimit,
+    light_wallet_service,
 )
 from zbi_infra.config.instance import GatewayConfig
 from zbi_infra.config.resources import memory_mib
@@ -112,7 +114,10 @@ GRPC_BLANKED_HEADERS = (
     "via",
 )
 JS_MODULE = "gateway.js"
-USERS_FILE = "users.json"
+# The user table, one file per key in the configuration directory (the ConfigMap's keys): gateway.js reads only the
+# caller's own entry per request. Anonymous callers' profile, when there is one, is its own file.
+KEY_FILE_PREFIX = "key-"
+ANONYMOUS_FILE = "anonymous.json"
 SYSLOG_TAG = "zbi"
 # One JSON object per request. The metrics program (zbi_infra.render.gateway_metrics) reads these fields in this
 # order; `method` is a label-safe name (allowlisted, or "(refused)" / "(batch)"), `methods` what the client asked.
@@ -179,9 +184,25 @@ def users_table(access: AccessFile, *, probe_key_sha256: str | None = None) -> d
     return {"users": users, "anonymous": anonymous}
 
 
-def users_json(access: AccessFile, *, probe_key_sha256: str | None = None) -> str:
-    """The user table as the gateway's `users.json` holds it."""
-    return json.dumps(users_table(access, probe_key_sha256=probe_key_sha256), indent=1, sort_keys=True)
+def user_files(table: dict[str, Any]) -> dict[str, str]:
+    """The user table (`users_table`) as the files gateway.js reads: `key-<sha256>.json` per key, and
+    `anonymous.json` when anonymous callers have a profile."""
+    files = {
+        f"{KEY_FILE_PREFIX}{digest}.json": json.dumps(entry, sort_keys=True) for digest, entry in table["users"].items()
+    }
+    if table["anonymous"] is not None:
+        files[ANONYMOUS_FILE] = json.dumps(table["anonymous"], sort_keys=True)
+    return files
+
+
+def is_user_file(name: str) -> bool:
+    """Whether a configuration file is part of the user table (re-read per request, so never a reason to roll)."""
+    return name == ANONYMOUS_FILE or (name.startswith(KEY_FILE_PREFIX) and name.endswith(".json"))
+
+
+def users_files(access: AccessFile, *, probe_key_sha256: str | None = None) -> dict[str, str]:
+    """The access file's user table as the gateway's configuration files."""
+    return user_files(users_table(access, probe_key_sha256=probe_key_sha256))
 
 
 def rate_buckets(access: AccessFile) -> dict[str, RateLimit]:
@@ -200,6 +221,21 @@ class GatewayPaths:
     tls_certificate: str | None = None
     tls_key: str | None = None
 
+    @property
+    def upstream_auth_include(self) -> str:
+        """The node's credentials as the nginx directive that sends them (`upstream_auth_directive`), beside
+        `upstream_auth_file` in the same Secret: read once at start, so no request reads a file for them."""
+        return f"{self.upstream_auth_file}{UPSTREAM_AUTH_INCLUDE_SUFFIX}"
+
+
+UPSTREAM_AUTH_INCLUDE_SUFFIX = ".conf"
+
+
+def upstream_auth_directive(credentials: str) -> str:
+    """`user:password` of the node as the header nginx's proxy sets (basic auth)."""
+    encoded = base64.b64encode(credentials.strip().encode()).decode()
+    return f'proxy_set_header Authorization "Basic {encoded}";\n'
+
 
 # The loopback relay through which njs reads the node's answers (nginx.conf's internal server).
 RELAY_PORT = 8444
@@ -214,7 +250,9 @@ def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT, zcashd_wall
     users whose own list names them); otherwise the module refuses them whatever the user table says."""
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
     substitutions = {
-        "__TABLE__": f"{paths.config_dir}/{USERS_FILE}",
+        "__TABLE_DIR__": paths.config_dir,
+        "__KEY_FILE_PREFIX__": KEY_FILE_PREFIX,
+        "__ANONYMOUS_FILE__": ANONYMOUS_FILE,
         "__UPSTREAM_AUTH__": paths.upstream_auth_file,
         "__NEVER__": json.dumps(sorted(NEVER_EXPOSED)),
         "__NEVER_PREFIXES__": json.dumps(list(NEVER_EXPOSED_PREFIXES)),
@@ -225,6 +263,7 @@ def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT, zcashd_wall
         "__GRPC_HEADERS__": json.dumps(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
         "__ZCASHD_NEVER__": json.dumps(gateway_refused(zcashd_wallet)),
         "__ZCASHD_PATH__": ZCASHD_PATH,
+        "__GRPC_SERVICE__": light_wallet_service()[0],
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)

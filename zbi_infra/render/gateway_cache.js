@@ -11,9 +11,12 @@
 // Who stores: nginx's proxy cache at /_zbi_cache/<canonical key>, whose upstream is this nginx's loopback "filler"
 // server (fill() below). The filler asks the node, decides finality from the node's own answer, and marks an answer
 // that must not be kept with X-Accel-Expires: 0, which nginx's proxy cache obeys.
+import fs from 'fs';
+
 const ENABLED = __ENABLED__;
 const FINAL_DEPTH = __FINAL_DEPTH__;
 const MAX_ANSWER = __MAX_ANSWER__;
+const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
 const CACHE = '/_zbi_cache/';
 const TIP = '/_zbi_tip';
 const NODE = '/_zbi_fill_node';
@@ -344,7 +347,17 @@ async function fillFrom(r) {
 
 // js_content of the filler: any failure (the node down, an answer above MAX_ANSWER) is a 502, and the front then
 // forwards the call itself.
+// The node's credentials as the relay and the proxy send them; a caller of the filler's loopback port must present
+// them, as the node itself would demand (read on the miss path only: a hit never reaches the filler).
+function holdsNodeCredentials(r) {
+    const credentials = fs.readFileSync(UPSTREAM_AUTH).toString().trim();
+    return r.headersIn.Authorization === 'Basic ' + Buffer.from(credentials).toString('base64');
+}
+
 async function fill(r) {
+    if (!holdsNodeCredentials(r)) {
+        return reply(r, 403, '');
+    }
     try {
         await fillFrom(r);
     } catch (e) {

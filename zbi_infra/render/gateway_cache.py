@@ -62,13 +62,15 @@ class GatewayCache:
         return int(self.size_gib * 1024 * MAX_SIZE_SHARE)
 
 
-def cache_js(cache: GatewayCache | None) -> str:
-    """gateway_cache.js, which gateway.js imports whether or not the instance caches (disabled: it serves nothing)."""
+def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
+    """gateway_cache.js, which gateway.js imports whether or not the instance caches (disabled: it serves nothing).
+    `upstream_auth_file` holds the node's `user:password`: the filler serves only callers that present it."""
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
     substitutions = {
         "__ENABLED__": json.dumps(cache is not None),
         "__FINAL_DEPTH__": str(FINAL_DEPTH),
         "__MAX_ANSWER__": str(cache.max_answer_bytes if cache else MAX_CACHED_ANSWER_BYTES),
+        "__UPSTREAM_AUTH__": upstream_auth_file,
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)
@@ -92,7 +94,8 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
     )
 
 
-def _to_node(indent: str) -> str:
+def _to_node(indent: str, credentials: str) -> str:
+    """A proxy to the node; `credentials` is the directive that gives it the node's Authorization header."""
     return (
         f"{indent}internal;\n"
         f"{indent}rewrite ^ / break;\n"
@@ -100,19 +103,22 @@ def _to_node(indent: str) -> str:
         f"{indent}proxy_http_version 1.1;\n"
         f"{indent}proxy_pass_request_headers off;\n"
         f'{indent}proxy_set_header Connection "";\n'
-        f"{indent}proxy_set_header Authorization $zbi_upstream_auth;\n"
+        f"{indent}{credentials}\n"
         f"{indent}proxy_set_header Content-Type application/json;\n"
         f"{indent}proxy_connect_timeout 2s;\n"
         f"{indent}proxy_read_timeout 60s;\n"
     )
 
 
-def server_locations(cache: GatewayCache | None) -> str:
-    """In the public server: the tip (micro-cached) and the cache, both internal (reached by gateway_cache.js)."""
+def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> str:
+    """In the public server: the tip (micro-cached) and the cache, both internal (reached by gateway_cache.js). The
+    node's credentials come from `upstream_auth_include` (a `proxy_set_header` read at start, as for the proxy)."""
     if cache is None:
         return ""
     return (
-        "        location = /_zbi_tip {\n" + _to_node("            ") + "            proxy_method POST;\n"
+        "        location = /_zbi_tip {\n"
+        + _to_node("            ", f"include {upstream_auth_include};")
+        + "            proxy_method POST;\n"
         "            proxy_pass_request_body off;\n"
         """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
         "            proxy_cache zbi_tip;\n"
@@ -126,7 +132,7 @@ def server_locations(cache: GatewayCache | None) -> str:
         "            proxy_http_version 1.1;\n"
         "            proxy_pass_request_headers off;\n"
         "            proxy_pass_request_body off;\n"
-        "            proxy_set_header Authorization $zbi_upstream_auth;\n"
+        f"            include {upstream_auth_include};\n"
         "            # A subrequest inherits the caller's Content-Length: the filler must not wait for that body.\n"
         '            proxy_set_header Content-Length "";\n'
         "            proxy_cache zbi_history;\n"
@@ -144,7 +150,7 @@ def server_locations(cache: GatewayCache | None) -> str:
     )
 
 
-def fill_server(cache: GatewayCache | None) -> str:
+def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
     """The loopback server behind the cache: asks the node (the checked call, in canonical form) and says what may
     be stored."""
     if cache is None:
@@ -154,12 +160,11 @@ def fill_server(cache: GatewayCache | None) -> str:
         f"        listen 127.0.0.1:{cache.fill_port};\n"
         "        access_log off;\n"
         "        location / {\n"
-        "            # As with the relay: who calls this loopback port must hold the node's credentials.\n"
-        "            if ($http_authorization != $zbi_upstream_auth) { return 403; }\n"
+        "            # Who calls this loopback port must hold the node's credentials (history.fill checks).\n"
         "            js_content history.fill;\n"
         "        }\n"
         "        location = /_zbi_fill_node {\n"
-        + _to_node("            ")
+        + _to_node("            ", f"include {upstream_auth_include};")
         + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
         "        }\n"
         "    }\n"

@@ -25,7 +25,6 @@ from zbi_infra.render.gateway import (
     POD_TLS_DIR,
     RELAY_PORT,
     SYSLOG_TAG,
-    USERS_FILE,
     WORKER_CONNECTIONS,
     WORKER_PROCESSES,
     GatewayPaths,
@@ -34,13 +33,15 @@ from zbi_infra.render.gateway import (
     gateway_js,
     rate_buckets,
     spliced_batches_cap,
-    users_json,
+    users_files,
 )
 from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
 METER_SOCKET = "zbi-meter.sock"
+# A file the meter looks for and never finds: its answer is then 204 (a content phase after the rate limits).
+METER_NO_FILE = "zbi-meter-never-a-file"
 SPLICE_BUSY = (
     '{"result":null,"error":{"code":-32005,"message":"too many batches with refused calls in progress on this '
     'gateway: retry later, or send the refused calls apart"},"id":null}'
@@ -68,13 +69,24 @@ def _zones(buckets: dict[str, RateLimit]) -> str:
     return "\n".join(lines)
 
 
-def _proxy_to_node(indent: str) -> str:
+def _who_fields() -> str:
+    """$zbi_who is "<verdict> <rate key> <bucket> <user>" (gateway.js's who()); a refused caller's rate key and
+    bucket are "-": counted in no bucket (an empty limit key is not counted), only in the refused keys' zone."""
+    return (
+        "    map $zbi_who $zbi_verdict { ~^(\\S+) $1; default unauthenticated; }\n"
+        '    map $zbi_who $zbi_rate_key { "~^\\S+ - " ""; "~^\\S+ (\\S+) " $1; default ""; }\n'
+        '    map $zbi_who $zbi_bucket { "~^\\S+ \\S+ (\\S+) " $1; default ""; }\n'
+        '    map $zbi_who $zbi_user { "~ (\\S+)$" $1; default "-"; }'
+    )
+
+
+def _proxy_to_node(indent: str, upstream_auth_include: str) -> str:
     """The node gets the checked body, its own credentials and no header of the caller's."""
     return (
         f"{indent}proxy_http_version 1.1;\n"
         f"{indent}proxy_pass_request_headers off;\n"
         f'{indent}proxy_set_header Connection "";\n'
-        f"{indent}proxy_set_header Authorization $zbi_upstream_auth;\n"
+        f"{indent}include {upstream_auth_include};\n"
         f"{indent}proxy_set_header Content-Type application/json;\n"
         f"{indent}proxy_connect_timeout 2s;\n"
         f"{indent}proxy_read_timeout 60s;\n"
@@ -157,9 +169,11 @@ def nginx_conf(
         else ""
     )
     grpc_api = "|".join(re.escape(name) for name in (service, *UNSERVED_GRPC))
-    key_check = "            if ($zbi_json_rpc_verdict = unauthenticated) { rewrite ^ /_zbi_unauthenticated last; }"
+    key_check = "            if ($zbi_verdict = unauthenticated) { rewrite ^ /_zbi_unauthenticated last; }"
     zcashd = gateway_zcashd.locations(
-        zcashd_upstream, checks=f"{key_check}\n{concurrency}\n{limits}", proxy_to_node=_proxy_to_node(" " * 12)
+        zcashd_upstream,
+        checks=f"{key_check}\n{concurrency}\n{limits}",
+        proxy_to_node=_proxy_to_node(" " * 12, paths.upstream_auth_include),
     )
     spliced_cap = spliced_batches_cap(memory_limit_mib)
     zcashd_relay = gateway_zcashd.relay_locations(zcashd_upstream, relay=_relay(" " * 12), spliced_cap=spliced_cap)
@@ -172,16 +186,11 @@ http {{
 
     js_path {paths.config_dir};
     js_import gateway from {JS_MODULE};
-    js_set $zbi_rate_key gateway.rateKey;
-    js_set $zbi_bucket gateway.rateBucket;
-    js_set $zbi_upstream_auth gateway.upstreamAuth;
-    js_set $zbi_json_rpc_verdict gateway.jsonRpcVerdict;
-    js_set $zbi_grpc_verdict gateway.grpcVerdict;
-    js_set $zbi_user gateway.userName;
+    # The one njs call before the body: who the caller is and what they may do, split by the maps below.
+    js_set $zbi_who gateway.who;
+{_who_fields()}
     js_var $zbi_methods "";
     js_var $zbi_method "-";
-    js_var $zbi_identity;
-    js_var $zbi_metering "";
 {gateway_cache.http_directives(history_cache, temp_dir)}
     # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
 {_zones(buckets)}
@@ -270,7 +279,7 @@ http {{
 
         location / {{
             # The key is checked before the body is read: a caller without one costs no buffer.
-            if ($zbi_json_rpc_verdict = unauthenticated) {{ rewrite ^ /_zbi_unauthenticated last; }}
+            if ($zbi_verdict = unauthenticated) {{ rewrite ^ /_zbi_unauthenticated last; }}
 {concurrency}
 {limits}
             js_content gateway.jsonRpc;
@@ -281,7 +290,7 @@ http {{
         location @zbi_rpc {{
             rewrite ^ /? break;
             proxy_pass http://zbi_rpc;
-{_proxy_to_node("            ")}            error_page 502 504 = @node_unavailable;
+{_proxy_to_node("            ", paths.upstream_auth_include)}            error_page 502 504 = @node_unavailable;
         }}
         # One more call charged to the caller's rate bucket (the meter server below applies the same zones).
         location = /_zbi_meter {{
@@ -296,8 +305,8 @@ http {{
             proxy_set_header X-Zbi-Bucket $zbi_bucket;
         }}
 
-{zcashd}{gateway_cache.server_locations(history_cache)}{grpc}    }}
-{gateway_cache.fill_server(history_cache)}
+{zcashd}{gateway_cache.server_locations(history_cache, paths.upstream_auth_include)}{grpc}    }}
+{gateway_cache.fill_server(history_cache, paths.upstream_auth_include)}
     # The relay through which njs reads the node's answers (a batch it splices, a single call whose answer has
     # members withheld): the caller of this loopback port must hold the node's credentials, as with the node itself.
     # A batch's answer is held in memory (up to MAX_SPLICED_ANSWER_BYTES), so the replica reads only so many at once
@@ -324,9 +333,11 @@ http {{
         listen unix:{temp_dir}/{METER_SOCKET};
         access_log off;
         location / {{
-            set $zbi_metering 1;
+            # Whom to count, as the gateway's request told it in headers; no njs here.
+            set $zbi_who "ok $http_x_zbi_rate_key $http_x_zbi_bucket -";
 {limits}
-            js_content gateway.metered;
+            # Reached only when the caller's buckets had room (limit_req runs before this phase).
+            try_files /{METER_NO_FILE} =204;
         }}
     }}
 }}
@@ -361,6 +372,6 @@ def pod_files(
             history_cache=history_cache,
         ),
         JS_MODULE: gateway_js(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet),
-        gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache),
-        USERS_FILE: users_json(access, probe_key_sha256=probe_key_sha256),
+        gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
+        **users_files(access, probe_key_sha256=probe_key_sha256),
     }
