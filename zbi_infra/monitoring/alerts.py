@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind, Network
+from zbi_infra.monitoring.history_scaling import history_scaling_rules
 from zbi_infra.monitoring.snapshot_freshness import (
     COMPLETED,
     COPY_FAILED,
@@ -212,6 +213,9 @@ def alert_rules(
         groups.append({"name": "zbi-backups", "rules": [a.rule() for a in backup_alerts(snapshot_interval_hours)]})
     if gateways:
         groups.append({"name": "zbi-gateway", "rules": [a.rule() for a in gateway_alerts(gateways)]})
+    scaling = history_scaling_rules(instances)
+    if scaling:
+        groups.append({"name": "zbi-history-scaling", "rules": scaling})
     if control_plane:
         reconcile = Alert(
             "StackReconcileFailing",
