@@ -51,8 +51,8 @@ from zbi_infra.monitoring.component import (
     ZbiMonitoringArgs,
 )
 from zbi_infra.monitoring.snapshot_freshness import cloudwatch_read_policy
-from zbi_infra.node.history_scaling import HistorySnapshots
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs
+from zbi_infra.node.history_scaling import HistorySnapshots
 from zbi_infra.priorities import priority_classes
 from zbi_infra.reconciler_access import reconciler_policy
 from zbi_infra.recovery import newest_snapshots, primary_short_name

@@ -16,8 +16,8 @@ from pydantic import Field, Strict, StringConstraints, ValidationError, model_va
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.errors import NAMESPACE, describe
-from zbi_infra.config.instance import InstanceConfig, InstanceName
 from zbi_infra.config.history_scaling import stack_history_problems
+from zbi_infra.config.instance import InstanceConfig, InstanceName
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
 from zbi_infra.config.platform import ClusterConfig, PlatformConfig

@@ -23,8 +23,8 @@ from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.control_plane import OPERATOR_NAMESPACE, operator_selector_labels
 from zbi_infra.monitoring.alerts import PROBE_JOB, alert_rules
 from zbi_infra.monitoring.dashboards import dashboards
-from zbi_infra.monitoring.keda import build_keda
 from zbi_infra.monitoring.hardening import hardened_values, monitoring_guards
+from zbi_infra.monitoring.keda import build_keda
 from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE, SERVICE_ACCOUNT_NAME, exporter_values
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
 from zbi_infra.node.gateway import GATEWAY_COMPONENT

@@ -81,8 +81,8 @@ def history_scaling_rules(instances: dict[str, InstanceConfig]) -> list[dict[str
                 "HistoryScaleUpSlow",
                 # A replica the autoscaler added, not ready for longer than the modelled time to serve.
                 f"(time() - max by (namespace, pod) (kube_pod_created{{{pods}}})) > {seconds} "
-                f'and on (namespace, pod) (max by (namespace, pod) (kube_pod_status_ready{{{pods}, condition="false"}}) '
-                "== 1)",
+                "and on (namespace, pod) "
+                f'(max by (namespace, pod) (kube_pod_status_ready{{{pods}, condition="false"}}) == 1)',
                 "1m",
                 f"{{{{ $labels.pod }}}} was added {seconds} s ago (the modelled time to serve) and is not ready: "
                 "check its claim (is the newest snapshot there?), its node, and zebrad's catch-up.",
@@ -159,3 +159,23 @@ def per_replica_load(name: str, node_name: str) -> str:
         f"sum(rate({RPC_REQUESTS}{{{pods}}}[{RATE_WINDOW_SECONDS}s])) "
         f'/ sum(kube_pod_status_ready{{{pods}, condition="true"}})'
     )
+
+
+def plan_lines(instance: InstanceConfig) -> list[str]:
+    """What `zbi plan` says about a history instance's scaling: the range, the signal, and the modelled time for a
+    new replica to serve, term by term with each term's basis."""
+    scaling = scaling_of(instance)
+    inputs = scale_up_inputs(instance)
+    if scaling is None or inputs is None:
+        return []
+    estimate = scale_up(inputs)
+    floor = scaling.floor(instance.node.replicas)
+    lines = [
+        f"      scaling: {floor}-{scaling.max_replicas} x {instance.node.kind.value} on {RPC_REQUESTS} "
+        f"(target {scaling.target_requests_per_second}/s per replica), new replicas from a snapshot retaken every "
+        f"{scaling.snapshot_interval_hours} h" + (", fast snapshot restore" if scaling.fast_snapshot_restore else ""),
+        f"      a new replica serves in about {estimate.serving_seconds / 60:.0f} min (modelled, worst snapshot age, "
+        f"{estimate.blocks_behind} blocks to catch up):",
+    ]
+    lines += [f"        {t.name}: {t.seconds:.0f} s [{t.basis}] {t.note}" for t in estimate.terms]
+    return lines

@@ -54,10 +54,7 @@ def load_query(instance: str, node_name: str) -> str:
     returning several elements is an error). With no request yet (zebrad's counter appears at the first call) it is
     0 while the nodes are scraped, and empty — an error, so the fallback holds — when they are not."""
     selector = f'namespace="{namespace_of(instance)}", pod=~"{replica_pods(node_name)}"'
-    return (
-        f"sum(rate({RPC_REQUESTS}{{{selector}}}[{RATE_WINDOW_SECONDS}s])) "
-        f'or (0 * sum(up{{{selector}}}))'
-    )
+    return f"sum(rate({RPC_REQUESTS}{{{selector}}}[{RATE_WINDOW_SECONDS}s])) or (0 * sum(up{{{selector}}}))"
 
 
 def scaled_object(instance: str, config: InstanceConfig) -> dict[str, Any] | None:
@@ -70,7 +67,11 @@ def scaled_object(instance: str, config: InstanceConfig) -> dict[str, Any] | Non
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": {"name": node_name, "namespace": namespace_of(instance), "labels": {"app.kubernetes.io/part-of": "zbi"}},
+        "metadata": {
+            "name": node_name,
+            "namespace": namespace_of(instance),
+            "labels": {"app.kubernetes.io/part-of": "zbi"},
+        },
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": node_name},
             "minReplicaCount": floor,

@@ -34,6 +34,8 @@ from zbi_infra.node.context import DATA_VOLUME, SKIP_AWAIT, InstanceContext, tmp
 from zbi_infra.node.public_tls_renewal import API_PORTS, KUBECTL
 
 ROTATION = "chain-snapshot-rotation"
+# On the rotation's ConfigMap: how often it runs, for `zbi cost` (fast snapshot restore bills an hour per rotation).
+INTERVAL_ANNOTATION = "zbi.io/snapshot-interval-hours"
 SNAPSHOT_API = "snapshot.storage.k8s.io"
 MANIFESTS_DIR = "/manifests"
 # The EBS CSI driver's VolumeSnapshotClass parameter for fast snapshot restore (aws-ebs-csi-driver docs/snapshot.md).
@@ -115,10 +117,14 @@ def claim_spec(
         resources=k8s.core.v1.VolumeResourceRequirementsArgs(
             requests={"storage": f"{ctx.config.node.storage.size_gib}Gi"}
         ),
-        data_source=k8s.core.v1.TypedLocalObjectReferenceArgs(api_group=SNAPSHOT_API, kind="VolumeSnapshot", name=source)
+        data_source=k8s.core.v1.TypedLocalObjectReferenceArgs(
+            api_group=SNAPSHOT_API, kind="VolumeSnapshot", name=source
+        )
         if source
         else None,
-        data_source_ref=k8s.core.v1.TypedObjectReferenceArgs(api_group=SNAPSHOT_API, kind="VolumeSnapshot", name=source_ref)
+        data_source_ref=k8s.core.v1.TypedObjectReferenceArgs(
+            api_group=SNAPSHOT_API, kind="VolumeSnapshot", name=source_ref
+        )
         if source_ref
         else None,
     )
@@ -155,7 +161,10 @@ def rotation_steps(node_name: str, namespace: str, interval_hours: int) -> list[
         ("drop-next", ["delete", *ns, "volumesnapshot", following, "--ignore-not-found", "--wait=true"]),
         ("take-next", ["create", *ns, "-f", f"{MANIFESTS_DIR}/next.yaml"]),
         ("next-ready", ["wait", *ns, ready, f"volumesnapshot/{following}", f"--timeout={FIRST_SNAPSHOT_TIMEOUT}"]),
-        ("drop-newest", ["delete", *ns, "volumesnapshot", newest, "--ignore-not-found", "--wait=true", "--timeout=30m"]),
+        (
+            "drop-newest",
+            ["delete", *ns, "volumesnapshot", newest, "--ignore-not-found", "--wait=true", "--timeout=30m"],
+        ),
         ("take-newest", ["create", *ns, "-f", f"{MANIFESTS_DIR}/newest.yaml"]),
         ("newest-ready", ["wait", *ns, ready, f"volumesnapshot/{newest}", f"--timeout={interval_hours}h"]),
         ("drop-next-after", ["delete", *ns, "volumesnapshot", following, "--ignore-not-found"]),
@@ -228,7 +237,10 @@ def _rotation_job(
 ) -> k8s.batch.v1.CronJob:
     labels = kube.labels(instance=ctx.name, component=ROTATION, name=ROTATION)
     account = k8s.core.v1.ServiceAccount(
-        f"{ctx.name}-{ROTATION}", metadata=ctx.meta(ROTATION), automount_service_account_token=False, opts=ctx.in_namespace
+        f"{ctx.name}-{ROTATION}",
+        metadata=ctx.meta(ROTATION),
+        automount_service_account_token=False,
+        opts=ctx.in_namespace,
     )
     role = k8s.rbac.v1.Role(
         f"{ctx.name}-{ROTATION}",
@@ -256,11 +268,17 @@ def _rotation_job(
         f"{ctx.name}-{ROTATION}",
         metadata=ctx.meta(ROTATION),
         spec=np.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector(instance=ctx.name, component=ROTATION)),
+            pod_selector=k8s.meta.v1.LabelSelectorArgs(
+                match_labels=kube.selector(instance=ctx.name, component=ROTATION)
+            ),
             policy_types=["Egress"],
             egress=[
                 np.NetworkPolicyEgressRuleArgs(
-                    to=[np.NetworkPolicyPeerArgs(ip_block=np.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"]))],
+                    to=[
+                        np.NetworkPolicyPeerArgs(
+                            ip_block=np.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"])
+                        )
+                    ],
                     ports=[np.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in API_PORTS],
                 )
             ],
@@ -269,7 +287,12 @@ def _rotation_job(
     )
     manifests = k8s.core.v1.ConfigMap(
         f"{ctx.name}-{ROTATION}",
-        metadata=ctx.meta(ROTATION, component=ROTATION, app=ROTATION),
+        metadata=ctx.meta(
+            ROTATION,
+            component=ROTATION,
+            app=ROTATION,
+            annotations={INTERVAL_ANNOTATION: str(scaling.snapshot_interval_hours)},
+        ),
         data=rotation_manifests(ctx.node_name, ctx.namespace, snapshot_class=plain, newest_class=newest_class),
         opts=ctx.in_namespace,
     )
