@@ -31,7 +31,7 @@ from zbi_infra.monitoring.history_scaling import (
     modelled_seconds,
     per_replica_load,
 )
-from zbi_infra.monitoring.keda import CHART, hpa_name, load_query, scaled_object
+from zbi_infra.monitoring.keda import CHART, hpa_name, load_query
 from zbi_infra.node.history_scaling import claim_name, newest_snapshot, next_snapshot, rotation_steps
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
@@ -99,7 +99,7 @@ def test_bad_scaling_settings_are_refused_naming_the_field(history: dict, node: 
 
 
 def test_scaling_needs_the_stacks_prometheus_and_fsr_needs_ebs() -> None:
-    with pytest.raises(ConfigError, match="zbi:monitoring.enabled is false"):
+    with pytest.raises(ConfigError, match=r"zbi:monitoring\.enabled is false"):
         config_of("dev", {"zbi:instances": {"archive": ARCHIVE}, "zbi:monitoring": {"enabled": False}})
     with pytest.raises(ConfigError, match="fastSnapshotRestore: an EBS feature"):
         config_of("local", {"zbi:instances": {"archive": ARCHIVE}})
