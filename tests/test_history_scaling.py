@@ -31,7 +31,7 @@ from zbi_infra.monitoring.history_scaling import (
     modelled_seconds,
     per_replica_load,
 )
-from zbi_infra.monitoring.keda import CHART, hpa_name, load_query
+from zbi_infra.monitoring.keda import CHART, hpa_name, load_query, scaled_object
 from zbi_infra.node.history_scaling import claim_name, newest_snapshot, next_snapshot, rotation_steps
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
@@ -289,6 +289,56 @@ def test_the_query_reads_zebrads_rpc_counter_by_its_exported_name() -> None:
     assert rpc["exported"] == rpc["metric"].replace(".", "_") and rpc["exported"] in names
     assert rpc["kind"] == "counter"
     assert f"rate({rpc['exported']}{{" in load_query("archive", "zebrad")
+    # Zakura, Zebra's fork, counts its RPC calls the same way (zakurad's pods are scaled on it too).
+    zakura = json.loads((UPSTREAM / "zakura" / "rpc-metrics.json").read_text())
+    assert (zakura["metric"], zakura["kind"], zakura["labels"]) == (rpc["metric"], rpc["kind"], rpc["labels"])
+    config = InstanceConfig.model_validate({"network": "mainnet", "node": {"kind": "zakurad"}, "history": {}})
+    scaled = scaled_object("archive", config)
+    assert scaled is not None and scaled["spec"]["scaleTargetRef"]["name"] == "zakurad"
+    assert 'pod=~"zakurad-[0-9]+"' in scaled["spec"]["triggers"][0]["metadata"]["query"]
+
+
+def test_floor_claims_take_the_bootstrap_snapshot_and_new_replicas_the_newest(plan_stack: PlanStack) -> None:
+    archive = {**ARCHIVE, "node": {"bootstrapSnapshotId": "snap-0123456789abcdef0"}}
+    objects = [
+        manifest(r) for r in plan_stack("dev", merge={"zbi:instances": {"archive": archive}}).kubernetes_objects()
+    ]
+    template = one(objects, "StatefulSet", "zebrad")["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert template["dataSourceRef"]["name"] == "zebrad-newest" and "dataSource" not in template
+    restore = one(objects, "VolumeSnapshot", "restore")
+    for ordinal in (0, 1):
+        claim = one(objects, "PersistentVolumeClaim", claim_name("zebrad", ordinal))
+        assert claim["spec"]["dataSource"]["name"] == restore["metadata"]["name"]
+
+
+def test_without_a_snapshot_driver_new_replicas_sync_and_zbi_says_so(plan_stack: PlanStack) -> None:
+    plan = plan_stack("local", merge={"zbi:instances": {"archive": {"network": "mainnet", "history": {}}}})
+    objects = [manifest(r) for r in plan.kubernetes_objects()]
+    statefulset = one(objects, "StatefulSet", "zebrad")
+    assert "dataSourceRef" not in statefulset["spec"]["volumeClaimTemplates"][0]["spec"]
+    assert not [o for o in objects if o.get("kind") == "PersistentVolumeClaim"]
+    assert not [o for o in objects if o.get("kind") == "CronJob" and o["metadata"]["name"] == "chain-snapshot-rotation"]
+    # KEDA still scales it, between the same floor and ceiling.
+    assert one(objects, "ScaledObject", "zebrad")["spec"]["minReplicaCount"] == statefulset["spec"]["replicas"]
+    assert any("sync from peers instead of restoring" in w for w in plan.warnings)
+
+
+def test_zbi_plan_prints_the_model_and_refuses_a_ceiling_below_the_floor_with_exit_2(tmp_path: Path) -> None:
+    from tests.test_bad_input import DEV, project_copy, zbi
+
+    project = project_copy(tmp_path)
+    good = {**DEV, "zbi:instances": {**DEV["zbi:instances"], "archive": {"network": "mainnet", "history": {}}}}
+    (project / "Pulumi.hist.yaml").write_text(yaml.safe_dump({"config": good}))
+    result = zbi("plan", "hist", cwd=project, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "a new replica serves in about 15 min" in result.stdout
+    assert "catch-up: 290 s [assumed]" in result.stdout
+    bad = {"network": "mainnet", "node": {"replicas": 4}, "history": {"scaling": {"maxReplicas": 3}}}
+    config = {**DEV, "zbi:instances": {**DEV["zbi:instances"], "archive": bad}}
+    (project / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": config}))
+    result = zbi("plan", "bad", cwd=project, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "history.scaling.maxReplicas (3) is below node.replicas (4)" in result.stderr and "Fix:" in result.stderr
 
 
 def test_the_keda_chart_is_pinned_and_its_values_are_keys_it_reads(plan: Plan) -> None:
