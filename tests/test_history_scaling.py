@@ -31,7 +31,7 @@ from zbi_infra.monitoring.history_scaling import (
     modelled_seconds,
     per_replica_load,
 )
-from zbi_infra.monitoring.keda import CHART, hpa_name, load_query, scaled_object
+from zbi_infra.monitoring.keda import CHART, hpa_name, load_query, replica_pods, scaled_object
 from zbi_infra.node.history_scaling import claim_name, newest_snapshot, next_snapshot, rotation_steps
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
@@ -554,6 +554,14 @@ def test_the_scaling_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Pa
         ),
     ]
     assert run_promtool(tmp_path, [{"name": "zbi-history-scaling", "rules": RULES}], tests) == ""
+
+
+def test_floor_claims_bear_the_names_the_statefulset_controller_looks_for() -> None:
+    """The controller uses a claim that already has its replica's name; zBI's floor claims must be exactly those."""
+    names = json.loads((UPSTREAM / "kubernetes" / "statefulset-names.json").read_text())
+    for ordinal in (0, 1, 7):
+        assert claim_name("zebrad", ordinal) == names["claim_name"] % ("data", "zebrad", ordinal)
+        assert re.fullmatch(replica_pods("zebrad"), names["pod_name"] % ("zebrad", ordinal))
 
 
 def test_the_elastic_pods_are_the_ordinals_above_the_floor() -> None:
