@@ -35,6 +35,7 @@ from zbi_infra.monitoring.keda import CHART, hpa_name, load_query, replica_pods,
 from zbi_infra.node.history_scaling import claim_name, newest_snapshot, next_snapshot, rotation_steps
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
+from zbi_infra.policies import evaluate as evaluate_policies
 from zbi_infra.scale_up_model import (
     BLOCK_SPACING_SECONDS,
     ScaleUpInputs,
@@ -625,3 +626,9 @@ def test_fast_snapshot_restore_is_priced_per_zone_hour_with_an_hour_per_rotation
         if line.owner == "archive"
     }
     assert "EBS fast snapshot restore" not in services and "EBS snapshots" in services
+
+
+def test_a_history_instance_passes_every_guardrail_of_the_policy_pack(plan: Plan) -> None:
+    from tests.test_policy import resources
+
+    assert evaluate_policies(resources(plan)) == []

@@ -2,8 +2,10 @@
 
 A StatefulSet's volumeClaimTemplates are immutable, so the template cannot follow a snapshot whose name changes.
 It names one that never does — `<node>-newest`, through `dataSourceRef` — and a CronJob retakes that snapshot from
-a ready replica every `snapshotIntervalHours`. Every claim the StatefulSet controller creates for a replica above the
-floor is therefore restored from a snapshot at most one interval old, whenever the autoscaler asks for it.
+a ready replica every `snapshotIntervalHours`. (`dataSourceRef`, not `dataSource`: the API keeps it as written and
+errors on a value it cannot honour, where `dataSource` drops it — and an empty volume is a sync from genesis.)
+Every claim the StatefulSet controller creates for a replica above the floor is therefore restored from a snapshot
+at most one interval old, whenever the autoscaler asks for it.
 
 The floor's own claims are created here, before the StatefulSet, without that source (or from the DR/bootstrap
 snapshot): on a first deploy no snapshot exists yet, and the floor must sync rather than wait for one. The
