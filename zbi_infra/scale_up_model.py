@@ -34,8 +34,11 @@ HPA_SYNC_SECONDS = 15
 READINESS_PERIOD_SECONDS = 15
 # No published figure: an EC2 instance launched by the Cluster Autoscaler and joined as a node; an EBS volume created
 # from a snapshot and attached; what zebrad reads to open its state and verify the catch-up blocks; how fast a
-# lazily loaded volume returns blocks it has not read before.
+# lazily loaded volume returns blocks it has not read before; how long a rotation takes (below).
 NODE_PROVISION_SECONDS = 240
+# The rotation's own duration: `-next` (the change since the last rotation), then `-newest` (minutes of change); the
+# newest snapshot a claim can find is up to one interval plus this old. EBS publishes no snapshot duration.
+ROTATION_SECONDS = 900
 VOLUME_CREATE_ATTACH_SECONDS = 60
 COLD_READ_GIB = 5.0
 LAZY_LOAD_MIBPS = 40.0
@@ -116,8 +119,9 @@ def scale_up(inputs: ScaleUpInputs) -> ScaleUpEstimate:
     read_mibps = inputs.throughput_mibps if inputs.fast_snapshot_restore else None
     cold = COLD_READ_GIB * 1024 / (read_mibps or LAZY_LOAD_MIBPS)
     before_sync = detect + provision + VOLUME_CREATE_ATTACH_SECONDS + cold
-    # The snapshot is up to one interval old; blocks keep coming while the replica starts and while it catches up.
-    age = inputs.snapshot_interval_hours * 3600 + before_sync
+    # The snapshot is up to one interval (and a rotation) old; blocks keep coming while the replica starts and while
+    # it catches up.
+    age = inputs.snapshot_interval_hours * 3600 + ROTATION_SECONDS + before_sync
     blocks = max(0, math.ceil(age / BLOCK_SPACING_SECONDS) - inputs.ready_max_blocks_behind)
     net_rate = inputs.catch_up_blocks_per_second - 1 / BLOCK_SPACING_SECONDS
     catch_up = blocks / net_rate
@@ -136,7 +140,8 @@ def scale_up(inputs: ScaleUpInputs) -> ScaleUpEstimate:
             "catch-up",
             catch_up,
             "assumed",
-            f"{blocks} blocks at {inputs.catch_up_blocks_per_second:g}/s net of new 75 s blocks",
+            f"{blocks} blocks (a snapshot {inputs.snapshot_interval_hours} h + a {ROTATION_SECONDS // 60} min rotation "
+            f"old) at {inputs.catch_up_blocks_per_second:g}/s net of new 75 s blocks",
         ),
         Term("readiness", READINESS_PERIOD_SECONDS, "setting", "the /ready probe's period"),
     )
