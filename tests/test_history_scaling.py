@@ -633,3 +633,17 @@ def test_a_history_instance_passes_every_guardrail_of_the_policy_pack(plan: Plan
     from tests.test_policy import resources
 
     assert evaluate_policies(resources(plan)) == []
+
+
+def test_the_scaled_objects_wait_for_kedas_chart_and_the_dashboard_has_the_panels(plan: Plan) -> None:
+    (release,) = [r for r in plan.of_type("kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "keda"]
+    (scaled,) = [r for r in plan.resources if r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject"]
+    assert release.urn in scaled.depends_on
+    (board,) = [
+        json.loads(next(iter(o["data"].values())))
+        for o in (manifest(r) for r in plan.kubernetes_objects())
+        if o.get("kind") == "ConfigMap" and o["metadata"]["name"] == "zbi-archive"
+    ]
+    titles = [panel.get("title", "") for panel in board["panels"]]
+    assert "Full-node replicas: current, desired, ceiling" in titles
+    assert any(t.startswith("Time from scale-up to ready (modelled") for t in titles)
