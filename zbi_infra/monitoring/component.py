@@ -303,14 +303,7 @@ class ZbiMonitoring(pulumi.ComponentResource):
             opts=after_crds,
         )
         # History instances' full nodes scale on their RPC rate through KEDA (monitoring/keda.py).
-        build_keda(
-            name,
-            dict(args.instances),
-            namespace=NAMESPACE,
-            priority_class_name=args.priority_class_name,
-            placement=dict(args.placement),
-            opts=in_namespace,
-        )
+        build_keda(name, dict(args.instances), args.priority_class_name, dict(args.placement), in_namespace)
         if args.snapshots is not None:
             self._snapshot_exporter(name, args.snapshots, args, after_crds)
         if args.control_plane:

@@ -28,9 +28,11 @@ from zbi_infra.scale_up_model import KEDA_POLLING_SECONDS, RATE_WINDOW_SECONDS
 CHART = ("keda", "2.20.2")
 CHART_REPOSITORY = "https://kedacore.github.io/charts"
 RELEASE = "keda"
+# ZbiMonitoring's namespace (monitoring/component.py), where the Prometheus KEDA queries runs.
+NAMESPACE = "monitoring"
 # kube-prometheus-stack's Prometheus Service: "<fullname>-prometheus", port prometheus.service.port (9090); the
 # release name "kube-prometheus-stack" contains the chart's name, so it is the fullname.
-PROMETHEUS_URL = "http://kube-prometheus-stack-prometheus.monitoring.svc:9090"
+PROMETHEUS_URL = f"http://kube-prometheus-stack-prometheus.{NAMESPACE}.svc:9090"
 # zebrad 6.3.0's JSON-RPC middleware counts every call: metrics::counter!("rpc.requests.total", "method", "status")
 # in zebra-rpc/src/server/rpc_metrics.rs, exported by the Prometheus exporter as rpc_requests_total
 # (tests/fixtures/upstream/zebra/rpc-metrics.json).
@@ -130,13 +132,12 @@ def any_scaling(instances: dict[str, InstanceConfig]) -> bool:
 def build_keda(
     name: str,
     instances: dict[str, InstanceConfig],
-    *,
-    namespace: str,
     priority_class_name: str | None,
     placement: dict[str, Any],
     opts: pulumi.ResourceOptions,
 ) -> k8s.helm.v3.Release | None:
-    """The chart and each history instance's ScaledObject (after the chart's CRDs); nothing without scaling."""
+    """The chart, in the monitoring namespace, and each history instance's ScaledObject (after the chart's CRDs);
+    nothing without scaling."""
     if not any_scaling(instances):
         return None
     release = k8s.helm.v3.Release(
@@ -144,7 +145,7 @@ def build_keda(
         name=RELEASE,
         chart=CHART[0],
         version=CHART[1],
-        namespace=namespace,
+        namespace=NAMESPACE,
         repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=CHART_REPOSITORY),
         values=keda_values(priority_class_name=priority_class_name, placement=placement),
         opts=opts,
