@@ -207,6 +207,30 @@ def test_the_scaling_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Pa
             "40m",
             None,
         ),
+        # Never succeeded, created 12 h + 1 min before: fires; created an hour before (the first run may take
+        # hours): quiet.
+        alert_test(
+            "HistorySnapshotStale",
+            [{"series": f"kube_cronjob_created{{{rotation}}}", "values": "-43260x60"}],
+            "40m",
+            {"namespace": "zbi-archive", "cronjob": "chain-snapshot-rotation"},
+        ),
+        alert_test(
+            "HistorySnapshotStale",
+            [{"series": f"kube_cronjob_created{{{rotation}}}", "values": "-3600x60"}],
+            "40m",
+            None,
+        ),
+        # Created long ago and succeeded recently: quiet.
+        alert_test(
+            "HistorySnapshotStale",
+            [
+                {"series": f"kube_cronjob_created{{{rotation}}}", "values": "-999999x60"},
+                {"series": f"kube_cronjob_status_last_successful_time{{{rotation}}}", "values": "0x60"},
+            ],
+            "40m",
+            None,
+        ),
     ]
     assert run_promtool(tmp_path, [{"name": "zbi-history-scaling", "rules": RULES}], tests) == ""
 

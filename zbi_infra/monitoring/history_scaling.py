@@ -67,6 +67,7 @@ def history_scaling_rules(instances: dict[str, InstanceConfig]) -> list[dict[str
         ns = f'namespace="{namespace_of(name)}"'
         hpa = f'{ns}, horizontalpodautoscaler="{hpa_name(node_name)}"'
         pods = f'{ns}, pod=~"{elastic_pods(node_name, scaling.floor(instance.node.replicas), scaling.max_replicas)}"'
+        job, stale = f'{ns}, cronjob="{ROTATION}"', 2 * scaling.snapshot_interval_hours * 3600
         rules += [
             _rule(
                 "HistoryReplicasAtCeiling",
@@ -97,9 +98,11 @@ def history_scaling_rules(instances: dict[str, InstanceConfig]) -> list[dict[str
             ),
             _rule(
                 "HistorySnapshotStale",
-                # Two intervals without a completed rotation: new replicas start further behind than modelled.
-                f'time() - kube_cronjob_status_last_successful_time{{{ns}, cronjob="{ROTATION}"}} '
-                f"> {2 * scaling.snapshot_interval_hours * 3600}",
+                # Two intervals without a completed rotation: new replicas start further behind than modelled. A job
+                # that has never succeeded has no last-success series: its age counts from the CronJob's creation.
+                f"time() - kube_cronjob_status_last_successful_time{{{job}}} > {stale} "
+                f"or ((time() - kube_cronjob_created{{{job}}} > {stale}) "
+                f"unless on (namespace, cronjob) kube_cronjob_status_last_successful_time{{{job}}})",
                 "30m",
                 f"{name}'s newest chain snapshot has not been retaken for two intervals "
                 f"({2 * scaling.snapshot_interval_hours} h): new replicas catch up longer than modelled. Check the "
