@@ -165,6 +165,16 @@ def test_fast_snapshot_restore_credits_follow_awss_formulas() -> None:
     assert facts["optimizing_minutes_per_tib"] * 60 == 3600
 
 
+def test_the_default_catch_up_rate_is_well_below_zebras_published_sync_average() -> None:
+    """Past the last checkpoint zebrad verifies every block in full: the default assumes a tenth of the average rate
+    of Zebra's published mainnet sync, or less."""
+    sync = json.loads((UPSTREAM / "zebra" / "sync-time.json").read_text())
+    average = sync["mainnet_height_at_release"] / (sync["mainnet_days"] * 86400)
+    assert 13 < average < 14
+    default = instance({}).history.scaling.catch_up_blocks_per_second
+    assert default <= average / 10
+
+
 def test_the_alert_threshold_is_the_models_total() -> None:
     config = instance({"scaling": {"snapshotIntervalHours": 12}})
     seconds = modelled_seconds(config)

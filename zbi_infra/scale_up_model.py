@@ -2,8 +2,9 @@
 
 A pure model: each term says where its number comes from (`Term.basis`): "published" (a vendor's documentation or
 Zebra's source, vendored under tests/fixtures/upstream/), "setting" (a value zBI renders), or "assumed" (no published
-figure; the operator can measure it on the HistoryScaleUpSeconds dashboard panel and tune it). `zbi plan` prints the
-terms, the HistoryScaleUpSlow alert fires past the modelled total, and docs/history-scaling.md explains each one.
+figure; the operator can measure it on the "Time from scale-up to ready" dashboard panel and tune it). `zbi plan`
+prints the terms, the HistoryScaleUpSlow alert fires past the modelled total, and docs/history-scaling.md explains
+each one.
 
 The sequence: KEDA polls Prometheus, the HPA acts on its next sync; a node is added if none has room; the PVC is
 created from the newest snapshot (EBS creates the volume at once and loads blocks from S3 on first read, unless fast

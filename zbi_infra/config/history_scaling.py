@@ -35,8 +35,9 @@ class HistoryScalingConfig(StrictModel):
     # EBS fast snapshot restore on that snapshot in every zone: new volumes start fully initialised. Billed per
     # zone-hour (zbi cost prices it); off, new volumes load lazily from S3 on first read.
     fast_snapshot_restore: StrictBool = False
-    # The catch-up rate the time-to-serving model assumes (zbi plan shows the model): not measured by zBI; set it
-    # from the HistoryScaleUpSeconds dashboard panel of your own cluster.
+    # The catch-up rate the time-to-serving model assumes (zbi plan shows the model): not measured by zBI. A tenth of
+    # the average of Zebra's published mainnet sync (about three days: 13 blocks/s), since blocks past the last
+    # checkpoint are fully verified; set it from the "Time from scale-up to ready" panel of your own cluster.
     catch_up_blocks_per_second: BlocksPerSecond = 1.0
 
     @model_validator(mode="after")
