@@ -324,6 +324,8 @@ def test_without_a_snapshot_driver_new_replicas_sync_and_zbi_says_so(plan_stack:
     objects = [manifest(r) for r in plan.kubernetes_objects()]
     statefulset = one(objects, "StatefulSet", "zebrad")
     assert "dataSourceRef" not in statefulset["spec"]["volumeClaimTemplates"][0]["spec"]
+    # Nothing to restore from: a replica scaled away keeps its claim, so coming back is not a sync from genesis.
+    assert statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
     assert not [o for o in objects if o.get("kind") == "PersistentVolumeClaim"]
     assert not [o for o in objects if o.get("kind") == "CronJob" and o["metadata"]["name"] == "chain-snapshot-rotation"]
     # KEDA still scales it, between the same floor and ceiling.

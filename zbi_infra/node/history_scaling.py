@@ -104,8 +104,9 @@ def replica_plan(ctx: InstanceContext, restore_snapshot: str | None) -> ReplicaP
         ceiling=scaling.max_replicas,
         elastic=True,
         template_source_ref=newest_snapshot(ctx.node_name) if rotating else None,
-        template_source=None,
-        when_scaled="Delete",
+        template_source=None if rotating else restore_snapshot,
+        # Without a rotating snapshot, a claim scaled away is worth keeping: a new one would sync from the start.
+        when_scaled="Delete" if rotating else "Retain",
     )
 
 
