@@ -85,6 +85,10 @@ class ScaleUpEstimate:
     def serving_seconds(self) -> float:
         return sum(term.seconds for term in self.terms)
 
+    def term(self, name: str) -> Term:
+        (found,) = [term for term in self.terms if term.name == name]
+        return found
+
 
 def fsr_fill_per_hour(snapshot_gib: float) -> float:
     return min(FSR_MAX_CREDITS, 1024 / snapshot_gib)

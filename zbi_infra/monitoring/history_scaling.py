@@ -37,8 +37,13 @@ def scale_up_inputs(instance: InstanceConfig) -> ScaleUpInputs | None:
 
 
 def modelled_seconds(instance: InstanceConfig) -> int | None:
+    """The modelled time from a replica's pod being created to its being ready: the whole model but its first term
+    (load detected and the HPA acting), which passes before the pod exists."""
     inputs = scale_up_inputs(instance)
-    return None if inputs is None else round(scale_up(inputs).serving_seconds)
+    if inputs is None:
+        return None
+    estimate = scale_up(inputs)
+    return round(estimate.serving_seconds - estimate.term("detect").seconds)
 
 
 def elastic_pods(node_name: str, floor: int, ceiling: int) -> str:
@@ -85,7 +90,7 @@ def history_scaling_rules(instances: dict[str, InstanceConfig]) -> list[dict[str
                 "and on (namespace, pod) "
                 f'(max by (namespace, pod) (kube_pod_status_ready{{{pods}, condition="false"}}) == 1)',
                 "1m",
-                f"{{{{ $labels.pod }}}} was added {seconds} s ago (the modelled time to serve) and is not ready: "
+                f"{{{{ $labels.pod }}}} was created {seconds} s ago (the modelled time to serve) and is not ready: "
                 "check its claim (is the newest snapshot there?), its node, and zebrad's catch-up.",
             ),
             _rule(
@@ -142,7 +147,7 @@ def history_scaling_panels(name: str, instance: InstanceConfig) -> list[tuple[st
             ],
         ),
         (
-            f"Time from scale-up to ready (modelled {modelled_seconds(instance)} s)",
+            f"Time from scale-up to ready (pod created to ready; modelled {modelled_seconds(instance)} s)",
             "s",
             [
                 (
