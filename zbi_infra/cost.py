@@ -18,6 +18,7 @@ from typing import Any
 from zbi_infra.config.prices import parse_prices, read_prices
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.config.stack import StackConfig, StackRole
+from zbi_infra.cost_history import history_cost_lines
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.capacity import nodes_at_minimum
 from zbi_infra.plan.engine import Plan
@@ -281,6 +282,11 @@ def estimate(
                 parameters = parameters_of(claim["spec"].get("storageClassName"))
                 _volumes(add, prices, f"{namespace}/{obj['metadata']['name']} {claim['metadata']['name']}", owner,
                          replicas, size, parameters)  # fmt: skip
+    # History instances: their rotating snapshot, and fast snapshot restore where it is on (cost_history.py).
+    for service, what, owner, monthly in history_cost_lines(
+        objects, prices=prices, hours=hours, used_fraction=assumptions.chain_used_fraction
+    ):
+        add(Line(service, what, owner, monthly))
     for release in plan.of_type("kubernetes:helm.sh/v3:Release"):
         if release.inputs.get("chart") == "kube-prometheus-stack":
             spec = release.inputs["values"]["prometheus"]["prometheusSpec"]

@@ -52,6 +52,7 @@ from zbi_infra.monitoring.component import (
 )
 from zbi_infra.monitoring.snapshot_freshness import cloudwatch_read_policy
 from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs
+from zbi_infra.node.history_scaling import HistorySnapshots
 from zbi_infra.priorities import priority_classes
 from zbi_infra.reconciler_access import reconciler_policy
 from zbi_infra.recovery import newest_snapshots, primary_short_name
@@ -319,6 +320,7 @@ class ZbiPlatform(pulumi.ComponentResource):
             config_key="zbi:platform",
         )
         self.region = platform.region
+        self._zone_names = tuple(zone.name for zone in zones)
         self.vpc = ZbiVpc(
             f"{cluster_config.name}-net",
             ZbiVpcArgs(
@@ -441,6 +443,12 @@ class ZbiPlatform(pulumi.ComponentResource):
                     ),
                     load_balancer_controller=controller,
                     restore_from=restore.get(name),
+                    history_snapshots=HistorySnapshots(
+                        EBS_CSI_DRIVER,
+                        self._zone_names,
+                        {INSTANCE_TAG: name, STACK_TAG: self._stack},
+                        after=(cluster.snapshot_controller,),
+                    ),
                     priority_class_names=priorities,
                     access=self._access.get(name),
                     probe_key_sha256=self._probe_key_sha256(),

@@ -375,6 +375,8 @@ class InstanceConfig(StrictModel):
                     "history serves the whole chain, and node.pruning deletes old transactions. "
                     "Fix: remove node.pruning (and set node.archive: true on zakurad)"
                 )
+            for problem in self.history.scaling.problems(self.node.replicas):
+                raise ValueError(problem)
         return self
 
 

@@ -63,6 +63,9 @@ class PriceFile(StrictModel):
     ebs_gp3_iops_month_above3000: Price
     ebs_gp3_mibps_month_above125: Price
     snapshot_gib_month: Price
+    # Fast snapshot restore: one snapshot enabled in one zone for an hour (a DSU-hour), billed per minute, an hour at
+    # least (AWS EBS user guide, "Pricing and Billing" of fast snapshot restore: $0.75 in us-east-1).
+    ebs_fast_snapshot_restore_hour: Price
     inter_region_transfer_gib: Price
     nat_gateway_hour: Price
     nat_gateway_processed_gib: Price

@@ -16,6 +16,7 @@ from pydantic import Field, Strict, StringConstraints, ValidationError, model_va
 from zbi_infra.config.base import StrictModel, Tags
 from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.errors import NAMESPACE, describe
+from zbi_infra.config.history_scaling import stack_history_problems
 from zbi_infra.config.instance import InstanceConfig, InstanceName
 from zbi_infra.config.monitoring import MonitoringConfig
 from zbi_infra.config.names import MAX_TAGS_PER_RESOURCE, ZBI_TAG_BUDGET, check_aws_tags, check_node_group_name
@@ -134,6 +135,10 @@ class StackConfig(StrictModel):
                 "Fix: choose another region, e.g. us-west-2"
             )
         self._instances_do_not_collide()
+        for problem in stack_history_problems(
+            self.instances, monitoring_enabled=self.monitoring.enabled, local=self.role is StackRole.LOCAL
+        ):
+            raise ValueError(problem)
         check_public_tls(self)
         self._names_fit_aws()
         if self.role is StackRole.LOCAL:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind, Network
+from zbi_infra.monitoring.history_scaling import history_scaling_rules
 from zbi_infra.monitoring.snapshot_freshness import (
     COMPLETED,
     COPY_FAILED,
@@ -216,6 +217,9 @@ def alert_rules(
 
         if cached := caching(instances, gateways):
             groups.append({"name": "zbi-gateway-cache", "rules": [a.rule() for a in cache_alerts(cached)]})
+    scaling = history_scaling_rules(instances)
+    if scaling:
+        groups.append({"name": "zbi-history-scaling", "rules": scaling})
     if control_plane:
         reconcile = Alert(
             "StackReconcileFailing",

@@ -24,6 +24,7 @@ from zbi_infra.control_plane import OPERATOR_NAMESPACE, operator_selector_labels
 from zbi_infra.monitoring.alerts import PROBE_JOB, alert_rules
 from zbi_infra.monitoring.dashboards import dashboards
 from zbi_infra.monitoring.hardening import hardened_values, monitoring_guards
+from zbi_infra.monitoring.keda import build_keda
 from zbi_infra.monitoring.snapshot_freshness import CLOUDWATCH_EXPORTER, RELEASE, SERVICE_ACCOUNT_NAME, exporter_values
 from zbi_infra.node.context import FULL_NODE, LIGHT_WALLET, MONITORING_NAMESPACE_LABEL, namespace_of
 from zbi_infra.node.gateway import GATEWAY_COMPONENT
@@ -301,6 +302,8 @@ class ZbiMonitoring(pulumi.ComponentResource):
             },
             opts=after_crds,
         )
+        # History instances' full nodes scale on their RPC rate through KEDA (monitoring/keda.py).
+        build_keda(name, dict(args.instances), args.priority_class_name, dict(args.placement), in_namespace)
         if args.snapshots is not None:
             self._snapshot_exporter(name, args.snapshots, args, after_crds)
         if args.control_plane:

@@ -13,6 +13,7 @@ from grafana_foundation_sdk.builders import dashboard, prometheus, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from zbi_infra.config.instance import InstanceConfig, LightwalletKind
+from zbi_infra.monitoring.history_scaling import history_scaling_panels
 from zbi_infra.node.context import namespace_of
 from zbi_infra.render.gateway_metrics import DURATION, REQUESTS
 
@@ -212,6 +213,8 @@ def instance_dashboard(name: str, instance: InstanceConfig, *, gateway: bool = F
 
             for title, unit, queries in cache_panels(selector):
                 builder = builder.with_panel(_panel(title, unit, *queries))
+    for title, unit, queries in history_scaling_panels(name, instance):
+        builder = builder.with_panel(_panel(title, unit, *queries))
     return _build(builder)
 
 

@@ -3,7 +3,7 @@
 - Grafana's administrator password is generated (a Pulumi secret, in a Secret the chart reads through
   `grafana.admin.existingSecret`), not the chart's well-known default.
 - Alertmanager's API (silences: whoever reaches it can mute every alert) and Prometheus's (every tenant's per-user
-  metrics) admit only the monitoring stack's own pods: Prometheus, Grafana, each other.
+  metrics) admit only the monitoring stack's own pods: Prometheus, Grafana, each other (and KEDA's operator).
 - node-exporter, which needs the host's network and filesystems, runs in a namespace of its own that alone is
   `privileged`; the monitoring namespace runs `baseline`, so nothing else there may take the host.
 """
@@ -29,6 +29,8 @@ GRAFANA_ADMIN_VALUES = {
 PROMETHEUS = {"app.kubernetes.io/name": "prometheus"}
 ALERTMANAGER = {"app.kubernetes.io/name": "alertmanager"}
 GRAFANA = {"app.kubernetes.io/name": "grafana"}
+# KEDA's operator (kedacore/charts templates/manager/deployment.yaml), when history scaling installs it.
+KEDA_OPERATOR = {"app.kubernetes.io/name": "keda-operator"}
 
 
 def hardened_values() -> dict[str, Any]:
@@ -49,7 +51,8 @@ def network_policy_specs() -> dict[str, dict[str, Any]]:
         "prometheus": {
             "podSelector": {"matchLabels": PROMETHEUS},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": peers(PROMETHEUS, GRAFANA)}],
+            # KEDA's operator reads the history instances' RPC rate (monitoring/keda.py).
+            "ingress": [{"from": peers(PROMETHEUS, GRAFANA, KEDA_OPERATOR)}],
         },
         "alertmanager": {
             "podSelector": {"matchLabels": ALERTMANAGER},

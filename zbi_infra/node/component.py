@@ -23,6 +23,7 @@ from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
 from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
+from zbi_infra.node.history_scaling import HistorySnapshots, build_snapshot_rotation
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.public_tls_renewal import build_renewal_roller
@@ -72,6 +73,9 @@ class ZcashNodeArgs:
     probe_key_sha256: pulumi.Input[str] | None = None
     # The day release support is judged on (zbi_infra/release_check.py); None: today, or `ZBI_AS_OF`.
     today: date | None = None
+    # History instances: the CSI driver (and fast-snapshot-restore zones) their rotating snapshot is taken with;
+    # None: replicas above the floor sync from peers (zbi_infra/node/history_scaling.py).
+    history_snapshots: HistorySnapshots | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):
@@ -157,6 +161,7 @@ class ZcashNode(pulumi.ComponentResource):
         )
         restore_snapshot = _import_snapshot(ctx, args.restore_from) if args.restore_from else None
         services = build_full_node(ctx, rpc_secret, restore_snapshot)
+        build_snapshot_rotation(ctx)
         self.rpc_endpoint = pulumi.Output.from_input(
             f"http://{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}"
         )

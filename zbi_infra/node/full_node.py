@@ -25,6 +25,7 @@ from zbi_infra.node.context import (
     secret_env,
     tmp_volume,
 )
+from zbi_infra.node.history_scaling import build_floor_claims, claim_spec, replica_plan
 from zbi_infra.node.rpc_guard import GUARD_UID_SKIP, rpc_guard_config_map, rpc_guard_container, rpc_guard_volumes
 from zbi_infra.node.zcashd_compat import ZCASHD_RPC_PORT_NAME, behind_gateway, zcashd_compat_container
 from zbi_infra.releases import SOCAT
@@ -135,22 +136,26 @@ def build_full_node(
         digest=node.image.digest,
         image=DEFAULT_IMAGES[kind],
     )
+    # History instances: KEDA owns the replica count between a floor and a ceiling (node/history_scaling.py).
+    plan = replica_plan(ctx, restore_snapshot)
+    floor_claims = build_floor_claims(ctx, plan, match, restore_snapshot)
     # A StatefulSet rolls one pod at a time, replacing it: no surge.
-    ctx.footprint.add_pods(node.replicas, [container, *sidecars], init_containers)
-    ctx.footprint.add_claims(node.replicas, node.storage.size_gib)
+    ctx.footprint.add_pods(plan.ceiling, [container, *sidecars], init_containers)
+    ctx.footprint.add_claims(plan.ceiling, node.storage.size_gib)
     k8s.apps.v1.StatefulSet(
         f"{ctx.name}-{name}",
         metadata=ctx.meta(name, component=FULL_NODE, app=name, annotations={**skips, **SKIP_AWAIT}),
         spec=k8s.apps.v1.StatefulSetSpecArgs(
             service_name=headless,
-            replicas=node.replicas,
+            replicas=plan.replicas,
             # Regtest peers must all be up to find each other; chain nodes never depend on start order.
             pod_management_policy="Parallel",
             selector=k8s.meta.v1.LabelSelectorArgs(match_labels=match),
             update_strategy=k8s.apps.v1.StatefulSetUpdateStrategyArgs(type="RollingUpdate"),
-            # A deleted StatefulSet or a scale-down keeps its claims: chain data is days of sync.
+            # A deleted StatefulSet or a scale-down keeps its claims: chain data is days of sync (an elastic history
+            # replica's is minutes from the newest snapshot, so its claim goes with it).
             persistent_volume_claim_retention_policy=k8s.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicyArgs(
-                when_deleted="Retain", when_scaled="Retain"
+                when_deleted="Retain", when_scaled=plan.when_scaled
             ),
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=k8s.meta.v1.ObjectMetaArgs(
@@ -189,24 +194,16 @@ def build_full_node(
             volume_claim_templates=[
                 k8s.core.v1.PersistentVolumeClaimArgs(
                     metadata=k8s.meta.v1.ObjectMetaArgs(name=DATA_VOLUME, labels=match),
-                    spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
-                        access_modes=["ReadWriteOnce"],
-                        storage_class_name=ctx.args.storage_class_name,
-                        resources=k8s.core.v1.VolumeResourceRequirementsArgs(
-                            requests={"storage": f"{node.storage.size_gib}Gi"}
-                        ),
-                        data_source=k8s.core.v1.TypedLocalObjectReferenceArgs(
-                            api_group="snapshot.storage.k8s.io", kind="VolumeSnapshot", name=restore_snapshot
-                        )
-                        if restore_snapshot
-                        else None,
-                    ),
+                    spec=claim_spec(ctx, source=plan.template_source, source_ref=plan.template_source_ref),
                 )
             ],
         ),
-        opts=ctx.child(depends_on=[config_map, rpc_secret, *([guard_config] if guard_config else [])]),
+        opts=ctx.child(
+            depends_on=[config_map, rpc_secret, *([guard_config] if guard_config else []), *floor_claims],
+            ignore_changes=["spec.replicas"] if plan.elastic else None,
+        ),
     )
-    kube.disruption_budget(ctx, name, FULL_NODE, match, replicas=node.replicas)
+    kube.disruption_budget(ctx, name, FULL_NODE, match, replicas=plan.replicas)
     if node.replicas == 1:
         pulumi.log.warn(
             f"instance {ctx.name}: node.replicas is 1 — no redundancy and no PodDisruptionBudget; "

@@ -9,6 +9,7 @@ from typing import Any
 from zbi_infra.config import StackConfig, StackRole
 from zbi_infra.config.public_tls import certificate_summary
 from zbi_infra.errors import ConfigError
+from zbi_infra.monitoring.history_scaling import plan_lines as history_plan_lines
 from zbi_infra.plan.engine import Plan
 
 GIB = {"Ki": 1 / 1024**2, "Mi": 1 / 1024, "Gi": 1, "Ti": 1024}
@@ -90,6 +91,7 @@ def _instance_lines(config: StackConfig, found: Facts) -> list[str]:
             )
             tiers.append(f"{replicas} x {wallet.kind.value} {_tag(wallet)} ({wallet.cache_size_gib} GiB cache each)")
         lines.append(f"  {name}: {instance.network.value}, {', '.join(tiers)}")
+        lines += history_plan_lines(instance)
         namespace = f"zbi-{name}"
         for endpoint in (e for e in found.endpoints if e.namespace == namespace):
             hosts = ", ".join(instance.endpoints.hostnames) or "the load balancer's DNS name"
