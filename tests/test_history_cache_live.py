@@ -235,7 +235,15 @@ def test_hits_are_labelled_in_the_metrics(setup: tuple[Gateway, HistoryNode, Met
     def stored() -> float:
         return metrics.scrape().get((("__name__", "zbi_gateway_cache_stored_bytes_total"),), 0.0)
 
-    time.sleep(1)  # what earlier tests logged has arrived
+    # What earlier tests logged has arrived: two scrapes a second apart agree (bounded; syslog is slow under load).
+    settle = time.monotonic() + 20
+    previous = metrics.scrape()
+    while time.monotonic() < settle:
+        time.sleep(1)
+        current = metrics.scrape()
+        if current == previous:
+            break
+        previous = current
     before = {o: sample(o, m) for o, m in (("hit", "getblockheader"), ("miss", "getblockheader"),
                                            ("pass", "getblockhash"))}  # fmt: skip
     stored_before = stored()
