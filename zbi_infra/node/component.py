@@ -22,6 +22,7 @@ from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
 from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
+from zbi_infra.node.history_export_job import HistoryExportTarget, build_history_export
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.public_tls_renewal import build_renewal_roller
@@ -65,6 +66,8 @@ class ZcashNodeArgs:
     probe_key_sha256: pulumi.Input[str] | None = None
     # The day release support is judged on (zbi_infra/release_check.py); None: today, or `ZBI_AS_OF`.
     today: date | None = None
+    # With `history.export.enabled`: the bucket, prefix and IRSA role the export job writes with (ZbiHistoryExport).
+    history_export: HistoryExportTarget | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):
@@ -84,6 +87,12 @@ class ZcashNode(pulumi.ComponentResource):
             raise ValueError(
                 f"ZcashNode {name}: an access gateway terminates TLS with the instance's certificate. Fix: pass "
                 "certificate_authority, or no access file"
+            )
+        exporting = args.config.history is not None and args.config.history.export.enabled
+        if exporting and args.history_export is None:
+            raise ValueError(
+                f"ZcashNode {name}: history.export.enabled writes to an S3 bucket with an IRSA role. Fix: pass "
+                "history_export (zbi_infra.history_export_aws.ZbiHistoryExport(...).target(region)), or disable it"
             )
         # The stack file's release rules, applied to the library's callers too, before anything is registered.
         releases = instance_release_problems(
@@ -197,6 +206,8 @@ class ZcashNode(pulumi.ComponentResource):
             front = ("deployment", GATEWAY_NAME) if behind_gateway else ("statefulset", config.lightwallet.kind.value)
             build_renewal_roller(ctx, kind=front[0], workload=front[1])
         build_network_policies(ctx, gateway=behind_gateway)
+        if exporting and args.history_export is not None:
+            build_history_export(ctx, args.history_export)
         if config.quota.enabled:
             build_quota(ctx, ctx.footprint, config.quota.headroom_percent)
 
