@@ -33,6 +33,19 @@ VARIANTS = {
         "lightwallet": {"kind": "none"},
     },
     "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
+    # The history export's CronJob, ServiceAccount and NetworkPolicy (tests/test_history_export.py).
+    "archive": {
+        "network": "mainnet",
+        "history": {
+            "export": {
+                "enabled": True,
+                "image": {
+                    "repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history-export",
+                    "tag": "0.1.0",
+                },
+            }
+        },
+    },
 }
 
 

@@ -33,8 +33,18 @@ VARIANTS = {
         "endpoints": {"publicGrpc": True, "allowedCidrs": ["34.192.0.0/12"]},
     },
     # A history instance that exports the chain to S3 (tests/test_history_export.py).
-    "archive": {"network": "mainnet", "history": {"export": {"enabled": True, "image": {
-        "repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history-export", "tag": "0.1.0"}}}},
+    "archive": {
+        "network": "mainnet",
+        "history": {
+            "export": {
+                "enabled": True,
+                "image": {
+                    "repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history-export",
+                    "tag": "0.1.0",
+                },
+            }
+        },
+    },
 }
 
 
