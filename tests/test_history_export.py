@@ -18,6 +18,7 @@ from tests.test_config import with_patch
 from zbi_export.schema import PARTITION_KEY, glue_tables
 from zbi_infra.config import load_stack_config
 from zbi_infra.config.history_export import cron_problem
+from zbi_infra.cost import Assumptions, estimate, load_prices
 from zbi_infra.errors import ConfigError
 from zbi_infra.history_catalog import bucket_name_problem
 from zbi_infra.plan.engine import Plan
@@ -360,3 +361,38 @@ def test_bucket_names_that_s3_would_refuse_are_caught() -> None:
     assert bucket_name_problem("dev", "archive") is None
     assert "63" in (bucket_name_problem("production-eu", "a" * 30) or "")
     assert "lowercase" in (bucket_name_problem("dev_1", "archive") or "")
+
+
+# ---- cost -------------------------------------------------------------------------------------------------------
+
+
+def test_storage_and_scans_are_priced_per_exporting_instance(plan: Plan) -> None:
+    from tests.test_cost import config_of
+
+    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    prices = load_prices(None)
+    lines = [line for line in estimate(plan, config, prices=prices, assumptions=Assumptions()).lines
+             if line.service in ("S3", "Athena")]  # fmt: skip
+    assert {(line.service, line.owner): round(line.monthly_usd, 4) for line in lines} == {
+        ("S3", "archive"): round(100 * 0.023, 4),
+        ("Athena", "archive"): 5.0,
+        ("S3", "archivet"): round(100 * 0.023, 4),
+        ("Athena", "archivet"): 5.0,
+    }
+    assert any("at most 50 GiB a query" in line.item for line in lines if line.owner == "archive")
+    more = estimate(plan, config, prices=prices, assumptions=Assumptions(export_stored_gib=2000, athena_tb_scanned=3))
+    costs = {(line.service, line.owner): line.monthly_usd for line in more.lines}
+    assert costs[("S3", "archive")] == pytest.approx(2000 * 0.023) and costs[("Athena", "archive")] == 15.0
+
+
+def test_a_prices_file_without_the_export_prices_fails_only_a_stack_that_exports(
+    plan: Plan, plan_stack: PlanStack
+) -> None:
+    from tests.test_cost import config_of
+
+    prices = {k: v for k, v in load_prices(None).items() if k != "athenaTbScanned"}
+    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    with pytest.raises(ConfigError, match="athenaTbScanned is missing"):
+        estimate(plan, config, prices=prices, assumptions=Assumptions())
+    plain = estimate(plan_stack("dev"), config_of("dev"), prices=prices, assumptions=Assumptions())
+    assert plain.lines and not [line for line in plain.lines if line.service in ("S3", "Athena")]
