@@ -1,398 +1,289 @@
-"""The history export on AWS: a history instance plans its bucket, catalog, workgroup, IRSA role and CronJob; the role
-writes its own prefix and nothing else; the job is hardened and reaches only the node's RPC and HTTPS; bad config is
-refused naming the field and the fix; a local stack refuses the export."""
+"""The export job end to end on loopback: a JSON-RPC server answering as zebrad with real blocks (three linked runs of
+Zebra's Mainnet vectors, at their real heights), moto's S3 server, and DuckDB reading the Parquet back.
+
+DuckDB reads copies of the objects (its S3 reader is an extension it would download); the copies keep the Hive layout
+`<table>/height_range=<first>-<last>/part.parquet`."""
 
 from __future__ import annotations
 
-import copy
-import fnmatch
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow.fs as pafs
 import pytest
 
-from tests.conftest import PlanStack
-from tests.iam_analysis import cloudsplaining_findings, escalation_findings, parliament_findings, trust_findings
-from tests.netpol_model import Pod, reachable
-from tests.test_config import with_patch
-from zbi_export.schema import PARTITION_KEY, glue_tables
-from zbi_infra.config import load_stack_config
-from zbi_infra.config.history_export import cron_problem
-from zbi_infra.cost import Assumptions, estimate, load_prices
-from zbi_infra.errors import ConfigError
-from zbi_infra.history_catalog import bucket_name_problem
-from zbi_infra.plan.engine import Plan
-from zbi_infra.plan.render import manifest
+from tests import zcash_blocks
+from tests.conftest import UPSTREAM
+from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
+from zbi_export import cli
+from zbi_export.block_format import display_hex, read_block
+from zbi_export.export import MIN_FINALITY_DEPTH, ChainMismatchError, Settings, run
+from zbi_export.rpc import NodeRpc
+from zbi_export.schema import TABLES, glue_tables
+from zbi_export.store import Store, s3_filesystem
 
-IMAGE = {"repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history-export", "tag": "0.1.0"}
-ARCHIVE = {"network": "mainnet", "history": {"export": {"enabled": True, "image": IMAGE, "scanLimitGib": 50}}}
-# A second history instance, on testnet, so the roles can be checked against each other's data.
-ARCHIVE_TEST = {"network": "testnet", "history": {"export": {"enabled": True, "image": IMAGE}}}
-GIB = 2**30
+BUCKET = "history"
 
 
 @pytest.fixture(scope="module")
-def plan(plan_stack: PlanStack) -> Plan:
-    return plan_stack("dev", merge={"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+def s3() -> Iterator[str]:
+    with moto_s3() as endpoint:
+        host = endpoint.removeprefix("http://")
+        pafs.S3FileSystem(endpoint_override=host, scheme="http", allow_bucket_creation=True).create_dir(BUCKET)
+        yield endpoint
 
 
-def named(plan: Plan, name: str) -> dict[str, Any]:
-    return plan.named(name).inputs
+def export(endpoint: str, prefix: str, blocks: dict[int, bytes], tip: int, **settings: Any) -> tuple[Store, Any]:
+    node = FakeZebra(blocks, tip)
+    store = Store(s3_filesystem(endpoint, "us-east-1"), BUCKET, prefix)
+    options = {"network": "mainnet", "partition_blocks": 2, "start_height": min(blocks), "finality_depth": 100}
+    options |= settings
+    stop = options.pop("stop_after_batches", None)
+    with serve_rpc(node) as url:
+        report = run(NodeRpc(url, attempts=1), store, Settings(**options), stop_after_batches=stop)
+    return store, report
 
 
-def buckets(plan: Plan, instance: str) -> tuple[str, str]:
-    return named(plan, f"{instance}-history-export-data")["bucket"], named(plan, f"{instance}-history-export-results")[
-        "bucket"
-    ]
+def objects(store: Store) -> dict[str, bytes]:
+    """Every object under the store's prefix: key -> bytes."""
+    found = store.fs.get_file_info(pafs.FileSelector(store.root, recursive=True, allow_not_found=True))
+    out = {}
+    for info in found:
+        if info.type == pafs.FileType.File:
+            with store.fs.open_input_stream(info.path) as stream:
+                out[info.path[len(store.root) + 1 :]] = stream.read()
+    return out
 
 
-def key_arn(plan: Plan, instance: str) -> str:
-    """The instance's key, as its data bucket's default encryption names it."""
-    (rule,) = named(plan, f"{instance}-history-export-data-encryption")["rules"]
-    arn = rule["applyServerSideEncryptionByDefault"]["kmsMasterKeyId"]
-    assert arn.startswith("arn:aws:kms:us-east-1:123456789012:key/")
-    return str(arn)
+def duck(store: Store, tmp_path: Path) -> duckdb.DuckDBPyConnection:
+    for key, data in objects(store).items():
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_bytes(data)
+    con = duckdb.connect()
+    for table in TABLES:
+        con.execute(
+            f"create view {table} as select * from read_parquet('{tmp_path}/{table}/*/*.parquet', "
+            "hive_partitioning = true)"
+        )
+    return con
 
 
-# ---- an IAM evaluator small enough to read: Allow statements, wildcards, StringLike/StringEquals conditions ------------
+def test_nu5_blocks_read_back_with_duckdb_match_the_blocks_contents(s3: str, tmp_path: Path) -> None:
+    blocks = segment("nu5")
+    store, report = export(s3, "nu5", blocks, tip=max(blocks) + 100)
+    assert (report.first_height, report.last_height, report.blocks) == (1_687_106, 1_687_108, 3)
+    con = duck(store, tmp_path)
+    parsed = {h: read_block(raw) for h, raw in blocks.items()}
 
-
-def permits(document: dict[str, Any], action: str, resource: str, context: dict[str, str] | None = None) -> bool:
-    context = context or {}
-    for statement in document["Statement"]:
-        if statement["Effect"] != "Allow":
-            continue
-        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-        if not any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in actions):
-            continue
-        if not any(fnmatch.fnmatchcase(resource, r) for r in resources):
-            continue
-        conditions = statement.get("Condition", {})
-        met = True
-        for operator, pairs in conditions.items():
-            for key, wanted in pairs.items():
-                values = wanted if isinstance(wanted, list) else [wanted]
-                have = context.get(key)
-                if have is None:
-                    met = False
-                elif operator == "StringLike":
-                    met = met and any(fnmatch.fnmatchcase(have, v) for v in values)
-                elif operator == "StringEquals":
-                    met = met and have in values
-                else:
-                    met = False
-        if met:
-            return True
-    return False
-
-
-def test_the_evaluator_says_no_to_what_a_policy_does_not_grant() -> None:
-    document = {"Statement": [{"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::b/p/*"},
-                              {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::b",
-                               "Condition": {"StringLike": {"s3:prefix": ["p/*"]}}}]}  # fmt: skip
-    assert permits(document, "s3:PutObject", "arn:aws:s3:::b/p/x")
-    assert not permits(document, "s3:PutObject", "arn:aws:s3:::b/q/x")
-    assert not permits(document, "s3:DeleteObject", "arn:aws:s3:::b/p/x")
-    assert permits(document, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "p/blocks/"})
-    assert not permits(document, "s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "q/"})
-    assert not permits(document, "s3:ListBucket", "arn:aws:s3:::b")
-
-
-# ---- the plan ---------------------------------------------------------------------------------------------------
-
-
-def test_a_history_instance_plans_its_bucket_catalog_workgroup_role_and_job(plan: Plan) -> None:
-    types = {r.type for r in plan.resources if r.name.startswith("archive-")}
-    assert {
-        "zbi:history:ZbiHistoryExport",
-        "aws:kms/key:Key",
-        "aws:s3/bucket:Bucket",
-        "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
-        "aws:s3/bucketVersioning:BucketVersioning",
-        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
-        "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration",
-        "aws:glue/catalogDatabase:CatalogDatabase",
-        "aws:glue/catalogTable:CatalogTable",
-        "aws:athena/workgroup:Workgroup",
-        "aws:iam/role:Role",
-        "kubernetes:batch/v1:CronJob",
-    } <= types
-    # The instance without history has none of it.
-    assert not [r for r in plan.resources if r.name.startswith("testnet-history")]
-
-
-def test_the_glue_tables_are_the_export_programs_schema_at_the_instances_prefix(plan: Plan) -> None:
-    data, _ = buckets(plan, "archive")
-    tables = {r.inputs["name"]: r.inputs for r in plan.of_type("aws:glue/catalogTable:CatalogTable")
-              if r.name.startswith("archive-history")}  # fmt: skip
-    schema = glue_tables()
-    assert set(tables) == set(schema)
-    for name, table in tables.items():
-        descriptor = table["storageDescriptor"]
-        assert descriptor["location"] == f"s3://{data}/mainnet/{name}/"
-        assert [(c["name"], c["type"]) for c in descriptor["columns"]] == [
-            (c["name"], c["type"]) for c in schema[name]["columns"]
-        ]
-        assert [k["name"] for k in table["partitionKeys"]] == [PARTITION_KEY]
-        assert descriptor["serDeInfo"]["serializationLibrary"].endswith("ParquetHiveSerDe")
-        assert table["tableType"] == "EXTERNAL_TABLE" and table["databaseName"] == "zbi_dev_archive"
-
-
-def test_the_workgroup_enforces_its_scan_limit_and_encrypted_results(plan: Plan) -> None:
-    workgroup = named(plan, "archive-history-export-workgroup")["configuration"]
-    assert workgroup["bytesScannedCutoffPerQuery"] == 50 * GIB
-    assert workgroup["enforceWorkgroupConfiguration"] is True
-    _, results = buckets(plan, "archive")
-    assert workgroup["resultConfiguration"]["outputLocation"] == f"s3://{results}/"
-    encryption = workgroup["resultConfiguration"]["encryptionConfiguration"]
-    assert encryption["encryptionOption"] == "SSE_KMS"
-    assert encryption["kmsKeyArn"] == key_arn(plan, "archive") != key_arn(plan, "archivet")
-    # The other instance keeps the default limit.
-    assert named(plan, "archivet-history-export-workgroup")["configuration"]["bytesScannedCutoffPerQuery"] == 100 * GIB
-
-
-def test_the_buckets_are_private_versioned_encrypted_and_expire_what_they_should(plan: Plan) -> None:
-    for part in ("data", "results"):
-        prefix = f"archive-history-export-{part}"
-        block = named(plan, f"{prefix}-public-access-block")
-        assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
-                                              "restrictPublicBuckets"))  # fmt: skip
-        assert named(plan, f"{prefix}-versioning")["versioningConfiguration"]["status"] == "Enabled"
-        (rule,) = named(plan, f"{prefix}-encryption")["rules"]
-        assert rule["applyServerSideEncryptionByDefault"]["sseAlgorithm"] == "aws:kms" and rule["bucketKeyEnabled"]
-        statement = json.loads(named(plan, f"{prefix}-tls-only")["policy"])["Statement"][0]
-        assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-    (data_rule,) = named(plan, "archive-history-export-data-lifecycle")["rules"]
-    assert data_rule["noncurrentVersionExpiration"]["noncurrentDays"] == 30 and "expiration" not in data_rule
-    (results_rule,) = named(plan, "archive-history-export-results-lifecycle")["rules"]
-    assert results_rule["expiration"]["days"] == 30
-
-
-# ---- IAM: the job's role writes its prefix and nothing else ---------------------------------------------------------
-
-
-def writer(plan: Plan, instance: str) -> dict[str, Any]:
-    return json.loads(named(plan, f"{instance}-history-export-writer")["policy"])
-
-
-def test_the_export_role_writes_only_its_own_prefix(plan: Plan) -> None:
-    policy = writer(plan, "archive")
-    data, results = buckets(plan, "archive")
-    other_data, other_results = buckets(plan, "archivet")
-    part = "mainnet/blocks/height_range=0000000000-0000009999/part.parquet"
-    assert permits(policy, "s3:PutObject", f"arn:aws:s3:::{data}/{part}")
-    refused = [
-        ("s3:PutObject", f"arn:aws:s3:::{data}/testnet/blocks/part.parquet"),  # its bucket, another prefix
-        ("s3:PutObject", f"arn:aws:s3:::{data}/part.parquet"),  # its bucket's root
-        ("s3:PutObject", f"arn:aws:s3:::{other_data}/mainnet/blocks/part.parquet"),  # the other instance's bucket
-        ("s3:PutObject", f"arn:aws:s3:::{results}/x.csv"),  # Athena's results
-        ("s3:PutObject", f"arn:aws:s3:::{other_results}/x.csv"),
-        ("s3:DeleteObject", f"arn:aws:s3:::{data}/{part}"),  # no delete at all
-        ("s3:DeleteObjectVersion", f"arn:aws:s3:::{data}/{part}"),
-        ("s3:GetObject", f"arn:aws:s3:::{data}/{part}"),  # no read: the chain is the node's
-        ("s3:PutBucketPolicy", f"arn:aws:s3:::{data}"),
-        ("s3:PutLifecycleConfiguration", f"arn:aws:s3:::{data}"),
-        ("glue:DeleteTable", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archive/blocks"),
-        ("glue:BatchCreatePartition", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archivet/blocks"),
-    ]
-    assert [(a, r) for a, r in refused if permits(policy, a, r)] == []
-    assert permits(policy, "s3:ListBucket", f"arn:aws:s3:::{data}", {"s3:prefix": "mainnet/blocks/"})
-    assert not permits(policy, "s3:ListBucket", f"arn:aws:s3:::{data}", {"s3:prefix": "testnet/"})
-    assert permits(
-        policy, "glue:BatchCreatePartition", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archive/blocks"
+    rows = con.execute("select height, hash, transaction_count, height_range from blocks order by height").fetchall()
+    assert rows == [
+        (h, display_hex(b.hash), len(b.transactions), "0001687106-0001687107" if h < 1_687_108 else
+         "0001687108-0001687109")
+        for h, b in parsed.items()
+    ]  # fmt: skip
+    # Each block's parent is the exported block before it.
+    assert con.execute(
+        "select count(*) from blocks b join blocks p on b.previous_block_hash = p.hash and b.height = p.height + 1"
+    ).fetchone() == (2,)
+    # v4 transaction ids are the double SHA-256 of their bytes (an independent splitter finds the same bytes).
+    for h, b in parsed.items():
+        v4 = {zcash_blocks.sha256d(t.raw)[::-1].hex() for t in b.transactions if t.version == 4}
+        exported = {r[0] for r in con.execute("select txid from transactions where height = ? and version = 4", [h])
+                    .fetchall()}  # fmt: skip
+        assert exported == v4 and v4
+    # Counts per table equal the blocks' own.
+    expected = {
+        "transactions": sum(len(b.transactions) for b in parsed.values()),
+        "transparent_inputs": sum(len(t.inputs) for b in parsed.values() for t in b.transactions),
+        "transparent_outputs": sum(len(t.outputs) for b in parsed.values() for t in b.transactions),
+        "sapling_spends": sum(len(t.sapling_spends) for b in parsed.values() for t in b.transactions),
+        "sapling_outputs": sum(len(t.sapling_outputs) for b in parsed.values() for t in b.transactions),
+        "orchard_actions": 2,
+        "ironwood_actions": 0,
+    }
+    for table, count in expected.items():
+        assert con.execute(f"select count(*) from {table}").fetchone() == (count,), table
+    # Sums: transparent values and per-pool value balances, per block, against the parsed blocks.
+    for h, b in parsed.items():
+        got = con.execute(
+            "select transparent_output_value, sapling_value_balance, orchard_value_balance, sprout_value_balance "
+            "from blocks where height = ?",
+            [h],
+        ).fetchone()
+        assert got == (
+            sum(o.value for t in b.transactions for o in t.outputs),
+            sum(t.sapling_value_balance for t in b.transactions),
+            sum(t.orchard.value_balance for t in b.transactions),
+            0,
+        )
+    # The blocks table's totals agree with the rows of the other tables.
+    assert (
+        con.execute("select sum(value) from transparent_outputs").fetchone()
+        == con.execute("select sum(transparent_output_value) from blocks").fetchone()
     )
-    key = key_arn(plan, "archive")
-    assert permits(policy, "kms:GenerateDataKey", key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
-    assert not permits(policy, "kms:GenerateDataKey", key)  # only through S3
-    other_key = key_arn(plan, "archivet")
-    assert not permits(policy, "kms:Decrypt", other_key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
+    assert con.execute("select sum(orchard_value_balance) from transactions").fetchone() == (-1_000_000,)
+    # Joins: every output to its transaction to its block; every Orchard nullifier is distinct.
+    assert con.execute(
+        "select count(*) from transparent_outputs o join transactions t using (height, txid) "
+        "join blocks b on b.height = t.height and b.hash = t.block_hash"
+    ).fetchone() == (expected["transparent_outputs"],)
+    assert con.execute(
+        "select count(distinct nullifier) from orchard_actions a join transactions t using (height, txid) "
+        "where t.version = 5"
+    ).fetchone() == (2,)
+    # Columns and types are the ones the Glue tables declare.
+    for table, spec in glue_tables().items():
+        described = con.execute(f"describe {table}").fetchall()
+        assert [r[0] for r in described] == [c["name"] for c in spec["columns"]] + ["height_range"]
 
 
-def test_the_export_role_trusts_only_its_instances_job(plan: Plan) -> None:
-    (statement,) = json.loads(named(plan, "archive-history-export-role")["assumeRolePolicy"])["Statement"]
-    values = sorted(statement["Condition"]["StringEquals"].values())
-    assert values == ["sts.amazonaws.com", "system:serviceaccount:zbi-archive:history-export"]
-    assert trust_findings(json.loads(named(plan, "archive-history-export-role")["assumeRolePolicy"])) == []
-    account = manifest(next(r for r in plan.kubernetes_objects() if r.name == "archive-history-export"
-                            and r.type == "kubernetes:core/v1:ServiceAccount"))  # fmt: skip
-    role_arn = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
-    assert role_arn.startswith("arn:aws:iam::123456789012:role/archive-history-export-role")
-    assert account["automountServiceAccountToken"] is False
+def test_sapling_activation_segment_has_sprout_and_overwinter_transactions(s3: str, tmp_path: Path) -> None:
+    blocks = segment("sapling")
+    store, _ = export(s3, "sapling", blocks, tip=max(blocks) + 100, partition_blocks=100)
+    con = duck(store, tmp_path)
+    parsed = [read_block(raw) for raw in blocks.values()]
+    assert con.execute("select distinct version from transactions order by 1").fetchall() == [(3,), (4,)]
+    assert con.execute("select sum(joinsplit_count), sum(sprout_value_balance) from blocks").fetchone() == (
+        sum(t.joinsplit_count for b in parsed for t in b.transactions),
+        sum(t.sprout_value_balance for b in parsed for t in b.transactions),
+    )
+    # The Sapling nullifiers and note commitments are the independent splitter's.
+    nullifiers, cmus = set(), set()
+    for b in parsed:
+        for t in b.transactions:
+            sapling = zcash_blocks.Sapling()
+            zcash_blocks.transaction_end(zcash_blocks.Reader(t.raw), sapling)
+            nullifiers |= {n.hex() for n in sapling.spends}
+            cmus |= {o[0].hex() for o in sapling.outputs}
+    assert {r[0] for r in con.execute("select nullifier from sapling_spends").fetchall()} == nullifiers
+    assert {r[0] for r in con.execute("select cmu from sapling_outputs").fetchall()} == cmus and cmus
+    # Two partitions of 100 blocks: 419,100-419,199 and 419,200-419,299.
+    assert con.execute("select height_range, count(*) from blocks group by 1 order by 1").fetchall() == [
+        ("0000419100-0000419199", 1),
+        ("0000419200-0000419299", 3),
+    ]
 
 
-def test_the_analysers_find_nothing_in_the_export_policies(plan: Plan) -> None:
-    for instance in ("archive", "archivet"):
-        document = writer(plan, instance)
-        assert escalation_findings(document) == []
-        assert cloudsplaining_findings(document) == {}
-        assert parliament_findings(document) == []
+def test_an_interrupted_export_resumes_to_the_same_bytes_and_reruns_are_identical(s3: str) -> None:
+    blocks = segment("sapling")
+    whole, _ = export(s3, "whole", blocks, tip=max(blocks) + 100, batch_blocks=1)
+    # Stopped after each single-block batch, then resumed: same objects, byte for byte.
+    for _ in range(len(blocks)):
+        stepped, report = export(s3, "stepped", blocks, tip=max(blocks) + 100, batch_blocks=1, stop_after_batches=1)
+        assert report.blocks == 1
+    assert objects(stepped) == objects(whole)
+    # One batch per partition: same files again.
+    batched, _ = export(s3, "batched", blocks, tip=max(blocks) + 100, batch_blocks=100)
+    assert objects(batched) == objects(whole)
+    # Nothing left: a further run writes nothing.
+    again, report = export(s3, "whole", blocks, tip=max(blocks) + 100)
+    assert report.blocks == 0 and objects(again) == objects(whole)
 
 
-# ---- the CronJob ----------------------------------------------------------------------------------------------------
+def test_a_run_stopped_after_writing_files_but_before_its_state_redoes_the_batch(s3: str) -> None:
+    blocks = segment("nu5")
+    reference, _ = export(s3, "crash-reference", blocks, tip=max(blocks) + 100)
+    crashed = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "crash")
+    original = crashed.write_state
+    writes: list[int] = []
 
+    def die_on_second_state(state: Any) -> None:
+        writes.append(state.next_height)
+        if len(writes) == 2:
+            raise KeyboardInterrupt("the pod was stopped")
+        original(state)
 
-def cronjob(plan: Plan) -> dict[str, Any]:
-    (job,) = [r for r in plan.of_type("kubernetes:batch/v1:CronJob") if r.name == "archive-history-export"]
-    return manifest(job)
-
-
-def test_the_job_is_hardened_and_never_runs_twice_at_once(plan: Plan) -> None:
-    job = cronjob(plan)
-    assert job["spec"]["concurrencyPolicy"] == "Forbid" and job["spec"]["schedule"] == "23 */6 * * *"
-    assert job["spec"]["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 300 * 60
-    pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    assert pod["automountServiceAccountToken"] is False and pod["serviceAccountName"] == "history-export"
-    assert pod["securityContext"]["runAsNonRoot"] is True
-    (container,) = pod["containers"]
-    context = container["securityContext"]
-    assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
-    assert context["runAsUser"] >= 10000 and context["capabilities"] == {"drop": ["ALL"]}
-    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"},
-                                      "limits": {"cpu": "2", "memory": "2Gi"}}  # fmt: skip
-    assert container["image"] == f"{IMAGE['repository']}:{IMAGE['tag']}"
-    env = {e["name"]: e for e in container["env"]}
-    data, _ = buckets(plan, "archive")
-    assert env["ZBI_EXPORT_BUCKET"]["value"] == data and env["ZBI_EXPORT_PREFIX"]["value"] == "mainnet/"
-    assert env["ZBI_EXPORT_RPC_URL"]["value"] == "http://zebrad-rpc.zbi-archive.svc.cluster.local:8232"
-    # The credential comes from the instance's Secret, never as a value in the manifest.
-    assert env["ZBI_EXPORT_RPC_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "password"}
-    assert "value" not in env["ZBI_EXPORT_RPC_PASSWORD"]
-
-
-def test_the_job_reaches_the_nodes_rpc_and_https_only_and_nothing_reaches_it(plan: Plan) -> None:
-    objects = [manifest(r) for r in plan.kubernetes_objects()]
-    namespace = {"kubernetes.io/metadata.name": "zbi-archive"}
-
-    def pod(component: str, name: str, ports: dict[str, int] | None = None) -> Pod:
-        labels = {"app.kubernetes.io/instance": "archive", "app.kubernetes.io/component": component,
-                  "app.kubernetes.io/name": name}  # fmt: skip
-        return Pod("zbi-archive", labels, namespace, ports=ports or {}, name=name)
-
-    job = pod("history-export", "history-export")
-    node = pod("full-node", "zebrad", {"rpc": 8232})
-    s3 = Pod(None, address="52.216.0.10")
-    assert reachable(objects, job, node, 8232)
-    assert reachable(objects, job, s3, 443)
-    assert not reachable(objects, job, s3, 80)
-    assert not reachable(objects, job, Pod(None, address="169.254.169.254"), 443)  # the node's credentials
-    assert not reachable(objects, job, node, 8233)  # P2P is the node's business
-    other = Pod("zbi-archivet", {"app.kubernetes.io/instance": "archivet", "app.kubernetes.io/component": "full-node"},
-                {"kubernetes.io/metadata.name": "zbi-archivet"}, ports={"rpc": 18232})  # fmt: skip
-    assert not reachable(objects, job, other, 18232)
-    assert not reachable(objects, node, job, 8080)
-    # Without the export the node's RPC stays closed to a pod with the job's labels in another instance.
-    stranger = Pod("zbi-testnet", {"app.kubernetes.io/instance": "testnet",
-                                   "app.kubernetes.io/component": "history-export"},
-                   {"kubernetes.io/metadata.name": "zbi-testnet"})  # fmt: skip
-    assert not reachable(objects, stranger, node, 8232)
-
-
-# ---- config -----------------------------------------------------------------------------------------------------
-
-
-def instance_config(export: dict[str, Any]) -> dict[str, Any]:
-    return with_patch("zbi:instances", {"archive": {"network": "mainnet", "history": {"export": export}}})
+    crashed.write_state = die_on_second_state  # type: ignore[method-assign]
+    with serve_rpc(FakeZebra(blocks, max(blocks) + 100)) as url, pytest.raises(KeyboardInterrupt):
+        settings = Settings("mainnet", 2, batch_blocks=1, start_height=1_687_106, finality_depth=100)
+        run(NodeRpc(url, attempts=1), crashed, settings)
+    assert crashed.read_state().next_height == 1_687_107  # type: ignore[union-attr]
+    # The second block's rows are in the partition file already; the resumed run must not duplicate them.
+    resumed, _ = export(s3, "crash", blocks, tip=max(blocks) + 100, batch_blocks=1)
+    assert objects(resumed) == objects(reference)
 
 
 @pytest.mark.parametrize(
-    ("export", "field", "fix"),
-    [
-        ({"enabled": True}, "history.export", "images/history-export/Dockerfile"),
-        ({"enabled": True, "image": {"repository": IMAGE["repository"]}}, "history.export", "image.tag"),
-        ({"schedule": "every hour"}, "history.export.schedule", "five cron fields"),
-        ({"schedule": "0 */6 * *"}, "history.export.schedule", "has 4 fields"),
-        ({"schedule": "61 * * * *"}, "history.export.schedule", "outside 0-59"),
-        ({"schedule": "0 0 * * MON"}, "history.export.schedule", "names like MON"),
-        ({"schedule": "*/0 * * * *"}, "history.export.schedule", "step"),
-        ({"scanLimitGib": 0}, "history.export.scanLimitGib", "1"),
-        ({"scanLimitGib": 20000}, "history.export.scanLimitGib", "10240"),
-        ({"noncurrentRetentionDays": 0}, "history.export.noncurrentRetentionDays", "1"),
-        (
-            {"resources": {"cpu": "1", "memory": "1Gi", "memoryLimit": "512Mi"}},
-            "history.export.resources",
-            "memoryLimit",
-        ),
-    ],
+    ("depth", "behind"), [(100, 98), (100, 99), (100, 100), (1000, 998), (1000, 999), (1000, 1000)]
 )
-def test_bad_export_config_is_refused_naming_the_field_and_the_fix(
-    export: dict[str, Any], field: str, fix: str
+def test_no_block_zebrad_could_still_roll_back_is_exported(s3: str, depth: int, behind: int) -> None:
+    # zebrad 6.3.0 finalizes a block once its best non-finalized chain is longer than 1000 blocks (the default depth);
+    # before 5.2.0, longer than 99 (the smallest depth the job accepts).
+    blocks = segment("nu5")
+    last = max(blocks)
+    store, report = export(s3, f"final-{depth}-{behind}", blocks, tip=last + behind, finality_depth=depth)
+    assert report.last_height == last - (depth - behind)
+    assert store.read_state().next_height == report.last_height + 1  # type: ignore[union-attr]
+
+
+def zebrad_finalized_tip(tip: int, window: int) -> int:
+    """zebrad's rule (zebra-state/src/service/write.rs, v6.3.0, vendored as state-finality.json): after each block is
+    committed to the best non-finalized chain, finalize its oldest block while the chain is longer than the window."""
+    finalized, chain = -1, 0
+    for _ in range(tip + 1):
+        chain += 1
+        while chain > window:
+            finalized, chain = finalized + 1, chain - 1
+    return finalized
+
+
+def test_the_default_depth_is_zebrads_finalized_tip_and_a_shallower_one_is_refused(s3: str) -> None:
+    facts = json.loads((UPSTREAM / "zebra" / "state-finality.json").read_text())
+    assert facts["finalize_while"] == "best_chain_len > MAX_BLOCK_REORG_HEIGHT"
+    window = facts["MAX_BLOCK_REORG_HEIGHT"]
+    default = Settings("mainnet", 2).finality_depth
+    for tip in (window - 1, window, window + 1, 5 * window + 17):
+        # The default exports exactly what zebrad 6.3.0 has finalized, and nothing above it.
+        assert max(tip - default, -1) == zebrad_finalized_tip(tip, window)
+    # The older rule ("more than 99 below the tip"), the smallest depth accepted, is zebrad < 5.2.0's.
+    old = facts["MAX_BLOCK_REORG_HEIGHT_before_v5.2.0"]
+    assert zebrad_finalized_tip(5000, old) >= 5000 - MIN_FINALITY_DEPTH
+    blocks = segment("nu5")
+    with pytest.raises(ValueError, match="finality depth 99"):
+        export(s3, "too-shallow", blocks, tip=max(blocks) + 99, finality_depth=99)
+
+
+def test_a_block_that_does_not_link_to_the_exported_chain_stops_the_run(s3: str) -> None:
+    blocks = segment("nu5")
+    store, _ = export(s3, "fork", {1_687_106: blocks[1_687_106]}, tip=1_687_206)
+    # A different block at the next height: its parent is not the exported block.
+    forked = {1_687_106: blocks[1_687_106], 1_687_107: segment("sapling")[419_201]}
+    before = objects(store)
+    with pytest.raises(ChainMismatchError, match="parent"):
+        export(s3, "fork", forked, tip=1_687_207)
+    assert objects(store) == before
+
+
+def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags(
+    s3: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_stack_config(instance_config(export))
-    message = str(caught.value)
-    assert f"zbi:instances.archive.{field}" in message and fix in message, message
-
-
-def test_a_good_export_config_loads() -> None:
-    config = load_stack_config(instance_config({"enabled": True, "image": IMAGE, "schedule": "5,35 1-3 * * 0-5"}))
-    export = config.instances["archive"].history.export  # type: ignore[union-attr]
-    assert export.schedule == "5,35 1-3 * * 0-5" and export.scan_limit_gib == 100
-
-
-def test_cron_ranges_are_checked_field_by_field() -> None:
-    assert cron_problem("0 0 1 1 7") is None
-    assert "day of month" in (cron_problem("0 0 0 * *") or "")
-    assert "backwards" in (cron_problem("0 5-1 * * *") or "")
-    assert "month" in (cron_problem("0 0 1 13 *") or "")
-
-
-def test_a_local_stack_refuses_the_export() -> None:
-    local = {"zbi:role": "local", "zbi:instances": {"archive": {"network": "mainnet", "history": {
-        "export": {"enabled": True, "image": IMAGE}}}}}  # fmt: skip
-    with pytest.raises(ConfigError) as caught:
-        load_stack_config(local)
-    message = str(caught.value)
-    assert "zbi:instances.archive.history.export" in message and "primary stack" in message
-    # The same instance without the export is fine on a local stack.
-    quiet = copy.deepcopy(local)
-    quiet["zbi:instances"]["archive"]["history"]["export"]["enabled"] = False
-    assert load_stack_config(quiet).instances["archive"].history is not None
-
-
-def test_the_local_plan_creates_nothing_in_aws(plan_stack: PlanStack) -> None:
-    history = {"network": "testnet", "history": {"export": {"enabled": False}}}
-    local = plan_stack("local", merge={"zbi:instances": {"archive": history}})
-    assert local.named("archive-namespace")  # the instance itself is there
-    assert not [r for r in local.resources if r.type.startswith(("aws:", "eks:")) or "history-export" in r.name]
-
-
-def test_bucket_names_that_s3_would_refuse_are_caught() -> None:
-    assert bucket_name_problem("dev", "archive") is None
-    assert "63" in (bucket_name_problem("production-eu", "a" * 30) or "")
-    assert "lowercase" in (bucket_name_problem("dev_1", "archive") or "")
-
-
-# ---- cost -------------------------------------------------------------------------------------------------------
-
-
-def test_storage_and_scans_are_priced_per_exporting_instance(plan: Plan) -> None:
-    from tests.test_cost import config_of
-
-    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
-    prices = load_prices(None)
-    lines = [line for line in estimate(plan, config, prices=prices, assumptions=Assumptions()).lines
-             if line.service in ("S3", "Athena")]  # fmt: skip
-    assert {(line.service, line.owner): round(line.monthly_usd, 4) for line in lines} == {
-        ("S3", "archive"): round(100 * 0.023, 4),
-        ("Athena", "archive"): 5.0,
-        ("S3", "archivet"): round(100 * 0.023, 4),
-        ("Athena", "archivet"): 5.0,
-    }
-    assert any("at most 50 GiB a query" in line.item for line in lines if line.owner == "archive")
-    more = estimate(plan, config, prices=prices, assumptions=Assumptions(export_stored_gib=2000, athena_tb_scanned=3))
-    costs = {(line.service, line.owner): line.monthly_usd for line in more.lines}
-    assert costs[("S3", "archive")] == pytest.approx(2000 * 0.023) and costs[("Athena", "archive")] == 15.0
-
-
-def test_a_prices_file_without_the_export_prices_fails_only_a_stack_that_exports(
-    plan: Plan, plan_stack: PlanStack
-) -> None:
-    from tests.test_cost import config_of
-
-    prices = {k: v for k, v in load_prices(None).items() if k != "athenaTbScanned"}
-    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
-    with pytest.raises(ConfigError, match="athenaTbScanned is missing"):
-        estimate(plan, config, prices=prices, assumptions=Assumptions())
-    plain = estimate(plan_stack("dev"), config_of("dev"), prices=prices, assumptions=Assumptions())
-    assert plain.lines and not [line for line in plain.lines if line.service in ("S3", "Athena")]
+    blocks = segment("genesis")
+    with serve_rpc(FakeZebra(blocks, tip=102)) as url:
+        base = ["--rpc-url", url, "--network", "mainnet", "--s3-endpoint", s3, "--region", "us-east-1"]
+        base += ["--start-height", "1", "--finality-depth", "100"]
+        bad = [
+            (["--destination", "gs://x/y"], "--destination"),
+            (["--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "0"], "--partition-blocks"),
+            (["--destination", f"s3://{BUCKET}/cli", "--start-height", "-1"], "--start-height"),
+            (["--destination", f"s3://{BUCKET}/cli", "--finality-depth", "99"], "--finality-depth"),
+            (["--destination", f"s3://{BUCKET}/cli", "--rpc-cookie-file", str(tmp_path / "none")], "--rpc-cookie"),
+        ]
+        for flags, named in bad:
+            assert cli.main(base + flags) == 2
+            assert named in capsys.readouterr().err
+        store = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "cli")
+        assert objects(store) == {}
+        assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "100"]) == 0
+        assert "exported 2 blocks (1-2)" in capsys.readouterr().out
+        # The recorded settings are the export's: another partition width is refused, nothing written.
+        before = objects(store)
+        assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "200"]) == 2
+        assert "Fix" in capsys.readouterr().err and objects(store) == before
+    con = duck(store, tmp_path)
+    # Block 1 pays the founders' reward to t3Vz22vK5z2LcKEdg16Yv4FFneEL1zg9ojd (zebrad's own answer, vendored).
+    assert con.execute(
+        "select value, script_type, address from transparent_outputs where height = 1 order by output_index"
+    ).fetchall() == [(50_000, "p2pk", None), (12_500, "p2sh", "t3Vz22vK5z2LcKEdg16Yv4FFneEL1zg9ojd")]

@@ -33,7 +33,7 @@ VARIANTS = {
         "lightwallet": {"kind": "none"},
     },
     "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
-    # The history export's CronJob, ServiceAccount and NetworkPolicy (tests/test_history_export.py).
+    # The history export's CronJob, ServiceAccount and NetworkPolicy (tests/test_history_export_aws.py).
     "archive": {
         "network": "mainnet",
         "history": {

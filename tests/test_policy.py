@@ -32,7 +32,7 @@ VARIANTS = {
         # A light-wallet server on its own public load balancer (no gateway): TLS must end at its pods.
         "endpoints": {"publicGrpc": True, "allowedCidrs": ["34.192.0.0/12"]},
     },
-    # A history instance that exports the chain to S3 (tests/test_history_export.py).
+    # A history instance that exports the chain to S3 (tests/test_history_export_aws.py).
     "archive": {
         "network": "mainnet",
         "history": {

@@ -11,6 +11,8 @@ Conventions (each a claim, docs/history-export.md):
   the protocol serializes (valueBalanceSapling, valueBalanceOrchard; for Sprout, the sum of vpub_new - vpub_old):
   positive = the pool shrinks, negative = value was shielded.
 - Column names avoid SQL keywords (no `index`, `time`, `timestamp`): Athena's DDL and Trino need no quoting.
+- Version 6 transactions (NU6.3, Zebra v6.3.0) add an Ironwood bundle laid out like Orchard's: its own table and
+  columns.
 - Every row carries `height`, so any table joins to `blocks` on it and to `transactions` on (`height`, `txid`).
 - Partition: `height_range=<first>-<last>` (each zero-padded to 10 digits, so text order is height order), a fixed
   width of blocks per partition; one `part.parquet` per table and partition.
@@ -41,6 +43,16 @@ def _c(name: str, hive_type: str, comment: str, nullable: bool = False) -> Colum
 _BLOCK_KEY = [_c("height", "bigint", "block height")]
 _TX_KEY = [*_BLOCK_KEY, _c("txid", "string", "transaction id, hex as the RPC shows it")]
 
+_ACTION_COLUMNS = [
+    *_TX_KEY,
+    _c("action_index", "bigint", "action position in the transaction"),
+    _c("cv", "string", "value commitment hex"),
+    _c("nullifier", "string", "nullifier hex"),
+    _c("rk", "string", "randomized validating key hex"),
+    _c("cmx", "string", "note commitment x-coordinate hex"),
+    _c("ephemeral_key", "string", "ephemeral public key hex"),
+]
+
 TABLES: dict[str, tuple[str, list[Column]]] = {
     "blocks": (
         "One row per block.",
@@ -67,6 +79,8 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
             _c("sprout_value_balance", "bigint", "sum of the transactions' Sprout value balances, zatoshi"),
             _c("sapling_value_balance", "bigint", "sum of the transactions' Sapling value balances, zatoshi"),
             _c("orchard_value_balance", "bigint", "sum of the transactions' Orchard value balances, zatoshi"),
+            _c("ironwood_action_count", "bigint", "Ironwood actions (v6 transactions, NU6.3)"),
+            _c("ironwood_value_balance", "bigint", "sum of the transactions' Ironwood value balances, zatoshi"),
         ],
     ),
     "transactions": (
@@ -75,10 +89,10 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
             *_TX_KEY,
             _c("block_hash", "string", "containing block's hash"),
             _c("tx_index", "bigint", "position in the block (0 = coinbase)"),
-            _c("version", "bigint", "transaction version (1-5)"),
+            _c("version", "bigint", "transaction version (1-6)"),
             _c("overwintered", "boolean", "fOverwintered flag"),
             _c("version_group_id", "string", "nVersionGroupId hex (overwintered transactions)", True),
-            _c("consensus_branch_id", "string", "nConsensusBranchId hex (v5)", True),
+            _c("consensus_branch_id", "string", "nConsensusBranchId hex (v5, v6)", True),
             _c("lock_time", "bigint", "nLockTime"),
             _c("expiry_height", "bigint", "nExpiryHeight (overwintered transactions)", True),
             _c("size", "bigint", "serialized size in bytes"),
@@ -95,6 +109,8 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
             _c("orchard_value_balance", "bigint", "valueBalanceOrchard, zatoshi"),
             _c("orchard_flags", "int", "Orchard flags byte (bit 0 spends enabled, bit 1 outputs enabled)", True),
             _c("orchard_anchor", "string", "Orchard anchor hex", True),
+            _c("ironwood_action_count", "bigint", "Ironwood actions (v6 transactions, NU6.3)"),
+            _c("ironwood_value_balance", "bigint", "valueBalanceIronwood, zatoshi"),
         ],
     ),
     "transparent_inputs": (
@@ -142,17 +158,10 @@ TABLES: dict[str, tuple[str, list[Column]]] = {
             _c("ephemeral_key", "string", "ephemeral public key hex"),
         ],
     ),
-    "orchard_actions": (
-        "One row per Orchard action.",
-        [
-            *_TX_KEY,
-            _c("action_index", "bigint", "action position in the transaction"),
-            _c("cv", "string", "value commitment hex"),
-            _c("nullifier", "string", "nullifier hex"),
-            _c("rk", "string", "randomized validating key hex"),
-            _c("cmx", "string", "note commitment x-coordinate hex"),
-            _c("ephemeral_key", "string", "ephemeral public key hex"),
-        ],
+    "orchard_actions": ("One row per Orchard action (v5 and v6 transactions).", _ACTION_COLUMNS),
+    "ironwood_actions": (
+        "One row per Ironwood action (v6 transactions, NU6.3; same fields as Orchard).",
+        _ACTION_COLUMNS,
     ),
 }
 
