@@ -7,20 +7,22 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PlanStack
+from tests.conftest import ROOT, PlanStack
 from tests.iam_analysis import cloudsplaining_findings, escalation_findings, parliament_findings, trust_findings
 from tests.netpol_model import Pod, reachable
 from tests.test_config import with_patch
-from zbi_export.schema import PARTITION_KEY, glue_tables
+from zbi_export.schema import PARTITION_KEY, glue_tables, partition_value
 from zbi_infra.config import load_stack_config
 from zbi_infra.config.history_export import cron_problem
 from zbi_infra.cost import Assumptions, estimate, load_prices
 from zbi_infra.errors import ConfigError
-from zbi_infra.history_catalog import bucket_name_problem
+from zbi_infra.history_catalog import bucket_name_problem, table_definitions
+from zbi_infra.node.history_export_job import credential_file
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
 
@@ -137,6 +139,27 @@ def test_the_glue_tables_are_the_export_programs_schema_at_the_instances_prefix(
         assert [k["name"] for k in table["partitionKeys"]] == [PARTITION_KEY]
         assert descriptor["serDeInfo"]["serializationLibrary"].endswith("ParquetHiveSerDe")
         assert table["tableType"] == "EXTERNAL_TABLE" and table["databaseName"] == "zbi_dev_archive"
+        parameters = table["parameters"]
+        assert parameters["projection.enabled"] == "true" and parameters["projection.height_range.type"] == "enum"
+        template = parameters["storage.location.template"]
+        assert template == f"s3://{data}/mainnet/{name}/height_range=${{height_range}}/"
+        ranges = parameters["projection.height_range.values"].split(",")
+        # Every partition the program writes, up to catalogMaxHeight, spelled as the program spells it.
+        assert len(ranges) == 10_000_000 // 10_000 and ranges[0] == partition_value(0, 10_000)
+        assert partition_value(3_444_123, 10_000) in ranges and ranges[-1] == partition_value(9_999_999, 10_000)
+        assert len(parameters["projection.height_range.values"]) <= 512_000  # Glue's limit for a parameter value
+
+
+def test_the_projected_location_is_where_the_program_writes() -> None:
+    """The template Athena fills in, and the path the export program's store writes, for the same height."""
+    from zbi_export.store import Store
+
+    definition = table_definitions("b", "mainnet/", 10_000, 10_000_000)["blocks"]
+    value = partition_value(2_500_123, 10_000)
+    projected = definition["parameters"]["storage.location.template"].replace("${height_range}", value)
+    store = Store(filesystem=None, bucket="b", prefix="mainnet")  # type: ignore[arg-type]
+    assert f"s3://{store.partition_path('blocks', value)}".startswith(projected)
+    assert f"s3://{store.partition_path('blocks', value)}" == projected + "part.parquet"
 
 
 def test_the_workgroup_enforces_its_scan_limit_and_encrypted_results(plan: Plan) -> None:
@@ -190,18 +213,18 @@ def test_the_export_role_writes_only_its_own_prefix(plan: Plan) -> None:
         ("s3:PutObject", f"arn:aws:s3:::{other_results}/x.csv"),
         ("s3:DeleteObject", f"arn:aws:s3:::{data}/{part}"),  # no delete at all
         ("s3:DeleteObjectVersion", f"arn:aws:s3:::{data}/{part}"),
-        ("s3:GetObject", f"arn:aws:s3:::{data}/{part}"),  # no read: the chain is the node's
+        ("s3:GetObject", f"arn:aws:s3:::{other_data}/mainnet/_export/state.json"),  # no read elsewhere
+        ("s3:GetObject", f"arn:aws:s3:::{results}/x.csv"),
         ("s3:PutBucketPolicy", f"arn:aws:s3:::{data}"),
         ("s3:PutLifecycleConfiguration", f"arn:aws:s3:::{data}"),
         ("glue:DeleteTable", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archive/blocks"),
-        ("glue:BatchCreatePartition", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archivet/blocks"),
+        ("glue:BatchCreatePartition", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archive/blocks"),
     ]
     assert [(a, r) for a, r in refused if permits(policy, a, r)] == []
     assert permits(policy, "s3:ListBucket", f"arn:aws:s3:::{data}", {"s3:prefix": "mainnet/blocks/"})
     assert not permits(policy, "s3:ListBucket", f"arn:aws:s3:::{data}", {"s3:prefix": "testnet/"})
-    assert permits(
-        policy, "glue:BatchCreatePartition", "arn:aws:glue:us-east-1:123456789012:table/zbi_dev_archive/blocks"
-    )
+    # Its state object and the partition it extends are read back (zbi_export/store.py).
+    assert permits(policy, "s3:GetObject", f"arn:aws:s3:::{data}/mainnet/_export/state.json")
     key = key_arn(plan, "archive")
     assert permits(policy, "kms:GenerateDataKey", key, {"kms:ViaService": "s3.us-east-1.amazonaws.com"})
     assert not permits(policy, "kms:GenerateDataKey", key)  # only through S3
@@ -251,13 +274,53 @@ def test_the_job_is_hardened_and_never_runs_twice_at_once(plan: Plan) -> None:
     assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"},
                                       "limits": {"cpu": "2", "memory": "2Gi"}}  # fmt: skip
     assert container["image"] == f"{IMAGE['repository']}:{IMAGE['tag']}"
-    env = {e["name"]: e for e in container["env"]}
+    assert "command" not in container  # the image's entrypoint is the program
     data, _ = buckets(plan, "archive")
-    assert env["ZBI_EXPORT_BUCKET"]["value"] == data and env["ZBI_EXPORT_PREFIX"]["value"] == "mainnet/"
-    assert env["ZBI_EXPORT_RPC_URL"]["value"] == "http://zebrad-rpc.zbi-archive.svc.cluster.local:8232"
-    # The credential comes from the instance's Secret, never as a value in the manifest.
-    assert env["ZBI_EXPORT_RPC_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "rpc-credentials", "key": "password"}
-    assert "value" not in env["ZBI_EXPORT_RPC_PASSWORD"]
+    assert container["args"] == [
+        "--rpc-url=http://zebrad-rpc.zbi-archive.svc.cluster.local:8232",
+        "--rpc-cookie-file=/etc/zbi-export/rpc-user-password",
+        f"--destination=s3://{data}/mainnet",
+        "--network=mainnet",
+        "--partition-blocks=10000",
+        "--region=us-east-1",
+    ]
+    # The flags are the program's own: its parser accepts them as rendered.
+    from zbi_export.cli import parser
+
+    parsed = parser().parse_args(container["args"])
+    assert parsed.destination == f"s3://{data}/mainnet" and parsed.partition_blocks == 10_000
+    # The credential is a file from the instance's Secret, readable by the pod's group only; never a value here.
+    (volume,) = pod["volumes"]
+    assert volume["secret"] == {"secretName": "rpc-credentials", "defaultMode": 0o440,
+                                "items": [{"key": "rpc-user-password", "path": "rpc-user-password"}]}  # fmt: skip
+    assert pod["securityContext"]["fsGroup"] == context["runAsUser"] == 65532  # the Dockerfile's USER
+
+
+def test_the_instance_secret_holds_the_jobs_credential_only_when_it_exports(plan: Plan) -> None:
+    def secret(instance: str) -> dict[str, Any]:
+        (found,) = [r for r in plan.of_type("kubernetes:core/v1:Secret") if r.name == f"{instance}-rpc-credentials"]
+        return manifest(found)["stringData"]
+
+    assert secret("archive")["rpc-user-password"] == "[secret]"  # a Pulumi secret: never plain in state or plan
+    assert "rpc-user-password" not in secret("testnet")
+    # The image runs as the uid the pod declares.
+    dockerfile = (ROOT / "images" / "history-export" / "Dockerfile").read_text()
+    assert "USER 65532:65532" in dockerfile
+
+
+def test_the_program_passes_the_rpc_guard_with_the_file_zbi_mounts(tmp_path: Path) -> None:
+    """The real RPC guard (nginx, its rendered config) in front of a stand-in node on loopback, and the export
+    program's own RPC client reading the credential file as the job mounts it."""
+    from tests.test_rpc_guard import PASSWORD, USER, Upstream, running_guard
+    from zbi_export.rpc import NodeRpc, RpcError
+
+    upstream = Upstream()
+    with running_guard(tmp_path / "guard", upstream) as port:
+        url = f"http://127.0.0.1:{port}/"
+        assert NodeRpc(url, credential_file(USER, PASSWORD), attempts=1).call("getblockcount", []) == {"echo": []}
+        with pytest.raises(RpcError, match="unauthorized"):
+            NodeRpc(url, credential_file(USER, PASSWORD + "x"), attempts=1).call("getblockcount", [])
+    assert len(upstream.received) == 1  # the refused call never reached the node
 
 
 def test_the_job_reaches_the_nodes_rpc_and_https_only_and_nothing_reaches_it(plan: Plan) -> None:

@@ -2,9 +2,10 @@
 Pulumi component (zbi_infra/history_export_aws.py) and the tests read the same values.
 
 The tables come from the export program's own schema (zbi_export/schema.py), so the catalog and the Parquet files
-cannot drift apart. Objects live at `s3://<bucket>/<network>/<table>/height_range=<first>-<last>/part.parquet`, Hive's
-`key=value` layout: the job registers each partition it writes (glue:BatchCreatePartition on its own tables), and
-`MSCK REPAIR TABLE <table>` in Athena finds any it did not.
+cannot drift apart. Objects live at `s3://<bucket>/<network>/<table>/height_range=<first>-<last>/part.parquet`.
+Athena finds partitions by projection, with no partition ever registered: `height_range` is an enum of every range
+from height 0 up to `catalogMaxHeight`, spelled by the program's own `partition_value` (docs/history-export-aws.md
+says why an enum).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import re
 from typing import Any
 
-from zbi_export.schema import glue_tables
+from zbi_export.schema import PARTITION_KEY, glue_tables, partition_value
 from zbi_infra.iam import POLICY_VERSION
 
 # S3 bucket names: 3-63 characters (S3 user guide, "General purpose bucket naming rules").
@@ -22,10 +23,10 @@ ACCOUNT_ID_DIGITS = 12
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-# What the job may do to objects: write them and abandon a failed multipart upload. No read, no delete: an existing
-# partition is overwritten (a new version; the old one stays recoverable for history.export.noncurrentRetentionDays).
-OBJECT_WRITES = ["s3:PutObject", "s3:AbortMultipartUpload"]
-PARTITION_WRITES = ["glue:GetTable", "glue:GetPartition", "glue:BatchCreatePartition", "glue:CreatePartition"]
+# What the job may do to objects under its prefix: read its state object and the partition it extends, write, and
+# abandon a failed multipart upload. No delete: a partition is overwritten (a new version; the old one stays
+# recoverable for history.export.noncurrentRetentionDays).
+OBJECT_ACTIONS = ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"]
 
 
 def bucket_names(stack: str, instance: str, account_id: str) -> tuple[str, str]:
@@ -58,36 +59,47 @@ def data_prefix(network: str) -> str:
     return f"{network}/"
 
 
-def table_definitions(bucket: str, prefix: str) -> dict[str, dict[str, Any]]:
+def projected_ranges(partition_blocks: int, max_height: int) -> str:
+    """Every `height_range` from height 0 to `max_height`, comma-separated: the enum Athena projects."""
+    return ",".join(partition_value(first, partition_blocks) for first in range(0, max_height, partition_blocks))
+
+
+def table_definitions(bucket: str, prefix: str, partition_blocks: int, max_height: int) -> dict[str, dict[str, Any]]:
     """Per table: Glue's description, columns, partition keys, S3 location, formats and parameters."""
+    ranges = projected_ranges(partition_blocks, max_height)
     tables = {}
     for name, table in glue_tables().items():
+        location = f"s3://{bucket}/{prefix}{name}/"
         tables[name] = {
             **table,
-            "location": f"s3://{bucket}/{prefix}{name}/",
+            "location": location,
             "input_format": PARQUET_INPUT,
             "output_format": PARQUET_OUTPUT,
             "serde": PARQUET_SERDE,
-            # EXTERNAL: dropping the table never deletes the data; classification tells Athena the format.
-            "parameters": {"EXTERNAL": "TRUE", "classification": "parquet", "parquet.compression": "ZSTD"},
+            "parameters": {
+                # EXTERNAL: dropping the table never deletes the data; classification tells Athena the format.
+                "EXTERNAL": "TRUE",
+                "classification": "parquet",
+                "projection.enabled": "true",
+                f"projection.{PARTITION_KEY}.type": "enum",
+                f"projection.{PARTITION_KEY}.values": ranges,
+                "storage.location.template": f"{location}{PARTITION_KEY}=${{{PARTITION_KEY}}}/",
+            },
         }
     return tables
 
 
-def writer_policy(
-    *, bucket: str, prefix: str, key_arn: str, region: str, account_id: str, database: str, tables: list[str]
-) -> str:
-    """The export job's permissions: write objects under `prefix` of its bucket only, list only that prefix, use its
-    key only through S3, and add partitions to its own tables only."""
-    table_arns = [f"arn:aws:glue:{region}:{account_id}:table/{database}/{table}" for table in sorted(tables)]
+def writer_policy(*, bucket: str, prefix: str, key_arn: str, region: str) -> str:
+    """The export job's permissions: read and write objects under `prefix` of its bucket only, list only that prefix,
+    and use its key only through S3."""
     return json.dumps(
         {
             "Version": POLICY_VERSION,
             "Statement": [
                 {
-                    "Sid": "WriteItsPrefix",
+                    "Sid": "ReadAndWriteItsPrefix",
                     "Effect": "Allow",
-                    "Action": OBJECT_WRITES,
+                    "Action": OBJECT_ACTIONS,
                     "Resource": f"arn:aws:s3:::{bucket}/{prefix}*",
                 },
                 {
@@ -100,20 +112,10 @@ def writer_policy(
                 {
                     "Sid": "EncryptThroughS3",
                     "Effect": "Allow",
-                    # GenerateDataKey to write (SSE-KMS with a bucket key); Decrypt for multipart uploads.
+                    # GenerateDataKey to write (SSE-KMS with a bucket key); Decrypt to read and for multipart uploads.
                     "Action": ["kms:GenerateDataKey", "kms:Decrypt"],
                     "Resource": key_arn,
                     "Condition": {"StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"}},
-                },
-                {
-                    "Sid": "RegisterItsPartitions",
-                    "Effect": "Allow",
-                    "Action": PARTITION_WRITES,
-                    "Resource": [
-                        f"arn:aws:glue:{region}:{account_id}:catalog",
-                        f"arn:aws:glue:{region}:{account_id}:database/{database}",
-                        *table_arns,
-                    ],
                 },
             ],
         }

@@ -3,7 +3,8 @@
 - a KMS key (yearly rotation) that encrypts both buckets and Athena's results;
 - the data bucket: versioned, SSE-KMS with a bucket key, every kind of public access blocked, TLS only, objects owned
   by the bucket owner (no ACLs); overwritten Parquet stays recoverable for `noncurrentRetentionDays`;
-- a Glue database with one table per exported table (zbi_infra/history_catalog.py, from zbi_export/schema.py);
+- a Glue database with one table per exported table (zbi_infra/history_catalog.py, from zbi_export/schema.py),
+  partitions found by Athena's partition projection (nothing to register);
 - an Athena workgroup whose settings override the client's: results in its own bucket (expired after
   `queryResultRetentionDays`), encrypted with the key, and no query reading more than `scanLimitGib`;
 - an IRSA role for the export job's service account that may write the instance's prefix of the data bucket and
@@ -18,6 +19,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from zbi_export.schema import glue_tables
 from zbi_infra.config.history_export import HistoryExportConfig
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.errors import ConfigError
@@ -132,9 +134,14 @@ class ZbiHistoryExport(pulumi.ComponentResource):
         prefix = self.prefix
 
         def definition_of(table: str) -> pulumi.Output[dict[str, Any]]:
-            return data.bucket.apply(lambda bucket: table_definitions(bucket, prefix)[table])
+            return data.bucket.apply(
+                lambda bucket: table_definitions(bucket, prefix, config.partition_blocks, config.catalog_max_height)[
+                    table
+                ]
+            )
 
-        for table in sorted(table_definitions("-", self.prefix)):
+        table_names = sorted(glue_tables())
+        for table in table_names:
             definition = definition_of(table)
             aws.glue.CatalogTable(
                 f"{name}-table-{table.replace('_', '-')}",
@@ -192,20 +199,11 @@ class ZbiHistoryExport(pulumi.ComponentResource):
             tags=args.tags,
             opts=child,
         )
-        table_names = sorted(table_definitions("-", self.prefix))
         aws.iam.RolePolicy(
             f"{name}-writer",
             role=role.id,
-            policy=pulumi.Output.all(data.bucket, key.arn, account).apply(
-                lambda v: writer_policy(
-                    bucket=v[0],
-                    prefix=self.prefix,
-                    key_arn=v[1],
-                    region=args.region,
-                    account_id=v[2],
-                    database=self.database,
-                    tables=table_names,
-                )
+            policy=pulumi.Output.all(data.bucket, key.arn).apply(
+                lambda v: writer_policy(bucket=v[0], prefix=self.prefix, key_arn=v[1], region=args.region)
             ),
             opts=child,
         )

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
+from zbi_export.schema import partition_value
 from zbi_infra.config.base import StrictBool, StrictInt, StrictModel
 from zbi_infra.config.image import ImageConfig
 from zbi_infra.config.resources import ResourcesConfig
@@ -18,6 +19,9 @@ CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("mo
 # Athena's smallest per-query data usage control is 10 MB (Athena user guide, "Workgroup data usage controls"); zBI
 # counts whole GiB, and above 10 TiB a query costs over $50 at the list price.
 MAX_SCAN_LIMIT_GIB = 10 * 1024
+# Glue's limit on a table parameter's value (Glue API reference, TableInput.Parameters: 512,000 characters): the
+# projected partition list is one.
+MAX_PARAMETER_CHARS = 512_000
 DEFAULT_RESOURCES = ResourcesConfig(cpu="500m", memory="1Gi", cpu_limit="2", memory_limit="2Gi")
 
 
@@ -51,6 +55,9 @@ class HistoryExportConfig(StrictModel):
     enabled: StrictBool = False
     # Blocks per partition (one Parquet file per table and height range).
     partition_blocks: StrictInt = Field(default=10_000, ge=100, le=1_000_000)
+    # Height up to which the Glue tables list partitions (Athena projects them; none are registered). Mainnet was
+    # about 3,444,000 in August 2026 (zebrad 6.3.0's estimate) and grows 1,152 blocks a day: 10 million is ~15 years.
+    catalog_max_height: StrictInt = Field(default=10_000_000, ge=1_000_000, le=100_000_000)
     # When the export runs (cron, UTC). A run exports every final block not yet in S3 and exits.
     schedule: Annotated[str, StringConstraints(max_length=100)] = "23 */6 * * *"
     # Longest a run may take, minutes; the next run resumes where it stopped.
@@ -73,6 +80,19 @@ class HistoryExportConfig(StrictModel):
         if problem:
             raise ValueError(f"{problem}. Fix: write five cron fields, e.g. '23 */6 * * *' (every 6 hours at :23)")
         return schedule
+
+    @model_validator(mode="after")
+    def _partitions_fit_the_catalog(self) -> HistoryExportConfig:
+        fitting = MAX_PARAMETER_CHARS // (len(partition_value(0, 1)) + 1)
+        partitions = -(-self.catalog_max_height // self.partition_blocks)
+        if partitions > fitting:
+            at_least = -(-self.catalog_max_height // fitting)
+            raise ValueError(
+                f"partitionBlocks {self.partition_blocks} makes {partitions:,} partitions up to catalogMaxHeight "
+                f"{self.catalog_max_height:,}, and a Glue table lists at most {fitting:,}. Fix: partitionBlocks of at "
+                f"least {at_least:,}, or a lower catalogMaxHeight"
+            )
+        return self
 
     @model_validator(mode="after")
     def _an_image_to_run(self) -> HistoryExportConfig:

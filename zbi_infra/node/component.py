@@ -23,6 +23,7 @@ from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, Instan
 from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
 from zbi_infra.node.history_export_job import HistoryExportTarget, build_history_export
+from zbi_infra.node.history_export_job import credential_secret_data as export_credential_data
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
 from zbi_infra.node.public_tls_renewal import build_renewal_roller
@@ -143,6 +144,8 @@ class ZcashNode(pulumi.ComponentResource):
                 "password": self.rpc_password,
                 # The RPC guard in front of zebrad compares callers' Authorization with this (node/rpc_guard.py).
                 **credential_secret_data(RPC_USER, self.rpc_password),
+                # The history export job's `user:password` file (node/history_export_job.py), only when it runs.
+                **(export_credential_data(RPC_USER, self.rpc_password) if exporting else {}),
             },
             opts=ctx.in_namespace,
         )

@@ -1,9 +1,10 @@
 """The history export CronJob of one instance: `zbi-export` (package zbi_export) reads final blocks from the instance's
 full-node RPC and writes them to its S3 prefix as Parquet.
 
-The job reaches the node the way lightwalletd does: through the RPC guard in front of zebrad, with the instance's RPC
-credentials from its Secret (env vars, never files in the image). Its NetworkPolicy lets it reach that port of the
-instance's full nodes, HTTPS (S3, STS for IRSA, Glue) and DNS, and nothing reaches it. AWS access comes from IRSA
+The job reaches the node through the RPC guard in front of zebrad, with the instance's RPC user and password: one key
+of the instance's `rpc-credentials` Secret (`user:password`, what `zbi-export --rpc-cookie-file` reads), mounted as a
+file readable by the pod's group only. Its NetworkPolicy lets it reach that port of the instance's full nodes, HTTPS
+(S3, and STS for IRSA) and DNS, and nothing reaches it. AWS access comes from IRSA
 (the role the AWS side made for this service account: zbi_infra/history_export_aws.py); no token of the Kubernetes API
 is mounted.
 """
@@ -16,21 +17,20 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
-from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.history_export import HistoryExportConfig
-from zbi_infra.node.context import FULL_NODE, HIGH_UID, InstanceContext, secret_env
+from zbi_infra.node.context import FULL_NODE, RPC_SECRET, InstanceContext
 
 EXPORT_COMPONENT = "history-export"
+# The key of the instance's `rpc-credentials` Secret the job reads: `user:password`, HTTP basic auth's pair.
+CREDENTIAL_KEY = "rpc-user-password"
+CREDENTIAL_DIR = "/etc/zbi-export"
 EXPORT_SERVICE_ACCOUNT = "history-export"
 # The IRSA webhook reads this annotation and gives the pod the role's web-identity token and AWS_ROLE_ARN.
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-# The export image's user (images/history-export/Dockerfile): a uid no host user has (checkov CKV_K8S_40).
-EXPORT_UID = HIGH_UID + 1
+# The export image's user: `USER 65532:65532` in images/history-export/Dockerfile (no host user has it: checkov
+# CKV_K8S_40 wants one of at least 10000).
+EXPORT_UID = 65532
 HTTPS = 443
-# The environment the export program reads (one place, for the program's and this side's names to meet).
-ENV_RPC_CREDENTIALS = {"username": "ZBI_EXPORT_RPC_USER", "password": "ZBI_EXPORT_RPC_PASSWORD"}
-# Parquet files are staged here before upload: one partition of each table at a time.
-STAGING_SIZE = "4Gi"
 
 
 @dataclass(frozen=True)
@@ -52,22 +52,31 @@ def export_image(config: HistoryExportConfig) -> str:
     return kube.image_ref(image.repository, image.tag, image.digest)
 
 
-def export_env(
+def export_args(
     ctx: InstanceContext, config: HistoryExportConfig, target: HistoryExportTarget
-) -> list[k8s.core.v1.EnvVarArgs]:
-    plain = {
-        "ZBI_EXPORT_RPC_URL": f"http://{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}",
-        "ZBI_EXPORT_NETWORK": ctx.config.network.value,
-        "ZBI_EXPORT_BUCKET": target.bucket,
-        "ZBI_EXPORT_PREFIX": target.prefix,
-        "ZBI_EXPORT_PARTITION_BLOCKS": str(config.partition_blocks),
-        "ZBI_EXPORT_FINAL_DEPTH": str(FINAL_DEPTH),
-        "ZBI_EXPORT_GLUE_DATABASE": target.database,
-        "AWS_REGION": target.region,
-        "AWS_STS_REGIONAL_ENDPOINTS": "regional",
-        "TMPDIR": "/tmp",
-    }
-    return [k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in plain.items()] + secret_env(ENV_RPC_CREDENTIALS)
+) -> pulumi.Output[list[str]]:
+    """`zbi-export`'s flags (zbi_export/cli.py); its finality depth stays the program's own default."""
+    return pulumi.Output.from_input(target.bucket).apply(
+        lambda bucket: [
+            f"--rpc-url=http://{ctx.service_host(f'{ctx.node_name}-rpc')}:{ctx.ports.rpc}",
+            f"--rpc-cookie-file={CREDENTIAL_DIR}/{CREDENTIAL_KEY}",
+            f"--destination=s3://{bucket}/{target.prefix.rstrip('/')}",
+            f"--network={ctx.config.network.value}",
+            f"--partition-blocks={config.partition_blocks}",
+            f"--region={target.region}",
+        ]
+    )
+
+
+def credential_file(user: str, password: str) -> str:
+    """The file `zbi-export --rpc-cookie-file` reads: `user:password`, which it sends as HTTP basic auth, the header
+    the RPC guard compares (render/rpc_guard.py)."""
+    return f"{user}:{password}"
+
+
+def credential_secret_data(user: str, password: pulumi.Output[str]) -> dict[str, pulumi.Output[str]]:
+    """The job's key for the instance's `rpc-credentials` Secret (a Pulumi secret, as the password it comes from)."""
+    return {CREDENTIAL_KEY: pulumi.Output.secret(password.apply(lambda p: credential_file(user, p)))}
 
 
 def build_history_export(ctx: InstanceContext, target: HistoryExportTarget) -> k8s.batch.v1.CronJob:
@@ -91,20 +100,20 @@ def build_history_export(ctx: InstanceContext, target: HistoryExportTarget) -> k
         name="export",
         image=export_image(config),
         image_pull_policy="IfNotPresent",
-        command=["zbi-export"],
-        env=export_env(ctx, config, target),
+        # The image's entrypoint is the program (`python -m zbi_export.cli`): only its flags here.
+        args=export_args(ctx, config, target),
+        env=[k8s.core.v1.EnvVarArgs(name="AWS_STS_REGIONAL_ENDPOINTS", value="regional")],
         resources=k8s.core.v1.ResourceRequirementsArgs(
             requests={"cpu": config.resources.cpu, "memory": config.resources.memory},
             limits=config.resources.limits(),
         ),
         security_context=kube.container_security(EXPORT_UID),
-        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp")],
+        volume_mounts=[k8s.core.v1.VolumeMountArgs(name="rpc-credential", mount_path=CREDENTIAL_DIR, read_only=True)],
     )
     ctx.footprint.add_pods(1, [container])
     skips = ctx.checkov_skips(
         "CKV_K8S_8=a run-to-completion job: no liveness probe; activeDeadlineSeconds bounds a hung run",
         "CKV_K8S_9=a run-to-completion job: no readiness probe, it serves nothing",
-        "CKV_K8S_35=the export program reads the node's RPC credentials from env vars, as lightwalletd does",
         digest=config.image.digest,
     )
     return k8s.batch.v1.CronJob(
@@ -132,9 +141,15 @@ def build_history_export(ctx: InstanceContext, target: HistoryExportTarget) -> k
                             restart_policy="Never",
                             security_context=kube.pod_security(EXPORT_UID),
                             containers=[container],
+                            # Only the job's key, readable by the pod's group (fsGroup) and no one else.
                             volumes=[
                                 k8s.core.v1.VolumeArgs(
-                                    name="tmp", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit=STAGING_SIZE)
+                                    name="rpc-credential",
+                                    secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                        secret_name=RPC_SECRET,
+                                        items=[k8s.core.v1.KeyToPathArgs(key=CREDENTIAL_KEY, path=CREDENTIAL_KEY)],
+                                        default_mode=0o440,
+                                    ),
                                 )
                             ],
                             enable_service_links=False,
@@ -149,7 +164,7 @@ def build_history_export(ctx: InstanceContext, target: HistoryExportTarget) -> k
 
 def _network_policy(ctx: InstanceContext, selector: dict[str, str]) -> None:
     """Out: the instance's full nodes on their RPC port (the guard), and HTTPS anywhere but the instance metadata
-    service (S3, STS and Glue have no fixed addresses); in: nothing. DNS is the instance's allow-dns policy."""
+    service (S3 and STS have no fixed addresses); in: nothing. DNS is the instance's allow-dns policy."""
     np = k8s.networking.v1
     full_node = kube.selector(instance=ctx.name, component=FULL_NODE)
     np.NetworkPolicy(
