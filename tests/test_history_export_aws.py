@@ -459,3 +459,87 @@ def test_a_prices_file_without_the_export_prices_fails_only_a_stack_that_exports
         estimate(plan, config, prices=prices, assumptions=Assumptions())
     plain = estimate(plan_stack("dev"), config_of("dev"), prices=prices, assumptions=Assumptions())
     assert plain.lines and not [line for line in plain.lines if line.service in ("S3", "Athena")]
+
+
+# ---- the role against the program's real S3 calls ---------------------------------------------------------------
+
+
+def iam_request(method: str, target: str, bucket: str) -> tuple[str, str, dict[str, str]]:
+    """An S3 REST request (path style) as IAM authorizes it: (action, resource ARN, condition context). S3's
+    "Actions, resources, and condition keys" page maps each operation: HeadObject and GetObject need s3:GetObject,
+    ListObjects(V2) and HeadBucket s3:ListBucket (with s3:prefix when listed by prefix), every step of a multipart
+    upload s3:PutObject, AbortMultipartUpload its own action."""
+    from urllib.parse import parse_qs, unquote, urlsplit
+
+    parts = urlsplit(target)
+    query = parse_qs(parts.query, keep_blank_values=True)
+    path = unquote(parts.path).lstrip("/")
+    name, _, key = path.partition("/")
+    assert name == bucket, target
+    if not key:
+        context = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
+        if method in ("GET", "HEAD"):
+            return "s3:ListBucket", f"arn:aws:s3:::{bucket}", context
+        return f"s3:{method}Bucket", f"arn:aws:s3:::{bucket}", context
+    resource = f"arn:aws:s3:::{bucket}/{key}"
+    if method in ("GET", "HEAD"):
+        return "s3:GetObject", resource, {}
+    if method == "DELETE":
+        return ("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject"), resource, {}
+    return "s3:PutObject", resource, {}  # PUT, and POST of ?uploads / ?uploadId
+
+
+def test_every_s3_call_the_export_program_makes_is_one_its_role_allows(tmp_path: Path) -> None:
+    """zbi-export, as the CronJob runs it, against moto's S3 on loopback with every request recorded; each request,
+    as IAM would authorize it, checked against the role's rendered policy. Two runs: the second reads back what the
+    first wrote."""
+    import logging
+    import re
+
+    import pyarrow.fs as pafs
+
+    from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
+    from zbi_export import cli
+    from zbi_infra.history_catalog import writer_policy
+
+    bucket = "zbi-dev-archive-history-123456789012"
+    records: list[str] = []
+
+    class Recorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    werkzeug = logging.getLogger("werkzeug")
+    with moto_s3() as endpoint:
+        host = endpoint.removeprefix("http://")
+        pafs.S3FileSystem(endpoint_override=host, scheme="http", allow_bucket_creation=True).create_dir(bucket)
+        recorder = Recorder()
+        werkzeug.addHandler(recorder)
+        werkzeug.setLevel(logging.INFO)
+        try:
+            blocks = segment("genesis")
+            for tip in (102, 102):
+                with serve_rpc(FakeZebra(blocks, tip=tip)) as url:
+                    args = [f"--rpc-url={url}", f"--destination=s3://{bucket}/mainnet", "--network=mainnet",
+                            "--partition-blocks=10000", "--region=us-east-1", f"--s3-endpoint={endpoint}",
+                            f"--start-height={min(blocks)}", "--finality-depth=100"]  # fmt: skip
+                    assert cli.main(args) == 0
+        finally:
+            werkzeug.removeHandler(recorder)
+            werkzeug.setLevel(logging.WARNING)
+    requests = [m.groups() for m in (re.search(r'"([A-Z]+) (\S+) HTTP/', r) for r in records) if m]
+    assert requests, records
+    policy = json.loads(
+        writer_policy(
+            bucket=bucket, prefix="mainnet/", key_arn="arn:aws:kms:us-east-1:123456789012:key/k", region="us-east-1"
+        )
+    )
+    asked = [iam_request(method, target, bucket) for method, target in requests]
+    refused = [
+        (action, resource, context)
+        for action, resource, context in asked
+        if not permits(policy, action, resource, context)
+    ]
+    assert refused == []
+    actions = {action for action, _, _ in asked}
+    assert {"s3:PutObject", "s3:GetObject"} <= actions, actions  # it wrote, and read back its state
