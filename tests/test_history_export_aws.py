@@ -543,3 +543,45 @@ def test_every_s3_call_the_export_program_makes_is_one_its_role_allows(tmp_path:
     assert refused == []
     actions = {action for action, _, _ in asked}
     assert {"s3:PutObject", "s3:GetObject"} <= actions, actions  # it wrote, and read back its state
+
+
+# ---- where the export does not run ------------------------------------------------------------------------------
+
+
+def test_a_dr_stack_runs_the_instance_without_its_export() -> None:
+    from zbi_infra.config.instance import InstanceConfig
+    from zbi_infra.history_export_aws import history_exports
+
+    archive = InstanceConfig.model_validate(ARCHIVE)
+    plain = InstanceConfig.model_validate({"network": "testnet"})
+    built, targets = history_exports(
+        "dr",
+        {"archive": archive, "testnet": plain},
+        primary=False,
+        region="us-west-2",
+        oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/x",
+        oidc_provider_url="https://x",
+        tags={},
+        opts=None,  # type: ignore[arg-type]  # nothing is registered in a DR stack
+    )
+    assert targets == {}
+    history = built["archive"].history
+    assert history is not None and history.export.enabled is False
+    # Everything else about the instance is the primary's.
+    assert built["archive"].model_copy(update={"history": archive.history}) == archive
+    assert built["testnet"] is plain
+
+
+def test_a_library_caller_must_say_where_an_enabled_export_writes(tmp_path: Path) -> None:
+    from zbi_infra.plan.engine import evaluate
+    from zbi_infra.plan.project import StackFile
+
+    program = f"""
+from zbi_infra import ZcashNode, ZcashNodeArgs
+from zbi_infra.config.instance import InstanceConfig
+
+ZcashNode("archive", ZcashNodeArgs(config=InstanceConfig.model_validate({ARCHIVE!r})))
+"""
+    (tmp_path / "__main__.py").write_text(program)
+    with pytest.raises(Exception, match=r"history\.export\.enabled writes to an S3 bucket with an IRSA role\. Fix"):
+        evaluate(StackFile(stack="example", config={}), program=tmp_path, project="example")
