@@ -585,3 +585,12 @@ ZcashNode("archive", ZcashNodeArgs(config=InstanceConfig.model_validate({ARCHIVE
     (tmp_path / "__main__.py").write_text(program)
     with pytest.raises(Exception, match=r"history\.export\.enabled writes to an S3 bucket with an IRSA role\. Fix"):
         evaluate(StackFile(stack="example", config={}), program=tmp_path, project="example")
+
+
+def test_a_catalog_the_chain_will_outgrow_within_a_year_is_warned_about(plan: Plan, plan_stack: PlanStack) -> None:
+    assert not [w for w in plan.warnings if "catalogMaxHeight" in w]  # 10 million: years away
+    # As of 2026-09-01 (the suite's day) Mainnet is near 3.47 million; a year on, near 3.9 million.
+    short = {**ARCHIVE, "history": {"export": {**ARCHIVE["history"]["export"], "catalogMaxHeight": 3_800_000}}}
+    warned = plan_stack("dev", merge={"zbi:instances": {"archive": short}})
+    (warning,) = [w for w in warned.warnings if "catalogMaxHeight" in w]
+    assert "zbi:instances.archive.history.export.catalogMaxHeight" in warning and "Fix: raise" in warning

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pulumi
@@ -21,7 +22,8 @@ import pulumi_aws as aws
 
 from zbi_export.schema import glue_tables
 from zbi_infra.config.history_export import HistoryExportConfig
-from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.config.instance import InstanceConfig, Network
+from zbi_infra.config.stack import plan_date
 from zbi_infra.errors import ConfigError
 from zbi_infra.history_catalog import (
     bucket_name_problem,
@@ -35,6 +37,7 @@ from zbi_infra.history_catalog import (
 from zbi_infra.iam import irsa_trust_policy
 from zbi_infra.node.context import namespace_of
 from zbi_infra.node.history_export_job import EXPORT_SERVICE_ACCOUNT, HistoryExportTarget
+from zbi_infra.releases import chain_anchor
 
 GIB = 2**30
 # Multipart uploads the job abandoned (a killed pod) are billed until removed.
@@ -308,6 +311,9 @@ def history_exports(
         problem = bucket_name_problem(stack, name)
         if problem:
             raise ConfigError([f"zbi:instances.{name}.history.export: {problem}"])
+        catalog_warning = catalog_horizon_warning(name, instance)
+        if catalog_warning:
+            pulumi.log.warn(catalog_warning)
         export = ZbiHistoryExport(
             f"{name}-history-export",
             ZbiHistoryExportArgs(
@@ -324,3 +330,19 @@ def history_exports(
         )
         targets[name] = export.target(region)
     return built, targets
+
+
+def catalog_horizon_warning(name: str, instance: InstanceConfig) -> str | None:
+    """A year before Mainnet passes `catalogMaxHeight` (estimated from zBI's chain anchor at 1,152 blocks a day), say
+    so: partitions above it exist in S3 but Athena does not project them. Test networks have no anchor here."""
+    assert instance.history is not None
+    limit = instance.history.export.catalog_max_height
+    if instance.network is not Network.MAINNET:
+        return None
+    in_a_year = chain_anchor().height_on(plan_date() + timedelta(days=365))
+    if in_a_year < limit:
+        return None
+    return (
+        f"zbi:instances.{name}.history.export.catalogMaxHeight: Mainnet will be near height {in_a_year:,} a year from "
+        f"now, and Athena projects no partition above {limit:,}. Fix: raise catalogMaxHeight"
+    )
