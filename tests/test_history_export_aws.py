@@ -594,3 +594,15 @@ def test_a_catalog_the_chain_will_outgrow_within_a_year_is_warned_about(plan: Pl
     warned = plan_stack("dev", merge={"zbi:instances": {"archive": short}})
     (warning,) = [w for w in warned.warnings if "catalogMaxHeight" in w]
     assert "zbi:instances.archive.history.export.catalogMaxHeight" in warning and "Fix: raise" in warning
+
+
+def test_the_plan_summary_says_where_the_chain_lands_and_where_to_query_it(plan: Plan) -> None:
+    from tests.test_cost import config_of
+    from zbi_infra.plan.summary import summary
+
+    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    text = summary(plan, config, monthly_usd=None)
+    data, _ = buckets(plan, "archive")
+    assert f"history export: '23 */6 * * *' (UTC) to s3://{data}/mainnet/ as Parquet" in text
+    assert "SQL: Athena workgroup zbi-dev-archive, at most 50 GiB scanned a query" in text
+    assert "SQL: Athena workgroup zbi-dev-archivet, at most 100 GiB scanned a query" in text
