@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -606,3 +607,74 @@ def test_the_plan_summary_says_where_the_chain_lands_and_where_to_query_it(plan:
     assert f"history export: '23 */6 * * *' (UTC) to s3://{data}/mainnet/ as Parquet" in text
     assert "SQL: Athena workgroup zbi-dev-archive, at most 50 GiB scanned a query" in text
     assert "SQL: Athena workgroup zbi-dev-archivet, at most 100 GiB scanned a query" in text
+
+
+# ---- alerts -----------------------------------------------------------------------------------------------------
+
+
+def test_the_stale_threshold_follows_each_schedule() -> None:
+    from datetime import timedelta
+
+    from zbi_infra.monitoring.history_export_alerts import longest_gap
+
+    assert longest_gap("23 */6 * * *") == timedelta(hours=6)
+    assert longest_gap("5/20 * * * *") == timedelta(minutes=20)  # 5, 25, 45
+    assert longest_gap("0 3 * * 1") == timedelta(days=7)
+    assert longest_gap("0 0 1 * *") == timedelta(days=31)  # January to February
+    assert longest_gap("0 0 1 * 1") == timedelta(days=7)  # both days restricted: the 1st or a Monday (Vixie cron)
+    assert longest_gap("0 12 * * 0") == longest_gap("0 12 * * 7") == timedelta(days=7)  # 7 is Sunday too
+
+
+def test_the_export_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
+    import subprocess
+
+    import yaml
+
+    from tests.test_alerts import promtool
+    from zbi_infra.config.instance import InstanceConfig
+    from zbi_infra.monitoring.alerts import alert_rules
+
+    instances = {
+        "archive": InstanceConfig.model_validate(ARCHIVE),
+        "testnet": InstanceConfig.model_validate({"network": "testnet"}),
+    }
+    groups = [g for g in alert_rules(instances, probed_endpoints=False) if g["name"] == "zbi-history-export"]
+    rules = {r["alert"]: r for g in groups for r in g["rules"]}
+    assert set(rules) == {"HistoryExportStale", "HistoryExportFailed"}
+    # Every 6 hours, 300 minutes a run: stale after 2 x 6 h + 5 h = 17 h without a success.
+    assert rules["HistoryExportStale"]["expr"].endswith("> 61200")
+    success = 'kube_cronjob_status_last_successful_time{namespace="zbi-archive", cronjob="history-export"}'
+    failed = 'kube_job_status_failed{namespace="zbi-archive", job_name="history-export-29412345"}'
+    other = 'kube_job_status_failed{namespace="zbi-archive", job_name="other-29412345"}'
+    stale_labels = {"namespace": "zbi-archive", "cronjob": "history-export", "severity": "warning", "team": "zbi"}
+    failed_labels = {"namespace": "zbi-archive", "job_name": "history-export-29412345", "severity": "warning",
+                     "team": "zbi"}  # fmt: skip
+
+    def case(alert: str, at: str, series: list[tuple[str, str]], labels: dict[str, str] | None) -> dict[str, Any]:
+        summary = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: (labels or {}).get(m.group(1), ""),
+                         rules[alert]["annotations"]["summary"])  # fmt: skip
+        expected = [] if labels is None else [{"exp_labels": labels, "exp_annotations": {"summary": summary}}]
+        return {
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series],
+            "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}],
+        }
+
+    tests = [
+        # Last success at time 0: at 18 h it is 18 h old, over 17 h for more than 15 minutes.
+        case("HistoryExportStale", "18h", [(success, "0x1200")], stale_labels),
+        # Last success at 2 h: 16 h old at 18 h, within the allowance.
+        case("HistoryExportStale", "18h", [(success, "7200x1200")], None),
+        # Just past 17 h, but not yet for 15 minutes.
+        case("HistoryExportStale", "17h10m", [(success, "0x1200")], None),
+        case("HistoryExportFailed", "5m", [(failed, "0 1x10")], failed_labels),
+        case("HistoryExportFailed", "5m", [(failed, "0x10"), (other, "1x10")], None),
+    ]
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    unit = tmp_path / "unit.yml"
+    unit.write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "tests": tests}, sort_keys=False))
+    result = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # kube-state-metrics exports both series (its metric list, vendored).
+    names = set(json.loads((ROOT / "tests/fixtures/upstream/kube-state-metrics/metrics.json").read_text())["metrics"])
+    assert {"kube_cronjob_status_last_successful_time", "kube_job_status_failed"} <= names

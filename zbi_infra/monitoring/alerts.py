@@ -212,6 +212,11 @@ def alert_rules(
         groups.append({"name": "zbi-backups", "rules": [a.rule() for a in backup_alerts(snapshot_interval_hours)]})
     if gateways:
         groups.append({"name": "zbi-gateway", "rules": [a.rule() for a in gateway_alerts(gateways)]})
+    from zbi_infra.monitoring.history_export_alerts import history_export_alerts  # it imports Alert from here
+
+    exports = history_export_alerts(instances)
+    if exports:
+        groups.append({"name": "zbi-history-export", "rules": [a.rule() for a in exports]})
     if control_plane:
         reconcile = Alert(
             "StackReconcileFailing",
