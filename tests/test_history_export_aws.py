@@ -678,3 +678,47 @@ def test_the_export_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Pat
     # kube-state-metrics exports both series (its metric list, vendored).
     names = set(json.loads((ROOT / "tests/fixtures/upstream/kube-state-metrics/metrics.json").read_text())["metrics"])
     assert {"kube_cronjob_status_last_successful_time", "kube_job_status_failed"} <= names
+
+
+def test_the_analysts_first_query_runs_on_what_the_job_writes(tmp_path: Path) -> None:
+    """The first query of docs/history-export-aws.md, on three real NU5 blocks exported as the CronJob runs the
+    program (moto's S3), read by DuckDB as Hive-partitioned Parquet (Athena's engine is Trino, not run here: this
+    checks the names, types and partition column the query relies on, and its answer)."""
+    import duckdb
+    import pyarrow.fs as pafs
+
+    from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
+    from zbi_export import cli
+    from zbi_export.schema import TABLES
+    from zbi_export.store import Store, s3_filesystem
+
+    doc = (ROOT / "docs" / "history-export-aws.md").read_text()
+    query = doc.split("## An analyst's first query", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
+    assert "'0002500000-0002509999'" in query
+    query = query.replace("'0002500000-0002509999'", f"'{partition_value(1_687_106, 10_000)}'")
+    bucket = "zbi-dev-archive-history-123456789012"
+    blocks = segment("nu5")
+    with moto_s3() as endpoint:
+        host = endpoint.removeprefix("http://")
+        pafs.S3FileSystem(endpoint_override=host, scheme="http", allow_bucket_creation=True).create_dir(bucket)
+        with serve_rpc(FakeZebra(blocks, tip=max(blocks) + 100)) as url:
+            args = [f"--rpc-url={url}", f"--destination=s3://{bucket}/mainnet", "--network=mainnet",
+                    "--partition-blocks=10000", "--region=us-east-1", f"--s3-endpoint={endpoint}",
+                    f"--start-height={min(blocks)}", "--finality-depth=100"]  # fmt: skip
+            assert cli.main(args) == 0
+        store = Store(s3_filesystem(endpoint, "us-east-1"), bucket, "mainnet")
+        listing = store.fs.get_file_info(pafs.FileSelector(store.root, recursive=True))
+        for info in (i for i in listing if i.type == pafs.FileType.File):
+            local = tmp_path / info.path[len(store.root) + 1 :]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            with store.fs.open_input_stream(info.path) as stream:
+                local.write_bytes(stream.read())
+    con = duckdb.connect()
+    for table in TABLES:
+        if (tmp_path / table).is_dir():
+            con.execute(f"create view {table} as select * from read_parquet('{tmp_path}/{table}/*/*.parquet', "
+                        "hive_partitioning = true)")  # fmt: skip
+    rows = con.execute(query.replace(";", "")).fetchall()
+    assert len(rows) >= 1 and sum(r[1] for r in rows) == 3  # the three blocks, by day
+    transactions = con.execute("select sum(transaction_count) from blocks").fetchone()
+    assert transactions is not None and sum(r[2] for r in rows) == transactions[0] > 3

@@ -220,9 +220,7 @@ class ZbiHistoryExport(pulumi.ComponentResource):
 
     def target(self, region: str) -> HistoryExportTarget:
         """What the instance's export CronJob needs to know about its destination."""
-        return HistoryExportTarget(
-            bucket=self.bucket, prefix=self.prefix, region=region, role_arn=self.role_arn, database=self.database
-        )
+        return HistoryExportTarget(bucket=self.bucket, prefix=self.prefix, region=region, role_arn=self.role_arn)
 
     def _bucket(
         self,

@@ -41,7 +41,6 @@ class HistoryExportTarget:
     prefix: str
     region: str
     role_arn: pulumi.Input[str]
-    database: str
 
 
 def export_image(config: HistoryExportConfig) -> str:
