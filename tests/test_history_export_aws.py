@@ -31,12 +31,14 @@ IMAGE = {"repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history
 ARCHIVE = {"network": "mainnet", "history": {"export": {"enabled": True, "image": IMAGE, "scanLimitGib": 50}}}
 # A second history instance, on testnet, so the roles can be checked against each other's data.
 ARCHIVE_TEST = {"network": "testnet", "history": {"export": {"enabled": True, "image": IMAGE}}}
+# The dev stack's own testnet instance exports too; here it is the instance that does not.
+INSTANCES = {"archive": ARCHIVE, "archivet": ARCHIVE_TEST, "testnet": {"history": None}}
 GIB = 2**30
 
 
 @pytest.fixture(scope="module")
 def plan(plan_stack: PlanStack) -> Plan:
-    return plan_stack("dev", merge={"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    return plan_stack("dev", merge={"zbi:instances": INSTANCES})
 
 
 def named(plan: Plan, name: str) -> dict[str, Any]:
@@ -433,7 +435,7 @@ def test_bucket_names_that_s3_would_refuse_are_caught() -> None:
 def test_storage_and_scans_are_priced_per_exporting_instance(plan: Plan) -> None:
     from tests.test_cost import config_of
 
-    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    config = config_of("dev", {"zbi:instances": INSTANCES})
     prices = load_prices(None)
     lines = [line for line in estimate(plan, config, prices=prices, assumptions=Assumptions()).lines
              if line.service in ("S3", "Athena")]  # fmt: skip
@@ -455,10 +457,11 @@ def test_a_prices_file_without_the_export_prices_fails_only_a_stack_that_exports
     from tests.test_cost import config_of
 
     prices = {k: v for k, v in load_prices(None).items() if k != "athenaTbScanned"}
-    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    config = config_of("dev", {"zbi:instances": INSTANCES})
     with pytest.raises(ConfigError, match="athenaTbScanned is missing"):
         estimate(plan, config, prices=prices, assumptions=Assumptions())
-    plain = estimate(plan_stack("dev"), config_of("dev"), prices=prices, assumptions=Assumptions())
+    quiet = {"zbi:instances": {"testnet": {"history": None}}}
+    plain = estimate(plan_stack("dev", merge=quiet), config_of("dev", quiet), prices=prices, assumptions=Assumptions())
     assert plain.lines and not [line for line in plain.lines if line.service in ("S3", "Athena")]
 
 
@@ -601,7 +604,7 @@ def test_the_plan_summary_says_where_the_chain_lands_and_where_to_query_it(plan:
     from tests.test_cost import config_of
     from zbi_infra.plan.summary import summary
 
-    config = config_of("dev", {"zbi:instances": {"archive": ARCHIVE, "archivet": ARCHIVE_TEST}})
+    config = config_of("dev", {"zbi:instances": INSTANCES})
     text = summary(plan, config, monthly_usd=None)
     data, _ = buckets(plan, "archive")
     assert f"history export: '23 */6 * * *' (UTC) to s3://{data}/mainnet/ as Parquet" in text
@@ -696,7 +699,7 @@ def test_the_analysts_first_query_runs_on_what_the_job_writes(tmp_path: Path) ->
     query = doc.split("## An analyst's first query", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
     assert "'0002500000-0002509999'" in query
     query = query.replace("'0002500000-0002509999'", f"'{partition_value(1_687_106, 10_000)}'")
-    bucket = "zbi-dev-archive-history-123456789012"
+    bucket = "zbi-dev-analyst-history-123456789012"  # moto keeps buckets across servers in one process
     blocks = segment("nu5")
     with moto_s3() as endpoint:
         host = endpoint.removeprefix("http://")
