@@ -1,13 +1,12 @@
 """The history export on AWS: a history instance plans its bucket, catalog, workgroup, IRSA role and CronJob; the role
-writes its own prefix and nothing else; the job is hardened and reaches only the node's RPC and HTTPS; bad config is
-refused naming the field and the fix; a local stack refuses the export."""
+writes its own prefix and nothing else; the job is hardened and reaches only the node's RPC and HTTPS. Config and
+cost: tests/test_history_export_config.py; against the real program, guard, S3 and promtool:
+tests/test_history_export_live.py."""
 
 from __future__ import annotations
 
-import copy
 import fnmatch
 import json
-import re
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,8 @@ import pytest
 from tests.conftest import ROOT, PlanStack
 from tests.iam_analysis import cloudsplaining_findings, escalation_findings, parliament_findings, trust_findings
 from tests.netpol_model import Pod, reachable
-from tests.test_config import with_patch
 from zbi_export.schema import PARTITION_KEY, glue_tables, partition_value
-from zbi_infra.config import load_stack_config
-from zbi_infra.config.history_export import cron_problem
-from zbi_infra.cost import Assumptions, estimate, load_prices
-from zbi_infra.errors import ConfigError
-from zbi_infra.history_catalog import bucket_name_problem, table_definitions
-from zbi_infra.node.history_export_job import credential_file
+from zbi_infra.history_catalog import table_definitions
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
 
@@ -311,21 +304,6 @@ def test_the_instance_secret_holds_the_jobs_credential_only_when_it_exports(plan
     assert "USER 65532:65532" in dockerfile
 
 
-def test_the_program_passes_the_rpc_guard_with_the_file_zbi_mounts(tmp_path: Path) -> None:
-    """The real RPC guard (nginx, its rendered config) in front of a stand-in node on loopback, and the export
-    program's own RPC client reading the credential file as the job mounts it."""
-    from tests.test_rpc_guard import PASSWORD, USER, Upstream, running_guard
-    from zbi_export.rpc import NodeRpc, RpcError
-
-    upstream = Upstream()
-    with running_guard(tmp_path / "guard", upstream) as port:
-        url = f"http://127.0.0.1:{port}/"
-        assert NodeRpc(url, credential_file(USER, PASSWORD), attempts=1).call("getblockcount", []) == {"echo": []}
-        with pytest.raises(RpcError, match="unauthorized"):
-            NodeRpc(url, credential_file(USER, PASSWORD + "x"), attempts=1).call("getblockcount", [])
-    assert len(upstream.received) == 1  # the refused call never reached the node
-
-
 def test_the_job_reaches_the_nodes_rpc_and_https_only_and_nothing_reaches_it(plan: Plan) -> None:
     objects = [manifest(r) for r in plan.kubernetes_objects()]
     namespace = {"kubernetes.io/metadata.name": "zbi-archive"}
@@ -352,201 +330,6 @@ def test_the_job_reaches_the_nodes_rpc_and_https_only_and_nothing_reaches_it(pla
                                    "app.kubernetes.io/component": "history-export"},
                    {"kubernetes.io/metadata.name": "zbi-testnet"})  # fmt: skip
     assert not reachable(objects, stranger, node, 8232)
-
-
-# ---- config -----------------------------------------------------------------------------------------------------
-
-
-def instance_config(export: dict[str, Any]) -> dict[str, Any]:
-    return with_patch("zbi:instances", {"archive": {"network": "mainnet", "history": {"export": export}}})
-
-
-@pytest.mark.parametrize(
-    ("export", "field", "fix"),
-    [
-        ({"enabled": True}, "history.export", "images/history-export/Dockerfile"),
-        ({"enabled": True, "image": {"repository": IMAGE["repository"]}}, "history.export", "image.tag"),
-        ({"schedule": "every hour"}, "history.export.schedule", "five cron fields"),
-        ({"schedule": "0 */6 * *"}, "history.export.schedule", "has 4 fields"),
-        ({"schedule": "61 * * * *"}, "history.export.schedule", "outside 0-59"),
-        ({"schedule": "0 0 * * MON"}, "history.export.schedule", "names like MON"),
-        ({"schedule": "*/0 * * * *"}, "history.export.schedule", "step"),
-        ({"scanLimitGib": 0}, "history.export.scanLimitGib", "1"),
-        ({"scanLimitGib": 20000}, "history.export.scanLimitGib", "10240"),
-        ({"noncurrentRetentionDays": 0}, "history.export.noncurrentRetentionDays", "1"),
-        (
-            {"resources": {"cpu": "1", "memory": "1Gi", "memoryLimit": "512Mi"}},
-            "history.export.resources",
-            "memoryLimit",
-        ),
-    ],
-)
-def test_bad_export_config_is_refused_naming_the_field_and_the_fix(
-    export: dict[str, Any], field: str, fix: str
-) -> None:
-    with pytest.raises(ConfigError) as caught:
-        load_stack_config(instance_config(export))
-    message = str(caught.value)
-    assert f"zbi:instances.archive.{field}" in message and fix in message, message
-
-
-def test_a_good_export_config_loads() -> None:
-    config = load_stack_config(instance_config({"enabled": True, "image": IMAGE, "schedule": "5,35 1-3 * * 0-5"}))
-    export = config.instances["archive"].history.export  # type: ignore[union-attr]
-    assert export.schedule == "5,35 1-3 * * 0-5" and export.scan_limit_gib == 100
-
-
-def test_cron_ranges_are_checked_field_by_field() -> None:
-    assert cron_problem("0 0 1 1 7") is None
-    assert "day of month" in (cron_problem("0 0 0 * *") or "")
-    assert "backwards" in (cron_problem("0 5-1 * * *") or "")
-    assert "month" in (cron_problem("0 0 1 13 *") or "")
-
-
-def test_a_local_stack_refuses_the_export() -> None:
-    local = {"zbi:role": "local", "zbi:instances": {"archive": {"network": "mainnet", "history": {
-        "export": {"enabled": True, "image": IMAGE}}}}}  # fmt: skip
-    with pytest.raises(ConfigError) as caught:
-        load_stack_config(local)
-    message = str(caught.value)
-    assert "zbi:instances.archive.history.export" in message and "primary stack" in message
-    # The same instance without the export is fine on a local stack.
-    quiet = copy.deepcopy(local)
-    quiet["zbi:instances"]["archive"]["history"]["export"]["enabled"] = False
-    assert load_stack_config(quiet).instances["archive"].history is not None
-
-
-def test_the_local_plan_creates_nothing_in_aws(plan_stack: PlanStack) -> None:
-    history = {"network": "testnet", "history": {"export": {"enabled": False}}}
-    local = plan_stack("local", merge={"zbi:instances": {"archive": history}})
-    assert local.named("archive-namespace")  # the instance itself is there
-    assert not [r for r in local.resources if r.type.startswith(("aws:", "eks:")) or "history-export" in r.name]
-
-
-def test_bucket_names_that_s3_would_refuse_are_caught() -> None:
-    assert bucket_name_problem("dev", "archive") is None
-    assert "63" in (bucket_name_problem("production-eu", "a" * 30) or "")
-    assert "lowercase" in (bucket_name_problem("dev_1", "archive") or "")
-
-
-# ---- cost -------------------------------------------------------------------------------------------------------
-
-
-def test_storage_and_scans_are_priced_per_exporting_instance(plan: Plan) -> None:
-    from tests.test_cost import config_of
-
-    config = config_of("dev", {"zbi:instances": INSTANCES})
-    prices = load_prices(None)
-    lines = [line for line in estimate(plan, config, prices=prices, assumptions=Assumptions()).lines
-             if line.service in ("S3", "Athena")]  # fmt: skip
-    assert {(line.service, line.owner): round(line.monthly_usd, 4) for line in lines} == {
-        ("S3", "archive"): round(100 * 0.023, 4),
-        ("Athena", "archive"): 5.0,
-        ("S3", "archivet"): round(100 * 0.023, 4),
-        ("Athena", "archivet"): 5.0,
-    }
-    assert any("at most 50 GiB a query" in line.item for line in lines if line.owner == "archive")
-    more = estimate(plan, config, prices=prices, assumptions=Assumptions(export_stored_gib=2000, athena_tb_scanned=3))
-    costs = {(line.service, line.owner): line.monthly_usd for line in more.lines}
-    assert costs[("S3", "archive")] == pytest.approx(2000 * 0.023) and costs[("Athena", "archive")] == 15.0
-
-
-def test_a_prices_file_without_the_export_prices_fails_only_a_stack_that_exports(
-    plan: Plan, plan_stack: PlanStack
-) -> None:
-    from tests.test_cost import config_of
-
-    prices = {k: v for k, v in load_prices(None).items() if k != "athenaTbScanned"}
-    config = config_of("dev", {"zbi:instances": INSTANCES})
-    with pytest.raises(ConfigError, match="athenaTbScanned is missing"):
-        estimate(plan, config, prices=prices, assumptions=Assumptions())
-    quiet = {"zbi:instances": {"testnet": {"history": None}}}
-    plain = estimate(plan_stack("dev", merge=quiet), config_of("dev", quiet), prices=prices, assumptions=Assumptions())
-    assert plain.lines and not [line for line in plain.lines if line.service in ("S3", "Athena")]
-
-
-# ---- the role against the program's real S3 calls ---------------------------------------------------------------
-
-
-def iam_request(method: str, target: str, bucket: str) -> tuple[str, str, dict[str, str]]:
-    """An S3 REST request (path style) as IAM authorizes it: (action, resource ARN, condition context). S3's
-    "Actions, resources, and condition keys" page maps each operation: HeadObject and GetObject need s3:GetObject,
-    ListObjects(V2) and HeadBucket s3:ListBucket (with s3:prefix when listed by prefix), every step of a multipart
-    upload s3:PutObject, AbortMultipartUpload its own action."""
-    from urllib.parse import parse_qs, unquote, urlsplit
-
-    parts = urlsplit(target)
-    query = parse_qs(parts.query, keep_blank_values=True)
-    path = unquote(parts.path).lstrip("/")
-    name, _, key = path.partition("/")
-    assert name == bucket, target
-    if not key:
-        context = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
-        if method in ("GET", "HEAD"):
-            return "s3:ListBucket", f"arn:aws:s3:::{bucket}", context
-        return f"s3:{method}Bucket", f"arn:aws:s3:::{bucket}", context
-    resource = f"arn:aws:s3:::{bucket}/{key}"
-    if method in ("GET", "HEAD"):
-        return "s3:GetObject", resource, {}
-    if method == "DELETE":
-        return ("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject"), resource, {}
-    return "s3:PutObject", resource, {}  # PUT, and POST of ?uploads / ?uploadId
-
-
-def test_every_s3_call_the_export_program_makes_is_one_its_role_allows(tmp_path: Path) -> None:
-    """zbi-export, as the CronJob runs it, against moto's S3 on loopback with every request recorded; each request,
-    as IAM would authorize it, checked against the role's rendered policy. Two runs: the second reads back what the
-    first wrote."""
-    import logging
-    import re
-
-    import pyarrow.fs as pafs
-
-    from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
-    from zbi_export import cli
-    from zbi_infra.history_catalog import writer_policy
-
-    bucket = "zbi-dev-archive-history-123456789012"
-    records: list[str] = []
-
-    class Recorder(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record.getMessage())
-
-    werkzeug = logging.getLogger("werkzeug")
-    with moto_s3() as endpoint:
-        host = endpoint.removeprefix("http://")
-        pafs.S3FileSystem(endpoint_override=host, scheme="http", allow_bucket_creation=True).create_dir(bucket)
-        recorder = Recorder()
-        werkzeug.addHandler(recorder)
-        werkzeug.setLevel(logging.INFO)
-        try:
-            blocks = segment("genesis")
-            for tip in (102, 102):
-                with serve_rpc(FakeZebra(blocks, tip=tip)) as url:
-                    args = [f"--rpc-url={url}", f"--destination=s3://{bucket}/mainnet", "--network=mainnet",
-                            "--partition-blocks=10000", "--region=us-east-1", f"--s3-endpoint={endpoint}",
-                            f"--start-height={min(blocks)}", "--finality-depth=100"]  # fmt: skip
-                    assert cli.main(args) == 0
-        finally:
-            werkzeug.removeHandler(recorder)
-            werkzeug.setLevel(logging.WARNING)
-    requests = [m.groups() for m in (re.search(r'"([A-Z]+) (\S+) HTTP/', r) for r in records) if m]
-    assert requests, records
-    policy = json.loads(
-        writer_policy(
-            bucket=bucket, prefix="mainnet/", key_arn="arn:aws:kms:us-east-1:123456789012:key/k", region="us-east-1"
-        )
-    )
-    asked = [iam_request(method, target, bucket) for method, target in requests]
-    refused = [
-        (action, resource, context)
-        for action, resource, context in asked
-        if not permits(policy, action, resource, context)
-    ]
-    assert refused == []
-    actions = {action for action, _, _ in asked}
-    assert {"s3:PutObject", "s3:GetObject"} <= actions, actions  # it wrote, and read back its state
 
 
 # ---- where the export does not run ------------------------------------------------------------------------------
@@ -610,118 +393,3 @@ def test_the_plan_summary_says_where_the_chain_lands_and_where_to_query_it(plan:
     assert f"history export: '23 */6 * * *' (UTC) to s3://{data}/mainnet/ as Parquet" in text
     assert "SQL: Athena workgroup zbi-dev-archive, at most 50 GiB scanned a query" in text
     assert "SQL: Athena workgroup zbi-dev-archivet, at most 100 GiB scanned a query" in text
-
-
-# ---- alerts -----------------------------------------------------------------------------------------------------
-
-
-def test_the_stale_threshold_follows_each_schedule() -> None:
-    from datetime import timedelta
-
-    from zbi_infra.monitoring.history_export_alerts import longest_gap
-
-    assert longest_gap("23 */6 * * *") == timedelta(hours=6)
-    assert longest_gap("5/20 * * * *") == timedelta(minutes=20)  # 5, 25, 45
-    assert longest_gap("0 3 * * 1") == timedelta(days=7)
-    assert longest_gap("0 0 1 * *") == timedelta(days=31)  # January to February
-    assert longest_gap("0 0 1 * 1") == timedelta(days=7)  # both days restricted: the 1st or a Monday (Vixie cron)
-    assert longest_gap("0 12 * * 0") == longest_gap("0 12 * * 7") == timedelta(days=7)  # 7 is Sunday too
-
-
-def test_the_export_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Path) -> None:
-    import subprocess
-
-    import yaml
-
-    from tests.test_alerts import promtool
-    from zbi_infra.config.instance import InstanceConfig
-    from zbi_infra.monitoring.alerts import alert_rules
-
-    instances = {
-        "archive": InstanceConfig.model_validate(ARCHIVE),
-        "testnet": InstanceConfig.model_validate({"network": "testnet"}),
-    }
-    groups = [g for g in alert_rules(instances, probed_endpoints=False) if g["name"] == "zbi-history-export"]
-    rules = {r["alert"]: r for g in groups for r in g["rules"]}
-    assert set(rules) == {"HistoryExportStale", "HistoryExportFailed"}
-    # Every 6 hours, 300 minutes a run: stale after 2 x 6 h + 5 h = 17 h without a success.
-    assert rules["HistoryExportStale"]["expr"].endswith("> 61200")
-    success = 'kube_cronjob_status_last_successful_time{namespace="zbi-archive", cronjob="history-export"}'
-    failed = 'kube_job_status_failed{namespace="zbi-archive", job_name="history-export-29412345"}'
-    other = 'kube_job_status_failed{namespace="zbi-archive", job_name="other-29412345"}'
-    stale_labels = {"namespace": "zbi-archive", "cronjob": "history-export", "severity": "warning", "team": "zbi"}
-    failed_labels = {"namespace": "zbi-archive", "job_name": "history-export-29412345", "severity": "warning",
-                     "team": "zbi"}  # fmt: skip
-
-    def case(alert: str, at: str, series: list[tuple[str, str]], labels: dict[str, str] | None) -> dict[str, Any]:
-        summary = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: (labels or {}).get(m.group(1), ""),
-                         rules[alert]["annotations"]["summary"])  # fmt: skip
-        expected = [] if labels is None else [{"exp_labels": labels, "exp_annotations": {"summary": summary}}]
-        return {
-            "interval": "1m",
-            "input_series": [{"series": s, "values": v} for s, v in series],
-            "alert_rule_test": [{"eval_time": at, "alertname": alert, "exp_alerts": expected}],
-        }
-
-    tests = [
-        # Last success at time 0: at 18 h it is 18 h old, over 17 h for more than 15 minutes.
-        case("HistoryExportStale", "18h", [(success, "0x1200")], stale_labels),
-        # Last success at 2 h: 16 h old at 18 h, within the allowance.
-        case("HistoryExportStale", "18h", [(success, "7200x1200")], None),
-        # Just past 17 h, but not yet for 15 minutes.
-        case("HistoryExportStale", "17h10m", [(success, "0x1200")], None),
-        case("HistoryExportFailed", "5m", [(failed, "0 1x10")], failed_labels),
-        case("HistoryExportFailed", "5m", [(failed, "0x10"), (other, "1x10")], None),
-    ]
-    (tmp_path / "rules.yml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
-    unit = tmp_path / "unit.yml"
-    unit.write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "tests": tests}, sort_keys=False))
-    result = subprocess.run([promtool(), "test", "rules", str(unit)], capture_output=True, text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
-    # kube-state-metrics exports both series (its metric list, vendored).
-    names = set(json.loads((ROOT / "tests/fixtures/upstream/kube-state-metrics/metrics.json").read_text())["metrics"])
-    assert {"kube_cronjob_status_last_successful_time", "kube_job_status_failed"} <= names
-
-
-def test_the_analysts_first_query_runs_on_what_the_job_writes(tmp_path: Path) -> None:
-    """The first query of docs/history-export-aws.md, on three real NU5 blocks exported as the CronJob runs the
-    program (moto's S3), read by DuckDB as Hive-partitioned Parquet (Athena's engine is Trino, not run here: this
-    checks the names, types and partition column the query relies on, and its answer)."""
-    import duckdb
-    import pyarrow.fs as pafs
-
-    from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
-    from zbi_export import cli
-    from zbi_export.schema import TABLES
-    from zbi_export.store import Store, s3_filesystem
-
-    doc = (ROOT / "docs" / "history-export-aws.md").read_text()
-    query = doc.split("## An analyst's first query", 1)[1].split("```sql\n", 1)[1].split("```", 1)[0]
-    assert "'0002500000-0002509999'" in query
-    query = query.replace("'0002500000-0002509999'", f"'{partition_value(1_687_106, 10_000)}'")
-    bucket = "zbi-dev-analyst-history-123456789012"  # moto keeps buckets across servers in one process
-    blocks = segment("nu5")
-    with moto_s3() as endpoint:
-        host = endpoint.removeprefix("http://")
-        pafs.S3FileSystem(endpoint_override=host, scheme="http", allow_bucket_creation=True).create_dir(bucket)
-        with serve_rpc(FakeZebra(blocks, tip=max(blocks) + 100)) as url:
-            args = [f"--rpc-url={url}", f"--destination=s3://{bucket}/mainnet", "--network=mainnet",
-                    "--partition-blocks=10000", "--region=us-east-1", f"--s3-endpoint={endpoint}",
-                    f"--start-height={min(blocks)}", "--finality-depth=100"]  # fmt: skip
-            assert cli.main(args) == 0
-        store = Store(s3_filesystem(endpoint, "us-east-1"), bucket, "mainnet")
-        listing = store.fs.get_file_info(pafs.FileSelector(store.root, recursive=True))
-        for info in (i for i in listing if i.type == pafs.FileType.File):
-            local = tmp_path / info.path[len(store.root) + 1 :]
-            local.parent.mkdir(parents=True, exist_ok=True)
-            with store.fs.open_input_stream(info.path) as stream:
-                local.write_bytes(stream.read())
-    con = duckdb.connect()
-    for table in TABLES:
-        if (tmp_path / table).is_dir():
-            con.execute(f"create view {table} as select * from read_parquet('{tmp_path}/{table}/*/*.parquet', "
-                        "hive_partitioning = true)")  # fmt: skip
-    rows = con.execute(query.replace(";", "")).fetchall()
-    assert len(rows) >= 1 and sum(r[1] for r in rows) == 3  # the three blocks, by day
-    transactions = con.execute("select sum(transaction_count) from blocks").fetchone()
-    assert transactions is not None and sum(r[2] for r in rows) == transactions[0] > 3
