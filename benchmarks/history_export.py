@@ -132,7 +132,7 @@ def main() -> None:
         blocks = segment("nu5")
         store = Store(s3_filesystem(endpoint, "us-east-1"), "bench", "run")
         with serve_rpc(FakeZebra(blocks, max(blocks) + 100)) as url:
-            report = run(NodeRpc(url), store, Settings("mainnet", 10_000, start_height=min(blocks)))
+            report = run(NodeRpc(url), store, Settings("mainnet", 10_000, start_height=min(blocks), finality_depth=100))
         print(
             f"run loop, linked NU5 blocks 1,687,106-1,687,108: {report.blocks / report.seconds:.1f} blocks/s, "
             f"{report.block_bytes / report.blocks:.0f} B/block in, {report.parquet_bytes / report.blocks:.0f} "

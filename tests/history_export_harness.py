@@ -1,6 +1,6 @@
 """What the history-export tests run against: real blocks (Zebra v6.3.0 vectors, vendored under
-tests/fixtures/upstream/zebra/blocks/, SOURCES.json), a JSON-RPC server on loopback answering `getblockcount` and
-`getblock` for them as zebrad does, and moto's S3 server on loopback."""
+tests/fixtures/upstream/zebra/blocks/, SOURCES.json), a JSON-RPC server on loopback answering `getblockchaininfo`
+and `getblock` for them as zebrad does, and moto's S3 server on loopback."""
 
 from __future__ import annotations
 
@@ -40,17 +40,20 @@ def segment(name: str) -> dict[int, bytes]:
 
 @dataclass
 class FakeZebra:
-    """zebrad's answers to the two methods the exporter calls, for a set of blocks and a tip."""
+    """zebrad's answers to the methods the exporter calls, for a set of blocks and a tip."""
 
     blocks: dict[int, bytes]
     tip: int
     requests: list[tuple[str, list[Any]]] = field(default_factory=list)
     txids: dict[int, list[str]] = field(default_factory=dict)
+    network: str = "mainnet"
 
     def answer(self, method: str, params: list[Any]) -> tuple[int, dict[str, Any]]:
         self.requests.append((method, params))
-        if method == "getblockcount":
-            return 200, {"result": self.tip}
+        if method == "getblockchaininfo":
+            # zebrad's own answer (vendored snapshot), at this node's tip.
+            info = json.loads((UPSTREAM / "zebra" / "rpc" / f"getblockchaininfo-{self.network}.json").read_text())
+            return 200, {"result": {**info, "blocks": self.tip, "headers": self.tip}}
         if method == "getblock":
             height = int(params[0])
             if height not in self.blocks or height > self.tip:

@@ -2,11 +2,13 @@
 Zebra's Mainnet vectors, at their real heights), moto's S3 server, and DuckDB reading the Parquet back.
 
 DuckDB reads copies of the objects (its S3 reader is an extension it would download); the copies keep the Hive layout
-`<table>/height_range=<first>-<last>/part.parquet`."""
+`<table>/height_range=<first>-<last>/part-<first height of the file>.parquet`."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,13 +19,14 @@ import pytest
 
 from tests import zcash_blocks
 from tests.conftest import UPSTREAM
-from tests.history_export_harness import FakeZebra, moto_s3, segment, serve_rpc
+from tests.history_export_harness import FakeZebra, moto_s3, raw_block, segment, serve_rpc
 from zbi_export import cli
-from zbi_export.block_format import display_hex, read_block
+from zbi_export.block_format import display_hex, merkle_root, read_block
 from zbi_export.export import MIN_FINALITY_DEPTH, ChainMismatchError, Settings, run
 from zbi_export.rpc import NodeRpc
 from zbi_export.schema import TABLES, glue_tables
 from zbi_export.store import Store, s3_filesystem
+from zbi_export.txid import txid
 
 BUCKET = "history"
 
@@ -41,9 +44,8 @@ def export(endpoint: str, prefix: str, blocks: dict[int, bytes], tip: int, **set
     store = Store(s3_filesystem(endpoint, "us-east-1"), BUCKET, prefix)
     options = {"network": "mainnet", "partition_blocks": 2, "start_height": min(blocks), "finality_depth": 100}
     options |= settings
-    stop = options.pop("stop_after_batches", None)
     with serve_rpc(node) as url:
-        report = run(NodeRpc(url, attempts=1), store, Settings(**options), stop_after_batches=stop)
+        report = run(NodeRpc(url, attempts=1), store, Settings(**options))
     return store, report
 
 
@@ -169,41 +171,60 @@ def test_sapling_activation_segment_has_sprout_and_overwinter_transactions(s3: s
 
 def test_an_interrupted_export_resumes_to_the_same_bytes_and_reruns_are_identical(s3: str) -> None:
     blocks = segment("sapling")
-    whole, _ = export(s3, "whole", blocks, tip=max(blocks) + 100, batch_blocks=1)
-    # Stopped after each single-block batch, then resumed: same objects, byte for byte.
+    tip = max(blocks) + 100
+    whole, _ = export(s3, "whole", blocks, tip=tip, partition_blocks=100, file_blocks=4)
+    assert {key.rsplit("/", 1)[1] for key in objects(whole) if key.startswith("blocks/")} == {
+        "part-0000419196.parquet",  # 419,199 (file 419,196-419,199)
+        "part-0000419200.parquet",  # 419,200-419,202 (file 419,200-419,203)
+    }
+    # A bounded run (--max-blocks 1, as a CronJob might) four times: files are read back and extended; same bytes.
     for _ in range(len(blocks)):
-        stepped, report = export(s3, "stepped", blocks, tip=max(blocks) + 100, batch_blocks=1, stop_after_batches=1)
+        _, report = export(s3, "stepped", blocks, tip=tip, partition_blocks=100, file_blocks=4, max_blocks=1)
         assert report.blocks == 1
+    stepped = Store(whole.fs, BUCKET, "stepped")
     assert objects(stepped) == objects(whole)
-    # One batch per partition: same files again.
-    batched, _ = export(s3, "batched", blocks, tip=max(blocks) + 100, batch_blocks=100)
-    assert objects(batched) == objects(whole)
+    # Fetched and converted one block at a time (less memory): same bytes.
+    small, _ = export(s3, "small-batches", blocks, tip=tip, partition_blocks=100, file_blocks=4, batch_blocks=1)
+    assert objects(small) == objects(whole)
     # Nothing left: a further run writes nothing.
-    again, report = export(s3, "whole", blocks, tip=max(blocks) + 100)
+    again, report = export(s3, "whole", blocks, tip=tip, partition_blocks=100, file_blocks=4)
     assert report.blocks == 0 and objects(again) == objects(whole)
+    # Another file width than the recorded one is refused.
+    with pytest.raises(ValueError, match="4 per file"):
+        export(s3, "whole", blocks, tip=tip + 1, partition_blocks=100, file_blocks=2)
 
 
 def test_a_run_stopped_after_writing_files_but_before_its_state_redoes_the_batch(s3: str) -> None:
     blocks = segment("nu5")
-    reference, _ = export(s3, "crash-reference", blocks, tip=max(blocks) + 100)
-    crashed = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "crash")
+    tip = max(blocks) + 100
+    reference, _ = export(s3, "crash-reference", blocks, tip=tip)
+    # A first bounded run leaves the first file (1,687,106-1,687,107) holding 1,687,106 only.
+    crashed, _ = export(s3, "crash", blocks, tip=tip, max_blocks=1)
     original = crashed.write_state
-    writes: list[int] = []
 
-    def die_on_second_state(state: Any) -> None:
-        writes.append(state.next_height)
-        if len(writes) == 2:
-            raise KeyboardInterrupt("the pod was stopped")
-        original(state)
+    def die_before_recording(state: Any) -> None:
+        raise KeyboardInterrupt("the pod was stopped")
 
-    crashed.write_state = die_on_second_state  # type: ignore[method-assign]
-    with serve_rpc(FakeZebra(blocks, max(blocks) + 100)) as url, pytest.raises(KeyboardInterrupt):
-        settings = Settings("mainnet", 2, batch_blocks=1, start_height=1_687_106, finality_depth=100)
-        run(NodeRpc(url, attempts=1), crashed, settings)
+    # The next run rewrites that file with 1,687,107 added, then stops before recording it.
+    crashed.write_state = die_before_recording  # type: ignore[method-assign]
+    with serve_rpc(FakeZebra(blocks, tip)) as url, pytest.raises(KeyboardInterrupt):
+        run(NodeRpc(url, attempts=1), crashed, Settings("mainnet", 2, start_height=1_687_106, finality_depth=100))
+    crashed.write_state = original  # type: ignore[method-assign]
     assert crashed.read_state().next_height == 1_687_107  # type: ignore[union-attr]
-    # The second block's rows are in the partition file already; the resumed run must not duplicate them.
-    resumed, _ = export(s3, "crash", blocks, tip=max(blocks) + 100, batch_blocks=1)
+    blocks_file = "blocks/height_range=0001687106-0001687107/part-0001687106.parquet"
+    assert len(objects(crashed)[blocks_file]) > 0
+    con = duckdb.connect()
+    rows = con.execute("select height from read_parquet(?)", [_local(crashed, blocks_file)]).fetchall()
+    assert rows == [(1_687_106,), (1_687_107,)]  # 1,687,107 is in the file, not in the state
+    # The resumed run must not duplicate 1,687,107's rows: the same objects as an uninterrupted export.
+    resumed, _ = export(s3, "crash", blocks, tip=tip, batch_blocks=1)
     assert objects(resumed) == objects(reference)
+
+
+def _local(store: Store, key: str) -> str:
+    path = Path(tempfile.mkdtemp()) / "file.parquet"
+    path.write_bytes(objects(store)[key])
+    return str(path)
 
 
 @pytest.mark.parametrize(
@@ -242,7 +263,7 @@ def test_the_default_depth_is_zebrads_finalized_tip_and_a_shallower_one_is_refus
     old = facts["MAX_BLOCK_REORG_HEIGHT_before_v5.2.0"]
     assert zebrad_finalized_tip(5000, old) >= 5000 - MIN_FINALITY_DEPTH
     blocks = segment("nu5")
-    with pytest.raises(ValueError, match="finality depth 99"):
+    with pytest.raises(ValueError, match="--finality-depth 99"):
         export(s3, "too-shallow", blocks, tip=max(blocks) + 99, finality_depth=99)
 
 
@@ -269,6 +290,10 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
             (["--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "0"], "--partition-blocks"),
             (["--destination", f"s3://{BUCKET}/cli", "--start-height", "-1"], "--start-height"),
             (["--destination", f"s3://{BUCKET}/cli", "--finality-depth", "99"], "--finality-depth"),
+            (
+                ["--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "100", "--file-blocks", "30"],
+                "--file-blocks",
+            ),
             (["--destination", f"s3://{BUCKET}/cli", "--rpc-cookie-file", str(tmp_path / "none")], "--rpc-cookie"),
         ]
         for flags, named in bad:
@@ -278,6 +303,10 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
         assert objects(store) == {}
         assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "100"]) == 0
         assert "exported 2 blocks (1-2)" in capsys.readouterr().out
+        # A node on another network than --network is refused, nothing written.
+        assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli-testnet", "--network", "testnet"]) == 2
+        assert "chain 'main'" in capsys.readouterr().err
+        assert objects(Store(store.fs, BUCKET, "cli-testnet")) == {}
         # The recorded settings are the export's: another partition width is refused, nothing written.
         before = objects(store)
         assert cli.main([*base, "--destination", f"s3://{BUCKET}/cli", "--partition-blocks", "200"]) == 2
@@ -287,3 +316,78 @@ def test_the_cli_exports_with_the_default_credential_chain_and_refuses_bad_flags
     assert con.execute(
         "select value, script_type, address from transparent_outputs where height = 1 order by output_index"
     ).fetchall() == [(50_000, "p2pk", None), (12_500, "p2sh", "t3Vz22vK5z2LcKEdg16Yv4FFneEL1zg9ojd")]
+
+
+def v6_block() -> tuple[bytes, list[bytes]]:
+    """A v6 (NU6.3) block derived from real Mainnet block 1,687,107 — no real v6 vector exists: its Orchard
+    transaction turned into v6 (header, version group id 0xD884B698 from Zebra v6.3.0
+    zebra-chain/src/parameters/transaction.rs) with a copy of its Orchard bundle as the Ironwood bundle, which v6
+    appends in the same layout (zebra-chain/src/transaction/serialize.rs); the header's Merkle root recomputed over
+    ids where the v6 one is the node's word. Returns the block and the ids a node would list (internal order)."""
+    raw = raw_block("block-main-1-687-107.bin.xz")
+    block = read_block(raw)
+    index, tx = next((i, t) for i, t in enumerate(block.transactions) if t.orchard.actions)
+    bundle_start = tx.raw.index(tx.orchard.actions[0].body) - 1  # nActionsOrchard: one byte for two actions
+    v6 = (6 | 1 << 31).to_bytes(4, "little") + (0xD884B698).to_bytes(4, "little") + tx.raw[8:] + tx.raw[bundle_start:]
+    body = raw[block.header_end :].replace(tx.raw, v6)
+    ids = [txid(t) or b"" for t in block.transactions]
+    ids[index] = hashlib.sha256(b"the node's id for the v6 transaction").digest()
+    header = raw[:36] + merkle_root(ids) + raw[68 : block.header_end]
+    return header + body, ids
+
+
+def test_a_v6_block_exports_ironwood_and_takes_checked_ids_from_the_node(s3: str, tmp_path: Path) -> None:
+    raw, ids = v6_block()
+    parsed = read_block(raw)
+    (v6,) = [t for t in parsed.transactions if t.version == 6]
+    assert v6.ironwood.actions == v6.orchard.actions and v6.ironwood.value_balance == v6.orchard.value_balance
+    node = FakeZebra({5: raw}, tip=105, txids={5: [i[::-1].hex() for i in ids]})
+    store = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "v6")
+    with serve_rpc(node) as url:
+        run(NodeRpc(url, attempts=1), store, Settings("mainnet", 100, start_height=5, finality_depth=100))
+    assert ("getblock", ["5", 1]) in node.requests
+    con = duck(store, tmp_path)
+    # Two Ironwood actions, each joined to its transaction, which carries the bundle's value balance.
+    assert con.execute("select count(*), min(ironwood_value_balance) from ironwood_actions a join transactions t "
+                       "using (height, txid)").fetchone() == (2, v6.orchard.value_balance)  # fmt: skip
+    assert con.execute("select count(*) from orchard_actions").fetchone() == (2,)
+    # The v6 transaction's id is the node's.
+    v6_index = parsed.transactions.index(v6)
+    assert con.execute("select txid from transactions where version = 6").fetchone() == (ids[v6_index][::-1].hex(),)
+    assert con.execute("select ironwood_action_count, ironwood_value_balance from blocks").fetchone() == (
+        2,
+        v6.orchard.value_balance,
+    )
+    # A node whose ids do not hash to the header's root, or disagree with a computed id, is not believed.
+    for wrong, reason in ((v6_index, "Merkle root"), (0, "differ from the computed")):
+        bad = [i[::-1].hex() for i in ids]
+        bad[wrong] = "00" * 32
+        node = FakeZebra({5: raw}, tip=105, txids={5: bad})
+        with serve_rpc(node) as url, pytest.raises(ChainMismatchError, match=reason):
+            run(
+                NodeRpc(url, attempts=1),
+                Store(store.fs, BUCKET, f"v6-bad-{wrong}"),
+                Settings("mainnet", 100, start_height=5, finality_depth=100),
+            )
+
+
+def test_the_largest_testnet_block_exports_with_testnet_addresses(s3: str, tmp_path: Path) -> None:
+    raw = raw_block("block-test-0-141-042.bin.xz")  # 1.9 MB, v1 and v2 transactions, 20 Sprout JoinSplits
+    parsed = read_block(raw)
+    node = FakeZebra({141_042: raw}, tip=141_142, network="testnet")
+    store = Store(s3_filesystem(s3, "us-east-1"), BUCKET, "testnet")
+    with serve_rpc(node) as url:
+        run(NodeRpc(url, attempts=1), store, Settings("testnet", 10_000, start_height=141_042, finality_depth=100))
+    con = duck(store, tmp_path)
+    assert con.execute(
+        "select size, transaction_count, joinsplit_count, sprout_value_balance from blocks"
+    ).fetchone() == (
+        len(raw),
+        len(parsed.transactions),
+        20,
+        sum(t.sprout_value_balance for t in parsed.transactions),
+    )
+    addresses = [
+        r[0] for r in con.execute("select address from transparent_outputs where address is not null").fetchall()
+    ]
+    assert addresses and all(a.startswith(("tm", "t2")) for a in addresses)

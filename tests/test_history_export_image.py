@@ -79,3 +79,25 @@ def test_the_release_workflow_builds_this_dockerfile_on_version_tags() -> None:
     assert 'tags: ["v*"]' in workflow
     for test in re.findall(r"tests/\S+\.py", workflow):
         assert (ROOT / test).exists(), test
+
+
+def test_the_docs_list_every_table_and_column_the_schema_has() -> None:
+    from zbi_export.schema import TABLES
+
+    docs = (ROOT / "docs" / "history-export.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in docs.splitlines() if line.startswith("| `")}
+    for table, (_, columns) in TABLES.items():
+        listed = re.findall(r"`(\w+)`", rows[table].split("|")[3])
+        assert listed == [c.name for c in columns], table
+
+
+def test_partition_values_cover_every_height_once() -> None:
+    from zbi_export.schema import partition_value, partition_values
+
+    values = partition_values(100, 1_000)
+    assert values[0] == "0000000000-0000000099" and values[-1] == "0000001000-0000001099" and len(values) == 11
+    assert values == sorted(values)
+    for height in (0, 99, 100, 555, 1_000):
+        assert partition_value(height, 100) in values
+        first, last = map(int, partition_value(height, 100).split("-"))
+        assert first <= height <= last and last - first == 99

@@ -25,7 +25,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--destination", required=True, help="s3://<bucket>/<prefix>")
     p.add_argument("--network", required=True, choices=sorted(PREFIXES), help="the node's network (t-addresses)")
     p.add_argument("--partition-blocks", type=int, default=10_000, help="blocks per height_range partition")
-    p.add_argument("--batch-blocks", type=int, default=1_000, help="blocks held in memory before a write")
+    p.add_argument(
+        "--file-blocks", type=int, default=1_000, help="heights per Parquet file, a divisor of --partition-blocks"
+    )
+    p.add_argument("--batch-blocks", type=int, default=100, help="blocks fetched and converted together (memory)")
     p.add_argument("--max-blocks", type=int, help="stop after this many blocks (a bounded run)")
     p.add_argument("--start-height", type=int, default=0, help="first height of a new export")
     p.add_argument(
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         _bounded("partition-blocks", args.partition_blocks, 1, 1_000_000)
-        _bounded("batch-blocks", args.batch_blocks, 1, 100_000)
+        _bounded("file-blocks", args.file_blocks, 1, 1_000_000)
+        _bounded("batch-blocks", args.batch_blocks, 1, 10_000)
         _bounded("max-blocks", args.max_blocks, 1, 100_000_000)
         _bounded("start-height", args.start_height, 0, 2**31 - 1)
         _bounded("concurrency", args.concurrency, 1, 64)
@@ -62,18 +66,21 @@ def main(argv: list[str] | None = None) -> int:
             if not args.rpc_cookie_file.is_file():
                 raise ValueError(f"--rpc-cookie-file {args.rpc_cookie_file}: no such file")
             credentials = args.rpc_cookie_file.read_text().strip()
+        settings = Settings(
+            network=args.network,
+            partition_blocks=args.partition_blocks,
+            file_blocks=args.file_blocks,
+            batch_blocks=args.batch_blocks,
+            max_blocks=args.max_blocks,
+            start_height=args.start_height,
+            concurrency=args.concurrency,
+            finality_depth=args.finality_depth,
+        )
+        if settings.problems():
+            raise ValueError("; ".join(settings.problems()))
     except ValueError as error:
         print(f"zbi-export: {error}", file=sys.stderr)
         return 2
-    settings = Settings(
-        network=args.network,
-        partition_blocks=args.partition_blocks,
-        batch_blocks=args.batch_blocks,
-        max_blocks=args.max_blocks,
-        start_height=args.start_height,
-        concurrency=args.concurrency,
-        finality_depth=args.finality_depth,
-    )
     store = Store(s3_filesystem(args.s3_endpoint, args.region), bucket, prefix)
     try:
         report = run(NodeRpc(args.rpc_url, credentials), store, settings)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -33,6 +32,8 @@ from zbi_export.txid import txid
 FINALITY_DEPTH = 1000
 # The floor: Zebra before 5.2.0 finalized blocks more than 99 below the tip.
 MIN_FINALITY_DEPTH = 100
+# `getblockchaininfo`'s `chain` for each --network (zebra-chain Network::bip70_network_name, v6.3.0).
+CHAIN_NAMES = {"mainnet": "main", "testnet": "test", "regtest": "test"}
 log = logging.getLogger("zbi_export")
 
 
@@ -44,11 +45,34 @@ class ChainMismatchError(RuntimeError):
 class Settings:
     network: str
     partition_blocks: int
-    batch_blocks: int = 1000
+    # Heights per Parquet file (a divisor of partition_blocks; capped at it): a run rewrites at most one file's worth
+    # of rows that were already exported. Part of the layout, recorded in the state.
+    file_blocks: int = 1000
+    # Blocks fetched and turned into Arrow rows together: bounds the raw blocks held in memory; no effect on the files.
+    batch_blocks: int = 100
     max_blocks: int | None = None
     start_height: int = 0
     concurrency: int = 4
     finality_depth: int = FINALITY_DEPTH
+
+    @property
+    def blocks_per_file(self) -> int:
+        return min(self.file_blocks, self.partition_blocks)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, each naming the flag and the fix."""
+        found = []
+        if self.partition_blocks % self.blocks_per_file:
+            found.append(
+                f"--file-blocks {self.file_blocks} does not divide --partition-blocks {self.partition_blocks}. "
+                "Fix: a divisor of it"
+            )
+        if self.finality_depth < MIN_FINALITY_DEPTH:
+            found.append(
+                f"--finality-depth {self.finality_depth}: below {MIN_FINALITY_DEPTH}, a block could be reorganised. "
+                f"Fix: {MIN_FINALITY_DEPTH} or more"
+            )
+        return found
 
 
 @dataclass
@@ -80,81 +104,84 @@ def fetch_block(rpc: NodeRpc, height: int) -> ExportedBlock:
     return ExportedBlock(height, block, txids)
 
 
-def _batches(first: int, last: int, settings: Settings) -> list[tuple[int, int]]:
-    """[first, last] cut at partition boundaries and every `batch_blocks` blocks."""
+def _files(first: int, last: int, blocks_per_file: int) -> list[tuple[int, int]]:
+    """[first, last] cut at file boundaries (multiples of `blocks_per_file`, which divides the partition width)."""
     out, start = [], first
     while start <= last:
-        partition_end = start - start % settings.partition_blocks + settings.partition_blocks - 1
-        end = min(last, partition_end, start + settings.batch_blocks - 1)
+        end = min(last, start - start % blocks_per_file + blocks_per_file - 1)
         out.append((start, end))
         start = end + 1
     return out
 
 
-def run(
-    rpc: NodeRpc,
-    store: Store,
-    settings: Settings,
-    stop_after_batches: int | None = None,
-    on_batch: Callable[[int, int], None] | None = None,
-) -> RunReport:
+def _state_for(settings: Settings, next_height: int, last_hash: str | None) -> ExportState:
+    return ExportState(next_height, last_hash, settings.network, settings.partition_blocks, settings.blocks_per_file)
+
+
+def run(rpc: NodeRpc, store: Store, settings: Settings) -> RunReport:
     began = time.monotonic()
     report = RunReport()
+    problems = settings.problems()
+    if problems:
+        raise ValueError("; ".join(problems))
     state = store.read_state()
     if state is None:
-        state = ExportState(settings.start_height, None, settings.network, settings.partition_blocks)
-    elif (state.network, state.partition_blocks) != (settings.network, settings.partition_blocks):
+        state = _state_for(settings, settings.start_height, None)
+    recorded = (state.network, state.partition_blocks, state.file_blocks)
+    if recorded != (settings.network, settings.partition_blocks, settings.blocks_per_file):
         raise ValueError(
-            f"the destination holds a {state.network} export with {state.partition_blocks} blocks per partition; "
-            f"this run asks for {settings.network} with {settings.partition_blocks}. Fix: use the recorded "
-            "settings or another --destination"
+            f"the destination holds a {state.network} export with {state.partition_blocks} blocks per partition and "
+            f"{state.file_blocks} per file; this run asks for {settings.network}, {settings.partition_blocks} and "
+            f"{settings.blocks_per_file}. Fix: use the recorded settings or another --destination"
         )
-    if settings.finality_depth < MIN_FINALITY_DEPTH:
+    chain, tip = rpc.chain_and_tip()
+    if chain != CHAIN_NAMES[settings.network]:
         raise ValueError(
-            f"finality depth {settings.finality_depth}: below {MIN_FINALITY_DEPTH}, a block could be reorganised"
+            f"--network {settings.network}, but the node is on chain {chain!r}. Fix: point --rpc-url at a "
+            f"{settings.network} node or set --network to the node's"
         )
-    final = rpc.tip_height() - settings.finality_depth
+    final = tip - settings.finality_depth
     last = final if settings.max_blocks is None else min(final, state.next_height + settings.max_blocks - 1)
     if last < state.next_height:
         log.info("nothing to export: next height %d, last final height %d", state.next_height, final)
         report.seconds = time.monotonic() - began
         return report
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-        for done, (start, end) in enumerate(_batches(state.next_height, last, settings)):
-            if stop_after_batches is not None and done >= stop_after_batches:
-                break
-            blocks = list(pool.map(lambda h: fetch_block(rpc, h), range(start, end + 1)))
+        for start, end in _files(state.next_height, last, settings.blocks_per_file):
+            parts: list[dict[str, pa.Table]] = []
             previous = state.last_hash
-            for exported in blocks:
-                parent = display_hex(exported.block.previous_block_hash)
-                if previous is not None and parent != previous:
-                    raise ChainMismatchError(
-                        f"block {exported.height}: parent {parent} is not the exported block {previous}"
-                    )
-                previous = display_hex(exported.block.hash)
-            report.parquet_bytes += write_batch(store, blocks, start, settings, report.files)
-            state = ExportState(end + 1, previous, settings.network, settings.partition_blocks)
+            for first in range(start, end + 1, settings.batch_blocks):
+                heights = range(first, min(end, first + settings.batch_blocks - 1) + 1)
+                blocks = list(pool.map(lambda h: fetch_block(rpc, h), heights))
+                for exported in blocks:
+                    parent = display_hex(exported.block.previous_block_hash)
+                    if previous is not None and parent != previous:
+                        raise ChainMismatchError(
+                            f"block {exported.height}: parent {parent} is not the exported block {previous}"
+                        )
+                    previous = display_hex(exported.block.hash)
+                parts.append(arrow_tables(blocks, settings.network))
+                report.block_bytes += sum(len(b.block.raw) for b in blocks)
+            report.parquet_bytes += write_file(store, parts, start, settings, report.files)
+            state = _state_for(settings, end + 1, previous)
             store.write_state(state)
             report.first_height = start if report.first_height is None else report.first_height
             report.last_height = end
-            report.blocks += len(blocks)
-            report.block_bytes += sum(len(b.block.raw) for b in blocks)
+            report.blocks += end - start + 1
             log.info("exported %d-%d", start, end)
-            if on_batch is not None:
-                on_batch(start, end)
     report.seconds = time.monotonic() - began
     return report
 
 
-def write_batch(store: Store, blocks: list[ExportedBlock], start: int, settings: Settings, files: list[str]) -> int:
-    """Rewrites every table's file of the batch's partition: the rows below `start` already there, then the batch's."""
+def write_file(store: Store, parts: list[dict[str, pa.Table]], start: int, settings: Settings, files: list[str]) -> int:
+    """Rewrites every table's file holding `start`: the rows below `start` already in it, then the new ones."""
     partition = partition_value(start, settings.partition_blocks)
+    file_first = start - start % settings.blocks_per_file
     written = 0
-    new = arrow_tables(blocks, settings.network)
     for table in TABLES:
         schema = arrow_schema(table)
-        existing = store.existing_rows(table, partition, schema, below=start)
-        rows = new[table] if existing is None else pa.concat_tables([existing, new[table]])
-        written += store.write_partition(table, partition, rows)
-        files.append(store.partition_path(table, partition))
+        existing = store.existing_rows(table, partition, file_first, schema, below=start)
+        rows = pa.concat_tables(([] if existing is None else [existing]) + [part[table] for part in parts])
+        written += store.write_partition(table, partition, file_first, rows)
+        files.append(store.partition_path(table, partition, file_first))
     return written

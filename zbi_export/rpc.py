@@ -48,8 +48,11 @@ class NodeRpc:
             raise RpcError(f"{method} {params}: {answer['error']}")
         return answer["result"]
 
-    def tip_height(self) -> int:
-        return int(self.call("getblockcount", []))
+    def chain_and_tip(self) -> tuple[str, int]:
+        """`getblockchaininfo`'s `chain` ("main", or "test" on Testnet and Regtest: zebrad v6.3.0 answers its BIP70
+        name) and `blocks` (the tip's height)."""
+        info = self.call("getblockchaininfo", [])
+        return str(info["chain"]), int(info["blocks"])
 
     def raw_block(self, height: int) -> bytes:
         return bytes.fromhex(self.call("getblock", [str(height), 0]))

@@ -15,7 +15,7 @@ Conventions (each a claim, docs/history-export.md):
   columns.
 - Every row carries `height`, so any table joins to `blocks` on it and to `transactions` on (`height`, `txid`).
 - Partition: `height_range=<first>-<last>` (each zero-padded to 10 digits, so text order is height order), a fixed
-  width of blocks per partition; one `part.parquet` per table and partition.
+  width of blocks per partition; in it, one `part-<first height>.parquet` per table and fixed run of heights.
 """
 
 from __future__ import annotations
@@ -25,6 +25,10 @@ from dataclasses import dataclass
 SCHEMA_VERSION = 1
 PARTITION_KEY = "height_range"
 HEIGHT_DIGITS = 10
+# How Glue and Athena read the files (Hive's Parquet SerDe and formats).
+PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+PARQUET_INPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+PARQUET_OUTPUT_FORMAT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 
 
 @dataclass(frozen=True)
@@ -173,14 +177,25 @@ def partition_value(height: int, partition_blocks: int) -> str:
     return f"{first:0{HEIGHT_DIGITS}d}-{last:0{HEIGHT_DIGITS}d}"
 
 
+def partition_values(partition_blocks: int, up_to_height: int) -> list[str]:
+    """Every `height_range` value from height 0 through the partition holding `up_to_height`: for Athena partition
+    projection of type `enum` (the key is text, so the `integer` type does not apply), or to register partitions."""
+    return [partition_value(first, partition_blocks) for first in range(0, up_to_height + 1, partition_blocks)]
+
+
 def glue_tables() -> dict[str, dict[str, object]]:
-    """Per table: its description, Glue/Hive columns (name, type, comment) and partition keys, in file order. The
-    objects live at `<prefix>/<table>/height_range=<first>-<last>/part.parquet`."""
+    """Per table: its description, Glue/Hive columns (name, type, comment) in file order, partition keys, location
+    under the export's prefix, and Parquet SerDe and formats. The objects live at
+    `<prefix>/<table>/height_range=<first>-<last>/part-<first height of the file>.parquet`."""
     return {
         name: {
             "description": description,
             "columns": [{"name": c.name, "type": c.hive_type, "comment": c.comment} for c in columns],
             "partition_keys": [{"name": PARTITION_KEY, "type": "string", "comment": "first-last block heights"}],
+            "location": f"{name}/",
+            "serde": PARQUET_SERDE,
+            "input_format": PARQUET_INPUT_FORMAT,
+            "output_format": PARQUET_OUTPUT_FORMAT,
         }
         for name, (description, columns) in TABLES.items()
     }

@@ -1,13 +1,14 @@
-"""Where the tables go: Parquet objects in S3, one per table and height range, and the export's state object.
+"""Where the tables go: Parquet objects in S3, one per table and run of heights, and the export's state object.
 
 Layout under `s3://<bucket>/<prefix>/`:
-- `<table>/height_range=<first>-<last>/part.parquet` (Hive partitions; zbi_export/schema.py)
+- `<table>/height_range=<first>-<last>/part-<file first height>.parquet` (Hive partitions, zbi_export/schema.py; one
+  file per `file_blocks` heights, so a run rewrites at most one file's rows)
 - `_export/state.json`: the next height to export, the hash of the last exported block, and the settings the files
-  were written with. Written after the Parquet files of a batch, so a run stopped midway redoes that batch.
+  were written with. Written after a run of heights' Parquet files, so a run stopped midway redoes those files.
 
-Credentials: pyarrow's S3 filesystem (the AWS SDK for C++) and its default chain: environment variables, web identity
-(AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, which EKS injects for IRSA), the shared files, then the instance
-metadata service.
+Credentials: pyarrow's S3 filesystem given no keys uses the AWS SDK for C++'s DefaultAWSCredentialsProviderChain:
+environment variables, the shared files, a credential process, web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE,
+which EKS injects for IRSA), SSO, the container endpoint, then the instance metadata service (docs/history-export.md).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from zbi_export.schema import SCHEMA_VERSION
+from zbi_export.schema import HEIGHT_DIGITS, PARTITION_KEY, SCHEMA_VERSION
 
 STATE_OBJECT = "_export/state.json"
 # Deterministic bytes: same rows and same pyarrow version give the same file (no timestamps are written).
@@ -40,6 +41,7 @@ class ExportState:
     last_hash: str | None
     network: str
     partition_blocks: int
+    file_blocks: int
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> bytes:
@@ -63,8 +65,8 @@ class Store:
     def path(self, key: str) -> str:
         return f"{self.root}/{key}"
 
-    def partition_path(self, table: str, partition: str) -> str:
-        return self.path(f"{table}/height_range={partition}/part.parquet")
+    def partition_path(self, table: str, partition: str, file_first: int) -> str:
+        return self.path(f"{table}/{PARTITION_KEY}={partition}/part-{file_first:0{HEIGHT_DIGITS}d}.parquet")
 
     def _exists(self, path: str) -> bool:
         return self.fs.get_file_info(path).type == pafs.FileType.File
@@ -80,18 +82,20 @@ class Store:
         with self.fs.open_output_stream(self.path(STATE_OBJECT)) as stream:
             stream.write(state.to_json())
 
-    def existing_rows(self, table: str, partition: str, schema: pa.Schema, below: int) -> pa.Table | None:
-        """The rows already exported to this partition below height `below` (rows at or above it are from a run
-        that stopped before recording its state, and are written again)."""
-        path = self.partition_path(table, partition)
+    def existing_rows(
+        self, table: str, partition: str, file_first: int, schema: pa.Schema, below: int
+    ) -> pa.Table | None:
+        """The rows already exported to this file below height `below` (rows at or above it are from a run that
+        stopped before recording its state, and are written again)."""
+        path = self.partition_path(table, partition, file_first)
         if not self._exists(path):
             return None
         existing = pq.read_table(path, filesystem=self.fs, schema=schema)
         return existing.filter(pc.less(existing["height"], below))
 
-    def write_partition(self, table: str, partition: str, rows: pa.Table) -> int:
-        """Writes the partition's whole file; returns its size in bytes."""
-        path = self.partition_path(table, partition)
+    def write_partition(self, table: str, partition: str, file_first: int, rows: pa.Table) -> int:
+        """Writes the file whole; returns its size in bytes."""
+        path = self.partition_path(table, partition, file_first)
         sink = pa.BufferOutputStream()
         pq.write_table(rows.combine_chunks(), sink, **PARQUET_OPTIONS)
         data = sink.getvalue()
