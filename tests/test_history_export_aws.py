@@ -154,8 +154,10 @@ def test_the_projected_location_is_where_the_program_writes() -> None:
     value = partition_value(2_500_123, 10_000)
     projected = definition["parameters"]["storage.location.template"].replace("${height_range}", value)
     store = Store(filesystem=None, bucket="b", prefix="mainnet")  # type: ignore[arg-type]
-    assert f"s3://{store.partition_path('blocks', value)}".startswith(projected)
-    assert f"s3://{store.partition_path('blocks', value)}" == projected + "part.parquet"
+    # Each file of the partition (one per --file-blocks heights) lies directly in the projected folder.
+    for file_first in (2_500_000, 2_501_000, 2_509_000):
+        written = f"s3://{store.partition_path('blocks', value, file_first)}"
+        assert written.startswith(projected) and "/" not in written.removeprefix(projected), written
 
 
 def test_the_workgroup_enforces_its_scan_limit_and_encrypted_results(plan: Plan) -> None:
