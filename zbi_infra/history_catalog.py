@@ -2,7 +2,7 @@
 Pulumi component (zbi_infra/history_export_aws.py) and the tests read the same values.
 
 The tables come from the export program's own schema (zbi_export/schema.py), so the catalog and the Parquet files
-cannot drift apart. Objects live at `s3://<bucket>/<network>/<table>/height_range=<first>-<last>/part.parquet`.
+cannot drift apart. Objects live at `s3://<bucket>/<network>/<table>/height_range=<first>-<last>/part-<n>.parquet`.
 Athena finds partitions by projection, with no partition ever registered: `height_range` is an enum of every range
 from height 0 up to `catalogMaxHeight`, spelled by the program's own `partition_value` (docs/history-export-aws.md
 says why an enum).
