@@ -35,7 +35,21 @@ VARIANTS = {
     "compat": {"network": "mainnet", "node": {"kind": "zakurad", "zcashdCompat": {"wallet": True}}},
     # The dev stack's testnet (which has a gateway) with the history cache: its volume per gateway replica.
     "testnet": {"history": {"cache": {"sizeGib": 10}}},
-    "archive": {"network": "mainnet", "history": {"scaling": {"fastSnapshotRestore": True}}},
+    # Elastic replicas with fast snapshot restore, and the history export's CronJob, ServiceAccount and NetworkPolicy
+    # (tests/test_history_scaling*.py, tests/test_history_export_aws.py).
+    "archive": {
+        "network": "mainnet",
+        "history": {
+            "scaling": {"fastSnapshotRestore": True},
+            "export": {
+                "enabled": True,
+                "image": {
+                    "repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history-export",
+                    "tag": "0.1.0",
+                },
+            },
+        },
+    },
 }
 
 

@@ -32,6 +32,19 @@ VARIANTS = {
         # A light-wallet server on its own public load balancer (no gateway): TLS must end at its pods.
         "endpoints": {"publicGrpc": True, "allowedCidrs": ["34.192.0.0/12"]},
     },
+    # A history instance that exports the chain to S3 (tests/test_history_export_aws.py).
+    "archive": {
+        "network": "mainnet",
+        "history": {
+            "export": {
+                "enabled": True,
+                "image": {
+                    "repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/zbi-history-export",
+                    "tag": "0.1.0",
+                },
+            }
+        },
+    },
 }
 
 
@@ -148,6 +161,14 @@ BROKEN: dict[str, tuple[str, Callable[[dict[str, Any]], None]]] = {
         ),
     ),
     "NetworkPolicies the cluster does not enforce": ("zbi-dev-vpc-cni", lambda i: i.pop("configurationValues")),
+    "an export bucket that allows public policies": (
+        "archive-history-export-data-public-access-block",
+        lambda i: i.update(blockPublicPolicy=False),
+    ),
+    "an export bucket encrypted with S3's own key only": (
+        "archive-history-export-data-encryption",
+        lambda i: i["rules"][0]["applyServerSideEncryptionByDefault"].update(sseAlgorithm="AES256"),
+    ),
 }
 EXPECTED = {
     "an unencrypted chain StorageClass": {"chain-storage-encrypted-and-retained"},
@@ -171,6 +192,8 @@ EXPECTED = {
     "an ipBlock except that is its whole block": {"network-policy-blocks-valid"},
     "a public endpoint without TLS": {"public-endpoints-use-tls"},
     "NetworkPolicies the cluster does not enforce": {"network-policies-enforced"},
+    "an export bucket that allows public policies": {"s3-buckets-private-and-encrypted"},
+    "an export bucket encrypted with S3's own key only": {"s3-buckets-private-and-encrypted"},
 }
 
 

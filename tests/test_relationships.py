@@ -155,9 +155,15 @@ def test_the_quota_admits_every_pod_of_the_instance_at_its_largest(plan: Plan, i
     }
     used = {"requests.cpu": 0.0, "requests.memory": 0.0, "limits.cpu": 0.0, "limits.memory": 0.0, "pods": 0.0,
             "requests.storage": 0.0, "persistentvolumeclaims": 0.0}  # fmt: skip
-    for workload in objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace):
+    # CronJobs too: one pod at a time, as their concurrencyPolicy Forbid allows.
+    crons = objects(plan, "CronJob", namespace)
+    assert all(c["spec"]["concurrencyPolicy"] == "Forbid" for c in crons)
+    for workload in objects(plan, "StatefulSet", namespace) + objects(plan, "Deployment", namespace) + crons:
         spec = workload["spec"]
-        count = maxima.get(workload["metadata"]["name"], spec["replicas"])
+        if workload["kind"] == "CronJob":
+            count, spec = 1, spec["jobTemplate"]["spec"]
+        else:
+            count = maxima.get(workload["metadata"]["name"], spec["replicas"])
         if workload["kind"] == "Deployment":
             surge = spec.get("strategy", {}).get("rollingUpdate", {}).get("maxSurge", "25%")
             assert isinstance(surge, int), "a percentage surge would make the count depend on rounding"

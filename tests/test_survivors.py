@@ -67,7 +67,13 @@ def test_the_gateways_grace_period_covers_the_pre_stop_pause_and_the_whole_drain
 # ---- zcashd-only paths: a zcashd + lightwalletd instance behind a gateway ----------------------------------------
 
 ZCASHD = {
-    "testnet": {"network": "regtest", "node": {"kind": "zcashd", "replicas": 2}, "endpoints": {"publicGrpc": False}}
+    # `history: None` drops the dev instance's history section: a regtest chain has none.
+    "testnet": {
+        "network": "regtest",
+        "node": {"kind": "zcashd", "replicas": 2},
+        "endpoints": {"publicGrpc": False},
+        "history": None,
+    }
 }
 
 

@@ -19,6 +19,7 @@ from zbi_infra.config.prices import parse_prices, read_prices
 from zbi_infra.config.recovery import BackupConfig
 from zbi_infra.config.stack import StackConfig, StackRole
 from zbi_infra.cost_history import history_cost_lines
+from zbi_infra.cost_history_export import history_export_costs
 from zbi_infra.errors import ConfigError
 from zbi_infra.plan.capacity import nodes_at_minimum
 from zbi_infra.plan.engine import Plan
@@ -44,6 +45,9 @@ class Assumptions:
     snapshot_daily_change_fraction: float = 0.01
     kms_requests: float = 100_000.0
     route53_million_queries: float = 1.0
+    # Per exporting history instance: its Parquet in S3, and what its analysts' queries read (cost_history_export.py).
+    export_stored_gib: float = 100.0
+    athena_tb_scanned: float = 1.0
 
     @classmethod
     def with_overrides(cls, pairs: list[str]) -> Assumptions:
@@ -327,6 +331,7 @@ def estimate(
         add(Line("Route 53", f"{checks} health checks, {assumptions.route53_million_queries:g}M queries (assumed)",
                  PLATFORM, checks * _price(prices, "route53HealthCheckMonth")
                  + assumptions.route53_million_queries * _price(prices, "route53MillionQueries")))  # fmt: skip
+    result.lines += [Line(*row) for row in history_export_costs(plan, config, prices, assumptions)]
     return result
 
 

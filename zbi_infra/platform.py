@@ -42,6 +42,7 @@ from zbi_infra.control_plane import (
 )
 from zbi_infra.dns import FailoverRole, failover_record
 from zbi_infra.errors import ConfigError
+from zbi_infra.history_export_aws import history_exports
 from zbi_infra.instance_admins import ALL_INSTANCE_ADMINS, instance_admin_role, instance_admins_group
 from zbi_infra.monitoring.component import (
     CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT,
@@ -413,6 +414,16 @@ class ZbiPlatform(pulumi.ComponentResource):
             self._stack, [public_tls.uses_acm(i) for i in instances.values()], cluster, self._config.cluster,
             region=self.region, vpc_id=self.vpc.vpc_id, opts=pulumi.ResourceOptions(parent=self),
         )  # fmt: skip
+        instances, exports = history_exports(
+            self._stack,
+            instances,
+            primary=role is FailoverRole.PRIMARY,
+            region=self.region,
+            oidc_provider_arn=cluster.eks_cluster.oidc_provider_arn,
+            oidc_provider_url=cluster.eks_cluster.oidc_provider_url,
+            tags=self._tags,
+            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+        )
         for name, instance in instances.items():
             ca = self._instance_ca(name)
             storage_class = ebs_storage_class(
@@ -452,6 +463,7 @@ class ZbiPlatform(pulumi.ComponentResource):
                     priority_class_names=priorities,
                     access=self._access.get(name),
                     probe_key_sha256=self._probe_key_sha256(),
+                    history_export=exports.get(name),
                 ),
                 opts=self._moved(providers={"kubernetes": cluster.provider}),
             )

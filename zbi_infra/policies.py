@@ -286,6 +286,35 @@ def network_policies_enforced(resources: list[Resource]) -> list[tuple[str | Non
     return [(where, f"{len(policies)} NetworkPolicies, but the VPC CNI add-on does not enforce NetworkPolicies")]
 
 
+S3_BUCKET = "aws:s3/bucket:Bucket"
+PUBLIC_ACCESS_BLOCKS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+KMS_ALGORITHMS = {"aws:kms", "aws:kms:dsse"}
+
+
+def s3_buckets_private_and_encrypted(resources: list[Resource]) -> list[tuple[str | None, str]]:
+    """Every bucket has a public access block with all four settings on, and default encryption with a KMS key:
+    the exported chain is public data, but a public bucket is an open bill and a place anyone can write."""
+    problems: list[tuple[str | None, str]] = []
+    for bucket in (r for r in resources if r.type == S3_BUCKET):
+        name = bucket.props.get("bucket")
+
+        def of(type_: str, name: Any = name) -> list[Resource]:
+            return [r for r in resources if r.type == type_ and r.props.get("bucket") == name]
+
+        blocks = of("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock")
+        if not any(all(block.props.get(k) is True for k in PUBLIC_ACCESS_BLOCKS) for block in blocks):
+            problems.append((bucket.urn or bucket.name, f"bucket {name} does not block every kind of public access"))
+        encryptions = of("aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
+        algorithms = {
+            _get(rule, "applyServerSideEncryptionByDefault", "sseAlgorithm")
+            for encryption in encryptions
+            for rule in encryption.props.get("rules") or []
+        }
+        if not algorithms or not algorithms <= KMS_ALGORITHMS:
+            problems.append((bucket.urn or bucket.name, f"bucket {name} is not encrypted by default with a KMS key"))
+    return problems
+
+
 GUARDRAILS = [
     Guardrail(
         "chain-storage-encrypted-and-retained",
@@ -354,6 +383,14 @@ GUARDRAILS = [
         "Run tools/pin_images.py where the registries are reachable (it records every default image's digest in "
         "zbi_infra/data/image-digests.json), or set image.digest on the instance's overridden image.",
         check_stack=unpinned_images,
+    ),
+    Guardrail(
+        "s3-buckets-private-and-encrypted",
+        "Every S3 bucket (the history export's data and Athena results) blocks all public access and encrypts "
+        "objects by default with a KMS key.",
+        "Give the bucket a BucketPublicAccessBlock with all four settings true and a "
+        "BucketServerSideEncryptionConfiguration with sseAlgorithm aws:kms (ZbiHistoryExport does).",
+        check_stack=s3_buckets_private_and_encrypted,
     ),
 ]
 

@@ -24,6 +24,10 @@ _EC2 = ["ec2:Describe*"]
 _IAM_ROLE = ["iam:GetRole", "iam:ListRolePolicies", "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole"]
 _KMS_KEY = ["kms:DescribeKey", "kms:GetKeyPolicy", "kms:GetKeyRotationStatus", "kms:ListResourceTags"]
 _EKS = ["eks:Describe*", "eks:List*"]
+# A bucket's refresh reads its existence (HeadBucket: s3:ListBucket) and each bucket-level setting; object reads are
+# not among them.
+_S3_BUCKET = ["s3:ListBucket", "s3:GetBucket*", "s3:GetEncryptionConfiguration", "s3:GetLifecycleConfiguration",
+              "s3:GetReplicationConfiguration", "s3:GetAccelerateConfiguration"]  # fmt: skip
 # AWS resource type or invoke token -> the actions Pulumi's refresh (or the invoke) calls.
 READ_ACTIONS: dict[str, list[str]] = {
     "aws:ec2/vpc:Vpc": _EC2,
@@ -52,6 +56,19 @@ READ_ACTIONS: dict[str, list[str]] = {
     "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": _EKS,
     "aws:route53/record:Record": ["route53:GetHostedZone", "route53:ListResourceRecordSets", "route53:GetChange"],
     "aws:route53/healthCheck:HealthCheck": ["route53:GetHealthCheck", "route53:ListTagsForResource"],
+    # The history export (zbi_infra/history_export_aws.py): its buckets and their settings, catalog and workgroup.
+    "aws:s3/bucket:Bucket": _S3_BUCKET,
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock": ["s3:GetBucketPublicAccessBlock"],
+    "aws:s3/bucketOwnershipControls:BucketOwnershipControls": ["s3:GetBucketOwnershipControls"],
+    "aws:s3/bucketVersioning:BucketVersioning": ["s3:GetBucketVersioning"],
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration": [
+        "s3:GetEncryptionConfiguration"
+    ],
+    "aws:s3/bucketPolicy:BucketPolicy": ["s3:GetBucketPolicy"],
+    "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": ["s3:GetLifecycleConfiguration"],
+    "aws:glue/catalogDatabase:CatalogDatabase": ["glue:GetDatabase", "glue:GetTags"],
+    "aws:glue/catalogTable:CatalogTable": ["glue:GetTable", "glue:GetPartitionIndexes"],
+    "aws:athena/workgroup:Workgroup": ["athena:GetWorkGroup", "athena:ListTagsForResource"],
     # pulumi-eks's components: their providers run in the plugin, refreshing what they created the same way.
     "eks:index:Cluster": [*_EKS, *_EC2, *_IAM_ROLE, "iam:GetOpenIDConnectProvider"],
     "eks:index:ManagedNodeGroup": [*_EKS, *_EC2],

@@ -80,6 +80,9 @@ class PriceFile(StrictModel):
     kms_ten_thousand_requests: Price
     logs_ingested_gib: Price
     logs_stored_gib_month: Price
+    # The history export (zbi_infra/cost_history_export.py): optional, so a prices file written before it still loads.
+    s3_standard_gib_month: Price | None = None
+    athena_tb_scanned: Price | None = None
 
 
 def parse_prices(document: object, source: str) -> dict[str, Any]:

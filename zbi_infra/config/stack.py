@@ -212,6 +212,12 @@ class StackConfig(StrictModel):
                     f"zbi:instances.{name}.node.bootstrapSnapshotId: an EBS snapshot cannot be restored outside AWS. "
                     "Fix: remove it"
                 )
+            if instance.history is not None and instance.history.export.enabled:
+                raise ValueError(
+                    f"zbi:instances.{name}.history.export: the export writes to an S3 bucket, a Glue catalog and an "
+                    "Athena workgroup that zBI creates in AWS, and a local stack creates nothing in AWS. Fix: set "
+                    "history.export.enabled to false here, and export from a primary stack"
+                )
         if self.monitoring.remote_write_url:
             raise ValueError(
                 "zbi:monitoring.remoteWriteUrl: remote write to Amazon Managed Prometheus signs with an IAM role, "

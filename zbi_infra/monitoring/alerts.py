@@ -220,6 +220,11 @@ def alert_rules(
     scaling = history_scaling_rules(instances)
     if scaling:
         groups.append({"name": "zbi-history-scaling", "rules": scaling})
+    from zbi_infra.monitoring.history_export_alerts import history_export_alerts  # it imports Alert from here
+
+    exports = history_export_alerts(instances)
+    if exports:
+        groups.append({"name": "zbi-history-export", "rules": [a.rule() for a in exports]})
     if control_plane:
         reconcile = Alert(
             "StackReconcileFailing",

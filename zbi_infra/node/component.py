@@ -23,6 +23,8 @@ from zbi_infra.errors import ConfigError
 from zbi_infra.node.context import RPC_SECRET, RPC_USER, SERVICE_ACCOUNT, InstanceContext, namespace_of
 from zbi_infra.node.full_node import build_full_node
 from zbi_infra.node.gateway import GATEWAY_NAME, build_gateway
+from zbi_infra.node.history_export_job import HistoryExportTarget, build_history_export
+from zbi_infra.node.history_export_job import credential_secret_data as export_credential_data
 from zbi_infra.node.history_scaling import HistorySnapshots, build_snapshot_rotation
 from zbi_infra.node.light_wallet import build_light_wallet, grpc_port
 from zbi_infra.node.network_policies import build_network_policies
@@ -76,6 +78,8 @@ class ZcashNodeArgs:
     # History instances: the CSI driver (and fast-snapshot-restore zones) their rotating snapshot is taken with;
     # None: replicas above the floor sync from peers (zbi_infra/node/history_scaling.py).
     history_snapshots: HistorySnapshots | None = None
+    # With `history.export.enabled`: the bucket, prefix and IRSA role the export job writes with (ZbiHistoryExport).
+    history_export: HistoryExportTarget | None = None
 
 
 class ZcashNode(pulumi.ComponentResource):
@@ -95,6 +99,12 @@ class ZcashNode(pulumi.ComponentResource):
             raise ValueError(
                 f"ZcashNode {name}: an access gateway terminates TLS with the instance's certificate. Fix: pass "
                 "certificate_authority, or no access file"
+            )
+        exporting = args.config.history is not None and args.config.history.export.enabled
+        if exporting and args.history_export is None:
+            raise ValueError(
+                f"ZcashNode {name}: history.export.enabled writes to an S3 bucket with an IRSA role. Fix: pass "
+                "history_export (zbi_infra.history_export_aws.ZbiHistoryExport(...).target(region)), or disable it"
             )
         # The stack file's release rules, applied to the library's callers too, before anything is registered.
         releases = instance_release_problems(
@@ -146,6 +156,8 @@ class ZcashNode(pulumi.ComponentResource):
                 "password": self.rpc_password,
                 # The RPC guard in front of zebrad compares callers' Authorization with this (node/rpc_guard.py).
                 **credential_secret_data(RPC_USER, self.rpc_password),
+                # The history export job's `user:password` file (node/history_export_job.py), only when it runs.
+                **(export_credential_data(RPC_USER, self.rpc_password) if exporting else {}),
             },
             opts=ctx.in_namespace,
         )
@@ -212,6 +224,8 @@ class ZcashNode(pulumi.ComponentResource):
             front = ("deployment", GATEWAY_NAME) if behind_gateway else ("statefulset", config.lightwallet.kind.value)
             build_renewal_roller(ctx, kind=front[0], workload=front[1])
         build_network_policies(ctx, gateway=behind_gateway)
+        if exporting and args.history_export is not None:
+            build_history_export(ctx, args.history_export)
         if config.quota.enabled:
             build_quota(ctx, ctx.footprint, config.quota.headroom_percent)
 

@@ -14,6 +14,7 @@ from zbi_infra.node.context import (
     InstanceContext,
 )
 from zbi_infra.node.gateway import GATEWAY_COMPONENT
+from zbi_infra.node.history_export_job import EXPORT_COMPONENT
 from zbi_infra.node.zcashd_compat import behind_gateway
 from zbi_infra.render.gateway_metrics import METRICS_PORT
 from zbi_infra.render.zcashd_compat import RPC_PORT as ZCASHD_RPC_PORT
@@ -93,6 +94,8 @@ def build_network_policies(ctx: InstanceContext, *, gateway: bool) -> None:
     rpc_clients = [
         pods(selector) for selector, present in ((light_wallet, has_light_wallet), (gateway_pods, gateway)) if present
     ]
+    if config.history is not None and config.history.export.enabled:  # the export job reads final blocks
+        rpc_clients.append(pods(kube.selector(instance=ctx.name, component=EXPORT_COMPONENT)))
     full_node_ingress = [
         # P2P: the public network for mainnet/testnet; only the instance's own nodes for regtest.
         np.NetworkPolicyIngressRuleArgs(from_=siblings if regtest else anywhere, ports=tcp(ports.p2p)),

@@ -11,6 +11,7 @@ from zbi_infra.config.public_tls import certificate_summary
 from zbi_infra.errors import ConfigError
 from zbi_infra.monitoring.history_scaling import plan_lines as history_plan_lines
 from zbi_infra.plan.engine import Plan
+from zbi_infra.plan.history_summary import export_lines
 
 GIB = {"Ki": 1 / 1024**2, "Mi": 1 / 1024, "Gi": 1, "Ti": 1024}
 
@@ -79,7 +80,7 @@ def _tag(tier: Any) -> str:
     return str(tier.image.tag or DEFAULT_IMAGES[tier.kind].tag)
 
 
-def _instance_lines(config: StackConfig, found: Facts) -> list[str]:
+def _instance_lines(config: StackConfig, found: Facts, plan: Plan) -> list[str]:
     lines = []
     for name, instance in sorted(config.instances.items()):
         node = instance.node
@@ -102,6 +103,7 @@ def _instance_lines(config: StackConfig, found: Facts) -> list[str]:
                 lines.append(f"      certificate: {certificate_summary(instance.endpoints.public_tls)}")
         if not any(e.namespace == namespace for e in found.endpoints):
             lines.append(f"      private: reachable inside the cluster only (namespace {namespace})")
+        lines += export_lines(plan, name, instance)
     return lines or ["  (none: add one with `zbi instance add` or `zbi init`)"]
 
 
@@ -144,7 +146,7 @@ def summary(plan: Plan, config: StackConfig, *, monthly_usd: tuple[float, float]
         f"{len(plan.resources)} resources, offline (Pulumi mock runtime; nothing was created)",
         "",
         "Instances:",
-        *_instance_lines(config, found),
+        *_instance_lines(config, found, plan),
     ]
     if found.node_groups:
         lines += ["", "Node groups (one managed node group per zone):", *_node_group_lines(config, found)]

@@ -1,0 +1,23 @@
+"""The history export's line in `zbi plan`'s summary: where an instance's chain lands and where analysts query it."""
+
+from __future__ import annotations
+
+from zbi_infra.config.instance import InstanceConfig
+from zbi_infra.plan.engine import Plan
+
+
+def export_lines(plan: Plan, name: str, instance: InstanceConfig) -> list[str]:
+    if instance.history is None or not instance.history.export.enabled:
+        return []
+    export = instance.history.export
+    buckets = [r for r in plan.of_type("aws:s3/bucket:Bucket") if r.name == f"{name}-history-export-data"]
+    workgroups = [
+        r for r in plan.of_type("aws:athena/workgroup:Workgroup") if r.name == f"{name}-history-export-workgroup"
+    ]
+    if not buckets or not workgroups:  # a DR stack runs the instance without its export
+        return ["      history export: not in this stack (the primary's bucket has it)"]
+    bucket, workgroup = buckets[0].inputs["bucket"], workgroups[0].inputs["name"]
+    return [
+        f"      history export: '{export.schedule}' (UTC) to s3://{bucket}/{instance.network.value}/ as Parquet",
+        f"      SQL: Athena workgroup {workgroup}, at most {export.scan_limit_gib} GiB scanned a query",
+    ]
