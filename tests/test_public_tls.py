@@ -65,7 +65,7 @@ def test_acm_certificate_validated_in_the_stacks_zone_and_terminated_at_the_nlb(
     annotations = service.inputs["metadata"]["annotations"]
     assert annotations[ACM_CERTIFICATE_ANNOTATION] == validation.inputs["certificateArn"]
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-ssl-ports"] == "443"
-    # TLS onwards to the pods: the gateway still serves the stack CA's certificate behind the NLB.
+    # TLS onwards to the pods: the gateway still serves the instance CA's certificate behind the NLB.
     assert annotations["service.beta.kubernetes.io/aws-load-balancer-backend-protocol"] == "ssl"
     (gateway,) = [d for d in plan.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == "gateway"]
     volumes = {v["name"]: v for v in gateway.inputs["spec"]["template"]["spec"]["volumes"]}
@@ -94,7 +94,7 @@ def test_acme_behind_the_gateway_projects_the_public_pair_beside_the_private_ca(
     (gateway,) = [d for d in plan.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == "gateway"]
     (tls,) = [v for v in gateway.inputs["spec"]["template"]["spec"]["volumes"] if v["name"] == "tls"]
     sources = {s["secret"]["name"]: [i["key"] for i in s["secret"]["items"]] for s in tls["projected"]["sources"]}
-    # The wallet-facing pair from cert-manager; the CA the gateway verifies lightwalletd with, from the stack CA.
+    # The wallet-facing pair from cert-manager; the CA the gateway verifies lightwalletd with, from the instance CA.
     assert sources == {PUBLIC_TLS_SECRET: ["tls.crt", "tls.key"], "grpc-tls": ["ca.crt"]}
     (wallet,) = [s for s in plan.of_type("kubernetes:apps/v1:StatefulSet") if s.name == "testnet-lightwalletd"]
     secrets = {v.get("secret", {}).get("secretName") for v in wallet.inputs["spec"]["template"]["spec"]["volumes"]}
@@ -279,7 +279,7 @@ def test_a_private_gateway_is_port_forwarded_from_a_port_a_user_may_bind(plan_st
 
 
 @pytest.mark.parametrize(("tls", "expected"), [
-    (None, "the stack CA"),
+    (None, "the instance's own CA"),
     ({"provider": "acm"}, "ACM, at an NLB of the AWS Load Balancer Controller"),
     (ACME, "Let's Encrypt via cert-manager (HTTP-01 through IngressClass nginx)"),
     ({"provider": "acme", "acme": {"email": "ops@example.com", "server": "letsencrypt-staging"}}, "untrusted"),

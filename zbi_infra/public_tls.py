@@ -3,13 +3,13 @@
 - **acm** (AWS stacks): an ACM certificate for the instance's hostnames, validated by DNS records in the stack's
   Route 53 zone (`zbi:dns.hostedZoneId`), and terminated at an NLB of the AWS Load Balancer Controller
   (zbi_infra/load_balancer_controller.py): a TLS listener on 443 that offers ALPN h2. The NLB opens TLS again to
-  the pods, which keep the stack CA's certificate (the NLB does not verify targets). ACM renews a DNS-validated
+  the pods, which keep the instance CA's certificate (the NLB does not verify targets). ACM renews a DNS-validated
   certificate by itself while the validation records exist, and the NLB serves the renewed one: nothing rolls.
 - **acme** (any cluster with cert-manager): an Issuer in the instance's namespace with Let's Encrypt's ACME
   directory, answering HTTP-01 through an ingress controller, and a Certificate whose Secret the instance's front
   door (the gateway, else the light-wallet server) serves. cert-manager renews it a third of its lifetime before
   expiry (Let's Encrypt: 90 days, so at 60).
-Without `publicTls` nothing here is created: the stack CA signs the certificate, the default for private instances.
+Without `publicTls` nothing here is created: the instance's own CA signs the certificate, the default for private instances.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ CONTROLLER_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-scheme": "internet-facing",
     "service.beta.kubernetes.io/aws-load-balancer-attributes": "load_balancing.cross_zone.enabled=true",
     "service.beta.kubernetes.io/aws-load-balancer-ssl-ports": "443",
-    # TLS onwards to the pods, which keep serving the stack CA's certificate (the NLB does not verify it).
+    # TLS onwards to the pods, which keep serving the instance CA's certificate (the NLB does not verify it).
     "service.beta.kubernetes.io/aws-load-balancer-backend-protocol": "ssl",
     "service.beta.kubernetes.io/aws-load-balancer-ssl-negotiation-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
     # gRPC clients that insist on ALPN h2 (grpc-go since 1.67): the listener offers h2 first.
@@ -178,7 +178,7 @@ def certificate_spec(hostnames: list[str]) -> dict[str, Any]:
 
 
 def tls_volume(private_secret: str, public_secret: str | None) -> k8s.core.v1.VolumeArgs:
-    """The gateway's `tls` volume: the stack CA's Secret (tls.crt, tls.key, and the ca.crt it verifies the
+    """The gateway's `tls` volume: the instance CA's Secret (tls.crt, tls.key, and the ca.crt it verifies the
     light-wallet tier with); with a public certificate, its tls.crt and tls.key beside the private ca.crt."""
     if public_secret is None:
         return k8s.core.v1.VolumeArgs(name="tls", secret=k8s.core.v1.SecretVolumeSourceArgs(secret_name=private_secret))

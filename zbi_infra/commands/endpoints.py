@@ -160,7 +160,7 @@ def report(found: list[Endpoint]) -> str:
         where = "public" if endpoint.public else "private"
         lines.append(f"{endpoint.instance} ({endpoint.network}, {where}, served by {endpoint.front})")
         lines.append(f"  address:   {endpoint.address}  (certificate name {endpoint.server_name})")
-        trust = f"the stack's CA: {endpoint.ca}" if endpoint.ca_file else endpoint.ca
+        trust = f"the instance's CA: {endpoint.ca}" if endpoint.ca_file else endpoint.ca
         lines.append(f"  trust:     {trust}")
         lines += [f"  note:      {note}" for note in endpoint.notes]
         for label, command in endpoint.commands.items():

@@ -94,7 +94,7 @@ def check_stack(config: Any) -> None:
 def certificate_summary(tls: PublicTlsConfig | None) -> str:
     """Who signs a public front door's certificate, in a few words (`zbi plan`'s summary)."""
     if tls is None:
-        return "the stack CA (clients add it: `zbi endpoints`)"
+        return "the instance's own CA (clients add it: `zbi endpoints`)"
     if tls.provider is PublicTlsProvider.ACM:
         return "ACM, at an NLB of the AWS Load Balancer Controller (ALPN h2)"
     assert tls.acme is not None
