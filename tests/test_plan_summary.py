@@ -53,6 +53,25 @@ def test_the_summary_follows_the_stack(plan_stack, project) -> None:
     assert "Monthly cost" not in text
 
 
+def test_the_summary_says_whether_a_history_instance_caches_at_a_gateway(plan_stack, project) -> None:
+    # The dev testnet instance has an access file, so a gateway to cache in; the cache's size is the config's.
+    merge = {"zbi:instances": {"testnet": {"history": {"cache": {"sizeGib": 30}}}}}
+    plan, config = config_of(plan_stack, project, "dev", merge)
+    assert "cache: answers about final blocks (1,000 deep) at the gateway, 30 GiB per replica" in summary(
+        plan, config, monthly_usd=None
+    )
+    # Turned off, the summary says nothing of a cache.
+    merge = {"zbi:instances": {"testnet": {"history": {"cache": {"enabled": False}}}}}
+    plan, config = config_of(plan_stack, project, "dev", merge)
+    assert "cache:" not in summary(plan, config, monthly_usd=None)
+    # An instance without an access file has no gateway: the summary says so, and how to give it one.
+    merge = {"zbi:instances": {"archive": {"network": "testnet", "lightwallet": {"kind": "none"}, "history": {}}}}
+    plan, config = config_of(plan_stack, project, "dev", merge)
+    assert "cache: none (no access file, so no gateway to cache in: `zbi access init archive`)" in summary(
+        plan, config, monthly_usd=None
+    )
+
+
 def test_a_local_stack_has_no_node_groups_and_no_aws_cost(plan_stack, project) -> None:
     plan, config = config_of(plan_stack, project, "local")
     assert monthly_cost(plan, config) is None and facts(plan).node_groups == []

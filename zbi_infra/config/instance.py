@@ -244,7 +244,7 @@ class EndpointsConfig(StrictModel):
     hostnames: list[Hostname] = Field(default_factory=list)
     # Networks allowed to reach a public endpoint (NLB source ranges and NetworkPolicy ipBlocks).
     allowed_cidrs: list[str] = Field(default_factory=lambda: ["0.0.0.0/0"])
-    # A publicly trusted certificate (ACM or Let's Encrypt) instead of the instance CA's (zbi_infra/config/public_tls.py).
+    # A publicly trusted certificate (ACM or Let's Encrypt) instead of the instance CA's (config/public_tls.py).
     public_tls: PublicTlsConfig | None = None
 
     @model_validator(mode="after")

@@ -1,7 +1,9 @@
-"""The history export's line in `zbi plan`'s summary: where an instance's chain lands and where analysts query it."""
+"""History's lines in `zbi plan`'s summary: whether the gateway caches final answers, where an instance's chain
+lands and where analysts query it."""
 
 from __future__ import annotations
 
+from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.plan.engine import Plan
 
@@ -20,4 +22,18 @@ def export_lines(plan: Plan, name: str, instance: InstanceConfig) -> list[str]:
     return [
         f"      history export: '{export.schedule}' (UTC) to s3://{bucket}/{instance.network.value}/ as Parquet",
         f"      SQL: Athena workgroup {workgroup}, at most {export.scan_limit_gib} GiB scanned a query",
+    ]
+
+
+def cache_lines(plan: Plan, name: str, instance: InstanceConfig) -> list[str]:
+    """The cache lives in the gateway, which only an instance with an access file has: say which case this is."""
+    if instance.history is None or not instance.history.cache.enabled:
+        return []
+    gateways = [r for r in plan.of_type("kubernetes:apps/v1:Deployment") if r.name == f"{name}-gateway"]
+    if not gateways:
+        return [f"      cache: none (no access file, so no gateway to cache in: `zbi access init {name}`)"]
+    cache = instance.history.cache
+    return [
+        f"      cache: answers about final blocks ({FINAL_DEPTH:,} deep) at the gateway, {cache.size_gib} GiB per "
+        "replica; confirmations recomputed at the tip"
     ]

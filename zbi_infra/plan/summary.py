@@ -11,7 +11,7 @@ from zbi_infra.config.public_tls import certificate_summary
 from zbi_infra.errors import ConfigError
 from zbi_infra.monitoring.history_scaling import plan_lines as history_plan_lines
 from zbi_infra.plan.engine import Plan
-from zbi_infra.plan.history_summary import export_lines
+from zbi_infra.plan.history_summary import cache_lines, export_lines
 
 GIB = {"Ki": 1 / 1024**2, "Mi": 1 / 1024, "Gi": 1, "Ti": 1024}
 
@@ -93,6 +93,7 @@ def _instance_lines(config: StackConfig, found: Facts, plan: Plan) -> list[str]:
             tiers.append(f"{replicas} x {wallet.kind.value} {_tag(wallet)} ({wallet.cache_size_gib} GiB cache each)")
         lines.append(f"  {name}: {instance.network.value}, {', '.join(tiers)}")
         lines += history_plan_lines(instance)
+        lines += cache_lines(plan, name, instance)
         namespace = f"zbi-{name}"
         for endpoint in (e for e in found.endpoints if e.namespace == namespace):
             hosts = ", ".join(instance.endpoints.hostnames) or "the load balancer's DNS name"
