@@ -9,7 +9,7 @@
   directory, answering HTTP-01 through an ingress controller, and a Certificate whose Secret the instance's front
   door (the gateway, else the light-wallet server) serves. cert-manager renews it a third of its lifetime before
   expiry (Let's Encrypt: 90 days, so at 60).
-Without `publicTls` nothing here is created: the instance's own CA signs the certificate, the default for private instances.
+Without `publicTls` nothing here is created: the instance's own CA signs the certificate (private instances).
 """
 
 from __future__ import annotations
