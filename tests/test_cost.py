@@ -169,3 +169,15 @@ def test_each_public_load_balancer_pays_a_public_ipv4_address_per_zone(plan_stac
         zones = int(line.item.split(": ")[1].split(" ")[0])
         assert zones >= 2
         assert line.monthly_usd == pytest.approx(zones * H * P["publicIpv4Hour"])
+
+
+def test_the_gateways_history_cache_volumes_are_priced_at_the_gateways_minimum(plan_stack: PlanStack) -> None:
+    """A generic ephemeral volume is an EBS volume per replica: the cache costs its size at the HPA's floor."""
+    merge = {"zbi:instances": {"testnet": {"history": {"cache": {"sizeGib": 30}}, "gateway": {"minReplicas": 3}}}}
+    result = estimate(plan_stack("dev", merge=merge), config_of("dev", merge), prices=P, assumptions=Assumptions())
+    (line,) = [line for line in result.lines if "history-cache" in line.item]
+    assert line.item.endswith("3 x 30 GiB gp3") and line.owner == "testnet"
+    assert line.monthly_usd == pytest.approx(3 * gp3(30))
+    # Without a cache, no such line.
+    plain = estimate(plan_stack("dev"), config_of("dev"), prices=P, assumptions=Assumptions())
+    assert not [line for line in plain.lines if "history-cache" in line.item]

@@ -286,6 +286,16 @@ def estimate(
                 parameters = parameters_of(claim["spec"].get("storageClassName"))
                 _volumes(add, prices, f"{namespace}/{obj['metadata']['name']} {claim['metadata']['name']}", owner,
                          replicas, size, parameters)  # fmt: skip
+        if obj.get("kind") == "Deployment":
+            # Generic ephemeral volumes (the gateway's history cache): one EBS volume per replica, at the minimum.
+            replicas = _minimum_replicas(obj, objects)
+            for volume in obj["spec"]["template"]["spec"].get("volumes", []):
+                claim = (volume.get("ephemeral") or {}).get("volumeClaimTemplate")
+                if claim:
+                    size = _quantity_gib(claim["spec"]["resources"]["requests"]["storage"])
+                    parameters = parameters_of(claim["spec"].get("storageClassName"))
+                    _volumes(add, prices, f"{namespace}/{obj['metadata']['name']} {volume['name']}", owner,
+                             replicas, size, parameters)  # fmt: skip
     # History instances: their rotating snapshot, and fast snapshot restore where it is on (cost_history.py).
     for service, what, owner, monthly in history_cost_lines(
         objects, prices=prices, hours=hours, used_fraction=assumptions.chain_used_fraction
@@ -333,6 +343,17 @@ def estimate(
                  + assumptions.route53_million_queries * _price(prices, "route53MillionQueries")))  # fmt: skip
     result.lines += [Line(*row) for row in history_export_costs(plan, config, prices, assumptions)]
     return result
+
+
+def _minimum_replicas(workload: dict[str, Any], objects: list[dict[str, Any]]) -> int:
+    """The replicas a workload runs at its minimum: its HorizontalPodAutoscaler's floor, else its own count."""
+    namespace, name = workload["metadata"].get("namespace"), workload["metadata"]["name"]
+    for obj in objects:
+        if obj.get("kind") == "HorizontalPodAutoscaler" and obj["metadata"].get("namespace") == namespace:
+            target = obj["spec"]["scaleTargetRef"]
+            if target.get("kind") == workload["kind"] and target.get("name") == name:
+                return int(obj["spec"].get("minReplicas", 1))
+    return int(workload["spec"].get("replicas", 1))
 
 
 def _volumes(
