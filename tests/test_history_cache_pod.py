@@ -4,6 +4,7 @@ sized from the configuration and accepted by the real nginx, the pack's guardrai
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -12,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PlanStack
+from tests.conftest import ROOT, PlanStack
 from tests.gateway_harness import nginx
 from tests.k8s_objects import objects, one, pod_spec
 from tests.test_policy import evaluate, resources
@@ -115,3 +116,22 @@ def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(histor
 def test_the_history_plan_passes_every_guardrail(history: Plan) -> None:
     assert evaluate(resources(history)) == []
     assert objects(history, "Deployment", NS)
+
+
+def test_grpc_history_is_cached_by_the_light_wallet_tier_on_its_own_volume(history: Plan) -> None:
+    """The gateway does not cache gRPC (nginx's gRPC proxy has no cache): lightwalletd v0.5.3 answers GetBlock and
+    GetBlockRange from its own cache of every compact block, under `<--data-dir>/db` (vendored, cited by line). So the
+    history's gRPC path is cached only if that directory is a volume that outlives the pod, which this checks."""
+    evidence = json.loads((ROOT / "tests/fixtures/upstream/lightwalletd/block-cache.json").read_text())
+    get_block = next(f["text"] for f in evidence["facts"] if f["path"] == "common/common.go")
+    first, then = evidence["cache_first"]
+    assert get_block.index(first) < get_block.index(then)  # the cache is read before the node is asked
+    statefulset = one(history, "StatefulSet", "lightwalletd", NS)
+    (container,) = [c for c in pod_spec(statefulset)["containers"] if c["name"] == "lightwalletd"]
+    (data_dir,) = [a.split("=", 1)[1] for a in container.get("args", []) + container.get("command", [])
+                   if a.startswith("--data-dir=")]  # fmt: skip
+    claims = {t["metadata"]["name"] for t in statefulset["spec"]["volumeClaimTemplates"]}
+    mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    cache_dir = f"{data_dir}/{evidence['cache_under_data_dir']}"
+    holders = [path for path in mounted if cache_dir == path or cache_dir.startswith(path.rstrip("/") + "/")]
+    assert holders and mounted[max(holders, key=len)] in claims, (cache_dir, mounted, claims)
