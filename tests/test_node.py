@@ -99,7 +99,6 @@ def test_rpc_credentials_are_generated_secrets(dev: Plan) -> None:
         "username": "[secret]",
         "password": "[secret]",
         "rpc-guard-authorization.conf": "[secret]",
-        "rpc-user-password": "[secret]",  # the history export's credential file (node/history_export_job.py)
     }
     passwords = {p.name: p for p in dev.of_type("random:index/randomPassword:RandomPassword")}
     # The node's RPC password, the monitoring probe's key for the gateways, and Grafana's admin password.
@@ -162,7 +161,7 @@ def test_network_policies(dev: Plan) -> None:
     rpc_rule = next(r for r in full_node["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 18232}])
     assert rpc_rule["from"] == [
         {"podSelector": {"matchLabels": {"app.kubernetes.io/component": tier, "app.kubernetes.io/instance": "testnet"}}}
-        for tier in ("light-wallet", "gateway", "history-export")  # the dev instance exports its history
+        for tier in ("light-wallet", "gateway")
     ]
     p2p_rule = next(r for r in full_node["ingress"] if r["ports"] == [{"protocol": "TCP", "port": 18233}])
     assert p2p_rule["from"][0]["ipBlock"]["cidr"] == "0.0.0.0/0"

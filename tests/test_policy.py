@@ -215,7 +215,7 @@ def test_config_that_breaks_a_guardrail_is_caught(plan_stack: PlanStack) -> None
 
 
 def test_every_guardrail_has_a_description_and_a_remediation_and_is_exercised() -> None:
-    assert len({g.name for g in GUARDRAILS}) == len(GUARDRAILS) == 10
+    assert len({g.name for g in GUARDRAILS}) == len(GUARDRAILS) == 11
     for guardrail in GUARDRAILS:
         assert len(guardrail.description) > 40 and len(guardrail.remediation) > 20
     exercised = set().union(*EXPECTED.values()) | {
