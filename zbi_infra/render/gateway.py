@@ -237,6 +237,19 @@ def upstream_auth_directive(credentials: str) -> str:
     return f'proxy_set_header Authorization "Basic {encoded}";\n'
 
 
+def proxy_to_node(indent: str, upstream_auth_include: str) -> str:
+    """The node gets the checked body, its own credentials and no header of the caller's."""
+    return (
+        f"{indent}proxy_http_version 1.1;\n"
+        f"{indent}proxy_pass_request_headers off;\n"
+        f'{indent}proxy_set_header Connection "";\n'
+        f"{indent}include {upstream_auth_include};\n"
+        f"{indent}proxy_set_header Content-Type application/json;\n"
+        f"{indent}proxy_connect_timeout 2s;\n"
+        f"{indent}proxy_read_timeout 60s;\n"
+    )
+
+
 # The loopback relay through which njs reads the node's answers (nginx.conf's internal server).
 RELAY_PORT = 8444
 

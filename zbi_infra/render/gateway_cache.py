@@ -94,19 +94,12 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
     )
 
 
-def _to_node(indent: str, credentials: str) -> str:
-    """A proxy to the node; `credentials` is the directive that gives it the node's Authorization header."""
-    return (
-        f"{indent}internal;\n"
-        f"{indent}rewrite ^ / break;\n"
-        f"{indent}proxy_pass http://zbi_rpc;\n"
-        f"{indent}proxy_http_version 1.1;\n"
-        f"{indent}proxy_pass_request_headers off;\n"
-        f'{indent}proxy_set_header Connection "";\n'
-        f"{indent}{credentials}\n"
-        f"{indent}proxy_set_header Content-Type application/json;\n"
-        f"{indent}proxy_connect_timeout 2s;\n"
-        f"{indent}proxy_read_timeout 60s;\n"
+def _to_node(indent: str, upstream_auth_include: str) -> str:
+    """An internal location's proxy to the node, with the node's credentials (as the gateway's own proxy)."""
+    from zbi_infra.render.gateway import proxy_to_node  # gateway.py imports this module for its log fields
+
+    return f"{indent}internal;\n{indent}rewrite ^ / break;\n{indent}proxy_pass http://zbi_rpc;\n" + proxy_to_node(
+        indent, upstream_auth_include
     )
 
 
@@ -117,7 +110,7 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
         return ""
     return (
         "        location = /_zbi_tip {\n"
-        + _to_node("            ", f"include {upstream_auth_include};")
+        + _to_node("            ", upstream_auth_include)
         + "            proxy_method POST;\n"
         "            proxy_pass_request_body off;\n"
         """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
@@ -164,7 +157,7 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
         "            js_content history.fill;\n"
         "        }\n"
         "        location = /_zbi_fill_node {\n"
-        + _to_node("            ", f"include {upstream_auth_include};")
+        + _to_node("            ", upstream_auth_include)
         + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
         "        }\n"
         "    }\n"

@@ -31,6 +31,7 @@ from zbi_infra.render.gateway import (
     GatewayUpstreams,
     anonymous_requests_cap,
     gateway_js,
+    proxy_to_node,
     rate_buckets,
     spliced_batches_cap,
     users_files,
@@ -77,19 +78,6 @@ def _who_fields() -> str:
         '    map $zbi_who $zbi_rate_key { "~^\\S+ - " ""; "~^\\S+ (\\S+) " $1; default ""; }\n'
         '    map $zbi_who $zbi_bucket { "~^\\S+ \\S+ (\\S+) " $1; default ""; }\n'
         '    map $zbi_who $zbi_user { "~ (\\S+)$" $1; default "-"; }'
-    )
-
-
-def _proxy_to_node(indent: str, upstream_auth_include: str) -> str:
-    """The node gets the checked body, its own credentials and no header of the caller's."""
-    return (
-        f"{indent}proxy_http_version 1.1;\n"
-        f"{indent}proxy_pass_request_headers off;\n"
-        f'{indent}proxy_set_header Connection "";\n'
-        f"{indent}include {upstream_auth_include};\n"
-        f"{indent}proxy_set_header Content-Type application/json;\n"
-        f"{indent}proxy_connect_timeout 2s;\n"
-        f"{indent}proxy_read_timeout 60s;\n"
     )
 
 
@@ -173,7 +161,7 @@ def nginx_conf(
     zcashd = gateway_zcashd.locations(
         zcashd_upstream,
         checks=f"{key_check}\n{concurrency}\n{limits}",
-        proxy_to_node=_proxy_to_node(" " * 12, paths.upstream_auth_include),
+        proxy_to_node=proxy_to_node(" " * 12, paths.upstream_auth_include),
     )
     spliced_cap = spliced_batches_cap(memory_limit_mib)
     zcashd_relay = gateway_zcashd.relay_locations(zcashd_upstream, relay=_relay(" " * 12), spliced_cap=spliced_cap)
@@ -290,7 +278,7 @@ http {{
         location @zbi_rpc {{
             rewrite ^ /? break;
             proxy_pass http://zbi_rpc;
-{_proxy_to_node("            ", paths.upstream_auth_include)}            error_page 502 504 = @node_unavailable;
+{proxy_to_node("            ", paths.upstream_auth_include)}            error_page 502 504 = @node_unavailable;
         }}
         # One more call charged to the caller's rate bucket (the meter server below applies the same zones).
         location = /_zbi_meter {{
