@@ -51,6 +51,11 @@ TARGETS = {
         "tests/test_access.py tests/test_access_semantics.py tests/test_access_input.py"
         " tests/test_access_properties.py",
     ),
+    "access_files": Target(
+        "zbi_infra/config/access_files.py",
+        "tests/test_access.py tests/test_access_semantics.py tests/test_access_input.py"
+        " tests/test_access_properties.py",
+    ),
     "gateway_render": Target(
         "zbi_infra/render/gateway.py",
         "tests/test_gateway.py tests/test_gateway_live.py tests/test_gateway_payloads.py tests/test_gateway_abuse.py",

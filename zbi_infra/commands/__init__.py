@@ -1,5 +1,6 @@
-"""The `zbi` subcommands that came after the first ones (`init`, `endpoints`, `access init`, `plan --diff`), one
-module each; `register` adds their parsers to `zbi`'s, and each parser names its handler."""
+"""The `zbi` subcommands, one module each (`plan` and `stacks` stay in zbi_infra/cli.py): each module's `add_parser`
+adds its parser to `zbi`'s, and each parser names its handler. `register` adds `init` and `endpoints`; cli.py adds
+the others itself, in the order `zbi --help` lists them."""
 
 from __future__ import annotations
 
