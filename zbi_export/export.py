@@ -69,8 +69,8 @@ class Settings:
             )
         if self.finality_depth < MIN_FINALITY_DEPTH:
             found.append(
-                f"--finality-depth {self.finality_depth}: below {MIN_FINALITY_DEPTH}, a block could be reorganised. "
-                f"Fix: {MIN_FINALITY_DEPTH} or more"
+                f"--finality-depth {self.finality_depth}: below {MIN_FINALITY_DEPTH}, a block could be reorganised "
+                f"(zebrad 6.3.0 may roll back up to 1000 blocks: only 1000 is final there). Fix: 1000, the default"
             )
         return found
 
