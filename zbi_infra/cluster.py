@@ -1,4 +1,7 @@
-"""ZbiCluster: an EKS cluster with one managed node group per zone, KMS encryption, IRSA and the EBS CSI driver."""
+"""ZbiCluster: an EKS cluster with one managed node group per zone, KMS encryption, IRSA and the EBS CSI driver.
+
+Its nodes (node role, launch templates, node groups) are built by zbi_infra/cluster_node_groups.py.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,10 @@ import pulumi_aws as aws
 import pulumi_eks as eks
 import pulumi_kubernetes as k8s
 
-from zbi_infra import autoscaler
+from zbi_infra import autoscaler, cluster_node_groups
 from zbi_infra.config.instance import StorageConfig
-from zbi_infra.config.platform import AdminConfig, ClusterConfig, NodeGroupConfig
-from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy, service_trust_policy
+from zbi_infra.config.platform import AdminConfig, ClusterConfig
+from zbi_infra.iam import irsa_trust_policy, kms_key_use_policy
 from zbi_infra.snapshots import STACK_TAG
 from zbi_infra.storage import ebs_storage_class
 from zbi_infra.system_nodes import system_placement
@@ -28,13 +31,6 @@ ACCESS_POLICIES = {
     "edit": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSEditPolicy",
     "view": "arn:aws:eks::aws:cluster-access-policy/AmazonEKSViewPolicy",
 }
-# The node role carries what the kubelet needs and nothing more: the VPC CNI's permissions sit on an IRSA role of the
-# aws-node service account instead (EKS best-practices guide, "Networking": "Use IRSA for the CNI").
-NODE_ROLE_POLICIES = {
-    "worker": "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
-    "ecr": "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
-}
-SSM_POLICY = "arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"
 CNI_POLICY = "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy"
 EBS_CSI_POLICY = "arn:aws:iam::aws:policy/service-role/AmazonEBSCSIDriverPolicy"
 DEFAULT_STORAGE_CLASS = "gp3"
@@ -68,10 +64,6 @@ def access_entry(admin: AdminConfig) -> eks.AccessEntryArgs:
             admin.policy: eks.AccessPolicyAssociationArgs(policy_arn=ACCESS_POLICIES[admin.policy], access_scope=scope)
         },
     )
-
-
-def node_group_name(cluster: str, group: str, zone: AvailabilityZone) -> str:
-    return f"{cluster}-{group}-{zone.zone_id}"
 
 
 class ZbiCluster(pulumi.ComponentResource):
@@ -177,14 +169,27 @@ class ZbiCluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[cluster]),
         )
 
-        node_role = self._node_role(name, tags, ssm=config.node_ssm_access)
+        node_role = cluster_node_groups.node_role(name, tags, ssm=config.node_ssm_access, parent=self)
         node_groups = []
         for group_name, group in config.node_groups.items():
-            template = self._launch_template(name, group_name, group, config.imds_hop_limit, tags)
+            template = cluster_node_groups.launch_template(
+                name, group_name, group, config.imds_hop_limit, tags, parent=self
+            )
             for zone in args.zones:
                 node_groups.append(
-                    self._node_group(
-                        name, config.name, group_name, group, zone, args, cluster, node_role, template, tags, vpc_cni
+                    cluster_node_groups.node_group(
+                        name,
+                        config.name,
+                        group_name,
+                        group,
+                        zone,
+                        args.private_subnet_ids_by_zone,
+                        cluster,
+                        node_role,
+                        template,
+                        tags,
+                        vpc_cni,
+                        parent=self,
                     )
                 )
 
@@ -262,19 +267,6 @@ class ZbiCluster(pulumi.ComponentResource):
             }
         )
 
-    def _node_role(self, name: str, tags: dict[str, str], *, ssm: bool) -> aws.iam.Role:
-        child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-node-role",
-            assume_role_policy=service_trust_policy("ec2.amazonaws.com"),
-            tags=tags,
-            opts=child,
-        )
-        policies = {**NODE_ROLE_POLICIES, **({"ssm": SSM_POLICY} if ssm else {})}
-        for key, arn in policies.items():
-            aws.iam.RolePolicyAttachment(f"{name}-node-role-{key}", role=role.name, policy_arn=arn, opts=child)
-        return role
-
     def _autoscaler(
         self,
         name: str,
@@ -337,95 +329,3 @@ class ZbiCluster(pulumi.ComponentResource):
         for attachment, arn in policies.items():
             aws.iam.RolePolicyAttachment(attachment, role=role.name, policy_arn=arn, opts=child)
         return role
-
-    def _launch_template(
-        self, name: str, group_name: str, group: NodeGroupConfig, hop_limit: int, tags: dict[str, str]
-    ) -> aws.ec2.LaunchTemplate:
-        # No image_id: EKS keeps choosing and bootstrapping the AMI for the node group's amiType.
-        root_device = "/dev/xvda" if group.ami_type.value.startswith("AL2023") else "/dev/xvdb"
-        return aws.ec2.LaunchTemplate(
-            f"{name}-{group_name}-lt",
-            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
-                http_endpoint="enabled",
-                http_tokens="required",
-                # 1 keeps pods (one hop further) from reading the node role's credentials; pods get AWS access
-                # through IRSA. The EBS CSI node plugin falls back to Kubernetes metadata without IMDS.
-                http_put_response_hop_limit=hop_limit,
-            ),
-            block_device_mappings=[
-                aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                    device_name=root_device,
-                    ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                        volume_size=group.disk_size_gib,
-                        volume_type="gp3",
-                        # Encrypted with the account's aws/ebs key: a customer key here would need a key-policy
-                        # grant to the Auto Scaling service-linked role before any node could launch.
-                        encrypted="true",
-                        delete_on_termination="true",
-                    ),
-                )
-            ],
-            monitoring=aws.ec2.LaunchTemplateMonitoringArgs(enabled=True),
-            tag_specifications=[
-                aws.ec2.LaunchTemplateTagSpecificationArgs(
-                    resource_type=kind, tags={**tags, "zbi.io/node-group": group_name}
-                )
-                for kind in ("instance", "volume")
-            ],
-            update_default_version=True,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-
-    def _node_group(
-        self,
-        name: str,
-        cluster_name: str,
-        group_name: str,
-        group: NodeGroupConfig,
-        zone: AvailabilityZone,
-        args: ZbiClusterArgs,
-        cluster: eks.Cluster,
-        node_role: aws.iam.Role,
-        template: aws.ec2.LaunchTemplate,
-        tags: dict[str, str],
-        vpc_cni: aws.eks.Addon,
-    ) -> eks.ManagedNodeGroup:
-        # One group per zone: an EBS volume lives in one zone, so the autoscaler must be able to add a node in
-        # exactly the zone where a pending pod's volume is.
-        return eks.ManagedNodeGroup(
-            f"{name}-{group_name}-{zone.key}",
-            cluster=cluster,
-            node_group_name=node_group_name(cluster_name, group_name, zone),
-            node_role=node_role,
-            subnet_ids=[args.private_subnet_ids_by_zone[zone.zone_id]],
-            ami_type=group.ami_type.value,
-            capacity_type=group.capacity_type,
-            instance_types=group.instance_types,
-            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
-                min_size=group.min_size, desired_size=group.desired_size, max_size=group.max_size
-            ),
-            # The autoscaler owns desiredSize once running; re-applying it on every up would undo its work.
-            ignore_scaling_changes=True,
-            labels={**group.labels, "zbi.io/node-group": group_name},
-            taints=[
-                aws.eks.NodeGroupTaintArgs(key=t.key, value=t.value, effect=_taint_effect(t.effect))
-                for t in group.taints
-            ],
-            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
-                id=template.id, version=template.latest_version.apply(str)
-            ),
-            tags={
-                **tags,
-                "zbi.io/node-group": group_name,
-                "k8s.io/cluster-autoscaler/enabled": "true",
-                f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
-                "k8s.io/cluster-autoscaler/node-template/label/topology.ebs.csi.aws.com/zone": zone.name,
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[vpc_cni]),
-        )
-
-
-def _taint_effect(effect: str) -> str:
-    """Kubernetes spells taint effects NoSchedule; the EKS API spells them NO_SCHEDULE."""
-    return {"NoSchedule": "NO_SCHEDULE", "PreferNoSchedule": "PREFER_NO_SCHEDULE", "NoExecute": "NO_EXECUTE"}[effect]

@@ -10,11 +10,13 @@
 A stack program is `ZbiPlatform(stack, ZbiPlatformArgs(config=...))` plus its exports; any other Pulumi program can
 build the same platform. Everything it creates was once created at the top of the stack program: each direct child
 carries an alias to its old place, so existing deployments keep their resources.
+
+The component sequences the pieces; the wiring lives by concept: the instances in zbi_infra/platform_instances.py,
+monitoring in zbi_infra/platform_monitoring.py, the control plane in zbi_infra/platform_control_plane.py.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -23,53 +25,36 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from zbi_infra import load_balancer_controller, public_tls
-from zbi_infra.access_keys import key_hash
 from zbi_infra.admission import admission_policies
 from zbi_infra.backup import ZbiBackups, ZbiBackupsArgs
-from zbi_infra.cluster import ACCESS_POLICIES, ZbiCluster, ZbiClusterArgs
+from zbi_infra.cluster import ZbiCluster, ZbiClusterArgs
 from zbi_infra.config import LocalConfig, StackConfig, StackRole
 from zbi_infra.config.access import AccessFile
 from zbi_infra.config.control_plane import ControlPlaneConfig
 from zbi_infra.config.instance import InstanceConfig
-from zbi_infra.config.monitoring import LOCAL_DEFAULTS, MonitoringConfig
 from zbi_infra.config.recovery import BackupConfig
-from zbi_infra.control_plane import (
-    STACKS_NAMESPACE,
-    ZbiControlPlane,
-    ZbiControlPlaneArgs,
-    reconciler_service_account,
-)
-from zbi_infra.dns import FailoverRole, failover_record
+from zbi_infra.control_plane import ZbiControlPlane
+from zbi_infra.dns import FailoverRole
 from zbi_infra.errors import ConfigError
-from zbi_infra.history_export_aws import history_exports
-from zbi_infra.instance_admins import ALL_INSTANCE_ADMINS, instance_admin_role, instance_admins_group
-from zbi_infra.monitoring.component import (
-    CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT,
-    PROMETHEUS_SERVICE_ACCOUNT,
-    SnapshotWatch,
-    ZbiMonitoring,
-    ZbiMonitoringArgs,
+from zbi_infra.monitoring.component import ZbiMonitoring
+from zbi_infra.node import SnapshotSource, ZcashNode
+from zbi_infra.platform_control_plane import reconciling_control_plane
+from zbi_infra.platform_instances import (
+    AwsPlacement,
+    InstanceWiring,
+    WiredInstances,
+    aws_instances,
+    local_instances,
+    moved,
 )
-from zbi_infra.monitoring.snapshot_freshness import cloudwatch_read_policy
-from zbi_infra.node import SnapshotSource, ZcashNode, ZcashNodeArgs
-from zbi_infra.node.history_scaling import HistorySnapshots
-from zbi_infra.priorities import priority_classes
-from zbi_infra.reconciler_access import reconciler_policy
+from zbi_infra.platform_monitoring import platform_monitoring
 from zbi_infra.recovery import newest_snapshots, primary_short_name
-from zbi_infra.snapshots import EBS_CSI_DRIVER, INSTANCE_TAG, STACK_TAG, policy_target_tags, volume_tags
-from zbi_infra.storage import ebs_storage_class, ebs_volume_snapshot_class
-from zbi_infra.system_nodes import system_placement
-from zbi_infra.tls import ZbiCertificateAuthority
+from zbi_infra.snapshots import EBS_CSI_DRIVER, STACK_TAG, policy_target_tags
+from zbi_infra.storage import ebs_volume_snapshot_class
 from zbi_infra.vpc import ZbiVpc, ZbiVpcArgs
 from zbi_infra.zones import lookup_zones, select_zones
 
 SNAPSHOT_CLASS = "zbi-ebs"
-# The in-tree AWS cloud provider of EKS makes these an NLB (TCP passthrough: TLS ends at the light-wallet pod).
-AWS_NLB_ANNOTATIONS = {
-    "service.beta.kubernetes.io/aws-load-balancer-type": "nlb",
-    "service.beta.kubernetes.io/aws-load-balancer-cross-zone-load-balancing-enabled": "true",
-}
 
 
 @dataclass(frozen=True)
@@ -130,151 +115,50 @@ class ZbiPlatform(pulumi.ComponentResource):
     # ---- control plane -----------------------------------------------------------------------------------------
 
     def _control_plane(self, control: ControlPlaneConfig, reconciled: Mapping[str, StackConfig]) -> ZbiControlPlane:
-        """The operator, and per reconciled stack (all on this cluster) an IRSA role that may only read AWS, and
-        cluster-admin in this cluster: it converges what lives in Kubernetes; AWS changes are the deploy workflow's."""
         assert self.cluster is not None and self._config.cluster is not None
-        stacks = dict(reconciled) or {self._stack: self._config}
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        roles: dict[str, pulumi.Output[str]] = {}
-        for stack, config in sorted(stacks.items()):
-            assert config.platform is not None and config.cluster is not None
-            regions = sorted({config.platform.region, *([(config.backup or BackupConfig()).dr_region]
-                                                       if config.role is StackRole.PRIMARY else [])})  # fmt: skip
-
-            def policy_for(account_id: str, r: list[str] = regions) -> str:
-                return reconciler_policy(
-                    regions=r, account_id=account_id, backend=control.backend, secrets_provider=control.secrets_provider
-                )
-
-            policy = account.apply(policy_for)
-            role = self.cluster.workload_role(
-                f"{self._stack}-{stack}-reconciler", f"{STACKS_NAMESPACE}:{reconciler_service_account(stack)}", policy
-            )
-            roles[stack] = role.arn
-            # Every reconciled stack runs on this cluster (reconciled_stack_configs refuses others).
-            entry = aws.eks.AccessEntry(
-                f"{stack}-reconciler-access",
-                cluster_name=self._config.cluster.name,
-                principal_arn=role.arn,
-                opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
-            )
-            aws.eks.AccessPolicyAssociation(
-                f"{stack}-reconciler-cluster-admin",
-                cluster_name=self._config.cluster.name,
-                principal_arn=entry.principal_arn,
-                policy_arn=ACCESS_POLICIES["cluster-admin"],
-                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"),
-                opts=pulumi.ResourceOptions(parent=self, provider=self._aws_provider),
-            )
-        return ZbiControlPlane(
-            f"{self._stack}-control-plane",
-            ZbiControlPlaneArgs(config=control, role_arns=roles, placement=system_placement(self._config.cluster)),
-            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
+        return reconciling_control_plane(
+            self._stack,
+            control,
+            reconciled,
+            own_config=self._config,
+            cluster=self.cluster,
+            cluster_config=self._config.cluster,
+            parent=self,
+            aws_provider=self._aws_provider,
+            kubernetes=self._kubernetes,
         )
 
     # ---- options -----------------------------------------------------------------------------------------------
 
     def _moved(self, **options: object) -> pulumi.ResourceOptions:
         """A direct child that used to sit at the top of the stack program: its alias keeps its old URN."""
-        return pulumi.ResourceOptions(
-            parent=self,
-            aliases=[pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)],
-            **options,  # type: ignore[arg-type]
-        )
+        return moved(self, **options)
 
     # ---- monitoring --------------------------------------------------------------------------------------------
 
-    def _probe_key_sha256(self) -> pulumi.Output[str] | None:
-        return self._probe_key.apply(key_hash) if self._probe_key is not None else None
-
     def _monitoring(self) -> ZbiMonitoring:
-        config = self._config
-        monitoring = config.monitoring
-        if config.role is StackRole.LOCAL:
-            unset = {k: v for k, v in LOCAL_DEFAULTS.items() if k not in monitoring.model_fields_set}
-            monitoring = monitoring.model_copy(update=unset)
-        instances = dict(self._instance_configs)
-        remote_write_role = self._remote_write_role(monitoring)
-        webhooks = {
-            severity: url
-            for severity, url in (
-                ("critical", config.alert_webhook_critical),
-                ("warning", config.alert_webhook_warning),
-            )
-            if url
-        }
-        return ZbiMonitoring(
-            f"{self._stack}-monitoring",
-            ZbiMonitoringArgs(
-                config=monitoring,
-                instances=instances,
-                public_endpoints=[
-                    node.grpc_endpoint
-                    for name, node in self.nodes.items()
-                    if node.grpc_endpoint is not None and instances[name].endpoints.public_grpc
-                ],
-                storage_class_name=(config.local or LocalConfig()).storage_class
-                if config.role is StackRole.LOCAL
-                else None,
-                webhooks=webhooks,
-                region=config.platform.region if config.platform else None,
-                remote_write_role_arn=remote_write_role,
-                snapshots=self._snapshot_watch(),
-                gateways=frozenset(name for name in self._access if name in self.nodes),
-                json_rpc_endpoints=[
-                    node.gateway_endpoint for node in self.nodes.values() if node.gateway_endpoint is not None
-                ],
-                probe_key=self._probe_key,
-                control_plane=self.control_plane is not None,
-                placement=system_placement(config.cluster),
-            ),
-            opts=pulumi.ResourceOptions(parent=self, providers={"kubernetes": self._kubernetes}),
+        return platform_monitoring(
+            self._stack,
+            self._config,
+            parent=self,
+            kubernetes=self._kubernetes,
+            cluster=self.cluster,
+            backups=self.backups,
+            nodes=self.nodes,
+            instances=self._instance_configs,
+            gateways=frozenset(name for name in self._access if name in self.nodes),
+            probe_key=self._probe_key,
+            control_plane=self.control_plane is not None,
         )
 
-    def _snapshot_watch(self) -> SnapshotWatch | None:
-        """The stack's DLM policy, watched through CloudWatch by an exporter on a read-only IRSA role."""
-        if self.backups is None or self.cluster is None:
-            return None
-        role = self.cluster.workload_role(
-            f"{self._stack}-cloudwatch-exporter", CLOUDWATCH_EXPORTER_SERVICE_ACCOUNT, cloudwatch_read_policy()
-        )
-        interval = (self._config.backup or BackupConfig()).interval_hours
-        return SnapshotWatch(policy_id=self.backups.policy_id, interval_hours=interval, role_arn=role.arn)
+    # ---- instances ---------------------------------------------------------------------------------------------
 
-    def _remote_write_role(self, monitoring: MonitoringConfig) -> pulumi.Output[str] | None:
-        """Prometheus's IRSA role: remote write to the one Amazon Managed Prometheus workspace configured."""
-        workspace = monitoring.amp_workspace()
-        if workspace is None or self.cluster is None:
-            return None
-        region, workspace_id = workspace
-        account = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        policy = account.apply(
-            lambda account_id: json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": ["aps:RemoteWrite"],
-                            "Resource": f"arn:aws:aps:{region}:{account_id}:workspace/{workspace_id}",
-                        }
-                    ],
-                }
-            )
-        )
-        return self.cluster.workload_role(
-            f"{self._stack}-prometheus-remote-write", PROMETHEUS_SERVICE_ACCOUNT, policy
-        ).arn
+    def _wiring(self) -> InstanceWiring:
+        return InstanceWiring(stack=self._stack, parent=self, access=self._access, probe_key=self._probe_key)
 
-    def _instance_ca(self, instance: str) -> ZbiCertificateAuthority:
-        """The instance's own CA (no longer one per stack: docs/security.md, "TLS")."""
-        ca = ZbiCertificateAuthority(
-            f"{instance}-tls-ca",
-            common_name=f"zBI {self._stack}/{instance} CA",
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.ca_cert_pems[instance] = ca.ca_cert_pem
-        return ca
+    def _add(self, wired: WiredInstances) -> None:
+        self.nodes.update(wired.nodes)
+        self.ca_cert_pems.update(wired.ca_cert_pems)
 
     # ---- local -------------------------------------------------------------------------------------------------
 
@@ -286,21 +170,11 @@ class ZbiPlatform(pulumi.ComponentResource):
         )
         self._kubernetes = provider
         self._instance_configs = dict(self._config.instances)
-        priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=provider))
-        for name, instance in self._config.instances.items():
-            ca = self._instance_ca(name)
-            self.nodes[name] = ZcashNode(
-                name,
-                ZcashNodeArgs(
-                    config=instance,
-                    storage_class_name=local.storage_class,
-                    certificate_authority=ca,
-                    priority_class_names=priorities,
-                    access=self._access.get(name),
-                    probe_key_sha256=self._probe_key_sha256(),
-                ),
-                opts=self._moved(providers={"kubernetes": provider}),
+        self._add(
+            local_instances(
+                self._wiring(), self._config.instances, storage_class=local.storage_class, provider=provider
             )
+        )
 
     # ---- AWS ---------------------------------------------------------------------------------------------------
 
@@ -404,85 +278,19 @@ class ZbiPlatform(pulumi.ComponentResource):
         restore: dict[str, SnapshotSource],
         role: FailoverRole,
     ) -> None:
-        assert self.cluster is not None
-        cluster = self.cluster
+        assert self.cluster is not None and self.vpc is not None and self._config.cluster is not None
         self._instance_configs = dict(instances)
-        priorities = priority_classes(self._stack, pulumi.ResourceOptions(parent=self, provider=cluster.provider))
-        assert self.vpc is not None and self._config.cluster is not None
-        # With an ACM front door, the AWS Load Balancer Controller that gives it ALPN h2 (docs/public-tls.md).
-        controller = load_balancer_controller.for_acm_front_doors(
-            self._stack, [public_tls.uses_acm(i) for i in instances.values()], cluster, self._config.cluster,
-            region=self.region, vpc_id=self.vpc.vpc_id, opts=pulumi.ResourceOptions(parent=self),
-        )  # fmt: skip
-        instances, exports = history_exports(
-            self._stack,
-            instances,
-            primary=role is FailoverRole.PRIMARY,
+        placement = AwsPlacement(
+            cluster=self.cluster,
+            cluster_config=self._config.cluster,
+            vpc_id=self.vpc.vpc_id,
             region=self.region,
-            oidc_provider_arn=cluster.eks_cluster.oidc_provider_arn,
-            oidc_provider_url=cluster.eks_cluster.oidc_provider_url,
+            zone_names=self._zone_names,
             tags=self._tags,
-            opts=pulumi.ResourceOptions(parent=self, provider=provider),
+            provider=provider,
+            dns=self._config.dns,
         )
-        for name, instance in instances.items():
-            ca = self._instance_ca(name)
-            storage_class = ebs_storage_class(
-                f"zbi-{name}-chain",
-                storage=instance.node.storage,
-                kms_key_arn=cluster.ebs_kms_key_arn,
-                tags=volume_tags(stack=self._stack, instance=name),
-                opts=self._moved(provider=cluster.provider),
-            )
-            # Light-wallet caches: gp3's baseline (no provisioned IOPS, valid at any size), not snapshotted.
-            cache_class = ebs_storage_class(
-                f"zbi-{name}-cache",
-                storage=None,
-                kms_key_arn=cluster.ebs_kms_key_arn,
-                tags={INSTANCE_TAG: name, STACK_TAG: self._stack},
-                opts=self._moved(provider=cluster.provider),
-            )
-            node = ZcashNode(
-                name,
-                ZcashNodeArgs(
-                    config=instance,
-                    storage_class_name=storage_class.metadata.apply(lambda m: str(m.name)),
-                    cache_storage_class_name=cache_class.metadata.apply(lambda m: str(m.name)),
-                    certificate_authority=ca,
-                    load_balancer_annotations=AWS_NLB_ANNOTATIONS,
-                    front_door_annotations=public_tls.front_door_annotations(
-                        name, instance, AWS_NLB_ANNOTATIONS, self._config.dns, opts=self._moved(provider=provider)
-                    ),
-                    load_balancer_controller=controller,
-                    restore_from=restore.get(name),
-                    history_snapshots=HistorySnapshots(
-                        EBS_CSI_DRIVER,
-                        self._zone_names,
-                        {INSTANCE_TAG: name, STACK_TAG: self._stack},
-                        after=(cluster.snapshot_controller,),
-                    ),
-                    priority_class_names=priorities,
-                    access=self._access.get(name),
-                    probe_key_sha256=self._probe_key_sha256(),
-                    history_export=exports.get(name),
-                ),
-                opts=self._moved(providers={"kubernetes": cluster.provider}),
-            )
-            self.nodes[name] = node
-            instance_admin_role(name, node.namespace, pulumi.ResourceOptions(parent=node, provider=cluster.provider))
-            assert self._config.cluster is not None
-            for index, principal in enumerate(instance.admins):
-                grant_instance_admin(self._config.cluster.name, name, index, principal, node, provider)
-            dns = self._config.dns
-            if dns and instance.endpoints.public_grpc and node.grpc_load_balancer_hostname is not None:
-                for hostname in instance.endpoints.hostnames:
-                    failover_record(
-                        f"{name}-{hostname}",
-                        dns=dns,
-                        hostname=hostname,
-                        target=node.grpc_load_balancer_hostname,
-                        role=role,
-                        opts=pulumi.ResourceOptions(parent=node, provider=provider),
-                    )
+        self._add(aws_instances(self._wiring(), placement, instances, restore=restore, role=role))
 
     def _backups(self, provider: aws.Provider) -> ZbiBackups | None:
         config = self._config
@@ -514,18 +322,3 @@ class ZbiPlatform(pulumi.ComponentResource):
             "instances": sorted(config.instances),
         }
         return backups
-
-
-def grant_instance_admin(
-    cluster_name: str, instance: str, index: int, principal: str, node: ZcashNode, provider: aws.Provider
-) -> None:
-    """Instance administrators get EKS access as members of their instance's group, and no access policy: the
-    zbi-instance-admin Role in their namespace is all they hold (zbi_infra/instance_admins.py)."""
-    opts = pulumi.ResourceOptions(parent=node, provider=provider)
-    aws.eks.AccessEntry(
-        f"{instance}-admin-{index}",
-        cluster_name=cluster_name,
-        principal_arn=principal,
-        kubernetes_groups=[ALL_INSTANCE_ADMINS, instance_admins_group(instance)],
-        opts=opts,
-    )
