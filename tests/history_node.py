@@ -129,7 +129,50 @@ def result_of(method: str, params: list[Any], tip: int) -> tuple[Any, tuple[int,
             return tx.hex(), None
         return {"hex": tx.hex(), "height": mined.height, "confirmations": tip - mined.height + 1,
                 "txid": sha256d(tx)[::-1].hex(), "blockhash": mined.hash, "blocktime": mined.header()["time"]}, None  # fmt: skip
+    if method == "z_gettreestate":
+        return treestate(params, tip)
+    if method == "z_getsubtreesbyindex":
+        return subtrees(params, tip)
     return None, (-32601, "Method not found")
+
+
+def _hex_of(*parts: object) -> str:
+    return sha256d(repr(parts).encode()).hex()
+
+
+def treestate(params: list[Any], tip: int) -> tuple[Any, tuple[int, str] | None]:
+    """z_gettreestate as zebra-rpc v6.3.0 shapes it (tests/fixtures/upstream/zebra/rpc-z-chain-queries.json): the
+    block's hash, height and time, and its Sapling and Orchard `commitments` (`finalRoot`, `finalState`); nothing
+    that depends on the tip. Tree contents are stand-ins, deterministic per height."""
+    height = _height_of(params[0] if len(params) == 1 else None, tip)
+    if height is None or height < 0 or height > tip:
+        return None, (-8, "the requested block is not in the main chain")
+    found = find_block(str(height))
+    pools = {pool: {"commitments": {"finalRoot": _hex_of(pool, height), "finalState": "01" + _hex_of(pool, "state", height)}}
+             for pool in ("sapling", "orchard")}  # fmt: skip
+    time_of = found.header()["time"] if found else 1_477_648_033 + 75 * height
+    return {"hash": found.hash if found else stand_in_hash(height), "height": height, "time": time_of, **pools}, None
+
+
+# Where the model's subtrees end: subtree i of a pool completes at SUBTREE_START + i * SUBTREE_SPACING.
+SUBTREE_START = 1_000_000
+SUBTREE_SPACING = 2_000
+
+
+def subtrees(params: list[Any], tip: int) -> tuple[Any, tuple[int, str] | None]:
+    """z_getsubtreesbyindex: the complete subtrees from `start_index`, at most `limit` of them (every one up to the
+    tip without a limit), each with its `root` and `end_height`."""
+    pool, start = params[0], params[1]
+    limit = params[2] if len(params) > 2 and params[2] is not None else 0xFFFF
+    if pool not in ("sapling", "orchard", "ironwood"):
+        return None, (-8, f"invalid pool name, must be one of: {['sapling', 'orchard', 'ironwood']}")
+    found = []
+    for index in range(start, start + limit):
+        end = SUBTREE_START + index * SUBTREE_SPACING
+        if end > tip:
+            break
+        found.append({"root": _hex_of(pool, "subtree", index), "end_height": end})
+    return {"pool": pool, "start_index": start, "subtrees": found}, None
 
 
 def answer_text(call: dict[str, Any], tip: int) -> bytes:

@@ -57,6 +57,8 @@ NEVER_EXPOSED = frozenset(
     }
 )
 NEVER_EXPOSED_PREFIXES = ("z_",)
+# The exception: zebrad's two read-only z_ chain queries (zebra-rpc v6.3.0; docs/history-cache.md).
+Z_CHAIN_QUERIES = frozenset({"z_gettreestate", "z_getsubtreesbyindex"})
 # The monitoring stack's user on every gateway: one read-only call, to measure availability as users see it.
 PROBE_USER = "zbi-probe"
 PROBE_JSON_RPC = ("getblockchaininfo",)
@@ -78,7 +80,7 @@ def light_wallet_service() -> tuple[str, dict[str, dict[str, bool]]]:
 
 
 def never_exposed(method: str) -> bool:
-    return method in NEVER_EXPOSED or method.startswith(NEVER_EXPOSED_PREFIXES)
+    return method in NEVER_EXPOSED or (method.startswith(NEVER_EXPOSED_PREFIXES) and method not in Z_CHAIN_QUERIES)
 
 
 def exposable() -> set[str]:

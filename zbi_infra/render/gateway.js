@@ -27,6 +27,8 @@ const PROXY = '@zbi_rpc';
 // Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
 const NEVER = __NEVER__;
 const NEVER_PREFIXES = __NEVER_PREFIXES__;
+// Excepted from the prefixes: zebrad's read-only z_ chain queries (zbi_infra.config.access.Z_CHAIN_QUERIES).
+const PREFIX_EXCEPTIONS = __PREFIX_EXCEPTIONS__;
 const MAX_BATCH = __MAX_BATCH__;
 // Answer fields withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim.
 const WITHHELD = __WITHHELD__;
@@ -38,7 +40,8 @@ const GRPC_HEADERS = __GRPC_HEADERS__;
 const GRPC_PREFIX = '/__GRPC_SERVICE__/';
 
 function neverExposed(method) {
-    return NEVER.indexOf(method) >= 0 || NEVER_PREFIXES.some(function (p) { return method.startsWith(p); });
+    return NEVER.indexOf(method) >= 0 || (PREFIX_EXCEPTIONS.indexOf(method) < 0 &&
+        NEVER_PREFIXES.some(function (p) { return method.startsWith(p); }));
 }
 
 // The zcashd sidecar's JSON-RPC (Zakura's zcashd-compatibility mode) at its own path: its own method lists in the

@@ -44,8 +44,10 @@ function reference(v) {
 }
 
 // Each cached method: the canonical arguments of its positional params (null: not cacheable as asked), in the
-// order the filler sends them, with the node's defaults filled in (zebra-rpc methods.rs at v6.3.0). z_gettreestate
-// and z_getsubtreesbyindex are not here: the gateway never exposes z_* methods (zbi_infra/config/access.py).
+// order the filler sends them, with the node's defaults filled in (zebra-rpc methods.rs at v6.3.0). `settled`
+// (the two z_ chain queries, whose answers carry nothing that changes with the tip) says from the node's answer
+// whether it is about final blocks only (docs/history-cache.md).
+const POOLS = ['sapling', 'orchard', 'ironwood'];
 const METHODS = {
     getblock: function (p) {
         const ref = reference(p[0]);
@@ -75,6 +77,32 @@ const METHODS = {
             return null;
         }
         return {args: [p[0].toLowerCase(), verbose], height: null, verbose: verbose === 1};
+    },
+    z_gettreestate: function (p) {
+        const ref = reference(p[0]);
+        if (!ref || p.length !== 1) {
+            return null;
+        }
+        return {args: [ref.text], height: ref.height, verbose: false, settled: function (result, tip) {
+            return isCount(result.height, 0xffffffff) && tip - result.height >= FINAL_DEPTH &&
+                (ref.height === null ? result.hash === ref.text : result.height === ref.height) ? result.height : null;
+        }};
+    },
+    // Only with a limit, and only when that many subtrees came back, each ending in a final block: a shorter list
+    // may grow as subtrees complete (or are rebuilt), and a subtree ending near the tip may be reorganised away.
+    z_getsubtreesbyindex: function (p) {
+        if (p.length !== 3 || POOLS.indexOf(p[0]) < 0 || !isCount(p[1], 0xffff) || !isCount(p[2], 0xffff) || p[2] < 1) {
+            return null;
+        }
+        return {args: [p[0], p[1], p[2]], height: null, verbose: false, settled: function (result, tip) {
+            const subtrees = result.subtrees;
+            const full = result.pool === p[0] && result.start_index === p[1] && Array.isArray(subtrees) &&
+                subtrees.length === p[2];
+            return full && subtrees.every(function (t) {
+                return t !== null && typeof t === 'object' && isCount(t.end_height, 0xffffffff) &&
+                    tip - t.end_height >= FINAL_DEPTH;
+            }) ? subtrees[subtrees.length - 1].end_height : null;
+        }};
     },
 };
 
@@ -288,7 +316,7 @@ async function fillFrom(r) {
             return a === 'true';
         }
         const numeric = (method === 'getblock' || method === 'getrawtransaction') ? i === 1 :
-            method === 'getblockhash';
+            method === 'getblockhash' || (method === 'z_getsubtreesbyindex' && i > 0);
         return numeric ? Number(a) : a;
     });
     const shape = METHODS.hasOwnProperty(method) ? METHODS[method](args) : null;
@@ -321,6 +349,10 @@ async function fillFrom(r) {
     if (okay && shape.verbose) {
         final = finalByConfirmations(result) && (shape.height === null || result.height === shape.height);
         height = final ? result.height : null;
+    }
+    if (okay && shape.settled) {
+        height = typeof result === 'object' ? shape.settled(result, tip) : null;
+        final = height !== null;
     }
     // The spans of the tip-dependent fields, in an answer already known to be a final block's (or transaction's)
     // object: its `confirmations`, and each transaction object's in a verbosity-2 block.
