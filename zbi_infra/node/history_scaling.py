@@ -32,8 +32,9 @@ from zbi_infra import kube
 from zbi_infra.config.history_scaling import HistoryScalingConfig
 from zbi_infra.config.instance import InstanceConfig, NodeKind
 from zbi_infra.kube import KubernetesObject
+from zbi_infra.node.api_client import api_client_identity
 from zbi_infra.node.context import DATA_VOLUME, SKIP_AWAIT, InstanceContext, tmp_volume
-from zbi_infra.node.public_tls_renewal import API_PORTS, KUBECTL
+from zbi_infra.node.public_tls_renewal import KUBECTL
 
 ROTATION = "chain-snapshot-rotation"
 # On the rotation's ConfigMap: how often it runs, for `zbi cost` (fast snapshot restore bills an hour per rotation).
@@ -239,16 +240,10 @@ def _rotation_job(
     ctx: InstanceContext, scaling: HistoryScalingConfig, plain: str, newest_class: str
 ) -> k8s.batch.v1.CronJob:
     labels = kube.labels(instance=ctx.name, component=ROTATION, name=ROTATION)
-    account = k8s.core.v1.ServiceAccount(
-        f"{ctx.name}-{ROTATION}",
-        metadata=ctx.meta(ROTATION),
-        automount_service_account_token=False,
-        opts=ctx.in_namespace,
-    )
-    role = k8s.rbac.v1.Role(
-        f"{ctx.name}-{ROTATION}",
-        metadata=ctx.meta(ROTATION),
-        rules=[
+    account = api_client_identity(
+        ctx,
+        ROTATION,
+        [
             k8s.rbac.v1.PolicyRuleArgs(
                 api_groups=[SNAPSHOT_API],
                 resources=["volumesnapshots"],
@@ -257,36 +252,6 @@ def _rotation_job(
             # `kubectl wait` on replica 0's readiness.
             k8s.rbac.v1.PolicyRuleArgs(api_groups=[""], resources=["pods"], verbs=["get", "list", "watch"]),
         ],
-        opts=ctx.in_namespace,
-    )
-    k8s.rbac.v1.RoleBinding(
-        f"{ctx.name}-{ROTATION}",
-        metadata=ctx.meta(ROTATION),
-        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=ROTATION),
-        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=ROTATION, namespace=ctx.namespace)],
-        opts=ctx.child(depends_on=[role, account]),
-    )
-    np = k8s.networking.v1
-    np.NetworkPolicy(
-        f"{ctx.name}-{ROTATION}",
-        metadata=ctx.meta(ROTATION),
-        spec=np.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(
-                match_labels=kube.selector(instance=ctx.name, component=ROTATION)
-            ),
-            policy_types=["Egress"],
-            egress=[
-                np.NetworkPolicyEgressRuleArgs(
-                    to=[
-                        np.NetworkPolicyPeerArgs(
-                            ip_block=np.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"])
-                        )
-                    ],
-                    ports=[np.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in API_PORTS],
-                )
-            ],
-        ),
-        opts=ctx.in_namespace,
     )
     manifests = k8s.core.v1.ConfigMap(
         f"{ctx.name}-{ROTATION}",

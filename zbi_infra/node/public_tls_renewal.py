@@ -12,6 +12,7 @@ from __future__ import annotations
 import pulumi_kubernetes as k8s
 
 from zbi_infra import kube
+from zbi_infra.node.api_client import api_client_identity
 from zbi_infra.node.context import InstanceContext, tmp_volume
 from zbi_infra.releases import Image
 
@@ -22,51 +23,19 @@ ROLLER = "public-tls-roller"
 KUBECTL = Image("registry.k8s.io/kubectl", "v1.34.1", "after 2025-08-27 (v1.34.0)", "nobody", 65534, "/bin/kubectl")
 KUBECTL_DIGEST = "sha256:59bafa07ff3a6d4b417e7633ddb9d79a9606ca98bf64bac080b3e65748669250"
 SCHEDULE = "17 4 * * 1"  # Mondays 04:17 UTC
-# Egress to the API server: 443 (EKS), 6443 (kind, k3s, kubeadm), after the Service's address is translated.
-API_PORTS = (443, 6443)
 
 
 def build_renewal_roller(ctx: InstanceContext, *, kind: str, workload: str) -> k8s.batch.v1.CronJob:
     """`kind` "deployment" or "statefulset", `workload` its name in the instance's namespace."""
     labels = kube.labels(instance=ctx.name, component=ROLLER, name=ROLLER)
-    account = k8s.core.v1.ServiceAccount(
-        f"{ctx.name}-{ROLLER}", metadata=ctx.meta(ROLLER), automount_service_account_token=False, opts=ctx.in_namespace
-    )
-    role = k8s.rbac.v1.Role(
-        f"{ctx.name}-{ROLLER}",
-        metadata=ctx.meta(ROLLER),
-        rules=[
+    account = api_client_identity(
+        ctx,
+        ROLLER,
+        [
             k8s.rbac.v1.PolicyRuleArgs(
                 api_groups=["apps"], resources=[f"{kind}s"], resource_names=[workload], verbs=["get", "patch"]
             )
         ],
-        opts=ctx.in_namespace,
-    )
-    k8s.rbac.v1.RoleBinding(
-        f"{ctx.name}-{ROLLER}",
-        metadata=ctx.meta(ROLLER),
-        role_ref=k8s.rbac.v1.RoleRefArgs(api_group="rbac.authorization.k8s.io", kind="Role", name=ROLLER),
-        subjects=[k8s.rbac.v1.SubjectArgs(kind="ServiceAccount", name=ROLLER, namespace=ctx.namespace)],
-        opts=ctx.child(depends_on=[role, account]),
-    )
-    k8s.networking.v1.NetworkPolicy(
-        f"{ctx.name}-{ROLLER}",
-        metadata=ctx.meta(ROLLER),
-        spec=k8s.networking.v1.NetworkPolicySpecArgs(
-            pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels=kube.selector(instance=ctx.name, component=ROLLER)),
-            policy_types=["Egress"],
-            egress=[
-                k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                    to=[
-                        k8s.networking.v1.NetworkPolicyPeerArgs(
-                            ip_block=k8s.networking.v1.IPBlockArgs(cidr="0.0.0.0/0", except_=["169.254.169.254/32"])
-                        )
-                    ],
-                    ports=[k8s.networking.v1.NetworkPolicyPortArgs(port=p, protocol="TCP") for p in API_PORTS],
-                )
-            ],
-        ),
-        opts=ctx.in_namespace,
     )
     resources = k8s.core.v1.ResourceRequirementsArgs(
         requests={"cpu": "10m", "memory": "32Mi"}, limits={"cpu": "100m", "memory": "64Mi"}
