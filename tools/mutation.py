@@ -44,7 +44,9 @@ TARGETS = {
         "zbi_infra/node/network_policies.py",
         "tests/test_relationships.py -k 'not zone and not autoscaler'",
     ),
-    "policies": Target("zbi_infra/policies.py", "tests/test_policy.py tests/test_netpol_model.py -k 'not pack'"),
+    "policies": Target(
+        "zbi_infra/guardrail_checks.py", "tests/test_policy.py tests/test_netpol_model.py -k 'not pack'"
+    ),
     "iam": Target("zbi_infra/iam.py", "tests/test_iam.py"),
     "access": Target(
         "zbi_infra/config/access.py",

@@ -28,7 +28,7 @@ FSR_MAX_CREDITS = 10.0
 GP3_BASELINE_MIBPS = 125
 # zBI's settings: KEDA's polling interval (monitoring/keda.py), the rate window of the scaler's query, the HPA
 # controller's sync period (kube-controller-manager --horizontal-pod-autoscaler-sync-period default), zebrad's
-# readiness probe period (node/full_node.py).
+# readiness probe period (node/full_node_containers.py).
 KEDA_POLLING_SECONDS = 30
 RATE_WINDOW_SECONDS = 120
 HPA_SYNC_SECONDS = 15
