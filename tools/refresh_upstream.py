@@ -11,7 +11,8 @@ Usage:
         --checkout zcash=/path/... --checkout zaino=/path/...
 
 Each checkout is a git repository (a clone, or a bare mirror) that holds the pinned tag; nothing is fetched from the
-network. Upstreams not given keep their current fixtures.
+network (upstream_git.py reads it). Upstreams not given keep their current fixtures. The fixtures taken from charts and
+CRDs are upstream_charts.py's.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import add_release  # tools/ is the script's own directory, first on sys.path
-import yaml
+from upstream_charts import refresh_cert_manager, refresh_monitoring_charts, refresh_pulumi_kubernetes_operator
+from upstream_git import git_commit, git_show, metric_names
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "upstream"
@@ -68,10 +69,7 @@ UPSTREAMS = {
     "helm-charts": Upstream("prometheus-community/helm-charts", "kube-prometheus-stack-88.5.3", "Apache-2.0"),
     "cert-manager": Upstream("cert-manager/cert-manager", "v1.21.1", "Apache-2.0"),
 }
-BLACKBOX_CHART_TAG = "prometheus-blackbox-exporter-11.17.2"
-CLOUDWATCH_CHART_TAG = "prometheus-cloudwatch-exporter-0.28.1"
 DLM_METRICS_DOC = "doc_source/monitor-dlm-cw-metrics.md"
-MONITORING_CRDS = ("podmonitors", "probes", "prometheusrules", "servicemonitors")
 
 # (upstream, path at the tag, fixture file name): copied verbatim.
 COPIES = [
@@ -104,27 +102,6 @@ COPIES = [
 ZEBRAD_SECTIONS = add_release.UPSTREAMS["zebrad"].sections
 
 
-def git_show(checkout: Path, tag: str, path: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(checkout), "show", f"{tag}:{path}"], check=True, capture_output=True, text=True
-    ).stdout
-
-
-def git_files(checkout: Path, tag: str, directory: str) -> list[str]:
-    return subprocess.run(
-        ["git", "-C", str(checkout), "ls-tree", "-r", "--name-only", tag, directory],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-
-
-def git_commit(checkout: Path, tag: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(checkout), "rev-parse", f"{tag}^{{commit}}"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 def struct_fields(source: str, struct: str) -> list[str]:
     """Field names of `struct <struct> { ... }` (serde renames are not used by these structs)."""
     match = re.search(rf"struct {struct}\s*\{{(.*?)\n\}}", source, flags=re.DOTALL)
@@ -151,22 +128,6 @@ def lightwalletd_flags(root_go: str) -> dict[str, object]:
             "prefix": None if "SetEnvPrefix" not in root_go else "set",
         },
     }
-
-
-def metric_names(checkout: Path, tag: str, pattern: str, *paths: str) -> list[str]:
-    """Every metric name `pattern` (a regex with one group) finds in the sources at the tag."""
-    files = subprocess.run(
-        ["git", "-C", str(checkout), "ls-tree", "-r", "--name-only", tag], check=True, capture_output=True, text=True
-    ).stdout.split()
-    found: set[str] = set()
-    for path in files:
-        if path.endswith("_test.go"):
-            continue
-        if any(path.startswith(prefix) or re.fullmatch(prefix, path) for prefix in paths) and path.endswith(
-            (".rs", ".go")
-        ):
-            found.update(re.findall(pattern, git_show(checkout, tag, path)))
-    return sorted(found)
 
 
 def main() -> None:
@@ -338,102 +299,14 @@ def main() -> None:
         record("aws/dlm-cloudwatch-metrics.json", "ec2-user-guide", DLM_METRICS_DOC, "EBS snapshot policy metrics")
 
     if "helm-charts" in checkouts:
-        tag = UPSTREAMS["helm-charts"].tag
-        for plural in MONITORING_CRDS:
-            path = f"charts/kube-prometheus-stack/charts/crds/crds/crd-{plural}.yaml"
-            crd = yaml.safe_load(git_show(checkouts["helm-charts"], tag, path))
-            (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
-            write_json(
-                f"prometheus-operator/{plural}.schema.json",
-                {
-                    "group": crd["spec"]["group"],
-                    "version": version["name"],
-                    "kind": crd["spec"]["names"]["kind"],
-                    "schema": version["schema"]["openAPIV3Schema"],
-                },
-            )
-            record(f"prometheus-operator/{plural}.schema.json", "helm-charts", path, "the served version's schema")
-        charts = {}
-        for chart, chart_tag in (
-            ("kube-prometheus-stack", tag),
-            ("prometheus-blackbox-exporter", BLACKBOX_CHART_TAG),
-            ("prometheus-cloudwatch-exporter", CLOUDWATCH_CHART_TAG),
-        ):
-            meta = yaml.safe_load(git_show(checkouts["helm-charts"], chart_tag, f"charts/{chart}/Chart.yaml"))
-            values = yaml.safe_load(git_show(checkouts["helm-charts"], chart_tag, f"charts/{chart}/values.yaml"))
-            # The chart's top-level values: those values.yaml lists and those its templates read.
-            read = set(values)
-            for template in git_files(checkouts["helm-charts"], chart_tag, f"charts/{chart}/templates"):
-                read |= set(
-                    re.findall(r"\.Values\.([A-Za-z0-9_]+)", git_show(checkouts["helm-charts"], chart_tag, template))
-                )
-            charts[chart] = {
-                # zBI sets no key a chart does not read.
-                "valueKeys": sorted(read),
-                "version": meta["version"],
-                "appVersion": meta["appVersion"],
-                "tag": chart_tag,
-                "commit": git_commit(checkouts["helm-charts"], chart_tag),
-            }
-        write_json("prometheus-community/charts.json", charts)
-        record(
-            "prometheus-community/charts.json",
-            "helm-charts",
-            "charts/*/Chart.yaml, charts/*/values.yaml, charts/*/templates/*",
-            "pinned chart versions; top-level values listed or read by templates",
-        )
+        refresh_monitoring_charts(checkouts["helm-charts"], UPSTREAMS["helm-charts"].tag, write_json, record)
 
     if "cert-manager" in checkouts:
-        # The schemas of the custom resources zBI creates for public TLS (zbi_infra/public_tls.py).
-        for plural in ("certificates", "issuers"):
-            path = f"deploy/crds/cert-manager.io_{plural}.yaml"
-            crd = yaml.safe_load(git_show(checkouts["cert-manager"], UPSTREAMS["cert-manager"].tag, path))
-            (version,) = [v for v in crd["spec"]["versions"] if v["served"]]
-            write_json(
-                f"cert-manager/{plural}.schema.json",
-                {"group": crd["spec"]["group"], "version": version["name"], "kind": crd["spec"]["names"]["kind"],
-                 "schema": version["schema"]["openAPIV3Schema"]},
-            )  # fmt: skip
-            record(f"cert-manager/{plural}.schema.json", "cert-manager", path, "the served version's schema")
+        refresh_cert_manager(checkouts["cert-manager"], UPSTREAMS["cert-manager"].tag, write_json, record)
 
     if "pulumi-kubernetes-operator" in checkouts:
         checkout, tag = checkouts["pulumi-kubernetes-operator"], UPSTREAMS["pulumi-kubernetes-operator"].tag
-        crd_path = "deploy/crds/pulumi.com_stacks.yaml"
-        crd = yaml.safe_load(git_show(checkout, tag, crd_path))
-        (version,) = [v for v in crd["spec"]["versions"] if v["served"] and v.get("storage")]
-        schema = version["schema"]["openAPIV3Schema"]
-        # The workspace's pod template is a whole PodSpec (300 kB); zBI sets none of it, so it is kept as an object.
-        workspace = schema["properties"]["spec"]["properties"]["workspaceTemplate"]["properties"]["spec"]["properties"]
-        workspace["podTemplate"] = {"type": "object", "description": "pruned by tools/refresh_upstream.py"}
-        write_json(
-            "pulumi-kubernetes-operator/stacks.schema.json",
-            {"group": crd["spec"]["group"], "version": version["name"], "kind": crd["spec"]["names"]["kind"],
-             "schema": schema},
-        )  # fmt: skip
-        record("pulumi-kubernetes-operator/stacks.schema.json", "pulumi-kubernetes-operator", crd_path,
-               "the served version's schema, workspaceTemplate.spec.podTemplate pruned")  # fmt: skip
-        chart_dir = "deploy/helm/pulumi-operator"
-        meta = yaml.safe_load(git_show(checkout, tag, f"{chart_dir}/Chart.yaml"))
-        values = yaml.safe_load(git_show(checkout, tag, f"{chart_dir}/values.yaml"))
-        read = set(values)
-        for template in git_files(checkout, tag, f"{chart_dir}/templates"):
-            read |= set(re.findall(r"\.Values\.([A-Za-z0-9_]+)", git_show(checkout, tag, template)))
-        readme = git_show(checkout, tag, f"{chart_dir}/README.md")
-        repository = re.search(r"(oci://\S+/pulumi-kubernetes-operator)", readme)
-        migration = git_show(checkout, tag, "docs/migration.md")
-        write_json(
-            "pulumi-kubernetes-operator/chart.json",
-            {"name": meta["name"], "version": meta["version"], "appVersion": meta["appVersion"],
-             "repository": repository.group(1) if repository else None, "valueKeys": sorted(read),
-             "workspaceNeedsAuthDelegator": "`system:auth-delegator` cluster role" in migration},
-        )  # fmt: skip
-        metrics = metric_names(checkout, tag, r'Name:\s*"([a-z_]+)"', r"operator/internal/controller/pulumi/metrics_")
-        write_json("pulumi-kubernetes-operator/metrics.json", {"metrics": metrics})
-        record("pulumi-kubernetes-operator/metrics.json", "pulumi-kubernetes-operator",
-               "operator/internal/controller/pulumi/metrics_*.go (prometheus Name:)", "metric names")  # fmt: skip
-        record("pulumi-kubernetes-operator/chart.json", "pulumi-kubernetes-operator",
-               f"{chart_dir}/Chart.yaml, values.yaml, templates/*, README.md; docs/migration.md",
-               "chart version, OCI repository, values it reads; the workspace account's required role")  # fmt: skip
+        refresh_pulumi_kubernetes_operator(checkout, tag, write_json, record)
 
     if "lightwalletd" in checkouts:
         root_go = git_show(checkouts["lightwalletd"], UPSTREAMS["lightwalletd"].tag, "cmd/root.go")
