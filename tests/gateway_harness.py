@@ -11,7 +11,6 @@ import re
 import socket
 import ssl
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -28,6 +27,7 @@ import pytest
 
 from tests.conftest import UPSTREAM
 from tests.debian import debian_tool
+from tests.loopback_server import free_port, reply_empty, reply_json, serve_in_background
 from tests.zcash_blocks import by_reference, getblock_result
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
@@ -149,36 +149,20 @@ def start_node() -> Node:
             headers.append(dict(self.headers))
             raw = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Authorization") != "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode():
-                self.send_response(401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                reply_empty(self, 401)
                 return
             received.append(raw)
             time.sleep(delay[0])
             body = json.loads(raw)
             data, status = node_answer(body)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, status, data)
 
         def log_message(self, *args: object) -> None:
             pass
 
-    class Server(ThreadingHTTPServer):
-        # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
-        request_queue_size = 128
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
+    server = serve_in_background(Handler, backlog=128)
     return Node(server, seen, received, headers, delay)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass

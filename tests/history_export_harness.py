@@ -8,14 +8,14 @@ import json
 import logging
 import lzma
 import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from tests.conftest import UPSTREAM
+from tests.loopback_server import reply_json, serving
 
 BLOCKS = UPSTREAM / "zebra" / "blocks"
 
@@ -72,24 +72,13 @@ def serve_rpc(node: FakeZebra) -> Iterator[str]:
             request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             status, body = node.answer(request["method"], request.get("params", []))
             data = json.dumps({"jsonrpc": "2.0", "id": request.get("id"), **body}).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, status, data)
 
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 S3_ENV = {

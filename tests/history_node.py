@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from tests.conftest import UPSTREAM
 from tests.gateway_harness import NODE_CREDENTIALS
+from tests.loopback_server import reply_empty, reply_json, serve_in_background
 from tests.zcash_blocks import VECTORS, Block, block, sha256d
 
 FACTS = json.loads((UPSTREAM / "zebra" / "rpc-immutable-fields.json").read_text())
@@ -196,28 +196,16 @@ def start_history_node(tip: int) -> HistoryNode:
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
             if self.headers.get("Authorization") != expected:
-                self.send_response(401)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                reply_empty(self, 401)
                 return
             call = json.loads(raw)
             calls[call["method"]] += 1
             if delay[0]:
                 time.sleep(delay[0])
-            data = answer_text(call, tips[0])
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            reply_json(self, 200, answer_text(call, tips[0]))
 
         def log_message(self, *args: object) -> None:
             pass
 
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 256
-        daemon_threads = True
-
-    server = Server(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = serve_in_background(Handler, backlog=256)
     return HistoryNode(server, tips, delay, calls)

@@ -12,9 +12,7 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
@@ -31,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 
+from tests.loopback_server import free_port, reply_json, serving
+
 REGISTRY = shutil.which("docker-registry") or "/usr/bin/docker-registry"
 SERVICE = "zbi-test-registry"
 ISSUER = "zbi-test-token-issuer"
@@ -40,12 +40,6 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -155,23 +149,13 @@ def token_server(tokens: TokenService) -> Iterator[str]:
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             tokens.requests.append(query)
             body = json.dumps({"token": tokens.token(query.get("scope", ""))}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            reply_json(self, 200, body)
 
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
         yield f"http://127.0.0.1:{server.server_address[1]}/token"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @contextmanager
@@ -180,7 +164,7 @@ def registry(workdir: Path) -> Iterator[Registry]:
     key, cert = _signing_cert()
     tokens = TokenService(key, cert)
     (workdir / "root.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    port = _free_port()
+    port = free_port()
     with token_server(tokens) as realm:
         config = {
             "version": 0.1,
