@@ -38,6 +38,9 @@ class HistoryNode:
     tip: list[int]
     delay: list[float]
     calls: Counter[str] = field(default_factory=Counter)
+    # Calls in progress at once: now, and the most seen.
+    in_flight: list[int] = field(default_factory=lambda: [0])
+    peak: list[int] = field(default_factory=lambda: [0])
 
     @property
     def address(self) -> str:
@@ -188,6 +191,7 @@ def answer_text(call: dict[str, Any], tip: int) -> bytes:
 
 def start_history_node(tip: int) -> HistoryNode:
     tips, delay, calls = [tip], [0.0], Counter[str]()
+    in_flight, peak, counting = [0], [0], threading.Lock()
     expected = "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -201,10 +205,15 @@ def start_history_node(tip: int) -> HistoryNode:
                 self.end_headers()
                 return
             call = json.loads(raw)
-            calls[call["method"]] += 1
+            with counting:
+                calls[call["method"]] += 1
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
             if delay[0]:
                 time.sleep(delay[0])
             data = answer_text(call, tips[0])
+            with counting:
+                in_flight[0] -= 1
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
@@ -220,4 +229,4 @@ def start_history_node(tip: int) -> HistoryNode:
 
     server = Server(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    return HistoryNode(server, tips, delay, calls)
+    return HistoryNode(server, tips, delay, calls, in_flight, peak)
