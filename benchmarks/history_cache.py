@@ -110,7 +110,8 @@ def memory() -> None:
     node = start_history_node(largest.height + 5_000)
 
     def call(version: str, reference: str, verbosity: int) -> bytes:
-        return json.dumps({"jsonrpc": version, "method": "getblock", "params": [reference, verbosity], "id": 1}).encode()
+        body = {"jsonrpc": version, "method": "getblock", "params": [reference, verbosity], "id": 1}
+        return json.dumps(body).encode()
 
     with tempfile.TemporaryDirectory() as temp:
         directory = Path(temp)
@@ -129,14 +130,15 @@ def memory() -> None:
                     connection.close()
                 one = peak_growth_mib(gateway, [call("1.0", str(largest.height), 2)])
                 fresh = [call(v, ref, 2) for v in ("2.0", "1.0") for ref in (largest.hash, str(largest.height))]
-                many = peak_growth_mib(gateway, [call("2.0", str(largest.height), 2)] + fresh[: fills - 1])
+                many = peak_growth_mib(gateway, [call("2.0", str(largest.height), 2), *fresh[: fills - 1]])
         finally:
             node.stop()
     budget = FILL_COST_ANSWERS * MAX_CACHED_ANSWER_BYTES / 2**20
     print(f"largest real block {LARGEST}: {len(largest.raw) * 2 / 1e6:.2f} MB of hex")
     print(f"{HOLDERS} hits held open (two keys at their cap, verbosity 0): nginx grew {holding:.1f} MiB")
     print(f"one fill (verbosity 2): peak growth {one:.1f} MiB; budgeted per fill {budget:.0f} MiB")
-    print(f"{fills} fills at once (fillsAtOnce, verbosity 2): peak growth {many:.1f} MiB; budgeted {fills * budget:.0f} MiB")
+    print(f"{fills} fills at once (fillsAtOnce, verbosity 2): peak growth {many:.1f} MiB; "
+          f"budgeted {fills * budget:.0f} MiB")  # fmt: skip
 
 
 def main() -> None:
