@@ -32,6 +32,8 @@ const NOT_MINE = 555;
 // Placeholders in stored answers: neither can occur in a node's JSON answer (checked before storing).
 const ID = '@zbi:id@';
 const CONFIRMATIONS = '@zbi:confirmations@';
+// Anything sub_filter would take for a placeholder (it matches without regard to case).
+const PLACEHOLDER = /@zbi:/i;
 const HASH = /^[0-9a-fA-F]{64}$/;
 // A height as zebra-state parses it, in one spelling only: other spellings (signs, leading zeros) pass uncached.
 const HEIGHT = /^(0|[1-9][0-9]{0,9})$/;
@@ -287,8 +289,8 @@ async function fillFrom(r) {
     let text = answer.text;
     const start = json.skipSpace(text, 0);
     const idSpan = text.charCodeAt(start) === 123 ? json.member(text, start, 'id') : undefined;
-    // Not an answer to one call, or one holding a placeholder: the front forwards the call itself.
-    if (!idSpan || text.indexOf('@zbi:') >= 0) {
+    // Not an answer to one call, or one holding a placeholder's text: the front forwards the call itself.
+    if (!idSpan || PLACEHOLDER.test(text)) {
         return reply(r, NOT_MINE, '');
     }
     const okay = answer.status === 200 && !answer.parsed.error && answer.parsed.result !== null &&
