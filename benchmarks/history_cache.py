@@ -10,7 +10,12 @@ the cache is warmed with one call each. Both gateways run side by side with the 
 first, then the cached one. Prints requests per second of each, their ratio, and the hit ratio the gateway logged
 during the cached run. Asserts nothing.
 
+With --memory: what the cache costs a replica's memory, beside what zBI budgets for it: nginx's growth while two keys
+at their concurrency cap hold hits of the largest real block (3.87 MB, verbosity 0) open, and its peak growth during
+one fill and during `fillsAtOnce` concurrent fills of that block at verbosity 2 (fresh keys each).
+
     python3 -m uv run python benchmarks/history_cache.py [--latency-ms 40] [--seconds 8] [--connections 16]
+    python3 -m uv run python benchmarks/history_cache.py --memory
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,12 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.debian import debian_tool
-from tests.gateway_harness import KEYS, running_gateway
+from tests.gateway_harness import KEYS, Gateway, running_gateway
 from tests.history_node import start_history_node
 from tests.test_gateway_payloads import post
+from tests.test_history_cache_bounds import HOLDERS, held_request, nginx_rss_mib
 from tests.test_history_cache_live import history_access
-from tests.zcash_blocks import VECTORS
-from zbi_infra.render.gateway_cache import TIP_SECONDS
+from tests.zcash_blocks import LARGEST, VECTORS, block
+from zbi_infra.config.history_cache import HistoryCacheConfig
+from zbi_infra.render.gateway_cache import FILL_COST_ANSWERS, MAX_CACHED_ANSWER_BYTES, TIP_SECONDS
 
 HEIGHTS = sorted(VECTORS.values())
 
@@ -72,6 +80,67 @@ def outcomes(log: Path, since: int) -> Counter[str]:
     return Counter(m.group(1) for line in lines if (m := re.search(r'"cache":"([a-z-]+)"', line)))
 
 
+def peak_growth_mib(gateway: Gateway, bodies: list[bytes]) -> float:
+    """nginx's peak memory above its level before, while `bodies` are posted at once (sampled every 10 ms)."""
+    directory = gateway.config_dir
+    base = nginx_rss_mib(directory)
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], nginx_rss_mib(directory))
+            time.sleep(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    gateway_calls = [threading.Thread(target=post, args=(gateway, body)) for body in bodies]
+    for call in gateway_calls:
+        call.start()
+    for call in gateway_calls:
+        call.join()
+    done.set()
+    sampler.join()
+    return peak[0] - base
+
+
+def memory() -> None:
+    fills = HistoryCacheConfig().fills_at_once
+    largest = block(LARGEST)
+    node = start_history_node(largest.height + 5_000)
+
+    def call(version: str, reference: str, verbosity: int) -> bytes:
+        body = {"jsonrpc": version, "method": "getblock", "params": [reference, verbosity], "id": 1}
+        return json.dumps(body).encode()
+
+    with tempfile.TemporaryDirectory() as temp:
+        directory = Path(temp)
+        try:
+            with running_gateway(directory, node.address, None, history_cache=True, access_file=history_access(),
+                                 cache_fills_at_once=fills) as gateway:  # fmt: skip
+                time.sleep(TIP_SECONDS)
+                held_body = call("2.0", largest.hash, 0)
+                post(gateway, held_body)
+                time.sleep(1)
+                before = nginx_rss_mib(directory)
+                held = [held_request(gateway, ("exchange", "bench")[i % 2], held_body) for i in range(HOLDERS)]
+                time.sleep(1)
+                holding = nginx_rss_mib(directory) - before
+                for connection in held:
+                    connection.close()
+                one = peak_growth_mib(gateway, [call("1.0", str(largest.height), 2)])
+                fresh = [call(v, ref, 2) for v in ("2.0", "1.0") for ref in (largest.hash, str(largest.height))]
+                many = peak_growth_mib(gateway, [call("2.0", str(largest.height), 2), *fresh[: fills - 1]])
+        finally:
+            node.stop()
+    budget = FILL_COST_ANSWERS * MAX_CACHED_ANSWER_BYTES / 2**20
+    print(f"largest real block {LARGEST}: {len(largest.raw) * 2 / 1e6:.2f} MB of hex")
+    print(f"{HOLDERS} hits held open (two keys at their cap, verbosity 0): nginx grew {holding:.1f} MiB")
+    print(f"one fill (verbosity 2): peak growth {one:.1f} MiB; budgeted per fill {budget:.0f} MiB")
+    print(f"{fills} fills at once (fillsAtOnce, verbosity 2): peak growth {many:.1f} MiB; "
+          f"budgeted {fills * budget:.0f} MiB")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--latency-ms", type=float, default=40)
@@ -79,7 +148,10 @@ def main() -> None:
     # Calls in flight at once: the node answers each after --latency-ms, so the uncached rate is at most
     # connections / latency (a node serving 16 calls at once).
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--memory", action="store_true", help="print the cache's memory figures instead")
     args = parser.parse_args()
+    if args.memory:
+        return memory()
     node = start_history_node(max(HEIGHTS) + 5_000)
     node.delay[0] = args.latency_ms / 1000
     with tempfile.TemporaryDirectory() as temp:

@@ -48,7 +48,7 @@ from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf
 
 NODE_CREDENTIALS = "zebra-rpc:node-only-password"
-KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher")}
+KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher", "metered")}
 JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 
 
@@ -214,6 +214,7 @@ def running_gateway(
     history_cache: bool = False,
     cache_max_answer_bytes: int = gateway_cache.MAX_CACHED_ANSWER_BYTES,
     access_file: AccessFile | None = None,
+    cache_fills_at_once: int = 4,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`);
     with `zcashd_upstream`, a zcashd sidecar's JSON-RPC at /zcashd; `access_file` instead of the harness's own."""
@@ -234,9 +235,12 @@ def running_gateway(
     relay_port = free_port()
     (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet))
     cache = (
-        GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes) if history_cache else None
+        GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes, cache_fills_at_once)
+        if history_cache
+        else None
     )
     (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache, paths.upstream_auth_file))
+    (directory / gateway_cache.JSON_TEXT_MODULE).write_text(gateway_cache.json_text_js())
     port = free_port()
     config = nginx_conf(
         file,

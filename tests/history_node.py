@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -38,6 +39,9 @@ class HistoryNode:
     tip: list[int]
     delay: list[float]
     calls: Counter[str] = field(default_factory=Counter)
+    # Calls in progress at once: now, and the most seen.
+    in_flight: list[int] = field(default_factory=lambda: [0])
+    peak: list[int] = field(default_factory=lambda: [0])
 
     @property
     def address(self) -> str:
@@ -188,6 +192,7 @@ def answer_text(call: dict[str, Any], tip: int) -> bytes:
 
 def start_history_node(tip: int) -> HistoryNode:
     tips, delay, calls = [tip], [0.0], Counter[str]()
+    in_flight, peak, counting = [0], [0], threading.Lock()
     expected = "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -199,13 +204,19 @@ def start_history_node(tip: int) -> HistoryNode:
                 reply_empty(self, 401)
                 return
             call = json.loads(raw)
-            calls[call["method"]] += 1
+            with counting:
+                calls[call["method"]] += 1
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
             if delay[0]:
                 time.sleep(delay[0])
-            reply_json(self, 200, answer_text(call, tips[0]))
+            data = answer_text(call, tips[0])
+            with counting:
+                in_flight[0] -= 1
+            reply_json(self, 200, data)
 
         def log_message(self, *args: object) -> None:
             pass
 
     server = serve_in_background(Handler, backlog=256)
-    return HistoryNode(server, tips, delay, calls)
+    return HistoryNode(server, tips, delay, calls, in_flight, peak)

@@ -27,7 +27,7 @@ from zbi_infra.render.gateway import (
     UPSTREAM_AUTH_KEY,
     upstream_auth_directive,
 )
-from zbi_infra.render.gateway_cache import POD_CACHE_DIR
+from zbi_infra.render.gateway_cache import FILL_COST_ANSWERS, MAX_CACHED_ANSWER_BYTES, POD_CACHE_DIR
 
 NS = "zbi-testnet"
 SIZE_GIB = 12
@@ -35,7 +35,7 @@ SIZE_GIB = 12
 
 @pytest.fixture(scope="module")
 def history(plan_stack: PlanStack) -> Plan:
-    cache = {"sizeGib": SIZE_GIB, "keysZoneMib": 48}
+    cache = {"sizeGib": SIZE_GIB, "keysZoneMib": 48, "fillsAtOnce": 3}
     return plan_stack("dev", merge={"zbi:instances": {"testnet": {"history": {"cache": cache}}}})
 
 
@@ -75,14 +75,17 @@ def test_the_quota_and_memory_account_for_the_cache(history: Plan, plain: Plan) 
         (container,) = [c for c in gateway_pod(plan)["containers"] if c["name"] == "gateway"]
         return memory_mib(container["resources"][kind]["memory"])
 
-    assert memory(history, "limits") - memory(plain, "limits") == 48
-    assert memory(history, "requests") - memory(plain, "requests") == 48
+    # The keys zone, and three fills of at most FILL_COST_ANSWERS answers of 4 MiB each.
+    assert FILL_COST_ANSWERS * MAX_CACHED_ANSWER_BYTES == 24 * 1024 * 1024
+    assert memory(history, "limits") - memory(plain, "limits") == 48 + 3 * 24
+    assert memory(history, "requests") - memory(plain, "requests") == 48 + 3 * 24
 
 
 def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(history: Plan, tmp_path: Path) -> None:
     data = dict(one(history, "ConfigMap", "gateway-config", NS)["data"])
     conf = data["nginx.conf"]
     assert f"keys_zone=zbi_history:48m max_size={int(SIZE_GIB * 1024 * 0.85)}m" in conf
+    assert "limit_conn zbi_fills 3;" in conf
     assert "const ENABLED = true;" in data["gateway_cache.js"]
     moved = {POD_CONFIG_DIR: str(tmp_path), POD_UPSTREAM_DIR: str(tmp_path), POD_TLS_DIR: str(tmp_path),
              POD_CACHE_DIR: str(tmp_path / "cache"), ".zbi-testnet.svc.cluster.local": ""}  # fmt: skip

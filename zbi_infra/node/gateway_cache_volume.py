@@ -52,11 +52,12 @@ def cache_volume(
 
 def nginx_resources(config: ResourcesConfig, cache: GatewayCache | None) -> k8s.core.v1.ResourceRequirementsArgs:
     """The nginx container's resources: the configured ones, plus the cache's keys zone (shared memory nginx
-    allocates at start, charged to the container) on both request and limit, so the memory the configuration
-    budgets for connections, bodies and spliced batches stays theirs."""
+    allocates at start, charged to the container) and what its fills in progress may hold, on both request and
+    limit, so the memory the configuration budgets for connections, bodies and spliced batches stays theirs."""
     requests = {"cpu": config.cpu, "memory": config.memory}
     limits = dict(config.limits())
     if cache is not None:
-        requests["memory"] = f"{memory_mib(config.memory) + cache.keys_zone_mib}Mi"
-        limits["memory"] = f"{memory_mib(limits['memory']) + cache.keys_zone_mib}Mi"
+        added = cache.keys_zone_mib + cache.fill_memory_mib
+        requests["memory"] = f"{memory_mib(config.memory) + added}Mi"
+        limits["memory"] = f"{memory_mib(limits['memory']) + added}Mi"
     return k8s.core.v1.ResourceRequirementsArgs(requests=requests, limits=limits)

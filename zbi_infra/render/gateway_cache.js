@@ -8,21 +8,32 @@
 // serving time from the tip the gateway learned at most TIP_SECONDS ago (tests/fixtures/upstream/zebra/
 // rpc-immutable-fields.json lists what changes, read at the tag).
 //
-// Who stores: nginx's proxy cache at /_zbi_cache/<canonical key>, whose upstream is this nginx's loopback "filler"
-// server (fill() below). The filler asks the node, decides finality from the node's own answer, and marks an answer
-// that must not be kept with X-Accel-Expires: 0, which nginx's proxy cache obeys.
+// How a call is served: serve() learns the tip, sets the key, the tip and the caller's id in variables and hands the
+// request to nginx's location @zbi_history, whose proxy cache answers from the volume, streamed, with sub_filter
+// writing the caller's id and `confirmations()` into the placeholders as the answer passes (never read into njs,
+// so a hit costs a replica nginx's buffers, not the answer's size). A miss goes to this nginx's loopback "filler"
+// server (fill() below): it asks the node, decides finality from the node's own answer, and marks an answer that
+// must not be kept with X-Accel-Expires: 0, which nginx's proxy cache obeys. The filler answers 555 when the
+// call is not its to answer (the node down, an answer above MAX_ANSWER, the replica's fills at their cap); nginx's
+// error_page then forwards the caller's own call to the node, as if there were no cache.
 import fs from 'fs';
+import json from 'json_text.js';
 
 const ENABLED = __ENABLED__;
 const FINAL_DEPTH = __FINAL_DEPTH__;
 const MAX_ANSWER = __MAX_ANSWER__;
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
-const CACHE = '/_zbi_cache/';
+const HISTORY = '@zbi_history';
 const TIP = '/_zbi_tip';
 const NODE = '/_zbi_fill_node';
+const METER = '/_zbi_fill_meter';
+// The filler's "not mine": the front forwards the caller's call to the node (nginx.conf's error_page).
+const NOT_MINE = 555;
 // Placeholders in stored answers: neither can occur in a node's JSON answer (checked before storing).
 const ID = '@zbi:id@';
 const CONFIRMATIONS = '@zbi:confirmations@';
+// Anything sub_filter would take for a placeholder (it matches without regard to case).
+const PLACEHOLDER = /@zbi:/i;
 const HASH = /^[0-9a-fA-F]{64}$/;
 // A height as zebra-state parses it, in one spelling only: other spellings (signs, leading zeros) pass uncached.
 const HEIGHT = /^(0|[1-9][0-9]{0,9})$/;
@@ -143,7 +154,7 @@ async function tipHeight(r) {
     }
 }
 
-// Answers the call from the cache and returns true, or returns false: the caller forwards the call as usual.
+// Hands the call to the cache (and returns true), or returns false: the caller forwards the call as usual.
 // `rawId` is the caller's id, as text (null for a notification, which is never served here).
 async function serve(r, call, rawId) {
     const key = rawId === null ? null : canonical(call);
@@ -155,119 +166,38 @@ async function serve(r, call, rawId) {
     if (tip === null || (key.height !== null && tip - key.height < FINAL_DEPTH)) {
         return false;
     }
-    const fill = r.variables.request_id;
-    let answer;
-    try {
-        // The request's id goes to the filler, which echoes it: a stored answer carries the id of the request that
-        // filled it, so another id means a hit (nginx's add_header, and so $upstream_cache_status, skips subrequests).
-        answer = await r.subrequest(CACHE + key.path, {method: 'GET', args: 'tip=' + tip + '&fill=' + fill});
-    } catch (e) {
-        return false;
-    }
-    if (answer.status !== 200 || answer.headersOut['X-Zbi-Status'] === undefined) {
-        return false;
-    }
-    let text = answer.responseText.split(ID).join(rawId);
-    if (answer.headersOut['X-Zbi-Stored'] === '1') {
-        const height = Number(answer.headersOut['X-Zbi-Height']);
-        text = text.split(CONFIRMATIONS).join(String(tip - height + 1));
-        const hit = answer.headersOut['X-Zbi-Fill'] !== fill;
-        r.variables.zbi_cache = hit ? 'hit' : 'miss';
-        if (!hit) {
-            r.variables.zbi_cache_bytes = String(answer.responseText.length);
-        }
-    }
-    reply(r, Number(answer.headersOut['X-Zbi-Status']), text);
+    // nginx.conf's map turns "lookup" into hit, miss (stored now) or pass from the proxy cache's own status.
+    r.variables.zbi_cache = 'lookup';
+    r.variables.zbi_cache_key = '/' + key.path;
+    r.variables.zbi_cache_tip = String(tip);
+    r.variables.zbi_cache_id = rawId;
+    r.internalRedirect(HISTORY);
     return true;
+}
+
+// js_set $zbi_confirmations, read by sub_filter as a stored answer streams out: the depth + 1 of the block it is
+// about, at the tip serve() learned (the height is the stored answer's X-Zbi-Height header).
+function confirmations(r) {
+    const height = Number(r.variables.upstream_http_x_zbi_height);
+    const tip = Number(r.variables.zbi_cache_tip);
+    return isCount(height, 0xffffffff) && isCount(tip, 0xffffffff) && tip >= height ?
+        String(tip - height + 1) : CONFIRMATIONS;
 }
 
 // --- The filler: the proxy cache's upstream, on a loopback server of this nginx ---
 
-// The span [start, end) of member `name` of the object whose text starts at `start`, or null (valid JSON only).
-function member(s, start, name) {
-    let i = space(s, start + 1);
-    while (s.charCodeAt(i) !== 125) {
-        const keyEnd = stringEnd(s, i);
-        const key = JSON.parse(s.slice(i, keyEnd));
-        i = space(s, space(s, keyEnd) + 1);
-        const end = valueEnd(s, i);
-        if (key === name) {
-            return [i, end];
-        }
-        i = space(s, end);
-        if (s.charCodeAt(i) === 44) {
-            i = space(s, i + 1);
-        }
-    }
-    return null;
-}
-
-function space(s, i) {
-    while (' \t\n\r'.indexOf(s.charAt(i)) >= 0 && i < s.length) {
-        i++;
-    }
-    return i;
-}
-
-function stringEnd(s, i) {
-    let j = i + 1;
-    for (;;) {
-        const c = s.charCodeAt(j);
-        if (c === 92) {
-            j += 2;
-        } else if (c === 34) {
-            return j + 1;
-        } else {
-            j++;
-        }
-    }
-}
-
-function valueEnd(s, i) {
-    const c = s.charCodeAt(i);
-    if (c === 34) {
-        return stringEnd(s, i);
-    }
-    if (c !== 123 && c !== 91) {
-        let j = i;
-        while (j < s.length && ',]} \t\n\r'.indexOf(s.charAt(j)) < 0) {
-            j++;
-        }
-        return j;
-    }
-    let depth = 0;
-    for (let j = i; ; j++) {
-        const d = s.charCodeAt(j);
-        if (d === 34) {
-            j = stringEnd(s, j) - 1;
-        } else if (d === 123 || d === 91) {
-            depth++;
-        } else if ((d === 125 || d === 93) && --depth === 0) {
-            return j + 1;
-        }
-    }
-}
-
-// The spans of the elements of the array whose text starts at `start`.
-function items(s, start) {
-    const spans = [];
-    let i = space(s, start + 1);
-    while (s.charCodeAt(i) !== 93) {
-        const end = valueEnd(s, i);
-        spans.push([i, end]);
-        i = space(s, end);
-        if (s.charCodeAt(i) === 44) {
-            i = space(s, i + 1);
-        }
-    }
-    return spans;
-}
-
-// Replaces the given spans of `s` (non-overlapping) with `by`.
+// Replaces the given spans of `s` (non-overlapping) with `by`, in one pass: njs frees nothing before the request
+// ends, so a copy of the whole answer per span would cost a verbosity-2 block its size times its transactions.
 function replaceSpans(s, spans, by) {
-    spans.sort(function (a, b) { return b[0] - a[0]; });
-    spans.forEach(function (span) { s = s.slice(0, span[0]) + by + s.slice(span[1]); });
-    return s;
+    spans.sort(function (a, b) { return a[0] - b[0]; });
+    const pieces = [];
+    let from = 0;
+    spans.forEach(function (span) {
+        pieces.push(s.slice(from, span[0]), by);
+        from = span[1];
+    });
+    pieces.push(s.slice(from));
+    return pieces.join('');
 }
 
 async function ask(r, version, method, args) {
@@ -293,15 +223,24 @@ function finalByConfirmations(result) {
         isCount(result.confirmations, 0xffffffff) && result.confirmations >= FINAL_DEPTH + 1;
 }
 
+// The node's status and answer (its id and tip-dependent fields as placeholders), and what the cache may keep.
 function send(r, status, text, stored, height) {
-    r.headersOut['X-Zbi-Status'] = String(status);
     r.headersOut['X-Zbi-Stored'] = stored ? '1' : '0';
     r.headersOut['X-Zbi-Height'] = String(height === null ? -1 : height);
-    r.headersOut['X-Zbi-Fill'] = r.args.fill || '-';
     if (!stored) {
         r.headersOut['X-Accel-Expires'] = '0';
     }
-    reply(r, 200, text);
+    reply(r, status, text);
+}
+
+// One more call to the node charged to the caller's rate (the rate key and bucket the front sent): the
+// finality check of a by-hash call, or a call asked again because its answer was above MAX_ANSWER.
+async function charged(r) {
+    try {
+        return (await r.subrequest(METER, {method: 'GET'})).status === 204;
+    } catch (e) {
+        return false;
+    }
 }
 
 // The filler's work for /<version>/<method>/<args...>?tip=N, reached only through the cache location.
@@ -326,21 +265,33 @@ async function fillFrom(r) {
     // Non-verbose answers carry no height: the verbose form of the same call tells whether it is final.
     let height = shape.height;
     let final = height !== null && tip - height >= FINAL_DEPTH;
-    if (!shape.verbose && height === null && (method === 'getblock' || method === 'getblockheader' ||
-                                              method === 'getrawtransaction')) {
+    // That costs the node one more call, charged to the caller: without room, the answer passes unstored.
+    const byHash = !shape.verbose && height === null && (method === 'getblock' || method === 'getblockheader' ||
+                                                         method === 'getrawtransaction');
+    if (byHash && await charged(r)) {
         const probe = method === 'getrawtransaction' ? await ask(r, version, method, [args[0], 1]) :
             await ask(r, version, 'getblockheader', [args[0], true]);
         const result = probe.parsed && !probe.parsed.error ? probe.parsed.result : null;
         final = finalByConfirmations(result);
         height = final ? result.height : null;
     }
-    const answer = await ask(r, version, method, args);
+    let answer = null;
+    try {
+        answer = await ask(r, version, method, args);
+    } catch (e) {
+        answer = null;
+    }
+    // Unread here (above MAX_ANSWER, or the node down or not answering JSON): the front asks the node again, one
+    // more call charged to the caller (over its rate: refused, as any call over it).
+    if (answer === null || answer.parsed === null) {
+        return reply(r, await charged(r) ? NOT_MINE : 429, '');
+    }
     let text = answer.text;
-    const start = space(text, 0);
-    const idSpan = answer.parsed && text.charCodeAt(start) === 123 ? member(text, start, 'id') : null;
-    // Not an answer to one call, or one holding a placeholder: the front forwards the call itself.
-    if (idSpan === null || text.indexOf('@zbi:') >= 0) {
-        return reply(r, 502, '');
+    const start = json.skipSpace(text, 0);
+    const idSpan = text.charCodeAt(start) === 123 ? json.member(text, start, 'id') : undefined;
+    // Not an answer to one call, or one holding a placeholder's text: the front forwards the call itself.
+    if (!idSpan || PLACEHOLDER.test(text)) {
+        return reply(r, NOT_MINE, '');
     }
     const okay = answer.status === 200 && !answer.parsed.error && answer.parsed.result !== null &&
         answer.parsed.result !== undefined && text.length <= MAX_ANSWER;
@@ -357,19 +308,18 @@ async function fillFrom(r) {
     // The spans of the tip-dependent fields, in an answer already known to be a final block's (or transaction's)
     // object: its `confirmations`, and each transaction object's in a verbosity-2 block.
     if (okay && shape.verbose && final) {
-        const resultSpan = member(text, start, 'result');
-        conf.push(member(text, resultSpan[0], 'confirmations'));
-        const txs = method === 'getblock' && shape.args[1] === 2 ? member(text, resultSpan[0], 'tx') : null;
-        if (txs) {
-            items(text, txs[0]).forEach(function (span) {
-                const found = text.charCodeAt(span[0]) === 123 ? member(text, span[0], 'confirmations') : null;
+        const fields = json.members(text, json.members(text, start).names.$result[0]).names;
+        conf.push(fields.$confirmations);
+        if (method === 'getblock' && shape.args[1] === 2 && fields.$tx) {
+            json.elements(text, fields.$tx[0]).forEach(function (span) {
+                const found = text.charCodeAt(span[0]) === 123 ? json.member(text, span[0], 'confirmations') : null;
                 if (found) {
                     conf.push(found);
                 }
             });
         }
     }
-    const stored = okay && final && conf.every(function (c) { return c !== null; });
+    const stored = okay && final && conf.every(function (c) { return c !== undefined; });
     if (stored && conf.length) {
         text = replaceSpans(text, conf, CONFIRMATIONS);
     }
@@ -377,8 +327,6 @@ async function fillFrom(r) {
     return send(r, answer.status, text, stored, stored ? height : null);
 }
 
-// js_content of the filler: any failure (the node down, an answer above MAX_ANSWER) is a 502, and the front then
-// forwards the call itself.
 // The node's credentials as the relay and the proxy send them; a caller of the filler's loopback port must present
 // them, as the node itself would demand (read on the miss path only: a hit never reaches the filler).
 function holdsNodeCredentials(r) {
@@ -386,6 +334,7 @@ function holdsNodeCredentials(r) {
     return r.headersIn.Authorization === 'Basic ' + Buffer.from(credentials).toString('base64');
 }
 
+// js_content of the filler: any other failure is "not mine", and the front forwards the call itself.
 async function fill(r) {
     if (!holdsNodeCredentials(r)) {
         return reply(r, 403, '');
@@ -393,8 +342,8 @@ async function fill(r) {
     try {
         await fillFrom(r);
     } catch (e) {
-        reply(r, 502, '');
+        reply(r, NOT_MINE, '');
     }
 }
 
-export default {serves, serve, fill};
+export default {serves, serve, confirmations, fill};

@@ -2,9 +2,9 @@
 nginx.conf, its access-log fields and its metrics.
 
 Why nginx's own proxy cache rather than a cache tier (Redis, Varnish): the answers are immutable, so nothing needs
-invalidating, only evicting; nginx's cache already keeps entries on a volume with LRU eviction under `max_size`, one
-fill per key at a time (`proxy_cache_lock`), and serves hits in the same process that enforces keys, allowlists and
-rates, with no extra hop, pod or credential. Its cost: each replica fills its own cache (no sharing between replicas),
+invalidating, only evicting; nginx's cache already keeps entries on a volume with LRU eviction under `max_size`, and
+serves hits streamed from that volume in the same process that enforces keys, allowlists and rates, with no extra
+hop, pod or credential. Its cost: each replica fills its own cache (no sharing between replicas),
 and nginx exposes no eviction counter (the dashboard derives evictions, see docs/history-cache.md).
 """
 
@@ -18,6 +18,8 @@ from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.history_cache import HistoryCacheConfig
 
 JS_MODULE = "gateway_cache.js"
+# The JSON text scanner gateway_cache.js imports (a file of the gateway's ConfigMap, as the modules are).
+JSON_TEXT_MODULE = "json_text.js"
 # The loopback server that fills the cache from the node (nginx.conf's proxy cache reads through it).
 FILL_PORT = 8445
 # Where each replica's cache volume is mounted (a generic ephemeral volume, zbi_infra/node/gateway_cache_volume.py).
@@ -27,16 +29,23 @@ POD_CACHE_DIR = "/var/cache/zbi-history"
 # only keep an answer out of the cache, and `confirmations` computed from it is what a node answer already in
 # flight would say.
 TIP_SECONDS = 1
-# The largest answer stored: the largest Zcash block's hex (verbosity 0, ~3.9 MB for Testnet 141042) fits. A hit is
-# held in memory while its confirmations are filled in, so larger answers (verbosity 2 of the largest blocks) pass
-# uncached rather than costing the replica more memory per request.
+# The largest answer stored: the largest Zcash block's hex (verbosity 0, ~3.9 MB for Testnet 141042) fits. A hit
+# streams from the volume whatever its size; a miss is read whole by the filler's njs (to find what changes with the
+# tip), so larger answers pass uncached rather than costing a fill more memory.
 MAX_CACHED_ANSWER_BYTES = 4 * 1024 * 1024
+# What one fill in progress may hold, in answers of the largest stored size: the node's answer as nginx's subrequest
+# buffer, as njs's string, parsed, rewritten with its placeholders, and as the filler's reply (measured with
+# benchmarks/history_cache.py --fill-memory: one fill of the 3.87 MB block at verbosity 2 raised nginx by 18-26 MiB).
+FILL_COST_ANSWERS = 6
+# The filler's status for "not mine" (nginx.conf's error_page forwards the caller's own call to the node); no node
+# answers it.
+NOT_MINE = 555
 # The share of the volume nginx's cache may fill: its cache manager enforces `max_size` after the fact (every few
 # seconds), and fills in progress write their temporary files on the same volume.
 MAX_SIZE_SHARE = 0.85
 # The access-log fields of the cache: what it did with the request ("hit", "miss" = filled and stored, "pass" = a
 # cached method whose answer is not cacheable, "-" = not a cached method), and the bytes a miss stored.
-LOG_FIELDS = {"cache": "$zbi_cache", "cache_bytes": "$zbi_cache_bytes"}
+LOG_FIELDS = {"cache": "$zbi_cache_outcome", "cache_bytes": "$zbi_cache_stored_bytes"}
 REQUESTS = "zbi_gateway_cache_requests_total"
 STORED_BYTES = "zbi_gateway_cache_stored_bytes_total"
 OUTCOMES = ("hit", "miss", "pass")
@@ -52,14 +61,26 @@ class GatewayCache:
     cache_dir: str = POD_CACHE_DIR
     fill_port: int = FILL_PORT
     max_answer_bytes: int = MAX_CACHED_ANSWER_BYTES
+    fills_at_once: int = 4
 
     @classmethod
     def of(cls, config: HistoryCacheConfig, **where: str | int) -> GatewayCache:
-        return cls(config.size_gib, config.keys_zone_mib, config.inactive_days, **where)  # type: ignore[arg-type]
+        return cls(
+            config.size_gib,
+            config.keys_zone_mib,
+            config.inactive_days,
+            fills_at_once=config.fills_at_once,
+            **where,  # type: ignore[arg-type]
+        )
 
     @property
     def max_size_mib(self) -> int:
         return int(self.size_gib * 1024 * MAX_SIZE_SHARE)
+
+    @property
+    def fill_memory_mib(self) -> int:
+        """What the fills in progress may hold at once, MiB: added to the nginx container's memory."""
+        return -(-self.fills_at_once * FILL_COST_ANSWERS * self.max_answer_bytes // (1024 * 1024))
 
 
 def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
@@ -77,13 +98,36 @@ def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
     return template
 
 
+def json_text_js() -> str:
+    """json_text.js, which gateway_cache.js imports: JSON values found as spans of text, with no memory per
+    character (njs frees nothing before a request ends)."""
+    return resources.files("zbi_infra.render").joinpath(JSON_TEXT_MODULE).read_text()
+
+
 def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
-    """In nginx.conf's http block: the cache's variables always (the access log names them), its zones when on."""
-    variables = '    js_var $zbi_cache "-";\n    js_var $zbi_cache_bytes 0;\n'
+    """In nginx.conf's http block: the cache's variables and log fields always (the access log names them), its
+    zones and the filler's upstream when on."""
+    variables = (
+        '    js_var $zbi_cache "-";\n'
+        '    # What the cache did: njs says "lookup" when it handed the call to the cache, whose own status tells\n'
+        "    # a hit from a miss stored now (the filler's X-Zbi-Stored); everything else that was looked up passed.\n"
+        '    map "$zbi_cache:$upstream_cache_status:$upstream_http_x_zbi_stored" $zbi_cache_outcome {\n'
+        "        default $zbi_cache;\n"
+        "        ~^lookup:HIT: hit;\n"
+        "        ~^lookup:MISS:1$ miss;\n"
+        "        ~^lookup: pass;\n"
+        "    }\n"
+        "    map $zbi_cache_outcome $zbi_cache_stored_bytes { miss $upstream_response_length; default 0; }\n"
+    )
     if cache is None:
         return variables
     return (
         variables + f"    js_import history from {JS_MODULE};\n"
+        "    # The call's canonical key, the tip it was looked up at, and the caller's id as text (set by njs).\n"
+        '    js_var $zbi_cache_key "";\n'
+        '    js_var $zbi_cache_tip "";\n'
+        '    js_var $zbi_cache_id "";\n'
+        "    js_set $zbi_confirmations history.confirmations;\n"
         "    # Answers about final blocks, on the cache volume; entries unused for `inactive` go first, then the\n"
         "    # least recently used when the volume's share is full. A megabyte of keys zone holds ~8,000 keys.\n"
         f"    proxy_cache_path {cache.cache_dir} levels=1:2 keys_zone=zbi_history:{cache.keys_zone_mib}m "
@@ -91,6 +135,8 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
         "    # The tip the gateway last learned, for one second.\n"
         f"    proxy_cache_path {temp_dir}/zbi-tip levels=1 keys_zone=zbi_tip:1m max_size=1m inactive=1m "
         "use_temp_path=off;\n"
+        f"    upstream zbi_fill {{\n        server 127.0.0.1:{cache.fill_port};\n        keepalive 8;\n    }}\n"
+        "    limit_conn_zone $server_port zone=zbi_fills:1m;\n"
     )
 
 
@@ -104,8 +150,9 @@ def _to_node(indent: str, upstream_auth_include: str) -> str:
 
 
 def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> str:
-    """In the public server: the tip (micro-cached) and the cache, both internal (reached by gateway_cache.js). The
-    node's credentials come from `upstream_auth_include` (a `proxy_set_header` read at start, as for the proxy)."""
+    """In the public server: the tip (micro-cached) and the cache, both internal (reached from gateway_cache.js).
+    The node's credentials come from `upstream_auth_include` (a `proxy_set_header` read at start, as for the
+    proxy)."""
     if cache is None:
         return ""
     return (
@@ -119,33 +166,48 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
         f"            proxy_cache_valid 200 {TIP_SECONDS}s;\n"
         "            proxy_cache_lock on;\n"
         "        }\n"
-        "        location /_zbi_cache/ {\n"
-        "            internal;\n"
-        f"            proxy_pass http://127.0.0.1:{cache.fill_port}/;\n"
+        "        # A checked call njs handed over: answered from the volume, or filled by the loopback filler. The\n"
+        "        # caller's request is the POST whose body njs read; the filler gets the canonical call in the URI.\n"
+        "        location @zbi_history {\n"
+        "            proxy_pass http://zbi_fill$zbi_cache_key?tip=$zbi_cache_tip;\n"
+        "            proxy_method GET;\n"
         "            proxy_http_version 1.1;\n"
         "            proxy_pass_request_headers off;\n"
         "            proxy_pass_request_body off;\n"
-        f"            include {upstream_auth_include};\n"
-        "            # A subrequest inherits the caller's Content-Length: the filler must not wait for that body.\n"
+        '            proxy_set_header Connection "";\n'
         '            proxy_set_header Content-Length "";\n'
+        f"            include {upstream_auth_include};\n"
+        "            # Whom the filler charges for the extra node calls a miss may cost (its meter, as the batch's).\n"
+        "            proxy_set_header X-Zbi-Rate-Key $zbi_rate_key;\n"
+        "            proxy_set_header X-Zbi-Bucket $zbi_bucket;\n"
         "            proxy_cache zbi_history;\n"
-        "            # The canonical form of the call (gateway_cache.js), never the body; the tip is an argument.\n"
-        "            proxy_cache_key $uri;\n"
+        "            proxy_cache_methods POST;\n"
+        "            # The canonical form of the call (gateway_cache.js), never the body; the tip is no part of it.\n"
+        "            proxy_cache_key $zbi_cache_key;\n"
         "            # Stored until evicted; the filler marks what must not be stored with X-Accel-Expires: 0.\n"
         "            proxy_cache_valid 200 3650d;\n"
-        "            proxy_cache_lock on;\n"
-        "            proxy_cache_lock_timeout 60s;\n"
+        "            # No proxy_cache_lock: a caller never waits for another caller's fill (an answer that cannot be\n"
+        "            # stored, a recent block by hash, would queue every caller of it behind the one before).\n"
         "            proxy_read_timeout 65s;\n"
         "            proxy_buffer_size 64k;\n"
         "            proxy_buffers 16 64k;\n"
-        f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
+        "            proxy_hide_header X-Zbi-Stored;\n"
+        "            proxy_hide_header X-Zbi-Height;\n"
+        "            # Not the filler's to answer, or the filler unreachable: the caller's own call goes to the node.\n"
+        "            proxy_intercept_errors on;\n"
+        f"            error_page {NOT_MINE} 502 504 = @zbi_rpc;\n"
+        "            # The placeholders, filled as the answer streams (a hit is never read whole into memory).\n"
+        "            sub_filter_types application/json;\n"
+        "            sub_filter_once off;\n"
+        "            sub_filter '@zbi:id@' $zbi_cache_id;\n"
+        "            sub_filter '@zbi:confirmations@' $zbi_confirmations;\n"
         "        }\n"
     )
 
 
 def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
     """The loopback server behind the cache: asks the node (the checked call, in canonical form) and says what may
-    be stored."""
+    be stored. At most `fills_at_once` fills at once; the others are "not mine" and go to the node uncached."""
     if cache is None:
         return ""
     return (
@@ -154,11 +216,26 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
         "        access_log off;\n"
         "        location / {\n"
         "            # Who calls this loopback port must hold the node's credentials (history.fill checks).\n"
+        f"            limit_conn zbi_fills {cache.fills_at_once};\n"
+        f"            limit_conn_status {NOT_MINE};\n"
         "            js_content history.fill;\n"
         "        }\n"
         "        location = /_zbi_fill_node {\n"
         + _to_node("            ", upstream_auth_include)
         + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
+        "        }\n"
+        "        # One more node call charged to the caller the front named (only the front holds the node's\n"
+        "        # credentials, which the filler checked).\n"
+        "        location = /_zbi_fill_meter {\n"
+        "            internal;\n"
+        "            proxy_pass http://zbi_meter/;\n"
+        "            proxy_http_version 1.1;\n"
+        "            proxy_pass_request_headers off;\n"
+        "            proxy_pass_request_body off;\n"
+        '            proxy_set_header Content-Length "";\n'
+        '            proxy_set_header Connection "";\n'
+        "            proxy_set_header X-Zbi-Rate-Key $http_x_zbi_rate_key;\n"
+        "            proxy_set_header X-Zbi-Bucket $http_x_zbi_bucket;\n"
         "        }\n"
         "    }\n"
     )

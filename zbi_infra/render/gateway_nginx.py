@@ -361,5 +361,6 @@ def pod_files(
         ),
         JS_MODULE: gateway_js(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet),
         gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
+        gateway_cache.JSON_TEXT_MODULE: gateway_cache.json_text_js(),
         **users_files(access, probe_key_sha256=probe_key_sha256),
     }
