@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,12 @@ def plan_stack(project: Project) -> PlanStack:
         return plan
 
     return run
+
+
+def uv_binary() -> str | None:
+    """The uv running this suite: `uv run` names itself in $UV (uvw's pinned uv is in a cache directory, not on
+    PATH), else uv from PATH."""
+    return os.environ.get("UV") or shutil.which("uv")
 
 
 def deep_merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

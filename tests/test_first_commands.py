@@ -17,6 +17,7 @@ from types import ModuleType
 
 import pytest
 
+from tests.conftest import uv_binary
 from tests.debian import debian_tool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,7 +73,9 @@ def test_the_first_command_runs_with_debians_externally_managed_python_in_an_emp
     env = {"HOME": str(home), "PATH": str(Path(python).parent) + ":/bin", "LANG": "C.UTF-8"}
     env |= {name: os.environ[name] for name in PASSED_THROUGH if name in os.environ}
     # The packages come from the host's uv cache (no re-download); uv itself is fetched by uvw like a new user's.
-    env["UV_CACHE_DIR"] = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True).stdout.strip()
+    env["UV_CACHE_DIR"] = subprocess.run(
+        [uv_binary() or "uv", "cache", "dir"], capture_output=True, text=True
+    ).stdout.strip()
     assert shutil.which("uv", path=env["PATH"]) is None
 
     # What the README said before: pip refuses (or is absent) on this Python.
@@ -91,7 +94,7 @@ def test_the_first_command_runs_with_debians_externally_managed_python_in_an_emp
 
 
 def test_uvw_uses_uv_from_path_when_there_is_one() -> None:
-    uv = shutil.which("uv")
+    uv = uv_binary()
     assert uv, "the suite runs under uv"
     env = {"PATH": str(Path(uv).parent), "HOME": "/nonexistent"}
     result = subprocess.run(

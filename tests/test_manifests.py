@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tests.conftest import UPSTREAM, PlanStack
+from tests.conftest import UPSTREAM, PlanStack, uv_binary
 from zbi_infra.config.platform import EKS_KUBERNETES_VERSIONS, ClusterConfig
 from zbi_infra.plan import render
 
@@ -147,7 +146,7 @@ CHECKOV = "checkov==3.3.30"
 
 def checkov() -> list[str]:
     """checkov in an isolated environment of its own, installed from PyPI on first use (`uv tool run`)."""
-    uv = shutil.which("uv")
+    uv = uv_binary()
     runner = [uv] if uv else [sys.executable, "-m", "uv"]
     return [*runner, "tool", "run", "--from", CHECKOV, "checkov"]
 
