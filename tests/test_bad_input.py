@@ -84,6 +84,8 @@ BAD_FILES = {
     "a leading-zero integer": (b"config:\n  aws:x: {n: 010}\n", "010 has a leading zero"),
     "a signed leading-zero integer": (b"config:\n  aws:x: {n: -010}\n", "write -10 for the decimal number, -0o10"),
     "a 5,000-digit integer": (b"config:\n  aws:x: {n: " + b"7" * 5000 + b"}\n", "a number of 5000 digits"),
+    # Found by Hypothesis (tests/test_access_properties.py): PyYAML's scanner raised ValueError from chr().
+    "an escape past Unicode": (b'config:\n  zbi:role: "\\U00110000"\n', "must name a character up to"),
 }
 
 

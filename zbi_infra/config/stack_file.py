@@ -184,6 +184,11 @@ def parse_yaml_document(text: str, source: str, *, kind: str = "stack file") -> 
         raise StackFileError([f"{source}: {_line(mark)}: {problem}. Fix: {fix}"]) from None
     except yaml.YAMLError as exc:
         raise StackFileError([f"{source}: not valid YAML ({exc}). Fix: correct the YAML syntax"]) from None
+    except ValueError as exc:
+        # PyYAML's scanner lets chr() fail on an escape past Unicode's range ("\U00110000").
+        raise StackFileError(
+            [f"{source}: not valid YAML ({exc}). Fix: a \\U escape must name a character up to \\U0010FFFF"]
+        ) from None
     finally:
         loader.dispose()
 
