@@ -10,8 +10,10 @@
 // answer spliced, element by element, from the node's text: numbers are never parsed and printed again.
 import fs from 'fs';
 import crypto from 'crypto';
-// Answers about final blocks, from the gateway's cache (history.cache; disabled, it serves nothing).
-import history from 'gateway_cache.js';
+// Answers about final blocks, from the gateway's cache (history.cache): rendered as an import of gateway_cache.js
+// when the instance caches, else as a stand-in that serves nothing, since njs runs every imported module's top level
+// again for each request (gateway.py's gateway_js).
+__HISTORY__
 
 // The user table's directory: `<KEY_FILE_PREFIX><sha256 of the key>.json` per key, ANONYMOUS_FILE for callers without.
 const TABLE_DIR = '__TABLE_DIR__/';
@@ -24,35 +26,65 @@ const RELAY = 'http://__RELAY__/';
 const MAX_ANSWER = __MAX_ANSWER__;
 const METER = '/_zbi_meter';
 const PROXY = '@zbi_rpc';
-// Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
-const NEVER = __NEVER__;
-const NEVER_PREFIXES = __NEVER_PREFIXES__;
-// Excepted from the prefixes: zebrad's read-only z_ chain queries (zbi_infra.config.access.Z_CHAIN_QUERIES).
-const PREFIX_EXCEPTIONS = __PREFIX_EXCEPTIONS__;
 const MAX_BATCH = __MAX_BATCH__;
 // Answer fields withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim.
 const WITHHELD = __WITHHELD__;
 const WITHHELD_TEXT = '"withheld by the gateway"';
-// The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
-// name refuses the call, since nginx's gRPC proxy would pass it on.
-const GRPC_HEADERS = __GRPC_HEADERS__;
 // gRPC calls' paths start with the light-wallet service's name.
 const GRPC_PREFIX = '/__GRPC_SERVICE__/';
 
+// The sets of names are switches, rendered from Python's lists (gateway.py): njs runs this module's top level again
+// for every request, where an array literal is built element by element, and its indexOf compares at every offset;
+// a switch costs nothing until called, then a comparison per name.
+
+// Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
+function neverListed(method) {
+    switch (method) {
+    __NEVER__
+    }
+    return false;
+}
+
+function neverPrefixed(method) {
+    return __NEVER_PREFIXES__;
+}
+
+// Excepted from the prefixes: zebrad's read-only z_ chain queries (zbi_infra.config.access.Z_CHAIN_QUERIES).
+function prefixException(method) {
+    switch (method) {
+    __PREFIX_EXCEPTIONS__
+    }
+    return false;
+}
+
+// The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
+// name refuses the call, since nginx's gRPC proxy would pass it on.
+function grpcHeader(name) {
+    switch (name) {
+    __GRPC_HEADERS__
+    }
+    return false;
+}
+
 function neverExposed(method) {
-    return NEVER.indexOf(method) >= 0 || (PREFIX_EXCEPTIONS.indexOf(method) < 0 &&
-        NEVER_PREFIXES.some(function (p) { return method.startsWith(p); }));
+    return neverListed(method) || (neverPrefixed(method) && !prefixException(method));
 }
 
 // The zcashd sidecar's JSON-RPC (Zakura's zcashd-compatibility mode) at its own path: its own method lists in the
 // user table, its own never-forwarded list (zbi_infra.config.zcashd_methods: the never class, and the wallet class
 // unless the instance's wallet is on), its own upstream. Everything else (keys, rates, batches) is shared.
-const ZCASHD_NEVER = __ZCASHD_NEVER__;
+function zcashdNever(method) {
+    switch (method) {
+    __ZCASHD_NEVER__
+    }
+    return false;
+}
+
 const ROUTES = {
     node: {methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY},
     zcashd: {
         methods: 'zcashdRpc',
-        never: function (method) { return ZCASHD_NEVER.indexOf(method) >= 0; },
+        never: zcashdNever,
         proxy: '@zbi_zcashd',
         relay: RELAY + 'zcashd/',
     },
@@ -69,7 +101,7 @@ function entryIn(name) {
     if (!fs.statSync(TABLE_DIR + name, {throwIfNoEntry: false})) {
         return null;
     }
-    return JSON.parse(fs.readFileSync(TABLE_DIR + name));
+    return JSON.parse(fs.readFileSync(TABLE_DIR + name, 'utf8'));
 }
 
 function today() {
@@ -138,7 +170,7 @@ function grpcVerdict(r, who) {
     if (!allowed) {
         return 'denied';
     }
-    const unlisted = r.rawHeadersIn.some(function (h) { return GRPC_HEADERS.indexOf(h[0].toLowerCase()) < 0; });
+    const unlisted = r.rawHeadersIn.some(function (h) { return !grpcHeader(h[0].toLowerCase()); });
     return unlisted ? 'metadata' : 'ok';
 }
 
@@ -306,21 +338,26 @@ function check(text, span, parsed, allowed, never) {
 }
 
 // A single call that passes, found without scanning its text: an object whose method is allowed and whose every
-// member name occurs once in the text. Without a backslash in the text each name is written as "name" verbatim, so
-// a name given twice would occur twice; anything else (an escape, a name also found elsewhere, a refusal) is left to
-// check(), which scans. The id's text is not needed: the call goes to the node as it is.
+// member name occurs once in the text. Without a backslash, every '"' of the text opens or closes a string, so its
+// strings are split()'s odd parts, each as written; every member name is one of them, so counting the strings that
+// name a property of the call (its members', or its prototype's) gives its number of members only when no name
+// occurs twice. Anything else (an escape, a name also found elsewhere, a refusal) is left to check(), which scans.
+// One split and a loop, where an indexOf per name would compare at every offset of the text (njs's indexOf).
+// The id's text is not needed: the call goes to the node as it is.
 function allowedAsIs(text, parsed, allowed, never) {
     if (parsed === null || typeof parsed !== 'object' || typeof parsed.method !== 'string' ||
-        text.indexOf('\\') >= 0 || never(parsed.method) || allowed.indexOf(parsed.method) < 0) {
+        text.indexOf('\\') >= 0 || allowed.indexOf(parsed.method) < 0 || never(parsed.method)) {
         return null;
     }
-    const names = Object.keys(parsed);
-    for (let i = 0; i < names.length; i++) {
-        const quoted = '"' + names[i] + '"';
-        const first = text.indexOf(quoted);
-        if (first < 0 || text.indexOf(quoted, first + 1) >= 0) {
-            return null;
+    const strings = text.split('"');
+    let names = 0;
+    for (let i = 1; i < strings.length; i += 2) {
+        if (strings[i] in parsed) {
+            names++;
         }
+    }
+    if (names !== Object.keys(parsed).length) {
+        return null;
     }
     return {id: null, notification: false, method: parsed.method, refusal: null, invalid: false};
 }
@@ -353,7 +390,9 @@ async function charge(r, count) {
     return answers.every(function (a) { return a.status === 204; });
 }
 
-async function jsonRpc(r) {
+// Not async: a single call the proxy serves runs no promise machinery; what awaits (the cache, a batch's charges,
+// splicing) is in the async functions it returns from.
+function jsonRpc(r) {
     const who = identify(r);
     if (r.method !== 'POST') {
         return refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
@@ -374,25 +413,22 @@ async function jsonRpc(r) {
     const maxBatch = who.profile.maxBatch || MAX_BATCH;
     const start = skipSpace(text, 0);
     if (!Array.isArray(request)) {
-        const method0 = api === ROUTES.node && request !== null && typeof request === 'object' ? request.method : null;
-        // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
-        const quick = history.serves(method0) ? null : allowedAsIs(text, request, allowed, api.never);
-        const call = quick || check(text, [start, text.length], request, allowed, api.never);
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
+        // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
+        const cacheable = api === ROUTES.node && history.serves(method);
+        // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
+        const quick = cacheable ? null : allowedAsIs(text, request, allowed, api.never);
+        const call = quick || check(text, [start, text.length], request, allowed, api.never);
         r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
         r.variables.zbi_method = call.refusal ? REFUSED_LABEL : call.method;
         if (call.refusal) {
             return replyText(r, call.invalid ? 400 : 200, call.refusal);
         }
-        // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
-        if (api === ROUTES.node && history.serves(call.method) && await history.serve(r, request, call.id)) {
-            return;
+        if (cacheable) {
+            return fromCache(r, api, text, request, call, start);
         }
-        if (WITHHELD[call.method]) {
-            return forwardAndSplice(r, text, [call], [[start, text.length]], false);
-        }
-        return toNode(r, api);
+        return forward(r, api, text, call, start);
     }
     r.variables.zbi_method = BATCH_LABEL;
     if (request.length === 0) {
@@ -406,7 +442,27 @@ async function jsonRpc(r) {
     }).join(',').slice(0, 200);
     const spans = elements(text, start);
     const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed, api.never); });
-    // Every call counts against the rate limit, forwarded or refused.
+    return chargedBatch(r, api, text, calls, spans);
+}
+
+// A single call, checked, from the cache when it answers, else as any other.
+async function fromCache(r, api, text, request, call, start) {
+    if (await history.serve(r, request, call.id)) {
+        return;
+    }
+    return forward(r, api, text, call, start);
+}
+
+// A single call, checked, to the node: as received, or through the splice when its answer has withheld members.
+function forward(r, api, text, call, start) {
+    if (WITHHELD[call.method]) {
+        return forwardAndSplice(r, text, [call], [[start, text.length]], false);
+    }
+    return toNode(r, api);
+}
+
+// A batch, checked: every call counts against the rate limit, forwarded or refused.
+async function chargedBatch(r, api, text, calls, spans) {
     if (!(await charge(r, calls.length - 1))) {
         return refuseRequest(r, 429, -32005, 'rate limit reached');
     }

@@ -359,7 +359,9 @@ def pod_files(
             zcashd_upstream=upstreams.zcashd,
             history_cache=history_cache,
         ),
-        JS_MODULE: gateway_js(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet),
+        JS_MODULE: gateway_js(
+            POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache is not None
+        ),
         gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
         **users_files(access, probe_key_sha256=probe_key_sha256),
     }
