@@ -350,8 +350,9 @@ function allowedAsIs(text, parsed, allowed, never) {
         return null;
     }
     const strings = text.split('"');
+    const count = strings.length;
     let names = 0;
-    for (let i = 1; i < strings.length; i += 2) {
+    for (let i = 1; i < count; i += 2) {
         if (strings[i] in parsed) {
             names++;
         }

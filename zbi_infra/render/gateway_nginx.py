@@ -168,6 +168,8 @@ def nginx_conf(
     return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
 load_module {js_module_path};
 {main_context(user=user, workers=workers, worker_connections=WORKER_CONNECTIONS, temp_dir=temp_dir)}
+# Regular expressions (the maps splitting $zbi_who, the API by path) run for every request: compiled to machine code.
+pcre_jit on;
 
 http {{
 {http_writable_paths(temp_dir)}
