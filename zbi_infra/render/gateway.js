@@ -11,8 +11,8 @@
 import fs from 'fs';
 import crypto from 'crypto';
 // Answers about final blocks, from the gateway's cache (history.cache): rendered as an import of gateway_cache.js
-// when the instance caches, else as a stand-in that serves nothing, since njs runs every imported module's top level
-// again for each request (gateway.py's gateway_js).
+// when the instance caches, else as null (serves nothing), since njs runs every imported module's top level again
+// for each request (gateway.py's gateway_js).
 __HISTORY__
 
 // The user table's directory: `<KEY_FILE_PREFIX><sha256 of the key>.json` per key, ANONYMOUS_FILE for callers without.
@@ -27,8 +27,6 @@ const MAX_ANSWER = __MAX_ANSWER__;
 const METER = '/_zbi_meter';
 const PROXY = '@zbi_rpc';
 const MAX_BATCH = __MAX_BATCH__;
-// Answer fields withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim.
-const WITHHELD = __WITHHELD__;
 const WITHHELD_TEXT = '"withheld by the gateway"';
 // gRPC calls' paths start with the light-wallet service's name.
 const GRPC_PREFIX = '/__GRPC_SERVICE__/';
@@ -66,6 +64,15 @@ function grpcHeader(name) {
     return false;
 }
 
+// Answer fields withheld from callers, by method (null: none): zebrad's getinfo `errors` is its last WARN/ERROR log
+// line, verbatim.
+function withheldFields(method) {
+    switch (method) {
+    __WITHHELD__
+    }
+    return null;
+}
+
 function neverExposed(method) {
     return neverListed(method) || (neverPrefixed(method) && !prefixException(method));
 }
@@ -80,18 +87,12 @@ function zcashdNever(method) {
     return false;
 }
 
-const ROUTES = {
-    node: {methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY},
-    zcashd: {
-        methods: 'zcashdRpc',
-        never: zcashdNever,
-        proxy: '@zbi_zcashd',
-        relay: RELAY + 'zcashd/',
-    },
-};
-
+// Built for the request's own route only: objects at the top level would be built for every request.
 function route(r) {
-    return r.uri === '__ZCASHD_PATH__' ? ROUTES.zcashd : ROUTES.node;
+    if (r.uri === '__ZCASHD_PATH__') {
+        return {node: false, methods: 'zcashdRpc', never: zcashdNever, proxy: '@zbi_zcashd', relay: RELAY + 'zcashd/'};
+    }
+    return {node: true, methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY};
 }
 
 // The entry in `name` of the table's directory, or null when there is none (an unknown key, no anonymous access).
@@ -108,7 +109,9 @@ function today() {
     return new Date().toISOString().slice(0, 10);
 }
 
-const REFUSED = {user: '-', profile: null, anonymous: false};
+function refused() {
+    return {user: '-', profile: null, anonymous: false};
+}
 const REFUSED_LABEL = '(refused)';
 const BATCH_LABEL = '(batch)';
 
@@ -122,7 +125,7 @@ function lookup(r) {
     const header = r.headersIn['Authorization'] || '';
     if (!header) {
         const anonymous = entryIn(ANONYMOUS_FILE);
-        return anonymous ? {user: 'anonymous', profile: anonymous, anonymous: true} : REFUSED;
+        return anonymous ? {user: 'anonymous', profile: anonymous, anonymous: true} : refused();
     }
     let key;
     let name = null;
@@ -132,21 +135,21 @@ function lookup(r) {
         const decoded = Buffer.from(header.slice(6), 'base64').toString();
         const colon = decoded.indexOf(':');
         if (colon < 0) {
-            return REFUSED;
+            return refused();
         }
         name = decoded.slice(0, colon);
         key = decoded.slice(colon + 1);
     } else {
-        return REFUSED;
+        return refused();
     }
     // An empty key is no key: never hash it (the SHA-256 of "" must not match a user, whatever the table says).
     if (!key) {
-        return REFUSED;
+        return refused();
     }
     // The name is hex digits only: no path can be made of a key.
     const entry = entryIn(KEY_FILE_PREFIX + sha256(key) + '.json');
     if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
-        return REFUSED;
+        return refused();
     }
     return {user: entry.name, profile: entry, anonymous: false};
 }
@@ -338,26 +341,15 @@ function check(text, span, parsed, allowed, never) {
 }
 
 // A single call that passes, found without scanning its text: an object whose method is allowed and whose every
-// member name occurs once in the text. Without a backslash, every '"' of the text opens or closes a string, so its
-// strings are split()'s odd parts, each as written; every member name is one of them, so counting the strings that
-// name a property of the call (its members', or its prototype's) gives its number of members only when no name
-// occurs twice. Anything else (an escape, a name also found elsewhere, a refusal) is left to check(), which scans.
-// One split and a loop, where an indexOf per name would compare at every offset of the text (njs's indexOf).
+// member name occurs once. Each member of a JSON text, at any depth, has one ':' outside strings, so a text holding
+// no more ':' than the call has members gives each name once (and holds no nested member, no ':' in a string).
+// Anything else (a name given twice, or merely a ':' elsewhere) is left to check(), which scans; one split, where
+// an indexOf per name would compare at every offset of the text (njs's indexOf).
 // The id's text is not needed: the call goes to the node as it is.
 function allowedAsIs(text, parsed, allowed, never) {
     if (parsed === null || typeof parsed !== 'object' || typeof parsed.method !== 'string' ||
-        text.indexOf('\\') >= 0 || allowed.indexOf(parsed.method) < 0 || never(parsed.method)) {
-        return null;
-    }
-    const strings = text.split('"');
-    const count = strings.length;
-    let names = 0;
-    for (let i = 1; i < count; i += 2) {
-        if (strings[i] in parsed) {
-            names++;
-        }
-    }
-    if (names !== Object.keys(parsed).length) {
+        allowed.indexOf(parsed.method) < 0 || never(parsed.method) ||
+        text.split(':').length - 1 !== Object.keys(parsed).length) {
         return null;
     }
     return {id: null, notification: false, method: parsed.method, refusal: null, invalid: false};
@@ -365,7 +357,7 @@ function allowedAsIs(text, parsed, allowed, never) {
 
 // The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
 function withhold(text, method) {
-    const fields = WITHHELD[method];
+    const fields = withheldFields(method);
     const start = skipSpace(text, 0);
     if (!fields || text.charCodeAt(start) !== 123) {
         return text;
@@ -416,7 +408,7 @@ function jsonRpc(r) {
     if (!Array.isArray(request)) {
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
         // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
-        const cacheable = api === ROUTES.node && history.serves(method);
+        const cacheable = api.node && history !== null && history.serves(method);
         // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
         const quick = cacheable ? null : allowedAsIs(text, request, allowed, api.never);
         const call = quick || check(text, [start, text.length], request, allowed, api.never);
@@ -456,7 +448,7 @@ async function fromCache(r, api, text, request, call, start) {
 
 // A single call, checked, to the node: as received, or through the splice when its answer has withheld members.
 function forward(r, api, text, call, start) {
-    if (WITHHELD[call.method]) {
+    if (withheldFields(call.method)) {
         return forwardAndSplice(r, text, [call], [[start, text.length]], false);
     }
     return toNode(r, api);
@@ -468,7 +460,7 @@ async function chargedBatch(r, api, text, calls, spans) {
         return refuseRequest(r, 429, -32005, 'rate limit reached');
     }
     const refused = calls.some(function (c) { return c.refusal; });
-    const withheld = calls.some(function (c) { return WITHHELD[c.method]; });
+    const withheld = calls.some(function (c) { return withheldFields(c.method); });
     if (!refused && !withheld) {
         return toNode(r, api);
     }

@@ -274,9 +274,9 @@ def prefix_test(prefixes: list[str]) -> str:
     return " || ".join(f"method.startsWith({json.dumps(prefix)})" for prefix in prefixes) or "false"
 
 
-# gateway.js's stand-in for gateway_cache.js on an instance without the cache: it serves nothing, as the module does
-# when disabled, without running that module's top level for every request.
-NO_HISTORY_CACHE = "const history = {serves: function () { return false; }};"
+# gateway.js's stand-in for gateway_cache.js on an instance without the cache, which serves nothing, as the module
+# does when disabled, without running that module's top level for every request.
+NO_HISTORY_CACHE = "const history = null;"
 
 
 def gateway_js(
@@ -298,7 +298,10 @@ def gateway_js(
         "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
         "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
         "__RELAY__": f"127.0.0.1:{relay_port}",
-        "__WITHHELD__": json.dumps(WITHHELD),
+        "__WITHHELD__": "\n    ".join(
+            f"case {json.dumps(method)}:\n        return {json.dumps(fields)};"
+            for method, fields in sorted(WITHHELD.items())
+        ),
         "__GRPC_HEADERS__": switch_cases(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
         "__ZCASHD_NEVER__": switch_cases(gateway_refused(zcashd_wallet)),
         "__ZCASHD_PATH__": ZCASHD_PATH,
