@@ -234,6 +234,7 @@ def test_a_single_call_with_a_name_given_twice_is_refused_however_written(gatewa
     nested member, spaces around ':'), and a call that gives each name once passes as sent, whatever its ':'s."""
     for body in (
         b'{"method":"getblockcount","\\u006dethod":"stop","id":1}',
+        b'{"method":"stop","params":["' + b":" * 10_000 + b'"],"method":"getblockcount"}',
         b'{"method":"stop","params":["a:b"],"method":"getblockcount","id":1}',
         b'{"method":"stop","params":[{"x":1}],"method":"getblockcount"}',
         b'{"method" : "stop", "method": "getblockcount"}',
@@ -244,6 +245,7 @@ def test_a_single_call_with_a_name_given_twice_is_refused_however_written(gatewa
         b'{"method":"getblockcount","params":["a:b"],"id":1}',
         b'{"method":"getblockcount","params":[{"x":1,"x":2}],"id":"a:b"}',
         b'{ "jsonrpc" : "2.0" , "method" : "getblockcount" , "id" : 7 }',
+        b'{"method":"getblockcount","params":["' + b":" * 10_000 + b'"],"id":1}',
     ):
         before = len(gateway.node.received)
         status, _ = post(gateway, body)
