@@ -6,10 +6,14 @@ answering a fixed body (a `getblockcount` answer, a real 3.9 MB block, a batch a
 Figures: requests per second, requests per CPU-second of nginx (master and workers, from /proc: the fairer figure
 on a shared machine), their ratio to plain proxying, and the p99 latency each path adds; the memory nginx holds while
 streaming the largest real answer; and its memory under the slow-body attack, with the pod's limit beside it.
-Called by benchmarks/gateway.py; prints numbers, asserts nothing."""
+Called by benchmarks/gateway.py, or alone; prints numbers, asserts nothing.
+
+    python3 uvw run python benchmarks/gateway_load.py [--seconds 8] [--requests 8000] [--throughput-only]
+"""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import json
 import os
@@ -17,6 +21,7 @@ import re
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -24,6 +29,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.debian import debian_tool
 from tests.gateway_harness import JS_MODULE, KEYS, Gateway, free_port, nginx, running_gateway, tls_files
@@ -252,8 +259,9 @@ def row(label: str, gateway: tuple[float, float, float], plain: tuple[float, flo
     )
 
 
-def report(seconds: int = 8, requests: int = 8_000) -> None:
-    """`requests` gRPC calls on 8 connections: nginx ends an HTTP/2 connection after 1,000 (keepalive_requests)."""
+def report(seconds: int = 8, requests: int = 8_000, throughput_only: bool = False) -> None:
+    """`requests` gRPC calls on 8 connections: nginx ends an HTTP/2 connection after 1,000 (keepalive_requests).
+    `throughput_only`: JSON-RPC `getblockcount` and gRPC only (no batches, large answers, memory or attacks)."""
     user = "Basic " + base64.b64encode(f"bench:{KEYS['bench']}".encode()).decode()
     bearer = f"Bearer {KEYS['bench']}"
     max_body = GatewayConfig().max_body_kib * 1024
@@ -288,6 +296,8 @@ def report(seconds: int = 8, requests: int = 8_000) -> None:
                 (f"JSON-RPC batch of 10 + 1 refused (spliced, {splice_cap} connections)", "batch", spliced, splice_cap),
                 ("JSON-RPC getblock 3.9 MB (real block 141042, 4 connections)", "big", getblock, 4),
             ]
+            if throughput_only:
+                cases = cases[:1]
             print(f"machine: {os.cpu_count()} CPUs shared with other jobs (figures are noisy); TLS on both paths")
             print(COLUMNS)
             for label, name, body, connections in cases:
@@ -304,6 +314,8 @@ def report(seconds: int = 8, requests: int = 8_000) -> None:
             plain_run = partial(h2load, f"https://127.0.0.1:{plain_port['small']}{path}", None, requests, root)
             label = "gRPC GetLatestBlock (h2load, 8 connections x 4 streams)"
             print(row(label, measured(masters["small"], gateway_run), measured(plain_master, plain_run)))
+            if throughput_only:
+                return
             memory(big, masters["big"], getblock, user, root)
     with tempfile.TemporaryDirectory() as temporary:
         attacks(Path(temporary), user, max_body)
@@ -365,3 +377,16 @@ def attacks(root: Path, user: str, max_body: int) -> None:
                 connection.close()
         print(f"slow-body attack, {label}, {len(held)} connections held, bodies of {max_body // 1024} KiB announced: "
               f"RSS {before:.1f} -> {during:.1f} MiB (pod limit {limit})")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=int, default=8, help="each wrk run")
+    parser.add_argument("--requests", type=int, default=8_000, help="gRPC calls of the h2load run")
+    parser.add_argument("--throughput-only", action="store_true", help="getblockcount and gRPC rows only")
+    args = parser.parse_args()
+    report(seconds=args.seconds, requests=args.requests, throughput_only=args.throughput_only)
+
+
+if __name__ == "__main__":
+    main()

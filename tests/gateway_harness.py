@@ -233,7 +233,9 @@ def running_gateway(
     probe_hash = key_hash(probe_key) if probe_key else None
     write_user_table(directory, users_table(file, probe_key_sha256=probe_hash))
     relay_port = free_port()
-    (directory / "gateway.js").write_text(gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet))
+    (directory / "gateway.js").write_text(
+        gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet, history_cache=history_cache)
+    )
     cache = (
         GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes, cache_fills_at_once)
         if history_cache

@@ -287,3 +287,18 @@ def test_every_socket_the_pods_nginx_listens_on_is_its_own(dev: Plan) -> None:
     (deployment,) = [d for d in objects(dev, "Deployment", NS) if d["metadata"]["name"] == "gateway"]
     (nginx,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "gateway"]
     assert [str(p["containerPort"]) for p in nginx["ports"]] == [ports[0]]
+
+
+def test_gateway_js_imports_the_cache_module_only_where_the_instance_caches() -> None:
+    """njs runs an imported module's top level again for every request, so gateway.js imports gateway_cache.js only
+    when the instance has a history cache; without, `history` is null and every call goes to the node."""
+    from zbi_infra.render.gateway_cache import GatewayCache
+
+    file = parse_access({"users": []}, "a.yaml")
+    upstreams = GatewayUpstreams(rpc="node:8232")
+    without = pod_files(file, upstreams, max_body_bytes=65536, metrics_syslog="127.0.0.1:1")["gateway.js"]
+    cached = pod_files(
+        file, upstreams, max_body_bytes=65536, metrics_syslog="127.0.0.1:1", history_cache=GatewayCache(1, 1, 1)
+    )["gateway.js"]
+    assert "import history from 'gateway_cache.js';" in cached and "const history = null;" not in cached
+    assert "import history" not in without and "const history = null;" in without

@@ -226,3 +226,27 @@ def test_the_splice_cap_follows_the_pods_memory_limit() -> None:
         assert caps[limit] * SPLICED_ANSWER_COST_BYTES <= mib * 1024 * 1024 // 4
     assert caps == {"128Mi": 2, "256Mi": 4, "512Mi": 8, "1Gi": 16}
     assert DEFAULT_MEMORY_LIMIT_MIB == memory_mib(GatewayConfig().resources.limits()["memory"]) == 256
+
+
+def test_a_single_call_with_a_name_given_twice_is_refused_however_written(gateway: Gateway) -> None:
+    """gateway.js passes a single call unscanned only when its text holds no more ':' than the call has members;
+    any other is scanned. A name given twice is refused whatever else the text holds (an escape, a ':' in a string, a
+    nested member, spaces around ':'), and a call that gives each name once passes as sent, whatever its ':'s."""
+    for body in (
+        b'{"method":"getblockcount","\\u006dethod":"stop","id":1}',
+        b'{"method":"stop","params":["' + b":" * 10_000 + b'"],"method":"getblockcount"}',
+        b'{"method":"stop","params":["a:b"],"method":"getblockcount","id":1}',
+        b'{"method":"stop","params":[{"x":1}],"method":"getblockcount"}',
+        b'{"method" : "stop", "method": "getblockcount"}',
+    ):
+        status, answer = post(gateway, body)
+        assert status == 400 and b"twice" in answer, body
+    for body in (
+        b'{"method":"getblockcount","params":["a:b"],"id":1}',
+        b'{"method":"getblockcount","params":[{"x":1,"x":2}],"id":"a:b"}',
+        b'{ "jsonrpc" : "2.0" , "method" : "getblockcount" , "id" : 7 }',
+        b'{"method":"getblockcount","params":["' + b":" * 10_000 + b'"],"id":1}',
+    ):
+        before = len(gateway.node.received)
+        status, _ = post(gateway, body)
+        assert status == 200 and gateway.node.received[before:] == [body], body

@@ -10,8 +10,10 @@
 // answer spliced, element by element, from the node's text: numbers are never parsed and printed again.
 import fs from 'fs';
 import crypto from 'crypto';
-// Answers about final blocks, from the gateway's cache (history.cache; disabled, it serves nothing).
-import history from 'gateway_cache.js';
+// Answers about final blocks, from the gateway's cache (history.cache): rendered as an import of gateway_cache.js
+// when the instance caches, else as null (serves nothing), since njs runs every imported module's top level again
+// for each request (gateway.py's gateway_js).
+__HISTORY__
 
 // The user table's directory: `<KEY_FILE_PREFIX><sha256 of the key>.json` per key, ANONYMOUS_FILE for callers without.
 const TABLE_DIR = '__TABLE_DIR__/';
@@ -24,42 +26,73 @@ const RELAY = 'http://__RELAY__/';
 const MAX_ANSWER = __MAX_ANSWER__;
 const METER = '/_zbi_meter';
 const PROXY = '@zbi_rpc';
-// Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
-const NEVER = __NEVER__;
-const NEVER_PREFIXES = __NEVER_PREFIXES__;
-// Excepted from the prefixes: zebrad's read-only z_ chain queries (zbi_infra.config.access.Z_CHAIN_QUERIES).
-const PREFIX_EXCEPTIONS = __PREFIX_EXCEPTIONS__;
 const MAX_BATCH = __MAX_BATCH__;
-// Answer fields withheld from callers: zebrad's getinfo `errors` is its last WARN/ERROR log line, verbatim.
-const WITHHELD = __WITHHELD__;
 const WITHHELD_TEXT = '"withheld by the gateway"';
-// The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
-// name refuses the call, since nginx's gRPC proxy would pass it on.
-const GRPC_HEADERS = __GRPC_HEADERS__;
 // gRPC calls' paths start with the light-wallet service's name.
 const GRPC_PREFIX = '/__GRPC_SERVICE__/';
 
+// The sets of names are switches, rendered from Python's lists (gateway.py): njs runs this module's top level again
+// for every request, where an array literal is built element by element, and its indexOf compares at every offset;
+// a switch costs nothing until called, then a comparison per name.
+
+// Never forwarded, whatever the user table says (zbi_infra.config.access.NEVER_EXPOSED and its prefixes).
+function neverListed(method) {
+    switch (method) {
+    __NEVER__
+    }
+    return false;
+}
+
+function neverPrefixed(method) {
+    return __NEVER_PREFIXES__;
+}
+
+// Excepted from the prefixes: zebrad's read-only z_ chain queries (zbi_infra.config.access.Z_CHAIN_QUERIES).
+function prefixException(method) {
+    switch (method) {
+    __PREFIX_EXCEPTIONS__
+    }
+    return false;
+}
+
+// The gRPC metadata a call may carry (zbi_infra.render.gateway: forwarded, or blanked by nginx.conf); any other
+// name refuses the call, since nginx's gRPC proxy would pass it on.
+function grpcHeader(name) {
+    switch (name) {
+    __GRPC_HEADERS__
+    }
+    return false;
+}
+
+// Answer fields withheld from callers, by method (null: none): zebrad's getinfo `errors` is its last WARN/ERROR log
+// line, verbatim.
+function withheldFields(method) {
+    switch (method) {
+    __WITHHELD__
+    }
+    return null;
+}
+
 function neverExposed(method) {
-    return NEVER.indexOf(method) >= 0 || (PREFIX_EXCEPTIONS.indexOf(method) < 0 &&
-        NEVER_PREFIXES.some(function (p) { return method.startsWith(p); }));
+    return neverListed(method) || (neverPrefixed(method) && !prefixException(method));
 }
 
 // The zcashd sidecar's JSON-RPC (Zakura's zcashd-compatibility mode) at its own path: its own method lists in the
 // user table, its own never-forwarded list (zbi_infra.config.zcashd_methods: the never class, and the wallet class
 // unless the instance's wallet is on), its own upstream. Everything else (keys, rates, batches) is shared.
-const ZCASHD_NEVER = __ZCASHD_NEVER__;
-const ROUTES = {
-    node: {methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY},
-    zcashd: {
-        methods: 'zcashdRpc',
-        never: function (method) { return ZCASHD_NEVER.indexOf(method) >= 0; },
-        proxy: '@zbi_zcashd',
-        relay: RELAY + 'zcashd/',
-    },
-};
+function zcashdNever(method) {
+    switch (method) {
+    __ZCASHD_NEVER__
+    }
+    return false;
+}
 
+// Built for the request's own route only: objects at the top level would be built for every request.
 function route(r) {
-    return r.uri === '__ZCASHD_PATH__' ? ROUTES.zcashd : ROUTES.node;
+    if (r.uri === '__ZCASHD_PATH__') {
+        return {node: false, methods: 'zcashdRpc', never: zcashdNever, proxy: '@zbi_zcashd', relay: RELAY + 'zcashd/'};
+    }
+    return {node: true, methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY};
 }
 
 // The entry in `name` of the table's directory, or null when there is none (an unknown key, no anonymous access).
@@ -69,14 +102,16 @@ function entryIn(name) {
     if (!fs.statSync(TABLE_DIR + name, {throwIfNoEntry: false})) {
         return null;
     }
-    return JSON.parse(fs.readFileSync(TABLE_DIR + name));
+    return JSON.parse(fs.readFileSync(TABLE_DIR + name, 'utf8'));
 }
 
 function today() {
     return new Date().toISOString().slice(0, 10);
 }
 
-const REFUSED = {user: '-', profile: null, anonymous: false};
+function refused() {
+    return {user: '-', profile: null, anonymous: false};
+}
 const REFUSED_LABEL = '(refused)';
 const BATCH_LABEL = '(batch)';
 
@@ -90,7 +125,7 @@ function lookup(r) {
     const header = r.headersIn['Authorization'] || '';
     if (!header) {
         const anonymous = entryIn(ANONYMOUS_FILE);
-        return anonymous ? {user: 'anonymous', profile: anonymous, anonymous: true} : REFUSED;
+        return anonymous ? {user: 'anonymous', profile: anonymous, anonymous: true} : refused();
     }
     let key;
     let name = null;
@@ -100,21 +135,21 @@ function lookup(r) {
         const decoded = Buffer.from(header.slice(6), 'base64').toString();
         const colon = decoded.indexOf(':');
         if (colon < 0) {
-            return REFUSED;
+            return refused();
         }
         name = decoded.slice(0, colon);
         key = decoded.slice(colon + 1);
     } else {
-        return REFUSED;
+        return refused();
     }
     // An empty key is no key: never hash it (the SHA-256 of "" must not match a user, whatever the table says).
     if (!key) {
-        return REFUSED;
+        return refused();
     }
     // The name is hex digits only: no path can be made of a key.
     const entry = entryIn(KEY_FILE_PREFIX + sha256(key) + '.json');
     if (!entry || (name !== null && entry.name !== name) || (entry.expires && today() >= entry.expires)) {
-        return REFUSED;
+        return refused();
     }
     return {user: entry.name, profile: entry, anonymous: false};
 }
@@ -138,7 +173,7 @@ function grpcVerdict(r, who) {
     if (!allowed) {
         return 'denied';
     }
-    const unlisted = r.rawHeadersIn.some(function (h) { return GRPC_HEADERS.indexOf(h[0].toLowerCase()) < 0; });
+    const unlisted = r.rawHeadersIn.some(function (h) { return !grpcHeader(h[0].toLowerCase()); });
     return unlisted ? 'metadata' : 'ok';
 }
 
@@ -306,28 +341,27 @@ function check(text, span, parsed, allowed, never) {
 }
 
 // A single call that passes, found without scanning its text: an object whose method is allowed and whose every
-// member name occurs once in the text. Without a backslash in the text each name is written as "name" verbatim, so
-// a name given twice would occur twice; anything else (an escape, a name also found elsewhere, a refusal) is left to
-// check(), which scans. The id's text is not needed: the call goes to the node as it is.
+// member name occurs once. Each member of a JSON text, at any depth, has one ':' outside strings, so a text holding
+// no more ':' than the call has members gives each name once (and holds no nested member, no ':' in a string).
+// Anything else (a name given twice, or merely a ':' elsewhere) is left to check(), which scans; one split, where
+// an indexOf per name would compare at every offset of the text (njs's indexOf). The split stops one part past a
+// text with one ':' per member, so a body full of ':' costs no more parts than that.
+// The id's text is not needed: the call goes to the node as it is.
 function allowedAsIs(text, parsed, allowed, never) {
     if (parsed === null || typeof parsed !== 'object' || typeof parsed.method !== 'string' ||
-        text.indexOf('\\') >= 0 || never(parsed.method) || allowed.indexOf(parsed.method) < 0) {
+        allowed.indexOf(parsed.method) < 0 || never(parsed.method)) {
         return null;
     }
-    const names = Object.keys(parsed);
-    for (let i = 0; i < names.length; i++) {
-        const quoted = '"' + names[i] + '"';
-        const first = text.indexOf(quoted);
-        if (first < 0 || text.indexOf(quoted, first + 1) >= 0) {
-            return null;
-        }
+    const count = Object.keys(parsed).length;
+    if (text.split(':', count + 2).length !== count + 1) {
+        return null;
     }
     return {id: null, notification: false, method: parsed.method, refusal: null, invalid: false};
 }
 
 // The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
 function withhold(text, method) {
-    const fields = WITHHELD[method];
+    const fields = withheldFields(method);
     const start = skipSpace(text, 0);
     if (!fields || text.charCodeAt(start) !== 123) {
         return text;
@@ -353,7 +387,9 @@ async function charge(r, count) {
     return answers.every(function (a) { return a.status === 204; });
 }
 
-async function jsonRpc(r) {
+// Not async: a single call the proxy serves runs no promise machinery; what awaits (the cache, a batch's charges,
+// splicing) is in the async functions it returns from.
+function jsonRpc(r) {
     const who = identify(r);
     if (r.method !== 'POST') {
         return refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
@@ -374,25 +410,22 @@ async function jsonRpc(r) {
     const maxBatch = who.profile.maxBatch || MAX_BATCH;
     const start = skipSpace(text, 0);
     if (!Array.isArray(request)) {
-        const method0 = api === ROUTES.node && request !== null && typeof request === 'object' ? request.method : null;
-        // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
-        const quick = history.serves(method0) ? null : allowedAsIs(text, request, allowed, api.never);
-        const call = quick || check(text, [start, text.length], request, allowed, api.never);
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
+        // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
+        const cacheable = api.node && history !== null && history.serves(method);
+        // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
+        const quick = cacheable ? null : allowedAsIs(text, request, allowed, api.never);
+        const call = quick || check(text, [start, text.length], request, allowed, api.never);
         r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
         r.variables.zbi_method = call.refusal ? REFUSED_LABEL : call.method;
         if (call.refusal) {
             return replyText(r, call.invalid ? 400 : 200, call.refusal);
         }
-        // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
-        if (api === ROUTES.node && history.serves(call.method) && await history.serve(r, request, call.id)) {
-            return;
+        if (cacheable) {
+            return fromCache(r, api, text, request, call, start);
         }
-        if (WITHHELD[call.method]) {
-            return forwardAndSplice(r, text, [call], [[start, text.length]], false);
-        }
-        return toNode(r, api);
+        return forward(r, api, text, call, start);
     }
     r.variables.zbi_method = BATCH_LABEL;
     if (request.length === 0) {
@@ -406,12 +439,32 @@ async function jsonRpc(r) {
     }).join(',').slice(0, 200);
     const spans = elements(text, start);
     const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed, api.never); });
-    // Every call counts against the rate limit, forwarded or refused.
+    return chargedBatch(r, api, text, calls, spans);
+}
+
+// A single call, checked, from the cache when it answers, else as any other.
+async function fromCache(r, api, text, request, call, start) {
+    if (await history.serve(r, request, call.id)) {
+        return;
+    }
+    return forward(r, api, text, call, start);
+}
+
+// A single call, checked, to the node: as received, or through the splice when its answer has withheld members.
+function forward(r, api, text, call, start) {
+    if (withheldFields(call.method)) {
+        return forwardAndSplice(r, text, [call], [[start, text.length]], false);
+    }
+    return toNode(r, api);
+}
+
+// A batch, checked: every call counts against the rate limit, forwarded or refused.
+async function chargedBatch(r, api, text, calls, spans) {
     if (!(await charge(r, calls.length - 1))) {
         return refuseRequest(r, 429, -32005, 'rate limit reached');
     }
     const refused = calls.some(function (c) { return c.refusal; });
-    const withheld = calls.some(function (c) { return WITHHELD[c.method]; });
+    const withheld = calls.some(function (c) { return withheldFields(c.method); });
     if (!refused && !withheld) {
         return toNode(r, api);
     }

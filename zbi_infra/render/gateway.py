@@ -28,6 +28,7 @@ from zbi_infra.config.access import (
 from zbi_infra.config.instance import GatewayConfig
 from zbi_infra.config.resources import memory_mib
 from zbi_infra.config.zcashd_methods import gateway_refused
+from zbi_infra.render.gateway_cache import JS_MODULE as CACHE_JS_MODULE
 from zbi_infra.render.gateway_cache import LOG_FIELDS as CACHE_LOG_FIELDS
 
 # The probe calls every 30 s per Prometheus replica: one a second with a burst covers them.
@@ -259,24 +260,50 @@ RELAY_PORT = 8444
 ZCASHD_PATH = "/zcashd"
 
 
-def gateway_js(paths: GatewayPaths, *, relay_port: int = RELAY_PORT, zcashd_wallet: bool = False) -> str:
+def switch_cases(names: list[str]) -> str:
+    """A set of names as gateway.js writes it: a switch's cases answering true (none when the set is empty)."""
+    if not names:
+        return ""
+    cases = [f"case {json.dumps(name)}:" for name in names]
+    lines = [" ".join(cases[i : i + 4]) for i in range(0, len(cases), 4)]
+    return "\n    ".join(lines) + "\n        return true;"
+
+
+def prefix_test(prefixes: list[str]) -> str:
+    """gateway.js's test of `method` against a list of prefixes, as one expression."""
+    return " || ".join(f"method.startsWith({json.dumps(prefix)})" for prefix in prefixes) or "false"
+
+
+# gateway.js's stand-in for gateway_cache.js on an instance without the cache, which serves nothing, as the module
+# does when disabled, without running that module's top level for every request.
+NO_HISTORY_CACHE = "const history = null;"
+
+
+def gateway_js(
+    paths: GatewayPaths, *, relay_port: int = RELAY_PORT, zcashd_wallet: bool = False, history_cache: bool = True
+) -> str:
     """The njs module. `zcashd_wallet`: the instance's zcashd runs its wallet, so its wallet methods may pass (to the
-    users whose own list names them); otherwise the module refuses them whatever the user table says."""
+    users whose own list names them); otherwise the module refuses them whatever the user table says.
+    `history_cache`: the instance caches (gateway_cache.js is imported); without, a stand-in serves nothing."""
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
     substitutions = {
         "__TABLE_DIR__": paths.config_dir,
         "__KEY_FILE_PREFIX__": KEY_FILE_PREFIX,
         "__ANONYMOUS_FILE__": ANONYMOUS_FILE,
         "__UPSTREAM_AUTH__": paths.upstream_auth_file,
-        "__NEVER__": json.dumps(sorted(NEVER_EXPOSED)),
-        "__NEVER_PREFIXES__": json.dumps(list(NEVER_EXPOSED_PREFIXES)),
-        "__PREFIX_EXCEPTIONS__": json.dumps(sorted(Z_CHAIN_QUERIES)),
+        "__HISTORY__": f"import history from '{CACHE_JS_MODULE}';" if history_cache else NO_HISTORY_CACHE,
+        "__NEVER__": switch_cases(sorted(NEVER_EXPOSED)),
+        "__NEVER_PREFIXES__": prefix_test(list(NEVER_EXPOSED_PREFIXES)),
+        "__PREFIX_EXCEPTIONS__": switch_cases(sorted(Z_CHAIN_QUERIES)),
         "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
         "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
         "__RELAY__": f"127.0.0.1:{relay_port}",
-        "__WITHHELD__": json.dumps(WITHHELD),
-        "__GRPC_HEADERS__": json.dumps(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
-        "__ZCASHD_NEVER__": json.dumps(gateway_refused(zcashd_wallet)),
+        "__WITHHELD__": "\n    ".join(
+            f"case {json.dumps(method)}:\n        return {json.dumps(fields)};"
+            for method, fields in sorted(WITHHELD.items())
+        ),
+        "__GRPC_HEADERS__": switch_cases(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
+        "__ZCASHD_NEVER__": switch_cases(gateway_refused(zcashd_wallet)),
         "__ZCASHD_PATH__": ZCASHD_PATH,
         "__GRPC_SERVICE__": light_wallet_service()[0],
     }

@@ -168,6 +168,8 @@ def nginx_conf(
     return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
 load_module {js_module_path};
 {main_context(user=user, workers=workers, worker_connections=WORKER_CONNECTIONS, temp_dir=temp_dir)}
+# Regular expressions (the maps splitting $zbi_who, the API by path) run for every request: compiled to machine code.
+pcre_jit on;
 
 http {{
 {http_writable_paths(temp_dir)}
@@ -359,7 +361,9 @@ def pod_files(
             zcashd_upstream=upstreams.zcashd,
             history_cache=history_cache,
         ),
-        JS_MODULE: gateway_js(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet),
+        JS_MODULE: gateway_js(
+            POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache is not None
+        ),
         gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
         gateway_cache.JSON_TEXT_MODULE: gateway_cache.json_text_js(),
         **users_files(access, probe_key_sha256=probe_key_sha256),

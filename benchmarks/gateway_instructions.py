@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Instructions per JSON-RPC `getblockcount` request, the gateway beside plain nginx proxying, counted by valgrind's
+callgrind: unlike requests per CPU-second, a count that the other jobs of a shared machine do not move.
+
+Each nginx runs as one process (`master_process off`) under callgrind, against the same fixed-body upstream as
+benchmarks/gateway_load.py; a client sends `--warmup` requests on one kept-alive TLS connection, the counters are
+zeroed, `--requests` more are sent, and the counters dumped: their total divided by the requests is the figure.
+The plain proxy's configuration is gateway_load.py's. Prints numbers; asserts nothing.
+
+    python3 uvw run python benchmarks/gateway_instructions.py [--requests 400] [--warmup 50] [--annotate N]
+
+`--annotate N` prints each path's N costliest functions (inclusive of what they call), from callgrind_annotate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import re
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import benchmarks.gateway_load as gateway_load
+import tests.gateway_harness as harness
+from tests.gateway_harness import KEYS, free_port, tls_files
+
+CALL = json.dumps({"jsonrpc": "1.0", "method": "getblockcount", "params": [], "id": 1}).encode()
+
+
+@contextmanager
+def under_callgrind(directory: Path, port: int, out: Path) -> Iterator[int]:
+    """nginx with `directory/nginx.conf` as one process under callgrind, once it accepts on `port`; yields its pid."""
+    log = (directory / "callgrind.log").open("w")
+    process = subprocess.Popen(
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", harness.nginx(), "-e", "stderr",
+         "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off; master_process off;"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                probe = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=unverified())
+                probe.request("GET", "/healthz")
+                probe.getresponse().read()
+                probe.close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"nginx did not start under callgrind: {directory / 'callgrind.log'}") from None
+                time.sleep(0.5)
+        yield process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+        log.close()
+
+
+def unverified() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def send(port: int, authorization: str, count: int) -> None:
+    connection = http.client.HTTPSConnection("127.0.0.1", port, timeout=60, context=unverified())
+    headers = {"Authorization": authorization, "Content-Type": "application/json"}
+    for _ in range(count):
+        connection.request("POST", "/", CALL, headers)
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200 or b'"result":3000000' not in body:
+            raise RuntimeError(f"unexpected answer {response.status}: {body[:200]!r}")
+    connection.close()
+
+
+def counted(pid: int, port: int, authorization: str, warmup: int, requests: int, out: Path) -> float:
+    """Instructions per request over `requests` requests after `warmup`; leaves the dump in `out`'s directory."""
+    send(port, authorization, warmup)
+    subprocess.run(["callgrind_control", "-z", str(pid)], check=True, capture_output=True, timeout=120)
+    send(port, authorization, requests)
+    for old in out.parent.glob(f"{out.name}.*"):
+        old.unlink()
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True, timeout=120)
+    dump = max(out.parent.glob(f"{out.name}.*"), key=lambda p: p.stat().st_mtime)
+    totals = re.search(r"^(?:summary|totals): (\d+)", dump.read_text(), flags=re.MULTILINE)
+    if totals is None:
+        raise RuntimeError(f"no totals in {dump}")
+    return int(totals.group(1)) / requests
+
+
+def costliest(out: Path, count: int) -> str:
+    dump = max(out.parent.glob(f"{out.name}.*"), key=lambda p: p.stat().st_mtime)
+    text = subprocess.run(
+        ["callgrind_annotate", "--inclusive=yes", str(dump)], capture_output=True, text=True, timeout=120
+    ).stdout
+    lines = [line for line in text.splitlines() if re.match(r"^\s*[\d,]+ \(", line)]
+    return "\n".join(lines[:count])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--annotate", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+    user = "Basic " + __import__("base64").b64encode(f"bench:{KEYS['bench']}".encode()).decode()
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        (root / "up").mkdir()
+        conf, ports = gateway_load.fixed_upstreams(root / "up")
+        (root / "plain").mkdir()
+        tls_files(root / "plain")
+        plain_port = free_port()
+        plain_conf = gateway_load.plain_proxy(root / "plain", ports, "small", plain_port)
+        (root / "plain" / "nginx.conf").write_text(
+            f"load_module {harness.JS_MODULE};\npid {root}/plain/nginx.pid;\nerror_log stderr error;\n"
+            f"events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n"
+            f" client_body_temp_path {root}/plain/body;\n proxy_temp_path {root}/plain/proxy;\n{plain_conf}\n}}\n"
+        )
+        results = {}
+        with gateway_load.nginx_running(root / "up", conf):
+            out = root / "plain.out"
+            with under_callgrind(root / "plain", plain_port, out) as pid:
+                results["plain nginx proxying"] = counted(pid, plain_port, user, args.warmup, args.requests, out)
+            plain_top = costliest(out, args.annotate) if args.annotate else ""
+            gateway_out = root / "gateway.out"
+
+            @contextmanager
+            def gateway_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
+                with under_callgrind(directory, port, gateway_out):
+                    yield directory / "callgrind.log"
+
+            # The harness renders and starts the gateway; here it starts under callgrind instead.
+            original, harness.running_nginx = harness.running_nginx, gateway_nginx
+            try:
+                with harness.running_gateway(
+                    root / "gw", f"127.0.0.1:{ports['small']}", None, max_body_bytes=64 * 1024
+                ) as gateway:
+                    pid = int((gateway.config_dir / "nginx.pid").read_text())
+                    results["gateway"] = counted(pid, gateway.port, user, args.warmup, args.requests, gateway_out)
+            finally:
+                harness.running_nginx = original
+            gateway_top = costliest(gateway_out, args.annotate) if args.annotate else ""
+    print(f"instructions per JSON-RPC getblockcount request (callgrind, {args.requests} requests after "
+          f"{args.warmup}, one kept-alive TLS connection, one nginx process):")  # fmt: skip
+    for label, value in results.items():
+        print(f"  {label}: {value:,.0f}")
+    ratio = results["plain nginx proxying"] / results["gateway"]
+    print(f"  plain / gateway: {ratio:.2f} (the gateway's requests per instruction, as a share of plain proxying)")
+    if args.annotate:
+        print(f"== plain nginx, costliest {args.annotate} (inclusive) ==\n{plain_top}")
+        print(f"== gateway, costliest {args.annotate} (inclusive) ==\n{gateway_top}")
+
+
+if __name__ == "__main__":
+    main()
