@@ -386,7 +386,8 @@ async function jsonRpc(r) {
             return replyText(r, call.invalid ? 400 : 200, call.refusal);
         }
         // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
-        if (api === ROUTES.node && history.serves(call.method) && await history.serve(r, request, call.id)) {
+        if (api === ROUTES.node && history.serves(call.method) &&
+            await history.serve(r, request, call.id, text, start)) {
             return;
         }
         if (WITHHELD[call.method]) {
