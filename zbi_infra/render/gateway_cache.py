@@ -143,8 +143,11 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
         "    # least recently used when the volume's share is full. A megabyte of keys zone holds ~8,000 keys.\n"
         f"    proxy_cache_path {cache.cache_dir} levels=1:2 keys_zone=zbi_history:{cache.keys_zone_mib}m "
         f"max_size={cache.max_size_mib}m inactive={cache.inactive_days}d use_temp_path=off;\n"
-        "    # The tip the gateway last learned, for one second.\n"
+        "    # The tip the gateway last learned, for one second: read by each call (zbi_tip), and kept by the filler\n"
+        "    # while the node is asked for the next (zbi_tip_last).\n"
         f"    proxy_cache_path {temp_dir}/zbi-tip levels=1 keys_zone=zbi_tip:1m max_size=1m inactive=1m "
+        "use_temp_path=off;\n"
+        f"    proxy_cache_path {temp_dir}/zbi-tip-last levels=1 keys_zone=zbi_tip_last:1m max_size=1m inactive=1m "
         "use_temp_path=off;\n"
         f"    upstream zbi_fill {{\n        server 127.0.0.1:{cache.fill_port};\n        keepalive 8;\n    }}\n"
         "    limit_conn_zone $server_port zone=zbi_fills:1m;\n"
@@ -172,8 +175,8 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
     if cache is None:
         return ""
     return (
-        "        # The tip, from the filler's micro-cache (a subrequest's own cache lookup would never be given the\n"
-        "        # last tip while another asks the node for the next: nginx does that for main requests only).\n"
+        "        # The tip for this second; past it, from the filler's copy, which gives the last tip while one caller\n"
+        "        # asks the node for the next (nginx does that for main requests only, and this is a subrequest).\n"
         "        location = /_zbi_tip {\n"
         "            internal;\n"
         "            proxy_pass http://zbi_fill/_zbi_tip;\n"
@@ -183,6 +186,9 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
         "            proxy_pass_request_body off;\n"
         '            proxy_set_header Connection "";\n'
         '            proxy_set_header Content-Length "";\n'
+        "            proxy_cache zbi_tip;\n"
+        "            proxy_cache_key tip;\n"
+        f"            proxy_cache_valid 200 {TIP_SECONDS}s;\n"
         "        }\n"
         "        # A checked call njs handed over: answered from the volume, or filled by the loopback filler. The\n"
         "        # caller's request is the POST whose body njs read; the filler gets the canonical call in the URI.\n"
@@ -249,7 +255,7 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
         "            proxy_pass http://zbi_fill/_zbi_tip_node;\n"
         "            proxy_http_version 1.1;\n"
         '            proxy_set_header Connection "";\n'
-        "            proxy_cache zbi_tip;\n"
+        "            proxy_cache zbi_tip_last;\n"
         "            proxy_cache_key tip;\n"
         f"            proxy_cache_valid 200 {TIP_SECONDS}s;\n"
         "            proxy_cache_lock on;\n"
