@@ -215,6 +215,7 @@ def running_gateway(
     cache_max_answer_bytes: int = gateway_cache.MAX_CACHED_ANSWER_BYTES,
     access_file: AccessFile | None = None,
     cache_fills_at_once: int = 4,
+    cache_tip_max_age_seconds: int = gateway_cache.TIP_MAX_AGE_SECONDS,
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`);
     with `zcashd_upstream`, a zcashd sidecar's JSON-RPC at /zcashd; `access_file` instead of the harness's own."""
@@ -237,7 +238,16 @@ def running_gateway(
         gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet, history_cache=history_cache)
     )
     cache = (
-        GatewayCache(1, 1, 1, str(directory / "cache"), free_port(), cache_max_answer_bytes, cache_fills_at_once)
+        GatewayCache(
+            1,
+            1,
+            1,
+            str(directory / "cache"),
+            free_port(),
+            cache_max_answer_bytes,
+            cache_fills_at_once,
+            cache_tip_max_age_seconds,
+        )
         if history_cache
         else None
     )

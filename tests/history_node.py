@@ -42,6 +42,8 @@ class HistoryNode:
     # Calls in progress at once: now, and the most seen.
     in_flight: list[int] = field(default_factory=lambda: [0])
     peak: list[int] = field(default_factory=lambda: [0])
+    # When set, every call is answered with this HTTP status and a text body, as a proxy in front of a dead node.
+    failing: list[int] = field(default_factory=lambda: [0])
 
     @property
     def address(self) -> str:
@@ -192,7 +194,7 @@ def answer_text(call: dict[str, Any], tip: int) -> bytes:
 
 def start_history_node(tip: int) -> HistoryNode:
     tips, delay, calls = [tip], [0.0], Counter[str]()
-    in_flight, peak, counting = [0], [0], threading.Lock()
+    in_flight, peak, counting, failing = [0], [0], threading.Lock(), [0]
     expected = "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -210,6 +212,15 @@ def start_history_node(tip: int) -> HistoryNode:
                 peak[0] = max(peak[0], in_flight[0])
             if delay[0]:
                 time.sleep(delay[0])
+            if failing[0]:
+                with counting:
+                    in_flight[0] -= 1
+                self.send_response(failing[0])
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", "4")
+                self.end_headers()
+                self.wfile.write(b"down")
+                return
             data = answer_text(call, tips[0])
             with counting:
                 in_flight[0] -= 1
@@ -219,4 +230,4 @@ def start_history_node(tip: int) -> HistoryNode:
             pass
 
     server = serve_in_background(Handler, backlog=256)
-    return HistoryNode(server, tips, delay, calls, in_flight, peak)
+    return HistoryNode(server, tips, delay, calls, in_flight, peak, failing)

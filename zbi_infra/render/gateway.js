@@ -444,7 +444,7 @@ function jsonRpc(r) {
 
 // A single call, checked, from the cache when it answers, else as any other.
 async function fromCache(r, api, text, request, call, start) {
-    if (await history.serve(r, request, call.id)) {
+    if (await history.serve(r, request, call.id, text, start)) {
         return;
     }
     return forward(r, api, text, call, start);

@@ -29,15 +29,27 @@ const NODE = '/_zbi_fill_node';
 const METER = '/_zbi_fill_meter';
 // The filler's "not mine": the front forwards the caller's call to the node (nginx.conf's error_page).
 const NOT_MINE = 555;
+// The filler's "the node is down or timed out": the front answers as for any call the node cannot answer.
+const NODE_DOWN = 556;
 // Placeholders in stored answers: neither can occur in a node's JSON answer (checked before storing).
 const ID = '@zbi:id@';
 const CONFIRMATIONS = '@zbi:confirmations@';
 // Anything sub_filter would take for a placeholder (it matches without regard to case).
 const PLACEHOLDER = /@zbi:/i;
 const HASH = /^[0-9a-fA-F]{64}$/;
+// How a call's params and id must be written for the cache to answer it: as the node reads the canonical call it
+// sends (plain digits, true or false, strings without escapes; an id the node echoes as written: a string or a u64,
+// jsonrpsee's Id). Anything else (1e3, 1000.0, an escaped or object id) goes to the node, which decides.
+const PLAIN_PARAM = /^(?:[0-9]+|true|false|"[^"\\]*")$/;
+const PLAIN_ID = /^(?:[0-9]{1,20}|"[^"\\]*")$/;
+const MAX_U64 = '18446744073709551615';
+// Request headers that would make nginx answer a cached response with 304 or 412 (or a part of it): such calls go to
+// the node, which ignores them, as they would with no cache.
+const CONDITIONAL = ['If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since', 'If-Range', 'Range'];
+// The tip is used while at most this old (nginx serves the last one while a slow node is asked for the next).
+const TIP_MAX_AGE = __TIP_MAX_AGE__;
 // A height as zebra-state parses it, in one spelling only: other spellings (signs, leading zeros) pass uncached.
 const HEIGHT = /^(0|[1-9][0-9]{0,9})$/;
-const VERSIONS = {'1.0': '1.0', '2.0': '2.0'};
 
 function isCount(v, max) {
     return typeof v === 'number' && Math.floor(v) === v && v >= 0 && v <= max;
@@ -120,7 +132,8 @@ const METHODS = {
 // The canonical form of a call: {path, height, verbose} or null (not cacheable as asked: forwarded uncached).
 function canonical(call) {
     const shape = METHODS.hasOwnProperty(call.method) ? METHODS[call.method] : null;
-    const version = call.jsonrpc === undefined ? 'none' : VERSIONS[call.jsonrpc];
+    const version = call.jsonrpc === undefined ? 'none' : (call.jsonrpc === '1.0' || call.jsonrpc === '2.0') &&
+        call.jsonrpc;
     const params = call.params === undefined || call.params === null ? [] : call.params;
     if (!shape || !version || !Array.isArray(params)) {
         return null;
@@ -147,19 +160,37 @@ function reply(r, status, text) {
 async function tipHeight(r) {
     try {
         const answer = await r.subrequest(TIP, {method: 'GET'});
-        const tip = answer.status === 200 ? JSON.parse(answer.responseText).result : null;
+        // When the filler asked the node for it, by this nginx's clock.
+        const age = Date.now() / 1000 - Number(answer.headersOut['X-Zbi-Tip-At']);
+        const tip = answer.status === 200 && age <= TIP_MAX_AGE ? JSON.parse(answer.responseText).result : null;
         return isCount(tip, 0xffffffff) ? tip : null;
     } catch (e) {
         return null;
     }
 }
 
+// True when the call's id and params are written as the node would read the canonical call (PLAIN_PARAM).
+function plainlyWritten(text, start, rawId) {
+    if (!PLAIN_ID.test(rawId) || (rawId.length === 20 && rawId > MAX_U64)) {
+        return false;
+    }
+    const params = json.member(text, start, 'params');
+    if (params === undefined || text.slice(params[0], params[1]) === 'null') {
+        return true;
+    }
+    return text.charCodeAt(params[0]) === 91 && json.elements(text, params[0]).every(function (span) {
+        return PLAIN_PARAM.test(text.slice(span[0], span[1]));
+    });
+}
+
 // Hands the call to the cache (and returns true), or returns false: the caller forwards the call as usual.
-// `rawId` is the caller's id, as text (null for a notification, which is never served here).
-async function serve(r, call, rawId) {
+// `rawId` is the caller's id, as text (null for a notification, which is never served here); `text` the body,
+// whose call starts at `start`.
+async function serve(r, call, rawId, text, start) {
     const key = rawId === null ? null : canonical(call);
     r.variables.zbi_cache = 'pass';
-    if (!key) {
+    if (!key || !plainlyWritten(text, start, rawId) ||
+        CONDITIONAL.some(function (h) { return r.headersIn[h] !== undefined; })) {
         return false;
     }
     const tip = await tipHeight(r);
@@ -176,12 +207,14 @@ async function serve(r, call, rawId) {
 }
 
 // js_set $zbi_confirmations, read by sub_filter as a stored answer streams out: the depth + 1 of the block it is
-// about, at the tip serve() learned (the height is the stored answer's X-Zbi-Height header).
+// about, at the tip serve() learned (the height is the stored answer's X-Zbi-Height header). A node whose tip fell
+// below a block already final (restored from an older state) would not know the block: the answer then says 1,
+// understating its depth as a stale tip does, never overstating it.
 function confirmations(r) {
     const height = Number(r.variables.upstream_http_x_zbi_height);
     const tip = Number(r.variables.zbi_cache_tip);
-    return isCount(height, 0xffffffff) && isCount(tip, 0xffffffff) && tip >= height ?
-        String(tip - height + 1) : CONFIRMATIONS;
+    return isCount(height, 0xffffffff) && isCount(tip, 0xffffffff) ? String(Math.max(1, tip - height + 1)) :
+        CONFIRMATIONS;
 }
 
 // --- The filler: the proxy cache's upstream, on a loopback server of this nginx ---
@@ -283,6 +316,9 @@ async function fillFrom(r) {
     }
     // Unread here (above MAX_ANSWER, or the node down or not answering JSON): the front asks the node again, one
     // more call charged to the caller (over its rate: refused, as any call over it).
+    if (answer !== null && answer.parsed === null && (answer.status === 502 || answer.status === 504)) {
+        return reply(r, NODE_DOWN, '');
+    }
     if (answer === null || answer.parsed === null) {
         return reply(r, await charged(r) ? NOT_MINE : 429, '');
     }

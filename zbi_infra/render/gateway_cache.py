@@ -29,6 +29,10 @@ POD_CACHE_DIR = "/var/cache/zbi-history"
 # only keep an answer out of the cache, and `confirmations` computed from it is what a node answer already in
 # flight would say.
 TIP_SECONDS = 1
+# How old a tip may be and still be used: while a slow node is asked for the next one, nginx serves the last (one
+# node call at a time per replica, whatever the load); past this age calls go to the node uncached. A stale tip
+# understates depths and `confirmations`, never overstates them.
+TIP_MAX_AGE_SECONDS = 10
 # The largest answer stored: the largest Zcash block's hex (verbosity 0, ~3.9 MB for Testnet 141042) fits. A hit
 # streams from the volume whatever its size; a miss is read whole by the filler's njs (to find what changes with the
 # tip), so larger answers pass uncached rather than costing a fill more memory.
@@ -40,9 +44,14 @@ FILL_COST_ANSWERS = 6
 # The filler's status for "not mine" (nginx.conf's error_page forwards the caller's own call to the node); no node
 # answers it.
 NOT_MINE = 555
+# The filler's "the node is down or timed out": answered as any call the node cannot answer (502).
+NODE_DOWN = 556
 # The share of the volume nginx's cache may fill: its cache manager enforces `max_size` after the fact (every few
 # seconds), and fills in progress write their temporary files on the same volume.
 MAX_SIZE_SHARE = 0.85
+# How long the front waits for the filler: its two node calls at most (the by-hash check, then the call), each
+# bounded by the node proxy's own read timeout (render/gateway.py, 60 s), and a margin.
+FILL_READ_TIMEOUT_SECONDS = 2 * 60 + 5
 # The access-log fields of the cache: what it did with the request ("hit", "miss" = filled and stored, "pass" = a
 # cached method whose answer is not cacheable, "-" = not a cached method), and the bytes a miss stored.
 LOG_FIELDS = {"cache": "$zbi_cache_outcome", "cache_bytes": "$zbi_cache_stored_bytes"}
@@ -62,6 +71,7 @@ class GatewayCache:
     fill_port: int = FILL_PORT
     max_answer_bytes: int = MAX_CACHED_ANSWER_BYTES
     fills_at_once: int = 4
+    tip_max_age_seconds: int = TIP_MAX_AGE_SECONDS
 
     @classmethod
     def of(cls, config: HistoryCacheConfig, **where: str | int) -> GatewayCache:
@@ -91,6 +101,7 @@ def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
         "__ENABLED__": json.dumps(cache is not None),
         "__FINAL_DEPTH__": str(FINAL_DEPTH),
         "__MAX_ANSWER__": str(cache.max_answer_bytes if cache else MAX_CACHED_ANSWER_BYTES),
+        "__TIP_MAX_AGE__": str(cache.tip_max_age_seconds if cache else TIP_MAX_AGE_SECONDS),
         "__UPSTREAM_AUTH__": upstream_auth_file,
     }
     for placeholder, value in substitutions.items():
@@ -132,18 +143,26 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
         "    # least recently used when the volume's share is full. A megabyte of keys zone holds ~8,000 keys.\n"
         f"    proxy_cache_path {cache.cache_dir} levels=1:2 keys_zone=zbi_history:{cache.keys_zone_mib}m "
         f"max_size={cache.max_size_mib}m inactive={cache.inactive_days}d use_temp_path=off;\n"
-        "    # The tip the gateway last learned, for one second.\n"
+        "    # The tip the gateway last learned, for one second: read by each call (zbi_tip), and kept by the filler\n"
+        "    # while the node is asked for the next (zbi_tip_last).\n"
         f"    proxy_cache_path {temp_dir}/zbi-tip levels=1 keys_zone=zbi_tip:1m max_size=1m inactive=1m "
+        "use_temp_path=off;\n"
+        f"    proxy_cache_path {temp_dir}/zbi-tip-last levels=1 keys_zone=zbi_tip_last:1m max_size=1m inactive=1m "
         "use_temp_path=off;\n"
         f"    upstream zbi_fill {{\n        server 127.0.0.1:{cache.fill_port};\n        keepalive 8;\n    }}\n"
         "    limit_conn_zone $server_port zone=zbi_fills:1m;\n"
     )
 
 
+def proxy_to_node(indent: str, upstream_auth_include: str) -> str:
+    """The gateway's own proxy settings towards the node (render/gateway.py)."""
+    from zbi_infra.render import gateway  # gateway.py imports this module for its log fields
+
+    return gateway.proxy_to_node(indent, upstream_auth_include)
+
+
 def _to_node(indent: str, upstream_auth_include: str) -> str:
     """An internal location's proxy to the node, with the node's credentials (as the gateway's own proxy)."""
-    from zbi_infra.render.gateway import proxy_to_node  # gateway.py imports this module for its log fields
-
     return f"{indent}internal;\n{indent}rewrite ^ / break;\n{indent}proxy_pass http://zbi_rpc;\n" + proxy_to_node(
         indent, upstream_auth_include
     )
@@ -156,15 +175,20 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
     if cache is None:
         return ""
     return (
+        "        # The tip for this second; past it, from the filler's copy, which gives the last tip while one caller\n"
+        "        # asks the node for the next (nginx does that for main requests only, and this is a subrequest).\n"
         "        location = /_zbi_tip {\n"
-        + _to_node("            ", upstream_auth_include)
-        + "            proxy_method POST;\n"
+        "            internal;\n"
+        "            proxy_pass http://zbi_fill/_zbi_tip;\n"
+        "            proxy_method GET;\n"
+        "            proxy_http_version 1.1;\n"
+        "            proxy_pass_request_headers off;\n"
         "            proxy_pass_request_body off;\n"
-        """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
+        '            proxy_set_header Connection "";\n'
+        '            proxy_set_header Content-Length "";\n'
         "            proxy_cache zbi_tip;\n"
         "            proxy_cache_key tip;\n"
         f"            proxy_cache_valid 200 {TIP_SECONDS}s;\n"
-        "            proxy_cache_lock on;\n"
         "        }\n"
         "        # A checked call njs handed over: answered from the volume, or filled by the loopback filler. The\n"
         "        # caller's request is the POST whose body njs read; the filler gets the canonical call in the URI.\n"
@@ -188,7 +212,7 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
         "            proxy_cache_valid 200 3650d;\n"
         "            # No proxy_cache_lock: a caller never waits for another caller's fill (an answer that cannot be\n"
         "            # stored, a recent block by hash, would queue every caller of it behind the one before).\n"
-        "            proxy_read_timeout 65s;\n"
+        f"            proxy_read_timeout {FILL_READ_TIMEOUT_SECONDS}s;\n"
         "            proxy_buffer_size 64k;\n"
         "            proxy_buffers 16 64k;\n"
         "            proxy_hide_header X-Zbi-Stored;\n"
@@ -196,6 +220,7 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
         "            # Not the filler's to answer, or the filler unreachable: the caller's own call goes to the node.\n"
         "            proxy_intercept_errors on;\n"
         f"            error_page {NOT_MINE} 502 504 = @zbi_rpc;\n"
+        f"            error_page {NODE_DOWN} = @node_unavailable;\n"
         "            # The placeholders, filled as the answer streams (a hit is never read whole into memory).\n"
         "            sub_filter_types application/json;\n"
         "            sub_filter_once off;\n"
@@ -223,6 +248,28 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
         "        location = /_zbi_fill_node {\n"
         + _to_node("            ", upstream_auth_include)
         + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
+        "        }\n"
+        "        # The tip the node last gave, kept a second, one ask of the node at a time: while a slow node is\n"
+        "        # asked, callers get the last one (gateway_cache.js ignores one older than its bound).\n"
+        "        location = /_zbi_tip {\n"
+        "            proxy_pass http://zbi_fill/_zbi_tip_node;\n"
+        "            proxy_http_version 1.1;\n"
+        '            proxy_set_header Connection "";\n'
+        "            proxy_cache zbi_tip_last;\n"
+        "            proxy_cache_key tip;\n"
+        f"            proxy_cache_valid 200 {TIP_SECONDS}s;\n"
+        "            proxy_cache_lock on;\n"
+        "            proxy_cache_use_stale updating error timeout http_502 http_504;\n"
+        "        }\n"
+        "        # The tip, stamped with this nginx's clock (the micro-cache keeps the stamp with it).\n"
+        "        location = /_zbi_tip_node {\n"
+        "            rewrite ^ / break;\n"
+        "            proxy_pass http://zbi_rpc;\n"
+        + proxy_to_node("            ", upstream_auth_include)
+        + "            proxy_method POST;\n"
+        "            proxy_pass_request_body off;\n"
+        """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
+        "            add_header X-Zbi-Tip-At $msec always;\n"
         "        }\n"
         "        # One more node call charged to the caller the front named (only the front holds the node's\n"
         "        # credentials, which the filler checked).\n"
