@@ -175,8 +175,8 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
     if cache is None:
         return ""
     return (
-        "        # The tip for this second; past it, from the filler's copy, which gives the last tip while one caller\n"
-        "        # asks the node for the next (nginx does that for main requests only, and this is a subrequest).\n"
+        "        # The tip for this second; past it, from the filler's copy, which gives the last tip while one\n"
+        "        # caller asks the node for the next (nginx does that for main requests only; this is a subrequest).\n"
         "        location = /_zbi_tip {\n"
         "            internal;\n"
         "            proxy_pass http://zbi_fill/_zbi_tip;\n"
