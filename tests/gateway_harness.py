@@ -35,10 +35,12 @@ from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
 from zbi_infra.render import gateway_cache
 from zbi_infra.render.gateway import (
     ANONYMOUS_FILE,
+    JSON_TEXT_MODULE,
     KEY_FILE_PREFIX,
     GatewayPaths,
     gateway_js,
     is_user_file,
+    json_text_js,
     upstream_auth_directive,
     user_files,
     users_table,
@@ -252,7 +254,7 @@ def running_gateway(
         else None
     )
     (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache, paths.upstream_auth_file))
-    (directory / gateway_cache.JSON_TEXT_MODULE).write_text(gateway_cache.json_text_js())
+    (directory / JSON_TEXT_MODULE).write_text(json_text_js())
     port = free_port()
     config = nginx_conf(
         file,

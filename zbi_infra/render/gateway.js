@@ -10,6 +10,8 @@
 // answer spliced, element by element, from the node's text: numbers are never parsed and printed again.
 import fs from 'fs';
 import crypto from 'crypto';
+// JSON values found as spans of text (shared with gateway_cache.js).
+import json from 'json_text.js';
 // Answers about final blocks, from the gateway's cache (history.cache): rendered as an import of gateway_cache.js
 // when the instance caches, else as null (serves nothing), since njs runs every imported module's top level again
 // for each request (gateway.py's gateway_js).
@@ -196,106 +198,6 @@ function upstreamAuth(r) {
     return 'Basic ' + Buffer.from(fs.readFileSync(UPSTREAM_AUTH).toString().trim()).toString('base64');
 }
 
-// --- JSON text, scanned without parsing numbers: spans [start, end) of values in a text already known valid ---
-
-function skipSpace(s, i) {
-    for (;;) {
-        const c = s.charCodeAt(i);
-        if (c !== 32 && c !== 9 && c !== 10 && c !== 13) {
-            return i;
-        }
-        i++;
-    }
-}
-
-function stringEnd(s, i) {
-    let from = i + 1;
-    for (;;) {
-        const quote = s.indexOf('"', from);
-        let slashes = 0;
-        while (s.charCodeAt(quote - 1 - slashes) === 92) {
-            slashes++;
-        }
-        if (slashes % 2 === 0) {
-            return quote + 1;
-        }
-        from = quote + 1;
-    }
-}
-
-function valueEnd(s, i) {
-    let c = s.charCodeAt(i);
-    if (c === 34) {
-        return stringEnd(s, i);
-    }
-    if (c === 123 || c === 91) {
-        let depth = 0;
-        for (;;) {
-            c = s.charCodeAt(i);
-            if (c === 34) {
-                i = stringEnd(s, i);
-                continue;
-            }
-            if (c === 123 || c === 91) {
-                depth++;
-            } else if (c === 125 || c === 93) {
-                depth--;
-                if (depth === 0) {
-                    return i + 1;
-                }
-            }
-            i++;
-        }
-    }
-    while (i < s.length) {
-        c = s.charCodeAt(i);
-        if (c === 44 || c === 93 || c === 125 || c === 32 || c === 9 || c === 10 || c === 13) {
-            return i;
-        }
-        i++;
-    }
-    return i;
-}
-
-// The elements of the array whose text starts at `start`, as spans.
-function elements(s, start) {
-    const spans = [];
-    let i = skipSpace(s, start + 1);
-    if (s.charCodeAt(i) === 93) {
-        return spans;
-    }
-    for (;;) {
-        i = skipSpace(s, i);
-        const end = valueEnd(s, i);
-        spans.push([i, end]);
-        i = skipSpace(s, end);
-        if (s.charCodeAt(i) !== 44) {
-            return spans;
-        }
-        i++;
-    }
-}
-
-// The members of the object whose text starts at `start`: {names: {'$' + name: span}, duplicated}.
-function members(s, start) {
-    const names = {};
-    let duplicated = false;
-    let i = skipSpace(s, start + 1);
-    while (s.charCodeAt(i) !== 125) {
-        const keyEnd = stringEnd(s, i);
-        const name = '$' + JSON.parse(s.slice(i, keyEnd));
-        i = skipSpace(s, skipSpace(s, keyEnd) + 1);
-        const end = valueEnd(s, i);
-        duplicated = duplicated || names[name] !== undefined;
-        names[name] = [i, end];
-        i = skipSpace(s, end);
-        if (s.charCodeAt(i) === 44) {
-            i = skipSpace(s, i + 1);
-        }
-    }
-    return {names: names, duplicated: duplicated};
-}
-
 // --- Answers ---
 
 function errorText(rawId, code, message) {
@@ -320,7 +222,7 @@ function check(text, span, parsed, allowed, never) {
         call.refusal = errorText(null, -32600, 'Invalid Request: a call is an object');
         return call;
     }
-    const found = members(text, span[0]);
+    const found = json.members(text, span[0]);
     const id = found.names.$id;
     if (id !== undefined) {
         call.notification = false;
@@ -362,15 +264,15 @@ function allowedAsIs(text, parsed, allowed, never) {
 // The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
 function withhold(text, method) {
     const fields = withheldFields(method);
-    const start = skipSpace(text, 0);
+    const start = json.skipSpace(text, 0);
     if (!fields || text.charCodeAt(start) !== 123) {
         return text;
     }
-    const result = members(text, start).names.$result;
+    const result = json.members(text, start).names.$result;
     if (!result || text.charCodeAt(result[0]) !== 123) {
         return text;
     }
-    const spans = members(text, result[0]).names;
+    const spans = json.members(text, result[0]).names;
     const cuts = fields.map(function (f) { return spans['$' + f]; }).filter(function (s) { return s; });
     cuts.sort(function (a, b) { return b[0] - a[0]; });
     cuts.forEach(function (span) { text = text.slice(0, span[0]) + WITHHELD_TEXT + text.slice(span[1]); });
@@ -408,7 +310,7 @@ function jsonRpc(r) {
     const api = route(r);
     const allowed = who.profile[api.methods] || [];
     const maxBatch = who.profile.maxBatch || MAX_BATCH;
-    const start = skipSpace(text, 0);
+    const start = json.skipSpace(text, 0);
     if (!Array.isArray(request)) {
         const method = request !== null && typeof request === 'object' ? request.method : undefined;
         // The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
@@ -437,7 +339,7 @@ function jsonRpc(r) {
     r.variables.zbi_methods = request.map(function (c) {
         return c && typeof c.method === 'string' ? c.method.slice(0, 64) : '?';
     }).join(',').slice(0, 200);
-    const spans = elements(text, start);
+    const spans = json.elements(text, start);
     const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed, api.never); });
     return chargedBatch(r, api, text, calls, spans);
 }
@@ -519,7 +421,7 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
             return refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');
         }
         status = upstream.status;
-        const begin = skipSpace(answer, 0);
+        const begin = json.skipSpace(answer, 0);
         if (!batch) {
             return replyText(r, status, withhold(answer, calls[0].method));
         }
@@ -528,8 +430,8 @@ async function forwardAndSplice(r, text, calls, spans, batch) {
             return replyText(r, status, answer);
         }
         // By id, in the node's order: duplicate ids are answered in turn, as the node answered them.
-        elements(answer, begin).forEach(function (span) {
-            const id = members(answer, span[0]).names.$id;
+        json.elements(answer, begin).forEach(function (span) {
+            const id = json.members(answer, span[0]).names.$id;
             const key = '$' + (id ? answer.slice(id[0], id[1]) : 'null');
             (answers[key] = answers[key] || []).push(answer.slice(span[0], span[1]));
         });

@@ -18,8 +18,6 @@ from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.history_cache import HistoryCacheConfig
 
 JS_MODULE = "gateway_cache.js"
-# The JSON text scanner gateway_cache.js imports (a file of the gateway's ConfigMap, as the modules are).
-JSON_TEXT_MODULE = "json_text.js"
 # The loopback server that fills the cache from the node (nginx.conf's proxy cache reads through it).
 FILL_PORT = 8445
 # Where each replica's cache volume is mounted (a generic ephemeral volume, zbi_infra/node/gateway_cache_volume.py).
@@ -107,12 +105,6 @@ def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)
     return template
-
-
-def json_text_js() -> str:
-    """json_text.js, which gateway_cache.js imports: JSON values found as spans of text, with no memory per
-    character (njs frees nothing before a request ends)."""
-    return resources.files("zbi_infra.render").joinpath(JSON_TEXT_MODULE).read_text()
 
 
 def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:

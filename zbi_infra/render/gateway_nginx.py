@@ -18,6 +18,7 @@ from zbi_infra.render.gateway import (
     BODY_TIMEOUT_SECONDS,
     DEFAULT_MEMORY_LIMIT_MIB,
     JS_MODULE,
+    JSON_TEXT_MODULE,
     MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
     POD_LISTEN_PORT,
@@ -31,6 +32,7 @@ from zbi_infra.render.gateway import (
     GatewayUpstreams,
     anonymous_requests_cap,
     gateway_js,
+    json_text_js,
     proxy_to_node,
     rate_buckets,
     spliced_batches_cap,
@@ -365,6 +367,6 @@ def pod_files(
             POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache is not None
         ),
         gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
-        gateway_cache.JSON_TEXT_MODULE: gateway_cache.json_text_js(),
+        JSON_TEXT_MODULE: json_text_js(),
         **users_files(access, probe_key_sha256=probe_key_sha256),
     }
