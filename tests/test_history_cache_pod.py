@@ -138,3 +138,27 @@ def test_grpc_history_is_cached_by_the_light_wallet_tier_on_its_own_volume(histo
     cache_dir = f"{data_dir}/{evidence['cache_under_data_dir']}"
     holders = [path for path in mounted if cache_dir == path or cache_dir.startswith(path.rstrip("/") + "/")]
     assert holders and mounted[max(holders, key=len)] in claims, (cache_dir, mounted, claims)
+
+
+def test_zainos_block_cache_lives_on_the_light_wallet_volume(plan_stack: PlanStack) -> None:
+    """Zaino (fetch backend) answers GetBlock from its own compact block cache before asking the node (vendored,
+    read at a commit after its 0.8.0 tag): the finalised part is a database under `storage.database.path`, which
+    must be on the light-wallet StatefulSet's claim for the history's gRPC path to stay cached across restarts."""
+    from zbi_infra.config.instance import Network
+    from zbi_infra.render.lightwallet import zaino_config
+
+    evidence = json.loads((ROOT / "tests/fixtures/upstream/zaino/block-cache.json").read_text())
+    get_block = next(f["text"] for f in evidence["facts"] if "get_block:" in f["text"])
+    first, then = evidence["cache_first"]
+    assert get_block.index(first) < get_block.index(then)
+    config = zaino_config(Network.TESTNET, validator_address="n:1", rpc_user="u", rpc_password="p", tls=False)
+    section, table, key = evidence["database_path_key"].split(".")
+    database = config[section][table][key]
+    plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"lightwallet": {"kind": "zaino"},
+                                                                   "history": {}}}})  # fmt: skip
+    (statefulset,) = [s for s in objects(plan, "StatefulSet", NS) if "zaino" in s["metadata"]["name"]]
+    (container,) = [c for c in pod_spec(statefulset)["containers"] if c["name"] == statefulset["metadata"]["name"]]
+    claims = {t["metadata"]["name"] for t in statefulset["spec"]["volumeClaimTemplates"]}
+    mounted = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    holders = [path for path in mounted if database == path or database.startswith(path.rstrip("/") + "/")]
+    assert holders and mounted[max(holders, key=len)] in claims, (database, mounted, claims)
