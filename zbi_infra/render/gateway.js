@@ -10,7 +10,7 @@
 // spliced: by gateway_splice.js, in a VM of its own, to which this module hands the checked calls (splice()).
 import fs from 'fs';
 import crypto from 'crypto';
-// JSON values found as spans of text (shared with gateway_cache.js).
+// JSON values found as spans of text (shared with gateway_cache.js and gateway_splice.js).
 import json from 'json_text.js';
 // Answers about final blocks, from the gateway's cache (history.cache): rendered as an import of gateway_cache.js
 // when the instance caches, else as null (serves nothing), since njs runs every imported module's top level again
@@ -190,7 +190,8 @@ function who(r) {
     return verdict + ' ' + rateKey + ' ' + id.profile.bucket + ' ' + id.user;
 }
 
-// The node's credentials for the spliced path's ngx.fetch.
+// The node's credentials for the spliced path's ngx.fetch, read here and handed over with the calls, so that every
+// file the gateway reads is named in this module.
 function upstreamAuth(r) {
     return 'Basic ' + Buffer.from(fs.readFileSync(UPSTREAM_AUTH).toString().trim()).toString('base64');
 }

@@ -119,7 +119,8 @@ JS_MODULE = "gateway.js"
 # The spliced path's njs module (batches with refused calls, answers with withheld members): imported only by the
 # named location gateway.js redirects those to, so no other request runs its top level.
 SPLICE_JS_MODULE = "gateway_splice.js"
-# The JSON text scanner gateway.js and gateway_cache.js import (a file of the ConfigMap, as the modules are).
+# The JSON text scanner gateway.js, gateway_splice.js and gateway_cache.js import (a file of the ConfigMap, as the
+# modules are).
 JSON_TEXT_MODULE = "json_text.js"
 # The user table, one file per key in the configuration directory (the ConfigMap's keys): gateway.js reads only the
 # caller's own entry per request. Anonymous callers' profile, when there is one, is its own file.
