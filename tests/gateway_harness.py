@@ -37,8 +37,10 @@ from zbi_infra.render.gateway import (
     ANONYMOUS_FILE,
     JSON_TEXT_MODULE,
     KEY_FILE_PREFIX,
+    SPLICE_JS_MODULE,
     GatewayPaths,
     gateway_js,
+    gateway_splice_js,
     is_user_file,
     json_text_js,
     upstream_auth_directive,
@@ -236,9 +238,8 @@ def running_gateway(
     probe_hash = key_hash(probe_key) if probe_key else None
     write_user_table(directory, users_table(file, probe_key_sha256=probe_hash))
     relay_port = free_port()
-    (directory / "gateway.js").write_text(
-        gateway_js(paths, relay_port=relay_port, zcashd_wallet=zcashd_wallet, history_cache=history_cache)
-    )
+    (directory / "gateway.js").write_text(gateway_js(paths, zcashd_wallet=zcashd_wallet, history_cache=history_cache))
+    (directory / SPLICE_JS_MODULE).write_text(gateway_splice_js(relay_port=relay_port))
     cache = (
         GatewayCache(
             1,

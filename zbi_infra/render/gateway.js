@@ -6,11 +6,11 @@
 //
 // What reaches the node is the caller's own bytes: a single call or a wholly allowed batch is handed to nginx's
 // proxy (internal redirect), which forwards the body as received and streams the node's answer, whatever its size
-// and status. Only a batch with refused calls is rebuilt, from the original text of its allowed elements, and its
-// answer spliced, element by element, from the node's text: numbers are never parsed and printed again.
+// and status. Only a batch with refused calls, or a call whose answer has members withheld, is rebuilt and its answer
+// spliced: by gateway_splice.js, in a VM of its own, to which this module hands the checked calls (splice()).
 import fs from 'fs';
 import crypto from 'crypto';
-// JSON values found as spans of text (shared with gateway_cache.js).
+// JSON values found as spans of text (shared with gateway_cache.js and gateway_splice.js).
 import json from 'json_text.js';
 // Answers about final blocks, from the gateway's cache (history.cache): rendered as an import of gateway_cache.js
 // when the instance caches, else as null (serves nothing), since njs runs every imported module's top level again
@@ -22,14 +22,11 @@ const TABLE_DIR = '__TABLE_DIR__/';
 const KEY_FILE_PREFIX = '__KEY_FILE_PREFIX__';
 const ANONYMOUS_FILE = '__ANONYMOUS_FILE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
-// The node, for answers njs must read: through this nginx's loopback relay (ngx.fetch takes an address, not a
-// DNS name), whose answers above MAX_ANSWER fail the fetch here instead of closing the caller's connection.
-const RELAY = 'http://__RELAY__/';
-const MAX_ANSWER = __MAX_ANSWER__;
 const METER = '/_zbi_meter';
 const PROXY = '@zbi_rpc';
+// The named location whose module (gateway_splice.js) rebuilds and splices.
+const SPLICE = '@zbi_splice';
 const MAX_BATCH = __MAX_BATCH__;
-const WITHHELD_TEXT = '"withheld by the gateway"';
 // gRPC calls' paths start with the light-wallet service's name.
 const GRPC_PREFIX = '/__GRPC_SERVICE__/';
 
@@ -66,13 +63,13 @@ function grpcHeader(name) {
     return false;
 }
 
-// Answer fields withheld from callers, by method (null: none): zebrad's getinfo `errors` is its last WARN/ERROR log
-// line, verbatim.
-function withheldFields(method) {
+// Methods whose answers have members withheld from callers (gateway_splice.js replaces them): zebrad's getinfo
+// `errors` is its last WARN/ERROR log line, verbatim.
+function withholds(method) {
     switch (method) {
     __WITHHELD__
     }
-    return null;
+    return false;
 }
 
 function neverExposed(method) {
@@ -92,9 +89,9 @@ function zcashdNever(method) {
 // Built for the request's own route only: objects at the top level would be built for every request.
 function route(r) {
     if (r.uri === '__ZCASHD_PATH__') {
-        return {node: false, methods: 'zcashdRpc', never: zcashdNever, proxy: '@zbi_zcashd', relay: RELAY + 'zcashd/'};
+        return {node: false, methods: 'zcashdRpc', never: zcashdNever, proxy: '@zbi_zcashd'};
     }
-    return {node: true, methods: 'jsonRpc', never: neverExposed, proxy: PROXY, relay: RELAY};
+    return {node: true, methods: 'jsonRpc', never: neverExposed, proxy: PROXY};
 }
 
 // The entry in `name` of the table's directory, or null when there is none (an unknown key, no anonymous access).
@@ -193,7 +190,8 @@ function who(r) {
     return verdict + ' ' + rateKey + ' ' + id.profile.bucket + ' ' + id.user;
 }
 
-// The node's credentials for ngx.fetch (the spliced path only).
+// The node's credentials for the spliced path's ngx.fetch, read here and handed over with the calls, so that every
+// file the gateway reads is named in this module.
 function upstreamAuth(r) {
     return 'Basic ' + Buffer.from(fs.readFileSync(UPSTREAM_AUTH).toString().trim()).toString('base64');
 }
@@ -261,24 +259,6 @@ function allowedAsIs(text, parsed, allowed, never) {
     return {id: null, notification: false, method: parsed.method, refusal: null, invalid: false};
 }
 
-// The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
-function withhold(text, method) {
-    const fields = withheldFields(method);
-    const start = json.skipSpace(text, 0);
-    if (!fields || text.charCodeAt(start) !== 123) {
-        return text;
-    }
-    const result = json.members(text, start).names.$result;
-    if (!result || text.charCodeAt(result[0]) !== 123) {
-        return text;
-    }
-    const spans = json.members(text, result[0]).names;
-    const cuts = fields.map(function (f) { return spans['$' + f]; }).filter(function (s) { return s; });
-    cuts.sort(function (a, b) { return b[0] - a[0]; });
-    cuts.forEach(function (span) { text = text.slice(0, span[0]) + WITHHELD_TEXT + text.slice(span[1]); });
-    return text;
-}
-
 // Charges `count` more calls to the caller's rate bucket (nginx counted the HTTP request itself as one).
 async function charge(r, count) {
     const charges = [];
@@ -341,7 +321,7 @@ function jsonRpc(r) {
     }).join(',').slice(0, 200);
     const spans = json.elements(text, start);
     const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed, api.never); });
-    return chargedBatch(r, api, text, calls, spans);
+    return chargedBatch(r, api, calls, spans);
 }
 
 // A single call, checked, from the cache when it answers, else as any other.
@@ -354,23 +334,23 @@ async function fromCache(r, api, text, request, call, start) {
 
 // A single call, checked, to the node: as received, or through the splice when its answer has withheld members.
 function forward(r, api, text, call, start) {
-    if (withheldFields(call.method)) {
-        return forwardAndSplice(r, text, [call], [[start, text.length]], false);
+    if (withholds(call.method)) {
+        return splice(r, [call], [[start, text.length]], false);
     }
     return toNode(r, api);
 }
 
 // A batch, checked: every call counts against the rate limit, forwarded or refused.
-async function chargedBatch(r, api, text, calls, spans) {
+async function chargedBatch(r, api, calls, spans) {
     if (!(await charge(r, calls.length - 1))) {
         return refuseRequest(r, 429, -32005, 'rate limit reached');
     }
     const refused = calls.some(function (c) { return c.refusal; });
-    const withheld = calls.some(function (c) { return withheldFields(c.method); });
+    const withheld = calls.some(function (c) { return withholds(c.method); });
     if (!refused && !withheld) {
         return toNode(r, api);
     }
-    return forwardAndSplice(r, text, calls, spans, true);
+    return splice(r, calls, spans, true);
 }
 
 // Hands the request, as received, to nginx's proxy, which adds the node's credentials itself (nginx.conf includes
@@ -379,80 +359,11 @@ function toNode(r, api) {
     return r.internalRedirect(api.proxy);
 }
 
-// Forwards the allowed calls (their own text) through a subrequest and answers with the node's answers, each in
-// its call's place, the refusals in theirs; a notification gets no answer.
-async function forwardAndSplice(r, text, calls, spans, batch) {
-    const forwarded = [];
-    calls.forEach(function (c, i) {
-        if (!c.refusal) {
-            forwarded.push(i);
-        }
-    });
-    const answers = {};
-    let status = 200;
-    if (forwarded.length > 0) {
-        const parts = forwarded.map(function (i) { return text.slice(spans[i][0], spans[i][1]); });
-        let upstream;
-        let answer;
-        try {
-            // A batch's answer is held whole: the relay's /batch admits only so many at once per replica.
-            const relay = route(r).relay;
-            upstream = await ngx.fetch(batch ? relay + 'batch' : relay, {
-                method: 'POST',
-                body: batch ? '[' + parts.join(',') + ']' : parts[0],
-                headers: {'Authorization': upstreamAuth(r), 'Content-Type': 'application/json'},
-                max_response_body_size: MAX_ANSWER,
-            });
-            answer = await upstream.text();
-        } catch (e) {
-            return refuseRequest(r, 502, -32603, 'the node\'s answers exceed ' + MAX_ANSWER + ' bytes or the node is ' +
-                'unavailable: send the refused calls apart, so the rest streams unbuffered, or split the batch');
-        }
-        let valid = true;
-        try {
-            JSON.parse(answer);
-        } catch (e) {
-            valid = false;
-        }
-        if (!valid) {
-            if (upstream.status === 502 || upstream.status === 504) {
-                return refuseRequest(r, 502, -32603, 'the node is unavailable');
-            }
-            return refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');
-        }
-        status = upstream.status;
-        const begin = json.skipSpace(answer, 0);
-        if (!batch) {
-            return replyText(r, status, withhold(answer, calls[0].method));
-        }
-        if (answer.charCodeAt(begin) !== 91) {
-            // The node refused the batch as a whole: its answer is the caller's.
-            return replyText(r, status, answer);
-        }
-        // By id, in the node's order: duplicate ids are answered in turn, as the node answered them.
-        json.elements(answer, begin).forEach(function (span) {
-            const id = json.members(answer, span[0]).names.$id;
-            const key = '$' + (id ? answer.slice(id[0], id[1]) : 'null');
-            (answers[key] = answers[key] || []).push(answer.slice(span[0], span[1]));
-        });
-    }
-    const out = [];
-    calls.forEach(function (c) {
-        if (c.notification) {
-            return;
-        }
-        if (c.refusal) {
-            out.push(c.refusal);
-            return;
-        }
-        const queue = answers['$' + c.id];
-        const answer = queue && queue.shift();
-        out.push(answer ? withhold(answer, c.method) : errorText(c.id, -32603, 'the node did not answer this call'));
-    });
-    if (out.length === 0) {
-        return r.return(204);
-    }
-    return replyText(r, status, '[' + out.join(',') + ']');
+// Hands the checked calls, their spans in the body and the node's credentials to gateway_splice.js, which reads
+// the body again in its own VM, forwards the allowed calls and splices the node's answer with the refusals.
+function splice(r, calls, spans, batch) {
+    r.variables.zbi_splice = JSON.stringify({batch: batch, calls: calls, spans: spans, auth: upstreamAuth(r)});
+    return r.internalRedirect(SPLICE);
 }
 
 export default {jsonRpc, who};

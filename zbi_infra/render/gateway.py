@@ -116,7 +116,11 @@ GRPC_BLANKED_HEADERS = (
     "via",
 )
 JS_MODULE = "gateway.js"
-# The JSON text scanner gateway.js and gateway_cache.js import (a file of the ConfigMap, as the modules are).
+# The spliced path's njs module (batches with refused calls, answers with withheld members): imported only by the
+# named location gateway.js redirects those to, so no other request runs its top level.
+SPLICE_JS_MODULE = "gateway_splice.js"
+# The JSON text scanner gateway.js, gateway_splice.js and gateway_cache.js import (a file of the ConfigMap, as the
+# modules are).
 JSON_TEXT_MODULE = "json_text.js"
 # The user table, one file per key in the configuration directory (the ConfigMap's keys): gateway.js reads only the
 # caller's own entry per request. Anonymous callers' profile, when there is one, is its own file.
@@ -288,9 +292,7 @@ def json_text_js() -> str:
     return resources.files("zbi_infra.render").joinpath(JSON_TEXT_MODULE).read_text()
 
 
-def gateway_js(
-    paths: GatewayPaths, *, relay_port: int = RELAY_PORT, zcashd_wallet: bool = False, history_cache: bool = True
-) -> str:
+def gateway_js(paths: GatewayPaths, *, zcashd_wallet: bool = False, history_cache: bool = True) -> str:
     """The njs module. `zcashd_wallet`: the instance's zcashd runs its wallet, so its wallet methods may pass (to the
     users whose own list names them); otherwise the module refuses them whatever the user table says.
     `history_cache`: the instance caches (gateway_cache.js is imported); without, a stand-in serves nothing."""
@@ -305,16 +307,29 @@ def gateway_js(
         "__NEVER_PREFIXES__": prefix_test(list(NEVER_EXPOSED_PREFIXES)),
         "__PREFIX_EXCEPTIONS__": switch_cases(sorted(Z_CHAIN_QUERIES)),
         "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
-        "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
-        "__RELAY__": f"127.0.0.1:{relay_port}",
-        "__WITHHELD__": "\n    ".join(
-            f"case {json.dumps(method)}:\n        return {json.dumps(fields)};"
-            for method, fields in sorted(WITHHELD.items())
-        ),
+        "__WITHHELD__": switch_cases(sorted(WITHHELD)),
         "__GRPC_HEADERS__": switch_cases(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
         "__ZCASHD_NEVER__": switch_cases(gateway_refused(zcashd_wallet)),
         "__ZCASHD_PATH__": ZCASHD_PATH,
         "__GRPC_SERVICE__": light_wallet_service()[0],
+    }
+    for placeholder, value in substitutions.items():
+        template = template.replace(placeholder, value)
+    return template
+
+
+def gateway_splice_js(*, relay_port: int = RELAY_PORT) -> str:
+    """The spliced path's njs module: forwards a checked batch's allowed calls (or a call whose answer has withheld
+    members) through the loopback relay and splices the node's answer; gateway.js hands it the checked calls."""
+    template = resources.files("zbi_infra.render").joinpath(SPLICE_JS_MODULE).read_text()
+    substitutions = {
+        "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
+        "__RELAY__": f"127.0.0.1:{relay_port}",
+        "__ZCASHD_PATH__": ZCASHD_PATH,
+        "__WITHHELD__": "\n    ".join(
+            f"case {json.dumps(method)}:\n        return {json.dumps(fields)};"
+            for method, fields in sorted(WITHHELD.items())
+        ),
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)

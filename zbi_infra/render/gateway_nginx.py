@@ -25,6 +25,7 @@ from zbi_infra.render.gateway import (
     POD_PATHS,
     POD_TLS_DIR,
     RELAY_PORT,
+    SPLICE_JS_MODULE,
     SYSLOG_TAG,
     WORKER_CONNECTIONS,
     WORKER_PROCESSES,
@@ -32,6 +33,7 @@ from zbi_infra.render.gateway import (
     GatewayUpstreams,
     anonymous_requests_cap,
     gateway_js,
+    gateway_splice_js,
     json_text_js,
     proxy_to_node,
     rate_buckets,
@@ -183,6 +185,8 @@ http {{
 {_who_fields()}
     js_var $zbi_methods "";
     js_var $zbi_method "-";
+    # The checked calls gateway.js hands to the spliced path (gateway_splice.js), as JSON.
+    js_var $zbi_splice "";
 {gateway_cache.http_directives(history_cache, temp_dir)}
     # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
 {_zones(buckets)}
@@ -284,6 +288,12 @@ http {{
             proxy_pass http://zbi_rpc;
 {proxy_to_node("            ", paths.upstream_auth_include)}            error_page 502 504 = @node_unavailable;
         }}
+        # Batches with refused calls and calls whose answers have members withheld: gateway.js redirects them here,
+        # where only gateway_splice.js is imported (a module's top level runs in every request of its location).
+        location @zbi_splice {{
+            js_import splice from {SPLICE_JS_MODULE};
+            js_content splice.forwardAndSplice;
+        }}
         # One more call charged to the caller's rate bucket (the meter server below applies the same zones).
         location = /_zbi_meter {{
             internal;
@@ -368,5 +378,6 @@ def pod_files(
         ),
         gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
         JSON_TEXT_MODULE: json_text_js(),
+        SPLICE_JS_MODULE: gateway_splice_js(),
         **users_files(access, probe_key_sha256=probe_key_sha256),
     }

@@ -1,0 +1,153 @@
+// zBI access gateway, the spliced path (njs, as gateway.js): a batch with refused calls, or a call whose answer has
+// members withheld (getinfo). gateway.js checks the calls and hands them over by an internal redirect to the named
+// location whose only module this is, so no other request runs this module's top level (njs runs every imported
+// module's top level again in each request's VM). Here, in a VM of its own, the allowed calls are rebuilt from
+// their own text, sent to the node through the loopback relay, and its answer spliced element by element: numbers
+// are never parsed and printed again.
+import fs from 'fs';
+// JSON values found as spans of text (shared with gateway.js and gateway_cache.js).
+import json from 'json_text.js';
+
+// The node, for answers njs must read: through this nginx's loopback relay (ngx.fetch takes an address, not a
+// DNS name), whose answers above MAX_ANSWER fail the fetch here instead of closing the caller's connection.
+const RELAY = 'http://__RELAY__/';
+const MAX_ANSWER = __MAX_ANSWER__;
+const WITHHELD_TEXT = '"withheld by the gateway"';
+// The zcashd sidecar's path: its calls go to the relay's zcashd paths (gateway_zcashd.py).
+const ZCASHD_PATH = '__ZCASHD_PATH__';
+
+// Answer fields withheld from callers, by method (null: none): zebrad's getinfo `errors` is its last WARN/ERROR log
+// line, verbatim. A switch, rendered from Python's table (gateway.py), as gateway.js's sets of names.
+function withheldFields(method) {
+    switch (method) {
+    __WITHHELD__
+    }
+    return null;
+}
+
+function errorText(rawId, code, message) {
+    return '{"result":null,"error":{"code":' + code + ',"message":' + JSON.stringify(message) + '},"id":' +
+        (rawId === null ? 'null' : rawId) + '}';
+}
+
+function replyText(r, status, text) {
+    r.headersOut['Content-Type'] = 'application/json';
+    r.return(status, text);
+}
+
+function refuseRequest(r, status, code, message) {
+    return replyText(r, status, errorText(null, code, message));
+}
+
+// The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
+function withhold(text, method) {
+    const fields = withheldFields(method);
+    const start = json.skipSpace(text, 0);
+    if (!fields || text.charCodeAt(start) !== 123) {
+        return text;
+    }
+    const result = json.members(text, start).names.$result;
+    if (!result || text.charCodeAt(result[0]) !== 123) {
+        return text;
+    }
+    const spans = json.members(text, result[0]).names;
+    const cuts = fields.map(function (f) { return spans['$' + f]; }).filter(function (s) { return s; });
+    cuts.sort(function (a, b) { return b[0] - a[0]; });
+    cuts.forEach(function (span) { text = text.slice(0, span[0]) + WITHHELD_TEXT + text.slice(span[1]); });
+    return text;
+}
+
+// The request's body, as gateway.js read it (nginx keeps it across the internal redirect).
+function bodyText(r) {
+    let text = r.requestText;
+    if (text === undefined && r.variables.request_body_file) {
+        text = fs.readFileSync(r.variables.request_body_file).toString();
+    }
+    return text;
+}
+
+// js_content of the spliced path. $zbi_splice holds what gateway.js found: {batch, calls, spans, auth}, the calls
+// checked ({id: raw id text or null, notification, method, refusal: error text or null}), each call's span in the
+// body, and the node's credentials. Only njs sets the variable, and only gateway.js redirects here.
+// Forwards the allowed calls (their own text) to the node and answers with the node's answers, each in its call's
+// place, the refusals in theirs; a notification gets no answer.
+async function forwardAndSplice(r) {
+    const handed = JSON.parse(r.variables.zbi_splice);
+    const text = bodyText(r);
+    const calls = handed.calls;
+    const spans = handed.spans;
+    const batch = handed.batch;
+    const forwarded = [];
+    calls.forEach(function (c, i) {
+        if (!c.refusal) {
+            forwarded.push(i);
+        }
+    });
+    const answers = {};
+    let status = 200;
+    if (forwarded.length > 0) {
+        const parts = forwarded.map(function (i) { return text.slice(spans[i][0], spans[i][1]); });
+        let upstream;
+        let answer;
+        try {
+            // A batch's answer is held whole: the relay's /batch admits only so many at once per replica.
+            const relay = r.uri === ZCASHD_PATH ? RELAY + 'zcashd/' : RELAY;
+            upstream = await ngx.fetch(batch ? relay + 'batch' : relay, {
+                method: 'POST',
+                body: batch ? '[' + parts.join(',') + ']' : parts[0],
+                headers: {'Authorization': handed.auth, 'Content-Type': 'application/json'},
+                max_response_body_size: MAX_ANSWER,
+            });
+            answer = await upstream.text();
+        } catch (e) {
+            return refuseRequest(r, 502, -32603, 'the node\'s answers exceed ' + MAX_ANSWER + ' bytes or the node is ' +
+                'unavailable: send the refused calls apart, so the rest streams unbuffered, or split the batch');
+        }
+        let valid = true;
+        try {
+            JSON.parse(answer);
+        } catch (e) {
+            valid = false;
+        }
+        if (!valid) {
+            if (upstream.status === 502 || upstream.status === 504) {
+                return refuseRequest(r, 502, -32603, 'the node is unavailable');
+            }
+            return refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');
+        }
+        status = upstream.status;
+        const begin = json.skipSpace(answer, 0);
+        if (!batch) {
+            return replyText(r, status, withhold(answer, calls[0].method));
+        }
+        if (answer.charCodeAt(begin) !== 91) {
+            // The node refused the batch as a whole: its answer is the caller's.
+            return replyText(r, status, answer);
+        }
+        // By id, in the node's order: duplicate ids are answered in turn, as the node answered them.
+        json.elements(answer, begin).forEach(function (span) {
+            const id = json.members(answer, span[0]).names.$id;
+            const key = '$' + (id ? answer.slice(id[0], id[1]) : 'null');
+            (answers[key] = answers[key] || []).push(answer.slice(span[0], span[1]));
+        });
+    }
+    const out = [];
+    calls.forEach(function (c) {
+        if (c.notification) {
+            return;
+        }
+        if (c.refusal) {
+            out.push(c.refusal);
+            return;
+        }
+        const queue = answers['$' + c.id];
+        const answer = queue && queue.shift();
+        out.push(answer ? withhold(answer, c.method) : errorText(c.id, -32603, 'the node did not answer this call'));
+    });
+    if (out.length === 0) {
+        return r.return(204);
+    }
+    return replyText(r, status, '[' + out.join(',') + ']');
+}
+
+export default {forwardAndSplice};
