@@ -133,7 +133,7 @@ def test_alerts_route_by_severity_to_webhooks_kept_secret() -> None:
 
 
 def test_a_webhook_stays_out_of_the_plan_and_out_of_git(plan_stack: PlanStack, tmp_path) -> None:
-    from tests.test_bad_input import project_copy, zbi
+    from tests.stack_input import project_copy, zbi
 
     project = project_copy(tmp_path)
     stack = (project / "Pulumi.dev.yaml").read_text()
