@@ -182,7 +182,7 @@ def test_one_dashboard_for_the_platform_and_one_per_instance(dev: Plan) -> None:
 
 
 def test_every_dashboard_query_parses_and_reads_metrics_that_exist(dev: Plan, tmp_path) -> None:
-    from tests.test_alerts import evidence, promtool
+    from tests.alert_harness import evidence, promtool
 
     known = evidence()
     histogram_suffixes = ("_bucket", "_sum", "_count")
