@@ -1,37 +1,48 @@
-"""The gateway's live harness, shared by its tests and its benchmark: the rendered gateway in Debian's nginx with
-TLS, a JSON-RPC server that answers like zebrad, and a CompactTxStreamer server generated from lightwalletd's vendored
-protos. Everything binds 127.0.0.1 and stops when its block ends."""
+"""The gateway's live harness, shared by its tests and its benchmarks: the rendered gateway in Debian's nginx with
+TLS, its user table as files, and its callers' keys. The servers around it have their own modules (a JSON-RPC node,
+tests/json_rpc_node.py; a CompactTxStreamer server, tests/light_wallet_server.py; mtail and the blackbox exporter,
+tests/monitoring_exporters.py), whose names are importable from here too. Everything binds 127.0.0.1 and stops when
+its block ends."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
-import re
 import socket
 import ssl
 import subprocess
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import UPSTREAM
+# A name imported `as` itself is re-exported: tests and benchmarks import it from here.
 from tests.debian import debian_tool
-from tests.loopback_server import free_port, reply_empty, reply_json, serve_in_background
-from tests.zcash_blocks import by_reference, getblock_result
+from tests.json_rpc_node import NODE_CREDENTIALS, Node
+from tests.json_rpc_node import TIP as TIP
+from tests.json_rpc_node import node_answer as node_answer
+from tests.json_rpc_node import start_node as start_node
+from tests.light_wallet_server import LightWallet
+from tests.light_wallet_server import real_compact_block as real_compact_block
+from tests.light_wallet_server import serving_light_wallet as serving_light_wallet
+from tests.light_wallet_server import types_namespace as types_namespace
+from tests.loopback_server import free_port as free_port
+from tests.monitoring_exporters import Blackbox as Blackbox
+from tests.monitoring_exporters import Metrics as Metrics
+from tests.monitoring_exporters import mtail as mtail
+from tests.monitoring_exporters import running_blackbox as running_blackbox
+from tests.monitoring_exporters import running_mtail as running_mtail
+from tests.monitoring_exporters import serving as serving
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
-from zbi_infra.monitoring.component import PROBE_KEY_DIR, blackbox_values
 from zbi_infra.render import gateway_cache
 from zbi_infra.render.gateway import (
     ANONYMOUS_FILE,
@@ -48,10 +59,8 @@ from zbi_infra.render.gateway import (
     users_table,
 )
 from zbi_infra.render.gateway_cache import GatewayCache
-from zbi_infra.render.gateway_metrics import PROGRAM_FILE, mtail_program
 from zbi_infra.render.gateway_nginx import nginx_conf
 
-NODE_CREDENTIALS = "zebra-rpc:node-only-password"
 KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher", "metered")}
 JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
 
@@ -99,74 +108,6 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
 
 def nginx() -> str:
     return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
-
-
-@dataclass
-class Node:
-    """A JSON-RPC server that answers like zebrad, and records the credentials each request came with."""
-
-    server: ThreadingHTTPServer
-    seen_auth: list[str] = field(default_factory=list)
-    # The bodies as they arrived, byte for byte.
-    received: list[bytes] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
-    # Seconds the node waits before answering (a node busy with a large answer), set by a test.
-    delay: list[float] = field(default_factory=lambda: [0.0])
-
-
-def node_answer(body: Any) -> tuple[bytes, int]:
-    """The node's answer to a call or a batch: `getblock` of a vendored real block (an unknown one is a JSON-RPC
-    error, answered alone with HTTP 500 as zcashd does), `getinfo` with an `errors` log line as zebrad gives it;
-    `{"answered": method}` for anything else."""
-
-    def answer(call: dict[str, Any]) -> dict[str, Any]:
-        method, params = call.get("method"), call.get("params") or []
-        result: Any = {"answered": method}
-        if method == "getblock":
-            result = getblock_result(params)
-            if result is None:
-                return {"result": None, "error": {"code": -8, "message": "Block not found"}, "id": call.get("id")}
-        elif method == "getinfo":
-            result = {"version": 6030000, "blocks": TIP, "errors": "WARN: peer 203.0.113.7:8233 misbehaved",
-                      "errorstimestamp": 1764500000}  # fmt: skip
-        return {"result": result, "error": None, "id": call.get("id")}
-
-    if isinstance(body, list):
-        return json.dumps([answer(c) for c in body]).encode(), 200
-    single = answer(body)
-    # zcashd (Bitcoin Core's httprpc.cpp) answers a failing single call with HTTP 500, or 404 for an unknown method.
-    return json.dumps(single).encode(), 500 if single["error"] else 200
-
-
-def start_node() -> Node:
-    seen: list[str] = []
-    received: list[bytes] = []
-    headers: list[dict[str, str]] = []
-    delay = [0.0]
-
-    class Handler(BaseHTTPRequestHandler):
-        # Keep-alive, as zebrad and the gateway's upstream pool use it.
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            seen.append(self.headers.get("Authorization", ""))
-            headers.append(dict(self.headers))
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
-            if self.headers.get("Authorization") != "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode():
-                reply_empty(self, 401)
-                return
-            received.append(raw)
-            time.sleep(delay[0])
-            body = json.loads(raw)
-            data, status = node_answer(body)
-            reply_json(self, status, data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
-    server = serve_in_background(Handler, backlog=128)
-    return Node(server, seen, received, headers, delay)
 
 
 @dataclass
@@ -323,181 +264,6 @@ def running_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
     finally:
         process.terminate()
         process.wait(timeout=10)
-
-
-def mtail() -> str:
-    return debian_tool("mtail", ["mtail"])
-
-
-@dataclass
-class Metrics:
-    """mtail running the gateway's rendered metrics program: where nginx sends its log, where Prometheus scrapes."""
-
-    syslog: str
-    url: str
-
-    def scrape(self) -> dict[tuple[tuple[str, str], ...], float]:
-        """Every sample of the exposition, keyed by (name, labels...) sorted."""
-        with urllib.request.urlopen(self.url, timeout=5) as response:
-            text = response.read().decode()
-        samples = {}
-        for line in text.splitlines():
-            match = re.match(r"^([a-z_]+)(?:\{(.*)\})? ([0-9.e+-]+)$", line)
-            if match:
-                labels = tuple(sorted(re.findall(r'([a-z_]+)="([^"]*)"', match.group(2) or "")))
-                samples[(("__name__", match.group(1)), *labels)] = float(match.group(3))
-        return samples
-
-
-@contextmanager
-def running_mtail(directory: Path) -> Iterator[Metrics]:
-    """Debian's mtail with the program zBI renders, listening for the log on loopback UDP, until the block ends."""
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / PROGRAM_FILE).write_text(mtail_program())
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        udp = int(probe.getsockname()[1])
-    port = free_port()
-    command = [mtail(), f"--progs={directory}", f"--logs=udp://127.0.0.1:{udp}", "--address=127.0.0.1",
-               f"--port={port}", "--emit_prog_label=false", "--logtostderr"]  # fmt: skip
-    with serving(command, directory / "mtail.log", f"http://127.0.0.1:{port}/metrics", "mtail"):
-        yield Metrics(f"127.0.0.1:{udp}", f"http://127.0.0.1:{port}/metrics")
-
-
-@contextmanager
-def serving(command: list[str], log: Path, ready_url: str, what: str) -> Iterator[None]:
-    """`command` running until the block ends, once `ready_url` answers (or the test fails within 15 s)."""
-    with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                urllib.request.urlopen(ready_url, timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"{what} did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.1)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-@dataclass
-class Blackbox:
-    url: str
-
-    def probe(self, module: str, target: str) -> float:
-        """probe_success of one probe, as Prometheus would scrape it."""
-        query = urllib.parse.urlencode({"module": module, "target": target})
-        with urllib.request.urlopen(f"{self.url}/probe?{query}", timeout=20) as response:
-            text = response.read().decode()
-        match = re.search(r"^probe_success ([0-9.]+)$", text, flags=re.MULTILINE)
-        assert match, text
-        return float(match.group(1))
-
-
-@contextmanager
-def running_blackbox(directory: Path, probe_key: str) -> Iterator[Blackbox]:
-    """Debian's blackbox exporter with the modules zBI configures, the probe key in its file, until the block ends."""
-    binary = debian_tool("prometheus-blackbox-exporter", ["prometheus-blackbox-exporter"])
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "key").write_text(probe_key)
-    modules = blackbox_values(probe_key=True)["config"]["modules"]
-    text = json.dumps({"modules": modules}).replace(f"{PROBE_KEY_DIR}/key", str(directory / "key"))
-    (directory / "blackbox.yml").write_text(text)  # JSON is YAML
-    port = free_port()
-    command = [binary, f"--config.file={directory / 'blackbox.yml'}", f"--web.listen-address=127.0.0.1:{port}"]
-    with serving(command, directory / "blackbox.log", f"http://127.0.0.1:{port}/metrics", "the blackbox exporter"):
-        yield Blackbox(f"http://127.0.0.1:{port}")
-
-
-TIP = 3_000_000
-
-
-@dataclass
-class LightWallet:
-    port: int
-    modules: Any
-    seen_metadata: list[dict[str, str]]
-
-
-@contextmanager
-def serving_light_wallet(out: Path) -> Iterator[LightWallet]:
-    """A CompactTxStreamer server built from lightwalletd's service.proto, on loopback, stopped at the end."""
-    import importlib
-    import sys
-
-    import grpc
-    from grpc_tools import protoc
-
-    protos = UPSTREAM / "lightwalletd" / "walletrpc"
-    assert protoc.main(["protoc", f"-I{protos}", f"--python_out={out}", f"--grpc_python_out={out}",
-                        str(protos / "service.proto"), str(protos / "compact_formats.proto")]) == 0  # fmt: skip
-    sys.path.insert(0, str(out))
-    try:
-        pb = importlib.import_module("service_pb2")
-        rpc = importlib.import_module("service_pb2_grpc")
-        compact = importlib.import_module("compact_formats_pb2")
-    finally:
-        sys.path.remove(str(out))
-    seen: list[dict[str, str]] = []
-
-    class Streamer(rpc.CompactTxStreamerServicer):  # type: ignore[name-defined,misc]
-        def GetLightdInfo(self, request: Any, context: Any) -> Any:  # noqa: N802 (the proto names it)
-            seen.append(dict(context.invocation_metadata()))
-            return pb.LightdInfo(version="v0.5.3", chainName="test", blockHeight=TIP)
-
-        def GetLatestBlock(self, request: Any, context: Any) -> Any:  # noqa: N802
-            seen.append(dict(context.invocation_metadata()))
-            return pb.BlockID(height=TIP)
-
-        def GetBlockRange(self, request: Any, context: Any) -> Iterator[Any]:  # noqa: N802
-            seen.append(dict(context.invocation_metadata()))
-            for height in range(request.start.height, request.end.height + 1):
-                yield real_compact_block(compact, height) or compact.CompactBlock(
-                    height=height, hash=height.to_bytes(32, "little")
-                )
-
-    from concurrent import futures
-
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=64))
-    rpc.add_CompactTxStreamerServicer_to_server(Streamer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield LightWallet(port, types_namespace(pb=pb, rpc=rpc, compact=compact), seen)
-    finally:
-        server.stop(grace=1).wait(5)
-
-
-def real_compact_block(compact: Any, height: int) -> Any:
-    """The CompactBlock of a vendored real block at `height` (tests/zcash_blocks.py), or None."""
-    found = by_reference(str(height))
-    if found is None:
-        return None
-    fields = found.compact()
-    vtx = [
-        compact.CompactTx(
-            index=tx["index"],
-            txid=tx["txid"],
-            spends=[compact.CompactSaplingSpend(nf=nf) for nf in tx["spends"]],
-            outputs=[
-                compact.CompactSaplingOutput(cmu=cmu, ephemeralKey=key, ciphertext=text)
-                for cmu, key, text in tx["outputs"]
-            ],
-        )
-        for tx in fields["vtx"]
-    ]
-    return compact.CompactBlock(**{**fields, "vtx": vtx})
-
-
-def types_namespace(**modules: Any) -> Any:
-    from types import SimpleNamespace
-
-    return SimpleNamespace(**modules)
 
 
 @contextmanager

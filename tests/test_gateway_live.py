@@ -1,46 +1,38 @@
-"""The access gateway's JSON-RPC side, live: the nginx.conf and njs module zBI renders run in Debian's nginx on
-loopback, with TLS, in front of a JSON-RPC server that answers like zebrad (JSON-RPC over HTTP, basic auth with the
-node's own credentials); a real HTTP client calls it as end users would. Every server binds 127.0.0.1, every call
-has a timeout, and the fixture stops nginx and the node at the end."""
+"""The access gateway, live, as its callers meet it: the nginx.conf and njs module zBI renders run in Debian's nginx
+on loopback, with TLS, in front of a JSON-RPC server that answers like zebrad (JSON-RPC over HTTP, basic auth with the
+node's own credentials) and a CompactTxStreamer server; real HTTP and gRPC clients call it as end users would. One
+gateway serves the whole module; the tests that stop its upstreams, stop nginx or read its log through mtail and the
+blackbox exporter start their own (test_gateway_standalone_live.py). Every server binds 127.0.0.1, every call has a
+timeout, and the fixture stops nginx and the node at the end."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
-import os
 import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.gateway_harness import (
     KEYS,
-    NODE_CREDENTIALS,
-    TIP,
     Gateway,
-    LightWallet,
     access,
     bearer,
-    free_port,
     read_user_table,
-    running_blackbox,
     running_gateway,
-    running_mtail,
-    serving_light_wallet,
-    start_node,
     wallet_stub,
     write_user_table,
 )
+from tests.json_rpc_node import NODE_CREDENTIALS, TIP, start_node
+from tests.light_wallet_server import LightWallet, real_compact_block, serving_light_wallet
 from zbi_infra.access_keys import new_key
-from zbi_infra.config.access import PROBE_USER, light_wallet_service
-from zbi_infra.monitoring.component import JSON_RPC_MODULE
+from zbi_infra.config.access import light_wallet_service
 from zbi_infra.render.gateway import users_table
-from zbi_infra.render.gateway_metrics import metric_names
 
 
 @pytest.fixture(scope="module")
@@ -222,14 +214,6 @@ def test_an_empty_key_never_authenticates_whatever_the_table_says(gateway: Gatew
         write_user_table(gateway.config_dir, original)
 
 
-def test_the_node_down_is_a_clean_502(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None) as down:
-        status, body = down.call({"method": "getblockcount", "id": 1})
-        assert status == 502 and body["error"]["message"] == "the node is unavailable"
-        # Refusals need no node: they are still answered.
-        assert down.call({"method": "stop", "id": 2})[1]["error"]["code"] == -32601
-
-
 def test_the_access_log_names_the_user_never_the_key(gateway: Gateway) -> None:
     gateway.call({"method": "getblockcount", "id": 1})
     time.sleep(0.2)
@@ -293,8 +277,6 @@ def test_a_ten_thousand_block_stream_passes_through(gateway: Gateway, light_wall
 def test_real_compact_blocks_pass_through(gateway: Gateway, light_wallet: LightWallet) -> None:
     """GetBlockRange over real Mainnet blocks (Sapling outputs at 419,201; spends and outputs at 1,046,401), their
     compact form built from the vendored bytes: what the wallet receives is what the server sent."""
-    from tests.gateway_harness import real_compact_block
-
     pb, compact = light_wallet.modules.pb, light_wallet.modules.compact
     with wallet_stub(gateway, light_wallet) as stub:
         for height in (419_201, 1_046_401):
@@ -303,19 +285,6 @@ def test_real_compact_blocks_pass_through(gateway: Gateway, light_wallet: LightW
             expected = real_compact_block(compact, height)
             assert received.SerializeToString() == expected.SerializeToString() and received.vtx, height
     assert sum(len(tx.spends) for tx in expected.vtx) == 6
-
-
-def test_the_light_wallet_server_down_is_unavailable(tmp_path: Path, light_wallet: LightWallet) -> None:
-    import grpc
-
-    closed = f"127.0.0.1:{free_port()}"
-    with (
-        running_gateway(tmp_path, closed, None, grpc_upstream=closed) as down,
-        wallet_stub(down, light_wallet) as stub,
-        pytest.raises(grpc.RpcError) as raised,
-    ):
-        stub.GetLatestBlock(light_wallet.modules.pb.ChainSpec(), metadata=bearer("exchange"), timeout=10)
-    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
 def test_a_grpc_rate_limit_is_resource_exhausted(gateway: Gateway, light_wallet: LightWallet) -> None:
@@ -335,44 +304,6 @@ def test_a_grpc_rate_limit_is_resource_exhausted(gateway: Gateway, light_wallet:
     }
 
 
-def test_a_graceful_stop_finishes_the_streams_it_accepted(tmp_path: Path, light_wallet: LightWallet) -> None:
-    """What Kubernetes does to a gateway pod (nginx's graceful stop, SIGQUIT): an open stream runs to its end."""
-    import signal
-
-    pb = light_wallet.modules.pb
-    start = TIP - 10_000 + 1
-    received: list[int] = []
-
-    def gone(pid: int) -> bool:
-        stat = Path(f"/proc/{pid}/stat")
-        return not stat.exists() or stat.read_text().split()[2] == "Z"
-
-    with (
-        running_gateway(
-            tmp_path, f"127.0.0.1:{free_port()}", None, grpc_upstream=f"127.0.0.1:{light_wallet.port}"
-        ) as gateway,
-        wallet_stub(gateway, light_wallet) as stub,
-    ):
-        stream = stub.GetBlockRange(
-            pb.BlockRange(start=pb.BlockID(height=start), end=pb.BlockID(height=TIP)),
-            metadata=bearer("exchange"),
-            timeout=120,
-        )
-        received.append(next(stream).height)
-        master = int((tmp_path / "nginx.pid").read_text())
-        os.kill(master, signal.SIGQUIT)  # the stream is open: one block read, 9,999 to come
-        for block in stream:
-            received.append(block.height)
-            if len(received) % 2000 == 0:
-                time.sleep(0.1)  # a slow reader
-        # The stop did happen: the master exits once the stream is done.
-        deadline = time.monotonic() + 10
-        while not gone(master) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert gone(master)
-    assert received == list(range(start, TIP + 1))
-
-
 def test_the_rendered_module_has_no_placeholder_left() -> None:
     from zbi_infra.render.gateway import GatewayPaths, gateway_js
 
@@ -380,92 +311,3 @@ def test_the_rendered_module_has_no_placeholder_left() -> None:
     assert "__" not in text.replace("__proto__", "")
     assert "'/etc/zbi-gateway/'" in text and "'key-'" in text and "'anonymous.json'" in text
     assert '"stop"' in text and '"z_"' in text
-
-
-def test_metrics_count_requests_by_user_method_and_outcome(tmp_path: Path, light_wallet: LightWallet) -> None:
-    """The rendered access log, sent to the rendered mtail program, gives Prometheus the requests by user, method
-    and outcome: JSON-RPC's HTTP status, gRPC's grpc-status."""
-    import grpc
-
-    pb = light_wallet.modules.pb
-    node = start_node()
-    try:
-        with (
-            running_mtail(tmp_path / "mtail") as metrics,
-            running_gateway(
-                tmp_path / "gateway",
-                f"127.0.0.1:{node.server.server_port}",
-                node,
-                grpc_upstream=f"127.0.0.1:{light_wallet.port}",
-                metrics_syslog=metrics.syslog,
-            ) as gateway,
-        ):
-            for _ in range(3):
-                assert gateway.call({"method": "getblockcount", "params": [], "id": 1})[0] == 200
-            assert gateway.call({"method": "getblock", "params": ["1"], "id": 2}, user="analytics")[0] == 200
-            assert gateway.call({"method": "getinfo", "id": 3}, key="zbik_wrong")[0] == 401
-            batch = [{"method": "getblockcount", "id": 4}, {"method": "stop", "id": 5}]
-            assert gateway.call(batch)[0] == 200
-            with wallet_stub(gateway, light_wallet) as stub:
-                assert stub.GetLatestBlock(pb.ChainSpec(), metadata=bearer("exchange"), timeout=10).height == TIP
-                with pytest.raises(grpc.RpcError):
-                    stub.GetLightdInfo(pb.Empty(), metadata=bearer("analytics"), timeout=10)
-                with pytest.raises(grpc.RpcError):
-                    stub.GetLatestBlock(pb.ChainSpec(), metadata=[("authorization", "Bearer zbik_no")], timeout=10)
-            expected = {
-                ("exchange", "json-rpc", "getblockcount", "200"): 3,
-                ("analytics", "json-rpc", "(refused)", "200"): 1,
-                ("-", "json-rpc", "-", "401"): 1,
-                ("exchange", "json-rpc", "(batch)", "200"): 1,
-                ("exchange", "grpc", "GetLatestBlock", "0"): 1,
-                ("analytics", "grpc", "(refused)", "7"): 1,
-                ("-", "grpc", "-", "16"): 1,
-            }
-            deadline = time.monotonic() + 10
-            while True:
-                counted = {
-                    tuple(dict(key)[label] for label in ("user", "api", "method", "code")): value
-                    for key, value in metrics.scrape().items()
-                    if dict(key)["__name__"] == "zbi_gateway_requests_total"
-                }
-                if counted == expected or time.monotonic() > deadline:
-                    break
-                time.sleep(0.2)
-            assert counted == expected
-            durations = {
-                k: v
-                for k, v in metrics.scrape().items()
-                if dict(k)["__name__"] == "zbi_gateway_request_duration_seconds_count"
-            }
-            assert {dict(k)["api"]: v for k, v in durations.items()} == {"json-rpc": 6, "grpc": 3}
-            exported = {dict(k)["__name__"] for k in metrics.scrape()}
-            assert metric_names() <= exported, metric_names() - exported
-            # The user's key appears nowhere in what Prometheus would store.
-            assert KEYS["exchange"] not in urllib.request.urlopen(metrics.url, timeout=5).read().decode()
-    finally:
-        node.server.shutdown()
-
-
-def test_the_monitoring_probe_measures_json_rpc_through_the_gateway(tmp_path: Path) -> None:
-    """The blackbox module zBI configures, in Debian's blackbox exporter, against the rendered gateway: a success
-    while the node answers; a failure with a wrong key or with the node down. The probe user may call nothing else."""
-    probe_key, other_key = new_key(), new_key()
-    node = start_node()
-    try:
-        with (
-            running_gateway(
-                tmp_path / "gateway", f"127.0.0.1:{node.server.server_port}", node, probe_key=probe_key
-            ) as gateway,
-            running_blackbox(tmp_path / "blackbox", probe_key) as blackbox,
-            running_blackbox(tmp_path / "wrong", other_key) as wrong,
-        ):
-            assert blackbox.probe(JSON_RPC_MODULE, gateway.url) == 1
-            assert gateway.node.seen_auth[-1] == "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
-            assert wrong.probe(JSON_RPC_MODULE, gateway.url) == 0
-            status, body = gateway.call({"method": "getblockcount", "id": 1}, user=PROBE_USER, key=probe_key)
-            assert status == 200 and body["error"]["code"] == -32601
-            node.server.shutdown()
-            node.server.server_close()
-            assert blackbox.probe(JSON_RPC_MODULE, gateway.url) == 0
-    finally:
-        node.server.shutdown()

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.test_alerts import promtool
+from tests.alert_harness import promtool
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.monitoring.alerts import alert_rules
 from zbi_infra.monitoring.dashboards import instance_dashboard

@@ -131,7 +131,7 @@ def test_the_export_alerts_fire_when_they_should_and_not_otherwise(tmp_path: Pat
 
     import yaml
 
-    from tests.test_alerts import promtool
+    from tests.alert_harness import promtool
     from zbi_infra.config.instance import InstanceConfig
     from zbi_infra.monitoring.alerts import alert_rules
 

@@ -336,7 +336,7 @@ def test_without_a_snapshot_driver_new_replicas_sync_and_zbi_says_so(plan_stack:
 
 
 def test_zbi_plan_prints_the_model_and_refuses_a_ceiling_below_the_floor_with_exit_2(tmp_path: Path) -> None:
-    from tests.test_bad_input import DEV, project_copy, zbi
+    from tests.stack_input import DEV, project_copy, zbi
 
     project = project_copy(tmp_path)
     good = {**DEV, "zbi:instances": {**DEV["zbi:instances"], "archive": {"network": "mainnet", "history": {}}}}

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.alert_harness import evidence, promtool
 from tests.conftest import UPSTREAM, PlanStack
-from tests.test_alerts import evidence, promtool
 from tests.test_cost import config_of
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.cost import Assumptions, estimate, load_prices

@@ -133,7 +133,7 @@ def test_alerts_route_by_severity_to_webhooks_kept_secret() -> None:
 
 
 def test_a_webhook_stays_out_of_the_plan_and_out_of_git(plan_stack: PlanStack, tmp_path) -> None:
-    from tests.test_bad_input import project_copy, zbi
+    from tests.stack_input import project_copy, zbi
 
     project = project_copy(tmp_path)
     stack = (project / "Pulumi.dev.yaml").read_text()
@@ -182,7 +182,7 @@ def test_one_dashboard_for_the_platform_and_one_per_instance(dev: Plan) -> None:
 
 
 def test_every_dashboard_query_parses_and_reads_metrics_that_exist(dev: Plan, tmp_path) -> None:
-    from tests.test_alerts import evidence, promtool
+    from tests.alert_harness import evidence, promtool
 
     known = evidence()
     histogram_suffixes = ("_bucket", "_sum", "_count")

@@ -227,7 +227,7 @@ def test_every_guardrail_has_a_description_and_a_remediation_and_is_exercised() 
 
 
 def test_zbi_plan_policy_exits_3_on_a_violation(tmp_path) -> None:
-    from tests.test_bad_input import project_copy, zbi
+    from tests.stack_input import project_copy, zbi
 
     project = project_copy(tmp_path)
     stack = (

@@ -222,7 +222,7 @@ def test_today_every_known_zebrad_release_is_past_its_end_of_support() -> None:
 
 
 def test_today_a_mainnet_instance_on_an_expired_release_is_refused_with_a_followable_fix() -> None:
-    from tests.test_bad_input import config_with
+    from tests.stack_input import config_with
 
     today = date.today()
     mainnet = config_with(zbi__instances={"testnet": {"network": "mainnet"}})

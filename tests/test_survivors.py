@@ -179,7 +179,7 @@ def test_signed_integers_without_a_leading_zero_read_as_pulumi_reads_them(
 def test_a_single_gateway_replica_is_refused_by_zbi_plan(tmp_path: Path) -> None:
     """One gateway replica is one zone's outage away from no access at all (and its PodDisruptionBudget would block
     every node drain): `zbi plan` refuses it with exit 2, naming the key and the fix, before evaluating anything."""
-    from tests.test_bad_input import project_copy, zbi
+    from tests.stack_input import project_copy, zbi
 
     project = project_copy(tmp_path)
     shutil.copytree(ROOT / "access", project / "access")

@@ -60,7 +60,8 @@ TARGETS = {
     ),
     "gateway_render": Target(
         "zbi_infra/render/gateway.py",
-        "tests/test_gateway.py tests/test_gateway_live.py tests/test_gateway_payloads.py tests/test_gateway_abuse.py",
+        "tests/test_gateway.py tests/test_gateway_live.py tests/test_gateway_standalone_live.py"
+        " tests/test_gateway_payloads.py tests/test_gateway_abuse.py",
     ),
     "cost": Target("zbi_infra/cost.py", "tests/test_cost.py tests/test_survivors.py -k 'cost or budget'"),
     "quota": Target("zbi_infra/node/quota.py", "tests/test_relationships.py -k quota"),
