@@ -333,11 +333,14 @@ def test_anonymous_calls_are_limited_per_client_address(tmp_path: Path) -> None:
             def one(source: str) -> int:
                 return request(gateway, call, source=source)[0]
 
+            started = time.monotonic()
             with ThreadPoolExecutor(max_workers=8) as pool:
-                first = list(pool.map(one, ["127.0.0.1"] * 40))
-            assert first.count(200) >= 20 and first.count(429) >= 10, first
+                first = list(pool.map(one, ["127.0.0.1"] * 60))
+            elapsed = time.monotonic() - started
+            # The burst, and what 5/s refilled while the calls ran (a loaded machine makes them slower, not freer).
+            assert 20 <= first.count(200) <= 21 + 5 * elapsed + 1 and first.count(429) >= 1, (first, elapsed)
+            assert set(first) == {200, 429}
             assert one("127.0.0.2") == 200
-            assert one("127.0.0.1") == 429
     finally:
         node.server.shutdown()
 
