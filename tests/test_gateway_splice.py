@@ -13,7 +13,7 @@ import pytest
 
 from tests.gateway_harness import Gateway, running_gateway, start_node
 from zbi_infra.config.access import parse_access
-from zbi_infra.render.gateway import SPLICE_JS_MODULE, GatewayUpstreams, gateway_splice_js
+from zbi_infra.render.gateway import SPLICE_JS_MODULE, GatewayPaths, GatewayUpstreams, gateway_js, gateway_splice_js
 from zbi_infra.render.gateway_nginx import pod_files
 
 
@@ -49,7 +49,9 @@ def test_the_splice_module_is_imported_in_its_named_location_only() -> None:
 def test_the_rendered_splice_module_has_no_placeholder_left() -> None:
     text = gateway_splice_js(relay_port=9999)
     assert "__" not in text
-    assert "'http://127.0.0.1:9999/'" in text and "'/zcashd'" in text and 'return ["errors"];' in text
+    assert "'http://127.0.0.1:9999/'" in text and "'/zcashd'" in text
+    # The withheld members are gateway.js's to name (it hands each call's to the splice with the calls).
+    assert 'return ["errors"];' in gateway_js(GatewayPaths(config_dir="/c", upstream_auth_file="/a"))
 
 
 @pytest.fixture(scope="module")

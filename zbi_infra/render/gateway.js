@@ -63,13 +63,13 @@ function grpcHeader(name) {
     return false;
 }
 
-// Methods whose answers have members withheld from callers (gateway_splice.js replaces them): zebrad's getinfo
-// `errors` is its last WARN/ERROR log line, verbatim.
-function withholds(method) {
+// The members of a method's answers withheld from callers (null: none; gateway_splice.js replaces them): zebrad's
+// getinfo `errors` is its last WARN/ERROR log line, verbatim.
+function withheldFields(method) {
     switch (method) {
     __WITHHELD__
     }
-    return false;
+    return null;
 }
 
 function neverExposed(method) {
@@ -198,26 +198,12 @@ function upstreamAuth(r) {
 
 // --- Answers ---
 
-function errorText(rawId, code, message) {
-    return '{"result":null,"error":{"code":' + code + ',"message":' + JSON.stringify(message) + '},"id":' +
-        (rawId === null ? 'null' : rawId) + '}';
-}
-
-function replyText(r, status, text) {
-    r.headersOut['Content-Type'] = 'application/json';
-    r.return(status, text);
-}
-
-function refuseRequest(r, status, code, message) {
-    return replyText(r, status, errorText(null, code, message));
-}
-
 // A call, checked: {id: raw id text or null (a notification has none), method, refusal: error text or null}.
 function check(text, span, parsed, allowed, never) {
     const call = {id: null, notification: true, method: null, refusal: null, invalid: true};
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
         call.notification = false;
-        call.refusal = errorText(null, -32600, 'Invalid Request: a call is an object');
+        call.refusal = json.errorText(null, -32600, 'Invalid Request: a call is an object');
         return call;
     }
     const found = json.members(text, span[0]);
@@ -228,12 +214,13 @@ function check(text, span, parsed, allowed, never) {
     }
     const method = parsed.method;
     if (found.duplicated) {
-        call.refusal = errorText(call.id, -32600, 'Invalid Request: a member is given twice');
+        call.refusal = json.errorText(call.id, -32600, 'Invalid Request: a member is given twice');
     } else if (typeof method !== 'string') {
-        call.refusal = errorText(call.id, -32600, 'Invalid Request: the method is not a string');
+        call.refusal = json.errorText(call.id, -32600, 'Invalid Request: the method is not a string');
     } else if (never(method) || allowed.indexOf(method) < 0) {
         call.invalid = false;
-        call.refusal = errorText(call.id, -32601, 'method ' + method.slice(0, 64) + ' is not allowed for this key');
+        call.refusal = json.errorText(call.id, -32601,
+            'method ' + method.slice(0, 64) + ' is not allowed for this key');
     } else {
         call.method = method;
     }
@@ -274,7 +261,7 @@ async function charge(r, count) {
 function jsonRpc(r) {
     const who = identify(r);
     if (r.method !== 'POST') {
-        return refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
+        return json.refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
     }
     // A body under client_max_body_size stays in memory; should nginx ever spill one, read the file it wrote.
     let text = r.requestText;
@@ -285,7 +272,7 @@ function jsonRpc(r) {
     try {
         request = JSON.parse(text || '');
     } catch (e) {
-        return refuseRequest(r, 400, -32700, 'Parse error');
+        return json.refuseRequest(r, 400, -32700, 'Parse error');
     }
     const api = route(r);
     const allowed = who.profile[api.methods] || [];
@@ -302,7 +289,7 @@ function jsonRpc(r) {
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
         r.variables.zbi_method = call.refusal ? REFUSED_LABEL : call.method;
         if (call.refusal) {
-            return replyText(r, call.invalid ? 400 : 200, call.refusal);
+            return json.replyText(r, call.invalid ? 400 : 200, call.refusal);
         }
         if (cacheable) {
             return fromCache(r, api, text, request, call, start);
@@ -311,10 +298,10 @@ function jsonRpc(r) {
     }
     r.variables.zbi_method = BATCH_LABEL;
     if (request.length === 0) {
-        return refuseRequest(r, 400, -32600, 'Invalid Request: an empty batch');
+        return json.refuseRequest(r, 400, -32600, 'Invalid Request: an empty batch');
     }
     if (request.length > maxBatch) {
-        return refuseRequest(r, 400, -32600, 'Invalid Request: a batch holds at most ' + maxBatch + ' calls');
+        return json.refuseRequest(r, 400, -32600, 'Invalid Request: a batch holds at most ' + maxBatch + ' calls');
     }
     r.variables.zbi_methods = request.map(function (c) {
         return c && typeof c.method === 'string' ? c.method.slice(0, 64) : '?';
@@ -334,7 +321,7 @@ async function fromCache(r, api, text, request, call, start) {
 
 // A single call, checked, to the node: as received, or through the splice when its answer has withheld members.
 function forward(r, api, text, call, start) {
-    if (withholds(call.method)) {
+    if (withheldFields(call.method)) {
         return splice(r, [call], [[start, text.length]], false);
     }
     return toNode(r, api);
@@ -343,10 +330,10 @@ function forward(r, api, text, call, start) {
 // A batch, checked: every call counts against the rate limit, forwarded or refused.
 async function chargedBatch(r, api, calls, spans) {
     if (!(await charge(r, calls.length - 1))) {
-        return refuseRequest(r, 429, -32005, 'rate limit reached');
+        return json.refuseRequest(r, 429, -32005, 'rate limit reached');
     }
     const refused = calls.some(function (c) { return c.refusal; });
-    const withheld = calls.some(function (c) { return withholds(c.method); });
+    const withheld = calls.some(function (c) { return withheldFields(c.method); });
     if (!refused && !withheld) {
         return toNode(r, api);
     }
@@ -359,10 +346,13 @@ function toNode(r, api) {
     return r.internalRedirect(api.proxy);
 }
 
-// Hands the checked calls, their spans in the body and the node's credentials to gateway_splice.js, which reads
+// Hands the checked calls, their spans in the body, the members withheld from each call's answer and the node's
+// credentials to gateway_splice.js, which reads
 // the body again in its own VM, forwards the allowed calls and splices the node's answer with the refusals.
 function splice(r, calls, spans, batch) {
-    r.variables.zbi_splice = JSON.stringify({batch: batch, calls: calls, spans: spans, auth: upstreamAuth(r)});
+    const withheld = calls.map(function (c) { return withheldFields(c.method); });
+    r.variables.zbi_splice = JSON.stringify({batch: batch, calls: calls, spans: spans, withheld: withheld,
+                                             auth: upstreamAuth(r)});
     return r.internalRedirect(SPLICE);
 }
 

@@ -307,7 +307,10 @@ def gateway_js(paths: GatewayPaths, *, zcashd_wallet: bool = False, history_cach
         "__NEVER_PREFIXES__": prefix_test(list(NEVER_EXPOSED_PREFIXES)),
         "__PREFIX_EXCEPTIONS__": switch_cases(sorted(Z_CHAIN_QUERIES)),
         "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
-        "__WITHHELD__": switch_cases(sorted(WITHHELD)),
+        "__WITHHELD__": "\n    ".join(
+            f"case {json.dumps(method)}:\n        return {json.dumps(fields)};"
+            for method, fields in sorted(WITHHELD.items())
+        ),
         "__GRPC_HEADERS__": switch_cases(sorted({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS})),
         "__ZCASHD_NEVER__": switch_cases(gateway_refused(zcashd_wallet)),
         "__ZCASHD_PATH__": ZCASHD_PATH,
@@ -326,10 +329,6 @@ def gateway_splice_js(*, relay_port: int = RELAY_PORT) -> str:
         "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
         "__RELAY__": f"127.0.0.1:{relay_port}",
         "__ZCASHD_PATH__": ZCASHD_PATH,
-        "__WITHHELD__": "\n    ".join(
-            f"case {json.dumps(method)}:\n        return {json.dumps(fields)};"
-            for method, fields in sorted(WITHHELD.items())
-        ),
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)

@@ -151,11 +151,6 @@ function serves(method) {
     return ENABLED && METHODS.hasOwnProperty(method);
 }
 
-function reply(r, status, text) {
-    r.headersOut['Content-Type'] = 'application/json';
-    r.return(status, text);
-}
-
 // The tip this gateway learned at most TIP_SECONDS ago (nginx's micro-cache of the node's getblockcount), or null.
 async function tipHeight(r) {
     try {
@@ -263,7 +258,7 @@ function send(r, status, text, stored, height) {
     if (!stored) {
         r.headersOut['X-Accel-Expires'] = '0';
     }
-    reply(r, status, text);
+    json.replyText(r, status, text);
 }
 
 // One more call to the node charged to the caller's rate (the rate key and bucket the front sent): the
@@ -293,7 +288,7 @@ async function fillFrom(r) {
     });
     const shape = METHODS.hasOwnProperty(method) ? METHODS[method](args) : null;
     if (!shape || !isCount(tip, 0xffffffff)) {
-        return reply(r, 400, '');
+        return json.replyText(r, 400, '');
     }
     // Non-verbose answers carry no height: the verbose form of the same call tells whether it is final.
     let height = shape.height;
@@ -317,17 +312,17 @@ async function fillFrom(r) {
     // Unread here (above MAX_ANSWER, or the node down or not answering JSON): the front asks the node again, one
     // more call charged to the caller (over its rate: refused, as any call over it).
     if (answer !== null && answer.parsed === null && (answer.status === 502 || answer.status === 504)) {
-        return reply(r, NODE_DOWN, '');
+        return json.replyText(r, NODE_DOWN, '');
     }
     if (answer === null || answer.parsed === null) {
-        return reply(r, await charged(r) ? NOT_MINE : 429, '');
+        return json.replyText(r, await charged(r) ? NOT_MINE : 429, '');
     }
     let text = answer.text;
     const start = json.skipSpace(text, 0);
     const idSpan = text.charCodeAt(start) === 123 ? json.member(text, start, 'id') : undefined;
     // Not an answer to one call, or one holding a placeholder's text: the front forwards the call itself.
     if (!idSpan || PLACEHOLDER.test(text)) {
-        return reply(r, NOT_MINE, '');
+        return json.replyText(r, NOT_MINE, '');
     }
     const okay = answer.status === 200 && !answer.parsed.error && answer.parsed.result !== null &&
         answer.parsed.result !== undefined && text.length <= MAX_ANSWER;
@@ -373,12 +368,12 @@ function holdsNodeCredentials(r) {
 // js_content of the filler: any other failure is "not mine", and the front forwards the call itself.
 async function fill(r) {
     if (!holdsNodeCredentials(r)) {
-        return reply(r, 403, '');
+        return json.replyText(r, 403, '');
     }
     try {
         await fillFrom(r);
     } catch (e) {
-        reply(r, NOT_MINE, '');
+        json.replyText(r, NOT_MINE, '');
     }
 }
 

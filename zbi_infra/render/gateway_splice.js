@@ -16,32 +16,8 @@ const WITHHELD_TEXT = '"withheld by the gateway"';
 // The zcashd sidecar's path: its calls go to the relay's zcashd paths (gateway_zcashd.py).
 const ZCASHD_PATH = '__ZCASHD_PATH__';
 
-// Answer fields withheld from callers, by method (null: none): zebrad's getinfo `errors` is its last WARN/ERROR log
-// line, verbatim. A switch, rendered from Python's table (gateway.py), as gateway.js's sets of names.
-function withheldFields(method) {
-    switch (method) {
-    __WITHHELD__
-    }
-    return null;
-}
-
-function errorText(rawId, code, message) {
-    return '{"result":null,"error":{"code":' + code + ',"message":' + JSON.stringify(message) + '},"id":' +
-        (rawId === null ? 'null' : rawId) + '}';
-}
-
-function replyText(r, status, text) {
-    r.headersOut['Content-Type'] = 'application/json';
-    r.return(status, text);
-}
-
-function refuseRequest(r, status, code, message) {
-    return replyText(r, status, errorText(null, code, message));
-}
-
-// The answer's text with withheld members of its result replaced (it is the node's JSON, so valid).
-function withhold(text, method) {
-    const fields = withheldFields(method);
+// The answer's text with the members `fields` (null: none) of its result replaced (it is the node's JSON, so valid).
+function withhold(text, fields) {
     const start = json.skipSpace(text, 0);
     if (!fields || text.charCodeAt(start) !== 123) {
         return text;
@@ -66,9 +42,10 @@ function bodyText(r) {
     return text;
 }
 
-// js_content of the spliced path. $zbi_splice holds what gateway.js found: {batch, calls, spans, auth}, the calls
-// checked ({id: raw id text or null, notification, method, refusal: error text or null}), each call's span in the
-// body, and the node's credentials. Only njs sets the variable, and only gateway.js redirects here.
+// js_content of the spliced path. $zbi_splice holds what gateway.js found: {batch, calls, spans, withheld, auth}, the
+// calls checked ({id: raw id text or null, notification, method, refusal: error text or null}), each call's span in
+// the body, the members withheld from each call's answer (null: none), and the node's credentials. Only njs sets
+// the variable, and only gateway.js redirects here.
 // Forwards the allowed calls (their own text) to the node and answers with the node's answers, each in its call's
 // place, the refusals in theirs; a notification gets no answer.
 async function forwardAndSplice(r) {
@@ -100,8 +77,9 @@ async function forwardAndSplice(r) {
             });
             answer = await upstream.text();
         } catch (e) {
-            return refuseRequest(r, 502, -32603, 'the node\'s answers exceed ' + MAX_ANSWER + ' bytes or the node is ' +
-                'unavailable: send the refused calls apart, so the rest streams unbuffered, or split the batch');
+            return json.refuseRequest(r, 502, -32603, 'the node\'s answers exceed ' + MAX_ANSWER + ' bytes or the ' +
+                'node is unavailable: send the refused calls apart, so the rest streams unbuffered, or split the ' +
+                'batch');
         }
         let valid = true;
         try {
@@ -111,18 +89,18 @@ async function forwardAndSplice(r) {
         }
         if (!valid) {
             if (upstream.status === 502 || upstream.status === 504) {
-                return refuseRequest(r, 502, -32603, 'the node is unavailable');
+                return json.refuseRequest(r, 502, -32603, 'the node is unavailable');
             }
-            return refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');
+            return json.refuseRequest(r, 502, -32603, 'the node answered with invalid JSON');
         }
         status = upstream.status;
         const begin = json.skipSpace(answer, 0);
         if (!batch) {
-            return replyText(r, status, withhold(answer, calls[0].method));
+            return json.replyText(r, status, withhold(answer, handed.withheld[0]));
         }
         if (answer.charCodeAt(begin) !== 91) {
             // The node refused the batch as a whole: its answer is the caller's.
-            return replyText(r, status, answer);
+            return json.replyText(r, status, answer);
         }
         // By id, in the node's order: duplicate ids are answered in turn, as the node answered them.
         json.elements(answer, begin).forEach(function (span) {
@@ -132,7 +110,7 @@ async function forwardAndSplice(r) {
         });
     }
     const out = [];
-    calls.forEach(function (c) {
+    calls.forEach(function (c, i) {
         if (c.notification) {
             return;
         }
@@ -142,12 +120,13 @@ async function forwardAndSplice(r) {
         }
         const queue = answers['$' + c.id];
         const answer = queue && queue.shift();
-        out.push(answer ? withhold(answer, c.method) : errorText(c.id, -32603, 'the node did not answer this call'));
+        out.push(answer ? withhold(answer, handed.withheld[i]) :
+            json.errorText(c.id, -32603, 'the node did not answer this call'));
     });
     if (out.length === 0) {
         return r.return(204);
     }
-    return replyText(r, status, '[' + out.join(',') + ']');
+    return json.replyText(r, status, '[' + out.join(',') + ']');
 }
 
 export default {forwardAndSplice};
