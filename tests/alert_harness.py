@@ -38,22 +38,31 @@ def rules_file(tmp_path: Path) -> Path:
     return path
 
 
-def expected(alert: str, labels: dict[str, str]) -> dict[str, Any]:
-    rule = RULES[alert]
+def expected(alert: str, labels: dict[str, str], rules: dict[str, dict[str, Any]] = RULES) -> dict[str, Any]:
+    rule = rules[alert]
     summary = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], rule["annotations"]["summary"])
     return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": {"summary": summary}}
 
 
 def run_cases(
-    tmp_path: Path, groups: list[dict[str, Any]], cases: list[tuple[str, str, str, list[tuple[str, str]], Any]]
+    tmp_path: Path,
+    groups: list[dict[str, Any]],
+    cases: list[tuple[str, str, str, list[tuple[str, str]], Any]],
+    rules: dict[str, dict[str, Any]] = RULES,
 ) -> subprocess.CompletedProcess[str]:
+    """promtool's unit test of `groups` with these (alert, interval, eval time, series, labels or None) cases; what
+    a firing alert carries comes from `rules` (the unmutated rules, when `groups` is a mutant)."""
     (tmp_path / "zbi-rules.yml").write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
     tests = [
         {
             "interval": interval,
             "input_series": [{"series": s, "values": v} for s, v in series],
             "alert_rule_test": [
-                {"eval_time": at, "alertname": alert, "exp_alerts": [] if labels is None else [expected(alert, labels)]}
+                {
+                    "eval_time": at,
+                    "alertname": alert,
+                    "exp_alerts": [] if labels is None else [expected(alert, labels, rules)],
+                }
             ],
         }
         for alert, interval, at, series, labels in cases

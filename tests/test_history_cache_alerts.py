@@ -5,13 +5,13 @@ caches get them."""
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from tests import alert_harness
 from tests.alert_harness import promtool
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.monitoring.alerts import alert_rules
@@ -37,24 +37,7 @@ def run_cases(tmp_path: Path, cases: list[tuple[str, str, str, list[tuple[str, s
         [promtool(), "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
-
-    def expected(alert: str, labels: dict[str, str]) -> dict[str, Any]:
-        rule = RULES[alert]
-        summary = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], rule["annotations"]["summary"])
-        return {"exp_labels": {**labels, **rule["labels"]}, "exp_annotations": {"summary": summary}}
-
-    tests = [
-        {
-            "interval": interval,
-            "input_series": [{"series": s, "values": v} for s, v in series],
-            "alert_rule_test": [
-                {"eval_time": at, "alertname": alert, "exp_alerts": [] if labels is None else [expected(alert, labels)]}
-            ],
-        }
-        for alert, interval, at, series, labels in cases
-    ]
-    (tmp_path / "unit.yml").write_text(yaml.safe_dump({"rule_files": ["rules.yml"], "tests": tests}, sort_keys=False))
-    result = subprocess.run([promtool(), "test", "rules", "unit.yml"], capture_output=True, text=True, cwd=tmp_path)
+    result = alert_harness.run_cases(tmp_path, GROUPS, cases, rules=RULES)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
