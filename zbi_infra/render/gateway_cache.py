@@ -146,16 +146,13 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
     )
 
 
-def proxy_to_node(indent: str, upstream_auth_include: str) -> str:
-    """The gateway's own proxy settings towards the node (render/gateway.py)."""
-    from zbi_infra.render import gateway  # gateway.py imports this module for its log fields
+def _to_node(indent: str, upstream_auth_include: str, *, internal: bool = True) -> str:
+    """A location's proxy to the node, with the node's credentials (as the gateway's own proxy); internal unless
+    said otherwise."""
+    from zbi_infra.render.gateway import proxy_to_node  # gateway.py imports this module for its log fields
 
-    return gateway.proxy_to_node(indent, upstream_auth_include)
-
-
-def _to_node(indent: str, upstream_auth_include: str) -> str:
-    """An internal location's proxy to the node, with the node's credentials (as the gateway's own proxy)."""
-    return f"{indent}internal;\n{indent}rewrite ^ / break;\n{indent}proxy_pass http://zbi_rpc;\n" + proxy_to_node(
+    head = f"{indent}internal;\n" if internal else ""
+    return f"{head}{indent}rewrite ^ / break;\n{indent}proxy_pass http://zbi_rpc;\n" + proxy_to_node(
         indent, upstream_auth_include
     )
 
@@ -255,9 +252,7 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
         "        }\n"
         "        # The tip, stamped with this nginx's clock (the micro-cache keeps the stamp with it).\n"
         "        location = /_zbi_tip_node {\n"
-        "            rewrite ^ / break;\n"
-        "            proxy_pass http://zbi_rpc;\n"
-        + proxy_to_node("            ", upstream_auth_include)
+        + _to_node("            ", upstream_auth_include, internal=False)
         + "            proxy_method POST;\n"
         "            proxy_pass_request_body off;\n"
         """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
