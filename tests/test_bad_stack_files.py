@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import PlanStack
 from tests.stack_input import config_with, project_copy, rejection, zbi
 from zbi_infra.config.stack_file import StackFileError, parse_yaml_document, read_stack_file
+from zbi_infra.errors import MAX_RUN, ConfigError
 
 # ---- files Pulumi would misread or choke on ---------------------------------------------------------------------
 
@@ -89,6 +90,16 @@ def test_a_huge_value_is_never_echoed_in_full() -> None:
     huge = "x" * 3_000_000
     message = rejection(config_with(zbi__cluster={"name": huge}))
     assert len(message) < 1000 and "characters" in message
+
+
+def test_a_long_path_is_named_whole_while_pasted_text_and_endless_paths_are_clipped(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-directory-whose-name-is-long-" * 3) / "ci-runner-workspace" / "Pulumi.prod.yaml"
+    assert len(str(deep)) > 2 * MAX_RUN
+    assert f"{deep}: cannot be read" in ConfigError([f"{deep}: cannot be read. Fix: x"]).problems[0]
+    pasted = "9" * 5000
+    assert pasted[:61] not in ConfigError([f"cluster.name: {pasted}. Fix: x"]).problems[0]
+    slashes = "/a" * 3000  # 6,000 characters: longer than any path Linux opens
+    assert slashes[: MAX_RUN + 1] not in ConfigError([f"{slashes}: cannot be read. Fix: x"]).problems[0]
 
 
 # ---- read as Pulumi reads it (YAML 1.2 through yaml.v3) ---------------------------------------------------------

@@ -100,6 +100,8 @@ def test_a_batch_is_checked_element_by_element(gateway: Gateway) -> None:
         ("expired", None),  # expired
         ("revoked", new_key()),  # not in the table
     ],
+    # Named, not by the keys: they are random per process, and every xdist worker must collect the same ids.
+    ids=["wrong", "another-users", "expired", "revoked"],
 )
 def test_bad_keys_get_401(gateway: Gateway, user: str, key: str | None) -> None:
     status, body = gateway.call({"method": "getblockcount", "id": 1}, user=user, key=key)

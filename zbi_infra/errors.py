@@ -9,10 +9,21 @@ import pulumi
 
 # Whatever a user pasted into a stack file, a message quotes at most this much of one unbroken run of text.
 MAX_RUN = 80
+# A file's path is named whole, up to Linux's PATH_MAX: clipped, a message about `/home/…/Pulumi.prod.yaml` would not
+# say which file to fix (paths under a CI runner's or pytest's temporary directories are often over 80 characters).
+MAX_PATH_RUN = 4096
+_PATH_RUN = re.compile(r"[\w.~+@%=,-]*/[\w./~+@%=,:-]*")
+
+
+def _clipped(match: re.Match[str]) -> str:
+    run = match.group()
+    if len(run) <= MAX_PATH_RUN and _PATH_RUN.fullmatch(run):
+        return run
+    return f"{run[:60]}…[{len(run)} characters]"
 
 
 def clip(problem: str) -> str:
-    return re.sub(rf"\S{{{MAX_RUN + 1},}}", lambda m: f"{m.group()[:60]}…[{len(m.group())} characters]", problem)
+    return re.sub(rf"\S{{{MAX_RUN + 1},}}", _clipped, problem)
 
 
 class ConfigError(pulumi.RunError):
