@@ -26,7 +26,12 @@ njs gateway and to each sketch with the tests' JSON-RPC node as upstream, and th
 Needs Debian's libnginx-mod-http-lua and lua-cjson (installed with apt-get when missing). Prints numbers; asserts
 nothing.
 
-    python3 uvw run python benchmarks/gateway_lua_hot_path.py [--requests 400] [--warmup 50] [--annotate N]
+    python3 uvw run python benchmarks/gateway_lua_hot_path.py [--requests 400] [--warmup 50] [--annotate N] [--floor]
+
+`--warmup` matters to the Lua paths, not to njs's: LuaJIT compiles the handlers' hot code after some requests, so
+fewer than about 300 requests of warm-up count some interpreted requests and the compiler's work (a worker serves
+far more). `--floor` also counts the same nginx.conf with two trivial Lua handlers (a constant `$zbi_who`, the
+redirect): what lua-nginx-module itself costs per request. `--annotate N` as in gateway_instructions.py.
 """
 
 from __future__ import annotations
@@ -59,6 +64,7 @@ from zbi_infra.render.gateway import (
     SPLICE_JS_MODULE,
     WITHHELD,
     ZCASHD_PATH,
+    bucket_name,
     users_table,
 )
 
@@ -143,11 +149,27 @@ def lua_nginx_conf(njs_conf: str, config_dir: Path) -> str:
     return text
 
 
-def sketch_preparer(*, cache_entries: bool) -> Callable[[Path], None]:
-    """Turns a directory the harness rendered the njs gateway into into the Lua sketch's."""
+# `--floor`: what lua-nginx-module costs with nothing to do, the two handlers trivial (a constant `$zbi_who`, the
+# redirect to the proxy, which reads the body itself), in the same nginx.conf.
+TRIVIAL_MODULE = """-- Two trivial handlers: lua-nginx-module's own cost per request.
+local who = "ok user:bench __BENCH_BUCKET__ bench"
+return {who = function() return who end, json_rpc = function() return ngx.exec("@zbi_rpc") end}
+"""
+
+
+def sketch_preparer(*, cache_entries: bool | None) -> Callable[[Path], None]:
+    """Turns a directory the harness rendered the njs gateway into into the Lua sketch's (`cache_entries` None: the
+    two trivial handlers instead)."""
 
     def prepare(config_dir: Path) -> None:
-        (config_dir / f"{SKETCH_MODULE}.lua").write_text(sketch_module(config_dir, cache_entries=cache_entries))
+        bench = access().user("bench")
+        bucket = bucket_name(bench.rate_limit) if bench is not None else ""
+        module = (
+            TRIVIAL_MODULE.replace("__BENCH_BUCKET__", bucket)
+            if cache_entries is None
+            else sketch_module(config_dir, cache_entries=cache_entries)
+        )
+        (config_dir / f"{SKETCH_MODULE}.lua").write_text(module)
         conf = config_dir / "nginx.conf"
         conf.write_text(lua_nginx_conf(conf.read_text(), config_dir))
 
@@ -255,6 +277,7 @@ PATHS: dict[str, Callable[[Path], None] | None] = {
     "Lua sketch, entry read per request": sketch_preparer(cache_entries=False),
     "Lua sketch, entry kept per worker (stat per request)": sketch_preparer(cache_entries=True),
 }
+FLOOR = "Lua, two trivial handlers (the floor)"
 
 
 def main() -> None:
@@ -262,7 +285,11 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--annotate", type=int, default=0, metavar="N")
+    parser.add_argument("--floor", action="store_true", help="also count two trivial Lua handlers")
     args = parser.parse_args()
+    counted_paths = dict(PATHS)
+    if args.floor:
+        counted_paths[FLOOR] = sketch_preparer(cache_entries=None)
     debian_tool("nginx", ["nginx-light", "libnginx-mod-http-lua", "lua-cjson"], needs=(*LUA_LOAD, CJSON))
     user = instructions.bench_authorization()
     with tempfile.TemporaryDirectory() as temporary:
@@ -276,7 +303,7 @@ def main() -> None:
             label = "plain nginx proxying"
             results[label] = instructions.plain_counted(root, ports, user, args.warmup, args.requests)
             tops[label] = instructions.costliest(root / "plain.out", args.annotate) if args.annotate else ""
-            for i, (label, prepare) in enumerate(PATHS.items()):
+            for i, (label, prepare) in enumerate(counted_paths.items()):
                 out = root / f"path{i}.out"
                 results[label] = instructions.gateway_counted(
                     root / f"gw{i}", out, ports, user, args.warmup, args.requests, prepare
