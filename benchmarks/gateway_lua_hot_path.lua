@@ -1,7 +1,8 @@
 -- A SKETCH of the access gateway's hot path for lua-nginx-module (LuaJIT), for benchmarks/gateway_lua_hot_path.py
 -- only: not a gateway zBI ships. It does per request what gateway.js does for one authenticated JSON-RPC call
--- (who() before the body, jsonRpc() after it); batches, gRPC calls, the history cache and answers with withheld
--- members (the splice) are not sketched and are refused with 501. Placeholders (__NAME__) are filled by the
+-- (who() before the body, jsonRpc() after it). Not sketched: batches and answers with withheld members (the
+-- splice), answered 501; gRPC calls' method and metadata check (their verdict is "denied", nothing more); the
+-- history cache (the measured instance has none). Placeholders (__NAME__) are filled by the
 -- benchmark from the same Python lists gateway.js is rendered from.
 --
 -- Unlike njs, LuaJIT keeps this module (and everything its top level builds) for the worker's life: the sets of
@@ -162,7 +163,7 @@ local function who()
     if not id.profile then
         return "unauthenticated - - -"
     end
-    -- gRPC's method and metadata check is not sketched: such a call is refused here.
+    -- gRPC's method and metadata check is not sketched: a gRPC path's verdict is "denied", nothing more.
     local verdict = sub(ngx_var.uri, 1, #GRPC_PREFIX) == GRPC_PREFIX and "denied" or "ok"
     local rate_key = id.anonymous and ("anon:" .. ngx_var.remote_addr) or ("user:" .. id.user)
     return verdict .. " " .. rate_key .. " " .. id.profile.bucket .. " " .. id.user

@@ -9,8 +9,9 @@ the key from the Authorization header (basic auth or `Bearer`, base64 decoded by
 tests' harness writes it, the name and expiry checked, "<verdict> <rate key> <bucket> <user>" answered before the
 body is read; then the body read, parsed (cjson), its method checked against the caller's allowlist and the
 never-exposed lists, a member name given twice refused (the same quick test by counting ':' and the same scan
-otherwise), the log's two variables set, and an internal redirect to the same proxy location. Batches, gRPC calls,
-the history cache and answers with withheld members (getinfo's splice) are not sketched: refused with 501.
+otherwise), the log's two variables set, and an internal redirect to the same proxy location. Not sketched:
+batches and answers with withheld members (getinfo's splice), answered 501; gRPC calls' method and metadata check
+(their verdict is "denied", nothing more); the history cache (the measured instance has none).
 
 Its nginx.conf is the real gateway's as the harness renders it, with only the njs lines replaced (`js_set $zbi_who`
 by `set_by_lua_block $zbi_who` in `location /`, before the same `if`; `js_content` by `content_by_lua_block`; the
