@@ -15,6 +15,7 @@ The plain proxy's configuration is gateway_load.py's. Prints numbers; asserts no
 from __future__ import annotations
 
 import argparse
+import base64
 import http.client
 import json
 import re
@@ -23,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -108,49 +109,75 @@ def costliest(out: Path, count: int) -> str:
     return "\n".join(lines[:count])
 
 
+def bench_authorization() -> str:
+    """The benchmark user's Basic credentials (a rate limit no run reaches), as every path here is sent them."""
+    return "Basic " + base64.b64encode(f"bench:{KEYS['bench']}".encode()).decode()
+
+
+def plain_counted(root: Path, ports: dict[str, int], authorization: str, warmup: int, requests: int) -> float:
+    """Plain nginx proxying (gateway_load.py's configuration) to the `small` upstream, counted; its dump in
+    `root / "plain.out.*"`."""
+    (root / "plain").mkdir()
+    tls_files(root / "plain")
+    plain_port = free_port()
+    plain_conf = gateway_load.plain_proxy(root / "plain", ports, "small", plain_port)
+    (root / "plain" / "nginx.conf").write_text(
+        f"load_module {harness.JS_MODULE};\npid {root}/plain/nginx.pid;\nerror_log stderr error;\n"
+        f"events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n"
+        f" client_body_temp_path {root}/plain/body;\n proxy_temp_path {root}/plain/proxy;\n{plain_conf}\n}}\n"
+    )
+    out = root / "plain.out"
+    with under_callgrind(root / "plain", plain_port, out) as pid:
+        return counted(pid, plain_port, authorization, warmup, requests, out)
+
+
+def gateway_counted(
+    config_dir: Path,
+    out: Path,
+    ports: dict[str, int],
+    authorization: str,
+    warmup: int,
+    requests: int,
+    prepare: Callable[[Path], None] | None = None,
+) -> float:
+    """The gateway as the tests' harness renders it (user table, TLS, nginx.conf, modules) into `config_dir`, to the
+    `small` upstream, counted under callgrind (its dump in `out.*`); `prepare(config_dir)` may rewrite the rendered
+    files before nginx starts."""
+
+    @contextmanager
+    def gateway_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
+        if prepare is not None:
+            prepare(directory)
+        with under_callgrind(directory, port, out):
+            yield directory / "callgrind.log"
+
+    # The harness renders and starts the gateway; here it starts under callgrind instead.
+    original, harness.running_nginx = harness.running_nginx, gateway_nginx
+    try:
+        with harness.running_gateway(config_dir, f"127.0.0.1:{ports['small']}", None, max_body_bytes=64 * 1024) as gw:
+            pid = int((gw.config_dir / "nginx.pid").read_text())
+            return counted(pid, gw.port, authorization, warmup, requests, out)
+    finally:
+        harness.running_nginx = original
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--annotate", type=int, default=0, metavar="N")
     args = parser.parse_args()
-    user = "Basic " + __import__("base64").b64encode(f"bench:{KEYS['bench']}".encode()).decode()
+    user = bench_authorization()
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         (root / "up").mkdir()
         conf, ports = gateway_load.fixed_upstreams(root / "up")
-        (root / "plain").mkdir()
-        tls_files(root / "plain")
-        plain_port = free_port()
-        plain_conf = gateway_load.plain_proxy(root / "plain", ports, "small", plain_port)
-        (root / "plain" / "nginx.conf").write_text(
-            f"load_module {harness.JS_MODULE};\npid {root}/plain/nginx.pid;\nerror_log stderr error;\n"
-            f"events {{ worker_connections 1024; }}\nhttp {{\n access_log off;\n"
-            f" client_body_temp_path {root}/plain/body;\n proxy_temp_path {root}/plain/proxy;\n{plain_conf}\n}}\n"
-        )
         results = {}
         with gateway_load.nginx_running(root / "up", conf):
-            out = root / "plain.out"
-            with under_callgrind(root / "plain", plain_port, out) as pid:
-                results["plain nginx proxying"] = counted(pid, plain_port, user, args.warmup, args.requests, out)
-            plain_top = costliest(out, args.annotate) if args.annotate else ""
+            results["plain nginx proxying"] = plain_counted(root, ports, user, args.warmup, args.requests)
+            plain_top = costliest(root / "plain.out", args.annotate) if args.annotate else ""
             gateway_out = root / "gateway.out"
-
-            @contextmanager
-            def gateway_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
-                with under_callgrind(directory, port, gateway_out):
-                    yield directory / "callgrind.log"
-
-            # The harness renders and starts the gateway; here it starts under callgrind instead.
-            original, harness.running_nginx = harness.running_nginx, gateway_nginx
-            try:
-                with harness.running_gateway(
-                    root / "gw", f"127.0.0.1:{ports['small']}", None, max_body_bytes=64 * 1024
-                ) as gateway:
-                    pid = int((gateway.config_dir / "nginx.pid").read_text())
-                    results["gateway"] = counted(pid, gateway.port, user, args.warmup, args.requests, gateway_out)
-            finally:
-                harness.running_nginx = original
+            results["gateway"] = gateway_counted(root / "gw", gateway_out, ports, user, args.warmup, args.requests)
             gateway_top = costliest(gateway_out, args.annotate) if args.annotate else ""
     print(f"instructions per JSON-RPC getblockcount request (callgrind, {args.requests} requests after "
           f"{args.warmup}, one kept-alive TLS connection, one nginx process):")  # fmt: skip
