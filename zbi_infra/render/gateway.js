@@ -263,11 +263,9 @@ function jsonRpc(r) {
     if (r.method !== 'POST') {
         return json.refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
     }
-    // A body under client_max_body_size stays in memory; should nginx ever spill one, read the file it wrote.
-    let text = r.requestText;
-    if (text === undefined && r.variables.request_body_file) {
-        text = fs.readFileSync(r.variables.request_body_file).toString();
-    }
+    // The body, in memory: nginx.conf's client_body_buffer_size is above the largest body it accepts, since njs
+    // (0.7.9 and 0.8.x alike) throws rather than read a body nginx spilled to a file (undefined: no body).
+    const text = r.requestText;
     let request;
     try {
         request = JSON.parse(text || '');
