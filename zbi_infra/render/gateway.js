@@ -198,7 +198,8 @@ function upstreamAuth(r) {
 
 // --- Answers ---
 
-// A call, checked: {id: raw id text or null (a notification has none), method, refusal: error text or null}.
+// A call, checked: {id: raw id text or null (a notification has none), method, refusal: error text or null,
+// params: the span of its params member (undefined: none), which gateway_cache.js reads without a second scan}.
 function check(text, span, parsed, allowed, never) {
     const call = {id: null, notification: true, method: null, refusal: null, invalid: true};
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
@@ -208,6 +209,7 @@ function check(text, span, parsed, allowed, never) {
     }
     const found = json.members(text, span[0]);
     const id = found.names.$id;
+    call.params = found.names.$params;
     if (id !== undefined) {
         call.notification = false;
         call.id = text.slice(id[0], id[1]);
@@ -311,7 +313,7 @@ function jsonRpc(r) {
 
 // A single call, checked, from the cache when it answers, else as any other.
 async function fromCache(r, api, text, request, call, start) {
-    if (await history.serve(r, request, call.id, text, start)) {
+    if (await history.serve(r, request, call.id, text, call.params)) {
         return;
     }
     return forward(r, api, text, call, start);
