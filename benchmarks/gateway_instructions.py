@@ -8,8 +8,11 @@ zeroed, `--requests` more are sent, and the counters dumped: their total divided
 The plain proxy's configuration is gateway_load.py's. Prints numbers; asserts nothing.
 
     python3 uvw run python benchmarks/gateway_instructions.py [--requests 400] [--warmup 50] [--annotate N]
+        [--history-cache]
 
 `--annotate N` prints each path's N costliest functions (inclusive of what they call), from callgrind_annotate.
+`--history-cache`: the gateway of an instance with the history cache, which imports gateway_cache.js (getblockcount
+is not cached: the figure is the same call's, with that module's top level run in every request).
 """
 
 from __future__ import annotations
@@ -139,10 +142,12 @@ def gateway_counted(
     warmup: int,
     requests: int,
     prepare: Callable[[Path], None] | None = None,
+    *,
+    history_cache: bool = False,
 ) -> float:
     """The gateway as the tests' harness renders it (user table, TLS, nginx.conf, modules) into `config_dir`, to the
     `small` upstream, counted under callgrind (its dump in `out.*`); `prepare(config_dir)` may rewrite the rendered
-    files before nginx starts."""
+    files before nginx starts; `history_cache` renders an instance's gateway with the history cache."""
 
     @contextmanager
     def gateway_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
@@ -154,7 +159,9 @@ def gateway_counted(
     # The harness renders and starts the gateway; here it starts under callgrind instead.
     original, harness.running_nginx = harness.running_nginx, gateway_nginx
     try:
-        with harness.running_gateway(config_dir, f"127.0.0.1:{ports['small']}", None, max_body_bytes=64 * 1024) as gw:
+        with harness.running_gateway(
+            config_dir, f"127.0.0.1:{ports['small']}", None, max_body_bytes=64 * 1024, history_cache=history_cache
+        ) as gw:
             pid = int((gw.config_dir / "nginx.pid").read_text())
             return counted(pid, gw.port, authorization, warmup, requests, out)
     finally:
@@ -166,6 +173,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--annotate", type=int, default=0, metavar="N")
+    parser.add_argument("--history-cache", action="store_true", help="the gateway of an instance with the cache")
     args = parser.parse_args()
     user = bench_authorization()
     with tempfile.TemporaryDirectory() as temporary:
@@ -177,10 +185,13 @@ def main() -> None:
             results["plain nginx proxying"] = plain_counted(root, ports, user, args.warmup, args.requests)
             plain_top = costliest(root / "plain.out", args.annotate) if args.annotate else ""
             gateway_out = root / "gateway.out"
-            results["gateway"] = gateway_counted(root / "gw", gateway_out, ports, user, args.warmup, args.requests)
+            results["gateway"] = gateway_counted(
+                root / "gw", gateway_out, ports, user, args.warmup, args.requests, history_cache=args.history_cache
+            )
             gateway_top = costliest(gateway_out, args.annotate) if args.annotate else ""
+    cache = ", the gateway with the history cache" if args.history_cache else ""
     print(f"instructions per JSON-RPC getblockcount request (callgrind, {args.requests} requests after "
-          f"{args.warmup}, one kept-alive TLS connection, one nginx process):")  # fmt: skip
+          f"{args.warmup}, one kept-alive TLS connection, one nginx process{cache}):")  # fmt: skip
     for label, value in results.items():
         print(f"  {label}: {value:,.0f}")
     ratio = results["plain nginx proxying"] / results["gateway"]

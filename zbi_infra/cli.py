@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from zbi_infra.commands.arguments import iso_date
+from zbi_infra.commands.arguments import add_project_dir, add_stack, iso_date
 from zbi_infra.commands.cost import EXIT_OVER_BUDGET as EXIT_OVER_BUDGET
 from zbi_infra.commands.instance import INSTANCE_EXAMPLES as INSTANCE_EXAMPLES
 from zbi_infra.errors import ConfigError
@@ -28,12 +28,12 @@ def _parser() -> argparse.ArgumentParser:
         help="evaluate a stack offline (Pulumi mock runtime) and show what it would create",
         description="Run the real stack program under Pulumi's mocks: no Pulumi CLI, no credentials, no network.",
     )
-    plan.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    add_stack(plan)
     plan.add_argument("--out", type=Path, help="write DIR/plan.json and DIR/manifests/*.yaml")
     plan.add_argument("--json", action="store_true", help="print plan.json to stdout instead of the summary")
     plan.add_argument("--tree", action="store_true", help="after the summary, every resource as a tree, and counts")
     plan.add_argument("--diff", metavar="GIT_REF", help="what changes compared with the plan at another commit")
-    plan.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
+    add_project_dir(plan)
     plan.add_argument(
         "--as-of",
         type=iso_date,
@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("--debug", action="store_true", help="show a traceback for unexpected errors")
     stacks = commands.add_parser("stacks", help="list the project's stacks")
-    stacks.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
+    add_project_dir(stacks)
     from zbi_infra.commands import access, cost, instance, register, roles
 
     access.add_parser(commands)

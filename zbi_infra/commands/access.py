@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zbi_infra.commands.arguments import instance_name, iso_date, method_list, positive, user_name
+from zbi_infra.commands.arguments import add_project_dir, instance_name, iso_date, method_list, positive, user_name
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -23,7 +23,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         if user:
             parser.add_argument("user", type=user_name, help="the end user's name (lowercase letters, digits, . _ -)")
         parser.add_argument("--file", type=Path, help="the access file (default: access/<instance>.yaml)")
-        parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+        add_project_dir(parser)
         return parser
 
     create = action("create-key", "make a key for a user (added, or rotated if listed); print it once", user=True)

@@ -1,10 +1,28 @@
-"""The argument types of `zbi`'s subcommands: each turns a flag's text into a value or refuses it, naming the fix,
-before anything runs (argparse's exit 2)."""
+"""The arguments `zbi`'s subcommands share, and their argument types: each type turns a flag's text into a value or
+refuses it, naming the fix, before anything runs (argparse's exit 2)."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
+
+
+def add_stack(
+    parser: argparse.ArgumentParser,
+    *,
+    name: str = "stack name",
+    file_use: str = "reads",
+    type: Callable[[str], str] = str,
+) -> None:
+    """The stack positional: which Pulumi.<stack>.yaml the command reads (or edits, or `init` writes)."""
+    parser.add_argument("stack", type=type, help=f"{name}: {file_use} Pulumi.<stack>.yaml")
+
+
+def add_project_dir(parser: argparse.ArgumentParser) -> None:
+    """--project-dir, read by cli.py's find_project before any command's handler runs."""
+    parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml (default: search upwards)")
 
 
 def instance_name(text: str) -> str:

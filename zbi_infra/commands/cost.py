@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from zbi_infra.commands.arguments import add_project_dir, add_stack
 from zbi_infra.errors import ConfigError
 
 EXIT_OVER_BUDGET = 4  # --check, over budget (zbi_infra/cli.py re-exports it with the other exit codes)
@@ -25,12 +26,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "  zbi cost dev --assume internet_egress_gib=2000 --prices my-prices.json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    cost.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    add_stack(cost)
     cost.add_argument("--json", action="store_true", help="print the estimate as JSON")
     cost.add_argument("--check", action="store_true", help="exit 4 when the estimate is over zbi:budget.monthlyUsd")
     cost.add_argument("--prices", type=Path, help="a prices file in the shape of zbi_infra/data/aws-prices.json")
     cost.add_argument("--assume", action="append", default=[], metavar="NAME=N", help="override an assumption")
-    cost.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+    add_project_dir(cost)
     cost.set_defaults(handler=run)
 
 

@@ -7,8 +7,9 @@ import argparse
 import json
 import shlex
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from zbi_infra.commands.arguments import add_project_dir, add_stack
 
 # lightwalletd's protos, vendored at their pinned tag (tests/fixtures/upstream/SOURCES.json): grpcurl needs them, as
 # the gateway forwards only CompactTxStreamer's methods (no reflection service).
@@ -47,9 +48,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "  zbi endpoints local --json",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    add_stack(parser)
     parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+    add_project_dir(parser)
     parser.set_defaults(handler=run)
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from zbi_infra.commands.arguments import add_project_dir, add_stack
 from zbi_infra.errors import ConfigError
 
 LOCAL = """\
@@ -86,11 +86,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "  zbi init testnet-aws --aws --region us-east-1",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("stack", type=_stack_name, help="the new stack's name: writes Pulumi.<stack>.yaml")
+    add_stack(parser, name="the new stack's name", file_use="writes", type=_stack_name)
     parser.add_argument("--aws", action="store_true", help="an AWS platform (VPC, EKS) instead of an existing cluster")
     parser.add_argument("--context", default="kind-zbi", help="the kubeconfig context (default kind-zbi)")
     parser.add_argument("--region", default="us-east-1", help="with --aws: the AWS region (default us-east-1)")
-    parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+    add_project_dir(parser)
     parser.set_defaults(handler=run)
 
 

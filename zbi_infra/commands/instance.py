@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from zbi_infra.commands.arguments import instance_name, iso_date, positive
+from zbi_infra.commands.arguments import add_project_dir, add_stack, instance_name, iso_date, positive
 from zbi_infra.errors import ConfigError
 
 INSTANCE_EXAMPLES = """Examples:
@@ -41,10 +41,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
             description=f"{help}\n\n{INSTANCE_EXAMPLES}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        parser.add_argument("stack", help="stack name: edits Pulumi.<stack>.yaml")
+        add_stack(parser, file_use="edits")
         if named:
             parser.add_argument("name", type=instance_name, help="the instance (a key of zbi:instances)")
-        parser.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+        add_project_dir(parser)
         return parser
 
     add = action("add", "add an instance", named=True)

@@ -7,6 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from zbi_infra.commands.arguments import add_project_dir, add_stack
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     roles = commands.add_parser(
@@ -17,10 +19,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "  zbi roles dev --write    put it in .github/CODEOWNERS, keeping the rest of the file",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    roles.add_argument("stack", help="stack name: reads Pulumi.<stack>.yaml")
+    add_stack(roles)
     roles.add_argument("--write", action="store_true", help="write the block into the CODEOWNERS file")
     roles.add_argument("--file", type=Path, help="the CODEOWNERS file (default: .github/CODEOWNERS)")
-    roles.add_argument("--project-dir", type=Path, help="the directory holding Pulumi.yaml")
+    add_project_dir(roles)
     roles.set_defaults(handler=run)
 
 

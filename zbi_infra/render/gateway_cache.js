@@ -19,6 +19,9 @@
 import fs from 'fs';
 import json from 'json_text.js';
 
+// Only numbers and strings are set at this module's top level: njs 0.7.9 runs it again in every request of an
+// instance with the cache (gateway.js imports it), so the regular expressions, lists and the methods' table are made
+// in the functions that use them, when called (docs/gateway-limits.md, "Nothing is built at the module's top level").
 const ENABLED = __ENABLED__;
 const FINAL_DEPTH = __FINAL_DEPTH__;
 const MAX_ANSWER = __MAX_ANSWER__;
@@ -34,25 +37,16 @@ const NODE_DOWN = 556;
 // Placeholders in stored answers: neither can occur in a node's JSON answer (checked before storing).
 const ID = '@zbi:id@';
 const CONFIRMATIONS = '@zbi:confirmations@';
-// Anything sub_filter would take for a placeholder (it matches without regard to case).
-const PLACEHOLDER = /@zbi:/i;
-const HASH = /^[0-9a-fA-F]{64}$/;
-// How a call's params and id must be written for the cache to answer it: as the node reads the canonical call it
-// sends (plain digits, true or false, strings without escapes; an id the node echoes as written: a string or a u64,
-// jsonrpsee's Id). Anything else (1e3, 1000.0, an escaped or object id) goes to the node, which decides.
-const PLAIN_PARAM = /^(?:[0-9]+|true|false|"[^"\\]*")$/;
-const PLAIN_ID = /^(?:[0-9]{1,20}|"[^"\\]*")$/;
-const MAX_U64 = '18446744073709551615';
-// Request headers that would make nginx answer a cached response with 304 or 412 (or a part of it): such calls go to
-// the node, which ignores them, as they would with no cache.
-const CONDITIONAL = ['If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since', 'If-Range', 'Range'];
 // The tip is used while at most this old (nginx serves the last one while a slow node is asked for the next).
 const TIP_MAX_AGE = __TIP_MAX_AGE__;
-// A height as zebra-state parses it, in one spelling only: other spellings (signs, leading zeros) pass uncached.
-const HEIGHT = /^(0|[1-9][0-9]{0,9})$/;
 
 function isCount(v, max) {
     return typeof v === 'number' && Math.floor(v) === v && v >= 0 && v <= max;
+}
+
+// A block's or transaction's hash: 64 hex digits, in either case.
+function isHash(v) {
+    return typeof v === 'string' && /^[0-9a-fA-F]{64}$/.test(v);
 }
 
 // A hash-or-height argument: {text, height (a number, or null for a hash)}, or null when not canonical.
@@ -60,78 +54,89 @@ function reference(v) {
     if (typeof v !== 'string') {
         return null;
     }
-    if (HASH.test(v)) {
+    if (isHash(v)) {
         return {text: v.toLowerCase(), height: null};
     }
-    return HEIGHT.test(v) && Number(v) <= 0xffffffff ? {text: v, height: Number(v)} : null;
+    // A height as zebra-state parses it, in one spelling only: other spellings (signs, leading zeros) pass uncached.
+    return /^(0|[1-9][0-9]{0,9})$/.test(v) && Number(v) <= 0xffffffff ? {text: v, height: Number(v)} : null;
 }
 
-// Each cached method: the canonical arguments of its positional params (null: not cacheable as asked), in the
-// order the filler sends them, with the node's defaults filled in (zebra-rpc methods.rs at v6.3.0). `settled`
-// (the two z_ chain queries, whose answers carry nothing that changes with the tip) says from the node's answer
-// whether it is about final blocks only (docs/history-cache.md).
-const POOLS = ['sapling', 'orchard', 'ironwood'];
-const METHODS = {
-    getblock: function (p) {
-        const ref = reference(p[0]);
-        const verbosity = p.length > 1 ? p[1] : 1;
-        if (!ref || p.length > 2 || [0, 1, 2].indexOf(verbosity) < 0) {
-            return null;
-        }
-        return {args: [ref.text, verbosity], height: ref.height, verbose: verbosity > 0};
-    },
-    getblockheader: function (p) {
-        const ref = reference(p[0]);
-        const verbose = p.length > 1 ? p[1] : true;
-        if (!ref || p.length > 2 || typeof verbose !== 'boolean') {
-            return null;
-        }
-        return {args: [ref.text, verbose], height: ref.height, verbose: verbose};
-    },
-    getblockhash: function (p) {
-        if (p.length !== 1 || !isCount(p[0], 0x7fffffff)) {
-            return null;
-        }
-        return {args: [p[0]], height: p[0], verbose: false};
-    },
-    getrawtransaction: function (p) {
-        const verbose = p.length > 1 ? p[1] : 0;
-        if (typeof p[0] !== 'string' || !HASH.test(p[0]) || p.length > 2 || [0, 1].indexOf(verbose) < 0) {
-            return null;
-        }
-        return {args: [p[0].toLowerCase(), verbose], height: null, verbose: verbose === 1};
-    },
-    z_gettreestate: function (p) {
-        const ref = reference(p[0]);
-        if (!ref || p.length !== 1) {
-            return null;
-        }
-        return {args: [ref.text], height: ref.height, verbose: false, settled: function (result, tip) {
-            return isCount(result.height, 0xffffffff) && tip - result.height >= FINAL_DEPTH &&
-                (ref.height === null ? result.hash === ref.text : result.height === ref.height) ? result.height : null;
-        }};
-    },
+// A cached method's reader of its positional params (null: the method is not cached), which gives their canonical
+// arguments (null: not cacheable as asked), in the order the filler sends them, with the node's defaults filled in
+// (zebra-rpc methods.rs at v6.3.0). `settled` (the two z_ chain queries, whose answers carry nothing that changes
+// with the tip) says from the node's answer whether it is about final blocks only (docs/history-cache.md).
+function paramsReader(method) {
+    switch (method) {
+    case 'getblock':
+        return function (p) {
+            const ref = reference(p[0]);
+            const verbosity = p.length > 1 ? p[1] : 1;
+            if (!ref || p.length > 2 || [0, 1, 2].indexOf(verbosity) < 0) {
+                return null;
+            }
+            return {args: [ref.text, verbosity], height: ref.height, verbose: verbosity > 0};
+        };
+    case 'getblockheader':
+        return function (p) {
+            const ref = reference(p[0]);
+            const verbose = p.length > 1 ? p[1] : true;
+            if (!ref || p.length > 2 || typeof verbose !== 'boolean') {
+                return null;
+            }
+            return {args: [ref.text, verbose], height: ref.height, verbose: verbose};
+        };
+    case 'getblockhash':
+        return function (p) {
+            if (p.length !== 1 || !isCount(p[0], 0x7fffffff)) {
+                return null;
+            }
+            return {args: [p[0]], height: p[0], verbose: false};
+        };
+    case 'getrawtransaction':
+        return function (p) {
+            const verbose = p.length > 1 ? p[1] : 0;
+            if (!isHash(p[0]) || p.length > 2 || [0, 1].indexOf(verbose) < 0) {
+                return null;
+            }
+            return {args: [p[0].toLowerCase(), verbose], height: null, verbose: verbose === 1};
+        };
+    case 'z_gettreestate':
+        return function (p) {
+            const ref = reference(p[0]);
+            if (!ref || p.length !== 1) {
+                return null;
+            }
+            return {args: [ref.text], height: ref.height, verbose: false, settled: function (result, tip) {
+                return isCount(result.height, 0xffffffff) && tip - result.height >= FINAL_DEPTH &&
+                    (ref.height === null ? result.hash === ref.text : result.height === ref.height) ?
+                    result.height : null;
+            }};
+        };
     // Only with a limit, and only when that many subtrees came back, each ending in a final block: a shorter list
     // may grow as subtrees complete (or are rebuilt), and a subtree ending near the tip may be reorganised away.
-    z_getsubtreesbyindex: function (p) {
-        if (p.length !== 3 || POOLS.indexOf(p[0]) < 0 || !isCount(p[1], 0xffff) || !isCount(p[2], 0xffff) || p[2] < 1) {
-            return null;
-        }
-        return {args: [p[0], p[1], p[2]], height: null, verbose: false, settled: function (result, tip) {
-            const subtrees = result.subtrees;
-            const full = result.pool === p[0] && result.start_index === p[1] && Array.isArray(subtrees) &&
-                subtrees.length === p[2];
-            return full && subtrees.every(function (t) {
-                return t !== null && typeof t === 'object' && isCount(t.end_height, 0xffffffff) &&
-                    tip - t.end_height >= FINAL_DEPTH;
-            }) ? subtrees[subtrees.length - 1].end_height : null;
-        }};
-    },
-};
+    case 'z_getsubtreesbyindex':
+        return function (p) {
+            if (p.length !== 3 || ['sapling', 'orchard', 'ironwood'].indexOf(p[0]) < 0 || !isCount(p[1], 0xffff) ||
+                !isCount(p[2], 0xffff) || p[2] < 1) {
+                return null;
+            }
+            return {args: [p[0], p[1], p[2]], height: null, verbose: false, settled: function (result, tip) {
+                const subtrees = result.subtrees;
+                const full = result.pool === p[0] && result.start_index === p[1] && Array.isArray(subtrees) &&
+                    subtrees.length === p[2];
+                return full && subtrees.every(function (t) {
+                    return t !== null && typeof t === 'object' && isCount(t.end_height, 0xffffffff) &&
+                        tip - t.end_height >= FINAL_DEPTH;
+                }) ? subtrees[subtrees.length - 1].end_height : null;
+            }};
+        };
+    }
+    return null;
+}
 
 // The canonical form of a call: {path, height, verbose} or null (not cacheable as asked: forwarded uncached).
 function canonical(call) {
-    const shape = METHODS.hasOwnProperty(call.method) ? METHODS[call.method] : null;
+    const shape = paramsReader(call.method);
     const version = call.jsonrpc === undefined ? 'none' : (call.jsonrpc === '1.0' || call.jsonrpc === '2.0') &&
         call.jsonrpc;
     const params = call.params === undefined || call.params === null ? [] : call.params;
@@ -148,7 +153,7 @@ function canonical(call) {
 
 // True when gateway.js should hand this allowed single call to serve().
 function serves(method) {
-    return ENABLED && METHODS.hasOwnProperty(method);
+    return ENABLED && paramsReader(method) !== null;
 }
 
 // The tip this gateway learned at most TIP_SECONDS ago (nginx's micro-cache of the node's getblockcount), or null.
@@ -164,28 +169,33 @@ async function tipHeight(r) {
     }
 }
 
-// True when the call's id and params are written as the node would read the canonical call (PLAIN_PARAM).
-function plainlyWritten(text, start, rawId) {
-    if (!PLAIN_ID.test(rawId) || (rawId.length === 20 && rawId > MAX_U64)) {
+// True when the call's id and params are written as the node would read the canonical call it sends (plain digits,
+// true or false, strings without escapes; an id the node echoes as written: a string or a u64, jsonrpsee's Id).
+// Anything else (1e3, 1000.0, an escaped or object id) goes to the node, which decides.
+function plainlyWritten(text, params, rawId) {
+    if (!/^(?:[0-9]{1,20}|"[^"\\]*")$/.test(rawId) || (rawId.length === 20 && rawId > '18446744073709551615')) {
         return false;
     }
-    const params = json.member(text, start, 'params');
     if (params === undefined || text.slice(params[0], params[1]) === 'null') {
         return true;
     }
+    const plainParam = /^(?:[0-9]+|true|false|"[^"\\]*")$/;
     return text.charCodeAt(params[0]) === 91 && json.elements(text, params[0]).every(function (span) {
-        return PLAIN_PARAM.test(text.slice(span[0], span[1]));
+        return plainParam.test(text.slice(span[0], span[1]));
     });
 }
 
 // Hands the call to the cache (and returns true), or returns false: the caller forwards the call as usual.
-// `rawId` is the caller's id, as text (null for a notification, which is never served here); `text` the body,
-// whose call starts at `start`.
-async function serve(r, call, rawId, text, start) {
+// `rawId` is the caller's id, as text (null for a notification, which is never served here); `text` the body, and
+// `params` the span of the call's params member in it (undefined: none), as gateway.js's check found it.
+async function serve(r, call, rawId, text, params) {
     const key = rawId === null ? null : canonical(call);
     r.variables.zbi_cache = 'pass';
-    if (!key || !plainlyWritten(text, start, rawId) ||
-        CONDITIONAL.some(function (h) { return r.headersIn[h] !== undefined; })) {
+    // Request headers that would make nginx answer a cached response with 304 or 412 (or a part of it): such calls
+    // go to the node, which ignores them, as they would with no cache.
+    const conditional = ['If-Match', 'If-None-Match', 'If-Modified-Since', 'If-Unmodified-Since', 'If-Range', 'Range'];
+    if (!key || !plainlyWritten(text, params, rawId) ||
+        conditional.some(function (h) { return r.headersIn[h] !== undefined; })) {
         return false;
     }
     const tip = await tipHeight(r);
@@ -286,7 +296,8 @@ async function fillFrom(r) {
             method === 'getblockhash' || (method === 'z_getsubtreesbyindex' && i > 0);
         return numeric ? Number(a) : a;
     });
-    const shape = METHODS.hasOwnProperty(method) ? METHODS[method](args) : null;
+    const reader = paramsReader(method);
+    const shape = reader ? reader(args) : null;
     if (!shape || !isCount(tip, 0xffffffff)) {
         return json.replyText(r, 400, '');
     }
@@ -320,8 +331,9 @@ async function fillFrom(r) {
     let text = answer.text;
     const start = json.skipSpace(text, 0);
     const idSpan = text.charCodeAt(start) === 123 ? json.member(text, start, 'id') : undefined;
-    // Not an answer to one call, or one holding a placeholder's text: the front forwards the call itself.
-    if (!idSpan || PLACEHOLDER.test(text)) {
+    // Not an answer to one call, or one holding a placeholder's text (anything sub_filter would take for one: it
+    // matches without regard to case): the front forwards the call itself.
+    if (!idSpan || /@zbi:/i.test(text)) {
         return json.replyText(r, NOT_MINE, '');
     }
     const okay = answer.status === 200 && !answer.parsed.error && answer.parsed.result !== null &&

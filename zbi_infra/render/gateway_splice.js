@@ -4,7 +4,6 @@
 // module's top level again in each request's VM). Here, in a VM of its own, the allowed calls are rebuilt from
 // their own text, sent to the node through the loopback relay, and its answer spliced element by element: numbers
 // are never parsed and printed again.
-import fs from 'fs';
 // JSON values found as spans of text (shared with gateway.js and gateway_cache.js).
 import json from 'json_text.js';
 
@@ -33,15 +32,6 @@ function withhold(text, fields) {
     return text;
 }
 
-// The request's body, as gateway.js read it (nginx keeps it across the internal redirect).
-function bodyText(r) {
-    let text = r.requestText;
-    if (text === undefined && r.variables.request_body_file) {
-        text = fs.readFileSync(r.variables.request_body_file).toString();
-    }
-    return text;
-}
-
 // js_content of the spliced path. $zbi_splice holds what gateway.js found: {batch, calls, spans, withheld, auth}, the
 // calls checked ({id: raw id text or null, notification, method, refusal: error text or null}), each call's span in
 // the body, the members withheld from each call's answer (null: none), and the node's credentials. Only njs sets
@@ -50,7 +40,8 @@ function bodyText(r) {
 // place, the refusals in theirs; a notification gets no answer.
 async function forwardAndSplice(r) {
     const handed = JSON.parse(r.variables.zbi_splice);
-    const text = bodyText(r);
+    // The request's body, in memory as gateway.js read it (nginx keeps it across the internal redirect).
+    const text = r.requestText;
     const calls = handed.calls;
     const spans = handed.spans;
     const batch = handed.batch;
