@@ -92,7 +92,8 @@ class GatewayCache:
 
 
 def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
-    """gateway_cache.js, which gateway.js imports whether or not the instance caches (disabled: it serves nothing).
+    """gateway_cache.js, rendered into every gateway's ConfigMap but imported by gateway.js only where the instance
+    caches (`cache` None: the module, never imported, carries the defaults).
     `upstream_auth_file` holds the node's `user:password`: the filler serves only callers that present it."""
     template = resources.files("zbi_infra.render").joinpath(JS_MODULE).read_text()
     substitutions = {

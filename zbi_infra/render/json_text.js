@@ -126,4 +126,4 @@ function refuseRequest(r, status, code, message) {
     return replyText(r, status, errorText(null, code, message));
 }
 
-export default {skipSpace, valueEnd, elements, members, member, errorText, replyText, refuseRequest};
+export default {skipSpace, elements, members, member, errorText, replyText, refuseRequest};
