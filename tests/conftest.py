@@ -23,6 +23,12 @@ UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
 AS_OF = "2026-09-01"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first (a stable sort keeps every other order): started last, one of them would keep a worker
+    busy for most of a minute while the others stand idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _plan_as_of_a_fixed_day() -> Iterator[None]:
     previous = os.environ.get(AS_OF_ENV)

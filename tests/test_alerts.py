@@ -9,6 +9,7 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.alert_harness import GROUPS, INSTANCES, RULES, cloudwatch_series, evidence, expected, promtool, rules_file
@@ -23,6 +24,7 @@ def test_promtool_accepts_the_rules(tmp_path: Path) -> None:
     assert f"SUCCESS: {len(RULES)} rules found" in result.stdout
 
 
+@pytest.mark.slow
 def test_every_alert_fires_when_it_should_and_not_otherwise(tmp_path: Path) -> None:
     assert set(CASES) == set(RULES), set(RULES) ^ set(CASES)
     tests = []

@@ -61,6 +61,7 @@ def test_the_readme_starts_with_the_two_commands_and_ci_runs_exactly_them() -> N
     assert os.access(ROOT / "uvw", os.X_OK)  # ./uvw works too
 
 
+@pytest.mark.slow
 def test_the_first_command_runs_with_debians_externally_managed_python_in_an_empty_home(tmp_path: Path) -> None:
     python = debian_tool("/usr/bin/python3", ["python3"])
     stdlib = subprocess.run(

@@ -151,6 +151,7 @@ def checkov() -> list[str]:
     return [*runner, "tool", "run", "--from", CHECKOV, "checkov"]
 
 
+@pytest.mark.slow
 def test_checkov_reports_no_failed_check(manifests: Path, tmp_path: Path) -> None:
     # Isolated (uv tool run): checkov pins an old `packaging` that breaks pulumi in a shared environment.
     result = subprocess.run(

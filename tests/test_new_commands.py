@@ -131,6 +131,7 @@ def test_endpoints_give_commands_whose_protos_compile_and_whose_names_the_certif
         assert endpoint["server_name"] in _certificate_names(plan, endpoint["instance"])
 
 
+@pytest.mark.slow
 def test_plan_diff_shows_what_a_stack_edit_adds_changes_and_costs(tmp_path: Path) -> None:
     repo = copy_of_the_repository(tmp_path / "repo")
     git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]

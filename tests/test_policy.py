@@ -226,6 +226,7 @@ def test_every_guardrail_has_a_description_and_a_remediation_and_is_exercised() 
     assert exercised == {g.name for g in GUARDRAILS}
 
 
+@pytest.mark.slow
 def test_zbi_plan_policy_exits_3_on_a_violation(tmp_path) -> None:
     from tests.stack_input import project_copy, zbi
 

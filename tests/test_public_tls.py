@@ -153,6 +153,7 @@ def test_the_public_tls_manifests_pass_the_strict_schemas(public_tls_manifests: 
     assert unknown_fields({"dnsName": ["x"]}, schema["properties"]["spec"], "spec") == ["spec.dnsName"]
 
 
+@pytest.mark.slow
 def test_checkov_passes_the_public_tls_manifests(public_tls_manifests: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [*checkov(), "-d", str(public_tls_manifests), "--framework", "kubernetes", "--skip-download", "-o", "json"],

@@ -320,6 +320,7 @@ def test_the_sidecar_admits_the_gateway_with_the_nodes_credentials(compat_plan: 
     assert args[-1] == "-discover=0"
 
 
+@pytest.mark.slow
 def test_the_compat_instance_behind_its_gateway_passes_checkov(compat_plan: Plan, tmp_path: Path) -> None:
     """The sidecar's credentials as Secret-backed environment (kubelet-expanded arguments) carry checkov's skip with
     its reason; every other check of the instance's manifests passes."""
