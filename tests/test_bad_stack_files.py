@@ -98,6 +98,8 @@ def test_a_long_path_is_named_whole_while_pasted_text_and_endless_paths_are_clip
     assert f"{deep}: cannot be read" in ConfigError([f"{deep}: cannot be read. Fix: x"]).problems[0]
     pasted = "9" * 5000
     assert pasted[:61] not in ConfigError([f"cluster.name: {pasted}. Fix: x"]).problems[0]
+    pasted_base64 = "Zm9v/YmFy+" * 20  # has slashes, but is not written as a path
+    assert pasted_base64[: MAX_RUN + 1] not in ConfigError([f"cluster.name: {pasted_base64}. Fix: x"]).problems[0]
     slashes = "/a" * 3000  # 6,000 characters: longer than any path Linux opens
     assert slashes[: MAX_RUN + 1] not in ConfigError([f"{slashes}: cannot be read. Fix: x"]).problems[0]
 

@@ -12,7 +12,8 @@ MAX_RUN = 80
 # A file's path is named whole, up to Linux's PATH_MAX: clipped, a message about `/home/…/Pulumi.prod.yaml` would not
 # say which file to fix (paths under a CI runner's or pytest's temporary directories are often over 80 characters).
 MAX_PATH_RUN = 4096
-_PATH_RUN = re.compile(r"[\w.~+@%=,-]*/[\w./~+@%=,:-]*")
+# Absolute, or relative from `.`, `..` or `~`: a value pasted into a file (base64 has `/` too) rarely starts so.
+_PATH_RUN = re.compile(r"(?:/|\.\.?/|~/)[\w./~+@%=,:-]*")
 
 
 def _clipped(match: re.Match[str]) -> str:
