@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.alert_harness import evidence, promtool
+from tests.archive_instance import ARCHIVE
 from tests.conftest import UPSTREAM, PlanStack
 from tests.test_cost import config_of
 from zbi_infra.config.instance import InstanceConfig
@@ -30,8 +31,6 @@ from zbi_infra.node.history_scaling import claim_name
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
 
-ARCHIVE = {"network": "mainnet", "history": {"scaling": {"fastSnapshotRestore": True, "maxReplicas": 5}}}
-KEDA = UPSTREAM / "keda"
 P = load_prices(None)
 
 
@@ -43,15 +42,6 @@ def plan(plan_stack: PlanStack) -> Plan:
 @pytest.fixture(scope="module")
 def objects(plan: Plan) -> list[dict[str, Any]]:
     return [manifest(r) for r in plan.kubernetes_objects()]
-
-
-def one(objects: list[dict[str, Any]], kind: str, name: str, namespace: str | None = "zbi-archive") -> dict[str, Any]:
-    (found,) = [
-        o
-        for o in objects
-        if o.get("kind") == kind and o["metadata"]["name"] == name and o["metadata"].get("namespace") == namespace
-    ]
-    return found
 
 
 # ---- promtool: the load query, the alerts -------------------------------------------------------------------

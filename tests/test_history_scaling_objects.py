@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.archive_instance import ARCHIVE, KEDA, one
 from tests.conftest import UPSTREAM, PlanStack
 from zbi_infra.config.instance import InstanceConfig
 from zbi_infra.monitoring.component import NAMESPACE as MONITORING_NAMESPACE
@@ -24,9 +25,6 @@ from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.render import manifest
 from zbi_infra.policies import evaluate as evaluate_policies
 
-ARCHIVE = {"network": "mainnet", "history": {"scaling": {"fastSnapshotRestore": True, "maxReplicas": 5}}}
-KEDA = UPSTREAM / "keda"
-
 
 @pytest.fixture(scope="module")
 def plan(plan_stack: PlanStack) -> Plan:
@@ -36,15 +34,6 @@ def plan(plan_stack: PlanStack) -> Plan:
 @pytest.fixture(scope="module")
 def objects(plan: Plan) -> list[dict[str, Any]]:
     return [manifest(r) for r in plan.kubernetes_objects()]
-
-
-def one(objects: list[dict[str, Any]], kind: str, name: str, namespace: str | None = "zbi-archive") -> dict[str, Any]:
-    (found,) = [
-        o
-        for o in objects
-        if o.get("kind") == kind and o["metadata"]["name"] == name and o["metadata"].get("namespace") == namespace
-    ]
-    return found
 
 
 # ---- rendered objects and their relationships -----------------------------------------------------------------
