@@ -32,6 +32,8 @@ TEMPLATE = """\
 #   zbi access revoke {instance} <user>          take it away
 #   zbi access check {instance}                  validate this file
 # With this file, the instance gets a gateway in front (keys checked, per-user methods and rate limits).
+# Rate limits are per gateway replica (gateway.minReplicas to maxReplicas, 2 to 6 by default): a caller spread
+# over n replicas may get up to n times a rate written here.
 
 jsonRpc:
   # zebrad JSON-RPC methods callers may use (`POST /`, basic auth <user>:<key>). Add or remove; unknown names and
