@@ -36,7 +36,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="M1,M2",
         help="the zcashd sidecar's methods (/zcashd); wallet methods only when named here (docs/zakura.md)",
     )
-    create.add_argument("--rate", type=positive, metavar="N", help="requests per second, per gateway replica (default 10)")
+    create.add_argument(
+        "--rate", type=positive, metavar="N", help="requests per second, per gateway replica (default 10)"
+    )
     create.add_argument("--burst", type=positive, metavar="N", help="requests at once above the rate")
     action("revoke", "remove a user and their key", user=True)
     listing = action("list", "list the users and what each may call")
