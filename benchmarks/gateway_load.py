@@ -38,8 +38,9 @@ from tests.zcash_blocks import LARGEST, block
 from zbi_infra.config.instance import GatewayConfig
 from zbi_infra.render.gateway import (
     DEFAULT_MEMORY_LIMIT_MIB,
-    MAX_ANONYMOUS_REQUESTS,
     MAX_CALLS_PER_CALLER,
+    anonymous_requests_cap,
+    body_buffer_bytes,
     spliced_batches_cap,
 )
 
@@ -230,11 +231,20 @@ def measured(master: int, run) -> tuple[float, float, float]:  # type: ignore[no
 
 
 def slow_body_attack(
-    port: int, context: ssl.SSLContext, sources: int, per_source: int, body: int, auth: str | None
+    port: int,
+    context: ssl.SSLContext,
+    sources: int,
+    per_source: int,
+    body: int,
+    auth: str | None,
+    fill: bool = False,
 ) -> list[ssl.SSLSocket]:
-    """Connections each announcing a `body`-byte body and sending one byte, from `sources` loopback addresses."""
+    """Connections each announcing a `body`-byte body and sending one byte, from `sources` loopback addresses;
+    `fill`: a chunked body instead, framed (padded chunk sizes) to fill nginx's whole body buffer, then stalled."""
     held = []
     header = f"Authorization: {auth}\r\n" if auth else ""
+    chunk = b"0" * 200 + b"64\r\n" + b"[" * 100 + b"\r\n"
+    filled = chunk * (body_buffer_bytes(body) // len(chunk) - 1)
     for s in range(sources):
         for _ in range(per_source):
             try:
@@ -242,7 +252,11 @@ def slow_body_attack(
                     ("127.0.0.1", port), timeout=5, source_address=(f"127.0.{1 + s // 250}.{1 + s % 250}", 0)
                 )
                 tls = context.wrap_socket(raw, server_hostname="127.0.0.1")
-                tls.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {body}\r\n\r\n{{".encode())
+                if fill:
+                    tls.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{header}Transfer-Encoding: chunked\r\n\r\n".encode())
+                    tls.sendall(filled)
+                else:
+                    tls.sendall(f"POST / HTTP/1.1\r\nHost: x\r\n{header}Content-Length: {body}\r\n\r\n{{".encode())
                 held.append(tls)
             except OSError:
                 break
@@ -359,18 +373,21 @@ def attacks(root: Path, user: str, max_body: int) -> None:
     always returned to the system, so one attack's figure would otherwise carry the last one's."""
     limit = GatewayConfig().resources.memory_limit
     upstream = f"127.0.0.1:{free_port()}"  # never reached: no body is ever complete
-    for label, sources, per_source, auth in (
-        ("no key, 30 addresses x 100", 30, 100, "Basic " + base64.b64encode(b"x:zbik_wrong").decode()),
-        (f"anonymous, 100 addresses x 8 (cap {MAX_ANONYMOUS_REQUESTS} in all)", 100, 8, None),
-        (f"one key, 10 addresses x 8 (cap {MAX_CALLS_PER_CALLER} per user)", 10, 8, user),
-        ("anonymous, 1 address x 1,500 (idle TLS connections)", 1, 1500, None),
+    anonymous_cap = anonymous_requests_cap(max_body)
+    for label, sources, per_source, auth, fill in (
+        ("no key, 30 addresses x 100", 30, 100, "Basic " + base64.b64encode(b"x:zbik_wrong").decode(), False),
+        (f"anonymous, 100 addresses x 8 (cap {anonymous_cap} in all)", 100, 8, None, False),
+        (f"anonymous, chunked bodies filling the buffer, 100 addresses x 8 (cap {anonymous_cap})", 100, 8, None, True),
+        (f"one key, 10 addresses x 8 (cap {MAX_CALLS_PER_CALLER} per user)", 10, 8, user, False),
+        (f"one key, chunked bodies filling the buffer, 10 x 8 (cap {MAX_CALLS_PER_CALLER})", 10, 8, user, True),
+        ("anonymous, 1 address x 1,500 (idle TLS connections)", 1, 1500, None, False),
     ):
         with running_gateway(
             root / f"attack-{sources}-{per_source}", upstream, None, max_body_bytes=max_body
         ) as target:
             master = int((target.config_dir / "nginx.pid").read_text())
             before = rss_mib(master)
-            held = slow_body_attack(target.port, target.context, sources, per_source, max_body, auth)
+            held = slow_body_attack(target.port, target.context, sources, per_source, max_body, auth, fill)
             time.sleep(1.0)
             during = rss_mib(master)
             for connection in held:

@@ -3,9 +3,11 @@ through passwordless sudo as on GitHub's runners. A tool that cannot be had fail
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -35,11 +37,17 @@ def debian_tool(binary: str, packages: list[str], *, needs: tuple[Path, ...] = (
         return found
     apt_get = _apt_get()
     if apt_get:
-        subprocess.run([*apt_get, "update", "-qq"], capture_output=True, timeout=300)
-        subprocess.run(
-            [*apt_get, "install", "-y", "-qq", "--no-install-recommends", *packages], capture_output=True, timeout=300
-        )
-        found = _present(binary, needs)
+        # The suite's xdist workers may install at the same moment: one at a time (a file lock in the temporary
+        # directory, released with its process), and apt-get waits for dpkg's lock rather than failing at once.
+        with (Path(tempfile.gettempdir()) / "zbi-tests-apt.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            found = _present(binary, needs)  # another worker may have installed it meanwhile
+            if not found:
+                wait = ["-o", "DPkg::Lock::Timeout=240"]
+                subprocess.run([*apt_get, *wait, "update", "-qq"], capture_output=True, timeout=300)
+                install = [*apt_get, *wait, "install", "-y", "-qq", "--no-install-recommends", *packages]
+                subprocess.run(install, capture_output=True, timeout=300)
+                found = _present(binary, needs)
     if not found:
         pytest.fail(f"{binary} is not installed and could not be: apt-get install {' '.join(packages)}")
     return found

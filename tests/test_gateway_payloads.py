@@ -9,6 +9,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -181,6 +182,46 @@ def test_a_chunked_body_near_the_limit_is_read(gateway: Gateway) -> None:
     status, answer = post(gateway, body, chunks=7)
     assert status == 200 and json.loads(answer)["result"] == {"answered": "getblockcount"}
     assert gateway.node.received[-1] == body
+
+
+FRAMING_REFUSAL = "the body is framed larger than the gateway buffers: send it with Content-Length"
+
+
+def framed_post(gateway: Gateway, body: bytes, chunk_line: bytes, size: int) -> tuple[int, bytes]:
+    """`body` in chunks of `size` bytes whose size lines are `chunk_line % size`: valid HTTP/1.1 chunking."""
+    parts = [body[i : i + size] for i in range(0, len(body), size)]
+    framed = b"".join(chunk_line % len(part) + b"\r\n" + part + b"\r\n" for part in parts) + b"0\r\n\r\n"
+    authorization = base64.b64encode(f"exchange:{KEYS['exchange']}".encode())
+    head = (b"POST / HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            b"Transfer-Encoding: chunked\r\nAuthorization: Basic " + authorization + b"\r\n\r\n")  # fmt: skip
+    raw = socket.create_connection(("127.0.0.1", gateway.port), timeout=30)
+    with gateway.context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+        tls.sendall(head + framed)
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def test_a_chunked_body_is_read_in_small_chunks_and_refused_in_json_when_its_framing_outgrows_the_buffer(
+    gateway: Gateway,
+) -> None:
+    """nginx's body buffer (twice the limit) holds a chunked body as framed: chunks of 5 bytes with plain sizes fit,
+    and are read; padded sizes or chunk extensions can outgrow it, and nginx writes the body to a file no njs can
+    read: a JSON-RPC 413 that says how to send it, never nginx's HTML 500, and the node is not asked."""
+    call = {"method": "getblockcount", "params": ["x" * (16 * 1024 - 100)], "id": 1}
+    body = json.dumps(call).encode()
+    assert len(body) < 16 * 1024
+    status, answer = framed_post(gateway, body, b"%x", size=5)
+    assert status == 200 and json.loads(answer)["result"] == {"answered": "getblockcount"}, answer[:300]
+    assert gateway.node.received[-1] == body
+    before = len(gateway.node.received)
+    for padded in (b"0" * 300 + b"%x", b"%x;extension=" + b"x" * 300):
+        status, answer = framed_post(gateway, body, padded, size=129)
+        assert status == 413, answer[:300]
+        assert json.loads(answer)["error"] == {"code": -32600, "message": FRAMING_REFUSAL}
+    assert len(gateway.node.received) == before
 
 
 def test_the_node_down_is_still_502(tmp_path: Path) -> None:

@@ -265,9 +265,17 @@ function jsonRpc(r) {
     if (r.method !== 'POST') {
         return json.refuseRequest(r, 405, -32600, 'JSON-RPC requests are POSTs');
     }
-    // The body, in memory: nginx.conf's client_body_buffer_size is above the largest body it accepts, since njs
-    // (0.7.9 and 0.8.x alike) throws rather than read a body nginx spilled to a file (undefined: no body).
-    const text = r.requestText;
+    // The body, in memory: nginx.conf's client_body_buffer_size is twice the largest body it accepts. That buffer
+    // holds a chunked body as framed, so one under the limit whose framing outgrows it (chunks under 5 bytes,
+    // padded sizes, chunk extensions) is written to a file that njs (0.7.9 and 0.8.x alike) will not read (it
+    // throws; undefined is no body), and that nginx has already unlinked: refused, saying how to send it.
+    let text;
+    try {
+        text = r.requestText;
+    } catch (e) {
+        return json.refuseRequest(r, 413, -32600,
+            'the body is framed larger than the gateway buffers: send it with Content-Length');
+    }
     let request;
     try {
         request = JSON.parse(text || '');

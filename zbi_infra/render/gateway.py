@@ -36,8 +36,14 @@ PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
 # Calls one JSON-RPC batch may carry when the access file says nothing (never above the profile's burst: a batch
 # is charged one call each, so a larger one could never pass).
 DEFAULT_MAX_BATCH = 100
+# nginx's buffer for a request body (client_body_buffer_size), as a multiple of the largest body accepted. It holds
+# a chunked body as framed, so twice the limit reads any body under it sent in chunks of 5 bytes or more with plain
+# sizes (the framing is then at most the body's own size); framing larger still is refused in JSON-RPC (gateway.js).
+# nginx allocates the whole buffer for a chunked body (for one with a Content-Length, that length at most), and an
+# attacker fills it before stalling: the memory a body being read may hold (benchmarks/gateway_load.py measures it).
+BODY_BUFFER_FACTOR = 2
 # Requests one client address may have in progress at once, and anonymous requests in progress in all. A request
-# whose body is being read holds a buffer of up to client_max_body_size: these bound that memory (per replica).
+# whose body is being read holds up to that buffer: these bound that memory (per replica).
 MAX_REQUESTS_PER_ADDRESS = 64
 MAX_ANONYMOUS_REQUESTS = 256
 # What anonymous bodies may hold at once, per replica: with a larger gateway.maxBodyKib, fewer anonymous requests
@@ -45,9 +51,14 @@ MAX_ANONYMOUS_REQUESTS = 256
 ANONYMOUS_BODY_BUDGET_BYTES = 64 * 1024 * 1024
 
 
+def body_buffer_bytes(max_body_bytes: int) -> int:
+    return BODY_BUFFER_FACTOR * max_body_bytes
+
+
 def anonymous_requests_cap(max_body_bytes: int) -> int:
-    """Anonymous requests in progress at once, per replica: MAX_ANONYMOUS_REQUESTS, fewer for large bodies."""
-    return max(8, min(MAX_ANONYMOUS_REQUESTS, ANONYMOUS_BODY_BUDGET_BYTES // max_body_bytes))
+    """Anonymous requests in progress at once, per replica: as many body buffers as the budget holds (128 at the
+    default 256 KiB), never more than MAX_ANONYMOUS_REQUESTS nor fewer than 8."""
+    return max(8, min(MAX_ANONYMOUS_REQUESTS, ANONYMOUS_BODY_BUDGET_BYTES // body_buffer_bytes(max_body_bytes)))
 
 
 # Calls (gRPC streams included) one user, or one anonymous address, may have open at once.

@@ -32,6 +32,7 @@ from zbi_infra.render.gateway import (
     GatewayPaths,
     GatewayUpstreams,
     anonymous_requests_cap,
+    body_buffer_bytes,
     gateway_js,
     gateway_splice_js,
     json_text_js,
@@ -230,10 +231,10 @@ http {{
 {grpc_upstream_block}{gateway_zcashd.upstream_block(zcashd_upstream)}
     server {{
         listen {listen}{" ssl http2" if tls else ""};
-{tls_lines}        # Bodies stay in memory, where njs reads them (a chunked body near the limit included), and are
-        # refused above the limit with 413.
+{tls_lines}        # Bodies stay in memory, where njs reads them (a chunked one near the limit included: see
+        # BODY_BUFFER_FACTOR), and are refused above the limit with 413.
         client_max_body_size {max_body_bytes};
-        client_body_buffer_size {2 * max_body_bytes};
+        client_body_buffer_size {body_buffer_bytes(max_body_bytes)};
         # Refusals nginx itself makes (429 included, from a named location) still answer in JSON-RPC's shape.
         recursive_error_pages on;
         error_page 413 = @too_large;
