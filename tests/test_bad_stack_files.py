@@ -93,7 +93,7 @@ def test_a_huge_value_is_never_echoed_in_full() -> None:
 
 
 def test_a_long_path_is_named_whole_while_pasted_text_and_endless_paths_are_clipped(tmp_path: Path) -> None:
-    deep = tmp_path / ("a-directory-whose-name-is-long-" * 3) / "ci-runner-workspace" / "Pulumi.prod.yaml"
+    deep = tmp_path / ("a-directory-whose-name-is-long-" * 3) / "ci-runner #12 (retry)" / "Pulumi.prod.yaml"
     assert len(str(deep)) > 2 * MAX_RUN
     assert f"{deep}: cannot be read" in ConfigError([f"{deep}: cannot be read. Fix: x"]).problems[0]
     pasted = "9" * 5000

@@ -13,7 +13,9 @@ MAX_RUN = 80
 # say which file to fix (paths under a CI runner's or pytest's temporary directories are often over 80 characters).
 MAX_PATH_RUN = 4096
 # Absolute, or relative from `.`, `..` or `~`: a value pasted into a file (base64 has `/` too) rarely starts so.
-_PATH_RUN = re.compile(r"(?:/|\.\.?/|~/)[\w./~+@%=,:-]*")
+# Any character may follow (`#`, parentheses...); a space ends the run, so each part of a path with spaces is a
+# run of its own, clipped only past 80 characters.
+_PATH_RUN = re.compile(r"(?:/|\.\.?/|~/)\S*")
 
 
 def _clipped(match: re.Match[str]) -> str:
