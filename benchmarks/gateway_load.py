@@ -392,7 +392,8 @@ def attacks(root: Path, user: str, max_body: int) -> None:
             during = rss_mib(master)
             for connection in held:
                 connection.close()
-        print(f"slow-body attack, {label}, {len(held)} connections held, bodies of {max_body // 1024} KiB announced: "
+        sent = "filling nginx's buffer" if fill else "announced"
+        print(f"slow-body attack, {label}, {len(held)} connections held, bodies of {max_body // 1024} KiB {sent}: "
               f"RSS {before:.1f} -> {during:.1f} MiB (pod limit {limit})")  # fmt: skip
 
 

@@ -244,7 +244,9 @@ def read_user_table(directory: Path) -> dict[str, Any]:
 def running_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
     """`directory/nginx.conf` in the foreground until the block ends, once it accepts on `port`; yields its log."""
     log = directory / "nginx.log"
-    with log.open("w") as output:
+    # Appending: the access log (/dev/stdout) is reopened with O_APPEND, and the error lines written through the same
+    # file without it would overwrite access-log lines already written (the tests count those lines).
+    with log.open("a") as output:
         process = subprocess.Popen(
             [binary, "-e", "stderr", "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"],
             stdout=output,

@@ -130,6 +130,12 @@ BAD_INPUTS = [
     ("zbi:instances", {"a": {"network": "regtest", "node": {"replicas": 1}}}, "zbi:instances.a", "replicas >= 2"),
     (
         "zbi:instances",
+        {"a": {"network": "mainnet", "gateway": {"maxBodyKib": 4096}}},
+        "zbi:instances.a.gateway",
+        "lower maxBodyKib to 1638 or less, or raise resources.memoryLimit to 640Mi",
+    ),
+    (
+        "zbi:instances",
         {"a": {"network": "mainnet", "node": {"bootstrapSnapshotId": "vol-1"}}},
         "zbi:instances.a.node.bootstrapSnapshotId",
         "'vol-1' has the wrong form",
@@ -240,3 +246,17 @@ def test_defaults_are_the_safe_ones() -> None:
     assert config.cluster.endpoint.public_access is False
     assert config.cluster.imds_hop_limit == 1
     assert config.platform.flow_logs.enabled
+
+
+def test_the_gateways_body_buffers_fit_half_its_memory_limit_exactly_at_the_bound() -> None:
+    """40 bodies (8 anonymous, one caller's 32), each in nginx's buffer of twice maxBodyKib, within half the limit:
+    at the default 256Mi limit 1638 KiB passes and 1639 does not; the limit the refusal names lets 4096 pass."""
+    from zbi_infra.config.instance import GatewayConfig
+
+    assert GatewayConfig(max_body_kib=1638).max_body_kib == 1638
+    with pytest.raises(ValueError, match="lower maxBodyKib to 1638 or less"):
+        GatewayConfig(max_body_kib=1639)
+    resources = {"cpu": "100m", "memory": "128Mi", "memory_limit": "640Mi"}
+    assert GatewayConfig(max_body_kib=4096, resources=resources).max_body_kib == 4096
+    with pytest.raises(ValueError, match=r"raise resources\.memoryLimit to 640Mi"):
+        GatewayConfig(max_body_kib=4096, resources={**resources, "memory_limit": "639Mi"})

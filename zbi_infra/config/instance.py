@@ -26,7 +26,7 @@ from zbi_infra.config.node_options import (
 from zbi_infra.config.platform import PrincipalArn
 from zbi_infra.config.public_tls import PublicTlsConfig, check_endpoints
 from zbi_infra.config.release import SuppliedReleaseConfig
-from zbi_infra.config.resources import ResourcesConfig
+from zbi_infra.config.resources import ResourcesConfig, memory_mib
 from zbi_infra.config.zakura import (
     ZAKURAD_MANAGED_KEYS,
     ZAKURAD_UNSUPPORTED_SECTIONS,
@@ -211,6 +211,13 @@ class LightwalletConfig(StrictModel):
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
 
 
+# The gateway's body buffers (render/gateway.py says why each is so): nginx's buffer per request is this many times
+# maxBodyKib, and whatever the caps, a replica admits this many anonymous requests and one caller this many calls.
+GATEWAY_BODY_BUFFER_FACTOR = 2
+GATEWAY_MIN_ANONYMOUS_REQUESTS = 8
+GATEWAY_MAX_CALLS_PER_CALLER = 32
+
+
 class GatewayConfig(StrictModel):
     """The access gateway, deployed when the instance has an access file (`access/<instance>.yaml`)."""
 
@@ -225,9 +232,29 @@ class GatewayConfig(StrictModel):
         default_factory=lambda: ResourcesConfig(cpu="100m", memory="128Mi", memory_limit="256Mi")
     )
     # JSON-RPC bodies above this get HTTP 413; the largest legitimate one is a raw transaction (sendrawtransaction).
+    # 40 body buffers of twice this must fit half of resources.memoryLimit: 1638 at most at the default 256Mi.
     max_body_kib: StrictInt = Field(default=256, ge=4, le=10240)
 
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
+
+    @model_validator(mode="after")
+    def _bodies_fit_the_memory_limit(self) -> GatewayConfig:
+        """The bodies a replica always admits (anonymous callers at the least, and one caller's calls), each
+        stalled with nginx's buffer filled, within half the container's memory limit: the rest is for TLS
+        connections, spliced answers and nginx (benchmarks/gateway_load.py measures the slow-body attacks)."""
+        held = GATEWAY_MIN_ANONYMOUS_REQUESTS + GATEWAY_MAX_CALLS_PER_CALLER
+        per_kib = held * GATEWAY_BODY_BUFFER_FACTOR
+        limit_mib = memory_mib(self.resources.limits()["memory"])
+        if self.max_body_kib * per_kib > limit_mib * 1024 // 2:
+            need_mib = -(-self.max_body_kib * per_kib * 2 // 1024)
+            raise ValueError(
+                f"maxBodyKib {self.max_body_kib}: {held} bodies in progress ({GATEWAY_MIN_ANONYMOUS_REQUESTS} "
+                f"anonymous, {GATEWAY_MAX_CALLS_PER_CALLER} of one caller) may each hold nginx's buffer of "
+                f"{GATEWAY_BODY_BUFFER_FACTOR * self.max_body_kib} KiB, over half the memory limit ({limit_mib} MiB). "
+                f"Fix: lower maxBodyKib to {limit_mib * 1024 // 2 // per_kib} or less, or raise "
+                f"resources.memoryLimit to {need_mib}Mi"
+            )
+        return self
 
 
 Hostname = Annotated[

@@ -25,7 +25,12 @@ from zbi_infra.config.access import (
     RateLimit,
     light_wallet_service,
 )
-from zbi_infra.config.instance import GatewayConfig
+from zbi_infra.config.instance import (
+    GATEWAY_BODY_BUFFER_FACTOR,
+    GATEWAY_MAX_CALLS_PER_CALLER,
+    GATEWAY_MIN_ANONYMOUS_REQUESTS,
+    GatewayConfig,
+)
 from zbi_infra.config.resources import memory_mib
 from zbi_infra.config.zcashd_methods import gateway_refused
 from zbi_infra.render.gateway_cache import JS_MODULE as CACHE_JS_MODULE
@@ -38,10 +43,11 @@ PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
 DEFAULT_MAX_BATCH = 100
 # nginx's buffer for a request body (client_body_buffer_size), as a multiple of the largest body accepted. It holds
 # a chunked body as framed, so twice the limit reads any body under it sent in chunks of 5 bytes or more with plain
-# sizes (the framing is then at most the body's own size); framing larger still is refused in JSON-RPC (gateway.js).
+# sizes (the framing is then at most the body's own size, but for the closing chunk of a body within a few bytes
+# of the limit); framing larger still is refused in JSON-RPC (gateway.js).
 # nginx allocates the whole buffer for a chunked body (for one with a Content-Length, that length at most), and an
 # attacker fills it before stalling: the memory a body being read may hold (benchmarks/gateway_load.py measures it).
-BODY_BUFFER_FACTOR = 2
+BODY_BUFFER_FACTOR = GATEWAY_BODY_BUFFER_FACTOR
 # Requests one client address may have in progress at once, and anonymous requests in progress in all. A request
 # whose body is being read holds up to that buffer: these bound that memory (per replica).
 MAX_REQUESTS_PER_ADDRESS = 64
@@ -58,11 +64,12 @@ def body_buffer_bytes(max_body_bytes: int) -> int:
 def anonymous_requests_cap(max_body_bytes: int) -> int:
     """Anonymous requests in progress at once, per replica: as many body buffers as the budget holds (128 at the
     default 256 KiB), never more than MAX_ANONYMOUS_REQUESTS nor fewer than 8."""
-    return max(8, min(MAX_ANONYMOUS_REQUESTS, ANONYMOUS_BODY_BUDGET_BYTES // body_buffer_bytes(max_body_bytes)))
+    budgeted = ANONYMOUS_BODY_BUDGET_BYTES // body_buffer_bytes(max_body_bytes)
+    return max(GATEWAY_MIN_ANONYMOUS_REQUESTS, min(MAX_ANONYMOUS_REQUESTS, budgeted))
 
 
 # Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
-MAX_CALLS_PER_CALLER = 32
+MAX_CALLS_PER_CALLER = GATEWAY_MAX_CALLS_PER_CALLER
 # Refused keys, per client address: a key guesser gets 429s, and cannot make nginx hash keys at will.
 AUTH_FAILURE_RATE = RateLimit(requests_per_second=5, burst=20)
 # A slow body or header is abandoned after this long without progress (nginx's default is 60 s).
