@@ -35,10 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.debian import debian_tool
 from tests.gateway_harness import JS_MODULE, KEYS, Gateway, free_port, nginx, running_gateway, tls_files
 from tests.zcash_blocks import LARGEST, block
-from zbi_infra.config.instance import GatewayConfig
+from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER, GatewayConfig
 from zbi_infra.render.gateway import (
     DEFAULT_MEMORY_LIMIT_MIB,
-    MAX_CALLS_PER_CALLER,
     anonymous_requests_cap,
     body_buffer_bytes,
     spliced_batches_cap,
@@ -378,8 +377,8 @@ def attacks(root: Path, user: str, max_body: int) -> None:
         ("no key, 30 addresses x 100", 30, 100, "Basic " + base64.b64encode(b"x:zbik_wrong").decode(), False),
         (f"anonymous, 100 addresses x 8 (cap {anonymous_cap} in all)", 100, 8, None, False),
         (f"anonymous, chunked bodies filling the buffer, 100 addresses x 8 (cap {anonymous_cap})", 100, 8, None, True),
-        (f"one key, 10 addresses x 8 (cap {MAX_CALLS_PER_CALLER} per user)", 10, 8, user, False),
-        (f"one key, chunked bodies filling the buffer, 10 x 8 (cap {MAX_CALLS_PER_CALLER})", 10, 8, user, True),
+        (f"one key, 10 addresses x 8 (cap {GATEWAY_MAX_CALLS_PER_CALLER} per user)", 10, 8, user, False),
+        (f"one key, chunked bodies filling the buffer, 10 x 8 (cap {GATEWAY_MAX_CALLS_PER_CALLER})", 10, 8, user, True),
         ("anonymous, 1 address x 1,500 (idle TLS connections)", 1, 1500, None, False),
     ):
         with running_gateway(

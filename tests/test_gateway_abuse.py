@@ -31,10 +31,10 @@ from tests.gateway_harness import (
     write_user_table,
 )
 from zbi_infra.config.access import parse_access
+from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER
 from zbi_infra.errors import ConfigError
 from zbi_infra.render.gateway import (
     GRPC_FORWARDED_HEADERS,
-    MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
     anonymous_requests_cap,
 )
@@ -124,11 +124,11 @@ def test_refused_keys_are_rate_limited_per_address(gateway: Gateway) -> None:
 
 
 def test_requests_in_progress_are_capped_per_caller_and_per_address(gateway: Gateway) -> None:
-    """Slow bodies: a user (or an anonymous address) gets MAX_CALLS_PER_CALLER at once, an address
+    """Slow bodies: a user (or an anonymous address) gets GATEWAY_MAX_CALLS_PER_CALLER at once, an address
     MAX_REQUESTS_PER_ADDRESS whoever's keys it holds; the rest are refused at once (429) instead of each holding a
     body buffer."""
     cases = [
-        ("127.0.0.13", [basic("bench")] * (MAX_CALLS_PER_CALLER + 8), 8),
+        ("127.0.0.13", [basic("bench")] * (GATEWAY_MAX_CALLS_PER_CALLER + 8), 8),
         ("127.0.0.14", [basic("exchange")] * 30 + [basic("bench")] * 30 + [basic("analytics")] * 14, 10),
     ]
     assert MAX_REQUESTS_PER_ADDRESS == 64
@@ -159,8 +159,8 @@ def test_streams_are_capped_per_user(gateway: Gateway, light_wallet: LightWallet
                 outcomes.append(error.code())
         for stream in streams:
             stream.cancel()
-    assert outcomes.count(1) == MAX_CALLS_PER_CALLER
-    assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 40 - MAX_CALLS_PER_CALLER
+    assert outcomes.count(1) == GATEWAY_MAX_CALLS_PER_CALLER
+    assert outcomes.count(grpc.StatusCode.RESOURCE_EXHAUSTED) == 40 - GATEWAY_MAX_CALLS_PER_CALLER
 
 
 def test_malformed_requests_get_client_errors_never_500(gateway: Gateway) -> None:

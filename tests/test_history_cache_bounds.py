@@ -24,12 +24,12 @@ from tests.test_history_cache_live import history_access
 from tests.zcash_blocks import LARGEST, block
 from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import parse_access
-from zbi_infra.render.gateway import MAX_CALLS_PER_CALLER
+from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER
 
 TIP = 3_000_000
 # Callers holding hits of the largest block open at once: two keys at their concurrency cap. Before hits streamed,
 # each hit was read whole into njs, and these took the workers past 400 MiB.
-HOLDERS = 2 * MAX_CALLS_PER_CALLER
+HOLDERS = 2 * GATEWAY_MAX_CALLS_PER_CALLER
 # What those holders may add to the workers' memory, streamed: nginx's buffers per request, not the answer.
 STREAMED_GROWTH_MIB = 48
 

@@ -211,10 +211,18 @@ class LightwalletConfig(StrictModel):
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
 
 
-# The gateway's body buffers (render/gateway.py says why each is so): nginx's buffer per request is this many times
-# maxBodyKib, and whatever the caps, a replica admits this many anonymous requests and one caller this many calls.
+# The gateway's limits that bound its memory per replica, here so that GatewayConfig can check maxBodyKib against
+# its memory limit (render/gateway.py renders them, beside the other limits).
+# nginx's buffer for a request body (client_body_buffer_size), as a multiple of the largest body accepted. It holds
+# a chunked body as framed, so twice the limit reads any body under it sent in chunks of 5 bytes or more with plain
+# sizes (the framing is then at most the body's own size, but for the closing chunk of a body within a few bytes
+# of the limit); framing larger still is refused in JSON-RPC (gateway.js).
+# nginx allocates the whole buffer for a chunked body (for one with a Content-Length, that length at most), and an
+# attacker fills it before stalling: the memory a body being read may hold (benchmarks/gateway_load.py measures it).
 GATEWAY_BODY_BUFFER_FACTOR = 2
+# Anonymous requests a replica admits at once whatever the body budget (render/gateway.py's anonymous_requests_cap).
 GATEWAY_MIN_ANONYMOUS_REQUESTS = 8
+# Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
 GATEWAY_MAX_CALLS_PER_CALLER = 32
 
 

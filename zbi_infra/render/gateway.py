@@ -27,7 +27,6 @@ from zbi_infra.config.access import (
 )
 from zbi_infra.config.instance import (
     GATEWAY_BODY_BUFFER_FACTOR,
-    GATEWAY_MAX_CALLS_PER_CALLER,
     GATEWAY_MIN_ANONYMOUS_REQUESTS,
     GatewayConfig,
 )
@@ -41,15 +40,9 @@ PROBE_RATE = RateLimit(requests_per_second=1, burst=10)
 # Calls one JSON-RPC batch may carry when the access file says nothing (never above the profile's burst: a batch
 # is charged one call each, so a larger one could never pass).
 DEFAULT_MAX_BATCH = 100
-# nginx's buffer for a request body (client_body_buffer_size), as a multiple of the largest body accepted. It holds
-# a chunked body as framed, so twice the limit reads any body under it sent in chunks of 5 bytes or more with plain
-# sizes (the framing is then at most the body's own size, but for the closing chunk of a body within a few bytes
-# of the limit); framing larger still is refused in JSON-RPC (gateway.js).
-# nginx allocates the whole buffer for a chunked body (for one with a Content-Length, that length at most), and an
-# attacker fills it before stalling: the memory a body being read may hold (benchmarks/gateway_load.py measures it).
-BODY_BUFFER_FACTOR = GATEWAY_BODY_BUFFER_FACTOR
 # Requests one client address may have in progress at once, and anonymous requests in progress in all. A request
-# whose body is being read holds up to that buffer: these bound that memory (per replica).
+# whose body is being read holds up to its buffer (GATEWAY_BODY_BUFFER_FACTOR times the largest body): these bound
+# that memory (per replica).
 MAX_REQUESTS_PER_ADDRESS = 64
 MAX_ANONYMOUS_REQUESTS = 256
 # What anonymous bodies may hold at once, per replica: with a larger gateway.maxBodyKib, fewer anonymous requests
@@ -58,7 +51,7 @@ ANONYMOUS_BODY_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 def body_buffer_bytes(max_body_bytes: int) -> int:
-    return BODY_BUFFER_FACTOR * max_body_bytes
+    return GATEWAY_BODY_BUFFER_FACTOR * max_body_bytes
 
 
 def anonymous_requests_cap(max_body_bytes: int) -> int:
@@ -68,8 +61,6 @@ def anonymous_requests_cap(max_body_bytes: int) -> int:
     return max(GATEWAY_MIN_ANONYMOUS_REQUESTS, min(MAX_ANONYMOUS_REQUESTS, budgeted))
 
 
-# Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
-MAX_CALLS_PER_CALLER = GATEWAY_MAX_CALLS_PER_CALLER
 # Refused keys, per client address: a key guesser gets 429s, and cannot make nginx hash keys at will.
 AUTH_FAILURE_RATE = RateLimit(requests_per_second=5, burst=20)
 # A slow body or header is abandoned after this long without progress (nginx's default is 60 s).

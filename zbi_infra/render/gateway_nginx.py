@@ -11,6 +11,7 @@ import json
 import re
 
 from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
+from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER
 from zbi_infra.render import gateway_cache, gateway_zcashd
 from zbi_infra.render.gateway import (
     ACCESS_LOG_FIELDS,
@@ -19,7 +20,6 @@ from zbi_infra.render.gateway import (
     DEFAULT_MEMORY_LIMIT_MIB,
     JS_MODULE,
     JSON_TEXT_MODULE,
-    MAX_CALLS_PER_CALLER,
     MAX_REQUESTS_PER_ADDRESS,
     POD_LISTEN_PORT,
     POD_PATHS,
@@ -134,7 +134,7 @@ def nginx_conf(
     concurrency = (
         f"            limit_conn zbi_address {MAX_REQUESTS_PER_ADDRESS};\n"
         f"            limit_conn zbi_anonymous {anonymous_requests_cap(max_body_bytes)};\n"
-        f"            limit_conn zbi_caller {MAX_CALLS_PER_CALLER};"
+        f"            limit_conn zbi_caller {GATEWAY_MAX_CALLS_PER_CALLER};"
     )
     tls_lines = (
         f"        ssl_certificate {paths.tls_certificate};\n"
@@ -232,7 +232,7 @@ http {{
     server {{
         listen {listen}{" ssl http2" if tls else ""};
 {tls_lines}        # Bodies stay in memory, where njs reads them (a chunked one near the limit included: see
-        # BODY_BUFFER_FACTOR), and are refused above the limit with 413.
+        # GATEWAY_BODY_BUFFER_FACTOR), and are refused above the limit with 413.
         client_max_body_size {max_body_bytes};
         client_body_buffer_size {body_buffer_bytes(max_body_bytes)};
         # Refusals nginx itself makes (429 included, from a named location) still answer in JSON-RPC's shape.
