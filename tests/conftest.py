@@ -12,6 +12,7 @@ import pytest
 from zbi_infra.config.stack import AS_OF_ENV
 from zbi_infra.plan.engine import Plan, evaluate
 from zbi_infra.plan.project import Project, StackFile, find_project
+from zbi_infra.render.gateway_engines import ENGINES, Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
@@ -27,6 +28,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first (a stable sort keeps every other order): started last, one of them would keep a worker
     busy for most of a minute while the others stand idle."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """The gateway's scripting engine a live gateway test runs with: each such test runs with both (the module's
+    gateway is started once per engine)."""
+    return request.param  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session", autouse=True)

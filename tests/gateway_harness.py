@@ -59,6 +59,7 @@ from zbi_infra.render.gateway import (
     users_table,
 )
 from zbi_infra.render.gateway_cache import GatewayCache
+from zbi_infra.render.gateway_engines import Engine, lua_modules
 from zbi_infra.render.gateway_nginx import nginx_conf
 
 KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher", "metered")}
@@ -106,7 +107,15 @@ def access(keys: dict[str, str] = KEYS) -> AccessFile:
     )
 
 
-def nginx() -> str:
+# The Lua engine's modules in Debian (OpenResty, the pod's image, has them built in) and the JSON module it requires.
+LUA_MODULES = (Path("/usr/lib/nginx/modules/ndk_http_module.so"), Path("/usr/lib/nginx/modules/ngx_http_lua_module.so"))
+CJSON = Path("/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so")
+
+
+def nginx(engine: Engine = "njs") -> str:
+    if engine == "lua":
+        packages = ["nginx-light", "libnginx-mod-http-lua", "lua-cjson"]
+        return debian_tool("nginx", packages, needs=(*LUA_MODULES, CJSON))
     return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
 
 
@@ -161,11 +170,12 @@ def running_gateway(
     access_file: AccessFile | None = None,
     cache_fills_at_once: int = 4,
     cache_tip_max_age_seconds: int = gateway_cache.TIP_MAX_AGE_SECONDS,
+    engine: Engine = "njs",
 ) -> Iterator[Gateway]:
     """The rendered gateway in nginx, with TLS, until the block ends (its access log copied to `metrics_syslog`);
     with `zcashd_upstream`, a zcashd sidecar's JSON-RPC at /zcashd; `access_file` instead of the harness's own."""
     file = access_file or access()
-    binary = nginx()
+    binary = nginx(engine)
     directory.mkdir(parents=True, exist_ok=True)
     certificate, key = tls_files(directory)
     paths = GatewayPaths(
@@ -197,6 +207,9 @@ def running_gateway(
     )
     (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache, paths.upstream_auth_file))
     (directory / JSON_TEXT_MODULE).write_text(json_text_js())
+    if engine == "lua":
+        for name, text in lua_modules(paths, zcashd_wallet=zcashd_wallet, relay_port=relay_port).items():
+            (directory / name).write_text(text)
     port = free_port()
     config = nginx_conf(
         file,
@@ -211,6 +224,8 @@ def running_gateway(
         relay_port=relay_port,
         zcashd_upstream=zcashd_upstream,
         history_cache=cache,
+        engine=engine,
+        lua_module_paths=tuple(str(path) for path in LUA_MODULES),
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

@@ -18,6 +18,7 @@ from zbi_infra.access_keys import describe_users, key_hash, new_key
 from zbi_infra.cli import main
 from zbi_infra.config.access import AccessFile, parse_access, read_access_file
 from zbi_infra.render.gateway import users_table
+from zbi_infra.render.gateway_engines import Engine
 
 JSON_RPC = ["getblockcount", "getblock", "getblockchaininfo", "getinfo"]
 GRPC = ["GetLightdInfo", "GetLatestBlock", "GetBlockRange"]
@@ -51,10 +52,12 @@ def access_file(today: date) -> AccessFile:
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     node = start_node()
     try:
-        with running_gateway(tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node) as gw:
+        with running_gateway(
+            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
+        ) as gw:
             yield gw
     finally:
         node.server.shutdown()

@@ -38,6 +38,7 @@ from zbi_infra.render.gateway import (
     MAX_REQUESTS_PER_ADDRESS,
     anonymous_requests_cap,
 )
+from zbi_infra.render.gateway_engines import Engine
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def light_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightWall
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
+def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
     node = start_node()
     try:
         with running_gateway(
@@ -55,6 +56,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet)
             f"127.0.0.1:{node.server.server_port}",
             node,
             grpc_upstream=f"127.0.0.1:{light_wallet.port}",
+            engine=engine,
         ) as running:
             yield running
     finally:
@@ -325,12 +327,12 @@ def test_a_rate_bucket_unknown_to_this_nginx_conf_still_limits(gateway: Gateway)
     assert statuses[0] == 200 and 429 in statuses
 
 
-def test_anonymous_calls_are_limited_per_client_address(tmp_path: Path) -> None:
+def test_anonymous_calls_are_limited_per_client_address(engine: Engine, tmp_path: Path) -> None:
     """The anonymous profile (5/s, burst 20) is counted per address: 127.0.0.1 reaches 429, 127.0.0.2 is not
     affected. Without the zone nothing would be refused; keyed without the address, 127.0.0.2 would be too."""
     node = start_node()
     try:
-        with running_gateway(tmp_path, f"127.0.0.1:{node.server.server_port}", node) as gateway:
+        with running_gateway(tmp_path, f"127.0.0.1:{node.server.server_port}", node, engine=engine) as gateway:
             call = b'{"method":"getinfo","id":1}'
 
             def one(source: str) -> int:
@@ -353,7 +355,7 @@ def test_anonymous_is_a_reserved_user_name() -> None:
         parse_access({"users": [{"name": "anonymous", "keySha256": "0" * 64}]}, "access/x.yaml")
 
 
-def test_anonymous_requests_in_progress_are_capped_in_all_by_the_body_budget(tmp_path: Path) -> None:
+def test_anonymous_requests_in_progress_are_capped_in_all_by_the_body_budget(engine: Engine, tmp_path: Path) -> None:
     """With 1 MiB bodies, 32 anonymous requests may read theirs at once (each may hold a 2 MiB buffer: 64 MiB),
     from whatever addresses: 12 addresses holding 8 slow bodies each get 32 in and 64 refused at once."""
     max_body = 1024 * 1024
@@ -361,7 +363,7 @@ def test_anonymous_requests_in_progress_are_capped_in_all_by_the_body_budget(tmp
     node = start_node()
     try:
         with running_gateway(
-            tmp_path, f"127.0.0.1:{node.server.server_port}", node, max_body_bytes=max_body
+            tmp_path, f"127.0.0.1:{node.server.server_port}", node, max_body_bytes=max_body, engine=engine
         ) as gateway:
             connections = [held_open(gateway, f"127.0.1.{1 + a}", None) for a in range(12) for _ in range(8)]
             try:

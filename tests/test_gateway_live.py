@@ -33,6 +33,7 @@ from tests.light_wallet_server import LightWallet, real_compact_block, serving_l
 from zbi_infra.access_keys import new_key
 from zbi_infra.config.access import light_wallet_service
 from zbi_infra.render.gateway import users_table
+from zbi_infra.render.gateway_engines import Engine
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def light_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightWall
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
+def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
     node = start_node()
     try:
         with running_gateway(
@@ -50,6 +51,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet)
             f"127.0.0.1:{node.server.server_port}",
             node,
             grpc_upstream=f"127.0.0.1:{light_wallet.port}",
+            engine=engine,
         ) as running:
             yield running
     finally:

@@ -28,15 +28,16 @@ from zbi_infra.render.gateway import (
     GatewayUpstreams,
     spliced_batches_cap,
 )
+from zbi_infra.render.gateway_engines import Engine
 from zbi_infra.render.gateway_nginx import pod_files
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     node = start_node()
     try:
         with running_gateway(
-            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node
+            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
         ) as running:
             yield running
     finally:
@@ -224,10 +225,10 @@ def test_a_chunked_body_is_read_in_small_chunks_and_refused_in_json_when_its_fra
     assert len(gateway.node.received) == before
 
 
-def test_the_node_down_is_still_502(tmp_path: Path) -> None:
+def test_the_node_down_is_still_502(engine: Engine, tmp_path: Path) -> None:
     from tests.gateway_harness import free_port
 
-    with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None) as down:
+    with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None, engine=engine) as down:
         for body in (b'{"method":"getblockcount","id":1}', b'[{"method":"stop","id":1},{"method":"getinfo","id":2}]'):
             status, answer = post(down, body)
             assert status == 502 and json.loads(answer)["error"]["message"] == "the node is unavailable", answer

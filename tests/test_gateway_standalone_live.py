@@ -22,6 +22,7 @@ from tests.monitoring_exporters import running_blackbox, running_mtail
 from zbi_infra.access_keys import new_key
 from zbi_infra.config.access import PROBE_USER
 from zbi_infra.monitoring.component import JSON_RPC_MODULE
+from zbi_infra.render.gateway_engines import Engine
 from zbi_infra.render.gateway_metrics import metric_names
 
 
@@ -31,20 +32,20 @@ def light_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightWall
         yield server
 
 
-def test_the_node_down_is_a_clean_502(tmp_path: Path) -> None:
-    with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None) as down:
+def test_the_node_down_is_a_clean_502(engine: Engine, tmp_path: Path) -> None:
+    with running_gateway(tmp_path, f"127.0.0.1:{free_port()}", None, engine=engine) as down:
         status, body = down.call({"method": "getblockcount", "id": 1})
         assert status == 502 and body["error"]["message"] == "the node is unavailable"
         # Refusals need no node: they are still answered.
         assert down.call({"method": "stop", "id": 2})[1]["error"]["code"] == -32601
 
 
-def test_the_light_wallet_server_down_is_unavailable(tmp_path: Path, light_wallet: LightWallet) -> None:
+def test_the_light_wallet_server_down_is_unavailable(engine: Engine, tmp_path: Path, light_wallet: LightWallet) -> None:
     import grpc
 
     closed = f"127.0.0.1:{free_port()}"
     with (
-        running_gateway(tmp_path, closed, None, grpc_upstream=closed) as down,
+        running_gateway(tmp_path, closed, None, grpc_upstream=closed, engine=engine) as down,
         wallet_stub(down, light_wallet) as stub,
         pytest.raises(grpc.RpcError) as raised,
     ):
@@ -52,7 +53,9 @@ def test_the_light_wallet_server_down_is_unavailable(tmp_path: Path, light_walle
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
 
 
-def test_a_graceful_stop_finishes_the_streams_it_accepted(tmp_path: Path, light_wallet: LightWallet) -> None:
+def test_a_graceful_stop_finishes_the_streams_it_accepted(
+    engine: Engine, tmp_path: Path, light_wallet: LightWallet
+) -> None:
     """What Kubernetes does to a gateway pod (nginx's graceful stop, SIGQUIT): an open stream runs to its end."""
     import signal
 
@@ -66,7 +69,7 @@ def test_a_graceful_stop_finishes_the_streams_it_accepted(tmp_path: Path, light_
 
     with (
         running_gateway(
-            tmp_path, f"127.0.0.1:{free_port()}", None, grpc_upstream=f"127.0.0.1:{light_wallet.port}"
+            tmp_path, f"127.0.0.1:{free_port()}", None, grpc_upstream=f"127.0.0.1:{light_wallet.port}", engine=engine
         ) as gateway,
         wallet_stub(gateway, light_wallet) as stub,
     ):
@@ -90,7 +93,9 @@ def test_a_graceful_stop_finishes_the_streams_it_accepted(tmp_path: Path, light_
     assert received == list(range(start, TIP + 1))
 
 
-def test_metrics_count_requests_by_user_method_and_outcome(tmp_path: Path, light_wallet: LightWallet) -> None:
+def test_metrics_count_requests_by_user_method_and_outcome(
+    engine: Engine, tmp_path: Path, light_wallet: LightWallet
+) -> None:
     """The rendered access log, sent to the rendered mtail program, gives Prometheus the requests by user, method
     and outcome: JSON-RPC's HTTP status, gRPC's grpc-status."""
     import grpc
@@ -106,6 +111,7 @@ def test_metrics_count_requests_by_user_method_and_outcome(tmp_path: Path, light
                 node,
                 grpc_upstream=f"127.0.0.1:{light_wallet.port}",
                 metrics_syslog=metrics.syslog,
+                engine=engine,
             ) as gateway,
         ):
             for _ in range(3):
@@ -154,7 +160,7 @@ def test_metrics_count_requests_by_user_method_and_outcome(tmp_path: Path, light
         node.server.shutdown()
 
 
-def test_the_monitoring_probe_measures_json_rpc_through_the_gateway(tmp_path: Path) -> None:
+def test_the_monitoring_probe_measures_json_rpc_through_the_gateway(engine: Engine, tmp_path: Path) -> None:
     """The blackbox module zBI configures, in Debian's blackbox exporter, against the rendered gateway: a success
     while the node answers; a failure with a wrong key or with the node down. The probe user may call nothing else."""
     probe_key, other_key = new_key(), new_key()
@@ -162,7 +168,7 @@ def test_the_monitoring_probe_measures_json_rpc_through_the_gateway(tmp_path: Pa
     try:
         with (
             running_gateway(
-                tmp_path / "gateway", f"127.0.0.1:{node.server.server_port}", node, probe_key=probe_key
+                tmp_path / "gateway", f"127.0.0.1:{node.server.server_port}", node, probe_key=probe_key, engine=engine
             ) as gateway,
             running_blackbox(tmp_path / "blackbox", probe_key) as blackbox,
             running_blackbox(tmp_path / "wrong", other_key) as wrong,

@@ -26,6 +26,7 @@ from zbi_infra.node.context import RPC_SECRET
 from zbi_infra.node.zcashd_compat import ZCASHD_RPC_PORT_NAME
 from zbi_infra.plan.engine import Plan
 from zbi_infra.render.gateway import GatewayUpstreams
+from zbi_infra.render.gateway_engines import Engine
 from zbi_infra.render.gateway_nginx import pod_files
 from zbi_infra.render.zcashd_compat import CREDENTIAL_ENV, RPC_PORT
 
@@ -156,7 +157,9 @@ class Pair:
 
 
 @contextmanager
-def serving(directory: Path, file: AccessFile, *, zcashd: bool = True, wallet: bool = False) -> Iterator[Pair]:
+def serving(
+    directory: Path, file: AccessFile, *, zcashd: bool = True, wallet: bool = False, engine: Engine = "njs"
+) -> Iterator[Pair]:
     node, sidecar = start_node(), start_node()
     try:
         with running_gateway(
@@ -166,6 +169,7 @@ def serving(directory: Path, file: AccessFile, *, zcashd: bool = True, wallet: b
             zcashd_upstream=f"127.0.0.1:{sidecar.server.server_port}" if zcashd else None,
             zcashd_wallet=wallet,
             access_file=file,
+            engine=engine,
         ) as gateway:
             yield Pair(gateway, dataclasses.replace(gateway, url=gateway.url + "zcashd"), node, sidecar)
     finally:
@@ -174,8 +178,8 @@ def serving(directory: Path, file: AccessFile, *, zcashd: bool = True, wallet: b
 
 
 @pytest.fixture(scope="module")
-def read_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
-    with serving(tmp_path_factory.mktemp("zcashd-gateway"), zcashd_access()) as pair:
+def read_only(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
+    with serving(tmp_path_factory.mktemp("zcashd-gateway"), zcashd_access(), engine=engine) as pair:
         yield pair
 
 
@@ -242,9 +246,9 @@ def test_wallet_and_never_methods_are_refused_whatever_the_table_says(read_only:
         write_user_table(directory, original)
 
 
-def test_with_the_wallet_on_only_a_user_who_names_a_wallet_method_calls_it(tmp_path: Path) -> None:
+def test_with_the_wallet_on_only_a_user_who_names_a_wallet_method_calls_it(engine: Engine, tmp_path: Path) -> None:
     file = zcashd_access(wallet_user=["getblockcount", "z_sendmany"])
-    with serving(tmp_path, file, wallet=True) as pair:
+    with serving(tmp_path, file, wallet=True, engine=engine) as pair:
         status, body = pair.zcashd_rpc.call({"method": "z_sendmany", "params": [], "id": 9}, user="batcher")
         assert (status, answered(body)) == (200, "z_sendmany")
         # The instance lists it, but `exchange` has no list of its own: no wallet method by default.

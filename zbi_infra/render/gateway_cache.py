@@ -112,7 +112,6 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
     """In nginx.conf's http block: the cache's variables and log fields always (the access log names them), its
     zones and the filler's upstream when on."""
     variables = (
-        '    js_var $zbi_cache "-";\n'
         '    # What the cache did: njs says "lookup" when it handed the call to the cache, whose own status tells\n'
         "    # a hit from a miss stored now (the filler's X-Zbi-Stored); everything else that was looked up passed.\n"
         '    map "$zbi_cache:$upstream_cache_status:$upstream_http_x_zbi_stored" $zbi_cache_outcome {\n'

@@ -17,9 +17,10 @@ UNSERVED_GRPC = (
 )
 
 
-def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None) -> str:
+def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None, who: str = "") -> str:
     """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
-    error pages; allowed calls, server streams included, pass through unbuffered."""
+    error pages; allowed calls, server streams included, pass through unbuffered. `who`: the engine's lines that
+    compute $zbi_who in a location (the Lua engine's; njs computes it when read)."""
     service, _ = light_wallet_service()
 
     def status(name: str, code: int, message: str, http_status: int = 204) -> str:
@@ -35,8 +36,7 @@ def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | No
     blanked = "".join(f'            grpc_set_header {name} "";\n' for name in GRPC_BLANKED_HEADERS)
     unserved = "|".join(re.escape(name) for name in UNSERVED_GRPC)
     return (
-        f"        location /{service}/ {{\n"
-        "            error_page 403 = @grpc_denied;\n"
+        f"        location /{service}/ {{\n" + who + "            error_page 403 = @grpc_denied;\n"
         "            error_page 405 = @grpc_not_grpc;\n"
         "            error_page 413 = @grpc_too_large;\n"
         "            error_page 429 = @grpc_rate_limited;\n"
@@ -60,8 +60,7 @@ def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | No
         )
         + f"            grpc_pass {'grpcs' if upstream_tls else 'grpc'}://zbi_grpc;\n"
         "        }\n"
-        f"        location ~ ^/({unserved})/ {{\n"
-        "            default_type application/grpc;\n"
+        f"        location ~ ^/({unserved})/ {{\n" + who + "            default_type application/grpc;\n"
         "            add_header grpc-status 12 always;\n"
         '            add_header grpc-message "not served by this gateway" always;\n'
         "            return 204;\n"

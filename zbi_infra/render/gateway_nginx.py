@@ -42,6 +42,7 @@ from zbi_infra.render.gateway import (
     users_files,
 )
 from zbi_infra.render.gateway_cache import GatewayCache
+from zbi_infra.render.gateway_engines import Engine, lua_directives, lua_modules, njs_directives
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
@@ -117,13 +118,17 @@ def nginx_conf(
     memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
     zcashd_upstream: str | None = None,
     history_cache: GatewayCache | None = None,
+    engine: Engine = "njs",
+    lua_module_paths: tuple[str, ...] = (),
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
     verified against `grpc_upstream_ca` for `grpc_upstream_name` when both are given. `metrics_syslog` (`host:port`)
     sends a copy of the access log to the metrics sidecar. `memory_limit_mib`, the container's memory limit, sizes
     how many batches with refused calls the replica splices at once. `zcashd_upstream` (`host:port`): the zcashd
-    sidecar's JSON-RPC, served at /zcashd (render/gateway_zcashd.py)."""
+    sidecar's JSON-RPC, served at /zcashd (render/gateway_zcashd.py). `engine`: njs, or Lua (render/gateway_engines.py;
+    `lua_module_paths` the dynamic modules to load, none where nginx has them built in)."""
+    scripts = lua_directives(paths, lua_module_paths) if engine == "lua" else njs_directives(paths, js_module_path)
     service, _ = light_wallet_service()
     buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
@@ -144,7 +149,7 @@ def nginx_conf(
         else ""
     )
     verify = (grpc_upstream_ca, grpc_upstream_name) if grpc_upstream_ca and grpc_upstream_name else None
-    grpc = grpc_locations(grpc_upstream_tls, f"{concurrency}\n{limits}", verify) if grpc_upstream else ""
+    grpc = grpc_locations(grpc_upstream_tls, f"{concurrency}\n{limits}", verify, scripts.who) if grpc_upstream else ""
     # Kept-alive HTTP/2 connections to the light-wallet server: without them every call would open a connection
     # (and, upstream TLS on, a handshake).
     grpc_upstream_block = (
@@ -165,29 +170,21 @@ def nginx_conf(
     key_check = "            if ($zbi_verdict = unauthenticated) { rewrite ^ /_zbi_unauthenticated last; }"
     zcashd = gateway_zcashd.locations(
         zcashd_upstream,
-        checks=f"{key_check}\n{concurrency}\n{limits}",
+        checks=f"{scripts.who}{key_check}\n{concurrency}\n{limits}",
+        content=scripts.content,
         proxy_to_node=proxy_to_node(" " * 12, paths.upstream_auth_include),
     )
     spliced_cap = spliced_batches_cap(memory_limit_mib)
     zcashd_relay = gateway_zcashd.relay_locations(zcashd_upstream, relay=_relay(" " * 12), spliced_cap=spliced_cap)
     return f"""# Rendered by zbi_infra.render.gateway_nginx: do not edit.
-load_module {js_module_path};
-{main_context(user=user, workers=workers, worker_connections=WORKER_CONNECTIONS, temp_dir=temp_dir)}
+{scripts.main}{main_context(user=user, workers=workers, worker_connections=WORKER_CONNECTIONS, temp_dir=temp_dir)}
 # Regular expressions (the maps splitting $zbi_who, the API by path) run for every request: compiled to machine code.
 pcre_jit on;
 
 http {{
 {http_writable_paths(temp_dir)}
 
-    js_path {paths.config_dir};
-    js_import gateway from {JS_MODULE};
-    # The one njs call before the body: who the caller is and what they may do, split by the maps below.
-    js_set $zbi_who gateway.who;
-{_who_fields()}
-    js_var $zbi_methods "";
-    js_var $zbi_method "-";
-    # The checked calls gateway.js hands to the spliced path (gateway_splice.js), as JSON.
-    js_var $zbi_splice "";
+{scripts.http}{_who_fields()}
 {gateway_cache.http_directives(history_cache, temp_dir)}
     # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
 {_zones(buckets)}
@@ -275,12 +272,11 @@ http {{
         }}
 
         location / {{
-            # The key is checked before the body is read: a caller without one costs no buffer.
+{scripts.who}            # The key is checked before the body is read: a caller without one costs no buffer.
             if ($zbi_verdict = unauthenticated) {{ rewrite ^ /_zbi_unauthenticated last; }}
 {concurrency}
 {limits}
-            js_content gateway.jsonRpc;
-        }}
+{scripts.content}        }}
 
         # Checked calls, as the caller sent them; the node's answer streams back unbuffered, its status and body
         # as the node gave them (a JSON-RPC error with HTTP 500 included). nginx's 502/504 mean the node is down.
@@ -289,13 +285,8 @@ http {{
             proxy_pass http://zbi_rpc;
 {proxy_to_node("            ", paths.upstream_auth_include)}            error_page 502 504 = @node_unavailable;
         }}
-        # Batches with refused calls and calls whose answers have members withheld: gateway.js redirects them here,
-        # where only gateway_splice.js is imported (a module's top level runs in every request of its location).
-        location @zbi_splice {{
-            js_import splice from {SPLICE_JS_MODULE};
-            js_content splice.forwardAndSplice;
-        }}
-        # One more call charged to the caller's rate bucket (the meter server below applies the same zones).
+{scripts.splice_location}        # One more call charged to the caller's rate bucket (the meter server below applies the
+        # same zones).
         location = /_zbi_meter {{
             internal;
             proxy_pass http://zbi_meter/;
@@ -356,29 +347,36 @@ def pod_files(
     probe_key_sha256: str | None = None,
     memory_limit_mib: int = DEFAULT_MEMORY_LIMIT_MIB,
     history_cache: GatewayCache | None = None,
+    engine: Engine = "njs",
 ) -> dict[str, str]:
-    """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module)."""
-    return {
-        "nginx.conf": nginx_conf(
-            access,
-            POD_PATHS,
-            listen=f"0.0.0.0:{POD_LISTEN_PORT}",
-            rpc_upstream=upstreams.rpc,
-            grpc_upstream=upstreams.grpc,
-            grpc_upstream_tls=upstreams.grpc_tls_name is not None,
-            grpc_upstream_ca=f"{POD_TLS_DIR}/ca.crt",
-            grpc_upstream_name=upstreams.grpc_tls_name,
-            max_body_bytes=max_body_bytes,
-            metrics_syslog=metrics_syslog,
-            memory_limit_mib=memory_limit_mib,
-            zcashd_upstream=upstreams.zcashd,
-            history_cache=history_cache,
-        ),
-        JS_MODULE: gateway_js(
-            POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache is not None
-        ),
-        gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
-        JSON_TEXT_MODULE: json_text_js(),
-        SPLICE_JS_MODULE: gateway_splice_js(),
-        **users_files(access, probe_key_sha256=probe_key_sha256),
-    }
+    """The gateway ConfigMap's files, as the pod mounts them (the metrics program is added by its own module). The
+    Lua engine's image (OpenResty) has lua-nginx-module built in: nothing to load."""
+    conf = nginx_conf(
+        access,
+        POD_PATHS,
+        listen=f"0.0.0.0:{POD_LISTEN_PORT}",
+        rpc_upstream=upstreams.rpc,
+        grpc_upstream=upstreams.grpc,
+        grpc_upstream_tls=upstreams.grpc_tls_name is not None,
+        grpc_upstream_ca=f"{POD_TLS_DIR}/ca.crt",
+        grpc_upstream_name=upstreams.grpc_tls_name,
+        max_body_bytes=max_body_bytes,
+        metrics_syslog=metrics_syslog,
+        memory_limit_mib=memory_limit_mib,
+        zcashd_upstream=upstreams.zcashd,
+        history_cache=history_cache,
+        engine=engine,
+    )
+    scripts = (
+        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet)
+        if engine == "lua"
+        else {
+            JS_MODULE: gateway_js(
+                POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache is not None
+            ),
+            gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
+            JSON_TEXT_MODULE: json_text_js(),
+            SPLICE_JS_MODULE: gateway_splice_js(),
+        }
+    )
+    return {"nginx.conf": conf, **scripts, **users_files(access, probe_key_sha256=probe_key_sha256)}

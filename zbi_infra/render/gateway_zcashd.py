@@ -17,8 +17,9 @@ def upstream_block(zcashd_upstream: str | None) -> str:
     return f"\n    upstream {UPSTREAM} {{\n        server {zcashd_upstream};\n        keepalive 16;\n    }}\n"
 
 
-def locations(zcashd_upstream: str | None, *, checks: str, proxy_to_node: str) -> str:
-    """The public location and its proxy. `checks`: the key check, concurrency and rate limits of `location /`."""
+def locations(zcashd_upstream: str | None, *, checks: str, content: str, proxy_to_node: str) -> str:
+    """The public location and its proxy. `checks`: the key check, concurrency and rate limits of `location /`;
+    `content`: its JSON-RPC handler (the engine's)."""
     if zcashd_upstream is None:
         return (
             f"        location = {ZCASHD_PATH} {{\n"
@@ -27,7 +28,7 @@ def locations(zcashd_upstream: str | None, *, checks: str, proxy_to_node: str) -
             "        }\n"
         )
     return (
-        f"        location = {ZCASHD_PATH} {{\n{checks}\n            js_content gateway.jsonRpc;\n        }}\n"
+        f"        location = {ZCASHD_PATH} {{\n{checks}\n{content}        }}\n"
         "        location @zbi_zcashd {\n"
         "            rewrite ^ /? break;\n"
         f"            proxy_pass http://{UPSTREAM};\n"

@@ -1,0 +1,151 @@
+"""The gateway's two scripting engines: the njs module (gateway.js and its modules, nginx's own njs) and the Lua
+engine (zbi_gateway.lua and its modules, lua-nginx-module: OpenResty in the pod). Both check the same keys, lists
+and bodies and give the same answers (the live tests run each); they differ in what a request costs. njs clones a
+VM per request and keeps nothing across requests, so every request reads its user table entry and runs the
+module's top level again; LuaJIT keeps the modules and the entries a worker read, checked with one statx(2) per
+request (benchmarks/gateway_load.py measures both against plain proxying). The Lua engine has no history cache
+(gateway_cache.js is njs only): the configuration refuses the two together.
+
+This module says, per engine, what nginx.conf loads and where the handlers sit; gateway_nginx.py renders the rest,
+the same for both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+from zbi_infra.config.access import NEVER_EXPOSED, NEVER_EXPOSED_PREFIXES, Z_CHAIN_QUERIES, light_wallet_service
+from zbi_infra.config.zcashd_methods import gateway_refused
+from zbi_infra.render.gateway import (
+    ANONYMOUS_FILE,
+    DEFAULT_MAX_BATCH,
+    GRPC_BLANKED_HEADERS,
+    GRPC_FORWARDED_HEADERS,
+    JS_MODULE,
+    KEY_FILE_PREFIX,
+    MAX_SPLICED_ANSWER_BYTES,
+    RELAY_PORT,
+    SPLICE_JS_MODULE,
+    WITHHELD,
+    ZCASHD_PATH,
+    GatewayPaths,
+)
+
+Engine = Literal["njs", "lua"]
+ENGINES: tuple[Engine, ...] = ("njs", "lua")
+
+# The Lua engine's modules, files of the ConfigMap as the njs ones are (required by these names).
+LUA_GATEWAY_MODULE = "zbi_gateway.lua"
+LUA_SPLICE_MODULE = "zbi_splice.lua"
+LUA_JSON_TEXT_MODULE = "zbi_json_text.lua"
+LUA_MODULES = (LUA_GATEWAY_MODULE, LUA_SPLICE_MODULE, LUA_JSON_TEXT_MODULE)
+
+
+@dataclass(frozen=True)
+class EngineDirectives:
+    """What one engine adds to nginx.conf: `main` in the main context (modules to load), `http` in the http block
+    (the modules, $zbi_who where njs computes it, the variables the handlers set), `who` first in each location
+    that checks a key (the Lua engine computes $zbi_who there), `content` the JSON-RPC handler, and
+    `splice_location` the named location of the spliced path (njs only: Lua splices in the same handler)."""
+
+    main: str
+    http: str
+    who: str
+    content: str
+    splice_location: str
+
+
+def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives:
+    return EngineDirectives(
+        main=f"load_module {js_module_path};\n",
+        http=(
+            f"    js_path {paths.config_dir};\n"
+            f"    js_import gateway from {JS_MODULE};\n"
+            "    # The one njs call before the body: who the caller is and what they may do, split by the maps below.\n"
+            "    js_set $zbi_who gateway.who;\n"
+            '    js_var $zbi_methods "";\n'
+            '    js_var $zbi_method "-";\n'
+            "    # The checked calls gateway.js hands to the spliced path (gateway_splice.js), as JSON.\n"
+            '    js_var $zbi_splice "";\n'
+            '    js_var $zbi_cache "-";\n'
+        ),
+        who="",
+        content="            js_content gateway.jsonRpc;\n",
+        splice_location=(
+            "        # Batches with refused calls and calls whose answers have members withheld: gateway.js\n"
+            "        # redirects them here, where only gateway_splice.js is imported (a module's top level runs in\n"
+            "        # every request of its location).\n"
+            "        location @zbi_splice {\n"
+            f"            js_import splice from {SPLICE_JS_MODULE};\n"
+            "            js_content splice.forwardAndSplice;\n"
+            "        }\n"
+        ),
+    )
+
+
+def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str]) -> EngineDirectives:
+    """`lua_module_paths`: the dynamic modules to load (Debian's ndk and lua modules in the tests; none in
+    OpenResty, which has lua-nginx-module built in)."""
+    return EngineDirectives(
+        main="".join(f"load_module {path};\n" for path in lua_module_paths),
+        http=(
+            f'    lua_package_path "{paths.config_dir}/?.lua;;";\n'
+            "    # Loaded once, before the workers fork (a syntax error stops nginx at start); kept for their lives.\n"
+            '    init_by_lua_block { zbi = require "zbi_gateway" }\n'
+            "    # The history cache's log field: the Lua engine has no cache.\n"
+            '    map "" $zbi_cache { default "-"; }\n'
+        ),
+        who=(
+            '            set $zbi_methods "";\n'
+            '            set $zbi_method "-";\n'
+            "            # Who the caller is and what they may do, before the body, split by the maps above.\n"
+            "            set_by_lua_block $zbi_who { return zbi.who() }\n"
+        ),
+        content="            content_by_lua_block { zbi.json_rpc() }\n",
+        splice_location="",
+    )
+
+
+def lua_set(names: Iterable[str]) -> str:
+    """A set of names as a Lua table literal: name -> true."""
+    return "{" + ", ".join(f"[{json.dumps(name)}] = true" for name in sorted(names)) + "}"
+
+
+def _filled(module: str, substitutions: dict[str, str]) -> str:
+    template = resources.files("zbi_infra.render").joinpath(module).read_text()
+    for placeholder, value in substitutions.items():
+        template = template.replace(placeholder, value)
+    return template
+
+
+def lua_modules(paths: GatewayPaths, *, zcashd_wallet: bool = False, relay_port: int = RELAY_PORT) -> dict[str, str]:
+    """The Lua engine's modules by file name, filled from the same lists gateway.js is rendered from."""
+    withheld = "{" + ", ".join(f"[{json.dumps(m)}] = {{{', '.join(json.dumps(f) for f in fields)}}}"
+                               for m, fields in sorted(WITHHELD.items())) + "}"  # fmt: skip
+    gateway = _filled(
+        LUA_GATEWAY_MODULE,
+        {
+            "__TABLE_DIR__": paths.config_dir,
+            "__KEY_FILE_PREFIX__": KEY_FILE_PREFIX,
+            "__ANONYMOUS_FILE__": ANONYMOUS_FILE,
+            "__UPSTREAM_AUTH__": paths.upstream_auth_file,
+            "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
+            "__GRPC_SERVICE__": light_wallet_service()[0],
+            "__ZCASHD_PATH__": ZCASHD_PATH,
+            "__NEVER__": lua_set(NEVER_EXPOSED),
+            "__NEVER_PREFIXES__": "{" + ", ".join(json.dumps(p) for p in NEVER_EXPOSED_PREFIXES) + "}",
+            "__PREFIX_EXCEPTIONS__": lua_set(Z_CHAIN_QUERIES),
+            "__GRPC_HEADERS__": lua_set({*GRPC_FORWARDED_HEADERS, *GRPC_BLANKED_HEADERS}),
+            "__WITHHELD__": withheld,
+            "__ZCASHD_NEVER__": lua_set(gateway_refused(zcashd_wallet)),
+        },
+    )
+    splice = _filled(
+        LUA_SPLICE_MODULE, {"__RELAY_PORT__": str(relay_port), "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES)}
+    )
+    json_text = _filled(LUA_JSON_TEXT_MODULE, {})
+    return {LUA_GATEWAY_MODULE: gateway, LUA_SPLICE_MODULE: splice, LUA_JSON_TEXT_MODULE: json_text}
