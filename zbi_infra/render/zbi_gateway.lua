@@ -53,6 +53,7 @@ struct zbi_statx {
     uint32_t rdev_major, rdev_minor, dev_major, dev_minor; uint64_t spare2[14];
 };
 int statx(int directory, const char *path, int flags, unsigned int mask, struct zbi_statx *buffer);
+unsigned char *ngx_hex_dump(unsigned char *destination, const unsigned char *source, size_t length);
 ]]
 -- statx's layout is the same on every architecture (unlike stat's); without it (an old C library) every request
 -- reads its entry, as the njs engine does.
@@ -61,13 +62,17 @@ local HAS_STATX = pcall(function() return C.statx end)
 
 local sha256_context = ffi.new("unsigned char[?]", 128)
 local digest = ffi.new("unsigned char[32]")
+local hex = ffi.new("unsigned char[64]")
 local status = ffi.new("struct zbi_statx")
 
+-- OpenSSL's SHA-256 as lua-resty-string's resty.sha256 calls it, in hex by nginx's own ngx_hex_dump (as its
+-- resty.string does): both are in the nginx binary's address space, in OpenResty and in Debian's nginx alike.
 local function sha256_hex(key)
     C.SHA256_Init(sha256_context)
     C.SHA256_Update(sha256_context, key, #key)
     C.SHA256_Final(digest, sha256_context)
-    return (ffi.string(digest, 32):gsub(".", function(c) return string.format("%02x", byte(c)) end))
+    C.ngx_hex_dump(hex, digest, 32)
+    return ffi.string(hex, 64)
 end
 
 -- A list as a set, made once per entry read.
@@ -100,10 +105,18 @@ end
 -- the table ever held, for the worker's life.
 local kept = {}
 
-local function identity()
-    return table.concat({tonumber(status.dev_major), tonumber(status.dev_minor), tonumber(status.ino),
-        tonumber(status.size), tonumber(status.mtime.tv_sec), status.mtime.tv_nsec, tonumber(status.ctime.tv_sec),
-        status.ctime.tv_nsec}, ":")
+-- Whether the file statx last described is the one `seen` was read from: the same device and inode, size, and
+-- modification and change times to the nanosecond.
+local function same_file(seen)
+    return seen.ino == status.ino and seen.dev_major == status.dev_major and seen.dev_minor == status.dev_minor and
+        seen.size == status.size and seen.mtime == status.mtime.tv_sec and seen.mtime_ns == status.mtime.tv_nsec and
+        seen.ctime == status.ctime.tv_sec and seen.ctime_ns == status.ctime.tv_nsec
+end
+
+local function file_identity(entry)
+    return {entry = entry, ino = status.ino, dev_major = status.dev_major, dev_minor = status.dev_minor,
+        size = status.size, mtime = status.mtime.tv_sec, mtime_ns = status.mtime.tv_nsec,
+        ctime = status.ctime.tv_sec, ctime_ns = status.ctime.tv_nsec}
 end
 
 -- The entry in `name` of the table's directory, or nil (an unknown key, no anonymous access).
@@ -116,12 +129,12 @@ local function entry_in(name)
         kept[name] = nil
         return nil
     end
-    local seen, now = kept[name], identity()
-    if seen and seen.identity == now then
+    local seen = kept[name]
+    if seen and same_file(seen) then
         return seen.entry
     end
     local entry = read_entry(path)
-    kept[name] = entry and {entry = entry, identity = now} or nil
+    kept[name] = entry and file_identity(entry) or nil
     return entry
 end
 
