@@ -42,6 +42,7 @@ from zbi_infra.render.gateway import (
     body_buffer_bytes,
     spliced_batches_cap,
 )
+from zbi_infra.render.gateway_engines import ENGINES, Engine
 
 SMALL = b'{"result":3000000,"error":null,"id":1}'
 BATCH_CALLS = 10
@@ -85,6 +86,14 @@ def nginx_running(directory: Path, conf: str) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def master_pid(directory: Path) -> int:
+    """nginx's master pid from its pid file, which it creates and then writes: read until written (10 s at most)."""
+    deadline = time.monotonic() + 10
+    while not (text := (directory / "nginx.pid").read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(text)
 
 
 def fixed_upstreams(directory: Path) -> tuple[str, dict[str, int]]:
@@ -272,11 +281,13 @@ def row(label: str, gateway: tuple[float, float, float], plain: tuple[float, flo
     )
 
 
-def report(seconds: int = 8, requests: int = 8_000, throughput_only: bool = False) -> None:
+def report(
+    seconds: int = 8, requests: int = 8_000, throughput_only: bool = False, engines: tuple[Engine, ...] = ENGINES
+) -> None:
     """`requests` gRPC calls on 8 connections: nginx ends an HTTP/2 connection after 1,000 (keepalive_requests).
-    `throughput_only`: JSON-RPC `getblockcount` and gRPC only (no batches, large answers, memory or attacks)."""
+    `throughput_only`: JSON-RPC `getblockcount` and gRPC only (no batches, large answers, memory or attacks).
+    Each engine's gateways in turn, every row with plain proxying measured again beside it."""
     user = "Basic " + base64.b64encode(f"bench:{KEYS['bench']}".encode()).decode()
-    bearer = f"Bearer {KEYS['bench']}"
     max_body = GatewayConfig().max_body_kib * 1024
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
@@ -287,51 +298,71 @@ def report(seconds: int = 8, requests: int = 8_000, throughput_only: bool = Fals
         plain_port = {name: free_port() for name in ("small", "big", "batch")}
         plain_conf = "".join(plain_proxy(root / "plain", ports, name, port) for name, port in plain_port.items())
         grpc_upstream = f"127.0.0.1:{ports['grpc']}"
-        with (
-            nginx_running(root / "up", conf),
-            nginx_running(root / "plain", plain_conf) as plain_master,
-            running_gateway(root / "gw", f"127.0.0.1:{ports['small']}", None, grpc_upstream=grpc_upstream,
-                            max_body_bytes=max_body) as small,
-            running_gateway(root / "gw-big", f"127.0.0.1:{ports['big']}", None, max_body_bytes=max_body) as big,
-            running_gateway(root / "gw-batch", f"127.0.0.1:{ports['batch']}", None, max_body_bytes=max_body) as batch,
-        ):  # fmt: skip
-            gateways = {"small": small, "big": big, "batch": batch}
-            masters = {name: int((g.config_dir / "nginx.pid").read_text()) for name, g in gateways.items()}
-            call = json.dumps({"jsonrpc": "1.0", "method": "getblockcount", "params": [], "id": 1}).encode()
-            getblock = json.dumps({"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}).encode()
-            calls = [{"method": "getblockcount", "id": i} for i in range(1, BATCH_CALLS + 1)]
-            spliced = json.dumps([*calls, {"method": "stop", "id": 99}]).encode()
-            splice_cap = spliced_batches_cap(DEFAULT_MEMORY_LIMIT_MIB)
-            cases = [
-                ("JSON-RPC getblockcount (wrk, 32 connections)", "small", call, 32),
-                ("JSON-RPC batch of 10, all allowed (streamed)", "batch", json.dumps(calls).encode(), 32),
-                # Spliced batches are admitted only so many at once per replica (429 beyond): that many connections.
-                (f"JSON-RPC batch of 10 + 1 refused (spliced, {splice_cap} connections)", "batch", spliced, splice_cap),
-                ("JSON-RPC getblock 3.9 MB (real block 141042, 4 connections)", "big", getblock, 4),
-            ]
-            if throughput_only:
-                cases = cases[:1]
-            print(f"machine: {os.cpu_count()} CPUs shared with other jobs (figures are noisy); TLS on both paths")
-            print(COLUMNS)
-            for label, name, body, connections in cases:
-                url = f"https://127.0.0.1:{plain_port[name]}/"
-                # The gateway's caps (32 calls in progress per user, 4 spliced batches) race a connection's next
-                # request against the release of its last one's slot: its rare refusals are counted, not fatal.
-                gateway_run = partial(
-                    wrk, gateways[name].url, body, user, seconds, connections, root, refusals_allowed=True
-                )
-                plain_run = partial(wrk, url, body, user, seconds, connections, root)
-                print(row(label, measured(masters[name], gateway_run), measured(plain_master, plain_run)))
-            path = f"/{SERVICE}/GetLatestBlock"
-            gateway_run = partial(h2load, f"https://127.0.0.1:{small.port}{path}", bearer, requests, root)
-            plain_run = partial(h2load, f"https://127.0.0.1:{plain_port['small']}{path}", None, requests, root)
-            label = "gRPC GetLatestBlock (h2load, 8 connections x 4 streams)"
-            print(row(label, measured(masters["small"], gateway_run), measured(plain_master, plain_run)))
-            if throughput_only:
-                return
-            memory(big, masters["big"], getblock, user, root)
+        print(f"machine: {os.cpu_count()} CPUs shared with other jobs (figures are noisy); TLS on both paths")
+        print(COLUMNS)
+        with nginx_running(root / "up", conf), nginx_running(root / "plain", plain_conf) as plain_master:
+            for engine in engines:
+                with (
+                    running_gateway(root / f"gw-{engine}", f"127.0.0.1:{ports['small']}", None,
+                                    grpc_upstream=grpc_upstream, max_body_bytes=max_body, engine=engine) as small,
+                    running_gateway(root / f"gw-big-{engine}", f"127.0.0.1:{ports['big']}", None,
+                                    max_body_bytes=max_body, engine=engine) as big,
+                    running_gateway(root / f"gw-batch-{engine}", f"127.0.0.1:{ports['batch']}", None,
+                                    max_body_bytes=max_body, engine=engine) as batch,
+                ):  # fmt: skip
+                    gateways = {"small": small, "big": big, "batch": batch}
+                    plain = (plain_master, plain_port)
+                    engine_rows(engine, gateways, plain, root, seconds, requests, throughput_only)
+    if throughput_only:
+        return
     with tempfile.TemporaryDirectory() as temporary:
-        attacks(Path(temporary), user, max_body)
+        for engine in engines:
+            attacks(Path(temporary), user, max_body, engine)
+
+
+def engine_rows(
+    engine: Engine,
+    gateways: dict[str, Gateway],
+    plain: tuple[int, dict[str, int]],
+    root: Path,
+    seconds: int,
+    requests: int,
+    throughput_only: bool,
+) -> None:
+    """One engine's rows: each case on its gateway, then on plain nginx (`plain`: its master's pid and its ports);
+    then the memory of the largest answer."""
+    plain_master, plain_port = plain
+    user = "Basic " + base64.b64encode(f"bench:{KEYS['bench']}".encode()).decode()
+    bearer = f"Bearer {KEYS['bench']}"
+    masters = {name: master_pid(g.config_dir) for name, g in gateways.items()}
+    call = json.dumps({"jsonrpc": "1.0", "method": "getblockcount", "params": [], "id": 1}).encode()
+    getblock = json.dumps({"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}).encode()
+    calls = [{"method": "getblockcount", "id": i} for i in range(1, BATCH_CALLS + 1)]
+    spliced = json.dumps([*calls, {"method": "stop", "id": 99}]).encode()
+    splice_cap = spliced_batches_cap(DEFAULT_MEMORY_LIMIT_MIB)
+    cases = [
+        ("JSON-RPC getblockcount (wrk, 32 connections)", "small", call, 32),
+        ("JSON-RPC batch of 10, all allowed (streamed)", "batch", json.dumps(calls).encode(), 32),
+        # Spliced batches are admitted only so many at once per replica (429 beyond): that many connections.
+        (f"JSON-RPC batch of 10 + 1 refused (spliced, {splice_cap} connections)", "batch", spliced, splice_cap),
+        ("JSON-RPC getblock 3.9 MB (real block 141042, 4 connections)", "big", getblock, 4),
+    ]
+    if throughput_only:
+        cases = cases[:1]
+    for label, name, body, connections in cases:
+        url = f"https://127.0.0.1:{plain_port[name]}/"
+        # The gateway's caps (32 calls in progress per user, 4 spliced batches) race a connection's next request
+        # against the release of its last one's slot: its rare refusals are counted, not fatal.
+        gateway_run = partial(wrk, gateways[name].url, body, user, seconds, connections, root, refusals_allowed=True)
+        plain_run = partial(wrk, url, body, user, seconds, connections, root)
+        print(row(f"{engine}: {label}", measured(masters[name], gateway_run), measured(plain_master, plain_run)))
+    path = f"/{SERVICE}/GetLatestBlock"
+    gateway_run = partial(h2load, f"https://127.0.0.1:{gateways['small'].port}{path}", bearer, requests, root)
+    plain_run = partial(h2load, f"https://127.0.0.1:{plain_port['small']}{path}", None, requests, root)
+    label = f"{engine}: gRPC GetLatestBlock (h2load, 8 connections x 4 streams)"
+    print(row(label, measured(masters["small"], gateway_run), measured(plain_master, plain_run)))
+    if not throughput_only:
+        memory(engine, gateways["big"], masters["big"], getblock, user, root)
 
 
 def peak_rss_during(master: int, run) -> float:  # type: ignore[no-untyped-def]
@@ -353,21 +384,22 @@ def peak_rss_during(master: int, run) -> float:  # type: ignore[no-untyped-def]
     return max(peak)
 
 
-def memory(big: Gateway, big_master: int, getblock: bytes, user: str, root: Path) -> None:
+def memory(engine: Engine, big: Gateway, big_master: int, getblock: bytes, user: str, root: Path) -> None:
     idle = rss_mib(big_master)
     streamed = peak_rss_during(big_master, lambda: wrk(big.url, getblock, user, 5, 8, root))
     largest = len(json.dumps({"result": block(LARGEST).verbose(2), "error": None, "id": 1}))
-    print(f"largest answer passed: {largest:,} bytes (getblock verbosity 2 of the ~1.9 MB Testnet block 141042); "
+    print(f"{engine}: largest answer passed: {largest:,} bytes (getblock verbosity 2 of the ~1.9 MB Testnet block "
+          "141042); "
           f"gateway RSS idle {idle:.1f} MiB, peak while streaming it to 8 clients {streamed:.1f} MiB")  # fmt: skip
     mixed = json.dumps(
         [{"method": "stop", "id": 0}, {"method": "getblock", "params": [block(LARGEST).hash, 2], "id": 1}]
     ).encode()
     spliced_peak = peak_rss_during(big_master, lambda: wrk(big.url, mixed, user, 5, 8, root, refusals_allowed=True))
-    what = "the same answer spliced (a batch with a refused call, buffered in njs)"
+    what = f"{engine}: the same answer spliced (a batch with a refused call, buffered in the engine)"
     print(f"{what}, 8 clients: peak {spliced_peak:.1f} MiB")
 
 
-def attacks(root: Path, user: str, max_body: int) -> None:
+def attacks(root: Path, user: str, max_body: int, engine: Engine) -> None:
     """The slow-body attack (a body announced, one byte sent) on a fresh gateway each time: freed memory is not
     always returned to the system, so one attack's figure would otherwise carry the last one's."""
     limit = GatewayConfig().resources.memory_limit
@@ -382,9 +414,9 @@ def attacks(root: Path, user: str, max_body: int) -> None:
         ("anonymous, 1 address x 1,500 (idle TLS connections)", 1, 1500, None, False),
     ):
         with running_gateway(
-            root / f"attack-{sources}-{per_source}", upstream, None, max_body_bytes=max_body
+            root / f"attack-{engine}-{sources}-{per_source}", upstream, None, max_body_bytes=max_body, engine=engine
         ) as target:
-            master = int((target.config_dir / "nginx.pid").read_text())
+            master = master_pid(target.config_dir)
             before = rss_mib(master)
             held = slow_body_attack(target.port, target.context, sources, per_source, max_body, auth, fill)
             time.sleep(1.0)
@@ -392,7 +424,8 @@ def attacks(root: Path, user: str, max_body: int) -> None:
             for connection in held:
                 connection.close()
         sent = "filling nginx's buffer" if fill else "announced"
-        print(f"slow-body attack, {label}, {len(held)} connections held, bodies of {max_body // 1024} KiB {sent}: "
+        print(f"{engine}: slow-body attack, {label}, {len(held)} connections held, bodies of {max_body // 1024} KiB "
+              f"{sent}: "
               f"RSS {before:.1f} -> {during:.1f} MiB (pod limit {limit})")  # fmt: skip
 
 
@@ -401,8 +434,10 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=8, help="each wrk run")
     parser.add_argument("--requests", type=int, default=8_000, help="gRPC calls of the h2load run")
     parser.add_argument("--throughput-only", action="store_true", help="getblockcount and gRPC rows only")
+    parser.add_argument("--engine", choices=ENGINES, action="append", help="one engine (repeatable; default: both)")
     args = parser.parse_args()
-    report(seconds=args.seconds, requests=args.requests, throughput_only=args.throughput_only)
+    engines = tuple(args.engine) if args.engine else ENGINES
+    report(seconds=args.seconds, requests=args.requests, throughput_only=args.throughput_only, engines=engines)
 
 
 if __name__ == "__main__":
