@@ -25,6 +25,7 @@ from tests.zcash_blocks import LARGEST, block
 from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import parse_access
 from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER
+from zbi_infra.render.gateway_engines import Engine
 
 TIP = 3_000_000
 # Callers holding hits of the largest block open at once: two keys at their concurrency cap. Before hits streamed,
@@ -82,11 +83,13 @@ def bounds_access() -> Any:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode]]:
+def setup(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode]]:
     node = start_history_node(TIP)
     directory = tmp_path_factory.mktemp("history-bounds")
     try:
-        with running_gateway(directory, node.address, None, history_cache=True, access_file=bounds_access()) as gateway:
+        with running_gateway(
+            directory, node.address, None, history_cache=True, access_file=bounds_access(), engine=engine
+        ) as gateway:
             yield gateway, node
     finally:
         node.stop()
@@ -174,13 +177,13 @@ def test_the_finality_check_of_a_by_hash_call_is_charged_to_the_caller(setup: tu
     assert (node.calls["getblockheader"], node.calls["getblock"]) == (checks + 1, asked + 2)
 
 
-def test_fills_past_the_replicas_cap_go_to_the_node_uncached(tmp_path: Path) -> None:
+def test_fills_past_the_replicas_cap_go_to_the_node_uncached(engine: Engine, tmp_path: Path) -> None:
     """A replica fills only `fillsAtOnce` misses at once (one here): the others are forwarded to the node as if there
     were no cache, answered in full, and stored by a later call."""
     node = start_history_node(TIP)
     try:
         with running_gateway(tmp_path, node.address, None, history_cache=True, cache_fills_at_once=1,
-                             access_file=history_access()) as gateway:  # fmt: skip
+                             access_file=history_access(), engine=engine) as gateway:  # fmt: skip
             calls = [{"jsonrpc": "2.0", "method": "getblockhash", "params": [h], "id": h} for h in range(10, 14)]
             node.delay[0] = 0.5
             with ThreadPoolExecutor(4) as pool:

@@ -20,6 +20,7 @@ from tests.test_gateway_payloads import post
 from tests.test_history_cache_live import history_access
 from tests.zcash_blocks import block
 from zbi_infra.render.gateway_cache import TIP_SECONDS
+from zbi_infra.render.gateway_engines import Engine
 
 TIP = 3_000_000
 # Short enough for a test to outwait; the rendered default is 10 s (TIP_MAX_AGE_SECONDS).
@@ -27,12 +28,12 @@ TIP_MAX_AGE = 3
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode]]:
+def setup(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode]]:
     node = start_history_node(TIP)
     directory = tmp_path_factory.mktemp("history-edges")
     try:
         with running_gateway(directory, node.address, None, history_cache=True, access_file=history_access(),
-                             cache_tip_max_age_seconds=TIP_MAX_AGE) as gateway:  # fmt: skip
+                             cache_tip_max_age_seconds=TIP_MAX_AGE, engine=engine) as gateway:  # fmt: skip
             yield gateway, node
     finally:
         node.stop()

@@ -26,6 +26,7 @@ from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.config.history import FINAL_DEPTH as CONFIGURED_FINAL_DEPTH
 from zbi_infra.render.gateway_cache import TIP_SECONDS
+from zbi_infra.render.gateway_engines import Engine
 
 HISTORY = ["getblockcount", "getblock", "getblockheader", "getblockhash", "getrawtransaction"]
 TIP = 3_000_000
@@ -49,13 +50,13 @@ def history_access() -> AccessFile:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode, Metrics]]:
+def setup(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode, Metrics]]:
     node = start_history_node(TIP)
     directory = tmp_path_factory.mktemp("history-cache")
     try:
         with running_mtail(directory / "mtail") as metrics, running_gateway(
             directory / "gateway", node.address, None, metrics_syslog=metrics.syslog, history_cache=True,
-            access_file=history_access(),
+            access_file=history_access(), engine=engine,
         ) as gateway:  # fmt: skip
             yield gateway, node, metrics
     finally:
@@ -270,13 +271,13 @@ def test_hits_are_labelled_in_the_metrics(setup: tuple[Gateway, HistoryNode, Met
     assert stored() - stored_before > 2 * real.header_end
 
 
-def test_answers_above_the_cached_size_pass_whole(tmp_path: Path) -> None:
+def test_answers_above_the_cached_size_pass_whole(engine: Engine, tmp_path: Path) -> None:
     """With a 64 KiB ceiling: the largest real block's hex (3.9 MB) is answered whole, every time by the node; a
     small block's is cached."""
     node = start_history_node(TIP)
     try:
         with running_gateway(tmp_path, node.address, None, history_cache=True, cache_max_answer_bytes=64 * 1024,
-                             access_file=history_access()) as gateway:  # fmt: skip
+                             access_file=history_access(), engine=engine) as gateway:  # fmt: skip
             large = {"jsonrpc": "2.0", "method": "getblock", "params": [block(LARGEST).hash, 0], "id": 1}
             small = {"jsonrpc": "2.0", "method": "getblock", "params": [block("block-main-0-000-002.bin.xz").hash, 0],
                      "id": 2}  # fmt: skip

@@ -19,6 +19,7 @@ from tests.zcash_blocks import VECTORS, block
 from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.render.gateway_cache import TIP_SECONDS
+from zbi_infra.render.gateway_engines import Engine
 
 Z_QUERIES = ["z_gettreestate", "z_getsubtreesbyindex"]
 TIP = 3_000_000
@@ -41,12 +42,12 @@ def z_access() -> AccessFile:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode]]:
+def setup(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, HistoryNode]]:
     node = start_history_node(TIP)
     directory = tmp_path_factory.mktemp("history-cache-z")
     try:
         with running_gateway(
-            directory / "gateway", node.address, None, history_cache=True, access_file=z_access()
+            directory / "gateway", node.address, None, history_cache=True, access_file=z_access(), engine=engine
         ) as gateway:
             yield gateway, node
     finally:

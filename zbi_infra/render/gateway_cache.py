@@ -108,9 +108,10 @@ def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
     return template
 
 
-def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
-    """In nginx.conf's http block: the cache's variables and log fields always (the access log names them), its
-    zones and the filler's upstream when on."""
+def http_directives(cache: GatewayCache | None, temp_dir: str, engine: str = "njs") -> str:
+    """In nginx.conf's http block: the cache's log fields always (the access log names them), its zones and the
+    filler's upstream when on, and for the njs engine its module and variables (the Lua engine's are the server's,
+    gateway_engines.py)."""
     variables = (
         '    # What the cache did: njs says "lookup" when it handed the call to the cache, whose own status tells\n'
         "    # a hit from a miss stored now (the filler's X-Zbi-Stored); everything else that was looked up passed.\n"
@@ -124,14 +125,18 @@ def http_directives(cache: GatewayCache | None, temp_dir: str) -> str:
     )
     if cache is None:
         return variables
-    return (
-        variables + f"    js_import history from {JS_MODULE};\n"
+    njs = (
+        f"    js_import history from {JS_MODULE};\n"
         "    # The call's canonical key, the tip it was looked up at, and the caller's id as text (set by njs).\n"
         '    js_var $zbi_cache_key "";\n'
         '    js_var $zbi_cache_tip "";\n'
         '    js_var $zbi_cache_id "";\n'
         "    js_set $zbi_confirmations history.confirmations;\n"
-        "    # Answers about final blocks, on the cache volume; entries unused for `inactive` go first, then the\n"
+    )
+    return (
+        variables
+        + (njs if engine == "njs" else "")
+        + "    # Answers about final blocks, on the cache volume; entries unused for `inactive` go first, then the\n"
         "    # least recently used when the volume's share is full. A megabyte of keys zone holds ~8,000 keys.\n"
         f"    proxy_cache_path {cache.cache_dir} levels=1:2 keys_zone=zbi_history:{cache.keys_zone_mib}m "
         f"max_size={cache.max_size_mib}m inactive={cache.inactive_days}d use_temp_path=off;\n"
@@ -157,7 +162,7 @@ def _to_node(indent: str, upstream_auth_include: str, *, internal: bool = True) 
     )
 
 
-def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> str:
+def server_locations(cache: GatewayCache | None, upstream_auth_include: str, engine: str = "njs") -> str:
     """In the public server: the tip (micro-cached) and the cache, both internal (reached from gateway_cache.js).
     The node's credentials come from `upstream_auth_include` (a `proxy_set_header` read at start, as for the
     proxy)."""
@@ -215,11 +220,17 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str) -> 
         "            sub_filter_once off;\n"
         "            sub_filter '@zbi:id@' $zbi_cache_id;\n"
         "            sub_filter '@zbi:confirmations@' $zbi_confirmations;\n"
-        "        }\n"
+        + (
+            "            # The Lua engine computes it once the stored answer's headers (its height) are known.\n"
+            "            header_filter_by_lua_block { zbi_cache.confirmations() }\n"
+            if engine == "lua"
+            else ""
+        )
+        + "        }\n"
     )
 
 
-def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
+def fill_server(cache: GatewayCache | None, upstream_auth_include: str, engine: str = "njs") -> str:
     """The loopback server behind the cache: asks the node (the checked call, in canonical form) and says what may
     be stored. At most `fills_at_once` fills at once; the others are "not mine" and go to the node uncached."""
     if cache is None:
@@ -232,8 +243,12 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str) -> str:
         "            # Who calls this loopback port must hold the node's credentials (history.fill checks).\n"
         f"            limit_conn zbi_fills {cache.fills_at_once};\n"
         f"            limit_conn_status {NOT_MINE};\n"
-        "            js_content history.fill;\n"
-        "        }\n"
+        + (
+            "            content_by_lua_block { zbi_cache.fill() }\n"
+            if engine == "lua"
+            else "            js_content history.fill;\n"
+        )
+        + "        }\n"
         "        location = /_zbi_fill_node {\n"
         + _to_node("            ", upstream_auth_include)
         + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"

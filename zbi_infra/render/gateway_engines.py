@@ -3,8 +3,8 @@ engine (zbi_gateway.lua and its modules, lua-nginx-module: OpenResty in the pod)
 and bodies and give the same answers (the live tests run each); they differ in what a request costs. njs clones a
 VM per request and keeps nothing across requests, so every request reads its user table entry and runs the
 module's top level again; LuaJIT keeps the modules and the entries a worker read, checked with one statx(2) per
-request (benchmarks/gateway_load.py measures both against plain proxying). The Lua engine has no history cache
-(gateway_cache.js is njs only): the configuration refuses the two together.
+request (benchmarks/gateway_load.py measures both against plain proxying). The history cache has a module in each
+(gateway_cache.js, zbi_cache.lua).
 
 This module says, per engine, what nginx.conf loads and where the handlers sit; gateway_nginx.py renders the rest,
 the same for both.
@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Literal
 
 from zbi_infra.config.access import NEVER_EXPOSED, NEVER_EXPOSED_PREFIXES, Z_CHAIN_QUERIES, light_wallet_service
+from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.zcashd_methods import gateway_refused
 from zbi_infra.render.gateway import (
     ANONYMOUS_FILE,
@@ -34,6 +35,7 @@ from zbi_infra.render.gateway import (
     ZCASHD_PATH,
     GatewayPaths,
 )
+from zbi_infra.render.gateway_cache import MAX_CACHED_ANSWER_BYTES, TIP_MAX_AGE_SECONDS, GatewayCache
 
 Engine = Literal["njs", "lua"]
 ENGINES: tuple[Engine, ...] = ("njs", "lua")
@@ -42,18 +44,21 @@ ENGINES: tuple[Engine, ...] = ("njs", "lua")
 LUA_GATEWAY_MODULE = "zbi_gateway.lua"
 LUA_SPLICE_MODULE = "zbi_splice.lua"
 LUA_JSON_TEXT_MODULE = "zbi_json_text.lua"
-LUA_MODULES = (LUA_GATEWAY_MODULE, LUA_SPLICE_MODULE, LUA_JSON_TEXT_MODULE)
+LUA_CACHE_MODULE = "zbi_cache.lua"
+LUA_MODULES = (LUA_GATEWAY_MODULE, LUA_SPLICE_MODULE, LUA_JSON_TEXT_MODULE, LUA_CACHE_MODULE)
 
 
 @dataclass(frozen=True)
 class EngineDirectives:
     """What one engine adds to nginx.conf: `main` in the main context (modules to load), `http` in the http block
-    (the modules, $zbi_who where njs computes it, the variables the handlers set), `who` first in each location
-    that checks a key (the Lua engine computes $zbi_who there), `content` the JSON-RPC handler, and
-    `splice_location` the named location of the spliced path (njs only: Lua splices in the same handler)."""
+    (the modules, $zbi_who where njs computes it, the variables the handlers set), `server` first in the public
+    server (the Lua engine's variables, with their defaults), `who` first in each location that checks a key (the
+    Lua engine computes $zbi_who there), `content` the JSON-RPC handler, and `splice_location` the named location
+    of the spliced path (njs only: Lua splices in the same handler)."""
 
     main: str
     http: str
+    server: str
     who: str
     content: str
     splice_location: str
@@ -73,6 +78,7 @@ def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives
             '    js_var $zbi_splice "";\n'
             '    js_var $zbi_cache "-";\n'
         ),
+        server="",
         who="",
         content="            js_content gateway.jsonRpc;\n",
         splice_location=(
@@ -87,21 +93,34 @@ def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives
     )
 
 
-def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str]) -> EngineDirectives:
+def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, history_cache: bool) -> EngineDirectives:
     """`lua_module_paths`: the dynamic modules to load (Debian's ndk and lua modules in the tests; none in
-    OpenResty, which has lua-nginx-module built in)."""
+    OpenResty, which has lua-nginx-module built in). The variables the handlers set are the server's, set in its
+    rewrite phase, which runs once per request: an internal redirect to a named location skips it (the values
+    stay), and a subrequest of lua-nginx-module has variables of its own."""
+    cache_variables = (
+        '        set $zbi_cache_key "";\n'
+        '        set $zbi_cache_tip "";\n'
+        '        set $zbi_cache_id "";\n'
+        '        set $zbi_confirmations "@zbi:confirmations@";\n'
+        if history_cache
+        else ""
+    )
     return EngineDirectives(
         main="".join(f"load_module {path};\n" for path in lua_module_paths),
         http=(
             f'    lua_package_path "{paths.config_dir}/?.lua;;";\n'
             "    # Loaded once, before the workers fork (a syntax error stops nginx at start); kept for their lives.\n"
-            '    init_by_lua_block { zbi = require "zbi_gateway" }\n'
-            "    # The history cache's log field: the Lua engine has no cache.\n"
-            '    map "" $zbi_cache { default "-"; }\n'
+            '    init_by_lua_block { zbi = require "zbi_gateway"; zbi_cache = require "zbi_cache" }\n'
+        ),
+        server=(
+            "        # What the handlers set, for the access log and the cache (Lua assigns only variables `set`\n"
+            "        # made).\n"
+            '        set $zbi_methods "";\n'
+            '        set $zbi_method "-";\n'
+            '        set $zbi_cache "-";\n' + cache_variables
         ),
         who=(
-            '            set $zbi_methods "";\n'
-            '            set $zbi_method "-";\n'
             "            # Who the caller is and what they may do, before the body, split by the maps above.\n"
             "            set_by_lua_block $zbi_who { return zbi.who() }\n"
         ),
@@ -122,8 +141,15 @@ def _filled(module: str, substitutions: dict[str, str]) -> str:
     return template
 
 
-def lua_modules(paths: GatewayPaths, *, zcashd_wallet: bool = False, relay_port: int = RELAY_PORT) -> dict[str, str]:
-    """The Lua engine's modules by file name, filled from the same lists gateway.js is rendered from."""
+def lua_modules(
+    paths: GatewayPaths,
+    *,
+    zcashd_wallet: bool = False,
+    relay_port: int = RELAY_PORT,
+    history_cache: GatewayCache | None = None,
+) -> dict[str, str]:
+    """The Lua engine's modules by file name, filled from the same lists and settings gateway.js and
+    gateway_cache.js are rendered from (`history_cache` None: the cache's module serves nothing)."""
     withheld = "{" + ", ".join(f"[{json.dumps(m)}] = {{{', '.join(json.dumps(f) for f in fields)}}}"
                                for m, fields in sorted(WITHHELD.items())) + "}"  # fmt: skip
     gateway = _filled(
@@ -148,4 +174,19 @@ def lua_modules(paths: GatewayPaths, *, zcashd_wallet: bool = False, relay_port:
         LUA_SPLICE_MODULE, {"__RELAY_PORT__": str(relay_port), "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES)}
     )
     json_text = _filled(LUA_JSON_TEXT_MODULE, {})
-    return {LUA_GATEWAY_MODULE: gateway, LUA_SPLICE_MODULE: splice, LUA_JSON_TEXT_MODULE: json_text}
+    cache = _filled(
+        LUA_CACHE_MODULE,
+        {
+            "__ENABLED__": "true" if history_cache is not None else "false",
+            "__FINAL_DEPTH__": str(FINAL_DEPTH),
+            "__MAX_ANSWER__": str(history_cache.max_answer_bytes if history_cache else MAX_CACHED_ANSWER_BYTES),
+            "__TIP_MAX_AGE__": str(history_cache.tip_max_age_seconds if history_cache else TIP_MAX_AGE_SECONDS),
+            "__UPSTREAM_AUTH__": paths.upstream_auth_file,
+        },
+    )
+    return {
+        LUA_GATEWAY_MODULE: gateway,
+        LUA_SPLICE_MODULE: splice,
+        LUA_JSON_TEXT_MODULE: json_text,
+        LUA_CACHE_MODULE: cache,
+    }

@@ -128,7 +128,11 @@ def nginx_conf(
     how many batches with refused calls the replica splices at once. `zcashd_upstream` (`host:port`): the zcashd
     sidecar's JSON-RPC, served at /zcashd (render/gateway_zcashd.py). `engine`: njs, or Lua (render/gateway_engines.py;
     `lua_module_paths` the dynamic modules to load, none where nginx has them built in)."""
-    scripts = lua_directives(paths, lua_module_paths) if engine == "lua" else njs_directives(paths, js_module_path)
+    scripts = (
+        lua_directives(paths, lua_module_paths, history_cache=history_cache is not None)
+        if engine == "lua"
+        else njs_directives(paths, js_module_path)
+    )
     service, _ = light_wallet_service()
     buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
@@ -185,7 +189,7 @@ http {{
 {http_writable_paths(temp_dir)}
 
 {scripts.http}{_who_fields()}
-{gateway_cache.http_directives(history_cache, temp_dir)}
+{gateway_cache.http_directives(history_cache, temp_dir, engine)}
     # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
 {_zones(buckets)}
     limit_req_status 429;
@@ -228,8 +232,8 @@ http {{
 {grpc_upstream_block}{gateway_zcashd.upstream_block(zcashd_upstream)}
     server {{
         listen {listen}{" ssl http2" if tls else ""};
-{tls_lines}        # Bodies stay in memory, where njs reads them (a chunked one near the limit included: see
-        # GATEWAY_BODY_BUFFER_FACTOR), and are refused above the limit with 413.
+{scripts.server}{tls_lines}        # Bodies stay in memory, where the engine reads them (a chunked one near the limit
+        # included: see GATEWAY_BODY_BUFFER_FACTOR), and are refused above the limit with 413.
         client_max_body_size {max_body_bytes};
         client_body_buffer_size {body_buffer_bytes(max_body_bytes)};
         # Refusals nginx itself makes (429 included, from a named location) still answer in JSON-RPC's shape.
@@ -299,8 +303,8 @@ http {{
             proxy_set_header X-Zbi-Bucket $zbi_bucket;
         }}
 
-{zcashd}{gateway_cache.server_locations(history_cache, paths.upstream_auth_include)}{grpc}    }}
-{gateway_cache.fill_server(history_cache, paths.upstream_auth_include)}
+{zcashd}{gateway_cache.server_locations(history_cache, paths.upstream_auth_include, engine)}{grpc}    }}
+{gateway_cache.fill_server(history_cache, paths.upstream_auth_include, engine)}
     # The relay through which njs reads the node's answers (a batch it splices, a single call whose answer has
     # members withheld): the caller of this loopback port must hold the node's credentials, as with the node itself.
     # A batch's answer is held in memory (up to MAX_SPLICED_ANSWER_BYTES), so the replica reads only so many at once
@@ -368,7 +372,7 @@ def pod_files(
         engine=engine,
     )
     scripts = (
-        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet)
+        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache)
         if engine == "lua"
         else {
             JS_MODULE: gateway_js(

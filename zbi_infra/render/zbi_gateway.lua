@@ -9,6 +9,8 @@ local ffi = require "ffi"
 local cjson = require "cjson.safe"
 local text = require "zbi_json_text"
 local splice = require "zbi_splice"
+-- The history cache (its ENABLED is false where the instance has none: it then serves nothing).
+local cache = require "zbi_cache"
 
 local C = ffi.C
 local byte, find, lower, match, sub = string.byte, string.find, string.lower, string.match, string.sub
@@ -237,6 +239,8 @@ local function check(body, span, parsed, allowed, never)
         return call
     end
     local names, duplicated = text.members(body, span[1])
+    -- The params' span, which the cache reads without a second scan.
+    call.params = names.params
     if names.id then
         call.notification = false
         call.id = text.text_of(body, names.id)
@@ -323,13 +327,20 @@ end
 
 local function single(api, body, parsed, allowed, start)
     local method = type(parsed) == "table" and parsed.method or nil
-    local call = allowed_as_is(body, parsed, allowed, api.never) or check(body, {start, #body + 1}, parsed, allowed,
-        api.never)
+    -- The cache holds the node's answers only, never the zcashd sidecar's (another program, other answers).
+    local cacheable = api == NODE_ROUTE and cache.serves(method)
+    -- The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
+    local call = not cacheable and allowed_as_is(body, parsed, allowed, api.never) or
+        check(body, {start, #body + 1}, parsed, allowed, api.never)
     ngx_var.zbi_methods = type(method) == "string" and sub(method, 1, 200) or ""
     -- The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
     ngx_var.zbi_method = call.refusal and REFUSED_LABEL or call.method
     if call.refusal then
         return text.reply(call.invalid and 400 or 200, call.refusal)
+    end
+    if cacheable then
+        -- Hands the call to the cache and returns nothing, or returns false: forwarded as any other.
+        cache.serve(parsed, call.id, body, call.params)
     end
     if WITHHELD[call.method] then
         return spliced(api, body, {call}, {{start, #body + 1}}, false)

@@ -39,9 +39,9 @@ local function withhold(answer, fields)
 end
 
 -- POSTs `body` to the relay's `path` with the node's credentials: the status and the answer, or nil when the relay
--- cannot be reached or the answer exceeds MAX_ANSWER (read no further). HTTP/1.0, so the answer ends with the
+-- cannot be reached or the answer exceeds `max` bytes (read no further). HTTP/1.0, so the answer ends with the
 -- connection and is never chunked.
-local function relay(path, body, auth)
+local function relay(path, body, auth, max)
     local socket = ngx.socket.tcp()
     socket:settimeouts(2000, 60000, 60000)
     if not socket:connect(RELAY_HOST, RELAY_PORT) then
@@ -65,7 +65,7 @@ local function relay(path, body, auth)
             break
         end
         local length = tonumber(match(lower(header), "^content%-length:%s*(%d+)"))
-        if length and length > MAX_ANSWER then
+        if length and length > max then
             socket:close()
             return nil
         end
@@ -76,7 +76,7 @@ local function relay(path, body, auth)
         data = data or partial
         if data and #data > 0 then
             size = size + #data
-            if size > MAX_ANSWER then
+            if size > max then
                 socket:close()
                 return nil
             end
@@ -108,7 +108,7 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
     if #forwarded > 0 then
         local answer
         status, answer = relay(batch and route .. "batch" or route,
-            batch and "[" .. table.concat(forwarded, ",") .. "]" or forwarded[1], auth)
+            batch and "[" .. table.concat(forwarded, ",") .. "]" or forwarded[1], auth, MAX_ANSWER)
         if not status then
             return text.refuse_request(502, -32603, TOO_LARGE_OR_DOWN)
         end
@@ -157,4 +157,4 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
     return text.reply(status, "[" .. table.concat(out, ",") .. "]")
 end
 
-return {forward_and_splice = forward_and_splice}
+return {forward_and_splice = forward_and_splice, relay = relay}
