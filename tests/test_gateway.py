@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, PlanStack
-from tests.gateway_harness import JS_MODULE, mtail, nginx
+from tests.gateway_harness import JS_MODULE, LUA_MODULES, mtail, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
@@ -36,6 +36,7 @@ from zbi_infra.render.gateway import (
     upstream_auth_directive,
     users_table,
 )
+from zbi_infra.render.gateway_engines import ENGINES, Engine
 from zbi_infra.render.gateway_nginx import pod_files
 
 NS = "zbi-testnet"
@@ -200,9 +201,16 @@ def test_the_plans_hash_annotation_is_the_config_maps(dev: Plan) -> None:
     assert annotations[CONFIG_HASH_ANNOTATION] == config_hash(data)
 
 
-def test_the_pod_configuration_passes_nginx_and_mtail(dev: Plan, tmp_path: Path) -> None:
-    """`nginx -t` loads the njs module and the JS file and checks every directive; mtail compiles the program."""
-    data = dict(one(dev, "ConfigMap", "gateway-config", NS)["data"])
+@pytest.mark.parametrize("engine_choice", ENGINES)
+def test_the_pod_configuration_passes_nginx_and_mtail(
+    engine_choice: Engine, dev: Plan, plan_stack: PlanStack, tmp_path: Path
+) -> None:
+    """`nginx -t` loads the engine's module (njs: and the JS file; lua-nginx-module runs no init_by_lua under -t,
+    the live tests load the Lua modules) and checks every directive; mtail compiles the program."""
+    plan = dev
+    if engine_choice != "njs":
+        plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"engine": engine_choice}}}})
+    data = dict(one(plan, "ConfigMap", "gateway-config", NS)["data"])
     moved = {
         POD_CONFIG_DIR: str(tmp_path),
         POD_UPSTREAM_DIR: str(tmp_path),
@@ -219,7 +227,12 @@ def test_the_pod_configuration_passes_nginx_and_mtail(dev: Plan, tmp_path: Path)
     conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", conf)
     if os.geteuid() == 0:
         conf = conf.replace("worker_processes ", "user root;\nworker_processes ", 1)
-    assert f"load_module {JS_MODULE};" in conf
+    if engine_choice == "lua":
+        # OpenResty, the pod's image, has lua-nginx-module built in; Debian's nginx loads it.
+        assert "load_module" not in conf
+        conf = "".join(f"load_module {module};\n" for module in LUA_MODULES) + conf
+    else:
+        assert f"load_module {JS_MODULE};" in conf
     (tmp_path / "nginx.conf").write_text(conf)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
@@ -231,7 +244,7 @@ def test_the_pod_configuration_passes_nginx_and_mtail(dev: Plan, tmp_path: Path)
     include = Path(POD_PATHS.upstream_auth_include.replace(POD_UPSTREAM_DIR, str(tmp_path)))
     include.write_text(upstream_auth_directive("zebra-rpc:password"))
     checked = subprocess.run(
-        [nginx(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        [nginx(engine_choice), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
         capture_output=True,
         text=True,
         timeout=30,

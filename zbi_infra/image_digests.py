@@ -13,7 +13,18 @@ import re
 from functools import cache
 from pathlib import Path
 
-from zbi_infra.releases import GATEWAY, LIGHTWALLETD, MTAIL, SOCAT, ZAINO, ZAINO_NO_TLS_TAG, ZAKURAD, ZCASHD, ZEBRAD
+from zbi_infra.releases import (
+    GATEWAY,
+    LIGHTWALLETD,
+    MTAIL,
+    OPENRESTY,
+    SOCAT,
+    ZAINO,
+    ZAINO_NO_TLS_TAG,
+    ZAKURAD,
+    ZCASHD,
+    ZEBRAD,
+)
 from zbi_infra.render.zcashd_compat import image_tag as zcashd_compat_tag
 
 DIGESTS_FILE = Path(__file__).parent / "data" / "image-digests.json"
@@ -24,7 +35,7 @@ def default_images() -> list[str]:
     """Every `repository:tag` zBI renders when an instance overrides nothing: what the tool resolves."""
     from zbi_infra.node.public_tls_renewal import KUBECTL  # the node package renders through kube, which imports this
 
-    listed = (ZEBRAD, ZAKURAD, ZCASHD, LIGHTWALLETD, ZAINO, GATEWAY, MTAIL, SOCAT, KUBECTL)
+    listed = (ZEBRAD, ZAKURAD, ZCASHD, LIGHTWALLETD, ZAINO, GATEWAY, OPENRESTY, MTAIL, SOCAT, KUBECTL)
     images = {f"{i.repository}:{i.tag}" for i in listed}
     images |= {f"{ZAINO.repository}:{ZAINO_NO_TLS_TAG}", f"{ZAKURAD.repository}:{zcashd_compat_tag(ZAKURAD.tag)}"}
     return sorted(images)

@@ -278,14 +278,14 @@ def show(config: StackConfig, name: str, path: Path) -> dict[str, Any]:
     repository or tag shows the release zBI pins, not null)."""
     from zbi_infra.image_digests import recorded_digest
     from zbi_infra.node.context import DEFAULT_IMAGES
-    from zbi_infra.releases import GATEWAY
+    from zbi_infra.releases import GATEWAY_ENGINE_IMAGES
 
     instance = declared(config, name, path)
     shown = instance.model_dump(mode="json", by_alias=True)
     tiers = [("node", DEFAULT_IMAGES[instance.node.kind], instance.node.image)]
     if instance.lightwallet.kind.value != "none":
         tiers.append(("lightwallet", DEFAULT_IMAGES[instance.lightwallet.kind], instance.lightwallet.image))
-    tiers.append(("gateway", GATEWAY, instance.gateway.image))
+    tiers.append(("gateway", GATEWAY_ENGINE_IMAGES[instance.gateway.engine], instance.gateway.image))
     for tier, default, override in tiers:
         image = shown[tier]["image"]
         image["repository"] = override.repository or default.repository

@@ -153,6 +153,25 @@ ZAINO_NO_TLS_TAG = "0.8.0-no-tls"
 # user 101. The same image is on ECR Public (public.ecr.aws/nginx/nginx-unprivileged), which EKS pulls without
 # Docker Hub's rate limits.
 GATEWAY = Image("nginxinc/nginx-unprivileged", "1.27.4", "2025-02-13", "nginx", 101, "nginx")
+# The gateway's Lua engine (gateway.engine: lua): OpenResty 1.27.1.2 (released 2025-03-14, openresty.org's
+# changelog-1027001; its 1.27.1.3 has no image), nginx 1.27.1 with lua-nginx-module, LuaJIT and lua-cjson built in.
+# docker-openresty's bookworm flavor at its tag 1.27.1.2-12 (2026-04-19, CHANGELOG.md) installs OpenResty's own
+# Debian package (openresty=1.27.1.2-1~bookworm1) on debian:bookworm-slim and names no USER (it would run as root):
+# zBI runs it as Debian's nobody (65534, base-passwd), a uid the image has, above the 10000 that checkov asks for,
+# and owning nothing in the image (nginx.conf keeps every file nginx writes in the /tmp emptyDir). The binary is
+# the package's nginx (/usr/bin/openresty links to it: openresty.org's deb-packages page), run directly, not the
+# image's CMD. Its STOPSIGNAL is SIGQUIT, nginx's graceful stop, as nginx-unprivileged's. The tag is
+# <openresty>-<image>-<flavor>, the full pin docker-openresty's README recommends.
+OPENRESTY = Image(
+    "openresty/openresty",
+    "1.27.1.2-12-bookworm",
+    "2026-04-19",
+    "nobody",
+    65534,
+    "/usr/local/openresty/nginx/sbin/nginx",
+)
+# The gateway's image per engine (config/instance.py's GatewayEngine).
+GATEWAY_ENGINE_IMAGES = {"njs": GATEWAY, "lua": OPENRESTY}
 # The gateway's metrics sidecar: a static binary in a scratch image that names no user, so zBI picks one.
 MTAIL = Image("ghcr.io/google/mtail", "3.0.9", "2024-08-09", "nobody", 65534, "/mtail")
 # Forwards a regtest node's localhost peer ports to its siblings (Zebra keeps only localhost peers on Regtest).

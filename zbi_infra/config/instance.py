@@ -224,6 +224,8 @@ GATEWAY_BODY_BUFFER_FACTOR = 2
 GATEWAY_MIN_ANONYMOUS_REQUESTS = 8
 # Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
 GATEWAY_MAX_CALLS_PER_CALLER = 32
+# The gateway's scripting engines (render/gateway_engines.py's Engine, which renders them; the two lists agree).
+GatewayEngine = Literal["njs", "lua"]
 
 
 class GatewayConfig(StrictModel):
@@ -242,6 +244,12 @@ class GatewayConfig(StrictModel):
     # JSON-RPC bodies above this get HTTP 413; the largest legitimate one is a raw transaction (sendrawtransaction).
     # 40 body buffers of twice this must fit half of resources.memoryLimit: 1638 at most at the default 256Mi.
     max_body_kib: StrictInt = Field(default=256, ge=4, le=10240)
+    # The scripting engine that checks keys, allowlists and bodies: njs (nginx's own, in nginx-unprivileged) or lua
+    # (lua-nginx-module, in OpenResty's image; image overrides then name an OpenResty image). Both give the same
+    # answers; Lua keeps its modules and the user-table entries it read across requests, where njs starts afresh
+    # each time: an authenticated getblockcount costs about 0.53-0.58 of plain nginx's requests per CPU-second on
+    # Lua and 0.27-0.34 on njs (benchmarks/gateway_load.py). Lua has no history cache: history.cache refuses it.
+    engine: GatewayEngine = "njs"
 
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
 
@@ -379,6 +387,11 @@ class InstanceConfig(StrictModel):
                 )
             for problem in self.history.scaling.problems(self.node.replicas):
                 raise ValueError(problem)
+            if self.history.cache.enabled and self.gateway.engine == "lua":
+                raise ValueError(
+                    "gateway.engine: lua has no history cache (the cache runs in njs only), and history.cache is on. "
+                    "Fix: set gateway.engine: njs, or history.cache.enabled: false"
+                )
         return self
 
 

@@ -1,12 +1,12 @@
-"""The access gateway of an instance: nginx with njs in front of the full node's JSON-RPC and the light-wallet
-server's gRPC, per-user keys, method allowlists and rate limits from the instance's access file, and an mtail
-sidecar that turns its access log into Prometheus metrics.
+"""The access gateway of an instance: nginx with njs, or OpenResty's with Lua (gateway.engine), in front of the
+full node's JSON-RPC and the light-wallet server's gRPC, per-user keys, method allowlists and rate limits from the
+instance's access file, and an mtail sidecar that turns its access log into Prometheus metrics.
 
 Configuration lives in a ConfigMap: nginx reads the caller's entry of the user table (a file per key) on every
 request, so a new key or a revocation takes effect once the kubelet refreshes the mounted files (about a minute),
-without a restart. A change to `nginx.conf`,
-`gateway.js` or the metrics program changes the pod template's hash annotation and rolls the Deployment; nginx
-drains on the image's stop signal (SIGQUIT), finishing what it accepted.
+without a restart. A change to `nginx.conf`, the engine's modules or the metrics program changes the pod template's
+hash annotation and rolls the Deployment; nginx drains on the image's stop signal (SIGQUIT in both images),
+finishing what it accepted.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from zbi_infra.node.context import (
 )
 from zbi_infra.node.gateway_cache_volume import cache_volume, history_cache, nginx_resources
 from zbi_infra.public_tls import tls_volume
-from zbi_infra.releases import GATEWAY, MTAIL
+from zbi_infra.releases import GATEWAY_ENGINE_IMAGES, MTAIL
 from zbi_infra.render import gateway_metrics
 from zbi_infra.render.gateway import (
     POD_CONFIG_DIR,
@@ -102,6 +102,7 @@ def build_gateway(
             metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
             memory_limit_mib=memory_mib(settings.resources.limits()["memory"]),
             history_cache=cache,
+            engine=settings.engine,
         ),
         gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program(),
     }
@@ -137,7 +138,9 @@ def build_gateway(
         opts=ctx.in_namespace,
     )
 
-    image = ctx.image_of(GATEWAY, settings.image)
+    # nginx-unprivileged for njs, OpenResty for Lua (zbi_infra/releases.py): each engine's binary and user.
+    engine_image = GATEWAY_ENGINE_IMAGES[settings.engine]
+    image = ctx.image_of(engine_image, settings.image)
     nginx_probe = k8s.core.v1.ProbeArgs(
         http_get=k8s.core.v1.HTTPGetActionArgs(path="/healthz", port="https", scheme="HTTPS"),
         period_seconds=10,
@@ -148,8 +151,9 @@ def build_gateway(
         name=GATEWAY_NAME,
         image=image,
         image_pull_policy="IfNotPresent",
-        # nginx itself, not the image's entrypoint (its scripts rewrite files under /etc/nginx, read-only here).
-        command=["nginx", "-e", "stderr", "-c", f"{POD_CONFIG_DIR}/nginx.conf", "-g", "daemon off;"],
+        # nginx itself, not the image's entrypoint or CMD (nginx-unprivileged's scripts rewrite files under
+        # /etc/nginx, read-only here; OpenResty's CMD loads its own nginx.conf).
+        command=[engine_image.binary, "-e", "stderr", "-c", f"{POD_CONFIG_DIR}/nginx.conf", "-g", "daemon off;"],
         ports=[k8s.core.v1.ContainerPortArgs(name="https", container_port=POD_LISTEN_PORT)],
         readiness_probe=nginx_probe,
         liveness_probe=nginx_probe,
@@ -159,7 +163,7 @@ def build_gateway(
             )
         ),
         resources=nginx_resources(settings.resources, cache),
-        security_context=kube.container_security(GATEWAY.uid),
+        security_context=kube.container_security(engine_image.uid),
         volume_mounts=[
             k8s.core.v1.VolumeMountArgs(name="config", mount_path=POD_CONFIG_DIR, read_only=True),
             k8s.core.v1.VolumeMountArgs(name="upstream", mount_path=POD_UPSTREAM_DIR, read_only=True),
@@ -196,7 +200,7 @@ def build_gateway(
         ],
     )
     # The metrics sidecar is pinned by tag even when nginx is pinned by digest.
-    skips = ctx.checkov_skips(digest=None, image=GATEWAY)
+    skips = ctx.checkov_skips(digest=None, image=engine_image)
     # At the HPA's maximum, plus the one replica a rollout surges.
     ctx.footprint.add_pods(settings.max_replicas + 1, [nginx, metrics])
     deployment = k8s.apps.v1.Deployment(
@@ -225,7 +229,7 @@ def build_gateway(
                     service_account_name=SERVICE_ACCOUNT,
                     automount_service_account_token=False,
                     priority_class_name=(ctx.args.priority_class_names or {}).get(GATEWAY_COMPONENT),
-                    security_context=kube.pod_security(GATEWAY.uid),
+                    security_context=kube.pod_security(engine_image.uid),
                     termination_grace_period_seconds=PRE_STOP_SECONDS + DRAIN_SECONDS,
                     containers=[nginx, metrics],
                     volumes=[

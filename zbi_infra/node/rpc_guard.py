@@ -1,8 +1,8 @@
 """The RPC guard's container, ConfigMap and volumes in a zebrad or zakurad pod (the config: render/rpc_guard.py).
 
-It runs the image the gateway already pins (nginx-unprivileged, as its user 101), nginx itself rather than the image's
-entrypoint (whose scripts rewrite files under /etc/nginx, read-only here). It costs one more container per node pod
-(GUARD_RESOURCES below); zcashd authenticates natively and gets none.
+It runs the njs gateway's image (nginx-unprivileged, as its user 101, whichever engine the gateway runs), nginx
+itself rather than the image's entrypoint (whose scripts rewrite files under /etc/nginx, read-only here). It costs
+one more container per node pod (GUARD_RESOURCES below); zcashd authenticates natively and gets none.
 """
 
 from __future__ import annotations

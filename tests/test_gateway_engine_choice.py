@@ -1,0 +1,209 @@
+"""gateway.engine, the operator's choice of the gateway's scripting engine, end to end in the plan: njs (the default)
+runs nginx-unprivileged with the .js modules, lua runs OpenResty's image with the Lua modules, and lua with the
+history cache (njs only) is refused before anything is written."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT, PlanStack
+from tests.k8s_objects import objects, one, pod_spec
+from tests.stack_input import DEV, TODAY, config_with, project_copy, zbi
+from zbi_infra import image_digests
+from zbi_infra.access_keys import key_hash
+from zbi_infra.config.access import read_access_file
+from zbi_infra.config.instance import GatewayEngine
+from zbi_infra.config.stack import load_stack_config
+from zbi_infra.instances import show
+from zbi_infra.kube import image_ref
+from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION
+from zbi_infra.plan.engine import Plan
+from zbi_infra.plan.mocks import _digest
+from zbi_infra.releases import GATEWAY, OPENRESTY
+from zbi_infra.render import gateway_metrics
+from zbi_infra.render.gateway import POD_CONFIG_DIR, GatewayUpstreams
+from zbi_infra.render.gateway_engines import ENGINES, LUA_MODULES
+from zbi_infra.render.gateway_nginx import pod_files
+
+NS = "zbi-testnet"
+LUA = {"zbi:instances": {"testnet": {"gateway": {"engine": "lua"}}}}
+
+
+@pytest.fixture(scope="module")
+def njs(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev")
+
+
+@pytest.fixture(scope="module")
+def lua(plan_stack: PlanStack) -> Plan:
+    return plan_stack("dev", merge=LUA)
+
+
+def gateway_pod(plan: Plan) -> dict[str, Any]:
+    return pod_spec(one(plan, "Deployment", "gateway", NS))
+
+
+def nginx_container(plan: Plan) -> dict[str, Any]:
+    (container,) = [c for c in gateway_pod(plan)["containers"] if c["name"] == "gateway"]
+    return container
+
+
+def config_data(plan: Plan) -> dict[str, str]:
+    return one(plan, "ConfigMap", "gateway-config", NS)["data"]
+
+
+def test_the_configs_engines_are_the_ones_the_renderer_renders() -> None:
+    assert set(get_args(GatewayEngine)) == set(ENGINES)
+
+
+def test_lua_runs_openresty_as_nobody_with_the_same_flags_as_njs(njs: Plan, lua: Plan) -> None:
+    container = nginx_container(lua)
+    assert container["image"] == image_ref(OPENRESTY.repository, OPENRESTY.tag, None)
+    assert container["image"].startswith("openresty/openresty:1.27.1.2-")
+    # OpenResty's own nginx, by its path (the image's PATH is not the kubelet's), with njs's flags and config file.
+    assert container["command"][0] == "/usr/local/openresty/nginx/sbin/nginx"
+    assert container["command"][1:] == nginx_container(njs)["command"][1:]
+    assert container["command"][1:] == ["-e", "stderr", "-c", f"{POD_CONFIG_DIR}/nginx.conf", "-g", "daemon off;"]
+    # The image names no USER (it would run as root): Debian's nobody, for the pod and the container alike.
+    assert gateway_pod(lua)["securityContext"]["runAsUser"] == 65534 == OPENRESTY.uid
+    assert container["securityContext"]["runAsUser"] == 65534
+    assert container["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # A uid above 10000 needs no CKV_K8S_40 exemption; nginx-unprivileged's 101 does.
+    lua_skips = one(lua, "Deployment", "gateway", NS)["metadata"]["annotations"]
+    njs_skips = one(njs, "Deployment", "gateway", NS)["metadata"]["annotations"]
+    assert not [v for v in lua_skips.values() if v.startswith("CKV_K8S_40")]
+    assert [v for v in njs_skips.values() if v.startswith("CKV_K8S_40")]
+    # Everything nginx writes is under the writable /tmp, as with njs.
+    writable = {m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")}
+    assert writable == {"/tmp"}
+
+
+def test_lua_puts_the_lua_modules_in_the_config_map_and_no_javascript(njs: Plan, lua: Plan) -> None:
+    data = config_data(lua)
+    assert set(LUA_MODULES) <= set(data)
+    assert not [name for name in data if name.endswith(".js")]
+    conf = data["nginx.conf"]
+    assert "content_by_lua_block { zbi.json_rpc() }" in conf
+    # OpenResty has lua-nginx-module built in: loading a dynamic module would fail at start.
+    assert "load_module" not in conf and "js_import" not in conf
+    # The same files the renderer makes for the engine, from the same access file and upstreams.
+    expected = pod_files(
+        read_access_file(ROOT / "access" / "testnet.yaml"),
+        GatewayUpstreams(
+            rpc="zebrad-rpc.zbi-testnet.svc.cluster.local:18232",
+            grpc="lightwalletd-grpc.zbi-testnet.svc.cluster.local:9067",
+            grpc_tls_name="lightwalletd-grpc.zbi-testnet.svc.cluster.local",
+        ),
+        max_body_bytes=256 * 1024,
+        metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
+        probe_key_sha256=key_hash(_digest("dev-probe-key", "password", length=32)),  # the mocks' random key
+        engine="lua",
+    )
+    assert data == {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
+    # A change of engine is a change of what nginx reads at start: the pods roll.
+    annotations = [pod["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
+                   for pod in (one(njs, "Deployment", "gateway", NS), one(lua, "Deployment", "gateway", NS))]  # fmt: skip
+    assert annotations[0] != annotations[1]
+
+
+def test_the_rpc_guard_and_the_metrics_sidecar_keep_their_images_under_lua(njs: Plan, lua: Plan) -> None:
+    def images(plan: Plan) -> set[str]:
+        return {c["image"] for kind in ("StatefulSet", "Deployment") for w in objects(plan, kind, NS)
+                for c in pod_spec(w)["containers"] if c["name"] != "gateway"}  # fmt: skip
+
+    assert image_ref(GATEWAY.repository, GATEWAY.tag, None) in images(lua)  # the RPC guard beside zebrad
+    assert images(lua) == images(njs)
+
+
+def test_njs_stays_the_default_and_naming_it_changes_nothing(njs: Plan, plan_stack: PlanStack) -> None:
+    container = nginx_container(njs)
+    assert container["image"] == image_ref(GATEWAY.repository, GATEWAY.tag, None)
+    assert container["command"][0] == "nginx" and container["securityContext"]["runAsUser"] == GATEWAY.uid
+    data = config_data(njs)
+    assert "gateway.js" in data and not [name for name in data if name.endswith(".lua")]
+    named = plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"engine": "njs"}}}})
+    assert one(named, "Deployment", "gateway", NS) == one(njs, "Deployment", "gateway", NS)
+    assert config_data(named) == data
+
+
+def test_the_gateways_image_override_applies_to_openresty(plan_stack: PlanStack) -> None:
+    digest = "sha256:" + "ab" * 32
+    override = {"gateway": {"engine": "lua", "image": {"tag": "1.27.1.2-11-bookworm", "digest": digest}}}
+    plan = plan_stack("dev", merge={"zbi:instances": {"testnet": override}})
+    assert nginx_container(plan)["image"] == f"openresty/openresty:1.27.1.2-11-bookworm@{digest}"
+    assert nginx_container(plan)["command"][0] == OPENRESTY.binary
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A digest table for every default image (test digests: the SHA-256 of the reference)."""
+    digests = {i: "sha256:" + hashlib.sha256(i.encode()).hexdigest() for i in image_digests.default_images()}
+    path = tmp_path / "image-digests.json"
+    path.write_text(json.dumps({"images": {i: {"digest": d} for i, d in digests.items()}}))
+    monkeypatch.setattr(image_digests, "DIGESTS_FILE", path)
+    image_digests.recorded_digests.cache_clear()
+    yield digests
+    image_digests.recorded_digests.cache_clear()
+
+
+def test_openresty_is_pinned_by_the_digest_table_and_shown_with_its_digest(
+    plan_stack: PlanStack, recorded: dict[str, str]
+) -> None:
+    """tools/pin_images.py resolves what default_images lists: OpenResty with the others, so requireImageDigests
+    holds for a Lua gateway as for an njs one."""
+    reference = f"{OPENRESTY.repository}:{OPENRESTY.tag}"
+    assert reference in recorded
+    plan = plan_stack("dev", merge=LUA)
+    assert nginx_container(plan)["image"] == f"{reference}@{recorded[reference]}"
+    config = load_stack_config(config_with(zbi__instances={"testnet": {"gateway": {"engine": "lua"}}}), today=TODAY)
+    shown = show(config, "testnet", ROOT / "Pulumi.dev.yaml")["gateway"]["image"]
+    assert (shown["repository"], shown["tag"], shown["digest"]) == (
+        OPENRESTY.repository,
+        OPENRESTY.tag,
+        recorded[reference],
+    )
+
+
+@pytest.mark.parametrize(
+    ("gateway", "history", "expected"),
+    [
+        ({"engine": "lua"}, {}, "gateway.engine: lua has no history cache"),
+        (
+            {"engine": "lua"},
+            {"cache": {"sizeGib": 10}},
+            "Fix: set gateway.engine: njs, or history.cache.enabled: false",
+        ),
+        ({"engine": "luajit"}, None, "zbi:instances.testnet.gateway.engine: Input should be 'njs' or 'lua'"),
+    ],
+    ids=["lua-with-the-default-cache", "lua-with-a-sized-cache", "an-unknown-engine"],
+)
+def test_zbi_plan_refuses_the_engine_with_exit_2_before_writing_anything(
+    gateway: dict[str, Any], history: dict[str, Any] | None, expected: str, tmp_path: Path
+) -> None:
+    project = project_copy(tmp_path)
+    testnet = {**DEV["zbi:instances"]["testnet"], "gateway": gateway}
+    if history is not None:
+        testnet["history"] = history
+    config = {**DEV, "zbi:instances": {**DEV["zbi:instances"], "testnet": testnet}}
+    (project / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": config}))
+    result = zbi("plan", "bad", "--out", str(tmp_path / "out"), cwd=project, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert expected in result.stderr and "Fix:" in result.stderr, result.stderr
+    assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_lua_without_the_cache_is_accepted() -> None:
+    """The refusal is of the pair: a history instance whose cache is off may run Lua."""
+    history = {"cache": {"enabled": False}}
+    config = load_stack_config(
+        config_with(zbi__instances={"testnet": {"gateway": {"engine": "lua"}, "history": history}}), today=TODAY
+    )
+    assert config.instances["testnet"].gateway.engine == "lua"
