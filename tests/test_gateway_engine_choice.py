@@ -1,6 +1,6 @@
 """gateway.engine, the operator's choice of the gateway's scripting engine, end to end in the plan: njs (the default)
-runs nginx-unprivileged with the .js modules, lua runs OpenResty's image with the Lua modules, and lua with the
-history cache (njs only) is refused before anything is written."""
+runs nginx-unprivileged with the .js modules, lua runs OpenResty's image with the Lua modules (the history cache's
+included), and an unknown engine is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -172,38 +172,26 @@ def test_openresty_is_pinned_by_the_digest_table_and_shown_with_its_digest(
     )
 
 
-@pytest.mark.parametrize(
-    ("gateway", "history", "expected"),
-    [
-        ({"engine": "lua"}, {}, "gateway.engine: lua has no history cache"),
-        (
-            {"engine": "lua"},
-            {"cache": {"sizeGib": 10}},
-            "Fix: set gateway.engine: njs, or history.cache.enabled: false",
-        ),
-        ({"engine": "luajit"}, None, "zbi:instances.testnet.gateway.engine: Input should be 'njs' or 'lua'"),
-    ],
-    ids=["lua-with-the-default-cache", "lua-with-a-sized-cache", "an-unknown-engine"],
-)
-def test_zbi_plan_refuses_the_engine_with_exit_2_before_writing_anything(
-    gateway: dict[str, Any], history: dict[str, Any] | None, expected: str, tmp_path: Path
-) -> None:
+def test_zbi_plan_refuses_an_unknown_engine_with_exit_2_before_writing_anything(tmp_path: Path) -> None:
     project = project_copy(tmp_path)
-    testnet = {**DEV["zbi:instances"]["testnet"], "gateway": gateway}
-    if history is not None:
-        testnet["history"] = history
+    testnet = {**DEV["zbi:instances"]["testnet"], "gateway": {"engine": "luajit"}}
     config = {**DEV, "zbi:instances": {**DEV["zbi:instances"], "testnet": testnet}}
     (project / "Pulumi.bad.yaml").write_text(yaml.safe_dump({"config": config}))
     result = zbi("plan", "bad", "--out", str(tmp_path / "out"), cwd=project, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    expected = "zbi:instances.testnet.gateway.engine: Input should be 'njs' or 'lua'"
     assert expected in result.stderr and "Fix:" in result.stderr, result.stderr
     assert result.stdout == "" and not (tmp_path / "out").exists()
 
 
-def test_lua_without_the_cache_is_accepted() -> None:
-    """The refusal is of the pair: a history instance whose cache is off may run Lua."""
-    history = {"cache": {"enabled": False}}
-    config = load_stack_config(
-        config_with(zbi__instances={"testnet": {"gateway": {"engine": "lua"}, "history": history}}), today=TODAY
-    )
-    assert config.instances["testnet"].gateway.engine == "lua"
+@pytest.mark.parametrize("cache", [{"enabled": True}, {"enabled": False}], ids=["cache-on", "cache-off"])
+def test_lua_renders_the_history_cache_when_it_is_on(cache: dict[str, Any], plan_stack: PlanStack) -> None:
+    """The cache has a Lua module as it has an njs one: a history instance on Lua gets it enabled, its filler and
+    its proxy cache in nginx.conf, and none of them when the cache is off."""
+    merge = {"zbi:instances": {"testnet": {"gateway": {"engine": "lua"}, "history": {"cache": cache}}}}
+    data = config_data(plan_stack("dev", merge=merge))
+    enabled = cache["enabled"]
+    assert ("local ENABLED = true" in data["zbi_cache.lua"]) is enabled
+    assert ("content_by_lua_block { zbi_cache.fill() }" in data["nginx.conf"]) is enabled
+    assert ("proxy_cache zbi_history;" in data["nginx.conf"]) is enabled
+    assert not [name for name in data if name.endswith(".js")]
