@@ -29,6 +29,9 @@ class Node:
     headers: list[dict[str, str]] = field(default_factory=list)
     # Seconds the node waits before answering (a node busy with a large answer), set by a test.
     delay: list[float] = field(default_factory=lambda: [0.0])
+    # How the node misbehaves within JSON-RPC, set by a test: "reversed" answers a batch in reverse order (the
+    # specification lets a server answer in any order), "errors twice" gives getinfo's `errors` member twice.
+    quirks: set[str] = field(default_factory=set)
 
 
 def node_answer(body: Any) -> tuple[bytes, int]:
@@ -60,6 +63,7 @@ def start_node() -> Node:
     received: list[bytes] = []
     headers: list[dict[str, str]] = []
     delay = [0.0]
+    quirks: set[str] = set()
 
     class Handler(BaseHTTPRequestHandler):
         # Keep-alive, as zebrad and the gateway's upstream pool use it.
@@ -76,6 +80,10 @@ def start_node() -> Node:
             time.sleep(delay[0])
             body = json.loads(raw)
             data, status = node_answer(body)
+            if "reversed" in quirks and isinstance(body, list):
+                data = json.dumps(json.loads(data)[::-1]).encode()
+            if "errors twice" in quirks:
+                data = data.replace(b'"errors": ', b'"errors": "WARN: first copy", "errors": ')
             reply_json(self, status, data)
 
         def log_message(self, *args: object) -> None:
@@ -83,4 +91,4 @@ def start_node() -> Node:
 
     # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
     server = serve_in_background(Handler, backlog=128)
-    return Node(server, seen, received, headers, delay)
+    return Node(server, seen, received, headers, delay, quirks)

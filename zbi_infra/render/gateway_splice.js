@@ -25,8 +25,11 @@ function withhold(text, fields) {
     if (!result || text.charCodeAt(result[0]) !== 123) {
         return text;
     }
-    const spans = json.members(text, result[0]).names;
-    const cuts = fields.map(function (f) { return spans['$' + f]; }).filter(function (s) { return s; });
+    // Every occurrence of each field (a name given twice in the node's answer is withheld twice).
+    const cuts = [];
+    fields.forEach(function (f) {
+        json.memberSpans(text, result[0], f).forEach(function (span) { cuts.push(span); });
+    });
     cuts.sort(function (a, b) { return b[0] - a[0]; });
     cuts.forEach(function (span) { text = text.slice(0, span[0]) + WITHHELD_TEXT + text.slice(span[1]); });
     return text;
@@ -100,6 +103,15 @@ async function forwardAndSplice(r) {
             (answers[key] = answers[key] || []).push(answer.slice(span[0], span[1]));
         });
     }
+    // An answer is matched to a call by id, in the node's order: calls sharing an id share what is withheld from
+    // their answers, so an answer the node gives out of order never escapes its method's withholding.
+    const withheldById = {};
+    calls.forEach(function (c, i) {
+        if (handed.withheld[i] && !c.refusal && !c.notification) {
+            const key = '$' + c.id;
+            withheldById[key] = (withheldById[key] || []).concat(handed.withheld[i]);
+        }
+    });
     const out = [];
     calls.forEach(function (c, i) {
         if (c.notification) {
@@ -111,7 +123,7 @@ async function forwardAndSplice(r) {
         }
         const queue = answers['$' + c.id];
         const answer = queue && queue.shift();
-        out.push(answer ? withhold(answer, handed.withheld[i]) :
+        out.push(answer ? withhold(answer, withheldById['$' + c.id] || null) :
             json.errorText(c.id, -32603, 'the node did not answer this call'));
     });
     if (out.length === 0) {

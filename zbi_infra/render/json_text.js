@@ -106,6 +106,27 @@ function members(s, start) {
     return {names: names, duplicated: duplicated};
 }
 
+// Every span of member `name` of the object whose text starts at `start`, in order (a name may be given twice in
+// a node's answer; members() keeps the last).
+function memberSpans(s, start, name) {
+    const spans = [];
+    let i = skipSpace(s, start + 1);
+    while (s.charCodeAt(i) !== 125) {
+        const keyEnd = stringEnd(s, i);
+        const found = JSON.parse(s.slice(i, keyEnd));
+        i = skipSpace(s, skipSpace(s, keyEnd) + 1);
+        const end = valueEnd(s, i);
+        if (found === name) {
+            spans.push([i, end]);
+        }
+        i = skipSpace(s, end);
+        if (s.charCodeAt(i) === 44) {
+            i = skipSpace(s, i + 1);
+        }
+    }
+    return spans;
+}
+
 // The span of member `name` of the object whose text starts at `start`, or undefined.
 function member(s, start, name) {
     return members(s, start).names['$' + name];
@@ -126,4 +147,4 @@ function refuseRequest(r, status, code, message) {
     return replyText(r, status, errorText(null, code, message));
 }
 
-export default {skipSpace, elements, members, member, errorText, replyText, refuseRequest};
+export default {skipSpace, elements, members, memberSpans, member, errorText, replyText, refuseRequest};

@@ -195,7 +195,7 @@ local function tip_height()
     end
     local stamp = answer.header["X-Zbi-Tip-At"] or answer.header["x-zbi-tip-at"]
     local age = ngx.now() - (tonumber(stamp) or 0)
-    local parsed = age <= TIP_MAX_AGE and cjson.decode(answer.body) or nil
+    local parsed = age <= TIP_MAX_AGE and text.decode(answer.body) or nil
     local tip = type(parsed) == "table" and parsed.result or nil
     return is_count(tip, 0xffffffff) and tip or nil
 end
@@ -310,7 +310,7 @@ local function ask(version, method, args)
     if not status then
         return nil
     end
-    local parsed = cjson.decode(answer)
+    local parsed = text.decode(answer)
     -- `null` is no answer, as gateway_cache.js reads it.
     return {status = status, text = answer, parsed = parsed ~= cjson.null and parsed or nil}
 end

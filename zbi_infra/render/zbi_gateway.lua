@@ -16,9 +16,6 @@ local C = ffi.C
 local byte, find, lower, match, sub = string.byte, string.find, string.lower, string.match, string.sub
 local ngx_var = ngx.var
 
--- JSON.parse (the njs engine) refuses NaN, Infinity and hex numbers; cjson accepts them unless told not to.
-cjson.decode_invalid_numbers(false)
-
 local TABLE_DIR = "__TABLE_DIR__/"
 local KEY_FILE_PREFIX = "__KEY_FILE_PREFIX__"
 local ANONYMOUS_FILE = "__ANONYMOUS_FILE__"
@@ -144,6 +141,24 @@ local function refused()
     return {user = "-", profile = nil, anonymous = false}
 end
 
+-- `s` without the whitespace around it, in one pass each way (a pattern with a lazy middle would take time
+-- quadratic in the whitespace inside: a caller without a key could hold a worker with one long header).
+local function trimmed(s)
+    local first = find(s, "%S")
+    if not first then
+        return ""
+    end
+    local last = #s
+    while true do
+        local c = byte(s, last)
+        -- %s: space, and tab to carriage return.
+        if c ~= 32 and (c < 9 or c > 13) then
+            return sub(s, first, last)
+        end
+        last = last - 1
+    end
+end
+
 -- {user, profile, anonymous}: profile nil means refused (bad, empty, revoked or expired key, or no anonymous access).
 local function lookup()
     local header = ngx_var.http_authorization
@@ -153,7 +168,7 @@ local function lookup()
     end
     local key, name
     if sub(header, 1, 7) == "Bearer " then
-        key = match(sub(header, 8), "^%s*(.-)%s*$")
+        key = trimmed(sub(header, 8))
     elseif sub(header, 1, 6) == "Basic " then
         local decoded = ngx.decode_base64(sub(header, 7))
         local colon = decoded and find(decoded, ":", 1, true)
@@ -252,7 +267,8 @@ local function check(body, span, parsed, allowed, never)
         call.refusal = text.error_text(call.id, -32600, "Invalid Request: the method is not a string")
     elseif never(method) or not allowed[method] then
         call.invalid = false
-        call.refusal = text.error_text(call.id, -32601, "method " .. sub(method, 1, 64) .. " is not allowed for this key")
+        call.refusal = text.error_text(call.id, -32601, "method " .. text.prefix(method, 64) ..
+            " is not allowed for this key")
     else
         call.method = method
     end
@@ -314,7 +330,7 @@ local function upstream_auth()
     local file = assert(io.open(UPSTREAM_AUTH, "rb"))
     local credentials = file:read("*a")
     file:close()
-    return "Basic " .. ngx.encode_base64(match(credentials, "^%s*(.-)%s*$"))
+    return "Basic " .. ngx.encode_base64(trimmed(credentials))
 end
 
 local function spliced(api, body, calls, spans, batch)
@@ -332,7 +348,7 @@ local function single(api, body, parsed, allowed, start)
     -- The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
     local call = not cacheable and allowed_as_is(body, parsed, allowed, api.never) or
         check(body, {start, #body + 1}, parsed, allowed, api.never)
-    ngx_var.zbi_methods = type(method) == "string" and sub(method, 1, 200) or ""
+    ngx_var.zbi_methods = type(method) == "string" and text.prefix(method, 200) or ""
     -- The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
     ngx_var.zbi_method = call.refusal and REFUSED_LABEL or call.method
     if call.refusal then
@@ -359,9 +375,9 @@ local function batch(api, body, request, allowed, max_batch, start)
     local names = {}
     for i = 1, #request do
         local call = request[i]
-        names[i] = type(call) == "table" and type(call.method) == "string" and sub(call.method, 1, 64) or "?"
+        names[i] = type(call) == "table" and type(call.method) == "string" and text.prefix(call.method, 64) or "?"
     end
-    ngx_var.zbi_methods = sub(table.concat(names, ","), 1, 200)
+    ngx_var.zbi_methods = text.prefix(table.concat(names, ","), 200)
     local spans = text.elements(body, start)
     local calls, refused, withheld = {}, false, false
     for i = 1, #spans do
@@ -387,14 +403,18 @@ local function json_rpc()
     -- The body, in memory: nginx.conf's client_body_buffer_size is twice the largest body it accepts. A chunked
     -- body whose framing outgrows that buffer is written to a file nginx has already unlinked: refused, saying how
     -- to send it.
-    ngx.req.read_body()
+    -- lua-nginx-module 0.10.26 and later refuse to read an HTTP/2 body sent without a Content-Length (an error
+    -- here, not an answer): told so in JSON-RPC rather than with nginx's HTML 500.
+    if not pcall(ngx.req.read_body) then
+        return text.refuse_request(411, -32600, "the body could not be read: send it with a Content-Length")
+    end
     local body = ngx.req.get_body_data()
     if body == nil and ngx.req.get_body_file() ~= nil then
         return text.refuse_request(413, -32600,
             "the body is framed larger than the gateway buffers: send it with Content-Length")
     end
     body = body or ""
-    local request = cjson.decode(body)
+    local request = text.decode(body)
     if request == nil then
         return text.refuse_request(400, -32700, "Parse error")
     end

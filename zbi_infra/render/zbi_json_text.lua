@@ -8,6 +8,10 @@ local cjson = require "cjson.safe"
 
 local byte, find, sub = string.byte, string.find, string.sub
 
+-- JSON.parse (the njs engine) refuses NaN, Infinity and hex numbers; cjson accepts them unless told not to (a
+-- setting of the module every zBI module requires, so it holds for all).
+cjson.decode_invalid_numbers(false)
+
 local function skip_space(s, i)
     while true do
         local c = byte(s, i)
@@ -109,14 +113,91 @@ local function members(s, start)
     return names, duplicated
 end
 
+-- Every span of member `name` of the object whose text starts at `start`, in order (a name may be given twice in
+-- a node's answer; members() keeps the last).
+local function member_spans(s, start, name)
+    local spans = {}
+    local i = skip_space(s, start + 1)
+    while byte(s, i) ~= 125 do
+        local key_end = string_end(s, i)
+        local found = cjson.decode(sub(s, i, key_end - 1))
+        i = skip_space(s, skip_space(s, key_end) + 1)
+        local after = value_end(s, i)
+        if found == name then
+            spans[#spans + 1] = {i, after}
+        end
+        i = skip_space(s, after)
+        if byte(s, i) == 44 then
+            i = skip_space(s, i + 1)
+        end
+    end
+    return spans
+end
+
 -- The text of a span.
 local function text_of(s, span)
     return sub(s, span[1], span[2] - 1)
 end
 
+-- The JSON value of `text`, or nil when it is not one JSON text as JSON.parse (the njs engine) reads it. cjson
+-- alone stops at a NUL byte (taking what follows for the end) and takes raw control characters inside strings,
+-- both of which JSON refuses: a control byte is refused anywhere but as whitespace between values.
+local function decode(text)
+    local value = cjson.decode(text)
+    if value == nil or find(text, "[%z\1-\8\11\12\14-\31]") then
+        return nil
+    end
+    -- Tabs, line feeds and carriage returns: refused inside strings. Most texts hold none, and then nothing more is
+    -- scanned; otherwise each string once, and each such character once (cjson read the whole text, so every
+    -- string ends).
+    local control = find(text, "[\t\n\r]")
+    local i = 1
+    while control do
+        local quote = find(text, '"', i, true)
+        if not quote then
+            break
+        end
+        if quote > control then
+            -- Between two strings: whitespace. The next one at or after this string.
+            control = find(text, "[\t\n\r]", quote)
+        else
+            local after = string_end(text, quote)
+            if control < after then
+                return nil
+            end
+            i = after
+        end
+    end
+    return value
+end
+
+-- The first `count` characters of `s` (code points, as njs's slice counts them), never cutting a UTF-8 sequence.
+local function prefix(s, count)
+    local i, length = 1, #s
+    for _ = 1, count do
+        if i > length then
+            break
+        end
+        local c = byte(s, i)
+        i = i + (c >= 240 and 4 or c >= 224 and 3 or c >= 192 and 2 or 1)
+    end
+    return sub(s, 1, i - 1)
+end
+
+local ESCAPES = {['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
+    ["\t"] = "\\t"}
+
+-- A string as JSON.stringify writes it (the njs engine's answers): quotes, backslashes and control characters
+-- escaped, nothing else (cjson would also escape '/' and DEL).
+local function encode_string(s)
+    return '"' .. string.gsub(s, '[%z\1-\31"\\]', function(c)
+        return ESCAPES[c] or string.format("\\u%04x", byte(c))
+    end) .. '"'
+end
+
 -- A JSON-RPC error answer; `raw_id` is the caller's id as text (nil: none).
 local function error_text(raw_id, code, message)
-    return '{"result":null,"error":{"code":' .. code .. ',"message":' .. cjson.encode(message) .. '},"id":' ..
+    return '{"result":null,"error":{"code":' .. code .. ',"message":' .. encode_string(message) .. '},"id":' ..
         (raw_id or "null") .. "}"
 end
 
@@ -138,7 +219,10 @@ return {
     skip_space = skip_space,
     elements = elements,
     members = members,
+    member_spans = member_spans,
     text_of = text_of,
+    decode = decode,
+    prefix = prefix,
     error_text = error_text,
     reply = reply,
     refuse_request = refuse_request,

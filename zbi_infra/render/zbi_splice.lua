@@ -2,7 +2,6 @@
 -- calls, or a call whose answer has members withheld (getinfo). The allowed calls are rebuilt from their own text,
 -- sent to the node through the loopback relay (which admits only so many batches at once), and its answer spliced
 -- element by element: numbers are never parsed and printed again.
-local cjson = require "cjson.safe"
 local text = require "zbi_json_text"
 
 local byte, lower, match, sub = string.byte, string.lower, string.match, string.sub
@@ -24,11 +23,12 @@ local function withhold(answer, fields)
     if not result or byte(answer, result[1]) ~= 123 then
         return answer
     end
-    local spans = text.members(answer, result[1])
+    -- Every occurrence of each field (a name given twice in the node's answer is withheld twice).
     local cuts = {}
     for i = 1, #fields do
-        if spans[fields[i]] then
-            cuts[#cuts + 1] = spans[fields[i]]
+        local spans = text.member_spans(answer, result[1], fields[i])
+        for j = 1, #spans do
+            cuts[#cuts + 1] = spans[j]
         end
     end
     table.sort(cuts, function(a, b) return a[1] > b[1] end)
@@ -112,7 +112,7 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
         if not status then
             return text.refuse_request(502, -32603, TOO_LARGE_OR_DOWN)
         end
-        if cjson.decode(answer) == nil then
+        if text.decode(answer) == nil then
             if status == 502 or status == 504 then
                 return text.refuse_request(502, -32603, "the node is unavailable")
             end
@@ -137,6 +137,20 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
             answers[key] = queue
         end
     end
+    -- An answer is matched to a call by id, in the node's order: calls sharing an id share what is withheld from
+    -- their answers, so an answer the node gives out of order never escapes its method's withholding.
+    local withheld_by_id = {}
+    for i = 1, #calls do
+        local fields = withheld[i]
+        if fields and not calls[i].refusal and not calls[i].notification then
+            local id = calls[i].id or "null"
+            local union = withheld_by_id[id] or {}
+            for j = 1, #fields do
+                union[#union + 1] = fields[j]
+            end
+            withheld_by_id[id] = union
+        end
+    end
     local out = {}
     for i = 1, #calls do
         local call = calls[i]
@@ -147,7 +161,7 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
         else
             local queue = answers[call.id or "null"]
             local answer = queue and table.remove(queue, 1)
-            out[#out + 1] = answer and withhold(answer, withheld[i]) or
+            out[#out + 1] = answer and withhold(answer, withheld_by_id[call.id or "null"] or false) or
                 text.error_text(call.id, -32603, "the node did not answer this call")
         end
     end

@@ -1,0 +1,140 @@
+"""What a review of the Lua engine found, live on both engines: a caller without a key cannot hold a worker with a
+long header; a body with a control character is no JSON (cjson alone would stop at a NUL and forward the rest
+unchecked); getinfo's withheld member stays withheld whatever order the node answers a batch in, and however many
+times the node gives it; the gateway's own answers name a refused method as njs writes it (whole characters, `/`
+unescaped)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.gateway_harness import KEYS, Gateway, Node, running_gateway, start_node
+from zbi_infra.render.gateway_engines import Engine
+
+EXCHANGE = "Basic " + __import__("base64").b64encode(f"exchange:{KEYS['exchange']}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def served(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Node]]:
+    node = start_node()
+    try:
+        with running_gateway(
+            tmp_path_factory.mktemp("parity"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
+        ) as gateway:
+            yield gateway, node
+    finally:
+        node.server.shutdown()
+
+
+def post(gateway: Gateway, body: bytes, authorization: str | None = EXCHANGE) -> tuple[int, bytes]:
+    connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, timeout=20, context=gateway.context)
+    headers = {"Content-Type": "application/json"}
+    if authorization is not None:
+        headers["Authorization"] = authorization
+    try:
+        connection.request("POST", "/", body, headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def nginx_cpu_seconds(config_dir: Path) -> float:
+    """CPU time of the gateway's nginx, master and workers, from /proc."""
+    master = int((config_dir / "nginx.pid").read_text())
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry.name) == master or int(stat[1]) == master:
+                total += int(stat[11]) + int(stat[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_long_header_without_a_key_costs_a_worker_next_to_nothing(served: tuple[Gateway, Node]) -> None:
+    """A Bearer value with thousands of spaces inside (within nginx's 8 KiB header line): the Lua engine trimmed it
+    with a pattern that took half a second of a worker's CPU each, with nothing else served meanwhile. Twenty of
+    them now cost a small fraction of one second, and the key is still trimmed of the spaces around it."""
+    gateway, _ = served
+    before = nginx_cpu_seconds(gateway.config_dir)
+    for _ in range(20):
+        assert post(gateway, b"{}", "Bearer a" + " " * 8000 + "b")[0] == 401
+    assert nginx_cpu_seconds(gateway.config_dir) - before < 2.0
+    call = json.dumps({"method": "getblockcount", "id": 1}).encode()
+    assert post(gateway, call, f"Bearer   {KEYS['exchange']} \t ")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id":1,"method":"getblockcount"}\x00{"method":"stop"}',
+        b'[{"id":1,"method":"stop"}]\x00garbage',
+        b'{"id":"a\x01b","method":"getblockcount"}',
+        b'[{"id":"a\tb","method":"stop"}]',
+        b'{"id":1,"method":"getblockcount\n"}',
+    ],
+    ids=["nul-then-a-second-call", "nul-after-a-batch", "control-byte-in-a-string", "raw-tab-in-a-string",
+         "raw-line-feed-in-a-string"],
+)  # fmt: skip
+def test_a_control_character_makes_the_body_no_json(body: bytes, served: tuple[Gateway, Node]) -> None:
+    gateway, node = served
+    node.received.clear()
+    status, answer = post(gateway, body)
+    assert (status, json.loads(answer)["error"]["code"]) == (400, -32700)
+    assert node.received == []
+
+
+def test_whitespace_between_values_is_still_json(served: tuple[Gateway, Node]) -> None:
+    gateway, node = served
+    node.received.clear()
+    body = b'[\n\t{"id": 1,\r\n "method": "getblockcount"},\n\t{"id": "tab\\tescaped", "method": "stop"}\n]'
+    status, answer = post(gateway, body)
+    assert status == 200 and [a["id"] for a in json.loads(answer)] == [1, "tab\tescaped"]
+    assert len(node.received) == 1
+
+
+def test_withheld_members_follow_the_id_whatever_order_the_node_answers_in(served: tuple[Gateway, Node]) -> None:
+    """Two calls sharing an id, one of them getinfo: the node answering the batch backwards put getinfo's answer,
+    log line and all, in the other call's place, where nothing was withheld."""
+    gateway, node = served
+    node.quirks.add("reversed")
+    try:
+        batch = [{"method": "getblockcount", "id": 7}, {"method": "getinfo", "id": 7}, {"method": "stop", "id": 8}]
+        status, answer = post(gateway, json.dumps(batch).encode())
+    finally:
+        node.quirks.discard("reversed")
+    assert status == 200 and b"misbehaved" not in answer
+    infos = [a["result"] for a in json.loads(answer) if isinstance(a.get("result"), dict) and "version" in a["result"]]
+    assert infos and all(info["errors"] == "withheld by the gateway" for info in infos)
+
+
+def test_a_withheld_member_the_node_gives_twice_is_withheld_twice(served: tuple[Gateway, Node]) -> None:
+    gateway, node = served
+    node.quirks.add("errors twice")
+    try:
+        status, answer = post(gateway, json.dumps({"method": "getinfo", "id": 1}).encode())
+    finally:
+        node.quirks.discard("errors twice")
+    assert status == 200 and b"WARN" not in answer and answer.count(b'"withheld by the gateway"') == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "named"),
+    [("é" * 40, "é" * 40), ("é" * 70, "é" * 64), ("😀" * 70, "😀" * 64), ("a/b\x7f", "a/b\x7f")],
+    ids=["forty-two-byte-characters", "seventy-cut-at-sixty-four", "four-byte-characters", "slash-and-delete"],
+)
+def test_a_refused_method_is_named_as_njs_writes_it(method: str, named: str, served: tuple[Gateway, Node]) -> None:
+    """Up to 64 characters (njs's slice counts code points), never half of one; '/' and DEL as they are."""
+    gateway, _ = served
+    status, answer = post(gateway, json.dumps({"method": method, "id": 1}, ensure_ascii=False).encode())
+    expected = json.dumps(f"method {named} is not allowed for this key", ensure_ascii=False).encode()
+    assert status == 200 and b'"message":' + expected in answer, answer
