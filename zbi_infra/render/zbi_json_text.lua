@@ -171,6 +171,145 @@ local function decode(text)
     return value
 end
 
+-- The position after the JSON number starting at `i`, or nil (RFC 8259: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?).
+local function number_end(s, i)
+    if byte(s, i) == 45 then
+        i = i + 1
+    end
+    local c = byte(s, i)
+    if c == 48 then
+        i = i + 1
+    elseif c and c >= 49 and c <= 57 then
+        local _, last = find(s, "^%d+", i)
+        i = last + 1
+    else
+        return nil
+    end
+    if byte(s, i) == 46 then
+        local _, last = find(s, "^%d+", i + 1)
+        if not last then
+            return nil
+        end
+        i = last + 1
+    end
+    c = byte(s, i)
+    if c == 101 or c == 69 then
+        local _, last = find(s, "^[-+]?%d+", i + 1)
+        if not last then
+            return nil
+        end
+        i = last + 1
+    end
+    return i
+end
+
+-- The position after the JSON string whose quote is at `i`, or nil (no raw control character, valid escapes).
+local function checked_string_end(s, i)
+    i = i + 1
+    while true do
+        local at = find(s, '[%z\1-\31"\\]', i)
+        if not at then
+            return nil
+        end
+        local c = byte(s, at)
+        if c == 34 then
+            return at + 1
+        elseif c ~= 92 then
+            return nil
+        end
+        local escape = byte(s, at + 1)
+        if escape == 117 then
+            if not find(s, "^%x%x%x%x", at + 2) then
+                return nil
+            end
+            i = at + 6
+        elseif escape and find('"\\/bfnrt', string.char(escape), 1, true) then
+            i = at + 2
+        else
+            return nil
+        end
+    end
+end
+
+local LITERALS = {[116] = "true", [102] = "false", [110] = "null"}
+
+-- Whether `text` is one JSON text (RFC 8259, as JSON.parse reads it), checked without building any value: a node's
+-- answer of hundreds of thousands of small values, read only to be spliced, costs no table per value.
+local function valid(text)
+    local i = skip_space(text, 1)
+    -- The open containers: true for an object (a name comes next), false for an array.
+    local stack, depth = {}, 0
+    while true do
+        local c = byte(text, i)
+        local after
+        if c == 123 or c == 91 then
+            depth = depth + 1
+            stack[depth] = c == 123
+            i = skip_space(text, i + 1)
+            local close = byte(text, i)
+            if close == (c == 123 and 125 or 93) then
+                depth = depth - 1
+                after = i + 1
+            elseif c == 123 then
+                if close ~= 34 then
+                    return false
+                end
+                local name_end = checked_string_end(text, i)
+                if not name_end then
+                    return false
+                end
+                i = skip_space(text, name_end)
+                if byte(text, i) ~= 58 then
+                    return false
+                end
+                i = skip_space(text, i + 1)
+            end
+        elseif c == 34 then
+            after = checked_string_end(text, i)
+        elseif LITERALS[c] then
+            local word = LITERALS[c]
+            after = sub(text, i, i + #word - 1) == word and i + #word or nil
+        else
+            after = number_end(text, i)
+        end
+        if after then
+            -- A value ended: close what it ends, then a comma (the next value) or the end of the text.
+            i = skip_space(text, after)
+            while true do
+                if depth == 0 then
+                    return i > #text
+                end
+                local separator = byte(text, i)
+                if separator == 44 then
+                    i = skip_space(text, i + 1)
+                    if stack[depth] then
+                        if byte(text, i) ~= 34 then
+                            return false
+                        end
+                        local name_end = checked_string_end(text, i)
+                        if not name_end then
+                            return false
+                        end
+                        i = skip_space(text, name_end)
+                        if byte(text, i) ~= 58 then
+                            return false
+                        end
+                        i = skip_space(text, i + 1)
+                    end
+                    break
+                elseif separator == (stack[depth] and 125 or 93) then
+                    depth = depth - 1
+                    i = skip_space(text, i + 1)
+                else
+                    return false
+                end
+            end
+        elseif c ~= 123 and c ~= 91 then
+            return false
+        end
+    end
+end
+
 -- The first `count` characters of `s` (code points, as njs's slice counts them), never cutting a UTF-8 sequence.
 local function prefix(s, count)
     local i, length = 1, #s
@@ -222,6 +361,7 @@ return {
     member_spans = member_spans,
     text_of = text_of,
     decode = decode,
+    valid = valid,
     prefix = prefix,
     error_text = error_text,
     reply = reply,

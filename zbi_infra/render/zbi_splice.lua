@@ -112,7 +112,8 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
         if not status then
             return text.refuse_request(502, -32603, TOO_LARGE_OR_DOWN)
         end
-        if text.decode(answer) == nil then
+        -- Checked without building a value: an answer of many small values would otherwise cost a table each.
+        if not text.valid(answer) then
             if status == 502 or status == 504 then
                 return text.refuse_request(502, -32603, "the node is unavailable")
             end
