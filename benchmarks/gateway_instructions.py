@@ -7,12 +7,15 @@ benchmarks/gateway_load.py; a client sends `--warmup` requests on one kept-alive
 zeroed, `--requests` more are sent, and the counters dumped: their total divided by the requests is the figure.
 The plain proxy's configuration is gateway_load.py's. Prints numbers; asserts nothing.
 
-    python3 uvw run python benchmarks/gateway_instructions.py [--requests 400] [--warmup 50] [--annotate N]
-        [--history-cache]
+    python3 uvw run python benchmarks/gateway_instructions.py [--requests 400] [--warmup 300] [--annotate N]
+        [--history-cache] [--engine njs|lua ...]
 
+Each engine's gateway (both unless `--engine` names one) is counted after the plain proxy, in the same run.
+`--warmup` matters to the Lua engine: LuaJIT compiles hot code after some requests, so fewer than about 300 count
+interpreted requests and the compiler's work (a worker serves far more); njs compiles nothing across requests.
 `--annotate N` prints each path's N costliest functions (inclusive of what they call), from callgrind_annotate.
-`--history-cache`: the gateway of an instance with the history cache, which imports gateway_cache.js (getblockcount
-is not cached: the figure is the same call's, with that module's top level run in every request).
+`--history-cache`: the gateway of an instance with the history cache (getblockcount is not cached: the figure is
+the same call's; njs runs gateway_cache.js's top level in every request, Lua loaded it once).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -36,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import benchmarks.gateway_load as gateway_load
 import tests.gateway_harness as harness
 from tests.gateway_harness import KEYS, free_port, tls_files
+from zbi_infra.render.gateway_engines import ENGINES, Engine
 
 CALL = json.dumps({"jsonrpc": "1.0", "method": "getblockcount", "params": [], "id": 1}).encode()
 
@@ -141,18 +145,16 @@ def gateway_counted(
     authorization: str,
     warmup: int,
     requests: int,
-    prepare: Callable[[Path], None] | None = None,
     *,
     history_cache: bool = False,
+    engine: Engine = "njs",
 ) -> float:
     """The gateway as the tests' harness renders it (user table, TLS, nginx.conf, modules) into `config_dir`, to the
-    `small` upstream, counted under callgrind (its dump in `out.*`); `prepare(config_dir)` may rewrite the rendered
-    files before nginx starts; `history_cache` renders an instance's gateway with the history cache."""
+    `small` upstream, counted under callgrind (its dump in `out.*`), with `engine`; `history_cache` renders an
+    instance's gateway with the history cache."""
 
     @contextmanager
     def gateway_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
-        if prepare is not None:
-            prepare(directory)
         with under_callgrind(directory, port, out):
             yield directory / "callgrind.log"
 
@@ -160,7 +162,12 @@ def gateway_counted(
     original, harness.running_nginx = harness.running_nginx, gateway_nginx
     try:
         with harness.running_gateway(
-            config_dir, f"127.0.0.1:{ports['small']}", None, max_body_bytes=64 * 1024, history_cache=history_cache
+            config_dir,
+            f"127.0.0.1:{ports['small']}",
+            None,
+            max_body_bytes=64 * 1024,
+            history_cache=history_cache,
+            engine=engine,
         ) as gw:
             pid = int((gw.config_dir / "nginx.pid").read_text())
             return counted(pid, gw.port, authorization, warmup, requests, out)
@@ -171,34 +178,39 @@ def gateway_counted(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--annotate", type=int, default=0, metavar="N")
     parser.add_argument("--history-cache", action="store_true", help="the gateway of an instance with the cache")
+    parser.add_argument("--engine", choices=ENGINES, action="append", help="one engine (repeatable; default: both)")
     args = parser.parse_args()
+    engines = tuple(args.engine) if args.engine else ENGINES
     user = bench_authorization()
+    plain = "plain nginx proxying"
     with tempfile.TemporaryDirectory() as temporary:
         root = Path(temporary)
         (root / "up").mkdir()
         conf, ports = gateway_load.fixed_upstreams(root / "up")
-        results = {}
+        results, tops = {}, {}
         with gateway_load.nginx_running(root / "up", conf):
-            results["plain nginx proxying"] = plain_counted(root, ports, user, args.warmup, args.requests)
-            plain_top = costliest(root / "plain.out", args.annotate) if args.annotate else ""
-            gateway_out = root / "gateway.out"
-            results["gateway"] = gateway_counted(
-                root / "gw", gateway_out, ports, user, args.warmup, args.requests, history_cache=args.history_cache
-            )
-            gateway_top = costliest(gateway_out, args.annotate) if args.annotate else ""
+            results[plain] = plain_counted(root, ports, user, args.warmup, args.requests)
+            tops[plain] = costliest(root / "plain.out", args.annotate) if args.annotate else ""
+            for engine in engines:
+                out = root / f"gateway-{engine}.out"
+                label = f"{engine} gateway"
+                results[label] = gateway_counted(
+                    root / f"gw-{engine}", out, ports, user, args.warmup, args.requests,
+                    history_cache=args.history_cache, engine=engine,
+                )  # fmt: skip
+                tops[label] = costliest(out, args.annotate) if args.annotate else ""
     cache = ", the gateway with the history cache" if args.history_cache else ""
     print(f"instructions per JSON-RPC getblockcount request (callgrind, {args.requests} requests after "
           f"{args.warmup}, one kept-alive TLS connection, one nginx process{cache}):")  # fmt: skip
     for label, value in results.items():
-        print(f"  {label}: {value:,.0f}")
-    ratio = results["plain nginx proxying"] / results["gateway"]
-    print(f"  plain / gateway: {ratio:.2f} (the gateway's requests per instruction, as a share of plain proxying)")
+        share = "" if label == plain else f"  plain / this: {results[plain] / value:.2f}"
+        print(f"  {label}: {value:,.0f}{share}")
     if args.annotate:
-        print(f"== plain nginx, costliest {args.annotate} (inclusive) ==\n{plain_top}")
-        print(f"== gateway, costliest {args.annotate} (inclusive) ==\n{gateway_top}")
+        for label, top in tops.items():
+            print(f"== {label}, costliest {args.annotate} (inclusive) ==\n{top}")
 
 
 if __name__ == "__main__":

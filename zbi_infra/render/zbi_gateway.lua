@@ -104,18 +104,19 @@ end
 -- the table ever held, for the worker's life.
 local kept = {}
 
--- Whether the file statx last described is the one `seen` was read from: the same device and inode, size, and
--- modification and change times to the nanosecond.
+-- What identifies the file statx last described: device, inode, size, and modification and change times to the
+-- nanosecond (as Lua numbers: an inode or size past 2^53 does not occur).
 local function same_file(seen)
-    return seen.ino == status.ino and seen.dev_major == status.dev_major and seen.dev_minor == status.dev_minor and
-        seen.size == status.size and seen.mtime == status.mtime.tv_sec and seen.mtime_ns == status.mtime.tv_nsec and
-        seen.ctime == status.ctime.tv_sec and seen.ctime_ns == status.ctime.tv_nsec
+    return seen.ino == tonumber(status.ino) and seen.dev_major == status.dev_major and
+        seen.dev_minor == status.dev_minor and seen.size == tonumber(status.size) and
+        seen.mtime == tonumber(status.mtime.tv_sec) and seen.mtime_ns == status.mtime.tv_nsec and
+        seen.ctime == tonumber(status.ctime.tv_sec) and seen.ctime_ns == status.ctime.tv_nsec
 end
 
 local function file_identity(entry)
-    return {entry = entry, ino = status.ino, dev_major = status.dev_major, dev_minor = status.dev_minor,
-        size = status.size, mtime = status.mtime.tv_sec, mtime_ns = status.mtime.tv_nsec,
-        ctime = status.ctime.tv_sec, ctime_ns = status.ctime.tv_nsec}
+    return {entry = entry, ino = tonumber(status.ino), dev_major = status.dev_major, dev_minor = status.dev_minor,
+        size = tonumber(status.size), mtime = tonumber(status.mtime.tv_sec), mtime_ns = status.mtime.tv_nsec,
+        ctime = tonumber(status.ctime.tv_sec), ctime_ns = status.ctime.tv_nsec}
 end
 
 -- The entry in `name` of the table's directory, or nil (an unknown key, no anonymous access).
@@ -143,20 +144,20 @@ end
 
 -- `s` without the whitespace around it, in one pass each way (a pattern with a lazy middle would take time
 -- quadratic in the whitespace inside: a caller without a key could hold a worker with one long header).
+local function space(c)
+    -- What JavaScript's trim and Lua's %s both take: space, and tab to carriage return.
+    return c == 32 or (c ~= nil and c >= 9 and c <= 13)
+end
+
 local function trimmed(s)
-    local first = find(s, "%S")
-    if not first then
-        return ""
+    local first, last = 1, #s
+    while space(byte(s, first)) do
+        first = first + 1
     end
-    local last = #s
-    while true do
-        local c = byte(s, last)
-        -- %s: space, and tab to carriage return.
-        if c ~= 32 and (c < 9 or c > 13) then
-            return sub(s, first, last)
-        end
+    while last >= first and space(byte(s, last)) do
         last = last - 1
     end
+    return sub(s, first, last)
 end
 
 -- {user, profile, anonymous}: profile nil means refused (bad, empty, revoked or expired key, or no anonymous access).
@@ -197,7 +198,13 @@ end
 
 -- The gRPC verdict of an identified caller: "ok", "denied" or "metadata" (the method is the path's last segment).
 local function grpc_verdict(caller)
-    local method = match(ngx_var.uri, "^/[^/]*/([^/]*)") or ""
+    -- The path's second segment (its first is the service's name).
+    local uri = ngx_var.uri
+    local method = sub(uri, #GRPC_PREFIX + 1)
+    local slash = find(method, "/", 1, true)
+    if slash then
+        method = sub(method, 1, slash - 1)
+    end
     local allowed = caller.profile.sets.grpc[method] == true
     ngx_var.zbi_method = allowed and method or REFUSED_LABEL
     if not allowed then
@@ -275,6 +282,17 @@ local function check(body, span, parsed, allowed, never)
     return call
 end
 
+-- The members of a decoded object: table.nkeys where LuaJIT has it (OpenResty's branch, Debian's libluajit2 too),
+-- compiled, else pairs (which LuaJIT does not compile).
+local has_nkeys, nkeys = pcall(require, "table.nkeys")
+local member_count = has_nkeys and nkeys or function(object)
+    local count = 0
+    for _ in pairs(object) do
+        count = count + 1
+    end
+    return count
+end
+
 -- A single call that passes without a scan (gateway.js's allowedAsIs()): an object whose method is allowed and
 -- whose text holds no more ':' than the call has members (each member has one ':' outside strings, so no name can
 -- occur twice). Anything else is left to check().
@@ -286,10 +304,7 @@ local function allowed_as_is(body, parsed, allowed, never)
     if type(method) ~= "string" or not allowed[method] or never(method) then
         return nil
     end
-    local count = 0
-    for _ in pairs(parsed) do
-        count = count + 1
-    end
+    local count = member_count(parsed)
     local colons, at = 0, 0
     while colons <= count do
         at = find(body, ":", at + 1, true)

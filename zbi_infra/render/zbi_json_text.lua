@@ -141,32 +141,27 @@ end
 
 -- The JSON value of `text`, or nil when it is not one JSON text as JSON.parse (the njs engine) reads it. cjson
 -- alone stops at a NUL byte (taking what follows for the end) and takes raw control characters inside strings,
--- both of which JSON refuses: a control byte is refused anywhere but as whitespace between values.
+-- both of which JSON refuses: a control byte is refused anywhere but as whitespace between values. One pass of
+-- string.byte, which LuaJIT compiles (a pattern search would not be, nor the code around it).
 local function decode(text)
     local value = cjson.decode(text)
-    if value == nil or find(text, "[%z\1-\8\11\12\14-\31]") then
+    if value == nil then
         return nil
     end
-    -- Tabs, line feeds and carriage returns: refused inside strings. Most texts hold none, and then nothing more is
-    -- scanned; otherwise each string once, and each such character once (cjson read the whole text, so every
-    -- string ends).
-    local control = find(text, "[\t\n\r]")
-    local i = 1
-    while control do
-        local quote = find(text, '"', i, true)
-        if not quote then
-            break
-        end
-        if quote > control then
-            -- Between two strings: whitespace. The next one at or after this string.
-            control = find(text, "[\t\n\r]", quote)
-        else
-            local after = string_end(text, quote)
-            if control < after then
+    local inside, i, length = false, 1, #text
+    while i <= length do
+        local c = byte(text, i)
+        if c < 32 then
+            if inside or (c ~= 9 and c ~= 10 and c ~= 13) then
                 return nil
             end
-            i = after
+        elseif c == 34 then
+            inside = not inside
+        elseif c == 92 and inside then
+            -- The escaped character is no quote that ends the string.
+            i = i + 1
         end
+        i = i + 1
     end
     return value
 end
@@ -312,7 +307,12 @@ end
 
 -- The first `count` characters of `s` (code points, as njs's slice counts them), never cutting a UTF-8 sequence.
 local function prefix(s, count)
-    local i, length = 1, #s
+    local length = #s
+    -- No more bytes than the count: no more characters either.
+    if length <= count then
+        return s
+    end
+    local i = 1
     for _ = 1, count do
         if i > length then
             break
