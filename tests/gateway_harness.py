@@ -208,7 +208,9 @@ def running_gateway(
     (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache, paths.upstream_auth_file))
     (directory / JSON_TEXT_MODULE).write_text(json_text_js())
     if engine == "lua":
-        modules = lua_modules(paths, zcashd_wallet=zcashd_wallet, relay_port=relay_port, history_cache=cache)
+        modules = lua_modules(
+            paths, zcashd_wallet=zcashd_wallet, relay_port=relay_port, history_cache=cache, temp_dir=str(directory)
+        )
         for name, text in modules.items():
             (directory / name).write_text(text)
     port = free_port()

@@ -29,13 +29,14 @@ from zbi_infra.render.gateway import (
     JS_MODULE,
     KEY_FILE_PREFIX,
     MAX_SPLICED_ANSWER_BYTES,
+    METER_SOCKET,
     RELAY_PORT,
     SPLICE_JS_MODULE,
     WITHHELD,
     ZCASHD_PATH,
     GatewayPaths,
 )
-from zbi_infra.render.gateway_cache import MAX_CACHED_ANSWER_BYTES, TIP_MAX_AGE_SECONDS, GatewayCache
+from zbi_infra.render.gateway_cache import FILL_PORT, MAX_CACHED_ANSWER_BYTES, TIP_MAX_AGE_SECONDS, GatewayCache
 
 Engine = Literal["njs", "lua"]
 ENGINES: tuple[Engine, ...] = ("njs", "lua")
@@ -147,6 +148,7 @@ def lua_modules(
     zcashd_wallet: bool = False,
     relay_port: int = RELAY_PORT,
     history_cache: GatewayCache | None = None,
+    temp_dir: str = "/tmp",
 ) -> dict[str, str]:
     """The Lua engine's modules by file name, filled from the same lists and settings gateway.js and
     gateway_cache.js are rendered from (`history_cache` None: the cache's module serves nothing)."""
@@ -160,6 +162,7 @@ def lua_modules(
             "__ANONYMOUS_FILE__": ANONYMOUS_FILE,
             "__UPSTREAM_AUTH__": paths.upstream_auth_file,
             "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
+            "__METER_SOCKET__": f"{temp_dir}/{METER_SOCKET}",
             "__GRPC_SERVICE__": light_wallet_service()[0],
             "__ZCASHD_PATH__": ZCASHD_PATH,
             "__NEVER__": lua_set(NEVER_EXPOSED),
@@ -182,6 +185,7 @@ def lua_modules(
             "__MAX_ANSWER__": str(history_cache.max_answer_bytes if history_cache else MAX_CACHED_ANSWER_BYTES),
             "__TIP_MAX_AGE__": str(history_cache.tip_max_age_seconds if history_cache else TIP_MAX_AGE_SECONDS),
             "__UPSTREAM_AUTH__": paths.upstream_auth_file,
+            "__FILL_PORT__": str(history_cache.fill_port if history_cache else FILL_PORT),
         },
     )
     return {

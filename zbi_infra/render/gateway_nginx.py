@@ -21,6 +21,7 @@ from zbi_infra.render.gateway import (
     JS_MODULE,
     JSON_TEXT_MODULE,
     MAX_REQUESTS_PER_ADDRESS,
+    METER_SOCKET,
     POD_LISTEN_PORT,
     POD_PATHS,
     POD_TLS_DIR,
@@ -46,7 +47,6 @@ from zbi_infra.render.gateway_engines import Engine, lua_directives, lua_modules
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
-METER_SOCKET = "zbi-meter.sock"
 # A file the meter looks for and never finds: its answer is then 204 (a content phase after the rate limits).
 METER_NO_FILE = "zbi-meter-never-a-file"
 SPLICE_BUSY = (
@@ -372,7 +372,7 @@ def pod_files(
         engine=engine,
     )
     scripts = (
-        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache)
+        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache, temp_dir="/tmp")
         if engine == "lua"
         else {
             JS_MODULE: gateway_js(

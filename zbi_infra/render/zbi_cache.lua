@@ -28,7 +28,8 @@ local MAX_ANSWER = __MAX_ANSWER__
 local MAX_READ = MAX_ANSWER + 64 * 1024
 local UPSTREAM_AUTH = "__UPSTREAM_AUTH__"
 local HISTORY = "@zbi_history"
-local TIP = "/_zbi_tip"
+local FILL_PORT = __FILL_PORT__
+local TIP_REQUEST = "GET /_zbi_tip HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
 local METER = "/_zbi_fill_meter"
 local NOT_MINE = 555
 local NODE_DOWN = 556
@@ -187,15 +188,15 @@ local function serves(method)
     return ENABLED and READERS[method] ~= nil
 end
 
--- The tip this gateway learned at most TIP_MAX_AGE ago (nginx's micro-cache of the node's getblockcount), or nil.
+-- The tip this gateway learned at most TIP_MAX_AGE ago (the filler's micro-cache of the node's getblockcount,
+-- asked over a cosocket: no subrequest, which lua-nginx-module refuses in an HTTP/2 request), or nil.
 local function tip_height()
-    local answer = ngx.location.capture(TIP, {method = ngx.HTTP_GET})
-    if not answer or answer.status ~= 200 then
+    local status, body, headers = splice.exchange(FILL_PORT, TIP_REQUEST, 4096)
+    if status ~= 200 then
         return nil
     end
-    local stamp = answer.header["X-Zbi-Tip-At"] or answer.header["x-zbi-tip-at"]
-    local age = ngx.now() - (tonumber(stamp) or 0)
-    local parsed = age <= TIP_MAX_AGE and text.decode(answer.body) or nil
+    local age = ngx.now() - (tonumber(headers["x-zbi-tip-at"]) or 0)
+    local parsed = age <= TIP_MAX_AGE and text.decode(body) or nil
     local tip = type(parsed) == "table" and parsed.result or nil
     return is_count(tip, 0xffffffff) and tip or nil
 end

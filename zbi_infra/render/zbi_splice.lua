@@ -38,23 +38,23 @@ local function withhold(answer, fields)
     return answer
 end
 
--- POSTs `body` to the relay's `path` with the node's credentials: the status and the answer, or nil when the relay
--- cannot be reached or the answer exceeds `max` bytes (read no further). HTTP/1.0, so the answer ends with the
--- connection and is never chunked.
-local function relay(path, body, auth, max)
+-- Sends `request` (an HTTP/1.0 request's text: its answer ends with the connection and is never chunked) to this
+-- nginx's loopback server at `port`: the status, the body and the headers (names in lower case), or nil when the
+-- server cannot be reached or the answer's body exceeds `max` bytes (read no further). A cosocket, where a
+-- subrequest would do: lua-nginx-module refuses subrequests in HTTP/2 requests.
+local function exchange(port, request, max)
     local socket = ngx.socket.tcp()
     socket:settimeouts(2000, 60000, 60000)
-    if not socket:connect(RELAY_HOST, RELAY_PORT) then
+    if not socket:connect(RELAY_HOST, port) then
         return nil
     end
-    local sent = socket:send({"POST ", path, " HTTP/1.0\r\nHost: ", RELAY_HOST, "\r\nAuthorization: ", auth,
-        "\r\nContent-Type: application/json\r\nContent-Length: ", #body, "\r\n\r\n", body})
-    local line = sent and socket:receive("*l")
+    local line = socket:send(request) and socket:receive("*l")
     local status = line and tonumber(match(line, "^HTTP/%d%.%d (%d%d%d)"))
     if not status then
         socket:close()
         return nil
     end
+    local headers = {}
     while true do
         local header = socket:receive("*l")
         if header == nil then
@@ -64,11 +64,14 @@ local function relay(path, body, auth, max)
         if header == "" then
             break
         end
-        local length = tonumber(match(lower(header), "^content%-length:%s*(%d+)"))
-        if length and length > max then
-            socket:close()
-            return nil
+        local name, value = match(header, "^([^:]+):%s*(.-)%s*$")
+        if name then
+            headers[lower(name)] = value
         end
+    end
+    if (tonumber(headers["content-length"]) or 0) > max then
+        socket:close()
+        return nil
     end
     local parts, size = {}, 0
     while true do
@@ -90,7 +93,15 @@ local function relay(path, body, auth, max)
         end
     end
     socket:close()
-    return status, table.concat(parts)
+    return status, table.concat(parts), headers
+end
+
+-- POSTs `body` to the relay's `path` with the node's credentials: the status and the answer, or nil (exchange()).
+local function relay(path, body, auth, max)
+    local request = table.concat({"POST ", path, " HTTP/1.0\r\nHost: ", RELAY_HOST, "\r\nAuthorization: ", auth,
+        "\r\nContent-Type: application/json\r\nContent-Length: ", #body, "\r\n\r\n", body})
+    local status, answer = exchange(RELAY_PORT, request, max)
+    return status, answer
 end
 
 -- Forwards the allowed calls of `calls` (checked by zbi_gateway.lua; `spans` their text in `body`) and answers
@@ -172,4 +183,4 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
     return text.reply(status, "[" .. table.concat(out, ",") .. "]")
 end
 
-return {forward_and_splice = forward_and_splice, relay = relay}
+return {forward_and_splice = forward_and_splice, relay = relay, exchange = exchange}
