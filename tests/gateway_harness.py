@@ -205,7 +205,9 @@ def running_gateway(
         if history_cache
         else None
     )
-    (directory / gateway_cache.JS_MODULE).write_text(gateway_cache.cache_js(cache, paths.upstream_auth_file))
+    (directory / gateway_cache.JS_MODULE).write_text(
+        gateway_cache.cache_js(cache, paths.upstream_auth_file, relay_port)
+    )
     (directory / JSON_TEXT_MODULE).write_text(json_text_js())
     if engine == "lua":
         modules = lua_modules(

@@ -44,6 +44,9 @@ class HistoryNode:
     peak: list[int] = field(default_factory=lambda: [0])
     # When set, every call is answered with this HTTP status and a text body, as a proxy in front of a dead node.
     failing: list[int] = field(default_factory=lambda: [0])
+    # When set, every call but getblockcount (the tip) is answered so: a node answering the gateway's fills with
+    # something other than JSON while it still gives its tip.
+    failing_fills: list[int] = field(default_factory=lambda: [0])
 
     @property
     def address(self) -> str:
@@ -194,7 +197,7 @@ def answer_text(call: dict[str, Any], tip: int) -> bytes:
 
 def start_history_node(tip: int) -> HistoryNode:
     tips, delay, calls = [tip], [0.0], Counter[str]()
-    in_flight, peak, counting, failing = [0], [0], threading.Lock(), [0]
+    in_flight, peak, counting, failing, failing_fills = [0], [0], threading.Lock(), [0], [0]
     expected = "Basic " + base64.b64encode(NODE_CREDENTIALS.encode()).decode()
 
     class Handler(BaseHTTPRequestHandler):
@@ -212,10 +215,11 @@ def start_history_node(tip: int) -> HistoryNode:
                 peak[0] = max(peak[0], in_flight[0])
             if delay[0]:
                 time.sleep(delay[0])
-            if failing[0]:
+            status = failing[0] or (failing_fills[0] if call["method"] != "getblockcount" else 0)
+            if status:
                 with counting:
                     in_flight[0] -= 1
-                self.send_response(failing[0])
+                self.send_response(status)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", "4")
                 self.end_headers()
@@ -230,4 +234,4 @@ def start_history_node(tip: int) -> HistoryNode:
             pass
 
     server = serve_in_background(Handler, backlog=256)
-    return HistoryNode(server, tips, delay, calls, in_flight, peak, failing)
+    return HistoryNode(server, tips, delay, calls, in_flight, peak, failing, failing_fills)

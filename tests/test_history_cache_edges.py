@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -193,3 +194,52 @@ def test_a_node_that_goes_down_gets_the_callers_a_json_rpc_502(setup: tuple[Gate
         assert node.calls["getblockhash"] == asked + 1
     finally:
         node.failing[0] = 0
+
+
+@pytest.mark.parametrize("status", [200, 401, 503])
+def test_a_fill_the_node_answers_without_json_crashes_no_worker(
+    status: int, setup: tuple[Gateway, HistoryNode]
+) -> None:
+    """The node gives its tip but answers the fill with text (a proxy's error page, a 401): the filler says "not
+    mine" and the caller's call goes to the node, whose answer the caller gets; nothing is stored. njs 0.7.9 crashed
+    the worker there (an await among a call's arguments), and every connection on it dropped."""
+    gateway, node = setup
+    settle(node)
+    crashes = gateway.log.read_text(errors="replace").count("exited on signal")
+    unstored = call("getblockhash", [200 + status])
+    node.failing_fills[0] = status
+    try:
+        answer = ask(gateway, json.dumps(unstored).encode())
+    finally:
+        node.failing_fills[0] = 0
+    assert answer[0] == status and answer[2] == b"down"
+    assert post(gateway, json.dumps(unstored).encode()) == (200, answer_text(unstored, TIP))
+    time.sleep(0.3)
+    assert gateway.log.read_text(errors="replace").count("exited on signal") == crashes
+
+
+def test_a_fill_over_the_callers_rate_is_refused_in_json(engine: Engine, tmp_path: Path) -> None:
+    """An answer above the stored size costs the node a second call (the caller's own, forwarded), charged to the
+    caller: `slow` (one a second, burst 1) is refused with a JSON-RPC 429 once its bucket is empty. njs once let
+    that call through uncharged (its subrequest's buffer overflowing ended the fill first), and the filler's 429
+    reached the caller as an empty body."""
+    node = start_history_node(TIP)
+    try:
+        with running_gateway(tmp_path, node.address, None, history_cache=True, access_file=history_access(),
+                             cache_max_answer_bytes=64 * 1024, engine=engine) as gateway:  # fmt: skip
+            slow = {"Authorization": "Basic " + base64.b64encode(f"slow:{KEYS['slow']}".encode()).decode()}
+            # By height, so no verbose probe is charged first; after one cheap call, the bucket has one more.
+            big = call("getblock", ["141042", 0])
+            connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, context=gateway.context, timeout=60)
+            try:
+                connection.request("POST", "/", body=json.dumps(call("getblockcount", [])).encode(), headers=slow)
+                assert connection.getresponse().read()
+                connection.request("POST", "/", body=json.dumps(big).encode(), headers=slow)
+                answer = connection.getresponse()
+                status, body = answer.status, answer.read()
+            finally:
+                connection.close()
+            assert (status, json.loads(body)["error"]["code"]) == (429, -32005)
+            assert node.calls["getblock"] == 1
+    finally:
+        node.stop()

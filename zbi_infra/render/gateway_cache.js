@@ -28,7 +28,10 @@ const MAX_ANSWER = __MAX_ANSWER__;
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
 const HISTORY = '@zbi_history';
 const TIP = '/_zbi_tip';
-const NODE = '/_zbi_fill_node';
+// The loopback relay to the node (nginx.conf's), and what the filler reads of an answer at most: a little above
+// what it stores, so an answer just over the bound still passes (unstored) without a second call.
+const RELAY = 'http://127.0.0.1:__RELAY_PORT__/';
+const MAX_READ = MAX_ANSWER + 64 * 1024;
 const METER = '/_zbi_fill_meter';
 // The filler's "not mine": the front forwards the caller's call to the node (nginx.conf's error_page).
 const NOT_MINE = 555;
@@ -170,16 +173,17 @@ async function tipHeight(r) {
 }
 
 // True when the call's id and params are written as the node would read the canonical call it sends (plain digits,
-// true or false, strings without escapes; an id the node echoes as written: a string or a u64, jsonrpsee's Id).
+// true or false, strings without escapes; an id the node echoes as written: a string or a u64, jsonrpsee's Id;
+// digits without a leading zero, which njs 0.7.9's JSON.parse would take and the answer would echo as no JSON).
 // Anything else (1e3, 1000.0, an escaped or object id) goes to the node, which decides.
 function plainlyWritten(text, params, rawId) {
-    if (!/^(?:[0-9]{1,20}|"[^"\\]*")$/.test(rawId) || (rawId.length === 20 && rawId > '18446744073709551615')) {
+    if (!/^(?:0|[1-9][0-9]{0,19}|"[^"\\]*")$/.test(rawId) || (rawId.length === 20 && rawId > '18446744073709551615')) {
         return false;
     }
     if (params === undefined || text.slice(params[0], params[1]) === 'null') {
         return true;
     }
-    const plainParam = /^(?:[0-9]+|true|false|"[^"\\]*")$/;
+    const plainParam = /^(?:0|[1-9][0-9]*|true|false|"[^"\\]*")$/;
     return text.charCodeAt(params[0]) === 91 && json.elements(text, params[0]).every(function (span) {
         return plainParam.test(text.slice(span[0], span[1]));
     });
@@ -244,14 +248,19 @@ async function ask(r, version, method, args) {
         call.jsonrpc = version;
     }
     const body = JSON.stringify(call);
-    const answer = await r.subrequest(NODE, {method: 'POST', body: body});
+    // Through the loopback relay, read up to MAX_READ: a larger answer fails this fetch (caught by the caller),
+    // where a subrequest's buffer overflowing would end the filler's request before it could charge the caller.
+    const answer = await ngx.fetch(RELAY, {method: 'POST', body: body, max_response_body_size: MAX_READ,
+                                          headers: {'Authorization': nodeAuthorization(),
+                                                    'Content-Type': 'application/json'}});
+    const text = await answer.text();
     let parsed = null;
     try {
-        parsed = JSON.parse(answer.responseText);
+        parsed = JSON.parse(text);
     } catch (e) {
         parsed = null;
     }
-    return {status: answer.status, text: answer.responseText, parsed: parsed, body: body};
+    return {status: answer.status, text: text, parsed: parsed, body: body};
 }
 
 // Is what the node said about a block or transaction final? Its own `confirmations` (depth + 1, -1 or 0 off the
@@ -326,7 +335,10 @@ async function fillFrom(r) {
         return json.replyText(r, NODE_DOWN, '');
     }
     if (answer === null || answer.parsed === null) {
-        return json.replyText(r, await charged(r) ? NOT_MINE : 429, '');
+        // Awaited on a line of its own: njs 0.7.9 takes an await among a call's arguments inside a block and then
+        // crashes the worker running it (a review's node answering 503 to a fill took every connection with it).
+        const room = await charged(r);
+        return json.replyText(r, room ? NOT_MINE : 429, '');
     }
     let text = answer.text;
     const start = json.skipSpace(text, 0);
@@ -372,9 +384,13 @@ async function fillFrom(r) {
 
 // The node's credentials as the relay and the proxy send them; a caller of the filler's loopback port must present
 // them, as the node itself would demand (read on the miss path only: a hit never reaches the filler).
-function holdsNodeCredentials(r) {
+function nodeAuthorization() {
     const credentials = fs.readFileSync(UPSTREAM_AUTH).toString().trim();
-    return r.headersIn.Authorization === 'Basic ' + Buffer.from(credentials).toString('base64');
+    return 'Basic ' + Buffer.from(credentials).toString('base64');
+}
+
+function holdsNodeCredentials(r) {
+    return r.headersIn.Authorization === nodeAuthorization();
 }
 
 // js_content of the filler: any other failure is "not mine", and the front forwards the call itself.

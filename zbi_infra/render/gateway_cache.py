@@ -91,7 +91,7 @@ class GatewayCache:
         return -(-self.fills_at_once * FILL_COST_ANSWERS * self.max_answer_bytes // (1024 * 1024))
 
 
-def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
+def cache_js(cache: GatewayCache | None, upstream_auth_file: str, relay_port: int) -> str:
     """gateway_cache.js, rendered into every gateway's ConfigMap but imported by gateway.js only where the instance
     caches (`cache` None: the module, never imported, carries the defaults).
     `upstream_auth_file` holds the node's `user:password`: the filler serves only callers that present it."""
@@ -102,6 +102,7 @@ def cache_js(cache: GatewayCache | None, upstream_auth_file: str) -> str:
         "__MAX_ANSWER__": str(cache.max_answer_bytes if cache else MAX_CACHED_ANSWER_BYTES),
         "__TIP_MAX_AGE__": str(cache.tip_max_age_seconds if cache else TIP_MAX_AGE_SECONDS),
         "__UPSTREAM_AUTH__": upstream_auth_file,
+        "__RELAY_PORT__": str(relay_port),
     }
     for placeholder, value in substitutions.items():
         template = template.replace(placeholder, value)
@@ -213,7 +214,9 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str, eng
         "            proxy_hide_header X-Zbi-Height;\n"
         "            # Not the filler's to answer, or the filler unreachable: the caller's own call goes to the node.\n"
         "            proxy_intercept_errors on;\n"
-        f"            error_page {NOT_MINE} 502 504 = @zbi_rpc;\n"
+        f"            error_page {NOT_MINE} 400 403 502 504 = @zbi_rpc;\n"
+        "            # The caller over its rate for the second node call a miss would cost: refused in JSON-RPC.\n"
+        "            error_page 429 = @rate_limited;\n"
         f"            error_page {NODE_DOWN} = @node_unavailable;\n"
         "            # The placeholders, filled as the answer streams (a hit is never read whole into memory).\n"
         "            sub_filter_types application/json;\n"
@@ -249,10 +252,6 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str, engine: 
             else "            js_content history.fill;\n"
         )
         + "        }\n"
-        "        location = /_zbi_fill_node {\n"
-        + _to_node("            ", upstream_auth_include)
-        + f"            subrequest_output_buffer_size {cache.max_answer_bytes + 64 * 1024};\n"
-        "        }\n"
         "        # The tip the node last gave, kept a second, one ask of the node at a time: while a slow node is\n"
         "        # asked, callers get the last one (gateway_cache.js ignores one older than its bound).\n"
         "        location = /_zbi_tip {\n"

@@ -378,7 +378,7 @@ def pod_files(
             JS_MODULE: gateway_js(
                 POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache is not None
             ),
-            gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file),
+            gateway_cache.JS_MODULE: gateway_cache.cache_js(history_cache, POD_PATHS.upstream_auth_file, RELAY_PORT),
             JSON_TEXT_MODULE: json_text_js(),
             SPLICE_JS_MODULE: gateway_splice_js(),
         }

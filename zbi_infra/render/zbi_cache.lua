@@ -202,14 +202,14 @@ local function tip_height()
 end
 
 local function plain_id(raw)
-    if match(raw, "^%d+$") then
+    if raw == "0" or match(raw, "^[1-9]%d*$") then
         return #raw < 20 or (#raw == 20 and raw <= "18446744073709551615")
     end
     return byte(raw, 1) == 34 and byte(raw, #raw) == 34 and #raw >= 2 and not find(sub(raw, 2, -2), '["\\]')
 end
 
 local function plain_param(value)
-    return match(value, "^%d+$") or value == "true" or value == "false" or
+    return value == "0" or match(value, "^[1-9]%d*$") or value == "true" or value == "false" or
         (#value >= 2 and byte(value, 1) == 34 and byte(value, #value) == 34 and not find(sub(value, 2, -2), '["\\]'))
 end
 
