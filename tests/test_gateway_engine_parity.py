@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_harness import KEYS, Gateway, Node, running_gateway, start_node
+from zbi_infra.access_keys import key_hash
+from zbi_infra.config.access import parse_access
 from zbi_infra.render.gateway_engines import Engine
 
 EXCHANGE = "Basic " + __import__("base64").b64encode(f"exchange:{KEYS['exchange']}".encode()).decode()
@@ -138,3 +140,55 @@ def test_a_refused_method_is_named_as_njs_writes_it(method: str, named: str, ser
     status, answer = post(gateway, json.dumps({"method": method, "id": 1}, ensure_ascii=False).encode())
     expected = json.dumps(f"method {named} is not allowed for this key", ensure_ascii=False).encode()
     assert status == 200 and b'"message":' + expected in answer, answer
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'[{"method":"stop","id":1.},{"method":"getblockcount","id":2}]', 400),
+        (b'{"method":"stop","id":-1.}', 400),
+        (b'{"method":"stop","id":1.e5}', 400),
+        (b'{"method":"stop","id":01}', 400),
+        (b'{"method":"stop","id":1.5e3}', 200),
+        (b'{"method":"getblockcount","id":1,"params":' + b"[" * 30 + b"]" * 30 + b"}", 200),
+        (b'{"method":"getblockcount","id":1,"params":' + b"[" * 31 + b"]" * 31 + b"}", 400),
+    ],
+    ids=["trailing-point-in-a-batch", "negative-trailing-point", "point-then-exponent", "leading-zero",
+         "plain-exponent", "thirty-one-deep", "thirty-two-deep"],
+)  # fmt: skip
+def test_the_engines_read_the_same_json(body: bytes, status: int, served: tuple[Gateway, Node]) -> None:
+    """An id the gateway would write back must be JSON as written ("1." is not, though JSON.parse and cjson take
+    it: the gateway's own answer was no JSON); a body nested past 31 levels is refused by both (njs's JSON.parse
+    stops there, and cjson is told to)."""
+    gateway, _ = served
+    answer_status, answer = post(gateway, body)
+    assert answer_status == status
+    parsed = json.loads(answer)
+    if status == 400:
+        assert parsed["error"]["code"] == -32700
+    elif b'"stop"' in body:
+        assert b'"id":1.5e3' in answer and parsed["error"]["code"] == -32601
+
+
+def test_a_batch_of_thousands_is_charged_whole(engine: Engine, tmp_path: Path) -> None:
+    """A profile may allow batches of up to 10,000 calls: a batch of 1,500 is charged call by call and passes. The
+    rate meter's connections once ended after 1,000 requests (nginx's default), refusing the Lua engine's batch, and
+    njs opened a meter connection per call at once, past a worker's connections."""
+    node = start_node()
+    file = parse_access(
+        {"jsonRpc": {"methods": ["getblockcount"]},
+         "users": [{"name": "exchange", "keySha256": key_hash(KEYS["exchange"]),
+                    "rateLimit": {"requestsPerSecond": 100_000, "burst": 100_000, "maxBatch": 2000}}]},
+        "access/batches.yaml",
+    )  # fmt: skip
+    try:
+        with running_gateway(
+            tmp_path, f"127.0.0.1:{node.server.server_port}", node, engine=engine, access_file=file,
+            max_body_bytes=256 * 1024,
+        ) as gateway:  # fmt: skip
+            batch = [{"method": "getblockcount", "id": i} for i in range(1500)]
+            status, answer = post(gateway, json.dumps(batch).encode())
+            assert status == 200 and len(json.loads(answer)) == 1500
+            assert "worker_connections are not enough" not in gateway.log.read_text(errors="replace")
+    finally:
+        node.server.shutdown()

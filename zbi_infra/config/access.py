@@ -65,6 +65,10 @@ PROBE_JSON_RPC = ("getblockchaininfo",)
 # How the gateway logs and counts callers without a key: no user may take the name.
 ANONYMOUS_USER = "anonymous"
 
+# The largest batch an access file may allow (a profile's maxBatch); the gateway's rate meter keeps a batch's charges
+# on one connection, up to this many.
+MAX_BATCH_LIMIT = 10_000
+
 
 @cache
 def zebrad_rpc_methods() -> frozenset[str]:
@@ -198,7 +202,7 @@ class RateLimit(StrictModel):
     burst: StrictInt = Field(default=0, ge=0, le=1_000_000)
     # Calls one JSON-RPC batch may carry (each counts against the rate); None: the gateway's default, 100. Never
     # more than the burst. Like the rate, a limit of each gateway replica.
-    max_batch: StrictInt | None = Field(default=None, ge=1, le=10_000)
+    max_batch: StrictInt | None = Field(default=None, ge=1, le=MAX_BATCH_LIMIT)
 
     def effective_burst(self) -> int:
         return self.burst or 2 * self.requests_per_second

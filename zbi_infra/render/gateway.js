@@ -23,6 +23,7 @@ const KEY_FILE_PREFIX = '__KEY_FILE_PREFIX__';
 const ANONYMOUS_FILE = '__ANONYMOUS_FILE__';
 const UPSTREAM_AUTH = '__UPSTREAM_AUTH__';
 const METER = '/_zbi_meter';
+const METER_AT_ONCE = 16;
 const PROXY = '@zbi_rpc';
 // The named location whose module (gateway_splice.js) rebuilds and splices.
 const SPLICE = '@zbi_splice';
@@ -213,6 +214,9 @@ function check(text, span, parsed, allowed, never) {
     if (id !== undefined) {
         call.notification = false;
         call.id = text.slice(id[0], id[1]);
+        // The gateway writes the id back in its own answers: it must be JSON, which numbers njs's JSON.parse takes
+        // ("1.", "01") are not. Such a body is no JSON.
+        call.notJson = !strictId(call.id);
     }
     const method = parsed.method;
     if (found.duplicated) {
@@ -227,6 +231,13 @@ function check(text, span, parsed, allowed, never) {
         call.method = method;
     }
     return call;
+}
+
+// Whether an id's text is JSON as the gateway may write it back: a number in JSON's own spelling; anything else
+// JSON.parse accepted is (strings, literals).
+function strictId(id) {
+    const c = id.charCodeAt(0);
+    return !(c === 45 || (c >= 48 && c <= 57)) || /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(id);
 }
 
 // A single call that passes, found without scanning its text: an object whose method is allowed and whose every
@@ -249,13 +260,21 @@ function allowedAsIs(text, parsed, allowed, never) {
 }
 
 // Charges `count` more calls to the caller's rate bucket (nginx counted the HTTP request itself as one).
+// At most METER_AT_ONCE meter subrequests in flight: each holds a connection to the meter, and a batch of thousands
+// at once took a worker past its worker_connections (a review's batch of 1,500: 481 connections refused, other
+// clients' with them). The first refusal ends it.
 async function charge(r, count) {
-    const charges = [];
-    for (let i = 0; i < count; i++) {
-        charges.push(r.subrequest(METER, {method: 'GET'}));
+    for (let done = 0; done < count; done += METER_AT_ONCE) {
+        const charges = [];
+        for (let i = done; i < count && i < done + METER_AT_ONCE; i++) {
+            charges.push(r.subrequest(METER, {method: 'GET'}));
+        }
+        const answers = await Promise.all(charges);
+        if (!answers.every(function (a) { return a.status === 204; })) {
+            return false;
+        }
     }
-    const answers = await Promise.all(charges);
-    return answers.every(function (a) { return a.status === 204; });
+    return true;
 }
 
 // Not async: a single call the proxy serves runs no promise machinery; what awaits (the cache, a batch's charges,
@@ -293,6 +312,9 @@ function jsonRpc(r) {
         // The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
         const quick = cacheable ? null : allowedAsIs(text, request, allowed, api.never);
         const call = quick || check(text, [start, text.length], request, allowed, api.never);
+        if (call.notJson) {
+            return json.refuseRequest(r, 400, -32700, 'Parse error');
+        }
         r.variables.zbi_methods = typeof method === 'string' ? method.slice(0, 200) : '';
         // The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
         r.variables.zbi_method = call.refusal ? REFUSED_LABEL : call.method;
@@ -316,6 +338,9 @@ function jsonRpc(r) {
     }).join(',').slice(0, 200);
     const spans = json.elements(text, start);
     const calls = request.map(function (parsed, i) { return check(text, spans[i], parsed, allowed, api.never); });
+    if (calls.some(function (c) { return c.notJson; })) {
+        return json.refuseRequest(r, 400, -32700, 'Parse error');
+    }
     return chargedBatch(r, api, calls, spans);
 }
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 
-from zbi_infra.config.access import AccessFile, RateLimit, light_wallet_service
+from zbi_infra.config.access import MAX_BATCH_LIMIT, AccessFile, RateLimit, light_wallet_service
 from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER
 from zbi_infra.render import gateway_cache, gateway_zcashd
 from zbi_infra.render.gateway import (
@@ -330,6 +330,8 @@ http {{
     server {{
         listen unix:{temp_dir}/{METER_SOCKET};
         access_log off;
+        # A batch's charges arrive on one connection (the Lua engine pipelines them): as many as the largest batch.
+        keepalive_requests {MAX_BATCH_LIMIT};
         location / {{
             # Whom to count, as the gateway's request told it in headers; no njs here.
             set $zbi_who "ok $http_x_zbi_rate_key $http_x_zbi_bucket -";

@@ -267,6 +267,9 @@ local function check(body, span, parsed, allowed, never)
     if names.id then
         call.notification = false
         call.id = text.text_of(body, names.id)
+        -- The gateway writes the id back in its own answers: it must be JSON, which cjson's laxer numbers ("1.")
+        -- are not. Such a body is no JSON.
+        call.not_json = not text.valid(call.id)
     end
     local method = parsed.method
     if duplicated then
@@ -377,6 +380,9 @@ local function single(api, body, parsed, allowed, start)
     -- The fast path gives no id, which a cached answer needs: cacheable calls take the full check.
     local call = not cacheable and allowed_as_is(body, parsed, allowed, api.never) or
         check(body, {start, #body + 1}, parsed, allowed, api.never)
+    if call.not_json then
+        return text.refuse_request(400, -32700, "Parse error")
+    end
     ngx_var.zbi_methods = type(method) == "string" and text.prefix(method, 200) or ""
     -- The metrics' method label takes only names from the allowlists, so clients cannot grow its cardinality.
     ngx_var.zbi_method = call.refusal and REFUSED_LABEL or call.method
@@ -411,6 +417,9 @@ local function batch(api, body, request, allowed, max_batch, start)
     local calls, refused, withheld = {}, false, false
     for i = 1, #spans do
         calls[i] = check(body, spans[i], request[i], allowed, api.never)
+        if calls[i].not_json then
+            return text.refuse_request(400, -32700, "Parse error")
+        end
         refused = refused or calls[i].refusal ~= nil
         withheld = withheld or (calls[i].method ~= nil and WITHHELD[calls[i].method] ~= nil)
     end

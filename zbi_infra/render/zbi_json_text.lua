@@ -11,6 +11,10 @@ local byte, find, sub = string.byte, string.find, string.sub
 -- JSON.parse (the njs engine) refuses NaN, Infinity and hex numbers; cjson accepts them unless told not to (a
 -- setting of the module every zBI module requires, so it holds for all).
 cjson.decode_invalid_numbers(false)
+-- njs's JSON.parse reads values nested 31 deep at most (measured on njs 0.7.9: a call whose params are 30 arrays
+-- deep passes, 31 is a parse error): so do these, the body's and the node's answers alike.
+local MAX_DEPTH = 31
+cjson.decode_max_depth(MAX_DEPTH)
 
 local function skip_space(s, i)
     while true do
@@ -239,6 +243,9 @@ local function valid(text)
         local after
         if c == 123 or c == 91 then
             depth = depth + 1
+            if depth > MAX_DEPTH then
+                return false
+            end
             stack[depth] = c == 123
             i = skip_space(text, i + 1)
             local close = byte(text, i)
