@@ -83,7 +83,8 @@ def text_of(value: object, spaced: bool) -> bytes:
     return json.dumps(value, ensure_ascii=False, indent=1 if spaced else None).encode()
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.slow
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     cases=st.lists(
         st.tuples(VALUES, st.booleans(), st.integers(min_value=0), st.sampled_from(["keep", "insert", "replace", "cut", "swap"]),
