@@ -33,7 +33,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.debian import debian_tool
-from tests.gateway_harness import JS_MODULE, KEYS, Gateway, free_port, nginx, running_gateway, tls_files
+from tests.gateway_harness import (
+    JS_MODULE,
+    KEYS,
+    Gateway,
+    free_port,
+    nginx,
+    nginx_cpu_seconds,
+    running_gateway,
+    tls_files,
+)
 from tests.zcash_blocks import LARGEST, block
 from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER, GatewayConfig
 from zbi_infra.render.gateway import (
@@ -138,20 +147,6 @@ def plain_proxy(directory: Path, ports: dict[str, int], upstream: str, port: int
     )
 
 
-def cpu_seconds(master: int) -> float:
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(entry.name) == master or int(stat[1]) == master:
-                total += int(stat[11]) + int(stat[12])
-    return total / ticks
-
-
 def rss_mib(master: int) -> float:
     total = 0
     for entry in Path("/proc").iterdir():
@@ -230,11 +225,11 @@ def h2load(url: str, authorization: str | None, requests: int, directory: Path) 
 
 def measured(master: int, run) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
     """(requests/s, requests per nginx CPU-second, p99 ms) of one run."""
-    before = cpu_seconds(master)
+    before = nginx_cpu_seconds(master)
     start = time.monotonic()
     rate, p99 = run()
     elapsed = time.monotonic() - start
-    cpu = cpu_seconds(master) - before
+    cpu = nginx_cpu_seconds(master) - before
     return rate, rate * elapsed / cpu if cpu else float("nan"), p99
 
 

@@ -240,6 +240,21 @@ def running_gateway(
         yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
 
 
+def nginx_cpu_seconds(master: int) -> float:
+    """CPU time of an nginx, master and workers, from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(entry.name) == master or int(stat[1]) == master:
+                total += int(stat[11]) + int(stat[12])
+    return total / ticks
+
+
 def write_user_table(directory: Path, table: dict[str, Any]) -> None:
     """The user table (`users_table`) as the gateway's files in `directory`, replacing the previous table whole,
     as the kubelet swaps a ConfigMap's files."""

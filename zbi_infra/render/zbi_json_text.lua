@@ -232,6 +232,19 @@ end
 
 local LITERALS = {[116] = "true", [102] = "false", [110] = "null"}
 
+-- The position of the value after the member name starting at `i` (its string, then ':'), or nil.
+local function past_name(text, i)
+    local name_end = byte(text, i) == 34 and checked_string_end(text, i)
+    if not name_end then
+        return nil
+    end
+    i = skip_space(text, name_end)
+    if byte(text, i) ~= 58 then
+        return nil
+    end
+    return skip_space(text, i + 1)
+end
+
 -- Whether `text` is one JSON text (RFC 8259, as JSON.parse reads it), checked without building any value: a node's
 -- answer of hundreds of thousands of small values, read only to be spliced, costs no table per value.
 local function valid(text)
@@ -253,18 +266,10 @@ local function valid(text)
                 depth = depth - 1
                 after = i + 1
             elseif c == 123 then
-                if close ~= 34 then
+                i = past_name(text, i)
+                if not i then
                     return false
                 end
-                local name_end = checked_string_end(text, i)
-                if not name_end then
-                    return false
-                end
-                i = skip_space(text, name_end)
-                if byte(text, i) ~= 58 then
-                    return false
-                end
-                i = skip_space(text, i + 1)
             end
         elseif c == 34 then
             after = checked_string_end(text, i)
@@ -285,18 +290,10 @@ local function valid(text)
                 if separator == 44 then
                     i = skip_space(text, i + 1)
                     if stack[depth] then
-                        if byte(text, i) ~= 34 then
+                        i = past_name(text, i)
+                        if not i then
                             return false
                         end
-                        local name_end = checked_string_end(text, i)
-                        if not name_end then
-                            return false
-                        end
-                        i = skip_space(text, name_end)
-                        if byte(text, i) ~= 58 then
-                            return false
-                        end
-                        i = skip_space(text, i + 1)
                     end
                     break
                 elseif separator == (stack[depth] and 125 or 93) then
