@@ -24,6 +24,13 @@ UPSTREAM = ROOT / "tests" / "fixtures" / "upstream"
 AS_OF = "2026-09-01"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: two workers per usable CPU. The live tests spend much of their time waiting (a tip's second to
+    pass, a node's delay, nginx starting), so one worker per CPU leaves CPUs idle: on 2 CPUs, 4 workers ran the
+    suite in 7 min 27 s where 2 took 9 min 14 s (1,430 tests, same machine)."""
+    return 2 * len(os.sched_getaffinity(0))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The slow tests first (a stable sort keeps every other order): started last, one of them would keep a worker
     busy for most of a minute while the others stand idle."""
