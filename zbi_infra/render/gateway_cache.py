@@ -143,9 +143,15 @@ def http_directives(cache: GatewayCache | None, temp_dir: str, engine: str = "nj
         f"max_size={cache.max_size_mib}m inactive={cache.inactive_days}d use_temp_path=off;\n"
         "    # The tip the gateway last learned, for one second: read by each call (zbi_tip), and kept by the filler\n"
         "    # while the node is asked for the next (zbi_tip_last).\n"
-        f"    proxy_cache_path {temp_dir}/zbi-tip levels=1 keys_zone=zbi_tip:1m max_size=1m inactive=1m "
-        "use_temp_path=off;\n"
-        f"    proxy_cache_path {temp_dir}/zbi-tip-last levels=1 keys_zone=zbi_tip_last:1m max_size=1m inactive=1m "
+        + (
+            # njs reads it by subrequest; the Lua engine asks the filler's copy over a cosocket (no subrequest in an
+            # HTTP/2 request).
+            f"    proxy_cache_path {temp_dir}/zbi-tip levels=1 keys_zone=zbi_tip:1m max_size=1m inactive=1m "
+            "use_temp_path=off;\n"
+            if engine == "njs"
+            else ""
+        )
+        + f"    proxy_cache_path {temp_dir}/zbi-tip-last levels=1 keys_zone=zbi_tip_last:1m max_size=1m inactive=1m "
         "use_temp_path=off;\n"
         f"    upstream zbi_fill {{\n        server 127.0.0.1:{cache.fill_port};\n        keepalive 8;\n    }}\n"
         "    limit_conn_zone $server_port zone=zbi_fills:1m;\n"
@@ -164,12 +170,12 @@ def _to_node(indent: str, upstream_auth_include: str, *, internal: bool = True) 
 
 
 def server_locations(cache: GatewayCache | None, upstream_auth_include: str, engine: str = "njs") -> str:
-    """In the public server: the tip (micro-cached) and the cache, both internal (reached from gateway_cache.js).
-    The node's credentials come from `upstream_auth_include` (a `proxy_set_header` read at start, as for the
-    proxy)."""
+    """In the public server: the tip (micro-cached, njs's, which reads it by subrequest) and the cache, both internal
+    (reached from the engine's cache module). The node's credentials come from `upstream_auth_include` (a
+    `proxy_set_header` read at start, as for the proxy)."""
     if cache is None:
         return ""
-    return (
+    tip = (
         "        # The tip for this second; past it, from the filler's copy, which gives the last tip while one\n"
         "        # caller asks the node for the next (nginx does that for main requests only; this is a subrequest).\n"
         "        location = /_zbi_tip {\n"
@@ -185,8 +191,12 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str, eng
         "            proxy_cache_key tip;\n"
         f"            proxy_cache_valid 200 {TIP_SECONDS}s;\n"
         "        }\n"
-        "        # A checked call njs handed over: answered from the volume, or filled by the loopback filler. The\n"
-        "        # caller's request is the POST whose body njs read; the filler gets the canonical call in the URI.\n"
+    )
+    return (
+        (tip if engine == "njs" else "")
+        + "        # A checked call the engine handed over: answered from the volume, or filled by the loopback\n"
+        "        # filler. The caller's request is the POST whose body was read; the filler gets the canonical call\n"
+        "        # in the URI.\n"
         "        location @zbi_history {\n"
         "            proxy_pass http://zbi_fill$zbi_cache_key?tip=$zbi_cache_tip;\n"
         "            proxy_method GET;\n"

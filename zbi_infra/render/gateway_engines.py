@@ -54,15 +54,16 @@ class EngineDirectives:
     """What one engine adds to nginx.conf: `main` in the main context (modules to load), `http` in the http block
     (the modules, $zbi_who where njs computes it, the variables the handlers set), `server` first in the public
     server (the Lua engine's variables, with their defaults), `who` first in each location that checks a key (the
-    Lua engine computes $zbi_who there), `content` the JSON-RPC handler, and `splice_location` the named location
-    of the spliced path (njs only: Lua splices in the same handler)."""
+    Lua engine computes $zbi_who there), `content` the JSON-RPC handler, and `subrequest_locations` the locations
+    njs reaches by internal redirect or subrequest: the spliced path's and the rate meter's (Lua splices in the same
+    handler and reaches the meter over a cosocket, since lua-nginx-module has no subrequests in HTTP/2)."""
 
     main: str
     http: str
     server: str
     who: str
     content: str
-    splice_location: str
+    subrequest_locations: str
 
 
 def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives:
@@ -82,13 +83,25 @@ def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives
         server="",
         who="",
         content="            js_content gateway.jsonRpc;\n",
-        splice_location=(
+        subrequest_locations=(
             "        # Batches with refused calls and calls whose answers have members withheld: gateway.js\n"
             "        # redirects them here, where only gateway_splice.js is imported (a module's top level runs in\n"
             "        # every request of its location).\n"
             "        location @zbi_splice {\n"
             f"            js_import splice from {SPLICE_JS_MODULE};\n"
             "            js_content splice.forwardAndSplice;\n"
+            "        }\n"
+            "        # One more call charged to the caller's rate bucket (the meter server applies the same zones).\n"
+            "        location = /_zbi_meter {\n"
+            "            internal;\n"
+            "            proxy_pass http://zbi_meter/;\n"
+            "            proxy_http_version 1.1;\n"
+            "            proxy_pass_request_headers off;\n"
+            "            proxy_pass_request_body off;\n"
+            '            proxy_set_header Content-Length "";\n'
+            '            proxy_set_header Connection "";\n'
+            "            proxy_set_header X-Zbi-Rate-Key $zbi_rate_key;\n"
+            "            proxy_set_header X-Zbi-Bucket $zbi_bucket;\n"
             "        }\n"
         ),
     )
@@ -126,7 +139,7 @@ def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, hist
             "            set_by_lua_block $zbi_who { return zbi.who() }\n"
         ),
         content="            content_by_lua_block { zbi.json_rpc() }\n",
-        splice_location="",
+        subrequest_locations="",
     )
 
 
@@ -160,7 +173,6 @@ def lua_modules(
             "__TABLE_DIR__": paths.config_dir,
             "__KEY_FILE_PREFIX__": KEY_FILE_PREFIX,
             "__ANONYMOUS_FILE__": ANONYMOUS_FILE,
-            "__UPSTREAM_AUTH__": paths.upstream_auth_file,
             "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
             "__METER_SOCKET__": f"{temp_dir}/{METER_SOCKET}",
             "__GRPC_SERVICE__": light_wallet_service()[0],
@@ -174,7 +186,12 @@ def lua_modules(
         },
     )
     splice = _filled(
-        LUA_SPLICE_MODULE, {"__RELAY_PORT__": str(relay_port), "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES)}
+        LUA_SPLICE_MODULE,
+        {
+            "__RELAY_PORT__": str(relay_port),
+            "__MAX_ANSWER__": str(MAX_SPLICED_ANSWER_BYTES),
+            "__UPSTREAM_AUTH__": paths.upstream_auth_file,
+        },
     )
     json_text = _filled(LUA_JSON_TEXT_MODULE, {})
     cache = _filled(
@@ -184,7 +201,6 @@ def lua_modules(
             "__FINAL_DEPTH__": str(FINAL_DEPTH),
             "__MAX_ANSWER__": str(history_cache.max_answer_bytes if history_cache else MAX_CACHED_ANSWER_BYTES),
             "__TIP_MAX_AGE__": str(history_cache.tip_max_age_seconds if history_cache else TIP_MAX_AGE_SECONDS),
-            "__UPSTREAM_AUTH__": paths.upstream_auth_file,
             "__FILL_PORT__": str(history_cache.fill_port if history_cache else FILL_PORT),
         },
     )

@@ -289,23 +289,10 @@ http {{
             proxy_pass http://zbi_rpc;
 {proxy_to_node("            ", paths.upstream_auth_include)}            error_page 502 504 = @node_unavailable;
         }}
-{scripts.splice_location}        # One more call charged to the caller's rate bucket (the meter server below applies the
-        # same zones).
-        location = /_zbi_meter {{
-            internal;
-            proxy_pass http://zbi_meter/;
-            proxy_http_version 1.1;
-            proxy_pass_request_headers off;
-            proxy_pass_request_body off;
-            proxy_set_header Content-Length "";
-            proxy_set_header Connection "";
-            proxy_set_header X-Zbi-Rate-Key $zbi_rate_key;
-            proxy_set_header X-Zbi-Bucket $zbi_bucket;
-        }}
-
+{scripts.subrequest_locations}
 {zcashd}{gateway_cache.server_locations(history_cache, paths.upstream_auth_include, engine)}{grpc}    }}
 {gateway_cache.fill_server(history_cache, paths.upstream_auth_include, engine)}
-    # The relay through which njs reads the node's answers (a batch it splices, a single call whose answer has
+    # The relay through which the engine reads the node's answers (a batch it splices, a single call whose answer has
     # members withheld): the caller of this loopback port must hold the node's credentials, as with the node itself.
     # A batch's answer is held in memory (up to MAX_SPLICED_ANSWER_BYTES), so the replica reads only so many at once
     # (from its memory limit); the others get a JSON-RPC error, which njs passes on. A single call's answer (getinfo)

@@ -28,7 +28,7 @@ function withhold(text, fields) {
     // Every occurrence of each field (a name given twice in the node's answer is withheld twice).
     const cuts = [];
     fields.forEach(function (f) {
-        json.memberSpans(text, result[0], f).forEach(function (span) { cuts.push(span); });
+        json.members(text, result[0], f).every.forEach(function (span) { cuts.push(span); });
     });
     cuts.sort(function (a, b) { return b[0] - a[0]; });
     cuts.forEach(function (span) { text = text.slice(0, span[0]) + WITHHELD_TEXT + text.slice(span[1]); });

@@ -86,9 +86,12 @@ function elements(s, start) {
     }
 }
 
-// The members of the object whose text starts at `start`: {names: {'$' + name: span}, duplicated}.
-function members(s, start) {
+// The members of the object whose text starts at `start`: {names: {'$' + name: span}, duplicated, every: [every
+// span of member `spansOf`, in order]} (a node's answer may give a name twice, and names keeps its last span).
+function members(s, start, spansOf) {
     const names = {};
+    const every = [];
+    const gathered = spansOf === undefined ? null : '$' + spansOf;
     let duplicated = false;
     let i = skipSpace(s, start + 1);
     while (s.charCodeAt(i) !== 125) {
@@ -98,33 +101,15 @@ function members(s, start) {
         const end = valueEnd(s, i);
         duplicated = duplicated || names[name] !== undefined;
         names[name] = [i, end];
-        i = skipSpace(s, end);
-        if (s.charCodeAt(i) === 44) {
-            i = skipSpace(s, i + 1);
-        }
-    }
-    return {names: names, duplicated: duplicated};
-}
-
-// Every span of member `name` of the object whose text starts at `start`, in order (a name may be given twice in
-// a node's answer; members() keeps the last).
-function memberSpans(s, start, name) {
-    const spans = [];
-    let i = skipSpace(s, start + 1);
-    while (s.charCodeAt(i) !== 125) {
-        const keyEnd = stringEnd(s, i);
-        const found = JSON.parse(s.slice(i, keyEnd));
-        i = skipSpace(s, skipSpace(s, keyEnd) + 1);
-        const end = valueEnd(s, i);
-        if (found === name) {
-            spans.push([i, end]);
+        if (name === gathered) {
+            every.push(names[name]);
         }
         i = skipSpace(s, end);
         if (s.charCodeAt(i) === 44) {
             i = skipSpace(s, i + 1);
         }
     }
-    return spans;
+    return {names: names, duplicated: duplicated, every: every};
 }
 
 // The span of member `name` of the object whose text starts at `start`, or undefined.
@@ -147,4 +132,4 @@ function refuseRequest(r, status, code, message) {
     return replyText(r, status, errorText(null, code, message));
 }
 
-export default {skipSpace, elements, members, memberSpans, member, errorText, replyText, refuseRequest};
+export default {skipSpace, elements, members, member, errorText, replyText, refuseRequest};

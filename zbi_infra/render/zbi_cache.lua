@@ -26,7 +26,6 @@ local MAX_ANSWER = __MAX_ANSWER__
 -- What the filler reads of the node's answer at most: a little above what it stores, so an answer just over the
 -- bound still passes (unstored) without a second call.
 local MAX_READ = MAX_ANSWER + 64 * 1024
-local UPSTREAM_AUTH = "__UPSTREAM_AUTH__"
 local HISTORY = "@zbi_history"
 local FILL_PORT = __FILL_PORT__
 local TIP_REQUEST = "GET /_zbi_tip HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
@@ -290,13 +289,6 @@ local function replace_spans(s, spans, by)
     return table.concat(pieces)
 end
 
-local function node_credentials()
-    local file = assert(io.open(UPSTREAM_AUTH, "rb"))
-    local credentials = file:read("*a")
-    file:close()
-    return "Basic " .. ngx.encode_base64(match(credentials, "^%s*(.-)%s*$"))
-end
-
 -- The node asked `method` with `args` (through the loopback relay, reading MAX_READ at most): {status, text,
 -- parsed}, or nil when unread (the node unreachable, or an answer above MAX_READ).
 local function ask(version, method, args)
@@ -307,7 +299,7 @@ local function ask(version, method, args)
     end
     local body = '{"id":"zbi-cache","method":' .. cjson.encode(method) .. ',"params":[' .. table.concat(params, ",") ..
         "]" .. (version ~= "none" and ',"jsonrpc":' .. cjson.encode(version) or "") .. "}"
-    local status, answer = splice.relay("/", body, node_credentials(), MAX_READ)
+    local status, answer = splice.relay("/", body, MAX_READ)
     if not status then
         return nil
     end
@@ -445,7 +437,7 @@ end
 
 -- content_by_lua of the filler: only a caller holding the node's credentials; any failure is "not mine".
 local function fill()
-    if ngx_var.http_authorization ~= node_credentials() then
+    if ngx_var.http_authorization ~= splice.node_authorization() then
         return text.reply(403, "")
     end
     local ok = pcall(fill_from)

@@ -13,13 +13,12 @@ local splice = require "zbi_splice"
 local cache = require "zbi_cache"
 
 local C = ffi.C
-local byte, find, lower, match, sub = string.byte, string.find, string.lower, string.match, string.sub
+local byte, find, lower, sub = string.byte, string.find, string.lower, string.sub
 local ngx_var = ngx.var
 
 local TABLE_DIR = "__TABLE_DIR__/"
 local KEY_FILE_PREFIX = "__KEY_FILE_PREFIX__"
 local ANONYMOUS_FILE = "__ANONYMOUS_FILE__"
-local UPSTREAM_AUTH = "__UPSTREAM_AUTH__"
 local METER_SOCKET = "unix:__METER_SOCKET__"
 local PROXY = "@zbi_rpc"
 local MAX_BATCH = __MAX_BATCH__
@@ -142,24 +141,6 @@ local function refused()
     return {user = "-", profile = nil, anonymous = false}
 end
 
--- `s` without the whitespace around it, in one pass each way (a pattern with a lazy middle would take time
--- quadratic in the whitespace inside: a caller without a key could hold a worker with one long header).
-local function space(c)
-    -- What JavaScript's trim and Lua's %s both take: space, and tab to carriage return.
-    return c == 32 or (c ~= nil and c >= 9 and c <= 13)
-end
-
-local function trimmed(s)
-    local first, last = 1, #s
-    while space(byte(s, first)) do
-        first = first + 1
-    end
-    while last >= first and space(byte(s, last)) do
-        last = last - 1
-    end
-    return sub(s, first, last)
-end
-
 -- {user, profile, anonymous}: profile nil means refused (bad, empty, revoked or expired key, or no anonymous access).
 local function lookup()
     local header = ngx_var.http_authorization
@@ -169,7 +150,7 @@ local function lookup()
     end
     local key, name
     if sub(header, 1, 7) == "Bearer " then
-        key = trimmed(sub(header, 8))
+        key = text.trimmed(sub(header, 8))
     elseif sub(header, 1, 6) == "Basic " then
         local decoded = ngx.decode_base64(sub(header, 7))
         local colon = decoded and find(decoded, ":", 1, true)
@@ -196,10 +177,9 @@ local function lookup()
     return {user = entry.name, profile = entry, anonymous = false}
 end
 
--- The gRPC verdict of an identified caller: "ok", "denied" or "metadata" (the method is the path's last segment).
-local function grpc_verdict(caller)
-    -- The path's second segment (its first is the service's name).
-    local uri = ngx_var.uri
+-- The gRPC verdict of an identified caller for `uri`: "ok", "denied" or "metadata" (the method is the path's second
+-- segment, its first the service's name).
+local function grpc_verdict(caller, uri)
     local method = sub(uri, #GRPC_PREFIX + 1)
     local slash = find(method, "/", 1, true)
     if slash then
@@ -226,7 +206,8 @@ local function who()
     if not caller.profile then
         return "unauthenticated - - -"
     end
-    local verdict = sub(ngx_var.uri, 1, #GRPC_PREFIX) == GRPC_PREFIX and grpc_verdict(caller) or "ok"
+    local uri = ngx_var.uri
+    local verdict = sub(uri, 1, #GRPC_PREFIX) == GRPC_PREFIX and grpc_verdict(caller, uri) or "ok"
     local rate_key = caller.anonymous and ("anon:" .. ngx_var.remote_addr) or ("user:" .. caller.user)
     caller.rate_key = rate_key
     return verdict .. " " .. rate_key .. " " .. tostring(caller.profile.bucket) .. " " .. caller.user
@@ -357,20 +338,12 @@ local function charge(count)
     return true
 end
 
--- The node's credentials for the spliced path (read here so that every file the gateway reads is named here).
-local function upstream_auth()
-    local file = assert(io.open(UPSTREAM_AUTH, "rb"))
-    local credentials = file:read("*a")
-    file:close()
-    return "Basic " .. ngx.encode_base64(trimmed(credentials))
-end
-
 local function spliced(api, body, calls, spans, batch)
     local withheld = {}
     for i = 1, #calls do
         withheld[i] = calls[i].method and WITHHELD[calls[i].method] or false
     end
-    return splice.forward_and_splice(body, calls, spans, withheld, batch, api.relay, upstream_auth())
+    return splice.forward_and_splice(body, calls, spans, withheld, batch, api.relay)
 end
 
 local function single(api, body, parsed, allowed, start)
@@ -438,14 +411,14 @@ local function json_rpc()
     if ngx.req.get_method() ~= "POST" then
         return text.refuse_request(405, -32600, "JSON-RPC requests are POSTs")
     end
-    -- The body, in memory: nginx.conf's client_body_buffer_size is twice the largest body it accepts. A chunked
-    -- body whose framing outgrows that buffer is written to a file nginx has already unlinked: refused, saying how
-    -- to send it.
     -- lua-nginx-module 0.10.26 and later refuse to read an HTTP/2 body sent without a Content-Length (an error
     -- here, not an answer): told so in JSON-RPC rather than with nginx's HTML 500.
     if not pcall(ngx.req.read_body) then
         return text.refuse_request(411, -32600, "the body could not be read: send it with a Content-Length")
     end
+    -- The body, in memory: nginx.conf's client_body_buffer_size is twice the largest body it accepts. A chunked
+    -- body whose framing outgrows that buffer is written to a file nginx has already unlinked: refused, saying how
+    -- to send it.
     local body = ngx.req.get_body_data()
     if body == nil and ngx.req.get_body_file() ~= nil then
         return text.refuse_request(413, -32600,

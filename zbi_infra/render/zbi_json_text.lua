@@ -96,23 +96,30 @@ local function elements(s, start)
     end
 end
 
--- The members of the object whose text starts at `start`: a table name -> span (names decoded, as a JSON parser
--- reads them: "\u006dethod" is `method`), and whether a name is given twice.
+-- The member whose name starts at `i` (spaces before it skipped): its name (decoded, as a JSON parser reads it:
+-- "\u006dethod" is `method`), its value's span, and where the next member's name starts, or its object's `}`.
+local function member_at(s, i)
+    local key_end = string_end(s, i)
+    local name = cjson.decode(sub(s, i, key_end - 1))
+    local first = skip_space(s, skip_space(s, key_end) + 1)
+    local after = value_end(s, first)
+    local next_member = skip_space(s, after)
+    if byte(s, next_member) == 44 then
+        next_member = skip_space(s, next_member + 1)
+    end
+    return name, {first, after}, next_member
+end
+
+-- The members of the object whose text starts at `start`: a table name -> span, and whether a name is given twice.
 local function members(s, start)
     local names = {}
     local duplicated = false
     local i = skip_space(s, start + 1)
     while byte(s, i) ~= 125 do
-        local key_end = string_end(s, i)
-        local name = cjson.decode(sub(s, i, key_end - 1))
-        i = skip_space(s, skip_space(s, key_end) + 1)
-        local after = value_end(s, i)
+        local name, span
+        name, span, i = member_at(s, i)
         duplicated = duplicated or names[name] ~= nil
-        names[name] = {i, after}
-        i = skip_space(s, after)
-        if byte(s, i) == 44 then
-            i = skip_space(s, i + 1)
-        end
+        names[name] = span
     end
     return names, duplicated
 end
@@ -123,16 +130,10 @@ local function member_spans(s, start, name)
     local spans = {}
     local i = skip_space(s, start + 1)
     while byte(s, i) ~= 125 do
-        local key_end = string_end(s, i)
-        local found = cjson.decode(sub(s, i, key_end - 1))
-        i = skip_space(s, skip_space(s, key_end) + 1)
-        local after = value_end(s, i)
+        local found, span
+        found, span, i = member_at(s, i)
         if found == name then
-            spans[#spans + 1] = {i, after}
-        end
-        i = skip_space(s, after)
-        if byte(s, i) == 44 then
-            i = skip_space(s, i + 1)
+            spans[#spans + 1] = span
         end
     end
     return spans
@@ -309,6 +310,24 @@ local function valid(text)
     end
 end
 
+-- `s` without the whitespace around it, in one pass each way (a pattern with a lazy middle would take time
+-- quadratic in the whitespace inside: a caller without a key could hold a worker with one long header).
+local function space(c)
+    -- What JavaScript's trim and Lua's %s both take: space, and tab to carriage return.
+    return c == 32 or (c ~= nil and c >= 9 and c <= 13)
+end
+
+local function trimmed(s)
+    local first, last = 1, #s
+    while space(byte(s, first)) do
+        first = first + 1
+    end
+    while last >= first and space(byte(s, last)) do
+        last = last - 1
+    end
+    return sub(s, first, last)
+end
+
 -- The first `count` characters of `s` (code points, as njs's slice counts them), never cutting a UTF-8 sequence.
 local function prefix(s, count)
     local length = #s
@@ -367,6 +386,7 @@ return {
     decode = decode,
     valid = valid,
     prefix = prefix,
+    trimmed = trimmed,
     error_text = error_text,
     reply = reply,
     refuse_request = refuse_request,

@@ -7,6 +7,8 @@ local text = require "zbi_json_text"
 local byte, lower, match, sub = string.byte, string.lower, string.match, string.sub
 
 local RELAY_HOST, RELAY_PORT = "127.0.0.1", __RELAY_PORT__
+-- The node's `user:password`, in the Secret the pod mounts.
+local UPSTREAM_AUTH = "__UPSTREAM_AUTH__"
 local MAX_ANSWER = __MAX_ANSWER__
 local WITHHELD_TEXT = '"withheld by the gateway"'
 local TOO_LARGE_OR_DOWN = "the node's answers exceed " .. MAX_ANSWER .. " bytes or the node is unavailable: send the " ..
@@ -96,9 +98,19 @@ local function exchange(port, request, max)
     return status, table.concat(parts), headers
 end
 
+-- The node's credentials as the relay and the filler take them (basic auth), read when asked: a new Secret takes
+-- effect without a restart.
+local function node_authorization()
+    local file = assert(io.open(UPSTREAM_AUTH, "rb"))
+    local credentials = file:read("*a")
+    file:close()
+    return "Basic " .. ngx.encode_base64(text.trimmed(credentials))
+end
+
 -- POSTs `body` to the relay's `path` with the node's credentials: the status and the answer, or nil (exchange()).
-local function relay(path, body, auth, max)
-    local request = table.concat({"POST ", path, " HTTP/1.0\r\nHost: ", RELAY_HOST, "\r\nAuthorization: ", auth,
+local function relay(path, body, max)
+    local request = table.concat({"POST ", path, " HTTP/1.0\r\nHost: ", RELAY_HOST, "\r\nAuthorization: ",
+        node_authorization(),
         "\r\nContent-Type: application/json\r\nContent-Length: ", #body, "\r\n\r\n", body})
     local status, answer = exchange(RELAY_PORT, request, max)
     return status, answer
@@ -107,7 +119,7 @@ end
 -- Forwards the allowed calls of `calls` (checked by zbi_gateway.lua; `spans` their text in `body`) and answers
 -- with the node's answers, each in its call's place, the refusals in theirs; a notification gets no answer.
 -- `withheld[i]`: the members withheld from call i's answer (false: none). `route`: the relay's path for the route.
-local function forward_and_splice(body, calls, spans, withheld, batch, route, auth)
+local function forward_and_splice(body, calls, spans, withheld, batch, route)
     local forwarded = {}
     for i = 1, #calls do
         if not calls[i].refusal then
@@ -119,7 +131,7 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
     if #forwarded > 0 then
         local answer
         status, answer = relay(batch and route .. "batch" or route,
-            batch and "[" .. table.concat(forwarded, ",") .. "]" or forwarded[1], auth, MAX_ANSWER)
+            batch and "[" .. table.concat(forwarded, ",") .. "]" or forwarded[1], MAX_ANSWER)
         if not status then
             return text.refuse_request(502, -32603, TOO_LARGE_OR_DOWN)
         end
@@ -183,4 +195,9 @@ local function forward_and_splice(body, calls, spans, withheld, batch, route, au
     return text.reply(status, "[" .. table.concat(out, ",") .. "]")
 end
 
-return {forward_and_splice = forward_and_splice, relay = relay, exchange = exchange}
+return {
+    forward_and_splice = forward_and_splice,
+    relay = relay,
+    exchange = exchange,
+    node_authorization = node_authorization,
+}
