@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -9,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from zbi_infra import image_digests
 from zbi_infra.config.stack import AS_OF_ENV
 from zbi_infra.plan.engine import Plan, evaluate
 from zbi_infra.plan.project import Project, StackFile, find_project
@@ -42,6 +45,21 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     """The gateway's scripting engine a live gateway test runs with: each such test runs with both (the module's
     gateway is started once per engine)."""
     return request.param  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def digest_table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
+    """A digest table for every default image, in place of the committed one (test digests: the SHA-256 of the
+    reference, not a registry's answer)."""
+    digests = {
+        image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in image_digests.default_images()
+    }
+    path = tmp_path / "image-digests.json"
+    path.write_text(json.dumps({"images": {i: {"digest": d} for i, d in digests.items()}}))
+    monkeypatch.setattr(image_digests, "DIGESTS_FILE", path)
+    image_digests.recorded_digests.cache_clear()
+    yield digests
+    image_digests.recorded_digests.cache_clear()
 
 
 @pytest.fixture(scope="session", autouse=True)

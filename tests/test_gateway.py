@@ -51,11 +51,11 @@ def containers(dev: Plan) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in pod_spec(one(dev, "Deployment", "gateway", NS))["containers"]}
 
 
-def test_the_config_map_holds_what_the_renderers_make_from_the_access_file(dev: Plan) -> None:
-    data = one(dev, "ConfigMap", "gateway-config", NS)["data"]
-    access = read_access_file(ROOT / "access" / "testnet.yaml")
+def dev_testnet_gateway_files(engine: Engine = "njs") -> dict[str, str]:
+    """The files the renderers make for dev's testnet gateway (its access file, its upstreams, the mocks' probe key)
+    with `engine`: what its ConfigMap must hold."""
     expected = pod_files(
-        access,
+        read_access_file(ROOT / "access" / "testnet.yaml"),
         GatewayUpstreams(
             rpc="zebrad-rpc.zbi-testnet.svc.cluster.local:18232",
             grpc="lightwalletd-grpc.zbi-testnet.svc.cluster.local:9067",
@@ -64,8 +64,15 @@ def test_the_config_map_holds_what_the_renderers_make_from_the_access_file(dev: 
         max_body_bytes=256 * 1024,
         metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
         probe_key_sha256=key_hash(_digest("dev-probe-key", "password", length=32)),  # the mocks' random key
+        engine=engine,
     )
-    assert data == {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
+    return {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
+
+
+def test_the_config_map_holds_what_the_renderers_make_from_the_access_file(dev: Plan) -> None:
+    data = one(dev, "ConfigMap", "gateway-config", NS)["data"]
+    access = read_access_file(ROOT / "access" / "testnet.yaml")
+    assert data == dev_testnet_gateway_files()
     assert json.loads(data[ANONYMOUS_FILE]) == users_table(access)["anonymous"]
     entries = [json.loads(text) for name, text in data.items() if is_user_file(name) and name != ANONYMOUS_FILE]
     assert len(entries) == len(access.users) + 1

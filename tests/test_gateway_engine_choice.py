@@ -4,9 +4,7 @@ included), and an unknown engine is refused before anything is written."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterator
+import re
 from pathlib import Path
 from typing import Any, get_args
 
@@ -16,21 +14,17 @@ import yaml
 from tests.conftest import ROOT, PlanStack
 from tests.k8s_objects import objects, one, pod_spec
 from tests.stack_input import DEV, TODAY, config_with, project_copy, zbi
-from zbi_infra import image_digests
-from zbi_infra.access_keys import key_hash
-from zbi_infra.config.access import read_access_file
+from tests.test_gateway import dev_testnet_gateway_files
 from zbi_infra.config.instance import GatewayEngine
 from zbi_infra.config.stack import load_stack_config
 from zbi_infra.instances import show
 from zbi_infra.kube import image_ref
 from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION
 from zbi_infra.plan.engine import Plan
-from zbi_infra.plan.mocks import _digest
 from zbi_infra.releases import GATEWAY, OPENRESTY
-from zbi_infra.render import gateway_metrics
-from zbi_infra.render.gateway import POD_CONFIG_DIR, GatewayUpstreams
-from zbi_infra.render.gateway_engines import ENGINES, LUA_MODULES
-from zbi_infra.render.gateway_nginx import pod_files
+from zbi_infra.render.gateway import POD_CONFIG_DIR, GatewayPaths
+from zbi_infra.render.gateway_cache import GatewayCache
+from zbi_infra.render.gateway_engines import ENGINES, LUA_MODULES, lua_modules
 
 NS = "zbi-testnet"
 LUA = {"zbi:instances": {"testnet": {"gateway": {"engine": "lua"}}}}
@@ -95,19 +89,7 @@ def test_lua_puts_the_lua_modules_in_the_config_map_and_no_javascript(njs: Plan,
     # OpenResty has lua-nginx-module built in: loading a dynamic module would fail at start.
     assert "load_module" not in conf and "js_import" not in conf
     # The same files the renderer makes for the engine, from the same access file and upstreams.
-    expected = pod_files(
-        read_access_file(ROOT / "access" / "testnet.yaml"),
-        GatewayUpstreams(
-            rpc="zebrad-rpc.zbi-testnet.svc.cluster.local:18232",
-            grpc="lightwalletd-grpc.zbi-testnet.svc.cluster.local:9067",
-            grpc_tls_name="lightwalletd-grpc.zbi-testnet.svc.cluster.local",
-        ),
-        max_body_bytes=256 * 1024,
-        metrics_syslog=f"127.0.0.1:{gateway_metrics.SYSLOG_PORT}",
-        probe_key_sha256=key_hash(_digest("dev-probe-key", "password", length=32)),  # the mocks' random key
-        engine="lua",
-    )
-    assert data == {**expected, gateway_metrics.PROGRAM_FILE: gateway_metrics.mtail_program()}
+    assert data == dev_testnet_gateway_files("lua")
     # A change of engine is a change of what nginx reads at start: the pods roll.
     annotations = [pod["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH_ANNOTATION]
                    for pod in (one(njs, "Deployment", "gateway", NS), one(lua, "Deployment", "gateway", NS))]  # fmt: skip
@@ -142,33 +124,21 @@ def test_the_gateways_image_override_applies_to_openresty(plan_stack: PlanStack)
     assert nginx_container(plan)["command"][0] == OPENRESTY.binary
 
 
-@pytest.fixture
-def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
-    """A digest table for every default image (test digests: the SHA-256 of the reference)."""
-    digests = {i: "sha256:" + hashlib.sha256(i.encode()).hexdigest() for i in image_digests.default_images()}
-    path = tmp_path / "image-digests.json"
-    path.write_text(json.dumps({"images": {i: {"digest": d} for i, d in digests.items()}}))
-    monkeypatch.setattr(image_digests, "DIGESTS_FILE", path)
-    image_digests.recorded_digests.cache_clear()
-    yield digests
-    image_digests.recorded_digests.cache_clear()
-
-
 def test_openresty_is_pinned_by_the_digest_table_and_shown_with_its_digest(
-    plan_stack: PlanStack, recorded: dict[str, str]
+    plan_stack: PlanStack, digest_table: dict[str, str]
 ) -> None:
     """tools/pin_images.py resolves what default_images lists: OpenResty with the others, so requireImageDigests
     holds for a Lua gateway as for an njs one."""
     reference = f"{OPENRESTY.repository}:{OPENRESTY.tag}"
-    assert reference in recorded
+    assert reference in digest_table
     plan = plan_stack("dev", merge=LUA)
-    assert nginx_container(plan)["image"] == f"{reference}@{recorded[reference]}"
+    assert nginx_container(plan)["image"] == f"{reference}@{digest_table[reference]}"
     config = load_stack_config(config_with(zbi__instances={"testnet": {"gateway": {"engine": "lua"}}}), today=TODAY)
     shown = show(config, "testnet", ROOT / "Pulumi.dev.yaml")["gateway"]["image"]
     assert (shown["repository"], shown["tag"], shown["digest"]) == (
         OPENRESTY.repository,
         OPENRESTY.tag,
-        recorded[reference],
+        digest_table[reference],
     )
 
 
@@ -195,3 +165,16 @@ def test_lua_renders_the_history_cache_when_it_is_on(cache: dict[str, Any], plan
     assert ("content_by_lua_block { zbi_cache.fill() }" in data["nginx.conf"]) is enabled
     assert ("proxy_cache zbi_history;" in data["nginx.conf"]) is enabled
     assert not [name for name in data if name.endswith(".js")]
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["no-cache", "history-cache"])
+def test_the_lua_modules_have_no_placeholder_left(cached: bool) -> None:
+    """Each placeholder is filled in the module that holds it (a left one would be a Lua syntax error at start, or
+    worse, a string: a path such as the node's credentials' read as `__UPSTREAM_AUTH__`)."""
+    paths = GatewayPaths(config_dir="/etc/zbi-gateway", upstream_auth_file="/run/secrets/node-rpc")
+    cache = GatewayCache(1, 1, 1) if cached else None
+    modules = lua_modules(paths, history_cache=cache)
+    assert set(modules) == set(LUA_MODULES)
+    assert {name: re.findall(r"__[A-Z_]+__", text) for name, text in modules.items()} == {name: [] for name in modules}
+    assert '"/run/secrets/node-rpc"' in modules["zbi_splice.lua"]
+    assert ("local ENABLED = true" in modules["zbi_cache.lua"]) is cached

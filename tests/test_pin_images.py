@@ -237,28 +237,14 @@ def rendered_images(plan: Plan) -> set[str]:
     }
 
 
-@pytest.fixture
-def table(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """A table for every default image (test digests: the SHA-256 of the reference, not a registry's answer)."""
-    digests = {
-        image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in image_digests.default_images()
-    }
-    path = tmp_path / "image-digests.json"
-    path.write_text(json.dumps({"images": {i: {"digest": d} for i, d in digests.items()}}))
-    monkeypatch.setattr(image_digests, "DIGESTS_FILE", path)
-    image_digests.recorded_digests.cache_clear()
-    yield digests
-    image_digests.recorded_digests.cache_clear()
-
-
 def test_every_rendered_image_carries_the_digest_the_table_records(
-    plan_stack: PlanStack, table: dict[str, str]
+    plan_stack: PlanStack, digest_table: dict[str, str]
 ) -> None:
     plan = plan_stack("dev", merge={"zbi:instances": VARIANTS})
     images = rendered_images(plan)
     by_tag = {image.split("@")[0]: image.split("@")[1] if "@" in image else None for image in images}
     assert len(by_tag) >= 8  # node, light-wallet servers, gateway, mtail, socat, zcashd, the compat sidecar ...
-    assert {tag: table.get(tag) for tag in by_tag} == by_tag
+    assert {tag: digest_table.get(tag) for tag in by_tag} == by_tag
 
 
 def test_the_repositorys_table_is_what_rendering_uses(plan_stack: PlanStack) -> None:
@@ -270,7 +256,7 @@ def test_the_repositorys_table_is_what_rendering_uses(plan_stack: PlanStack) -> 
         assert digest == (recorded.get(tag) or "")
 
 
-def test_an_instances_own_digest_wins_over_the_table(plan_stack: PlanStack, table: dict[str, str]) -> None:
+def test_an_instances_own_digest_wins_over_the_table(plan_stack: PlanStack, digest_table: dict[str, str]) -> None:
     own = "sha256:" + "ab" * 32
     plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"node": {"image": {"digest": own}}}}})
     assert f"zfnd/zebra:6.3.0@{own}" in rendered_images(plan)
@@ -297,7 +283,9 @@ def test_an_instance_requiring_digests_is_refused_without_them(plan_stack: PlanS
         image_digests.recorded_digests.cache_clear()
 
 
-def test_with_every_digest_recorded_the_strict_instance_passes(plan_stack: PlanStack, table: dict[str, str]) -> None:
+def test_with_every_digest_recorded_the_strict_instance_passes(
+    plan_stack: PlanStack, digest_table: dict[str, str]
+) -> None:
     strict = plan_stack("dev", merge={"zbi:instances": {"testnet": {"requireImageDigests": True}, **VARIANTS}})
     assert not violations(strict)
     assert all(PINNED.search(image) for image in rendered_images(strict))
