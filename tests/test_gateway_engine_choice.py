@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 import yaml
@@ -15,7 +15,6 @@ from tests.conftest import ROOT, PlanStack
 from tests.k8s_objects import objects, one, pod_spec
 from tests.stack_input import DEV, TODAY, config_with, project_copy, zbi
 from tests.test_gateway import dev_testnet_gateway_files
-from zbi_infra.config.instance import GatewayEngine
 from zbi_infra.config.stack import load_stack_config
 from zbi_infra.instances import show
 from zbi_infra.kube import image_ref
@@ -24,7 +23,7 @@ from zbi_infra.plan.engine import Plan
 from zbi_infra.releases import GATEWAY, OPENRESTY
 from zbi_infra.render.gateway import POD_CONFIG_DIR, GatewayPaths
 from zbi_infra.render.gateway_cache import GatewayCache
-from zbi_infra.render.gateway_engines import ENGINES, LUA_MODULES, lua_modules
+from zbi_infra.render.gateway_engines import LUA_MODULES, lua_modules
 
 NS = "zbi-testnet"
 LUA = {"zbi:instances": {"testnet": {"gateway": {"engine": "lua"}}}}
@@ -51,10 +50,6 @@ def nginx_container(plan: Plan) -> dict[str, Any]:
 
 def config_data(plan: Plan) -> dict[str, str]:
     return one(plan, "ConfigMap", "gateway-config", NS)["data"]
-
-
-def test_the_configs_engines_are_the_ones_the_renderer_renders() -> None:
-    assert set(get_args(GatewayEngine)) == set(ENGINES)
 
 
 def test_lua_runs_openresty_as_nobody_with_the_same_flags_as_njs(njs: Plan, lua: Plan) -> None:

@@ -224,7 +224,7 @@ GATEWAY_BODY_BUFFER_FACTOR = 2
 GATEWAY_MIN_ANONYMOUS_REQUESTS = 8
 # Calls (gRPC streams included) one user, or one anonymous address, may have open at once.
 GATEWAY_MAX_CALLS_PER_CALLER = 32
-# The gateway's scripting engines (render/gateway_engines.py's Engine, which renders them; the two lists agree).
+# The gateway's scripting engines, each rendered by render/gateway_engines.py.
 GatewayEngine = Literal["njs", "lua"]
 
 

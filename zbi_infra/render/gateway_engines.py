@@ -16,10 +16,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Literal
+from typing import get_args
 
 from zbi_infra.config.access import NEVER_EXPOSED, NEVER_EXPOSED_PREFIXES, Z_CHAIN_QUERIES, light_wallet_service
 from zbi_infra.config.history import FINAL_DEPTH
+from zbi_infra.config.instance import GatewayEngine as Engine
 from zbi_infra.config.zcashd_methods import gateway_refused
 from zbi_infra.render.gateway import (
     ANONYMOUS_FILE,
@@ -38,8 +39,8 @@ from zbi_infra.render.gateway import (
 )
 from zbi_infra.render.gateway_cache import FILL_PORT, MAX_CACHED_ANSWER_BYTES, TIP_MAX_AGE_SECONDS, GatewayCache
 
-Engine = Literal["njs", "lua"]
-ENGINES: tuple[Engine, ...] = ("njs", "lua")
+# The engines are the configuration's (gateway.engine), named once there.
+ENGINES: tuple[Engine, ...] = get_args(Engine)
 
 # The Lua engine's modules, files of the ConfigMap as the njs ones are (required by these names).
 LUA_GATEWAY_MODULE = "zbi_gateway.lua"
