@@ -16,6 +16,7 @@ from importlib import resources
 
 from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.history_cache import HistoryCacheConfig
+from zbi_infra.config.instance import GatewayEngine
 
 JS_MODULE = "gateway_cache.js"
 # The loopback server that fills the cache from the node (nginx.conf's proxy cache reads through it).
@@ -109,7 +110,7 @@ def cache_js(cache: GatewayCache | None, upstream_auth_file: str, relay_port: in
     return template
 
 
-def http_directives(cache: GatewayCache | None, temp_dir: str, engine: str = "njs") -> str:
+def http_directives(cache: GatewayCache | None, temp_dir: str, engine: GatewayEngine = "njs") -> str:
     """In nginx.conf's http block: the cache's log fields always (the access log names them), its zones and the
     filler's upstream when on, and for the njs engine its module and variables (the Lua engine's are the server's,
     gateway_engines.py)."""
@@ -169,7 +170,7 @@ def _to_node(indent: str, upstream_auth_include: str, *, internal: bool = True) 
     )
 
 
-def server_locations(cache: GatewayCache | None, upstream_auth_include: str, engine: str = "njs") -> str:
+def server_locations(cache: GatewayCache | None, upstream_auth_include: str, engine: GatewayEngine = "njs") -> str:
     """In the public server: the tip (micro-cached, njs's, which reads it by subrequest) and the cache, both internal
     (reached from the engine's cache module). The node's credentials come from `upstream_auth_include` (a
     `proxy_set_header` read at start, as for the proxy)."""
@@ -243,7 +244,7 @@ def server_locations(cache: GatewayCache | None, upstream_auth_include: str, eng
     )
 
 
-def fill_server(cache: GatewayCache | None, upstream_auth_include: str, engine: str = "njs") -> str:
+def fill_server(cache: GatewayCache | None, upstream_auth_include: str, engine: GatewayEngine = "njs") -> str:
     """The loopback server behind the cache: asks the node (the checked call, in canonical form) and says what may
     be stored. At most `fills_at_once` fills at once; the others are "not mine" and go to the node uncached."""
     if cache is None:
