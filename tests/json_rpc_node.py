@@ -32,6 +32,15 @@ class Node:
     # How the node misbehaves within JSON-RPC, set by a test: "reversed" answers a batch in reverse order (the
     # specification lets a server answer in any order), "errors twice" gives getinfo's `errors` member twice.
     quirks: set[str] = field(default_factory=set)
+    # Set by stop(): connections still open (an upstream's kept-alive ones) are closed unanswered, as by a dead node.
+    down: list[bool] = field(default_factory=lambda: [False])
+
+    def stop(self) -> None:
+        """The node gone: no new connection is accepted, and one kept alive gets no answer (a server's shutdown
+        alone stops accepting, while its handler threads go on serving the connections they hold)."""
+        self.down[0] = True
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def node_answer(body: Any) -> tuple[bytes, int]:
@@ -64,12 +73,16 @@ def start_node() -> Node:
     headers: list[dict[str, str]] = []
     delay = [0.0]
     quirks: set[str] = set()
+    down = [False]
 
     class Handler(BaseHTTPRequestHandler):
         # Keep-alive, as zebrad and the gateway's upstream pool use it.
         protocol_version = "HTTP/1.1"
 
         def do_POST(self) -> None:
+            if down[0]:
+                self.close_connection = True
+                return
             seen.append(self.headers.get("Authorization", ""))
             headers.append(dict(self.headers))
             raw = self.rfile.read(int(self.headers["Content-Length"]))
@@ -91,4 +104,4 @@ def start_node() -> Node:
 
     # socketserver's default backlog of 5 resets connections when 32 clients connect at once.
     server = serve_in_background(Handler, backlog=128)
-    return Node(server, seen, received, headers, delay, quirks)
+    return Node(server, seen, received, headers, delay, quirks, down)

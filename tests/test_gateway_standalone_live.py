@@ -178,8 +178,7 @@ def test_the_monitoring_probe_measures_json_rpc_through_the_gateway(engine: Engi
             assert wrong.probe(JSON_RPC_MODULE, gateway.url) == 0
             status, body = gateway.call({"method": "getblockcount", "id": 1}, user=PROBE_USER, key=probe_key)
             assert status == 200 and body["error"]["code"] == -32601
-            node.server.shutdown()
-            node.server.server_close()
+            node.stop()
             assert blackbox.probe(JSON_RPC_MODULE, gateway.url) == 0
     finally:
         node.server.shutdown()
