@@ -4,6 +4,7 @@ through passwordless sudo as on GitHub's runners. A tool that cannot be had fail
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 
+@functools.cache
 def _apt_get() -> list[str] | None:
     if not shutil.which("apt-get"):
         return None
@@ -32,16 +34,17 @@ def _present(binary: str, needs: tuple[Path, ...]) -> str | None:
 
 def debian_tool(binary: str, packages: list[str], *, needs: tuple[Path, ...] = ()) -> str:
     """The path of `binary` (and every file of `needs` present), installing `packages` when missing."""
-    found = _present(binary, needs)
-    if found:
-        return found
     apt_get = _apt_get()
-    if apt_get:
+    if not apt_get:
+        found = _present(binary, needs)
+    else:
         # The suite's xdist workers may install at the same moment: one at a time (a file lock in the temporary
         # directory, released with its process), and apt-get waits for dpkg's lock rather than failing at once.
+        # Presence is checked under the lock too: while another worker's dpkg is unpacking, a module's file can exist
+        # before the library it links to (CI once started nginx with the Lua module before libluajit was unpacked).
         with (Path(tempfile.gettempdir()) / "zbi-tests-apt.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            found = _present(binary, needs)  # another worker may have installed it meanwhile
+            found = _present(binary, needs)
             if not found:
                 wait = ["-o", "DPkg::Lock::Timeout=240"]
                 subprocess.run([*apt_get, *wait, "update", "-qq"], capture_output=True, timeout=300)
