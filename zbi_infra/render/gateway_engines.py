@@ -55,9 +55,10 @@ class EngineDirectives:
     """What one engine adds to nginx.conf: `main` in the main context (modules to load), `http` in the http block
     (the modules, $zbi_who where njs computes it, the variables the handlers set), `server` first in the public
     server (the Lua engine's variables, with their defaults), `who` first in each location that checks a key (the
-    Lua engine computes $zbi_who there), `content` the JSON-RPC handler, and `subrequest_locations` the locations
-    njs reaches by internal redirect or subrequest: the spliced path's and the rate meter's (Lua splices in the same
-    handler and reaches the meter over a cosocket, since lua-nginx-module has no subrequests in HTTP/2)."""
+    Lua engine sets $zbi_verdict and the variables derived from it there), `content` the JSON-RPC handler, and
+    `subrequest_locations` the locations njs reaches by internal redirect or subrequest: the spliced path's and the
+    rate meter's (Lua splices in the same handler and reaches the meter over a cosocket, since lua-nginx-module has
+    no subrequests in HTTP/2)."""
 
     main: str
     http: str
@@ -133,11 +134,14 @@ def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, hist
             "        # made).\n"
             '        set $zbi_methods "";\n'
             '        set $zbi_method "-";\n'
-            '        set $zbi_cache "-";\n' + cache_variables
+            '        set $zbi_cache "-";\n'
+            "        # Who the log names where no key is checked (a location answering alone): set by who() otherwise.\n"
+            '        set $zbi_user "-";\n' + cache_variables
         ),
         who=(
-            "            # Who the caller is and what they may do, before the body, split by the maps above.\n"
-            "            set_by_lua_block $zbi_who { return zbi.who() }\n"
+            "            # Who the caller is and what they may do, before the body: the verdict, and the variables\n"
+            "            # the maps would split from $zbi_who, set by Lua itself (no map runs for them).\n"
+            "            set_by_lua_block $zbi_verdict { return zbi.who() }\n"
         ),
         content="            content_by_lua_block { zbi.json_rpc() }\n",
         subrequest_locations="",

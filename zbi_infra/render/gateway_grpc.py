@@ -20,7 +20,7 @@ UNSERVED_GRPC = (
 def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None, who: str = "") -> str:
     """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
     error pages; allowed calls, server streams included, pass through unbuffered. `who`: the engine's lines that
-    compute $zbi_who in a location (the Lua engine's; njs computes it when read)."""
+    identify the caller in a location (the Lua engine's, which sets $zbi_verdict; njs computes $zbi_who when read)."""
     service, _ = light_wallet_service()
 
     def status(name: str, code: int, message: str, http_status: int = 204) -> str:

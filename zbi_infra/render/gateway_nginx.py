@@ -77,8 +77,10 @@ def _zones(buckets: dict[str, RateLimit]) -> str:
 
 
 def _who_fields() -> str:
-    """$zbi_who is "<verdict> <rate key> <bucket> <user>" (gateway.js's who()); a refused caller's rate key and
-    bucket are "-": counted in no bucket (an empty limit key is not counted), only in the refused keys' zone."""
+    """$zbi_who is "<verdict> <rate key> <bucket> <user>" (gateway.js's who(), and the meter's from its headers); a
+    refused caller's rate key and bucket are "-": counted in no bucket (an empty limit key is not counted), only in
+    the refused keys' zone. The Lua engine sets these variables itself, so their maps run only for njs and the
+    meter (a variable a request has set is not computed by its map)."""
     return (
         "    map $zbi_who $zbi_verdict { ~^(\\S+) $1; default unauthenticated; }\n"
         '    map $zbi_who $zbi_rate_key { "~^\\S+ - " ""; "~^\\S+ (\\S+) " $1; default ""; }\n'
@@ -161,7 +163,7 @@ def nginx_conf(
         if grpc_upstream
         else ""
     )
-    log_format = json.dumps(ACCESS_LOG_FIELDS, separators=(",", ":"))
+    log_format = json.dumps({**ACCESS_LOG_FIELDS, **gateway_cache.log_fields(history_cache)}, separators=(",", ":"))
     metrics_log = (
         f"    # A copy for the metrics sidecar (mtail), over loopback UDP: nginx never blocks on it.\n"
         # mtail reads datagrams as lines: each message ends with the newline syslog does not add.

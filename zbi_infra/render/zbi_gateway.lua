@@ -141,13 +141,8 @@ local function refused()
     return {user = "-", profile = nil, anonymous = false}
 end
 
--- {user, profile, anonymous}: profile nil means refused (bad, empty, revoked or expired key, or no anonymous access).
-local function lookup()
-    local header = ngx_var.http_authorization
-    if not header or header == "" then
-        local anonymous = entry_in(ANONYMOUS_FILE)
-        return anonymous and {user = "anonymous", profile = anonymous, anonymous = true} or refused()
-    end
+-- The entry file and the user's name (nil for a Bearer key) an Authorization header names, or nil.
+local function named_by(header)
     local key, name
     if sub(header, 1, 7) == "Bearer " then
         key = text.trimmed(sub(header, 8))
@@ -155,20 +150,62 @@ local function lookup()
         local decoded = ngx.decode_base64(sub(header, 7))
         local colon = decoded and find(decoded, ":", 1, true)
         if not colon then
-            return refused()
+            return nil
         end
         name, key = sub(decoded, 1, colon - 1), sub(decoded, colon + 1)
     else
-        return refused()
+        return nil
     end
     -- An empty key is no key: never hashed (the SHA-256 of "" must not match a user, whatever the table says).
     if key == "" then
-        return refused()
+        return nil
     end
     -- The file's name is hex digits only: no path can be made of a key.
-    local entry = entry_in(KEY_FILE_PREFIX .. sha256_hex(key) .. ".json")
+    return KEY_FILE_PREFIX .. sha256_hex(key) .. ".json", name
+end
+
+-- What named_by() made of headers this worker has seen, by header: worked out once (base64, SHA-256 and the file's
+-- name were a twentieth of a request's instructions, benchmarks/gateway_instructions.py). Only headers whose key
+-- has an entry, and short ones, are kept: a caller cannot grow the table with made-up keys, and what one with a
+-- key can add by spelling it many ways is bounded (KNOWN_MAX entries of KNOWN_MAX_BYTES, then it starts afresh).
+-- The entry itself is still checked per request: a revoked or rotated key is refused at once.
+local KNOWN_MAX, KNOWN_MAX_BYTES = 4096, 256
+local known, known_count = {}, 0
+
+local function remember(header, file, name)
+    if #header > KNOWN_MAX_BYTES then
+        return
+    end
+    if known_count >= KNOWN_MAX then
+        known, known_count = {}, 0
+    end
+    known[header] = {file = file, name = name}
+    known_count = known_count + 1
+end
+
+-- {user, profile, anonymous}: profile nil means refused (bad, empty, revoked or expired key, or no anonymous access).
+local function lookup()
+    local header = ngx_var.http_authorization
+    if not header or header == "" then
+        local anonymous = entry_in(ANONYMOUS_FILE)
+        return anonymous and {user = "anonymous", profile = anonymous, anonymous = true} or refused()
+    end
+    local seen = known[header]
+    local file, name
+    if seen then
+        file, name = seen.file, seen.name
+    else
+        file, name = named_by(header)
+        if not file then
+            return refused()
+        end
+    end
+    local entry = entry_in(file)
     if not entry or (name ~= nil and entry.name ~= name) then
         return refused()
+    end
+    if not seen then
+        remember(header, file, name)
     end
     local expires = entry.expires
     if type(expires) == "string" and sub(ngx.utctime(), 1, 10) >= expires then
@@ -198,19 +235,30 @@ local function grpc_verdict(caller, uri)
     return "ok"
 end
 
--- set_by_lua $zbi_who, before the body: "<verdict> <rate key> <bucket> <user>", which nginx's maps split into the
--- variables its rate limits, caps and log read (as gateway.js's who()). The caller is kept for json_rpc().
+-- set_by_lua $zbi_verdict, before the body: "ok", "denied", "metadata" or "unauthenticated" (gateway.js's who()).
+-- The variables the rate limits, caps and log read are set here too, where njs's "<verdict> <rate key> <bucket>
+-- <user>" is split by nginx's maps: each map is a regular expression run per request, and a set variable is never
+-- computed by its map. The caller is kept for json_rpc().
 local function who()
     local caller = lookup()
     ngx.ctx.zbi_caller = caller
     if not caller.profile then
-        return "unauthenticated - - -"
+        -- Counted in no bucket and no cap of callers (an empty key is not counted): only in the refused keys' zone.
+        ngx_var.zbi_rate_key = ""
+        ngx_var.zbi_bucket = ""
+        ngx_var.zbi_user = "-"
+        ngx_var.zbi_anonymous_caller = ""
+        return "unauthenticated"
     end
     local uri = ngx_var.uri
     local verdict = sub(uri, 1, #GRPC_PREFIX) == GRPC_PREFIX and grpc_verdict(caller, uri) or "ok"
     local rate_key = caller.anonymous and ("anon:" .. ngx_var.remote_addr) or ("user:" .. caller.user)
     caller.rate_key = rate_key
-    return verdict .. " " .. rate_key .. " " .. tostring(caller.profile.bucket) .. " " .. caller.user
+    ngx_var.zbi_rate_key = rate_key
+    ngx_var.zbi_bucket = tostring(caller.profile.bucket)
+    ngx_var.zbi_user = caller.user
+    ngx_var.zbi_anonymous_caller = caller.anonymous and "anonymous" or ""
+    return verdict
 end
 
 local function never_exposed(method)
