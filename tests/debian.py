@@ -32,8 +32,19 @@ def _present(binary: str, needs: tuple[Path, ...]) -> str | None:
     return found if found and all(path.exists() for path in needs) else None
 
 
+# What this process has found, by request: once found whole, a tool stays (only the first call waits for the lock).
+_found: dict[tuple[str, tuple[str, ...], tuple[Path, ...]], str] = {}
+
+
 def debian_tool(binary: str, packages: list[str], *, needs: tuple[Path, ...] = ()) -> str:
     """The path of `binary` (and every file of `needs` present), installing `packages` when missing."""
+    request = (binary, tuple(packages), needs)
+    if request not in _found:
+        _found[request] = _installed(binary, packages, needs)
+    return _found[request]
+
+
+def _installed(binary: str, packages: list[str], needs: tuple[Path, ...]) -> str:
     apt_get = _apt_get()
     if not apt_get:
         found = _present(binary, needs)
@@ -42,6 +53,8 @@ def debian_tool(binary: str, packages: list[str], *, needs: tuple[Path, ...] = (
         # directory, released with its process), and apt-get waits for dpkg's lock rather than failing at once.
         # Presence is checked under the lock too: while another worker's dpkg is unpacking, a module's file can exist
         # before the library it links to (CI once started nginx with the Lua module before libluajit was unpacked).
+        # A test may wait here for another worker's install: once per process and tool (_found), so a test timing
+        # two calls does not find an install between them.
         with (Path(tempfile.gettempdir()) / "zbi-tests-apt.lock").open("w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             found = _present(binary, needs)
