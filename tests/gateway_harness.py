@@ -114,7 +114,9 @@ CJSON = Path("/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so")
 
 def nginx(engine: Engine = "njs") -> str:
     if engine == "lua":
-        packages = ["nginx-light", "libnginx-mod-http-lua", "lua-cjson"]
+        # luajit2 with them: its interpreter (tests/test_json_text_lua.py) shares the module's libluajit2, where
+        # Debian's luajit would replace that library, and apt would remove the module (CI failed so).
+        packages = ["nginx-light", "libnginx-mod-http-lua", "lua-cjson", "luajit2"]
         return debian_tool("nginx", packages, needs=(*LUA_MODULES, CJSON))
     return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
 

@@ -1,5 +1,5 @@
 """zbi_json_text.lua's `valid` (the Lua engine's check of a node's answer it splices, building no value) against
-Python's strict JSON parser, on generated texts and single-byte mutations of them, in LuaJIT (Debian's luajit, the
+Python's strict JSON parser, on generated texts and single-byte mutations of them, in LuaJIT (Debian's luajit2, the
 module loaded as the gateway loads it, with lua-cjson): both must call the same texts JSON."""
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def strictly_json(data: bytes) -> bool:
 
 
 def lua_valid(texts: list[bytes], tmp_path: Path) -> list[bool]:
-    luajit = debian_tool("luajit", ["luajit", "lua-cjson"])
+    # luajit2 (OpenResty's LuaJIT branch, as the nginx module's libluajit2 and OpenResty's image): Debian's other
+    # luajit conflicts with that library, and installing it removed the nginx module under the other tests.
+    luajit = debian_tool("luajit", ["luajit2", "lua-cjson"])
     module = lua_modules(GatewayPaths(config_dir="/c", upstream_auth_file="/a"))[LUA_JSON_TEXT_MODULE]
     (tmp_path / LUA_JSON_TEXT_MODULE).write_text(module)
     (tmp_path / "driver.lua").write_text(DRIVER)
