@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -177,3 +178,29 @@ def test_a_batch_of_thousands_is_charged_whole(engine: Engine, tmp_path: Path) -
             assert "worker_connections are not enough" not in gateway.log.read_text(errors="replace")
     finally:
         node.server.shutdown()
+
+
+def test_locations_answering_alone_log_the_same_and_warn_of_nothing(served: tuple[Gateway, Node]) -> None:
+    """`/zcashd` without a sidecar answers 404 in nginx alone: its log line names the caller as on the other paths,
+    on both engines (njs computes the caller when the log reads it; the Lua engine logged "-" there), and nginx warns
+    of no variable used before it was set (the Lua engine's log read a `$zbi_who` only its handler sets)."""
+    gateway, _ = served
+    for authorization in (None, EXCHANGE):
+        connection = http.client.HTTPSConnection("127.0.0.1", gateway.port, timeout=20, context=gateway.context)
+        headers = {"Content-Type": "application/json", **({"Authorization": authorization} if authorization else {})}
+        try:
+            connection.request("POST", "/zcashd", b"{}", headers)
+            response = connection.getresponse()
+            assert response.status == 404 and json.loads(response.read())["error"]["code"] == -32601
+        finally:
+            connection.close()
+    deadline = time.monotonic() + 5
+    while True:
+        lines = gateway.log.read_text().splitlines()
+        entries = [json.loads(line) for line in lines if line.startswith('{"') and '"path":"/zcashd"' in line]
+        if len(entries) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    logged = [(e["user"], e["status"], e["cache"], e["cache_bytes"]) for e in entries]
+    assert logged == [("anonymous", "404", "-", "0"), ("exchange", "404", "-", "0")]
+    assert not [line for line in lines if "uninitialized" in line or "[warn]" in line]

@@ -247,8 +247,9 @@ class GatewayConfig(StrictModel):
     # The scripting engine that checks keys, allowlists and bodies: njs (nginx's own, in nginx-unprivileged) or lua
     # (lua-nginx-module, in OpenResty's image; image overrides then name an OpenResty image). Both give the same
     # answers; Lua keeps its modules and the user-table entries it read across requests, where njs starts afresh
-    # each time: an authenticated getblockcount costs about 0.53-0.58 of plain nginx's requests per CPU-second on
-    # Lua and 0.27-0.34 on njs (benchmarks/gateway_load.py). njs stays the default until OpenResty's image has run
+    # each time: authenticated getblockcounts run at about half of plain nginx's requests per CPU-second on Lua
+    # (0.45-0.56 over six runs, 0.53 by instructions) and a third on njs (0.26-0.47, 0.20 by instructions;
+    # benchmarks/gateway_load.py, gateway_instructions.py). njs stays the default until OpenResty's image has run
     # in a cluster (it was not pulled where zBI is tested; the Lua modules ran on Debian's lua-nginx-module).
     engine: GatewayEngine = "njs"
 

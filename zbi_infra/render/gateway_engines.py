@@ -135,7 +135,8 @@ def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, hist
             '        set $zbi_methods "";\n'
             '        set $zbi_method "-";\n'
             '        set $zbi_cache "-";\n'
-            "        # Who the log names where no key is checked (a location answering alone): set by who() otherwise.\n"
+            "        # Who the log names where no key is checked (a location answering alone); who() sets it\n"
+            "        # otherwise.\n"
             '        set $zbi_user "-";\n' + cache_variables
         ),
         who=(

@@ -176,6 +176,7 @@ def nginx_conf(
     key_check = "            if ($zbi_verdict = unauthenticated) { rewrite ^ /_zbi_unauthenticated last; }"
     zcashd = gateway_zcashd.locations(
         zcashd_upstream,
+        who=scripts.who,
         checks=f"{scripts.who}{key_check}\n{concurrency}\n{limits}",
         content=scripts.content,
         proxy_to_node=proxy_to_node(" " * 12, paths.upstream_auth_include),

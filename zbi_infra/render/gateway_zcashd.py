@@ -17,12 +17,13 @@ def upstream_block(zcashd_upstream: str | None) -> str:
     return f"\n    upstream {UPSTREAM} {{\n        server {zcashd_upstream};\n        keepalive 16;\n    }}\n"
 
 
-def locations(zcashd_upstream: str | None, *, checks: str, content: str, proxy_to_node: str) -> str:
-    """The public location and its proxy. `checks`: the key check, concurrency and rate limits of `location /`;
-    `content`: its JSON-RPC handler (the engine's)."""
+def locations(zcashd_upstream: str | None, *, who: str, checks: str, content: str, proxy_to_node: str) -> str:
+    """The public location and its proxy. `who`: the engine's lines that identify the caller (its answer without a
+    sidecar is logged under the caller's name, as njs computes it when the log reads it); `checks`: the key check,
+    concurrency and rate limits of `location /`; `content`: its JSON-RPC handler (the engine's)."""
     if zcashd_upstream is None:
         return (
-            f"        location = {ZCASHD_PATH} {{\n"
+            f"        location = {ZCASHD_PATH} {{\n{who}"
             "            default_type application/json;\n"
             f"            return 404 '{NO_ZCASHD}';\n"
             "        }\n"
