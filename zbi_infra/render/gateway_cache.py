@@ -289,20 +289,25 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str, engine: 
         """            proxy_set_body '{"jsonrpc":"2.0","id":"zbi-tip","method":"getblockcount","params":[]}';\n"""
         "            add_header X-Zbi-Tip-At $msec always;\n"
         "        }\n"
-        "        # One more node call charged to the caller the front named (only the front holds the node's\n"
-        "        # credentials, which the filler checked).\n"
-        "        location = /_zbi_fill_meter {\n"
-        "            internal;\n"
-        "            proxy_pass http://zbi_meter/;\n"
-        "            proxy_http_version 1.1;\n"
-        "            proxy_pass_request_headers off;\n"
-        "            proxy_pass_request_body off;\n"
-        '            proxy_set_header Content-Length "";\n'
-        '            proxy_set_header Connection "";\n'
-        "            proxy_set_header X-Zbi-Rate-Key $http_x_zbi_rate_key;\n"
-        "            proxy_set_header X-Zbi-Bucket $http_x_zbi_bucket;\n"
-        "        }\n"
-        "    }\n"
+        # The Lua engine's filler charges the caller itself (zbi_rate.lua): no meter.
+        + (
+            ""
+            if engine == "lua"
+            else "        # One more node call charged to the caller the front named (only the front holds the node's\n"
+            "        # credentials, which the filler checked).\n"
+            "        location = /_zbi_fill_meter {\n"
+            "            internal;\n"
+            "            proxy_pass http://zbi_meter/;\n"
+            "            proxy_http_version 1.1;\n"
+            "            proxy_pass_request_headers off;\n"
+            "            proxy_pass_request_body off;\n"
+            '            proxy_set_header Content-Length "";\n'
+            '            proxy_set_header Connection "";\n'
+            "            proxy_set_header X-Zbi-Rate-Key $http_x_zbi_rate_key;\n"
+            "            proxy_set_header X-Zbi-Bucket $http_x_zbi_bucket;\n"
+            "        }\n"
+        )
+        + "    }\n"
     )
 
 

@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import get_args
 
-from zbi_infra.config.access import NEVER_EXPOSED, NEVER_EXPOSED_PREFIXES, Z_CHAIN_QUERIES, light_wallet_service
+from zbi_infra.config.access import (
+    NEVER_EXPOSED,
+    NEVER_EXPOSED_PREFIXES,
+    Z_CHAIN_QUERIES,
+    RateLimit,
+    light_wallet_service,
+)
 from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.instance import GatewayEngine as Engine
 from zbi_infra.config.zcashd_methods import gateway_refused
@@ -30,7 +36,6 @@ from zbi_infra.render.gateway import (
     JS_MODULE,
     KEY_FILE_PREFIX,
     MAX_SPLICED_ANSWER_BYTES,
-    METER_SOCKET,
     RELAY_PORT,
     SPLICE_JS_MODULE,
     WITHHELD,
@@ -38,6 +43,7 @@ from zbi_infra.render.gateway import (
     GatewayPaths,
 )
 from zbi_infra.render.gateway_cache import FILL_PORT, MAX_CACHED_ANSWER_BYTES, TIP_MAX_AGE_SECONDS, GatewayCache
+from zbi_infra.render.gateway_rate import lua_configuration, lua_dictionary
 
 # The engines are the configuration's (gateway.engine), named once there.
 ENGINES: tuple[Engine, ...] = get_args(Engine)
@@ -47,7 +53,8 @@ LUA_GATEWAY_MODULE = "zbi_gateway.lua"
 LUA_SPLICE_MODULE = "zbi_splice.lua"
 LUA_JSON_TEXT_MODULE = "zbi_json_text.lua"
 LUA_CACHE_MODULE = "zbi_cache.lua"
-LUA_MODULES = (LUA_GATEWAY_MODULE, LUA_SPLICE_MODULE, LUA_JSON_TEXT_MODULE, LUA_CACHE_MODULE)
+LUA_RATE_MODULE = "zbi_rate.lua"
+LUA_MODULES = (LUA_GATEWAY_MODULE, LUA_SPLICE_MODULE, LUA_JSON_TEXT_MODULE, LUA_CACHE_MODULE, LUA_RATE_MODULE)
 
 
 @dataclass(frozen=True)
@@ -55,17 +62,21 @@ class EngineDirectives:
     """What one engine adds to nginx.conf: `main` in the main context (modules to load), `http` in the http block
     (the modules, $zbi_who where njs computes it, the variables the handlers set), `server` first in the public
     server (the Lua engine's variables, with their defaults), `who` first in each location that checks a key (the
-    Lua engine sets $zbi_verdict and the variables derived from it there), `content` the JSON-RPC handler, and
-    `subrequest_locations` the locations njs reaches by internal redirect or subrequest: the spliced path's and the
-    rate meter's (Lua splices in the same handler and reaches the meter over a cosocket, since lua-nginx-module has
-    no subrequests in HTTP/2)."""
+    Lua engine sets $zbi_verdict and the variables derived from it there), `who_charged` instead in the locations
+    that forward calls (the Lua engine also charges the request to the caller's rate bucket there, and refuses it
+    with 429 without room), `content` the JSON-RPC handler, and `subrequest_locations` the locations njs reaches by
+    internal redirect or subrequest: the spliced path's and the rate meter's (Lua splices in the same handler and
+    counts a batch's calls in its own buckets). `nginx_rate_buckets`: whether nginx counts the rate buckets (limit_req
+    zones, njs) or the engine does (zbi_rate.lua)."""
 
     main: str
     http: str
     server: str
     who: str
+    who_charged: str
     content: str
     subrequest_locations: str
+    nginx_rate_buckets: bool
 
 
 def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives:
@@ -84,6 +95,7 @@ def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives
         ),
         server="",
         who="",
+        who_charged="",
         content="            js_content gateway.jsonRpc;\n",
         subrequest_locations=(
             "        # Batches with refused calls and calls whose answers have members withheld: gateway.js\n"
@@ -106,14 +118,25 @@ def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives
             "            proxy_set_header X-Zbi-Bucket $zbi_bucket;\n"
             "        }\n"
         ),
+        nginx_rate_buckets=True,
     )
 
 
-def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, history_cache: bool) -> EngineDirectives:
+def lua_directives(
+    paths: GatewayPaths,
+    lua_module_paths: Iterable[str],
+    *,
+    history_cache: bool,
+    rate_buckets: dict[str, RateLimit],
+) -> EngineDirectives:
     """`lua_module_paths`: the dynamic modules to load (Debian's ndk and lua modules in the tests; none in
-    OpenResty, which has lua-nginx-module built in). The variables the handlers set are the server's, set in its
-    rewrite phase, which runs once per request: an internal redirect to a named location skips it (the values
-    stay), and a subrequest of lua-nginx-module has variables of its own."""
+    OpenResty, which has lua-nginx-module built in); `rate_buckets` by name, which zbi_rate.lua counts. The variables
+    the handlers set are the server's, set in its rewrite phase, which runs once per request: an internal redirect to
+    a named location skips it (the values stay), and a subrequest of lua-nginx-module has variables of its own."""
+    who = (
+        "            # Who the caller is and what they may do, before the body: the verdict, and the variables\n"
+        "            # the caps and the log read, set by Lua itself (no map runs for them).\n"
+    )
     cache_variables = (
         '        set $zbi_cache_key "";\n'
         '        set $zbi_cache_tip "";\n'
@@ -126,8 +149,13 @@ def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, hist
         main="".join(f"load_module {path};\n" for path in lua_module_paths),
         http=(
             f'    lua_package_path "{paths.config_dir}/?.lua;;";\n'
-            "    # Loaded once, before the workers fork (a syntax error stops nginx at start); kept for their lives.\n"
-            '    init_by_lua_block { zbi = require "zbi_gateway"; zbi_cache = require "zbi_cache" }\n'
+            "    # The callers' rate buckets, counted by zbi_rate.lua for all workers (nginx's limit_req rule).\n"
+            + lua_dictionary(rate_buckets)
+            + "    # Loaded once, before the workers fork (a syntax error stops nginx at start); kept for their lives.\n"
+            "    init_by_lua_block {\n"
+            f"        {lua_configuration(rate_buckets)}\n"
+            '        zbi = require "zbi_gateway"; zbi_cache = require "zbi_cache"\n'
+            "    }\n"
         ),
         server=(
             "        # What the handlers set, for the access log and the cache (Lua assigns only variables `set`\n"
@@ -137,15 +165,22 @@ def lua_directives(paths: GatewayPaths, lua_module_paths: Iterable[str], *, hist
             '        set $zbi_cache "-";\n'
             "        # Who the log names where no key is checked (a location answering alone); who() sets it\n"
             "        # otherwise.\n"
-            '        set $zbi_user "-";\n' + cache_variables
+            '        set $zbi_user "-";\n'
+            "        # The caller's rate key and bucket (read by the caps and sent to the history cache's filler);\n"
+            "        # who() sets them.\n"
+            '        set $zbi_rate_key "";\n'
+            '        set $zbi_bucket "";\n' + cache_variables
         ),
-        who=(
-            "            # Who the caller is and what they may do, before the body: the verdict, and the variables\n"
-            "            # the maps would split from $zbi_who, set by Lua itself (no map runs for them).\n"
-            "            set_by_lua_block $zbi_verdict { return zbi.who() }\n"
+        who=who + "            set_by_lua_block $zbi_verdict { return zbi.who() }\n",
+        who_charged=(
+            who + "            # Charged one call to the caller's rate bucket too: without room, 429 (the location's\n"
+            "            # error page for it).\n"
+            "            set_by_lua_block $zbi_verdict { return zbi.who(true) }\n"
+            "            if ($zbi_verdict = limited) { return 429; }\n"
         ),
         content="            content_by_lua_block { zbi.json_rpc() }\n",
         subrequest_locations="",
+        nginx_rate_buckets=False,
     )
 
 
@@ -167,7 +202,6 @@ def lua_modules(
     zcashd_wallet: bool = False,
     relay_port: int = RELAY_PORT,
     history_cache: GatewayCache | None = None,
-    temp_dir: str = "/tmp",
 ) -> dict[str, str]:
     """The Lua engine's modules by file name, filled from the same lists and settings gateway.js and
     gateway_cache.js are rendered from (`history_cache` None: the cache's module serves nothing)."""
@@ -180,7 +214,6 @@ def lua_modules(
             "__KEY_FILE_PREFIX__": KEY_FILE_PREFIX,
             "__ANONYMOUS_FILE__": ANONYMOUS_FILE,
             "__MAX_BATCH__": str(DEFAULT_MAX_BATCH),
-            "__METER_SOCKET__": f"{temp_dir}/{METER_SOCKET}",
             "__GRPC_SERVICE__": light_wallet_service()[0],
             "__ZCASHD_PATH__": ZCASHD_PATH,
             "__NEVER__": lua_set(NEVER_EXPOSED),
@@ -215,4 +248,5 @@ def lua_modules(
         LUA_SPLICE_MODULE: splice,
         LUA_JSON_TEXT_MODULE: json_text,
         LUA_CACHE_MODULE: cache,
+        LUA_RATE_MODULE: _filled(LUA_RATE_MODULE, {}),
     }

@@ -17,10 +17,13 @@ UNSERVED_GRPC = (
 )
 
 
-def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | None, who: str = "") -> str:
+def grpc_locations(
+    upstream_tls: bool, limits: str, verify: tuple[str, str] | None, who: str = "", who_charged: str = ""
+) -> str:
     """The light-wallet service, method by method: refusals are gRPC statuses (a trailers-only answer), never HTTP
     error pages; allowed calls, server streams included, pass through unbuffered. `who`: the engine's lines that
-    identify the caller in a location (the Lua engine's, which sets $zbi_verdict; njs computes $zbi_who when read)."""
+    identify the caller in a location (the Lua engine's, which sets $zbi_verdict; njs computes $zbi_who when read);
+    `who_charged` theirs in the service's location, which also charge the caller's rate bucket (the Lua engine's)."""
     service, _ = light_wallet_service()
 
     def status(name: str, code: int, message: str, http_status: int = 204) -> str:
@@ -36,7 +39,7 @@ def grpc_locations(upstream_tls: bool, limits: str, verify: tuple[str, str] | No
     blanked = "".join(f'            grpc_set_header {name} "";\n' for name in GRPC_BLANKED_HEADERS)
     unserved = "|".join(re.escape(name) for name in UNSERVED_GRPC)
     return (
-        f"        location /{service}/ {{\n" + who + "            error_page 403 = @grpc_denied;\n"
+        f"        location /{service}/ {{\n" + who_charged + "            error_page 403 = @grpc_denied;\n"
         "            error_page 405 = @grpc_not_grpc;\n"
         "            error_page 413 = @grpc_too_large;\n"
         "            error_page 429 = @grpc_rate_limited;\n"

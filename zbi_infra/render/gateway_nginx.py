@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import re
 
-from zbi_infra.config.access import MAX_BATCH_LIMIT, AccessFile, RateLimit, light_wallet_service
+from zbi_infra.config.access import AccessFile, light_wallet_service
 from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER
-from zbi_infra.render import gateway_cache, gateway_zcashd
+from zbi_infra.render import gateway_cache, gateway_rate, gateway_zcashd
 from zbi_infra.render.gateway import (
     ACCESS_LOG_FIELDS,
     AUTH_FAILURE_RATE,
@@ -21,7 +21,6 @@ from zbi_infra.render.gateway import (
     JS_MODULE,
     JSON_TEXT_MODULE,
     MAX_REQUESTS_PER_ADDRESS,
-    METER_SOCKET,
     POD_LISTEN_PORT,
     POD_PATHS,
     POD_TLS_DIR,
@@ -47,8 +46,6 @@ from zbi_infra.render.gateway_engines import Engine, lua_directives, lua_modules
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
-# A file the meter looks for and never finds: its answer is then 204 (a content phase after the rate limits).
-METER_NO_FILE = "zbi-meter-never-a-file"
 SPLICE_BUSY = (
     '{"result":null,"error":{"code":-32005,"message":"too many batches with refused calls in progress on this '
     'gateway: retry later, or send the refused calls apart"},"id":null}'
@@ -58,22 +55,6 @@ UNAUTHENTICATED = json.dumps(
      "id": None},
     separators=(",", ":"),
 )  # fmt: skip
-
-
-def _zones(buckets: dict[str, RateLimit]) -> str:
-    # A user table newer than this file (a rate change mid-rollout) may name a bucket unknown here: such a caller
-    # is counted in the strictest bucket, never in none, until the new nginx.conf arrives.
-    strictest = min(buckets, key=lambda name: (buckets[name].requests_per_second, buckets[name].effective_burst()))
-    lines = []
-    for name, limit in sorted(buckets.items()):
-        if name == strictest:
-            others = "".join(f' {other} "";' for other in sorted(buckets) if other != name)
-            entries = f'{name} $zbi_rate_key; "" "";{others} default $zbi_rate_key;'
-        else:
-            entries = f'{name} $zbi_rate_key; default "";'
-        lines.append(f"    map $zbi_bucket $zbi_rate_{name} {{ {entries} }}")
-        lines.append(f"    limit_req_zone $zbi_rate_{name} zone={name}:10m rate={limit.requests_per_second}r/s;")
-    return "\n".join(lines)
 
 
 def _who_fields() -> str:
@@ -130,23 +111,35 @@ def nginx_conf(
     how many batches with refused calls the replica splices at once. `zcashd_upstream` (`host:port`): the zcashd
     sidecar's JSON-RPC, served at /zcashd (render/gateway_zcashd.py). `engine`: njs, or Lua (render/gateway_engines.py;
     `lua_module_paths` the dynamic modules to load, none where nginx has them built in)."""
+    buckets = rate_buckets(access)
     scripts = (
-        lua_directives(paths, lua_module_paths, history_cache=history_cache is not None)
+        lua_directives(paths, lua_module_paths, history_cache=history_cache is not None, rate_buckets=buckets)
         if engine == "lua"
         else njs_directives(paths, js_module_path)
     )
     service, _ = light_wallet_service()
-    buckets = rate_buckets(access)
     tls = paths.tls_certificate is not None and paths.tls_key is not None
-    limits = "\n".join(
-        f"            limit_req zone={name} burst={limit.effective_burst()} nodelay;"
-        for name, limit in sorted(buckets.items())
-    )
+    # nginx counts the rate buckets for njs (gateway_rate.py); the Lua engine charges them in `who_charged`.
+    limits = gateway_rate.njs_limits(buckets) if scripts.nginx_rate_buckets else ""
     concurrency = (
         f"            limit_conn zbi_address {MAX_REQUESTS_PER_ADDRESS};\n"
         f"            limit_conn zbi_anonymous {anonymous_requests_cap(max_body_bytes)};\n"
         f"            limit_conn zbi_caller {GATEWAY_MAX_CALLS_PER_CALLER};"
     )
+    checks = f"{concurrency}\n{limits}" if limits else concurrency
+    rate_zones = (
+        "    # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.\n"
+        f"{gateway_rate.njs_zones(buckets)}\n"
+        if scripts.nginx_rate_buckets
+        else ""
+    )
+    meter_upstream, meter_server = (
+        (gateway_rate.meter_upstream(temp_dir), gateway_rate.meter_server(temp_dir, limits))
+        if scripts.nginx_rate_buckets
+        else ("", "")
+    )
+    # $zbi_who, split (njs's who(), the meter's); the Lua engine sets these variables itself.
+    who_fields = f"{_who_fields()}\n" if engine == "njs" else ""
     tls_lines = (
         f"        ssl_certificate {paths.tls_certificate};\n"
         f"        ssl_certificate_key {paths.tls_key};\n"
@@ -155,7 +148,7 @@ def nginx_conf(
         else ""
     )
     verify = (grpc_upstream_ca, grpc_upstream_name) if grpc_upstream_ca and grpc_upstream_name else None
-    grpc = grpc_locations(grpc_upstream_tls, f"{concurrency}\n{limits}", verify, scripts.who) if grpc_upstream else ""
+    grpc = grpc_locations(grpc_upstream_tls, checks, verify, scripts.who, scripts.who_charged) if grpc_upstream else ""
     # Kept-alive HTTP/2 connections to the light-wallet server: without them every call would open a connection
     # (and, upstream TLS on, a handshake).
     grpc_upstream_block = (
@@ -177,7 +170,7 @@ def nginx_conf(
     zcashd = gateway_zcashd.locations(
         zcashd_upstream,
         who=scripts.who,
-        checks=f"{scripts.who}{key_check}\n{concurrency}\n{limits}",
+        checks=f"{scripts.who_charged}{key_check}\n{checks}",
         content=scripts.content,
         proxy_to_node=proxy_to_node(" " * 12, paths.upstream_auth_include),
     )
@@ -191,11 +184,8 @@ pcre_jit on;
 http {{
 {http_writable_paths(temp_dir)}
 
-{scripts.http}{_who_fields()}
-{gateway_cache.http_directives(history_cache, temp_dir, engine)}
-    # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.
-{_zones(buckets)}
-    limit_req_status 429;
+{scripts.http}{who_fields}{gateway_cache.http_directives(history_cache, temp_dir, engine)}
+{rate_zones}    limit_req_status 429;
     limit_req_zone $binary_remote_addr zone=zbi_auth_failures:10m rate={AUTH_FAILURE_RATE.requests_per_second}r/s;
     # Requests in progress (a body being read holds its buffer): per address, per caller, anonymous in all.
     map $zbi_rate_key $zbi_anonymous_caller {{ ~^anon: anonymous; default ""; }}
@@ -228,11 +218,7 @@ http {{
         server {rpc_upstream};
         keepalive 32;
     }}
-    upstream zbi_meter {{
-        server unix:{temp_dir}/{METER_SOCKET};
-        keepalive 8;
-    }}
-{grpc_upstream_block}{gateway_zcashd.upstream_block(zcashd_upstream)}
+{meter_upstream}{grpc_upstream_block}{gateway_zcashd.upstream_block(zcashd_upstream)}
     server {{
         listen {listen}{" ssl http2" if tls else ""};
 {scripts.server}{tls_lines}        # Bodies stay in memory, where the engine reads them (a chunked one near the limit
@@ -279,10 +265,9 @@ http {{
         }}
 
         location / {{
-{scripts.who}            # The key is checked before the body is read: a caller without one costs no buffer.
+{scripts.who_charged}            # The key is checked before the body is read: a caller without one costs no buffer.
             if ($zbi_verdict = unauthenticated) {{ rewrite ^ /_zbi_unauthenticated last; }}
-{concurrency}
-{limits}
+{checks}
 {scripts.content}        }}
 
         # Checked calls, as the caller sent them; the node's answer streams back unbuffered, its status and body
@@ -315,22 +300,7 @@ http {{
             limit_conn zbi_spliced {spliced_cap};
 {_relay("            ")}        }}
 {zcashd_relay}    }}
-
-    # The rate meter: reachable only through this nginx's own socket.
-    server {{
-        listen unix:{temp_dir}/{METER_SOCKET};
-        access_log off;
-        # A batch's charges arrive on one connection (the Lua engine pipelines them): as many as the largest batch.
-        keepalive_requests {MAX_BATCH_LIMIT};
-        location / {{
-            # Whom to count, as the gateway's request told it in headers; no njs here.
-            set $zbi_who "ok $http_x_zbi_rate_key $http_x_zbi_bucket -";
-{limits}
-            # Reached only when the caller's buckets had room (limit_req runs before this phase).
-            try_files /{METER_NO_FILE} =204;
-        }}
-    }}
-}}
+{meter_server}}}
 """
 
 
@@ -364,7 +334,7 @@ def pod_files(
         engine=engine,
     )
     scripts = (
-        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache, temp_dir="/tmp")
+        lua_modules(POD_PATHS, zcashd_wallet=upstreams.zcashd_wallet, history_cache=history_cache)
         if engine == "lua"
         else {
             JS_MODULE: gateway_js(

@@ -15,6 +15,7 @@
 local cjson = require "cjson.safe"
 local text = require "zbi_json_text"
 local splice = require "zbi_splice"
+local rate = require "zbi_rate"
 
 local byte, find, lower, match, sub = string.byte, string.find, string.lower, string.match, string.sub
 local floor = math.floor
@@ -29,7 +30,6 @@ local MAX_READ = MAX_ANSWER + 64 * 1024
 local HISTORY = "@zbi_history"
 local FILL_PORT = __FILL_PORT__
 local TIP_REQUEST = "GET /_zbi_tip HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n"
-local METER = "/_zbi_fill_meter"
 local NOT_MINE = 555
 local NODE_DOWN = 556
 local ID = "@zbi:id@"
@@ -323,10 +323,10 @@ local function reply(status, body, stored, height)
     return text.reply(status, body)
 end
 
--- One more call to the node charged to the caller's rate (the rate key and bucket the front sent).
+-- One more call to the node charged to the caller's rate (the rate key and bucket the front sent; only the front
+-- holds the node's credentials, which fill() checked).
 local function charged()
-    local answer = ngx.location.capture(METER, {method = ngx.HTTP_GET})
-    return answer ~= nil and answer.status == 204
+    return rate.take(ngx_var.http_x_zbi_rate_key, ngx_var.http_x_zbi_bucket, 1)
 end
 
 local NUMERIC = {

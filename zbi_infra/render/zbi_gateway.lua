@@ -11,6 +11,8 @@ local text = require "zbi_json_text"
 local splice = require "zbi_splice"
 -- The history cache (its ENABLED is false where the instance has none: it then serves nothing).
 local cache = require "zbi_cache"
+-- The callers' rate buckets (nginx.conf configures them).
+local rate = require "zbi_rate"
 
 local C = ffi.C
 local byte, find, lower, sub = string.byte, string.find, string.lower, string.sub
@@ -19,7 +21,6 @@ local ngx_var = ngx.var
 local TABLE_DIR = "__TABLE_DIR__/"
 local KEY_FILE_PREFIX = "__KEY_FILE_PREFIX__"
 local ANONYMOUS_FILE = "__ANONYMOUS_FILE__"
-local METER_SOCKET = "unix:__METER_SOCKET__"
 local PROXY = "@zbi_rpc"
 local MAX_BATCH = __MAX_BATCH__
 local GRPC_PREFIX = "/__GRPC_SERVICE__/"
@@ -235,11 +236,14 @@ local function grpc_verdict(caller, uri)
     return "ok"
 end
 
--- set_by_lua $zbi_verdict, before the body: "ok", "denied", "metadata" or "unauthenticated" (gateway.js's who()).
--- The variables the rate limits, caps and log read are set here too, where njs's "<verdict> <rate key> <bucket>
--- <user>" is split by nginx's maps: each map is a regular expression run per request, and a set variable is never
--- computed by its map. The caller is kept for json_rpc().
-local function who()
+-- set_by_lua $zbi_verdict, before the body: "ok", "denied", "metadata", "unauthenticated" (gateway.js's who()) or,
+-- where `charged` (the locations that forward calls), "limited" when the caller's rate bucket has no room for this
+-- request (nginx answers 429). A gRPC call is charged only once it passes as nginx's limit_req would see it: a POST,
+-- its method and metadata allowed (the location refuses the others before its limits). The variables the caps and
+-- the log read are set here too, where njs's "<verdict> <rate key> <bucket> <user>" is split by nginx's maps: each
+-- map is a regular expression run per request, and a set variable is never computed by its map. The caller is kept
+-- for json_rpc().
+local function who(charged)
     local caller = lookup()
     ngx.ctx.zbi_caller = caller
     if not caller.profile then
@@ -251,13 +255,19 @@ local function who()
         return "unauthenticated"
     end
     local uri = ngx_var.uri
-    local verdict = sub(uri, 1, #GRPC_PREFIX) == GRPC_PREFIX and grpc_verdict(caller, uri) or "ok"
+    local grpc = sub(uri, 1, #GRPC_PREFIX) == GRPC_PREFIX
+    local verdict = grpc and grpc_verdict(caller, uri) or "ok"
     local rate_key = caller.anonymous and ("anon:" .. ngx_var.remote_addr) or ("user:" .. caller.user)
+    local bucket = tostring(caller.profile.bucket)
     caller.rate_key = rate_key
     ngx_var.zbi_rate_key = rate_key
-    ngx_var.zbi_bucket = tostring(caller.profile.bucket)
+    ngx_var.zbi_bucket = bucket
     ngx_var.zbi_user = caller.user
     ngx_var.zbi_anonymous_caller = caller.anonymous and "anonymous" or ""
+    if charged and verdict == "ok" and not (grpc and ngx.req.get_method() ~= "POST") and
+        not rate.take(rate_key, bucket, 1) then
+        return "limited"
+    end
     return verdict
 end
 
@@ -352,38 +362,11 @@ local function allowed_as_is(body, parsed, allowed, never)
     return {notification = false, method = method, invalid = false}
 end
 
--- Charges `count` more calls to the caller's rate bucket (nginx counted the HTTP request itself as one): that many
--- requests, pipelined on one connection, to the rate meter's socket, which applies the same zones (a cosocket:
--- lua-nginx-module refuses subrequests in an HTTP/2 request). The first refusal ends it.
+-- Charges `count` more calls to the caller's rate bucket (who() charged the request itself as one), in this
+-- process: the first call without room refuses the batch.
 local function charge(count)
-    if count <= 0 then
-        return true
-    end
     local caller = ngx.ctx.zbi_caller
-    local socket = ngx.socket.tcp()
-    socket:settimeouts(2000, 5000, 5000)
-    if not socket:connect(METER_SOCKET) then
-        return false
-    end
-    local request = "GET / HTTP/1.1\r\nHost: meter\r\nX-Zbi-Rate-Key: " .. caller.rate_key ..
-        "\r\nX-Zbi-Bucket: " .. tostring(caller.profile.bucket) .. "\r\n\r\n"
-    if not socket:send(string.rep(request, count)) then
-        socket:close()
-        return false
-    end
-    for _ = 1, count do
-        local line = socket:receive("*l")
-        if not line or not find(line, " 204 ", 1, true) then
-            socket:close()
-            return false
-        end
-        -- A 204 has no body: its headers end at the empty line.
-        repeat
-            line = socket:receive("*l")
-        until line == "" or line == nil
-    end
-    socket:close()
-    return true
+    return rate.take(caller.rate_key, tostring(caller.profile.bucket), count)
 end
 
 local function spliced(api, body, calls, spans, batch)
