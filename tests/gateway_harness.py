@@ -212,9 +212,7 @@ def running_gateway(
     )
     (directory / JSON_TEXT_MODULE).write_text(json_text_js())
     if engine == "lua":
-        modules = lua_modules(
-            paths, zcashd_wallet=zcashd_wallet, relay_port=relay_port, history_cache=cache
-        )
+        modules = lua_modules(paths, zcashd_wallet=zcashd_wallet, relay_port=relay_port, history_cache=cache)
         for name, text in modules.items():
             (directory / name).write_text(text)
     port = free_port()

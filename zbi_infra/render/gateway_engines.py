@@ -151,7 +151,8 @@ def lua_directives(
             f'    lua_package_path "{paths.config_dir}/?.lua;;";\n'
             "    # The callers' rate buckets, counted by zbi_rate.lua for all workers (nginx's limit_req rule).\n"
             + lua_dictionary(rate_buckets)
-            + "    # Loaded once, before the workers fork (a syntax error stops nginx at start); kept for their lives.\n"
+            + "    # Loaded once, before the workers fork (a syntax error stops nginx at start); kept for their "
+            "lives.\n"
             "    init_by_lua_block {\n"
             f"        {lua_configuration(rate_buckets)}\n"
             '        zbi = require "zbi_gateway"; zbi_cache = require "zbi_cache"\n'

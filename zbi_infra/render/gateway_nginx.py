@@ -128,7 +128,8 @@ def nginx_conf(
     )
     checks = f"{concurrency}\n{limits}" if limits else concurrency
     rate_zones = (
-        "    # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. Per replica.\n"
+        "    # Rate buckets: per user, or per address for anonymous callers; every call of a batch counts. "
+        "Per replica.\n"
         f"{gateway_rate.njs_zones(buckets)}\n"
         if scripts.nginx_rate_buckets
         else ""

@@ -15,7 +15,7 @@
 -- one atomic `incr` of 1000. An idle bucket (whose next call would start from excess 0, as a new key does) has no
 -- entry: each entry expires when its bucket drains, and `incr` of an absent or expired key starts it from excess 0
 -- atomically too. Where this differs from nginx (each bounded, see docs/gateway-limits.md and
--- tests/test_gateway_lua_rate.py):
+-- tests/test_lua_rate_rule.py):
 --   * a worker whose clock reading is behind the last call's (another worker's, a few milliseconds) counts the
 --     difference as not yet drained (nginx counts no time), so near its limit a call may be refused that nginx would
 --     have passed; what is stored is the same as nginx's.
