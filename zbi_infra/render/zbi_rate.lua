@@ -11,15 +11,17 @@
 --
 -- Why one number per key: a shared dictionary's operations are each atomic, but a read, then a write is not, and
 -- set_by_lua cannot yield, so no lock can be waited for. Writing T = excess + rate * last, the rule becomes
--- excess = max(0, T - rate * now + 1000) and T' = T + 1000 (GCRA, with nginx's offset of one call), so a call is
--- one atomic `incr` of 1000. An idle bucket (whose next call would start from excess 0, as a new key does) has no
--- entry: each entry expires when its bucket drains, and `incr` of an absent or expired key starts it from excess 0
--- atomically too. Where this differs from nginx (each bounded, see docs/gateway-limits.md and
--- tests/test_lua_rate_rule.py):
+-- excess = max(0, T - rate * now + 1000) and T' = max(T + 1000, rate * now) (GCRA, with nginx's offset of one
+-- call): while the bucket has not drained, a call is one atomic `incr` of 1000. A drained bucket (whose next call
+-- would start from excess 0, as a new key does) has no entry: each entry expires when its bucket drains, and `incr`
+-- of an absent or expired key starts it from excess 0 atomically too; each call then sets the entry's new expiry.
+-- Where this differs from nginx (each bounded, see docs/gateway-limits.md and tests/test_lua_rate_rule.py):
 --   * a worker whose clock reading is behind the last call's (another worker's, a few milliseconds) counts the
 --     difference as not yet drained (nginx counts no time), so near its limit a call may be refused that nginx would
 --     have passed; what is stored is the same as nginx's.
 --   * a refused call adds 1000, then takes it back: a call of another worker in between sees it.
+--   * two workers' expiries written in the opposite order of their calls make the entry go one call's draining
+--     early: one call forgiven at most.
 --   * an entry outlives its bucket's draining by its expiry's margin (a millisecond, and a worker's clock lag): a
 --     call then finds its bucket behind `now` and brings it up; two workers doing so at once may leave it a few
 --     milliseconds' drain too full.
