@@ -204,3 +204,22 @@ def test_locations_answering_alone_log_the_same_and_warn_of_nothing(served: tupl
     logged = [(e["user"], e["status"], e["cache"], e["cache_bytes"]) for e in entries]
     assert logged == [("anonymous", "404", "-", "0"), ("exchange", "404", "-", "0")]
     assert not [line for line in lines if "uninitialized" in line or "[warn]" in line]
+
+
+def test_a_body_over_the_limit_is_logged_under_its_callers_name(served: tuple[Gateway, Node]) -> None:
+    """nginx refuses a Content-Length over the limit (413) before any handler ran: the Lua engine logged "-" where
+    njs names the caller (a review found it); both name them now."""
+    gateway, _ = served
+    status, body = post(gateway, b"[" + b"1," * 10_000 + b"1]")
+    assert status == 413 and json.loads(body)["error"]["code"] == -32600
+    deadline = time.monotonic() + 5
+    while True:
+        entries = [
+            json.loads(line)
+            for line in gateway.log.read_text().splitlines()
+            if line.startswith('{"') and '"status":"413"' in line
+        ]
+        if entries or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [e["user"] for e in entries] == ["exchange"]

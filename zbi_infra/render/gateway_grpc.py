@@ -26,9 +26,9 @@ def grpc_locations(
     `who_charged` theirs in the service's location, which also charge the caller's rate bucket (the Lua engine's)."""
     service, _ = light_wallet_service()
 
-    def status(name: str, code: int, message: str, http_status: int = 204) -> str:
+    def status(name: str, code: int, message: str, http_status: int = 204, identify: str = "") -> str:
         return (
-            f"        location @{name} {{\n"
+            f"        location @{name} {{\n{identify}"
             "            default_type application/grpc;\n"
             f"            add_header grpc-status {code} always;\n"
             f'            add_header grpc-message "{message}" always;\n'
@@ -78,7 +78,8 @@ def grpc_locations(
         + status("grpc_denied", 7, "this method is not allowed for this key")
         + status("grpc_metadata", 3, "metadata outside the gateway's allowlist (custom headers are not forwarded)")
         + status("grpc_not_grpc", 12, "gRPC calls are POSTs", http_status=405)
-        + status("grpc_too_large", 8, "request too large")
+        # A Content-Length over the limit is refused before the service's location identified the caller.
+        + status("grpc_too_large", 8, "request too large", identify=who)
         + status("grpc_rate_limited", 8, "rate limit reached")
         + status("grpc_unavailable", 14, "the light-wallet server is unavailable")
     )

@@ -245,8 +245,10 @@ http {{
             default_type application/json;
             return 401 '{UNAUTHENTICATED}';
         }}
+        # nginx refuses a Content-Length over the limit before any handler ran: the Lua engine identifies the
+        # caller here for the log (njs does when the log reads $zbi_who).
         location @too_large {{
-            default_type application/json;
+{scripts.who}            default_type application/json;
             return 413 '{{"result":null,"error":{{"code":-32600,"message":"request body too large"}},"id":null}}';
         }}
         location @rate_limited {{

@@ -167,9 +167,11 @@ end
 
 -- What named_by() made of headers this worker has seen, by header: worked out once (base64, SHA-256 and the file's
 -- name were a twentieth of a request's instructions, benchmarks/gateway_instructions.py). Only headers whose key
--- has an entry, and short ones, are kept: a caller cannot grow the table with made-up keys, and what one with a
--- key can add by spelling it many ways is bounded (KNOWN_MAX entries of KNOWN_MAX_BYTES, then it starts afresh).
--- The entry itself is still checked per request: a revoked or rotated key is refused at once.
+-- has a usable entry, and short ones, are kept: a caller cannot grow the table with made-up or expired keys, and
+-- what one with a key can add by spelling it many ways (base64 decoding stops at "=", Bearer keys are trimmed) is
+-- bounded: KNOWN_MAX entries of KNOWN_MAX_BYTES, then it starts afresh (a review measured about 6 MiB more per
+-- worker at most; others' headers are then worked out again, as before any was kept). The entry itself is still
+-- checked per request: a revoked or rotated key is refused at once.
 local KNOWN_MAX, KNOWN_MAX_BYTES = 4096, 256
 local known, known_count = {}, 0
 
@@ -205,12 +207,13 @@ local function lookup()
     if not entry or (name ~= nil and entry.name ~= name) then
         return refused()
     end
-    if not seen then
-        remember(header, file, name)
-    end
     local expires = entry.expires
     if type(expires) == "string" and sub(ngx.utctime(), 1, 10) >= expires then
         return refused()
+    end
+    -- Kept once the key is found usable: an expired key's holder cannot fill the table either.
+    if not seen then
+        remember(header, file, name)
     end
     return {user = entry.name, profile = entry, anonymous = false}
 end
