@@ -7,7 +7,11 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import os
+import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +21,7 @@ import pytest
 from tests.gateway_harness import Gateway, access, running_gateway, start_node
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import parse_access
-from zbi_infra.render.gateway import WORKER_PROCESSES, GatewayPaths
+from zbi_infra.render.gateway import WORKER_PROCESSES, GatewayPaths, rate_buckets
 from zbi_infra.render.gateway_engines import Engine
 from zbi_infra.render.gateway_nginx import nginx_conf
 
@@ -197,9 +201,95 @@ def test_only_the_njs_engine_has_nginx_count_the_buckets(engine: Engine) -> None
     meter = ("upstream zbi_meter", "zbi-meter.sock", "map $zbi_who ")
     for text in per_bucket + meter:
         assert (text in conf) == (engine == "njs"), text
-    assert ("lua_shared_dict zbi_rate " in conf) == (engine == "lua")
+    # A dictionary per bucket, as njs's zones: a full one forgets its own keys only.
+    for bucket in rate_buckets(access()):
+        assert (f"lua_shared_dict zbi_rate_{bucket} 10m;" in conf) == (engine == "lua"), bucket
     assert "limit_req zone=zbi_auth_failures burst=20 nodelay;" in conf
     # The caps in the JSON-RPC, gRPC and zcashd locations alike.
     assert conf.count("limit_conn zbi_caller ") == 3
     # The Lua engine charges where the caps are, and nowhere else.
     assert conf.count("zbi.who(true)") == (3 if engine == "lua" else 0)
+
+
+# In nginx, the real zbi_rate.lua with the dictionaries and configuration nginx.conf gets for the access file of the
+# test below: a user of the bucket of 1/s with a burst of 10 takes its 11 calls, then 350,000 anonymous addresses
+# take one call each (as many requests from as many addresses would: more than all buckets' dictionaries together
+# hold), then the user again.
+EVICTION_PROBE = r"""
+local rate = require "zbi_rate"
+local victim = "user:patient"
+local before = 0
+for _ = 1, 12 do before = before + (rate.take(victim, "r1b10", 1) and 1 or 0) end
+local started = ngx.now()
+for i = 1, 350000 do
+    rate.take(string.format("anon:10.%d.%d.%d", math.floor(i / 65536) % 256, math.floor(i / 256) % 256, i % 256),
+        "r5b20", 1)
+end
+ngx.update_time()
+local after = 0
+for _ = 1, 12 do after = after + (rate.take(victim, "r1b10", 1) and 1 or 0) end
+ngx.say(before, " ", after, " ", ngx.now() - started)
+"""
+
+
+def test_anonymous_callers_cannot_push_out_a_users_bucket(tmp_path: Path) -> None:
+    """Each bucket has a dictionary of its own, as each of njs's buckets a zone: filling the anonymous bucket's
+    forgets anonymous keys only. In one dictionary for all (a review), the anonymous keys pushed a user's entry out
+    while its bucket was still counting: a whole new burst passed where nginx's rule passes one call a second."""
+    from tests.gateway_harness import LUA_MODULES, free_port, nginx
+    from zbi_infra.render.gateway_engines import LUA_RATE_MODULE, lua_modules
+    from zbi_infra.render.gateway_rate import lua_configuration, lua_dictionary
+
+    # Two buckets (the user's, the anonymous callers', the monitoring probe's among them): 20 MiB in one dictionary,
+    # about 160,000 keys, which the 350,000 anonymous calls below overflow.
+    small = parse_access(
+        {
+            "jsonRpc": {"methods": ["getblockcount"]},
+            "anonymous": {"jsonRpc": ["getblockcount"], "rateLimit": {"requestsPerSecond": 5, "burst": 20}},
+            "users": [{"name": "patient", "keySha256": key_hash(new_key()),
+                       "rateLimit": {"requestsPerSecond": 1, "burst": 10}}],
+        },
+        "access/small.yaml",
+    )  # fmt: skip
+    buckets = rate_buckets(small)
+    assert set(buckets) == {"r1b10", "r5b20"}
+    directory = str(tmp_path)
+    paths = GatewayPaths(config_dir=directory, upstream_auth_file=f"{directory}/a")
+    (tmp_path / LUA_RATE_MODULE).write_text(lua_modules(paths)[LUA_RATE_MODULE])
+    (tmp_path / "probe.lua").write_text(EVICTION_PROBE)
+    port = free_port()
+    modules = "".join(f"load_module {path};\n" for path in LUA_MODULES)
+    temp = "".join(
+        f"    {kind}_temp_path {directory};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        # As root (CI), the worker would run as nobody, which cannot read pytest's directories.
+        f"{modules}{'user root;' if os.geteuid() == 0 else ''}\nworker_processes 1;\npid {directory}/nginx.pid;\nevents {{}}\nhttp {{\n    access_log off;\n{temp}"
+        f'    lua_package_path "{directory}/?.lua;;";\n{lua_dictionary(buckets)}'
+        f"    init_by_lua_block {{ {lua_configuration(buckets)} }}\n"
+        f"    server {{ listen 127.0.0.1:{port}; location / {{ content_by_lua_file {directory}/probe.lua; }} }}\n}}\n"
+    )
+    process = subprocess.Popen(
+        [nginx("lua"), "-e", "stderr", "-p", directory, "-c", f"{directory}/nginx.conf", "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=(tmp_path / "error.log").open("w"),
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=120) as answer:
+                    before, after, seconds = answer.read().decode().split()
+                break
+            except urllib.error.URLError as error:
+                if isinstance(error, urllib.error.HTTPError):
+                    raise
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    # The burst, then only what a second's draining gives back during the anonymous calls (and one to round).
+    assert int(before) == 11
+    assert float(seconds) < 9, "too slow a machine to tell a new burst (11) from a second's calls"
+    assert int(after) <= int(float(seconds)) + 1

@@ -58,7 +58,8 @@ function dict:expire(key, exptime)
     entry.expires = exptime > 0 and wall + math.floor(exptime * 1000) or 0
     return operated(true)
 end
-ngx = {shared = {zbi_rate = dict}}
+-- One table stands for every bucket's dictionary (the keys carry the bucket's name).
+ngx = {shared = setmetatable({}, {__index = function() return dict end})}
 package.loaded.ffi = {cdef = function() end, C = setmetatable({}, {__index = function(_, name)
     assert(name == "ngx_current_msec")
     return mono

@@ -15,8 +15,8 @@ from zbi_infra.render.gateway import METER_SOCKET
 # Each bucket's share of shared memory: about 80,000 keys of 128 bytes (nginx's limit_req node, or a Lua dictionary
 # entry, with its key).
 BUCKET_MEMORY_MIB = 10
-# The Lua engine's shared dictionary of buckets (zbi_rate.lua reads it by this name).
-LUA_RATE_DICT = "zbi_rate"
+# The Lua engine's shared dictionaries of buckets, one per bucket named with this prefix (zbi_rate.lua reads them).
+LUA_RATE_DICT_PREFIX = "zbi_rate_"
 # A file the meter looks for and never finds: its answer is then 204 (a content phase after the rate limits).
 METER_NO_FILE = "zbi-meter-never-a-file"
 
@@ -78,8 +78,12 @@ def meter_server(temp_dir: str, limits: str) -> str:
 
 
 def lua_dictionary(buckets: dict[str, RateLimit]) -> str:
-    """The Lua engine's shared dictionary of buckets, as large as the njs engine's zones together."""
-    return f"    lua_shared_dict {LUA_RATE_DICT} {BUCKET_MEMORY_MIB * len(buckets)}m;\n"
+    """The Lua engine's shared dictionaries, one per bucket as large as the njs engine's zone for it: a full one
+    forgets its own least recently used keys only (in one dictionary for all, a review's 700,000 anonymous keys
+    pushed out a user's bucket still counting)."""
+    return "".join(
+        f"    lua_shared_dict {LUA_RATE_DICT_PREFIX}{name} {BUCKET_MEMORY_MIB}m;\n" for name in sorted(buckets)
+    )
 
 
 def lua_configuration(buckets: dict[str, RateLimit]) -> str:

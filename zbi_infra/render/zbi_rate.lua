@@ -1,5 +1,7 @@
--- zBI access gateway, Lua engine: the callers' rate buckets, in a shared dictionary all workers use (nginx.conf's
--- `lua_shared_dict zbi_rate`), by nginx's own rule for `limit_req ... nodelay` (ngx_http_limit_req_lookup in nginx
+-- zBI access gateway, Lua engine: the callers' rate buckets, each in a shared dictionary of its own all workers use
+-- (nginx.conf's `lua_shared_dict zbi_rate_<bucket>`, as each of njs's buckets is a zone of its own: a full one
+-- forgets only its own keys, so callers of one bucket, anonymous ones from many addresses say, cannot push another
+-- bucket's entries out), by nginx's own rule for `limit_req ... nodelay` (ngx_http_limit_req_lookup in nginx
 -- 1.22's ngx_http_limit_req_module.c), which the njs engine's nginx.conf still applies with limit_req zones:
 --
 --   ms = now - last (milliseconds of ngx_current_msec, nginx's monotonic clock)
@@ -20,8 +22,12 @@
 --     difference as not yet drained (nginx counts no time), so near its limit a call may be refused that nginx would
 --     have passed; what is stored is the same as nginx's.
 --   * a refused call adds 1000, then takes it back: a call of another worker in between sees it.
---   * two workers' expiries written in the opposite order of their calls make the entry go one call's draining
---     early: one call forgiven at most.
+--   * each call writes its entry's expiry after its incr: a worker held between the two (the kernel preempting it
+--     for that long) while another worker takes calls writes the shorter expiry last, and the entry goes early, the
+--     other worker's calls forgiven (a review, holding a worker there with gdb: a burst of 6 passed again 3 s
+--     later, where nginx passes 3). An expiry long enough never to come out short would leave drained entries
+--     found stale by two workers at once, which both bring up to `now`: too full by the whole stale time, a
+--     caller refused for as long (worse, and not rare). The rare way is kept.
 --   * an entry outlives its bucket's draining by its expiry's margin (a millisecond, and a worker's clock lag): a
 --     call then finds its bucket behind `now` and brings it up; two workers doing so at once may leave it a few
 --     milliseconds' drain too full.
@@ -41,22 +47,23 @@ local CALL = 1000
 -- ngx_current_msec but truncated to milliseconds apart, so it may fall a millisecond early.
 local EXPIRY_MARGIN_MS = 1
 
-local dict = ngx.shared.zbi_rate
--- name -> {name, rate (calls a second), burst (thousandths of a call)}; the strictest counts unknown names.
+local DICTIONARY_PREFIX = "zbi_rate_"
+-- name -> {name, rate (calls a second), burst (thousandths of a call), dict}; the strictest counts unknown names.
 local buckets, strictest = {}, nil
 
 -- nginx.conf's buckets (init_by_lua, before the workers start): name -> {requests per second, burst}. A user table
 -- newer than nginx.conf may name a bucket unknown here: its caller is counted in the strictest, never in none.
 local function configure(limits, strictest_name)
     for name, limit in pairs(limits) do
-        buckets[name] = {name = name, rate = limit[1], burst = limit[2] * CALL}
+        buckets[name] = {name = name, rate = limit[1], burst = limit[2] * CALL,
+            dict = ngx.shared[DICTIONARY_PREFIX .. name]}
     end
     strictest = buckets[strictest_name]
 end
 
 -- The dictionary takes its expiry in seconds and stores it in whole milliseconds (truncating): half a millisecond
 -- more keeps the product from falling just below the integer.
-local function expire_after(key, milliseconds)
+local function expire_after(dict, key, milliseconds)
     dict:expire(key, (milliseconds + 0.5) / 1000)
 end
 
@@ -68,7 +75,7 @@ local function take(rate_key, bucket_name, count)
         return true
     end
     local bucket = buckets[bucket_name] or strictest
-    local rate, burst = bucket.rate, bucket.burst
+    local rate, burst, dict = bucket.rate, bucket.burst, bucket.dict
     local key = bucket.name .. " " .. rate_key
     local now = rate * tonumber(C.ngx_current_msec)
     local charged = count * CALL
@@ -95,7 +102,7 @@ local function take(rate_key, bucket_name, count)
     if taken > 0 then
         -- Until the next call would find the bucket drained (its excess back to 0).
         local excess = first + (taken - 1) * CALL
-        expire_after(key, ceil((excess + CALL) / rate) + EXPIRY_MARGIN_MS)
+        expire_after(dict, key, ceil((excess + CALL) / rate) + EXPIRY_MARGIN_MS)
     end
     return taken == count
 end
