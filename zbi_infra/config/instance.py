@@ -248,7 +248,7 @@ class GatewayConfig(StrictModel):
     # (lua-nginx-module, in OpenResty's image; image overrides then name an OpenResty image). Both give the same
     # answers; Lua keeps its modules and the user-table entries it read across requests, where njs starts afresh
     # each time: authenticated getblockcounts run at about half of plain nginx's requests per CPU-second on Lua
-    # (0.45-0.56 over six runs, 0.53 by instructions) and a third on njs (0.26-0.47, 0.20 by instructions;
+    # (0.43-0.63 over five runs, 0.56 by instructions) and a third on njs (0.26-0.39, 0.21 by instructions;
     # benchmarks/gateway_load.py, gateway_instructions.py). njs stays the default until OpenResty's image has run
     # in a cluster (it was not pulled where zBI is tested; the Lua modules ran on Debian's lua-nginx-module).
     engine: GatewayEngine = "njs"
