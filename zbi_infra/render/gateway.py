@@ -267,8 +267,6 @@ def proxy_to_node(indent: str, upstream_auth_include: str) -> str:
     )
 
 
-# The rate meter's socket, in nginx's temporary directory: one more call charged per request to it.
-METER_SOCKET = "zbi-meter.sock"
 # The loopback relay through which njs reads the node's answers (nginx.conf's internal server).
 RELAY_PORT = 8444
 

@@ -17,6 +17,7 @@ from importlib import resources
 from zbi_infra.config.history import FINAL_DEPTH
 from zbi_infra.config.history_cache import HistoryCacheConfig
 from zbi_infra.config.instance import GatewayEngine
+from zbi_infra.render.gateway_rate import meter_location
 
 JS_MODULE = "gateway_cache.js"
 # The loopback server that fills the cache from the node (nginx.conf's proxy cache reads through it).
@@ -295,17 +296,7 @@ def fill_server(cache: GatewayCache | None, upstream_auth_include: str, engine: 
             if engine == "lua"
             else "        # One more node call charged to the caller the front named (only the front holds the node's\n"
             "        # credentials, which the filler checked).\n"
-            "        location = /_zbi_fill_meter {\n"
-            "            internal;\n"
-            "            proxy_pass http://zbi_meter/;\n"
-            "            proxy_http_version 1.1;\n"
-            "            proxy_pass_request_headers off;\n"
-            "            proxy_pass_request_body off;\n"
-            '            proxy_set_header Content-Length "";\n'
-            '            proxy_set_header Connection "";\n'
-            "            proxy_set_header X-Zbi-Rate-Key $http_x_zbi_rate_key;\n"
-            "            proxy_set_header X-Zbi-Bucket $http_x_zbi_bucket;\n"
-            "        }\n"
+            + meter_location("/_zbi_fill_meter", "$http_x_zbi_rate_key", "$http_x_zbi_bucket")
         )
         + "    }\n"
     )

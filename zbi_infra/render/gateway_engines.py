@@ -43,7 +43,7 @@ from zbi_infra.render.gateway import (
     GatewayPaths,
 )
 from zbi_infra.render.gateway_cache import FILL_PORT, MAX_CACHED_ANSWER_BYTES, TIP_MAX_AGE_SECONDS, GatewayCache
-from zbi_infra.render.gateway_rate import lua_configuration, lua_dictionary
+from zbi_infra.render.gateway_rate import lua_configuration, lua_dictionary, meter_location
 
 # The engines are the configuration's (gateway.engine), named once there.
 ENGINES: tuple[Engine, ...] = get_args(Engine)
@@ -106,17 +106,7 @@ def njs_directives(paths: GatewayPaths, js_module_path: str) -> EngineDirectives
             "            js_content splice.forwardAndSplice;\n"
             "        }\n"
             "        # One more call charged to the caller's rate bucket (the meter server applies the same zones).\n"
-            "        location = /_zbi_meter {\n"
-            "            internal;\n"
-            "            proxy_pass http://zbi_meter/;\n"
-            "            proxy_http_version 1.1;\n"
-            "            proxy_pass_request_headers off;\n"
-            "            proxy_pass_request_body off;\n"
-            '            proxy_set_header Content-Length "";\n'
-            '            proxy_set_header Connection "";\n'
-            "            proxy_set_header X-Zbi-Rate-Key $zbi_rate_key;\n"
-            "            proxy_set_header X-Zbi-Bucket $zbi_bucket;\n"
-            "        }\n"
+            + meter_location("/_zbi_meter", "$zbi_rate_key", "$zbi_bucket")
         ),
         nginx_rate_buckets=True,
     )

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 
 from zbi_infra.config.access import MAX_BATCH_LIMIT, RateLimit
-from zbi_infra.render.gateway import METER_SOCKET
+
+# The rate meter's socket, in nginx's temporary directory: one more call charged per request to it.
+METER_SOCKET = "zbi-meter.sock"
 
 # Each bucket's share of shared memory: about 80,000 keys of 128 bytes (nginx's limit_req node, or a Lua dictionary
 # entry, with its key).
@@ -55,6 +57,25 @@ def njs_limits(buckets: dict[str, RateLimit]) -> str:
 
 def meter_upstream(temp_dir: str) -> str:
     return f"    upstream zbi_meter {{\n        server unix:{temp_dir}/{METER_SOCKET};\n        keepalive 8;\n    }}\n"
+
+
+def meter_location(path: str, rate_key: str, bucket: str) -> str:
+    """An internal location of the public server charging one call, through the meter, to the bucket the variables
+    `rate_key` and `bucket` name (njs reaches it by subrequest: the front for a batch's calls, the history cache's
+    filler for its extra node calls)."""
+    return (
+        f"        location = {path} {{\n"
+        "            internal;\n"
+        "            proxy_pass http://zbi_meter/;\n"
+        "            proxy_http_version 1.1;\n"
+        "            proxy_pass_request_headers off;\n"
+        "            proxy_pass_request_body off;\n"
+        '            proxy_set_header Content-Length "";\n'
+        '            proxy_set_header Connection "";\n'
+        f"            proxy_set_header X-Zbi-Rate-Key {rate_key};\n"
+        f"            proxy_set_header X-Zbi-Bucket {bucket};\n"
+        "        }\n"
+    )
 
 
 def meter_server(temp_dir: str, limits: str) -> str:
