@@ -22,7 +22,6 @@ from zbi_infra.render.gateway_engines import LUA_RATE_MODULE, lua_modules
 DRIVER = """
 package.path = arg[1] .. "/?.lua;" .. package.path
 local mono, wall = 0, 0
-local entries = {}
 -- After each operation, a worker played by a coroutine lets the schedule choose who goes next.
 local function operated(...)
     if coroutine.running() then
@@ -30,36 +29,41 @@ local function operated(...)
     end
     return ...
 end
-local function live(key)
+local function live(entries, key)
     local entry = entries[key]
     if entry and entry.expires ~= 0 and entry.expires < wall then
         return nil
     end
     return entry
 end
-local dict = {}
-function dict:incr(key, value, init, init_ttl)
-    local entry = live(key)
+-- A dictionary per name, as nginx.conf's lua_shared_dict per bucket.
+local Dict = {}
+Dict.__index = Dict
+function Dict:incr(key, value, init, init_ttl)
+    local entry = live(self.entries, key)
     if not entry then
         if init == nil then
             return operated(nil, "not found")
         end
         entry = {value = init, expires = (init_ttl or 0) > 0 and wall + math.floor(init_ttl * 1000) or 0}
-        entries[key] = entry
+        self.entries[key] = entry
     end
     entry.value = entry.value + value
     return operated(entry.value)
 end
-function dict:expire(key, exptime)
-    local entry = entries[key]
+function Dict:expire(key, exptime)
+    local entry = self.entries[key]
     if not entry then
         return operated(nil, "not found")
     end
     entry.expires = exptime > 0 and wall + math.floor(exptime * 1000) or 0
     return operated(true)
 end
--- One table stands for every bucket's dictionary (the keys carry the bucket's name).
-ngx = {shared = setmetatable({}, {__index = function() return dict end})}
+ngx = {shared = setmetatable({}, {__index = function(shared, name)
+    local dict = setmetatable({entries = {}}, Dict)
+    rawset(shared, name, dict)
+    return dict
+end})}
 package.loaded.ffi = {cdef = function() end, C = setmetatable({}, {__index = function(_, name)
     assert(name == "ngx_current_msec")
     return mono
@@ -101,7 +105,7 @@ for line in io.lines() do
         out[#out + 1] = (results[1] and "1" or "0") .. (results[2] and "1" or "0")
     elseif command == "state" then
         -- The entry of a bucket (words[2]) and rate key (words[3]).
-        local entry = live(words[2] .. " " .. words[3])
+        local entry = live(ngx.shared["zbi_rate_" .. words[2]].entries, words[3])
         out[#out + 1] = entry and string.format("%d@%d", entry.value, entry.expires) or "-"
     end
 end

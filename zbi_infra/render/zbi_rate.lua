@@ -75,11 +75,11 @@ local function take(rate_key, bucket_name, count)
         return true
     end
     local bucket = buckets[bucket_name] or strictest
+    -- The bucket's own dictionary: the rate key alone names the caller in it.
     local rate, burst, dict = bucket.rate, bucket.burst, bucket.dict
-    local key = bucket.name .. " " .. rate_key
     local now = rate * tonumber(C.ngx_current_msec)
     local charged = count * CALL
-    local total = dict:incr(key, charged, now - CALL, (ceil(CALL / rate) + EXPIRY_MARGIN_MS + 0.5) / 1000)
+    local total = dict:incr(rate_key, charged, now - CALL, (ceil(CALL / rate) + EXPIRY_MARGIN_MS + 0.5) / 1000)
     if total == nil then
         -- No room even after forgetting the least recently used keys: refused, as nginx refuses a call it could not
         -- allocate a node for.
@@ -97,12 +97,12 @@ local function take(rate_key, bucket_name, count)
     end
     local correction = behind - (count - taken) * CALL
     if correction ~= 0 then
-        dict:incr(key, correction)
+        dict:incr(rate_key, correction)
     end
     if taken > 0 then
         -- Until the next call would find the bucket drained (its excess back to 0).
         local excess = first + (taken - 1) * CALL
-        expire_after(dict, key, ceil((excess + CALL) / rate) + EXPIRY_MARGIN_MS)
+        expire_after(dict, rate_key, ceil((excess + CALL) / rate) + EXPIRY_MARGIN_MS)
     end
     return taken == count
 end
