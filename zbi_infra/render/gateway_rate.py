@@ -2,8 +2,8 @@
 callers; every call of a batch counts; per replica). The njs engine has nginx count them: a limit_req zone per
 bucket, a map sending each caller's rate key to its bucket's zone, the zones applied in every location that forwards
 calls, and a loopback "meter" server applying them once more per extra call (a batch's, the history cache's). The
-Lua engine counts them itself (zbi_rate.lua, nginx's limit_req rule in a shared dictionary): nginx.conf only sizes
-the dictionary and names the buckets."""
+Lua engine counts them itself (zbi_rate.lua, nginx's limit_req rule in a shared dictionary per bucket): nginx.conf
+only sizes the dictionaries and names the buckets."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def meter_server(temp_dir: str, limits: str) -> str:
     server {{
         listen unix:{temp_dir}/{METER_SOCKET};
         access_log off;
-        # A batch's charges arrive on one connection (the Lua engine pipelines them): as many as the largest batch.
+        # The front's kept-alive connections carry a batch's charges (16 at a time): as many as the largest batch.
         keepalive_requests {MAX_BATCH_LIMIT};
         location / {{
             # Whom to count, as the gateway's request told it in headers; no njs here.
