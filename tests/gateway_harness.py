@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -287,20 +288,43 @@ def running_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
             stdout=output,
             stderr=subprocess.STDOUT,
         )
+    # The master binds the port before it forks its workers, so a connection alone does not say they run: on a busy
+    # machine a test counting workers found one (CI failed so); wait for as many as nginx.conf asks.
+    match = re.search(r"^\s*worker_processes\s+(\d+);", (directory / "nginx.conf").read_text(), re.MULTILINE)
+    workers = int(match.group(1)) if match else 1
     try:
         deadline = time.monotonic() + 15
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.1)
+        while not (accepts(port) and len(worker_processes(process.pid)) >= workers):
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"nginx did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
         yield log
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def worker_processes(master: int) -> list[int]:
+    """The pids of `master`'s nginx worker processes (not its cache manager or loader), from /proc."""
+    workers = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                title = (entry / "cmdline").read_bytes()
+            except (OSError, IndexError):
+                continue
+            if parent == master and title.startswith(b"nginx: worker process"):
+                workers.append(int(entry.name))
+    return workers
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import Gateway, access, running_gateway, start_node
+from tests.gateway_harness import Gateway, access, running_gateway, start_node, worker_processes
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import parse_access
 from zbi_infra.render.gateway import WORKER_PROCESSES, GatewayPaths, rate_buckets
@@ -77,17 +77,7 @@ def call(gateway: Gateway, user: str, body: object) -> int:
 
 
 def workers_of(gateway: Gateway) -> list[int]:
-    master = int((gateway.config_dir / "nginx.pid").read_text())
-    children = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError):
-                continue
-            if parent == master:
-                children.append(int(entry.name))
-    return children
+    return worker_processes(int((gateway.config_dir / "nginx.pid").read_text()))
 
 
 def serving_worker(gateway: Gateway, connection: http.client.HTTPSConnection, workers: list[int]) -> int:
