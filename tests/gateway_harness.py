@@ -113,7 +113,21 @@ LUA_MODULES = (Path("/usr/lib/nginx/modules/ndk_http_module.so"), Path("/usr/lib
 CJSON = Path("/usr/lib/x86_64-linux-gnu/lua/5.1/cjson.so")
 
 
+# An OpenResty nginx to run the Lua engine's tests on in place of Debian's nginx and modules (OpenResty has the
+# modules and lua-cjson built in): the pod's image was not pulled here, but its build can be run (README, verified).
+OPENRESTY = os.environ.get("ZBI_TEST_OPENRESTY", "")
+
+
+def lua_module_paths() -> tuple[str, ...]:
+    """What an nginx.conf for the Lua engine loads in the tests: Debian's dynamic modules, none in OpenResty."""
+    return () if OPENRESTY else tuple(str(path) for path in LUA_MODULES)
+
+
 def nginx(engine: Engine = "njs") -> str:
+    if engine == "lua" and OPENRESTY:
+        if not os.access(OPENRESTY, os.X_OK):
+            pytest.fail(f"ZBI_TEST_OPENRESTY={OPENRESTY} is not an executable nginx. Fix: unset it or name OpenResty's")
+        return OPENRESTY
     if engine == "lua":
         # luajit2 with them: its interpreter (tests/test_json_text_lua.py) shares the module's libluajit2, where
         # Debian's luajit would replace that library, and apt would remove the module (CI failed so).
@@ -231,7 +245,7 @@ def running_gateway(
         zcashd_upstream=zcashd_upstream,
         history_cache=cache,
         engine=engine,
-        lua_module_paths=tuple(str(path) for path in LUA_MODULES),
+        lua_module_paths=lua_module_paths(),
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

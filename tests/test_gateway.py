@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, PlanStack
-from tests.gateway_harness import JS_MODULE, LUA_MODULES, mtail, nginx
+from tests.gateway_harness import JS_MODULE, lua_module_paths, mtail, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
@@ -237,7 +237,7 @@ def test_the_pod_configuration_passes_nginx_and_mtail(
     if engine_choice == "lua":
         # OpenResty, the pod's image, has lua-nginx-module built in; Debian's nginx loads it.
         assert "load_module" not in conf
-        conf = "".join(f"load_module {module};\n" for module in LUA_MODULES) + conf
+        conf = "".join(f"load_module {module};\n" for module in lua_module_paths()) + conf
     else:
         assert f"load_module {JS_MODULE};" in conf
     (tmp_path / "nginx.conf").write_text(conf)

@@ -226,7 +226,7 @@ def test_anonymous_callers_cannot_push_out_a_users_bucket(tmp_path: Path) -> Non
     """Each bucket has a dictionary of its own, as each of njs's buckets a zone: filling the anonymous bucket's
     forgets anonymous keys only. In one dictionary for all (a review), the anonymous keys pushed a user's entry out
     while its bucket was still counting: a whole new burst passed where nginx's rule passes one call a second."""
-    from tests.gateway_harness import LUA_MODULES, free_port, nginx
+    from tests.gateway_harness import free_port, lua_module_paths, nginx
     from zbi_infra.render.gateway_engines import LUA_RATE_MODULE, lua_modules
     from zbi_infra.render.gateway_rate import lua_configuration, lua_dictionary
 
@@ -248,7 +248,7 @@ def test_anonymous_callers_cannot_push_out_a_users_bucket(tmp_path: Path) -> Non
     (tmp_path / LUA_RATE_MODULE).write_text(lua_modules(paths)[LUA_RATE_MODULE])
     (tmp_path / "probe.lua").write_text(EVICTION_PROBE)
     port = free_port()
-    modules = "".join(f"load_module {path};\n" for path in LUA_MODULES)
+    modules = "".join(f"load_module {path};\n" for path in lua_module_paths())
     temp = "".join(
         f"    {kind}_temp_path {directory};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
