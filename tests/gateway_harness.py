@@ -61,10 +61,13 @@ from zbi_infra.render.gateway import (
 )
 from zbi_infra.render.gateway_cache import GatewayCache
 from zbi_infra.render.gateway_engines import Engine, lua_modules
-from zbi_infra.render.gateway_nginx import nginx_conf
+from zbi_infra.render.gateway_nginx import POD_JS_MODULE, nginx_conf
 
 KEYS = {name: new_key() for name in ("exchange", "analytics", "expired", "slow", "bench", "batcher", "metered")}
-JS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+# An nginx and its njs module to run the njs engine's tests on in place of Debian's (the pod's image carries nginx.org's
+# builds): both named, or neither.
+NJS_NGINX = os.environ.get("ZBI_TEST_NJS_NGINX", "")
+JS_MODULE = Path(os.environ.get("ZBI_TEST_NJS_MODULE") or POD_JS_MODULE)
 
 
 def access(keys: dict[str, str] = KEYS) -> AccessFile:
@@ -128,6 +131,12 @@ def nginx(engine: Engine = "njs") -> str:
         if not os.access(OPENRESTY, os.X_OK):
             pytest.fail(f"ZBI_TEST_OPENRESTY={OPENRESTY} is not an executable nginx. Fix: unset it or name OpenResty's")
         return OPENRESTY
+    if engine == "njs" and (NJS_NGINX or Path(POD_JS_MODULE) != JS_MODULE):
+        if not (os.access(NJS_NGINX, os.X_OK) and JS_MODULE.is_file()):
+            pytest.fail(
+                "ZBI_TEST_NJS_NGINX and ZBI_TEST_NJS_MODULE name an nginx and its njs module together. Fix: both"
+            )
+        return NJS_NGINX
     if engine == "lua":
         # luajit2 with them: its interpreter (tests/test_json_text_lua.py) shares the module's libluajit2, where
         # Debian's luajit would replace that library, and apt would remove the module (CI failed so).

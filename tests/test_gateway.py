@@ -37,7 +37,7 @@ from zbi_infra.render.gateway import (
     users_table,
 )
 from zbi_infra.render.gateway_engines import ENGINES, Engine
-from zbi_infra.render.gateway_nginx import pod_files
+from zbi_infra.render.gateway_nginx import POD_JS_MODULE, pod_files
 
 NS = "zbi-testnet"
 
@@ -239,7 +239,8 @@ def test_the_pod_configuration_passes_nginx_and_mtail(
         assert "load_module" not in conf
         conf = "".join(f"load_module {module};\n" for module in lua_module_paths()) + conf
     else:
-        assert f"load_module {JS_MODULE};" in conf
+        assert f"load_module {POD_JS_MODULE};" in conf
+        conf = conf.replace(POD_JS_MODULE, str(JS_MODULE))
     (tmp_path / "nginx.conf").write_text(conf)
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",

@@ -46,6 +46,8 @@ from zbi_infra.render.gateway_engines import Engine, lua_directives, lua_modules
 from zbi_infra.render.gateway_grpc import UNSERVED_GRPC, grpc_locations
 from zbi_infra.render.nginx_process import http_writable_paths, main_context
 
+# Where nginx.org's packages (the njs engine's image, nginx-unprivileged) put the njs module.
+POD_JS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 SPLICE_BUSY = (
     '{"result":null,"error":{"code":-32005,"message":"too many batches with refused calls in progress on this '
     'gateway: retry later, or send the refused calls apart"},"id":null}'
@@ -90,7 +92,7 @@ def nginx_conf(
     grpc_upstream: str | None = None,
     grpc_upstream_tls: bool = False,
     max_body_bytes: int = 64 * 1024,
-    js_module_path: str = "/usr/lib/nginx/modules/ngx_http_js_module.so",
+    js_module_path: str = POD_JS_MODULE,
     temp_dir: str = "/tmp",
     user: str | None = None,
     metrics_syslog: str | None = None,
