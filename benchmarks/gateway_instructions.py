@@ -45,11 +45,11 @@ CALL = json.dumps({"jsonrpc": "1.0", "method": "getblockcount", "params": [], "i
 
 
 @contextmanager
-def under_callgrind(directory: Path, port: int, out: Path) -> Iterator[int]:
-    """nginx with `directory/nginx.conf` as one process under callgrind, once it accepts on `port`; yields its pid."""
+def under_callgrind(binary: str, directory: Path, port: int, out: Path) -> Iterator[int]:
+    """`binary` on `directory/nginx.conf` under callgrind, one process, once it accepts on `port`; yields its pid."""
     log = (directory / "callgrind.log").open("w")
     process = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", harness.nginx(), "-e", "stderr",
+        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", binary, "-e", "stderr",
          "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off; master_process off;"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -134,7 +134,7 @@ def plain_counted(root: Path, ports: dict[str, int], authorization: str, warmup:
         f" client_body_temp_path {root}/plain/body;\n proxy_temp_path {root}/plain/proxy;\n{plain_conf}\n}}\n"
     )
     out = root / "plain.out"
-    with under_callgrind(root / "plain", plain_port, out) as pid:
+    with under_callgrind(harness.nginx(), root / "plain", plain_port, out) as pid:
         return counted(pid, plain_port, authorization, warmup, requests, out)
 
 
@@ -155,7 +155,7 @@ def gateway_counted(
 
     @contextmanager
     def gateway_nginx(binary: str, directory: Path, port: int) -> Iterator[Path]:
-        with under_callgrind(directory, port, out):
+        with under_callgrind(binary, directory, port, out):
             yield directory / "callgrind.log"
 
     # The harness renders and starts the gateway; here it starts under callgrind instead.

@@ -41,6 +41,7 @@ from tests.gateway_harness import (
     nginx,
     nginx_cpu_seconds,
     running_gateway,
+    takes_http2_on,
     tls_files,
 )
 from tests.zcash_blocks import LARGEST, block
@@ -84,7 +85,7 @@ def nginx_running(directory: Path, conf: str) -> Iterator[int]:
         f" proxy_temp_path {directory}/proxy;\n{conf}\n}}\n"
     )
     process = subprocess.Popen(
-        [nginx(), "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"]
+        [nginx(), "-e", "stderr", "-p", str(directory), "-c", str(directory / "nginx.conf"), "-g", "daemon off;"]
     )
     try:
         deadline = time.monotonic() + 10
@@ -140,7 +141,8 @@ def plain_proxy(directory: Path, ports: dict[str, int], upstream: str, port: int
     return (
         f" upstream rpc_{upstream} {{ server 127.0.0.1:{ports[upstream]}; keepalive 32; }}\n"
         f" upstream wallet_{upstream} {{ server 127.0.0.1:{ports['grpc']}; keepalive 32; }}\n"
-        f" server {{ listen 127.0.0.1:{port} ssl http2; ssl_certificate {certificate}; ssl_certificate_key {key};\n"
+        f" server {{ listen 127.0.0.1:{port} ssl{'' if takes_http2_on(nginx()) else ' http2'};"
+        f"{' http2 on;' if takes_http2_on(nginx()) else ''} ssl_certificate {certificate}; ssl_certificate_key {key};\n"
         f"  location / {{ proxy_pass http://rpc_{upstream}; proxy_http_version 1.1;"
         " proxy_set_header Connection ''; }\n"
         f"  location /{SERVICE}/ {{ grpc_pass grpc://wallet_{upstream}; }} }}\n"

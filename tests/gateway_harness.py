@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,24 @@ def nginx(engine: Engine = "njs") -> str:
     return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
 
 
+@cache
+def takes_http2_on(binary: str) -> bool:
+    """Whether `binary` is nginx 1.25.1 or later (OpenResty numbers as nginx), which takes `http2 on;`, as the pods'."""
+    banner = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30, check=True).stderr
+    version = re.search(r"(?:nginx|openresty)/(\d+)\.(\d+)\.(\d+)", banner)
+    assert version, banner
+    return tuple(int(part) for part in version.groups()) >= (1, 25, 1)
+
+
+def for_this_nginx(conf: str, binary: str) -> str:
+    """The pod's nginx.conf as `binary` reads it: an nginx older than 1.25.1 (Debian's 1.22) takes HTTP/2 as the
+    listen parameter `http2 on;` replaced, and knows no `http2` directive."""
+    if takes_http2_on(binary):
+        return conf
+    assert "        http2 on;\n" in conf
+    return re.sub(r"(\n\s*listen \S+ ssl);", r"\1 http2;", conf.replace("        http2 on;\n", ""))
+
+
 @dataclass
 class Gateway:
     url: str
@@ -255,6 +274,7 @@ def running_gateway(
         history_cache=cache,
         engine=engine,
         lua_module_paths=lua_module_paths(),
+        http2_on=takes_http2_on(binary),
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )

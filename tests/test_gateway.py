@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, PlanStack
-from tests.gateway_harness import JS_MODULE, lua_module_paths, mtail, nginx
+from tests.gateway_harness import JS_MODULE, for_this_nginx, lua_module_paths, mtail, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
@@ -241,7 +241,7 @@ def test_the_pod_configuration_passes_nginx_and_mtail(
     else:
         assert f"load_module {POD_JS_MODULE};" in conf
         conf = conf.replace(POD_JS_MODULE, str(JS_MODULE))
-    (tmp_path / "nginx.conf").write_text(conf)
+    (tmp_path / "nginx.conf").write_text(for_this_nginx(conf, nginx(engine_choice)))
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
          "-subj", "/CN=t", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, PlanStack
-from tests.gateway_harness import nginx
+from tests.gateway_harness import JS_MODULE, for_this_nginx, nginx
 from tests.k8s_objects import objects, one, pod_spec
 from tests.test_policy import evaluate, resources
 from zbi_infra.config.resources import memory_mib
@@ -28,6 +28,7 @@ from zbi_infra.render.gateway import (
     upstream_auth_directive,
 )
 from zbi_infra.render.gateway_cache import FILL_COST_ANSWERS, MAX_CACHED_ANSWER_BYTES, POD_CACHE_DIR
+from zbi_infra.render.gateway_nginx import POD_JS_MODULE
 
 NS = "zbi-testnet"
 SIZE_GIB = 12
@@ -97,7 +98,8 @@ def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(histor
     conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", data["nginx.conf"])
     if os.geteuid() == 0:
         conf = conf.replace("worker_processes ", "user root;\nworker_processes ", 1)
-    (tmp_path / "nginx.conf").write_text(conf)
+    conf = conf.replace(f"load_module {POD_JS_MODULE};", f"load_module {JS_MODULE};")
+    (tmp_path / "nginx.conf").write_text(for_this_nginx(conf, nginx()))
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
          "-subj", "/CN=t", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
