@@ -117,9 +117,10 @@ def fixed_upstreams(directory: Path) -> tuple[str, dict[str, int]]:
     (directory / "reply.bin").write_bytes(grpc_frame(b"\x08" + varint(TIP)))
     ports = {name: free_port() for name in ("small", "big", "batch", "grpc")}
 
-    def static(name: str, port: int, extra: str = "default_type application/json;", http2: str = "") -> str:
+    def static(name: str, port: int, extra: str = "default_type application/json;", http2: bool = False) -> str:
+        listen = listen_http2(f"127.0.0.1:{port}", "") if http2 else f"listen 127.0.0.1:{port};"
         return (
-            f" server {{ listen 127.0.0.1:{port}{http2}; root {directory};\n"
+            f" server {{ {listen} root {directory};\n"
             f"  location / {{ {extra} error_page 405 =200 /{name}; try_files /{name} =404; }}\n"
             f"  location = /{name} {{ {extra} }} }}\n"
         )
@@ -131,9 +132,16 @@ def fixed_upstreams(directory: Path) -> tuple[str, dict[str, int]]:
         f" return 200 '{SMALL.decode()}'; }} }}\n"
         + static("block.json", ports["big"])
         + static("batch.json", ports["batch"])
-        + static("reply.bin", ports["grpc"], "default_type application/grpc; add_trailer grpc-status 0;", " http2")
+        + static("reply.bin", ports["grpc"], "default_type application/grpc; add_trailer grpc-status 0;", http2=True)
     )
     return conf, ports
+
+
+def listen_http2(address: str, parameters: str) -> str:
+    """A listen directive with HTTP/2 as the nginx under test writes it (the `http2` directive from 1.25.1)."""
+    if takes_http2_on(nginx()):
+        return f"listen {address}{parameters}; http2 on;"
+    return f"listen {address}{parameters} http2;"
 
 
 def plain_proxy(directory: Path, ports: dict[str, int], upstream: str, port: int) -> str:
@@ -141,8 +149,8 @@ def plain_proxy(directory: Path, ports: dict[str, int], upstream: str, port: int
     return (
         f" upstream rpc_{upstream} {{ server 127.0.0.1:{ports[upstream]}; keepalive 32; }}\n"
         f" upstream wallet_{upstream} {{ server 127.0.0.1:{ports['grpc']}; keepalive 32; }}\n"
-        f" server {{ listen 127.0.0.1:{port} ssl{'' if takes_http2_on(nginx()) else ' http2'};"
-        f"{' http2 on;' if takes_http2_on(nginx()) else ''} ssl_certificate {certificate}; ssl_certificate_key {key};\n"
+        f" server {{ {listen_http2(f'127.0.0.1:{port}', ' ssl')} ssl_certificate {certificate};"
+        f" ssl_certificate_key {key};\n"
         f"  location / {{ proxy_pass http://rpc_{upstream}; proxy_http_version 1.1;"
         " proxy_set_header Connection ''; }\n"
         f"  location /{SERVICE}/ {{ grpc_pass grpc://wallet_{upstream}; }} }}\n"
