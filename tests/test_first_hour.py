@@ -15,9 +15,10 @@ import yaml
 from tests.conftest import ROOT
 from zbi_infra.cli import EXIT_BROKEN_PIPE, INSTANCE_EXAMPLES, _check_policies, main
 from zbi_infra.config import load_stack_config
+from zbi_infra.config.instance import DEFAULT_GATEWAY_ENGINE
 from zbi_infra.errors import ConfigError
 from zbi_infra.kube import image_ref
-from zbi_infra.releases import GATEWAY, LIGHTWALLETD, ZEBRAD
+from zbi_infra.releases import GATEWAY_ENGINE_IMAGES, LIGHTWALLETD, ZEBRAD
 
 
 def test_zbi_stacks_lists_every_stack_file(capsys) -> None:
@@ -67,7 +68,8 @@ def test_instance_show_names_the_images_that_will_run(plan_stack, capsys) -> Non
     node, lightwallet, gateway = (shown[tier]["image"] for tier in ("node", "lightwallet", "gateway"))
     assert (node["repository"], node["tag"]) == (ZEBRAD.repository, ZEBRAD.tag)
     assert (lightwallet["repository"], lightwallet["tag"]) == (LIGHTWALLETD.repository, LIGHTWALLETD.tag)
-    assert (gateway["repository"], gateway["tag"]) == (GATEWAY.repository, GATEWAY.tag)
+    front = GATEWAY_ENGINE_IMAGES[DEFAULT_GATEWAY_ENGINE]
+    assert (gateway["repository"], gateway["tag"]) == (front.repository, front.tag)
     # ... which is what the plan's pods run.
     images = {
         c["image"]
@@ -77,7 +79,7 @@ def test_instance_show_names_the_images_that_will_run(plan_stack, capsys) -> Non
     }
     assert image_ref(node["repository"], node["tag"], node["digest"]) in images
     assert image_ref(lightwallet["repository"], lightwallet["tag"], lightwallet["digest"]) in images
-    assert node["digest"] and gateway["digest"] is None  # zebra's is in the digest table, nginx's not yet
+    assert node["digest"] and gateway["digest"] is None  # zebra's is in the digest table, OpenResty's not yet
 
 
 def test_roles_of_a_dr_stack_are_its_primarys(capsys) -> None:

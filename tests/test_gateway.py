@@ -5,7 +5,6 @@ cluster names to loopback)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -14,15 +13,18 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, PlanStack
-from tests.gateway_harness import JS_MODULE, for_this_nginx, lua_module_paths, mtail, nginx
+from tests.gateway_harness import mtail
 from tests.k8s_objects import objects, one, pod_spec
+from tests.pod_nginx import checked_by_nginx
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import PROBE_USER, instance_access_files, parse_access, read_access_file
+from zbi_infra.config.instance import DEFAULT_GATEWAY_ENGINE
 from zbi_infra.config.resources import memory_mib
 from zbi_infra.errors import ConfigError
 from zbi_infra.node.gateway import CONFIG_HASH_ANNOTATION, config_hash
 from zbi_infra.plan.engine import Plan
 from zbi_infra.plan.mocks import _digest
+from zbi_infra.releases import GATEWAY_ENGINE_IMAGES
 from zbi_infra.render import gateway_metrics
 from zbi_infra.render.gateway import (
     ANONYMOUS_FILE,
@@ -33,11 +35,10 @@ from zbi_infra.render.gateway import (
     GatewayUpstreams,
     is_user_file,
     spliced_batches_cap,
-    upstream_auth_directive,
     users_table,
 )
 from zbi_infra.render.gateway_engines import ENGINES, Engine
-from zbi_infra.render.gateway_nginx import POD_JS_MODULE, pod_files
+from zbi_infra.render.gateway_nginx import pod_files
 
 NS = "zbi-testnet"
 
@@ -47,11 +48,20 @@ def dev(plan_stack: PlanStack) -> Plan:
     return plan_stack("dev")
 
 
+@pytest.fixture(scope="module")
+def dev_per_engine(plan_stack: PlanStack) -> dict[Engine, Plan]:
+    """dev's plan with each engine named, the default's the same as `dev` (test_gateway_engine_choice.py)."""
+    return {
+        engine: plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"engine": engine}}}})
+        for engine in ENGINES
+    }
+
+
 def containers(dev: Plan) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in pod_spec(one(dev, "Deployment", "gateway", NS))["containers"]}
 
 
-def dev_testnet_gateway_files(engine: Engine = "njs") -> dict[str, str]:
+def dev_testnet_gateway_files(engine: Engine = DEFAULT_GATEWAY_ENGINE) -> dict[str, str]:
     """The files the renderers make for dev's testnet gateway (its access file, its upstreams, the mocks' probe key)
     with `engine`: what its ConfigMap must hold."""
     expected = pod_files(
@@ -99,7 +109,11 @@ def test_the_upstreams_are_the_instances_own_services_and_ports(dev: Plan) -> No
     assert "gateway.zbi-testnet.svc.cluster.local" in request.inputs["dnsNames"]
 
 
-def test_every_file_nginx_and_mtail_read_is_mounted_from_its_source(dev: Plan) -> None:
+@pytest.mark.parametrize("engine_choice", ENGINES)
+def test_every_file_nginx_and_mtail_read_is_mounted_from_its_source(
+    engine_choice: Engine, dev_per_engine: dict[Engine, Plan]
+) -> None:
+    dev = dev_per_engine[engine_choice]
     spec = pod_spec(one(dev, "Deployment", "gateway", NS))
     volumes = {v["name"]: v for v in spec["volumes"]}
     data = one(dev, "ConfigMap", "gateway-config", NS)["data"]
@@ -118,14 +132,27 @@ def test_every_file_nginx_and_mtail_read_is_mounted_from_its_source(dev: Plan) -
     nginx_container, metrics = containers(dev)["gateway"], containers(dev)["metrics"]
     conf = data["nginx.conf"]
     read = re.findall(r"(?:ssl_certificate|ssl_certificate_key|grpc_ssl_trusted_certificate) (/\S+);", conf)
-    read += [f"{POD_CONFIG_DIR}/{name}" for name in ("nginx.conf", "gateway.js")]
-    read += re.findall(r"'(/var/run/zbi-gateway/[^']+)'", data["gateway.js"])
     read += re.findall(r"include (/\S+);", conf)
-    # The user table: gateway.js reads its files by name from one directory.
-    table_dir = re.search(r"const TABLE_DIR = '([^']+)';", data["gateway.js"])
+    # Scripts: njs imports them from js_path, Lua requires them from lua_package_path; both the ConfigMap's directory.
+    scripts = [name for name in data if name.endswith(".js" if engine_choice == "njs" else ".lua")]
+    assert scripts
+    assert (
+        f"js_path {POD_CONFIG_DIR};" if engine_choice == "njs" else f'lua_package_path "{POD_CONFIG_DIR}/?.lua;;";'
+    ) in conf
+    read += [f"{POD_CONFIG_DIR}/{name}" for name in ("nginx.conf", *scripts)]
+    read += [path for name in scripts for path in re.findall(r"['\"](/var/run/zbi-gateway/[^'\"]+)['\"]", data[name])]
+    # The user table: the engine reads its files by name from one directory.
+    table_dir = re.search(r"""(?:const|local) TABLE_DIR = ['"]([^'"]+)['"]""", "".join(data[name] for name in scripts))
     assert table_dir
     read += [f"{table_dir.group(1)}{name}" for name in data if is_user_file(name)]
-    assert len(read) == 7 + len([name for name in data if is_user_file(name)]), read
+    # What the pod mounts from Secrets, each found where nginx or a script names it.
+    assert {path for path in read if path.startswith("/var/run/")} == {
+        POD_PATHS.tls_certificate,
+        POD_PATHS.tls_key,
+        f"{POD_TLS_DIR}/ca.crt",
+        POD_PATHS.upstream_auth_include,
+        POD_PATHS.upstream_auth_file,
+    }
     for path in read:
         kind, key = source(path, nginx_container)
         if kind == "ConfigMap:gateway-config":
@@ -172,7 +199,8 @@ def test_replicas_spread_drain_and_scale(dev: Plan) -> None:
     # The load balancer stops sending before nginx drains, and the grace period covers both.
     sleep = int(nginx_container["lifecycle"]["preStop"]["exec"]["command"][1])
     assert pod["terminationGracePeriodSeconds"] > sleep
-    assert nginx_container["command"][:1] == ["nginx"]  # not the image's entrypoint scripts
+    # nginx by the image's own path, not the image's entrypoint scripts.
+    assert nginx_container["command"][:1] == [GATEWAY_ENGINE_IMAGES[DEFAULT_GATEWAY_ENGINE].binary]
     for container in containers(dev).values():
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         assert container["resources"]["limits"] and container["resources"]["requests"]
@@ -182,7 +210,8 @@ def test_replicas_spread_drain_and_scale(dev: Plan) -> None:
     assert one(dev, "PodDisruptionBudget", "gateway-pdb", NS)["spec"]["maxUnavailable"] == 1
 
 
-def test_a_new_user_rolls_nothing_and_a_new_limit_rolls_the_gateway() -> None:
+@pytest.mark.parametrize("engine_choice", ENGINES)
+def test_a_new_user_rolls_nothing_and_a_new_limit_rolls_the_gateway(engine_choice: Engine) -> None:
     base = {
         "jsonRpc": {"methods": ["getblockcount"]},
         "grpc": {"methods": ["GetLatestBlock"]},
@@ -191,7 +220,13 @@ def test_a_new_user_rolls_nothing_and_a_new_limit_rolls_the_gateway() -> None:
     upstreams = GatewayUpstreams(rpc="node:8232")
 
     def hash_of(document: dict[str, Any]) -> str:
-        files = pod_files(parse_access(document, "t"), upstreams, max_body_bytes=4096, metrics_syslog="127.0.0.1:1")
+        files = pod_files(
+            parse_access(document, "t"),
+            upstreams,
+            max_body_bytes=4096,
+            metrics_syslog="127.0.0.1:1",
+            engine=engine_choice,
+        )
         return config_hash(files)
 
     more_users = {**base, "users": [*base["users"], {"name": "b", "keySha256": key_hash(new_key())}]}
@@ -210,53 +245,12 @@ def test_the_plans_hash_annotation_is_the_config_maps(dev: Plan) -> None:
 
 @pytest.mark.parametrize("engine_choice", ENGINES)
 def test_the_pod_configuration_passes_nginx_and_mtail(
-    engine_choice: Engine, dev: Plan, plan_stack: PlanStack, tmp_path: Path
+    engine_choice: Engine, dev_per_engine: dict[Engine, Plan], tmp_path: Path
 ) -> None:
     """`nginx -t` loads the engine's module (njs: and the JS file; lua-nginx-module runs no init_by_lua under -t,
     the live tests load the Lua modules) and checks every directive; mtail compiles the program."""
-    plan = dev
-    if engine_choice != "njs":
-        plan = plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"engine": engine_choice}}}})
-    data = dict(one(plan, "ConfigMap", "gateway-config", NS)["data"])
-    moved = {
-        POD_CONFIG_DIR: str(tmp_path),
-        POD_UPSTREAM_DIR: str(tmp_path),
-        POD_TLS_DIR: str(tmp_path),
-        ".zbi-testnet.svc.cluster.local": "",
-    }
-    # The pod's temporary directory first, before anything else lives under the test's (itself in /tmp).
-    data["nginx.conf"] = re.sub(r" /tmp/", f" {tmp_path}/", data["nginx.conf"])
-    for name in data:
-        for old, new in moved.items():
-            data[name] = data[name].replace(old, new)
-        (tmp_path / name).write_text(data[name])
-    conf = data["nginx.conf"]
-    conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", conf)
-    if os.geteuid() == 0:
-        conf = conf.replace("worker_processes ", "user root;\nworker_processes ", 1)
-    if engine_choice == "lua":
-        # OpenResty, the pod's image, has lua-nginx-module built in; Debian's nginx loads it.
-        assert "load_module" not in conf
-        conf = "".join(f"load_module {module};\n" for module in lua_module_paths()) + conf
-    else:
-        assert f"load_module {POD_JS_MODULE};" in conf
-        conf = conf.replace(POD_JS_MODULE, str(JS_MODULE))
-    (tmp_path / "nginx.conf").write_text(for_this_nginx(conf, nginx(engine_choice)))
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-         "-subj", "/CN=t", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    (tmp_path / "ca.crt").write_bytes((tmp_path / "tls.crt").read_bytes())
-    # The Secret's credentials are masked in the plan: the include gets a directive of the same shape.
-    include = Path(POD_PATHS.upstream_auth_include.replace(POD_UPSTREAM_DIR, str(tmp_path)))
-    include.write_text(upstream_auth_directive("zebra-rpc:password"))
-    checked = subprocess.run(
-        [nginx(engine_choice), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    data = one(dev_per_engine[engine_choice], "ConfigMap", "gateway-config", NS)["data"]
+    checked = checked_by_nginx(data, engine_choice, tmp_path)
     assert checked.returncode == 0, checked.stderr
     compiled = subprocess.run(
         [mtail(), "--compile_only", f"--progs={tmp_path}", "--logtostderr"], capture_output=True, text=True, timeout=30

@@ -1,6 +1,6 @@
-"""gateway.engine, the operator's choice of the gateway's scripting engine, end to end in the plan: njs (the default)
-runs nginx-unprivileged with the .js modules, lua runs OpenResty's image with the Lua modules (the history cache's
-included), and an unknown engine is refused before anything is written."""
+"""gateway.engine, the operator's choice of the gateway's scripting engine, end to end in the plan: lua (the default)
+runs OpenResty's image with the Lua modules (the history cache's included), njs runs nginx-unprivileged with the .js
+modules, and an unknown engine is refused before anything is written."""
 
 from __future__ import annotations
 
@@ -27,16 +27,17 @@ from zbi_infra.render.gateway_engines import LUA_MODULES, lua_modules
 
 NS = "zbi-testnet"
 LUA = {"zbi:instances": {"testnet": {"gateway": {"engine": "lua"}}}}
+NJS = {"zbi:instances": {"testnet": {"gateway": {"engine": "njs"}}}}
 
 
 @pytest.fixture(scope="module")
 def njs(plan_stack: PlanStack) -> Plan:
-    return plan_stack("dev")
+    return plan_stack("dev", merge=NJS)
 
 
 @pytest.fixture(scope="module")
 def lua(plan_stack: PlanStack) -> Plan:
-    return plan_stack("dev", merge=LUA)
+    return plan_stack("dev")
 
 
 def gateway_pod(plan: Plan) -> dict[str, Any]:
@@ -100,15 +101,24 @@ def test_the_rpc_guard_and_the_metrics_sidecar_keep_their_images_under_lua(njs: 
     assert images(lua) == images(njs)
 
 
-def test_njs_stays_the_default_and_naming_it_changes_nothing(njs: Plan, plan_stack: PlanStack) -> None:
+def test_lua_is_the_default_and_naming_it_changes_nothing(lua: Plan, plan_stack: PlanStack) -> None:
+    container = nginx_container(lua)
+    assert container["image"] == image_ref(OPENRESTY.repository, OPENRESTY.tag, None)
+    assert container["command"][0] == OPENRESTY.binary and container["securityContext"]["runAsUser"] == OPENRESTY.uid
+    data = config_data(lua)
+    assert "zbi_gateway.lua" in data and not [name for name in data if name.endswith(".js")]
+    named = plan_stack("dev", merge=LUA)
+    assert one(named, "Deployment", "gateway", NS) == one(lua, "Deployment", "gateway", NS)
+    assert config_data(named) == data
+
+
+def test_njs_when_named_runs_nginx_unprivileged_with_the_javascript_modules(njs: Plan) -> None:
     container = nginx_container(njs)
     assert container["image"] == image_ref(GATEWAY.repository, GATEWAY.tag, None)
     assert container["command"][0] == "nginx" and container["securityContext"]["runAsUser"] == GATEWAY.uid
     data = config_data(njs)
     assert "gateway.js" in data and not [name for name in data if name.endswith(".lua")]
-    named = plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"engine": "njs"}}}})
-    assert one(named, "Deployment", "gateway", NS) == one(njs, "Deployment", "gateway", NS)
-    assert config_data(named) == data
+    assert data == dev_testnet_gateway_files("njs")
 
 
 def test_the_gateways_image_override_applies_to_openresty(plan_stack: PlanStack) -> None:

@@ -5,39 +5,36 @@ sized from the configuration and accepted by the real nginx, the pack's guardrai
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import ROOT, PlanStack
-from tests.gateway_harness import JS_MODULE, for_this_nginx, nginx
 from tests.k8s_objects import objects, one, pod_spec
+from tests.pod_nginx import checked_by_nginx
 from tests.test_policy import evaluate, resources
 from zbi_infra.config.resources import memory_mib
 from zbi_infra.plan.engine import Plan
-from zbi_infra.render.gateway import (
-    POD_CONFIG_DIR,
-    POD_TLS_DIR,
-    POD_UPSTREAM_DIR,
-    UPSTREAM_AUTH_INCLUDE_SUFFIX,
-    UPSTREAM_AUTH_KEY,
-    upstream_auth_directive,
-)
 from zbi_infra.render.gateway_cache import FILL_COST_ANSWERS, MAX_CACHED_ANSWER_BYTES, POD_CACHE_DIR
-from zbi_infra.render.gateway_nginx import POD_JS_MODULE
+from zbi_infra.render.gateway_engines import ENGINES, Engine
 
 NS = "zbi-testnet"
 SIZE_GIB = 12
 
 
+def with_history(plan_stack: PlanStack, engine: Engine | None = None) -> Plan:
+    """dev with a history cache, on `engine` (the default's when None)."""
+    testnet: dict[str, Any] = {"history": {"cache": {"sizeGib": SIZE_GIB, "keysZoneMib": 48, "fillsAtOnce": 3}}}
+    if engine is not None:
+        testnet["gateway"] = {"engine": engine}
+    return plan_stack("dev", merge={"zbi:instances": {"testnet": testnet}})
+
+
 @pytest.fixture(scope="module")
 def history(plan_stack: PlanStack) -> Plan:
-    cache = {"sizeGib": SIZE_GIB, "keysZoneMib": 48, "fillsAtOnce": 3}
-    return plan_stack("dev", merge={"zbi:instances": {"testnet": {"history": {"cache": cache}}}})
+    return with_history(plan_stack)
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +46,18 @@ def gateway_pod(plan: Plan) -> dict[str, Any]:
     return pod_spec(one(plan, "Deployment", "gateway", NS))
 
 
+def config_map(plan: Plan) -> dict[str, str]:
+    return one(plan, "ConfigMap", "gateway-config", NS)["data"]
+
+
+def cache_enabled(data: dict[str, str]) -> bool:
+    """Whether the engine's cache module, shipped either way, is switched on."""
+    script = data.get("gateway_cache.js") or data["zbi_cache.lua"]
+    switch = re.search(r"^(?:const|local) ENABLED = (true|false);?$", script, flags=re.MULTILINE)
+    assert switch, "no ENABLED switch in the cache module"
+    return switch.group(1) == "true"
+
+
 def test_each_replica_has_its_own_cache_volume(history: Plan, plain: Plan) -> None:
     spec = gateway_pod(history)
     (volume,) = [v for v in spec["volumes"] if "ephemeral" in v]
@@ -56,10 +65,11 @@ def test_each_replica_has_its_own_cache_volume(history: Plan, plain: Plan) -> No
     assert claim["resources"]["requests"]["storage"] == f"{SIZE_GIB}Gi" and claim["accessModes"] == ["ReadWriteOnce"]
     (nginx_container,) = [c for c in spec["containers"] if c["name"] == "gateway"]
     assert {"name": volume["name"], "mountPath": POD_CACHE_DIR} in nginx_container["volumeMounts"]
-    # Without history: no volume, no cache in nginx.conf, the njs module shipped disabled.
+    # Without history: no volume, no cache in nginx.conf, the engine's cache module shipped disabled.
     assert not [v for v in gateway_pod(plain)["volumes"] if "ephemeral" in v]
-    data = one(plain, "ConfigMap", "gateway-config", NS)["data"]
-    assert "proxy_cache" not in data["nginx.conf"] and "const ENABLED = false;" in data["gateway_cache.js"]
+    data = config_map(plain)
+    assert "proxy_cache" not in data["nginx.conf"] and cache_enabled(data) is False
+    assert cache_enabled(config_map(history)) is True
 
 
 def test_the_quota_and_memory_account_for_the_cache(history: Plan, plain: Plan) -> None:
@@ -82,39 +92,16 @@ def test_the_quota_and_memory_account_for_the_cache(history: Plan, plain: Plan) 
     assert memory(history, "requests") - memory(plain, "requests") == 48 + 3 * 24
 
 
-def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(history: Plan, tmp_path: Path) -> None:
-    data = dict(one(history, "ConfigMap", "gateway-config", NS)["data"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_nginx_conf_is_sized_from_the_configuration_and_accepted_by_nginx(
+    engine: Engine, plan_stack: PlanStack, tmp_path: Path
+) -> None:
+    data = config_map(with_history(plan_stack, engine))
     conf = data["nginx.conf"]
     assert f"keys_zone=zbi_history:48m max_size={int(SIZE_GIB * 1024 * 0.85)}m" in conf
     assert "limit_conn zbi_fills 3;" in conf
-    assert "const ENABLED = true;" in data["gateway_cache.js"]
-    moved = {POD_CONFIG_DIR: str(tmp_path), POD_UPSTREAM_DIR: str(tmp_path), POD_TLS_DIR: str(tmp_path),
-             POD_CACHE_DIR: str(tmp_path / "cache"), ".zbi-testnet.svc.cluster.local": ""}  # fmt: skip
-    data["nginx.conf"] = re.sub(r" /tmp/", f" {tmp_path}/", data["nginx.conf"])
-    for name in data:
-        for old, new in moved.items():
-            data[name] = data[name].replace(old, new)
-        (tmp_path / name).write_text(data[name])
-    conf = re.sub(r"(zebrad-rpc|lightwalletd-grpc):", "127.0.0.1:", data["nginx.conf"])
-    if os.geteuid() == 0:
-        conf = conf.replace("worker_processes ", "user root;\nworker_processes ", 1)
-    conf = conf.replace(f"load_module {POD_JS_MODULE};", f"load_module {JS_MODULE};")
-    (tmp_path / "nginx.conf").write_text(for_this_nginx(conf, nginx()))
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
-         "-subj", "/CN=t", "-keyout", str(tmp_path / "tls.key"), "-out", str(tmp_path / "tls.crt")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    (tmp_path / "ca.crt").write_bytes((tmp_path / "tls.crt").read_bytes())
-    # The node's credentials, as the gateway's Secret mounts them (the proxy's header, included at start).
-    (tmp_path / UPSTREAM_AUTH_KEY).write_text("zbi:password\n")
-    (tmp_path / f"{UPSTREAM_AUTH_KEY}{UPSTREAM_AUTH_INCLUDE_SUFFIX}").write_text(
-        upstream_auth_directive("zbi:password")
-    )
-    checked = subprocess.run(
-        [nginx(), "-t", "-e", "stderr", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-        capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    assert cache_enabled(data) is True
+    checked = checked_by_nginx(data, engine, tmp_path)
     assert checked.returncode == 0, checked.stderr
 
 

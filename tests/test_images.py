@@ -20,6 +20,7 @@ from zbi_infra.releases import (
     GATEWAY,
     LIGHTWALLETD,
     MTAIL,
+    OPENRESTY,
     SOCAT,
     ZAINO,
     ZCASHD,
@@ -254,7 +255,8 @@ def test_zaino_runs_start_with_a_config_of_known_keys(plan: Plan) -> None:
 
 
 def test_every_default_image_is_pinned_and_from_the_release_table(plan: Plan) -> None:
-    images = (ZEBRAD, ZCASHD, LIGHTWALLETD, ZAINO, SOCAT, GATEWAY, MTAIL)
+    # GATEWAY: the RPC guard beside zebrad, and the gateway on njs; OPENRESTY: the gateway on Lua, the default.
+    images = (ZEBRAD, ZCASHD, LIGHTWALLETD, ZAINO, SOCAT, GATEWAY, OPENRESTY, MTAIL)
     expected = {image_ref(image.repository, image.tag, None) for image in images}
     expected |= {image_ref(ZAINO.repository, "0.8.0-no-tls", None)}
     used = {
@@ -277,7 +279,7 @@ def test_the_gateway_image_is_nginx_with_njs_as_its_unprivileged_user(plan_stack
     assert int(dockerfile_arg(dockerfile, "UID")) == GATEWAY.uid
     # SIGQUIT is nginx's graceful stop: the kubelet sends the image's stop signal, so a draining pod finishes.
     assert re.search(r"^STOPSIGNAL SIGQUIT$", dockerfile, flags=re.MULTILINE)
-    dev = plan_stack("dev")
+    dev = plan_stack("dev", merge={"zbi:instances": {"testnet": {"gateway": {"engine": "njs"}}}})
     pod = pod_spec(one(dev, "Deployment", "gateway", "zbi-testnet"))
     assert pod["securityContext"]["runAsUser"] == GATEWAY.uid
     nginx_container = next(c for c in pod["containers"] if c["name"] == "gateway")

@@ -226,6 +226,8 @@ GATEWAY_MIN_ANONYMOUS_REQUESTS = 8
 GATEWAY_MAX_CALLS_PER_CALLER = 32
 # The gateway's scripting engines, each rendered by render/gateway_engines.py.
 GatewayEngine = Literal["njs", "lua"]
+# Lua: over half of plain nginx proxying's requests per CPU-second, where njs manages a third (the engine's comment).
+DEFAULT_GATEWAY_ENGINE: GatewayEngine = "lua"
 
 
 class GatewayConfig(StrictModel):
@@ -244,14 +246,14 @@ class GatewayConfig(StrictModel):
     # JSON-RPC bodies above this get HTTP 413; the largest legitimate one is a raw transaction (sendrawtransaction).
     # 40 body buffers of twice this must fit half of resources.memoryLimit: 1638 at most at the default 256Mi.
     max_body_kib: StrictInt = Field(default=256, ge=4, le=10240)
-    # The scripting engine that checks keys, allowlists and bodies: njs (nginx's own, in nginx-unprivileged) or lua
-    # (lua-nginx-module, in OpenResty's image; image overrides then name an OpenResty image). Both give the same
-    # answers; Lua keeps its modules and the user-table entries it read across requests, where njs starts afresh
-    # each time: authenticated getblockcounts run at about half of plain nginx's requests per CPU-second on Lua
-    # (0.43-0.63 over five runs, 0.56 by instructions) and a third on njs (0.26-0.39, 0.21 by instructions;
-    # benchmarks/gateway_load.py, gateway_instructions.py). njs stays the default until OpenResty's image has run
-    # in a cluster (it was not pulled where zBI is tested; the Lua modules ran on Debian's lua-nginx-module).
-    engine: GatewayEngine = "njs"
+    # The scripting engine that checks keys, allowlists and bodies: lua (lua-nginx-module, in OpenResty's image) or
+    # njs (nginx's own, in nginx-unprivileged); image overrides name an image of the engine's kind. Both give the
+    # same answers; Lua keeps its modules and the user-table entries it read across requests, where njs starts
+    # afresh each time: authenticated getblockcounts run at 0.56-0.61 of plain nginx's requests per CPU-second on
+    # Lua and 0.30-0.34 on njs (the images' versions built from their tags, three runs; 0.65 and 0.22 by
+    # instructions; benchmarks/gateway_load.py, gateway_instructions.py). njs serves where images must come from
+    # nginx.org.
+    engine: GatewayEngine = DEFAULT_GATEWAY_ENGINE
 
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
 
