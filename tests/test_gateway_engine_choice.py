@@ -13,7 +13,7 @@ import yaml
 
 from tests.conftest import ROOT, PlanStack
 from tests.k8s_objects import objects, one, pod_spec
-from tests.stack_input import DEV, TODAY, config_with, project_copy, zbi
+from tests.stack_input import DEV, TODAY, config_with, project_copy, rejection, zbi
 from tests.test_gateway import dev_testnet_gateway_files
 from zbi_infra.config.stack import load_stack_config
 from zbi_infra.instances import show
@@ -157,6 +157,30 @@ def test_zbi_plan_refuses_an_unknown_engine_with_exit_2_before_writing_anything(
     expected = "zbi:instances.testnet.gateway.engine: Input should be 'njs' or 'lua'"
     assert expected in result.stderr and "Fix:" in result.stderr, result.stderr
     assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("gateway", "refused"),
+    [
+        # A stack written when njs was the default: its nginx image would meet Lua's directives and crash at start.
+        ({"image": {"repository": "nginxinc/nginx-unprivileged", "tag": "1.27.4"}}, "but engine is lua (the default"),
+        ({"image": {"repository": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mirror/nginx"}}, "engine is lua (the"),
+        ({"engine": "njs", "image": {"repository": "openresty/openresty"}}, "but engine is njs. Fix: set engine: lua"),
+        ({"engine": "njs", "image": {"repository": "nginxinc/nginx-unprivileged", "tag": "1.27.5"}}, None),
+        ({"engine": "lua", "image": {"repository": "registry.example.org/openresty", "tag": "1.27.1.2-13"}}, None),
+    ],
+)
+def test_an_image_of_the_other_engines_kind_is_refused_naming_the_fix(
+    gateway: dict[str, Any], refused: str | None
+) -> None:
+    config = config_with(zbi__instances={"testnet": {"gateway": gateway}})
+    if refused is None:
+        loaded = load_stack_config(config, today=TODAY).instances["testnet"].gateway
+        assert loaded.image.repository == gateway["image"]["repository"]
+        return
+    problems = rejection(config)
+    assert "zbi:instances.testnet.gateway" in problems and refused in problems, problems
+    assert "Fix: set engine:" in problems
 
 
 @pytest.mark.parametrize("cache", [{"enabled": True}, {"enabled": False}], ids=["cache-on", "cache-off"])

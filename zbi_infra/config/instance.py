@@ -247,15 +247,28 @@ class GatewayConfig(StrictModel):
     # 40 body buffers of twice this must fit half of resources.memoryLimit: 1638 at most at the default 256Mi.
     max_body_kib: StrictInt = Field(default=256, ge=4, le=10240)
     # The scripting engine that checks keys, allowlists and bodies: lua (lua-nginx-module, in OpenResty's image) or
-    # njs (nginx's own, in nginx-unprivileged); image overrides name an image of the engine's kind. Both give the
-    # same answers; Lua keeps its modules and the user-table entries it read across requests, where njs starts
-    # afresh each time: authenticated getblockcounts run at 0.56-0.61 of plain nginx's requests per CPU-second on
-    # Lua and 0.30-0.34 on njs (the images' versions built from their tags, three runs; 0.65 and 0.22 by
-    # instructions; benchmarks/gateway_load.py, gateway_instructions.py). njs serves where images must come from
-    # nginx.org.
+    # njs (nginx's own, in nginx-unprivileged); an image override names an image of the engine's kind. Same answers;
+    # Lua keeps its modules and what it read across requests, where njs starts afresh: authenticated getblockcounts
+    # at 0.56-0.61 of plain nginx's requests per CPU-second on Lua, 0.30-0.34 on njs (the images' versions built
+    # from their tags; benchmarks/gateway_load.py). njs serves where images must come from nginx.org.
     engine: GatewayEngine = DEFAULT_GATEWAY_ENGINE
 
     _max_not_below_min = field_validator("max_replicas")(max_not_below_min)
+
+    @model_validator(mode="after")
+    def _image_runs_the_engine(self) -> GatewayConfig:
+        """An override of the other engine's image would crash at start (an unknown directive), as a stack written
+        for njs when it was the default would on Lua."""
+        name = (self.image.repository or "").rsplit("/", 1)[-1]
+        other = {"lua": ("nginx", "nginx-unprivileged"), "njs": ("openresty",)}[self.engine]
+        if name in other:
+            want = "njs" if self.engine == "lua" else "lua"
+            default = " (the default; it was njs in zBI 0.1.0)" if "engine" not in self.model_fields_set else ""
+            raise ValueError(
+                f"image.repository {self.image.repository} is an image for engine {want}, but engine is "
+                f"{self.engine}{default}. Fix: set engine: {want}, or name an image of {self.engine}'s kind"
+            )
+        return self
 
     @model_validator(mode="after")
     def _bodies_fit_the_memory_limit(self) -> GatewayConfig:
