@@ -287,6 +287,22 @@ def test_the_gateway_image_is_nginx_with_njs_as_its_unprivileged_user(plan_stack
     assert nginx_container["ports"][0]["containerPort"] > 1024
 
 
+def test_the_lua_engines_image_is_openrestys_package_of_the_pinned_release() -> None:
+    """docker-openresty's bookworm Dockerfile at the pinned tag installs OpenResty's Debian package of the release the
+    tag names, links the log files to the container's stdio, names no user and stops gracefully."""
+    dockerfile = text("openresty/Dockerfile")
+    release, image_release, flavor = re.fullmatch(r"(\d+\.\d+\.\d+\.\d+)-(\d+)-(\w+)", OPENRESTY.tag).groups()  # type: ignore[union-attr]
+    assert SOURCES["openresty/Dockerfile"]["tag"] == f"{release}-{image_release}"
+    assert flavor == "bookworm" and 'ARG RESTY_IMAGE_TAG="bookworm-slim"' in dockerfile
+    assert f'ARG RESTY_DEB_VERSION="={release}-1~bookworm1"' in dockerfile
+    # No USER: the image would run as root, so zBI names the uid (nobody, 65534, from Debian's base-passwd).
+    assert not re.search(r"^USER ", dockerfile, flags=re.MULTILINE) and OPENRESTY.uid == 65534
+    assert re.search(r"^STOPSIGNAL SIGQUIT$", dockerfile, flags=re.MULTILINE)
+    # The package's nginx, which zBI runs by its path rather than the image's CMD.
+    assert 'CMD ["/usr/bin/openresty", "-g", "daemon off;"]' in dockerfile
+    assert OPENRESTY.binary == "/usr/local/openresty/nginx/sbin/nginx"
+
+
 def test_the_metrics_sidecar_is_mtails_release_image() -> None:
     dockerfile = text("mtail/Dockerfile.goreleaser")
     goreleaser = text("mtail/goreleaser.yml")

@@ -55,11 +55,13 @@ UPSTREAMS = {
     "ec2-user-guide": Upstream(
         "awsdocs/amazon-ec2-user-guide", "dcfd52bbc4641d131f5d71feab6457b73976ff6f", "CC-BY-SA-4.0"
     ),
-    # The access gateway's images: NGINX's unprivileged build with njs (no release tag for 1.27.4 in that
-    # repository: the commit that made it), and mtail, which turns the gateway's access log into metrics.
+    # The access gateway's images: NGINX's unprivileged build with njs (no release tags in that repository: the
+    # commit that made 1.30.4, its stable line), OpenResty's (docker-openresty's release tag), and mtail, which turns
+    # the gateway's access log into metrics.
     "nginx-unprivileged": Upstream(
-        "nginxinc/docker-nginx-unprivileged", "2cc5e1e803dee7adc6418662068edb014b26584c", "Apache-2.0"
+        "nginxinc/docker-nginx-unprivileged", "e26803b6ff7ca01455284231c59f20cb5e3ae82e", "Apache-2.0"
     ),
+    "docker-openresty": Upstream("openresty/docker-openresty", "1.27.1.2-12", "BSD-2-Clause"),
     "mtail": Upstream("google/mtail", "v3.0.9", "Apache-2.0"),
     # The in-cluster control plane: the Pulumi Kubernetes Operator's chart and its Stack CRD.
     "pulumi-kubernetes-operator": Upstream(
@@ -90,7 +92,9 @@ COPIES = [
     ("zcash", "zcutil/fetch-params.sh", "zcash/fetch-params.sh"),
     ("zaino", "Dockerfile", "zaino/Dockerfile"),
     ("zaino", "entrypoint.sh", "zaino/entrypoint.sh"),
-    ("nginx-unprivileged", "mainline/debian/Dockerfile", "nginx-unprivileged/Dockerfile"),
+    ("nginx-unprivileged", "stable/debian/Dockerfile", "nginx-unprivileged/Dockerfile"),
+    ("docker-openresty", "bookworm/Dockerfile", "openresty/Dockerfile"),
+    ("docker-openresty", "COPYRIGHT", "openresty/COPYRIGHT"),
     ("mtail", "Dockerfile.goreleaser", "mtail/Dockerfile.goreleaser"),
     # The blackbox exporter's module schema (yaml tags), for zBI's probe modules.
     ("blackbox_exporter", "config/config.go", "blackbox_exporter/config.go"),

@@ -149,19 +149,26 @@ ZAINO = Image(
     "/usr/local/bin/zainod",
 )
 ZAINO_NO_TLS_TAG = "0.8.0-no-tls"
-# The access gateway: NGINX 1.27.4 with njs 0.8.9 (its Dockerfile installs nginx-module-njs), as its unprivileged
-# user 101. The same image is on ECR Public (public.ecr.aws/nginx/nginx-unprivileged), which EKS pulls without
-# Docker Hub's rate limits.
-GATEWAY = Image("nginxinc/nginx-unprivileged", "1.27.4", "2025-02-13", "nginx", 101, "nginx")
-# The gateway's Lua engine (gateway.engine: lua): OpenResty 1.27.1.2 (released 2025-03-14, openresty.org's
-# changelog-1027001; its 1.27.1.3 has no image), nginx 1.27.1 with lua-nginx-module, LuaJIT and lua-cjson built in.
-# docker-openresty's bookworm flavor at its tag 1.27.1.2-12 (2026-04-19, CHANGELOG.md) installs OpenResty's own
-# Debian package (openresty=1.27.1.2-1~bookworm1) on debian:bookworm-slim and names no USER (it would run as root):
-# zBI runs it as Debian's nobody (65534, base-passwd), a uid the image has, above the 10000 that checkov asks for,
-# and owning nothing in the image (nginx.conf keeps every file nginx writes in the /tmp emptyDir). The binary is
-# the package's nginx (/usr/bin/openresty links to it: openresty.org's deb-packages page), run directly, not the
-# image's CMD. Its STOPSIGNAL is SIGQUIT, nginx's graceful stop, as nginx-unprivileged's. The tag is
-# <openresty>-<image>-<flavor>, the full pin docker-openresty's README recommends.
+# The access gateway on njs, and the RPC guard beside zebrad: NGINX 1.30.4, the stable line, with njs 1.0.0 (its
+# Dockerfile, stable/debian/Dockerfile at the commit that made it, 2026-07-15, installs nginx-module-njs on
+# debian:trixie-slim), as its unprivileged user 101. 1.30.4 carries nginx's 2026 security fixes through 1.31.3's
+# (docs/changes.xml; README, "Images"). The same image is on ECR Public (public.ecr.aws/nginx/nginx-unprivileged),
+# which EKS pulls without Docker Hub's rate limits.
+GATEWAY = Image("nginxinc/nginx-unprivileged", "1.30.4", "2026-07-15", "nginx", 101, "nginx")
+# The gateway's Lua engine (gateway.engine: lua, the default): OpenResty 1.27.1.2 (released 2025-03-14, openresty.org's
+# changelog-1027001), nginx 1.27.1 with lua-nginx-module 0.10.28, LuaJIT 2.1-20250117 and lua-cjson 2.1.0.14 built
+# in: the release whose components ran zBI's suite here. It predates nginx's 2026 security releases; of their fixes
+# only CVE-2026-1642's (plain text injected into a TLS upstream's answer by a machine in the middle) is on a path
+# zBI uses, and the configuration shapes of the others are tested absent (test_gateway_cve_shapes.py). OpenResty
+# 1.31.1.1 (image 1.31.1.1-0-bookworm, 2026-06-05) carries most of them; it waits for its LuaJIT and lua-resty-core
+# tags, which could not be fetched here, to run the suite. docker-openresty's bookworm flavor at its tag
+# 1.27.1.2-12 (2026-04-19, CHANGELOG.md) installs OpenResty's own Debian package (openresty=1.27.1.2-1~bookworm1)
+# on debian:bookworm-slim and names no USER (it would run as root): zBI runs it as Debian's nobody (65534,
+# base-passwd), a uid the image has, above the 10000 that checkov asks for, and owning nothing in the image
+# (nginx.conf keeps every file nginx writes in the /tmp emptyDir). The binary is the package's nginx
+# (/usr/bin/openresty links to it: openresty.org's deb-packages page), run directly, not the image's CMD. Its
+# STOPSIGNAL is SIGQUIT, nginx's graceful stop, as nginx-unprivileged's. The tag is <openresty>-<image>-<flavor>,
+# the full pin docker-openresty's README recommends.
 OPENRESTY = Image(
     "openresty/openresty",
     "1.27.1.2-12-bookworm",
