@@ -41,9 +41,9 @@ from tests.gateway_harness import (
     nginx,
     nginx_cpu_seconds,
     running_gateway,
-    takes_http2_on,
     tls_files,
 )
+from tests.nginx_builds import takes_http2_on
 from tests.zcash_blocks import LARGEST, block
 from zbi_infra.config.instance import GATEWAY_MAX_CALLS_PER_CALLER, GatewayConfig
 from zbi_infra.render.gateway import (

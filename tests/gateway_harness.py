@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, timedelta
-from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +42,7 @@ from tests.monitoring_exporters import mtail as mtail
 from tests.monitoring_exporters import running_blackbox as running_blackbox
 from tests.monitoring_exporters import running_mtail as running_mtail
 from tests.monitoring_exporters import serving as serving
+from tests.nginx_builds import takes_http2_on
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.render import gateway_cache
@@ -144,24 +144,6 @@ def nginx(engine: Engine = "njs") -> str:
         packages = ["nginx-light", "libnginx-mod-http-lua", "lua-cjson", "luajit2"]
         return debian_tool("nginx", packages, needs=(*LUA_MODULES, CJSON))
     return debian_tool("nginx", ["nginx-light", "libnginx-mod-http-js"], needs=(JS_MODULE,))
-
-
-@cache
-def takes_http2_on(binary: str) -> bool:
-    """Whether `binary` is nginx 1.25.1 or later (OpenResty numbers as nginx), which takes `http2 on;`, as the pods'."""
-    banner = subprocess.run([binary, "-v"], capture_output=True, text=True, timeout=30, check=True).stderr
-    version = re.search(r"(?:nginx|openresty)/(\d+)\.(\d+)\.(\d+)", banner)
-    assert version, banner
-    return tuple(int(part) for part in version.groups()) >= (1, 25, 1)
-
-
-def for_this_nginx(conf: str, binary: str) -> str:
-    """The pod's nginx.conf as `binary` reads it: an nginx older than 1.25.1 (Debian's 1.22) takes HTTP/2 as the
-    listen parameter `http2 on;` replaced, and knows no `http2` directive."""
-    if takes_http2_on(binary):
-        return conf
-    assert "        http2 on;\n" in conf
-    return re.sub(r"(\n\s*listen \S+ ssl);", r"\1 http2;", conf.replace("        http2 on;\n", ""))
 
 
 @dataclass

@@ -11,8 +11,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gateway_harness import JS_MODULE, for_this_nginx, lua_module_paths, nginx, tls_files
+from tests.gateway_harness import JS_MODULE, lua_module_paths, nginx, tls_files
 from tests.json_rpc_node import NODE_CREDENTIALS
+from tests.nginx_builds import for_this_nginx
 from zbi_infra.render.gateway import (
     POD_CONFIG_DIR,
     POD_LISTEN_PORT,

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway_harness import KEYS, Gateway, node_answer, running_gateway, start_node
+from tests.nginx_builds import njs_version
 from tests.zcash_blocks import LARGEST, VECTORS, block
 from zbi_infra.config.access import parse_access
 from zbi_infra.config.instance import GatewayConfig
@@ -206,11 +207,12 @@ def framed_post(gateway: Gateway, body: bytes, chunk_line: bytes, size: int) -> 
 
 
 def test_a_chunked_body_is_read_in_small_chunks_and_refused_in_json_when_its_framing_outgrows_the_buffer(
-    gateway: Gateway,
+    engine: Engine, gateway: Gateway
 ) -> None:
     """nginx's body buffer (twice the limit) holds a chunked body as framed: chunks of 5 bytes with plain sizes fit,
-    and are read; padded sizes or chunk extensions can outgrow it, and nginx writes the body to a file no njs can
-    read: a JSON-RPC 413 that says how to send it, never nginx's HTML 500, and the node is not asked."""
+    and are read; padded sizes or chunk extensions can outgrow it, and nginx writes the body to a file it has already
+    unlinked. njs 0.8.10 and later read that file (the pods' njs is 1.0.0): the call is answered as any other. Lua
+    and older njs cannot: a JSON-RPC 413 that says how to send it, never nginx's HTML 500, and the node is not asked."""
     call = {"method": "getblockcount", "params": ["x" * (16 * 1024 - 100)], "id": 1}
     body = json.dumps(call).encode()
     assert len(body) < 16 * 1024
@@ -218,11 +220,16 @@ def test_a_chunked_body_is_read_in_small_chunks_and_refused_in_json_when_its_fra
     assert status == 200 and json.loads(answer)["result"] == {"answered": "getblockcount"}, answer[:300]
     assert gateway.node.received[-1] == body
     before = len(gateway.node.received)
+    reads_spilled_bodies = engine == "njs" and njs_version() >= (0, 8, 10)
     for padded in (b"0" * 300 + b"%x", b"%x;extension=" + b"x" * 300):
         status, answer = framed_post(gateway, body, padded, size=129)
-        assert status == 413, answer[:300]
-        assert json.loads(answer)["error"] == {"code": -32600, "message": FRAMING_REFUSAL}
-    assert len(gateway.node.received) == before
+        if reads_spilled_bodies:
+            assert status == 200 and json.loads(answer)["result"] == {"answered": "getblockcount"}, answer[:300]
+            assert gateway.node.received[-1] == body
+        else:
+            assert status == 413, answer[:300]
+            assert json.loads(answer)["error"] == {"code": -32600, "message": FRAMING_REFUSAL}
+    assert len(gateway.node.received) == before + (2 if reads_spilled_bodies else 0)
 
 
 def test_the_node_down_is_still_502(engine: Engine, tmp_path: Path) -> None:

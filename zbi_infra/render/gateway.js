@@ -286,8 +286,8 @@ function jsonRpc(r) {
     }
     // The body, in memory: nginx.conf's client_body_buffer_size is twice the largest body it accepts. That buffer
     // holds a chunked body as framed, so one under the limit whose framing outgrows it (chunks under 5 bytes,
-    // padded sizes, chunk extensions) is written to a file that njs (0.7.9 and 0.8.x alike) will not read (it
-    // throws; undefined is no body), and that nginx has already unlinked: refused, saying how to send it.
+    // padded sizes, chunk extensions) is written to a file nginx has already unlinked. njs 0.8.10 and later (the
+    // pods' 1.0.0) read it; earlier njs throws (undefined is no body): refused, saying how to send it.
     let text;
     try {
         text = r.requestText;
