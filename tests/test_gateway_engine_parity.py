@@ -81,6 +81,39 @@ def test_a_control_character_makes_the_body_no_json(body: bytes, served: tuple[G
     assert node.received == []
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id":"\xff","method":"stop"}',
+        b'{"id":1,"method":"get\xe9blockcount"}',
+        b'{"id":1,"method":"getblockcount","params":["\xc0\xaf"]}',
+        b'{"id":"\xed\xa0\x80","method":"stop"}',
+        b'{"id":"\xf4\x90\x80\x80","method":"stop"}',
+        b'[{"id":1,"method":"getblockcount"},{"id":"\xf0\x9f\x98","method":"stop"}]',
+    ],
+    ids=["lone-byte-in-an-id", "latin-1-in-a-method", "overlong-slash-in-params", "surrogate-in-an-id",
+         "above-the-last-code-point", "cut-four-byte-sequence-in-a-batch"],
+)  # fmt: skip
+def test_a_body_that_is_not_utf8_is_no_json(body: bytes, served: tuple[Gateway, Node]) -> None:
+    """JSON is UTF-8 (RFC 8259, 8.1), and the node's parser refuses other bytes: the gateway answers a parse error
+    and forwards nothing, rather than writing the bytes back (an answer that is no JSON) or, in njs 0.8 and later,
+    U+FFFD in their place."""
+    gateway, node = served
+    node.received.clear()
+    status, answer = post(gateway, body)
+    assert (status, json.loads(answer)["error"]["code"]) == (400, -32700), answer
+    assert node.received == []
+
+
+def test_utf8_beyond_ascii_is_still_json(served: tuple[Gateway, Node]) -> None:
+    gateway, node = served
+    node.received.clear()
+    body = '[{"id":"é😀\uffff","method":"getblockcount"},{"id":"ü","method":"stop"}]'.encode()
+    status, answer = post(gateway, body)
+    assert status == 200 and [a["id"] for a in json.loads(answer)] == ["é😀\uffff", "ü"]
+    assert len(node.received) == 1
+
+
 def test_whitespace_between_values_is_still_json(served: tuple[Gateway, Node]) -> None:
     gateway, node = served
     node.received.clear()

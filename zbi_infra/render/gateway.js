@@ -297,6 +297,12 @@ function jsonRpc(r) {
     }
     let request;
     try {
+        // JSON is UTF-8 (RFC 8259, 8.1): a body that is not is no JSON, as the node's parser finds it. njs 0.7 keeps
+        // its bytes, 0.8 and later put U+FFFD in their place, an id written back wrongly either way: a body with
+        // more than ASCII is decoded strictly, which throws on such bytes (lengths tell nothing on 0.7's strings).
+        if (text && /[^\x00-\x7f]/.test(text)) {
+            new TextDecoder('utf-8', {fatal: true}).decode(r.requestBuffer);
+        }
         request = JSON.parse(text || '');
     } catch (e) {
         return json.refuseRequest(r, 400, -32700, 'Parse error');

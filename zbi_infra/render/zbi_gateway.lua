@@ -459,7 +459,9 @@ local function json_rpc()
             "the body is framed larger than the gateway buffers: send it with Content-Length")
     end
     body = body or ""
-    local request = text.decode(body)
+    -- JSON is UTF-8 (RFC 8259, 8.1): a body that is not is no JSON, as the node's parser finds it; cjson takes its
+    -- bytes, which the gateway would write back in an answer that is no JSON either.
+    local request = text.utf8(body) and text.decode(body) or nil
     if request == nil then
         return text.refuse_request(400, -32700, "Parse error")
     end

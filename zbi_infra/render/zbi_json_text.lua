@@ -328,6 +328,29 @@ local function trimmed(s)
     return sub(s, first, last)
 end
 
+-- Whether `s` is UTF-8 as RFC 3629, and so JSON (RFC 8259, 8.1), has it: no overlong form, no surrogate, nothing
+-- above U+10FFFF. Each lead byte bounds its second byte; the others are 0x80-0xBF. ASCII runs are skipped by find.
+local function utf8(s)
+    local i = find(s, "[\128-\255]")
+    while i do
+        local c, second = byte(s, i, i + 1)
+        local size = c >= 0xF0 and 4 or c >= 0xE0 and 3 or 2
+        local low = (c == 0xE0 and 0xA0) or (c == 0xF0 and 0x90) or 0x80
+        local high = (c == 0xED and 0x9F) or (c == 0xF4 and 0x8F) or 0xBF
+        if c < 0xC2 or c > 0xF4 or not second or second < low or second > high then
+            return false
+        end
+        for k = i + 2, i + size - 1 do
+            local b = byte(s, k)
+            if not b or b < 0x80 or b > 0xBF then
+                return false
+            end
+        end
+        i = find(s, "[\128-\255]", i + size)
+    end
+    return true
+end
+
 -- The first `count` characters of `s` (code points, as njs's slice counts them), never cutting a UTF-8 sequence.
 local function prefix(s, count)
     local length = #s
@@ -385,6 +408,7 @@ return {
     text_of = text_of,
     decode = decode,
     valid = valid,
+    utf8 = utf8,
     prefix = prefix,
     trimmed = trimmed,
     error_text = error_text,
