@@ -249,7 +249,7 @@ class GatewayConfig(StrictModel):
     # The scripting engine that checks keys, allowlists and bodies: lua (lua-nginx-module, in OpenResty's image) or
     # njs (nginx's own, in nginx-unprivileged); an image override names an image of the engine's kind. Same answers;
     # Lua keeps its modules and what it read across requests, where njs starts afresh: authenticated getblockcounts
-    # at 0.56-0.61 of plain nginx's requests per CPU-second on Lua, 0.30-0.34 on njs (the images' versions built
+    # at 0.52-0.62 of plain nginx's requests per CPU-second on Lua, 0.27-0.31 on njs (the images' versions built
     # from their tags; benchmarks/gateway_load.py). njs serves where images must come from nginx.org.
     engine: GatewayEngine = DEFAULT_GATEWAY_ENGINE
 
