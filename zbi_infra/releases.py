@@ -152,8 +152,8 @@ ZAINO_NO_TLS_TAG = "0.8.0-no-tls"
 # The access gateway on njs, and the RPC guard beside zebrad: NGINX 1.30.4, the stable line, with njs 1.0.0 (its
 # Dockerfile, stable/debian/Dockerfile at the commit that made it, 2026-07-15, installs nginx-module-njs on
 # debian:trixie-slim), as its unprivileged user 101. 1.30.4 carries nginx's 2026 security fixes through 1.31.3's
-# (docs/changes.xml; README, "Images"). The same image is on ECR Public (public.ecr.aws/nginx/nginx-unprivileged),
-# which EKS pulls without Docker Hub's rate limits.
+# (nginx's docs/xml/nginx/changes.xml; README, "Images"). The same image is on ECR Public
+# (public.ecr.aws/nginx/nginx-unprivileged), which EKS pulls without Docker Hub's rate limits.
 GATEWAY = Image("nginxinc/nginx-unprivileged", "1.30.4", "2026-07-15", "nginx", 101, "nginx")
 # The gateway's Lua engine (gateway.engine: lua, the default): OpenResty 1.27.1.2 (released 2025-03-14, openresty.org's
 # changelog-1027001), nginx 1.27.1 with lua-nginx-module 0.10.28, LuaJIT 2.1-20250117 and lua-cjson 2.1.0.14 built
