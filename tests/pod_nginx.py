@@ -19,6 +19,7 @@ from zbi_infra.render.gateway import (
     POD_LISTEN_PORT,
     POD_TLS_DIR,
     POD_UPSTREAM_DIR,
+    RELAY_PORT,
     UPSTREAM_AUTH_INCLUDE_SUFFIX,
     UPSTREAM_AUTH_KEY,
     upstream_auth_directive,
@@ -59,11 +60,14 @@ def write_pod_config(
     as_root: bool,
     listen: str | None = None,
     upstreams: dict[str, str] | None = None,
+    relay_port: int | None = None,
 ) -> str:
     """The ConfigMap's files in `layout.config`, the Secrets' in `layout.upstream` and `layout.tls`; returns the nginx
     to run. `as_root`: workers as root (a root master would drop them to `nobody`, who cannot read pytest's
     directories); otherwise nginx.conf is the pod's, which names no user. `listen` replaces the pod's 0.0.0.0
-    listener; `upstreams` maps the pod's upstream names (zebrad-rpc, ...) to where the test serves them."""
+    listener; `upstreams` maps the pod's upstream names (zebrad-rpc, ...) to where the test serves them;
+    `relay_port` moves the loopback listener the engines read the node's answers back through (a fixed port in the
+    pod, which two nginx at once, or one still closing, would both want)."""
     for directory in (layout.config, layout.upstream, layout.tls, layout.tmp):
         directory.mkdir(parents=True, exist_ok=True)
     moved = {
@@ -74,6 +78,12 @@ def write_pod_config(
         ".zbi-testnet.svc.cluster.local": "",
     }
     data = dict(config_map)
+    if relay_port is not None:
+        for old, new in ((f"127.0.0.1:{RELAY_PORT}", f"127.0.0.1:{relay_port}"),
+                         (f'"127.0.0.1", {RELAY_PORT}', f'"127.0.0.1", {relay_port}')):  # fmt: skip
+            data = {name: text.replace(old, new) for name, text in data.items()}
+        assert f"listen 127.0.0.1:{relay_port};" in data["nginx.conf"]
+        assert not [name for name, text in data.items() if f"127.0.0.1:{RELAY_PORT}" in text]
     # The pod's temporary directory first, before anything else lives under the test's (itself in /tmp).
     data["nginx.conf"] = re.sub(r" /tmp/", f" {layout.tmp}/", data["nginx.conf"])
     for name in data:

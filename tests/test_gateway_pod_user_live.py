@@ -93,6 +93,7 @@ def test_the_pods_configuration_runs_as_its_user_and_writes_only_tmp(
             as_root=False,
             listen=f"127.0.0.1:{port}",
             upstreams={"zebrad-rpc": f"127.0.0.1:{node.server.server_port}"},
+            relay_port=free_port(),
         )
         # As the kubelet mounts them: ConfigMap and Secret files root's and read-only (0644, group the pod's
         # fsGroup), their directories not writable; the emptyDir writable by all.
