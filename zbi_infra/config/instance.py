@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, StringConstraints, ValidationInfo, field_validator, model_validator
 
 from zbi_infra.config.base import DnsLabel, GitHubOwner, StrictBool, StrictInt, StrictModel, listed_twice
+from zbi_infra.config.gateway_image import check_gateway_image
 from zbi_infra.config.health import ReadinessConfig
 from zbi_infra.config.history import HistoryConfig
 from zbi_infra.config.image import ImageConfig
@@ -257,17 +258,7 @@ class GatewayConfig(StrictModel):
 
     @model_validator(mode="after")
     def _image_runs_the_engine(self) -> GatewayConfig:
-        """An override of the other engine's image would crash at start (an unknown directive), as a stack written
-        for njs when it was the default would on Lua."""
-        name = (self.image.repository or "").rsplit("/", 1)[-1]
-        other = {"lua": ("nginx", "nginx-unprivileged"), "njs": ("openresty",)}[self.engine]
-        if name in other:
-            want = "njs" if self.engine == "lua" else "lua"
-            default = " (the default; it was njs in zBI 0.1.0)" if "engine" not in self.model_fields_set else ""
-            raise ValueError(
-                f"image.repository {self.image.repository} is an image for engine {want}, but engine is "
-                f"{self.engine}{default}. Fix: set engine: {want}, or name an image of {self.engine}'s kind"
-            )
+        check_gateway_image(self.engine, self.image, engine_named="engine" in self.model_fields_set)
         return self
 
     @model_validator(mode="after")
