@@ -266,6 +266,18 @@ def running_gateway(
         yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)
 
 
+@contextmanager
+def gateway_before_a_node(directory: Path, **options: Any) -> Iterator[Gateway]:
+    """The rendered gateway (running_gateway, with its own `options`) in front of a node of its own (start_node),
+    both stopped when the block ends; the node is the gateway's `node`."""
+    node = start_node()
+    try:
+        with running_gateway(directory, f"127.0.0.1:{node.server.server_port}", node, **options) as gateway:
+            yield gateway
+    finally:
+        node.server.shutdown()
+
+
 def nginx_cpu_seconds(master: int) -> float:
     """CPU time of an nginx, master and workers, from /proc."""
     ticks = os.sysconf("SC_CLK_TCK")

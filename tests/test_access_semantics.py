@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from tests.gateway_harness import KEYS, Gateway, read_user_table, running_gateway, start_node, write_user_table
+from tests.gateway_harness import (
+    KEYS,
+    Gateway,
+    gateway_before_a_node,
+    read_user_table,
+    write_user_table,
+)
 from zbi_infra.access_keys import describe_users, key_hash, new_key
 from zbi_infra.cli import main
 from zbi_infra.config.access import AccessFile, parse_access, read_access_file
@@ -53,14 +59,8 @@ def access_file(today: date) -> AccessFile:
 
 @pytest.fixture(scope="module")
 def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
-        ) as gw:
-            yield gw
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path_factory.mktemp("gateway"), engine=engine) as gw:
+        yield gw
 
 
 @contextmanager

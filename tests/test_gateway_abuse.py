@@ -23,10 +23,9 @@ from tests.gateway_harness import (
     Gateway,
     LightWallet,
     bearer,
+    gateway_before_a_node,
     read_user_table,
-    running_gateway,
     serving_light_wallet,
-    start_node,
     wallet_stub,
     write_user_table,
 )
@@ -49,18 +48,10 @@ def light_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightWall
 
 @pytest.fixture(scope="module")
 def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("gateway"),
-            f"127.0.0.1:{node.server.server_port}",
-            node,
-            grpc_upstream=f"127.0.0.1:{light_wallet.port}",
-            engine=engine,
-        ) as running:
-            yield running
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(
+        tmp_path_factory.mktemp("gateway"), grpc_upstream=f"127.0.0.1:{light_wallet.port}", engine=engine
+    ) as running:
+        yield running
 
 
 def basic(user: str, key: str | None = None) -> str:
@@ -330,24 +321,20 @@ def test_a_rate_bucket_unknown_to_this_nginx_conf_still_limits(gateway: Gateway)
 def test_anonymous_calls_are_limited_per_client_address(engine: Engine, tmp_path: Path) -> None:
     """The anonymous profile (5/s, burst 20) is counted per address: 127.0.0.1 reaches 429, 127.0.0.2 is not
     affected. Without the zone nothing would be refused; keyed without the address, 127.0.0.2 would be too."""
-    node = start_node()
-    try:
-        with running_gateway(tmp_path, f"127.0.0.1:{node.server.server_port}", node, engine=engine) as gateway:
-            call = b'{"method":"getinfo","id":1}'
+    with gateway_before_a_node(tmp_path, engine=engine) as gateway:
+        call = b'{"method":"getinfo","id":1}'
 
-            def one(source: str) -> int:
-                return request(gateway, call, source=source)[0]
+        def one(source: str) -> int:
+            return request(gateway, call, source=source)[0]
 
-            started = time.monotonic()
-            with ThreadPoolExecutor(max_workers=8) as pool:
-                first = list(pool.map(one, ["127.0.0.1"] * 60))
-            elapsed = time.monotonic() - started
-            # The burst, and what 5/s refilled while the calls ran (a loaded machine makes them slower, not freer).
-            assert 20 <= first.count(200) <= 21 + 5 * elapsed + 1 and first.count(429) >= 1, (first, elapsed)
-            assert set(first) == {200, 429}
-            assert one("127.0.0.2") == 200
-    finally:
-        node.server.shutdown()
+        started = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            first = list(pool.map(one, ["127.0.0.1"] * 60))
+        elapsed = time.monotonic() - started
+        # The burst, and what 5/s refilled while the calls ran (a loaded machine makes them slower, not freer).
+        assert 20 <= first.count(200) <= 21 + 5 * elapsed + 1 and first.count(429) >= 1, (first, elapsed)
+        assert set(first) == {200, 429}
+        assert one("127.0.0.2") == 200
 
 
 def test_anonymous_is_a_reserved_user_name() -> None:
@@ -360,17 +347,11 @@ def test_anonymous_requests_in_progress_are_capped_in_all_by_the_body_budget(eng
     from whatever addresses: 12 addresses holding 8 slow bodies each get 32 in and 64 refused at once."""
     max_body = 1024 * 1024
     assert anonymous_requests_cap(max_body) == 32
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path, f"127.0.0.1:{node.server.server_port}", node, max_body_bytes=max_body, engine=engine
-        ) as gateway:
-            connections = [held_open(gateway, f"127.0.1.{1 + a}", None) for a in range(12) for _ in range(8)]
-            try:
-                refused = sum(answered_within(c, 0.05).startswith(b"HTTP/1.1 429") for c in connections)
-                assert refused == 64
-            finally:
-                for connection in connections:
-                    connection.close()
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path, max_body_bytes=max_body, engine=engine) as gateway:
+        connections = [held_open(gateway, f"127.0.1.{1 + a}", None) for a in range(12) for _ in range(8)]
+        try:
+            refused = sum(answered_within(c, 0.05).startswith(b"HTTP/1.1 429") for c in connections)
+            assert refused == 64
+        finally:
+            for connection in connections:
+                connection.close()

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import KEYS, Gateway, Node, nginx_cpu_seconds, running_gateway, start_node
+from tests.gateway_harness import (
+    KEYS,
+    Gateway,
+    Node,
+    gateway_before_a_node,
+    nginx_cpu_seconds,
+)
 from zbi_infra.access_keys import key_hash
 from zbi_infra.config.access import parse_access
 from zbi_infra.render.gateway_engines import Engine
@@ -24,14 +30,9 @@ EXCHANGE = "Basic " + __import__("base64").b64encode(f"exchange:{KEYS['exchange'
 
 @pytest.fixture(scope="module")
 def served(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Node]]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("parity"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
-        ) as gateway:
-            yield gateway, node
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path_factory.mktemp("parity"), engine=engine) as gateway:
+        assert gateway.node is not None
+        yield gateway, gateway.node
 
 
 def post(gateway: Gateway, body: bytes, authorization: str | None = EXCHANGE) -> tuple[int, bytes]:
@@ -193,24 +194,17 @@ def test_a_batch_of_thousands_is_charged_whole(engine: Engine, tmp_path: Path) -
     """A profile may allow batches of up to 10,000 calls: a batch of 1,500 is charged call by call and passes. The
     rate meter's connections once ended after 1,000 requests (nginx's default), refusing the Lua engine's batch, and
     njs opened a meter connection per call at once, past a worker's connections."""
-    node = start_node()
     file = parse_access(
         {"jsonRpc": {"methods": ["getblockcount"]},
          "users": [{"name": "exchange", "keySha256": key_hash(KEYS["exchange"]),
                     "rateLimit": {"requestsPerSecond": 100_000, "burst": 100_000, "maxBatch": 2000}}]},
         "access/batches.yaml",
     )  # fmt: skip
-    try:
-        with running_gateway(
-            tmp_path, f"127.0.0.1:{node.server.server_port}", node, engine=engine, access_file=file,
-            max_body_bytes=256 * 1024,
-        ) as gateway:  # fmt: skip
-            batch = [{"method": "getblockcount", "id": i} for i in range(1500)]
-            status, answer = post(gateway, json.dumps(batch).encode())
-            assert status == 200 and len(json.loads(answer)) == 1500
-            assert "worker_connections are not enough" not in gateway.log.read_text(errors="replace")
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path, engine=engine, access_file=file, max_body_bytes=256 * 1024) as gateway:
+        batch = [{"method": "getblockcount", "id": i} for i in range(1500)]
+        status, answer = post(gateway, json.dumps(batch).encode())
+        assert status == 200 and len(json.loads(answer)) == 1500
+        assert "worker_connections are not enough" not in gateway.log.read_text(errors="replace")
 
 
 def test_locations_answering_alone_log_the_same_and_warn_of_nothing(served: tuple[Gateway, Node]) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.debian import debian_tool
-from tests.gateway_harness import KEYS, Gateway, running_gateway, start_node
+from tests.gateway_harness import KEYS, Gateway, gateway_before_a_node, running_gateway
 from tests.history_node import start_history_node
 from tests.test_history_cache_live import TIP, history_access
 from zbi_infra.render.gateway_engines import Engine
@@ -37,14 +37,8 @@ def over_http2(gateway: Gateway, body: Any, user: str = "exchange") -> tuple[int
 
 @pytest.fixture(scope="module")
 def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("h2"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
-        ) as gw:
-            yield gw
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path_factory.mktemp("h2"), engine=engine) as gw:
+        yield gw
 
 
 def test_a_single_call_and_batches_answer_over_http2(gateway: Gateway) -> None:

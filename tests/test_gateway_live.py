@@ -23,12 +23,12 @@ from tests.gateway_harness import (
     Gateway,
     access,
     bearer,
+    gateway_before_a_node,
     read_user_table,
-    running_gateway,
     wallet_stub,
     write_user_table,
 )
-from tests.json_rpc_node import NODE_CREDENTIALS, TIP, start_node
+from tests.json_rpc_node import NODE_CREDENTIALS, TIP
 from tests.light_wallet_server import LightWallet, real_compact_block, serving_light_wallet
 from zbi_infra.access_keys import new_key
 from zbi_infra.config.access import light_wallet_service
@@ -44,18 +44,10 @@ def light_wallet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LightWall
 
 @pytest.fixture(scope="module")
 def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory, light_wallet: LightWallet) -> Iterator[Gateway]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("gateway"),
-            f"127.0.0.1:{node.server.server_port}",
-            node,
-            grpc_upstream=f"127.0.0.1:{light_wallet.port}",
-            engine=engine,
-        ) as running:
-            yield running
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(
+        tmp_path_factory.mktemp("gateway"), grpc_upstream=f"127.0.0.1:{light_wallet.port}", engine=engine
+    ) as running:
+        yield running
 
 
 def test_an_allowed_call_reaches_the_node_with_the_nodes_credentials_only(gateway: Gateway) -> None:

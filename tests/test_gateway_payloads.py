@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import KEYS, Gateway, node_answer, running_gateway, start_node
+from tests.gateway_harness import KEYS, Gateway, gateway_before_a_node, node_answer, running_gateway
 from tests.nginx_builds import njs_version
 from tests.zcash_blocks import LARGEST, VECTORS, block
 from zbi_infra.config.access import parse_access
@@ -35,14 +35,8 @@ from zbi_infra.render.gateway_nginx import pod_files
 
 @pytest.fixture(scope="module")
 def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("gateway"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
-        ) as running:
-            yield running
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path_factory.mktemp("gateway"), engine=engine) as running:
+        yield running
 
 
 def post(gateway: Gateway, body: bytes, user: str | None = "exchange", chunks: int = 0) -> tuple[int, bytes]:

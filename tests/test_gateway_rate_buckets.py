@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway_harness import Gateway, access, running_gateway, start_node, worker_processes
+from tests.gateway_harness import Gateway, access, gateway_before_a_node, worker_processes
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import parse_access
 from zbi_infra.render.gateway import WORKER_PROCESSES, GatewayPaths, rate_buckets
@@ -41,19 +41,10 @@ def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         {"jsonRpc": {"methods": ["getblockcount"]}, "grpc": {"methods": ["GetLatestBlock"]}, "users": users},
         "access/rates.yaml",
     )
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("rates"),
-            f"127.0.0.1:{node.server.server_port}",
-            node,
-            access_file=file,
-            grpc_upstream="127.0.0.1:9",
-            engine=engine,
-        ) as running:
-            yield running
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(
+        tmp_path_factory.mktemp("rates"), access_file=file, grpc_upstream="127.0.0.1:9", engine=engine
+    ) as running:
+        yield running
 
 
 def authorization(user: str) -> str:

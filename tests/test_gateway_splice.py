@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway_harness import Gateway, running_gateway, start_node
+from tests.gateway_harness import Gateway, gateway_before_a_node
 from zbi_infra.config.access import parse_access
 from zbi_infra.render.gateway import SPLICE_JS_MODULE, GatewayPaths, GatewayUpstreams, gateway_js, gateway_splice_js
 from zbi_infra.render.gateway_engines import Engine
@@ -57,14 +57,8 @@ def test_the_rendered_splice_module_has_no_placeholder_left() -> None:
 
 @pytest.fixture(scope="module")
 def gateway(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    node = start_node()
-    try:
-        with running_gateway(
-            tmp_path_factory.mktemp("splice"), f"127.0.0.1:{node.server.server_port}", node, engine=engine
-        ) as gw:
-            yield gw
-    finally:
-        node.server.shutdown()
+    with gateway_before_a_node(tmp_path_factory.mktemp("splice"), engine=engine) as gw:
+        yield gw
 
 
 def logged(gateway: Gateway, path_methods: str) -> dict[str, str]:
