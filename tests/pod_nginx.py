@@ -51,6 +51,11 @@ class PodLayout:
     def tmp(self) -> Path:
         return self.root / "tmp"
 
+    @property
+    def read_only(self) -> tuple[Path, Path, Path]:
+        """The mounts the pod reads only: the ConfigMap's and the two Secrets'."""
+        return (self.config, self.upstream, self.tls)
+
 
 def write_pod_config(
     config_map: dict[str, str],
@@ -68,7 +73,7 @@ def write_pod_config(
     listener; `upstreams` maps the pod's upstream names (zebrad-rpc, ...) to where the test serves them;
     `relay_port` moves the loopback listener the engines read the node's answers back through (a fixed port in the
     pod, which two nginx at once, or one still closing, would both want)."""
-    for directory in (layout.config, layout.upstream, layout.tls, layout.tmp):
+    for directory in (*layout.read_only, layout.tmp):
         directory.mkdir(parents=True, exist_ok=True)
     moved = {
         POD_CONFIG_DIR: str(layout.config),

@@ -37,7 +37,11 @@ PROBE_KEY = _digest("dev-probe-key", "password", length=32)
 
 def files_under(root: Path) -> dict[str, tuple[int, int]]:
     """Every path under `root` with its size and modification time in nanoseconds."""
-    return {str(path.relative_to(root)): (path.lstat().st_size, path.lstat().st_mtime_ns) for path in root.rglob("*")}
+    found = {}
+    for path in root.rglob("*"):
+        status = path.lstat()
+        found[str(path.relative_to(root))] = (status.st_size, status.st_mtime_ns)
+    return found
 
 
 def as_the_pods_user(uid: int) -> list[str]:
@@ -97,15 +101,14 @@ def test_the_pods_configuration_runs_as_its_user_and_writes_only_tmp(
         )
         # As the kubelet mounts them: ConfigMap and Secret files root's and read-only (0644, group the pod's
         # fsGroup), their directories not writable; the emptyDir writable by all.
-        for directory in (layout.config, layout.upstream, layout.tls):
+        for directory in layout.read_only:
             for path in directory.iterdir():
                 if os.geteuid() == 0:
                     os.chown(path, 0, uid)
                 path.chmod(0o644)
             directory.chmod(0o555)
         layout.tmp.chmod(0o777)
-        before = {name: files_under(path) for name, path in (("config", layout.config), ("upstream", layout.upstream),
-                                                             ("tls", layout.tls))}  # fmt: skip
+        before = [files_under(directory) for directory in layout.read_only]
         # The container's stdout, where nginx.conf sends the access log (/dev/stdout, reopened by path): runc hands
         # the container's stdio to its user (fixStdioPermissions), as this file is handed here.
         log = pod_root / "stdout"
@@ -150,13 +153,12 @@ def test_the_pods_configuration_runs_as_its_user_and_writes_only_tmp(
             process.terminate()
             process.wait(timeout=15)
         # nothing written where the pod's root filesystem or mounts are read-only: only under /tmp.
-        after = {name: files_under(path) for name, path in (("config", layout.config), ("upstream", layout.upstream),
-                                                            ("tls", layout.tls))}  # fmt: skip
+        after = [files_under(directory) for directory in layout.read_only]
         assert after == before
         assert {path.name for path in pod_root.iterdir()} == {"config", "upstream", "tls", "tmp", "stdout"}
         assert any(layout.tmp.iterdir())  # what nginx did write (its pid, temporary paths) is in /tmp
     finally:
         node.server.shutdown()
-        for directory in (layout.config, layout.upstream, layout.tls):
+        for directory in layout.read_only:
             if directory.exists():
                 directory.chmod(0o755)
