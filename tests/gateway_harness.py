@@ -42,7 +42,7 @@ from tests.monitoring_exporters import mtail as mtail
 from tests.monitoring_exporters import running_blackbox as running_blackbox
 from tests.monitoring_exporters import running_mtail as running_mtail
 from tests.monitoring_exporters import serving as serving
-from tests.nginx_builds import takes_http2_on
+from tests.nginx_builds import for_this_nginx
 from zbi_infra.access_keys import key_hash, new_key
 from zbi_infra.config.access import AccessFile, parse_access
 from zbi_infra.render import gateway_cache
@@ -256,11 +256,10 @@ def running_gateway(
         history_cache=cache,
         engine=engine,
         lua_module_paths=lua_module_paths(),
-        http2_on=takes_http2_on(binary),
         # Workers would otherwise drop to `nobody`, who cannot read a root-owned temporary directory.
         user="root" if os.geteuid() == 0 else None,
     )
-    (directory / "nginx.conf").write_text(config)
+    (directory / "nginx.conf").write_text(for_this_nginx(config, binary))
     context = ssl.create_default_context(cafile=str(certificate))
     with running_nginx(binary, directory, port) as log:
         yield Gateway(f"https://127.0.0.1:{port}/", context, directory, log, node, port, certificate)

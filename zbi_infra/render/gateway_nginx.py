@@ -105,7 +105,6 @@ def nginx_conf(
     history_cache: GatewayCache | None = None,
     engine: Engine = "njs",
     lua_module_paths: tuple[str, ...] = (),
-    http2_on: bool = True,
 ) -> str:
     """nginx.conf for one instance's gateway. `listen` is `host:port`; TLS (and HTTP/2 for gRPC) when `paths` names a
     certificate; the light-wallet server's gRPC service is proxied when `grpc_upstream` is given, its certificate
@@ -113,9 +112,7 @@ def nginx_conf(
     sends a copy of the access log to the metrics sidecar. `memory_limit_mib`, the container's memory limit, sizes
     how many batches with refused calls the replica splices at once. `zcashd_upstream` (`host:port`): the zcashd
     sidecar's JSON-RPC, served at /zcashd (render/gateway_zcashd.py). `engine`: njs, or Lua (render/gateway_engines.py;
-    `lua_module_paths` the dynamic modules to load, none where nginx has them built in). `http2_on`: HTTP/2 as nginx
-    1.25.1 and later write it, `http2 on;` (both engines' images are 1.27: they warn at every start of the listen
-    parameter it replaced); off for an older nginx, which knows only `listen ... ssl http2`."""
+    `lua_module_paths` the dynamic modules to load, none where nginx has them built in)."""
     buckets = rate_buckets(access)
     scripts = (
         lua_directives(paths, lua_module_paths, history_cache=history_cache is not None, rate_buckets=buckets)
@@ -146,9 +143,11 @@ def nginx_conf(
     )
     # $zbi_who, split (njs's who(), the meter's); the Lua engine sets these variables itself.
     who_fields = f"{_who_fields()}\n" if engine == "njs" else ""
-    listen_parameters = (" ssl" + ("" if http2_on else " http2")) if tls else ""
     tls_lines = (
-        ("        http2 on;\n" if http2_on else "") + f"        ssl_certificate {paths.tls_certificate};\n"
+        # HTTP/2 as nginx 1.25.1 and later write it (both images are 1.27 and later: they warn at every start of the
+        # listen parameter it replaced).
+        "        http2 on;\n"
+        f"        ssl_certificate {paths.tls_certificate};\n"
         f"        ssl_certificate_key {paths.tls_key};\n"
         "        ssl_protocols TLSv1.2 TLSv1.3;\n"
         if tls
@@ -227,7 +226,7 @@ http {{
     }}
 {meter_upstream}{grpc_upstream_block}{gateway_zcashd.upstream_block(zcashd_upstream)}
     server {{
-        listen {listen}{listen_parameters};
+        listen {listen}{" ssl" if tls else ""};
 {scripts.server}{tls_lines}        # Bodies stay in memory, where the engine reads them (a chunked one near the limit
         # included: see GATEWAY_BODY_BUFFER_FACTOR), and are refused above the limit with 413.
         client_max_body_size {max_body_bytes};
