@@ -61,10 +61,10 @@ local function configure(limits, strictest_name)
     strictest = buckets[strictest_name]
 end
 
--- The dictionary takes its expiry in seconds and stores it in whole milliseconds (truncating): half a millisecond
+-- The dictionary takes an expiry in seconds and stores it in whole milliseconds (truncating): half a millisecond
 -- more keeps the product from falling just below the integer.
-local function expire_after(dict, key, milliseconds)
-    dict:expire(key, (milliseconds + 0.5) / 1000)
+local function seconds(milliseconds)
+    return (milliseconds + 0.5) / 1000
 end
 
 -- Takes `count` calls from `rate_key`'s bucket named `bucket_name`, as that many calls in a row would: true when
@@ -79,7 +79,7 @@ local function take(rate_key, bucket_name, count)
     local rate, burst, dict = bucket.rate, bucket.burst, bucket.dict
     local now = rate * tonumber(C.ngx_current_msec)
     local charged = count * CALL
-    local total = dict:incr(rate_key, charged, now - CALL, (ceil(CALL / rate) + EXPIRY_MARGIN_MS + 0.5) / 1000)
+    local total = dict:incr(rate_key, charged, now - CALL, seconds(ceil(CALL / rate) + EXPIRY_MARGIN_MS))
     if total == nil then
         -- No room even after forgetting the least recently used keys: refused, as nginx refuses a call it could not
         -- allocate a node for.
@@ -102,7 +102,7 @@ local function take(rate_key, bucket_name, count)
     if taken > 0 then
         -- Until the next call would find the bucket drained (its excess back to 0).
         local excess = first + (taken - 1) * CALL
-        expire_after(dict, rate_key, ceil((excess + CALL) / rate) + EXPIRY_MARGIN_MS)
+        dict:expire(rate_key, seconds(ceil((excess + CALL) / rate) + EXPIRY_MARGIN_MS))
     end
     return taken == count
 end
